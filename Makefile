@@ -1,0 +1,56 @@
+# funnelrank developer entry points. On a fresh machine:
+#   make demo   -> installs everything, then runs the main job on the embedded default
+#   make test   -> installs everything, then runs the C++ and Python test suites
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+ASAN_VENV := .venv-asan
+# Warnings are errors in every build this Makefile makes (CI included).
+CMAKE_FLAGS := -C cmake.define.FUNNELRANK_WERROR=ON
+PYTEST_ARGS ?=
+
+.PHONY: setup build demo test test-cpp test-py test-sanitize bench clean
+
+$(BIN)/python:
+	./tools/install-sysdeps.sh
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=23" "scikit-build-core>=0.10" "pybind11>=2.12"
+
+# (Re)build the native core and install the package in editable mode; incremental via build/.
+build: $(BIN)/python
+	$(BIN)/python -m pip install -q --no-build-isolation $(CMAKE_FLAGS) -e ".[test]"
+
+setup: build
+
+demo: build
+	$(BIN)/funnelrank demo
+
+test-cpp: $(BIN)/python
+	cmake -S . -B build/cpp-tests -G Ninja -DFUNNELRANK_BUILD_PYTHON=OFF -DFUNNELRANK_BUILD_TESTS=ON -DFUNNELRANK_WERROR=ON
+	cmake --build build/cpp-tests
+	ctest --test-dir build/cpp-tests --output-on-failure
+
+test-py: build
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: test-cpp test-py
+
+# The C++ tests and the core's Python tests, built with AddressSanitizer + UndefinedBehaviorSanitizer.
+test-sanitize: $(BIN)/python
+	cmake -S . -B build/cpp-asan -G Ninja -DFUNNELRANK_BUILD_PYTHON=OFF -DFUNNELRANK_BUILD_TESTS=ON \
+	  -DFUNNELRANK_WERROR=ON -DFUNNELRANK_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+	cmake --build build/cpp-asan
+	ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build/cpp-asan --output-on-failure
+	test -x $(ASAN_VENV)/bin/python || $(PYTHON) -m venv --system-site-packages $(ASAN_VENV)
+	$(ASAN_VENV)/bin/python -m pip install -q --upgrade "scikit-build-core>=0.10" "pybind11>=2.12"
+	$(ASAN_VENV)/bin/python -m pip install -q --no-build-isolation $(CMAKE_FLAGS) \
+	  -C cmake.define.FUNNELRANK_SANITIZE=ON -C cmake.build-type=Debug -C build-dir=build/asan-py ".[test]"
+	LD_PRELOAD="$$(g++ -print-file-name=libasan.so) $$(g++ -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  $(ASAN_VENV)/bin/python -m pytest -m core -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: build
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf build $(VENV) $(ASAN_VENV)

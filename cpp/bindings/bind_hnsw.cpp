@@ -1,0 +1,5 @@
+#include "bindings.h"
+
+namespace funnelrank::bindings {
+void bind_hnsw(pybind11::module_& /*m*/) {}
+}  // namespace funnelrank::bindings

@@ -1,0 +1,14 @@
+"""funnelrank: retrieve-and-rerank for RAG and search.
+
+Stage 1 (recall): BM25 over an inverted index and dense vectors in an HNSW graph, fused with
+reciprocal-rank fusion, all in a C++ core. Stage 2 (precision): an ONNX Runtime cross-encoder
+re-scores the candidates; its sigmoid scores are absolute, so a relevance floor can refuse junk.
+"""
+
+from __future__ import annotations
+
+from funnelrank._core import IndexFileError
+
+__version__ = "0.1.0"
+
+__all__ = ["IndexFileError", "__version__"]

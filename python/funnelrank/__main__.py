@@ -1,0 +1,5 @@
+"""`python -m funnelrank` is the same as the `funnelrank` command."""
+
+from funnelrank.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Evaluation: BEIR loading, ranking metrics, and the stage harness behind `funnelrank eval`."""

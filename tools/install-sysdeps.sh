@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the C/C++ libraries the native core builds against (Debian/Ubuntu package names).
+set -euo pipefail
+PKGS=(libhnswlib-dev libstemmer-dev libutf8proc-dev libgtest-dev cmake ninja-build g++)
+missing=()
+for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "funnelrank needs these system packages: ${missing[*]}" >&2
+  echo "install them with: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${missing[@]}"
