@@ -2,8 +2,10 @@ import subprocess
 import sys
 
 import funnelrank
+import pytest
 
 
+@pytest.mark.core
 def test_core_imports_and_exposes_error_type() -> None:
     assert issubclass(funnelrank.IndexFileError, OSError)
 

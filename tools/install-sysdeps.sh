@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the C/C++ libraries the native core builds against (Debian/Ubuntu package names).
 set -euo pipefail
-PKGS=(libhnswlib-dev libstemmer-dev libutf8proc-dev libgtest-dev cmake ninja-build g++)
+PKGS=(libhnswlib-dev libstemmer-dev libutf8proc-dev zlib1g-dev libgtest-dev cmake ninja-build g++)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] && exit 0

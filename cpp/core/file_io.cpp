@@ -1,0 +1,196 @@
+#include "file_io.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <array>
+#include <cerrno>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <sstream>
+
+namespace funnelrank::io {
+namespace {
+
+constexpr std::string_view kEndMagic = "FRK-END!";
+constexpr std::size_t kHeaderSize = kMagicSize + sizeof(std::uint32_t);
+constexpr std::size_t kTrailerSize = sizeof(std::uint64_t) + sizeof(std::uint32_t) + kMagicSize;
+constexpr std::size_t kBufferSize = 1 << 20;
+
+std::string errno_text() { return std::strerror(errno); }
+
+void check_magic(std::string_view magic) {
+    if (magic.size() != kMagicSize) throw InvalidArgument("index file magic must be 8 bytes");
+}
+
+std::string parent_dir(const std::string& path) {
+    const auto slash = path.find_last_of('/');
+    if (slash == std::string::npos) return ".";
+    if (slash == 0) return "/";
+    return path.substr(0, slash);
+}
+
+void write_all(int fd, const unsigned char* data, std::size_t size, const std::string& path) {
+    while (size > 0) {
+        const ssize_t n = ::write(fd, data, size);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw IndexFileError("cannot write " + path + ": " + errno_text());
+        }
+        data += n;
+        size -= static_cast<std::size_t>(n);
+    }
+}
+
+}  // namespace
+
+std::uint32_t crc32(std::uint32_t crc, const void* data, std::size_t size) {
+    return static_cast<std::uint32_t>(
+        ::crc32_z(crc, static_cast<const Bytef*>(data), static_cast<z_size_t>(size)));
+}
+
+AtomicFileWriter::AtomicFileWriter(std::string path, std::string_view magic, std::uint32_t version)
+    : path_(std::move(path)) {
+    check_magic(magic);
+    if (path_.empty()) throw InvalidArgument("index path is empty");
+    std::random_device rd;
+    std::ostringstream tmp;
+    tmp << path_ << ".tmp-" << ::getpid() << "-" << std::hex << rd();
+    tmp_path_ = tmp.str();
+    fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw IndexFileError("cannot create " + tmp_path_ + ": " + errno_text());
+    buffer_.reserve(kBufferSize);
+    // The header is not part of the checksummed payload; write it straight through.
+    std::array<unsigned char, kHeaderSize> header{};
+    std::memcpy(header.data(), magic.data(), kMagicSize);
+    std::memcpy(header.data() + kMagicSize, &version, sizeof(version));
+    write_all(fd_, header.data(), header.size(), tmp_path_);
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(tmp_path_.c_str());
+}
+
+void AtomicFileWriter::flush_buffer() {
+    write_all(fd_, buffer_.data(), buffer_.size(), tmp_path_);
+    buffer_.clear();
+}
+
+void AtomicFileWriter::write_bytes(const void* data, std::size_t size) {
+    if (committed_) throw InvalidArgument("write after commit");
+    if (size == 0) return;
+    crc_ = crc32(crc_, data, size);
+    payload_size_ += size;
+    const auto* bytes = static_cast<const unsigned char*>(data);
+    if (buffer_.size() + size > kBufferSize) flush_buffer();
+    if (size >= kBufferSize) {
+        write_all(fd_, bytes, size, tmp_path_);
+    } else {
+        buffer_.insert(buffer_.end(), bytes, bytes + size);
+    }
+}
+
+void AtomicFileWriter::write_string(std::string_view s) {
+    write<std::uint64_t>(s.size());
+    write_bytes(s.data(), s.size());
+}
+
+void AtomicFileWriter::commit() {
+    if (committed_) return;
+    flush_buffer();
+    std::array<unsigned char, kTrailerSize> trailer{};
+    std::memcpy(trailer.data(), &payload_size_, sizeof(payload_size_));
+    std::memcpy(trailer.data() + sizeof(payload_size_), &crc_, sizeof(crc_));
+    std::memcpy(trailer.data() + sizeof(payload_size_) + sizeof(crc_), kEndMagic.data(), kMagicSize);
+    write_all(fd_, trailer.data(), trailer.size(), tmp_path_);
+    if (::fsync(fd_) != 0) throw IndexFileError("cannot fsync " + tmp_path_ + ": " + errno_text());
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) throw IndexFileError("cannot close " + tmp_path_ + ": " + errno_text());
+    if (::rename(tmp_path_.c_str(), path_.c_str()) != 0)
+        throw IndexFileError("cannot rename " + tmp_path_ + " to " + path_ + ": " + errno_text());
+    committed_ = true;
+    // Make the rename itself durable.
+    const int dir = ::open(parent_dir(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {
+        ::fsync(dir);
+        ::close(dir);
+    }
+}
+
+BinaryReader::BinaryReader(std::string_view data, std::string context)
+    : data_(data), context_(std::move(context)) {}
+
+void BinaryReader::fail(const std::string& what) const {
+    throw IndexFileError(context_ + ": corrupt index file (" + what + " at byte " +
+                         std::to_string(pos_) + ")");
+}
+
+void BinaryReader::read_bytes(void* out, std::size_t size) {
+    if (size > remaining()) fail("unexpected end of data");
+    if (size > 0) std::memcpy(out, data_.data() + pos_, size);
+    pos_ += size;
+}
+
+std::string BinaryReader::read_string() {
+    const auto size = read<std::uint64_t>();
+    if (size > remaining()) fail("string length exceeds the file");
+    std::string s(data_.substr(pos_, static_cast<std::size_t>(size)));
+    pos_ += static_cast<std::size_t>(size);
+    return s;
+}
+
+std::uint64_t BinaryReader::read_count(std::uint64_t max, const char* what) {
+    const auto n = read<std::uint64_t>();
+    if (n > max) fail(std::string(what) + " count " + std::to_string(n) + " exceeds limit " + std::to_string(max));
+    return n;
+}
+
+void BinaryReader::expect_end() const {
+    if (remaining() != 0) fail(std::to_string(remaining()) + " unexpected trailing bytes");
+}
+
+IndexFile::IndexFile(std::string path, std::string_view magic, std::uint32_t max_version)
+    : path_(std::move(path)) {
+    check_magic(magic);
+    std::ifstream in(path_, std::ios::binary);
+    if (!in) throw IndexFileError("cannot open index file " + path_ + ": " + errno_text());
+    in.seekg(0, std::ios::end);
+    const std::streamoff size = in.tellg();
+    if (size < 0) throw IndexFileError("cannot read index file " + path_);
+    in.seekg(0, std::ios::beg);
+    bytes_.resize(static_cast<std::size_t>(size));
+    if (size > 0 && !in.read(bytes_.data(), size)) throw IndexFileError("cannot read index file " + path_);
+
+    const std::string corrupt = path_ + ": not a valid funnelrank index file (";
+    if (bytes_.size() < kHeaderSize + kTrailerSize)
+        throw IndexFileError(corrupt + "truncated: " + std::to_string(bytes_.size()) + " bytes)");
+    if (std::string_view(bytes_.data(), kMagicSize) != magic)
+        throw IndexFileError(corrupt + "wrong magic; expected " + std::string(magic) + ")");
+    std::memcpy(&version_, bytes_.data() + kMagicSize, sizeof(version_));
+    if (version_ == 0 || version_ > max_version)
+        throw IndexFileError(path_ + ": unsupported format version " + std::to_string(version_) +
+                             " (this build reads up to " + std::to_string(max_version) + ")");
+    const char* trailer = bytes_.data() + bytes_.size() - kTrailerSize;
+    if (std::string_view(trailer + sizeof(std::uint64_t) + sizeof(std::uint32_t), kMagicSize) != kEndMagic)
+        throw IndexFileError(corrupt + "truncated or incomplete write: end marker missing)");
+    std::uint64_t payload_size = 0;
+    std::uint32_t stored_crc = 0;
+    std::memcpy(&payload_size, trailer, sizeof(payload_size));
+    std::memcpy(&stored_crc, trailer + sizeof(payload_size), sizeof(stored_crc));
+    if (payload_size != bytes_.size() - kHeaderSize - kTrailerSize)
+        throw IndexFileError(corrupt + "size mismatch: truncated or extended)");
+    if (crc32(0, bytes_.data() + kHeaderSize, static_cast<std::size_t>(payload_size)) != stored_crc)
+        throw IndexFileError(corrupt + "checksum mismatch: the file is corrupt)");
+}
+
+BinaryReader IndexFile::reader() const {
+    return BinaryReader(std::string_view(bytes_).substr(kHeaderSize, bytes_.size() - kHeaderSize - kTrailerSize),
+                        path_);
+}
+
+}  // namespace funnelrank::io
