@@ -1,0 +1,322 @@
+"""Loading BEIR-format datasets: corpus, queries, qrels per split, and an optional first-stage run.
+
+Layout of a dataset directory (https://github.com/beir-cellar/beir)::
+
+    corpus.jsonl        one {"_id", "title", "text"} object per line (extra keys such as "metadata" kept)
+    queries.jsonl       one {"_id", "text"} object per line
+    qrels/<split>.tsv   header `query-id  corpus-id  score`, then one judgment per line (integer grade)
+    run.bm25.tsv        optional first-stage run: header `query-id  corpus-id  rank  score`
+
+Conventions:
+
+* A document's searchable text is ``title + " " + text`` (the BEIR convention; just ``text`` when the title
+  is empty), see :attr:`Document.full_text`.
+* The queries evaluated for a split are exactly those that appear in ``qrels/<split>.tsv`` (with any grade,
+  zero included); every one of them must exist in queries.jsonl.
+* Qrels may judge documents that are absent from the corpus (trec-dl19 does: its corpus is the union of the
+  BM25 run's passages, the judgments cover more). They stay in the qrels, so recall is measured against
+  all judged relevant documents, as trec_eval does; :attr:`BeirDataset.qrels_docs_missing` counts them.
+* A run is kept in its rank order (the ``rank`` column), not re-sorted by score.
+
+Every format problem raises :class:`DatasetFormatError` (a ``ValueError``) naming the file and line;
+missing files raise ``FileNotFoundError`` saying what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BeirDataset",
+    "DatasetFormatError",
+    "Document",
+    "Qrels",
+    "Query",
+    "Run",
+    "available_splits",
+    "load_beir",
+    "load_corpus",
+    "load_qrels",
+    "load_queries",
+    "load_run",
+]
+
+Qrels = dict[str, dict[str, int]]
+"""query id -> {document id -> relevance grade}."""
+
+Run = dict[str, list[tuple[str, float]]]
+"""query id -> [(document id, score), ...] in rank order (best first)."""
+
+RUN_FILE = "run.bm25.tsv"
+
+
+class DatasetFormatError(ValueError):
+    """A dataset file is malformed; the message names the file and (1-based) line number."""
+
+    def __init__(self, path: Path | str, line: int | None, message: str) -> None:
+        self.path = Path(path)
+        self.line = line
+        where = f"{self.path}:{line}" if line is not None else str(self.path)
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One corpus document."""
+
+    id: str
+    title: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def full_text(self) -> str:
+        """The text indexed and reranked: ``title + " " + text`` (BEIR convention), or ``text`` if no title."""
+        return f"{self.title} {self.text}" if self.title else self.text
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query."""
+
+    id: str
+    text: str
+
+
+@dataclass
+class BeirDataset:
+    """A BEIR dataset loaded for one split.
+
+    ``queries`` holds only the split's judged queries (those in its qrels), in qrels order; ``corpus`` keeps
+    file order. ``run`` is the first-stage run when the directory has one (``run.bm25.tsv``), else None.
+    """
+
+    name: str
+    root: Path
+    split: str
+    corpus: dict[str, Document]
+    queries: dict[str, Query]
+    qrels: Qrels
+    run: Run | None = None
+    qrels_docs_missing: int = 0
+
+    def doc_ids(self) -> list[str]:
+        """Document ids in corpus order."""
+        return list(self.corpus)
+
+    def doc_texts(self) -> list[str]:
+        """Document full texts (title + text) in corpus order, aligned with :meth:`doc_ids`."""
+        return [d.full_text for d in self.corpus.values()]
+
+
+def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, line without newline) decoding UTF-8 strictly, per line so that an
+    invalid byte is reported with its line."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DatasetFormatError(
+                    path, lineno, f"invalid UTF-8 at byte {exc.start} of the line ({exc.reason})"
+                ) from None
+            if lineno == 1 and line.startswith("\ufeff"):
+                line = line[1:]
+            yield lineno, line.rstrip("\r\n")
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    for lineno, line in _read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetFormatError(path, lineno, f"malformed JSON: {exc.msg} (column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise DatasetFormatError(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
+
+
+def _str_field(path: Path, lineno: int, obj: dict[str, Any], key: str, *, required: bool) -> str:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise DatasetFormatError(path, lineno, f'missing field "{key}"')
+        return ""
+    if key == "_id" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # some BEIR exports write numeric ids
+    if not isinstance(value, str):
+        raise DatasetFormatError(path, lineno, f'field "{key}" must be a string, got {type(value).__name__}')
+    if key == "_id" and not value:
+        raise DatasetFormatError(path, lineno, 'empty "_id"')
+    return value
+
+
+def load_corpus(path: Path | str) -> dict[str, Document]:
+    """Load corpus.jsonl into {id: Document} (file order). Duplicate ids are an error."""
+    path = Path(path)
+    corpus: dict[str, Document] = {}
+    first_line: dict[str, int] = {}
+    for lineno, obj in _read_jsonl(path):
+        doc_id = _str_field(path, lineno, obj, "_id", required=True)
+        if doc_id in corpus:
+            raise DatasetFormatError(
+                path, lineno, f'duplicate document id "{doc_id}" (first seen on line {first_line[doc_id]})'
+            )
+        title = _str_field(path, lineno, obj, "title", required=False)
+        text = _str_field(path, lineno, obj, "text", required=True)
+        meta = obj.get("metadata")
+        corpus[doc_id] = Document(doc_id, title, text, meta if isinstance(meta, dict) else {})
+        first_line[doc_id] = lineno
+    return corpus
+
+
+def load_queries(path: Path | str) -> dict[str, Query]:
+    """Load queries.jsonl into {id: Query} (file order). Duplicate ids are an error."""
+    path = Path(path)
+    queries: dict[str, Query] = {}
+    first_line: dict[str, int] = {}
+    for lineno, obj in _read_jsonl(path):
+        qid = _str_field(path, lineno, obj, "_id", required=True)
+        if qid in queries:
+            raise DatasetFormatError(
+                path, lineno, f'duplicate query id "{qid}" (first seen on line {first_line[qid]})'
+            )
+        queries[qid] = Query(qid, _str_field(path, lineno, obj, "text", required=True))
+        first_line[qid] = lineno
+    return queries
+
+
+def _tsv_rows(path: Path, header: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
+    """Yield (line number, fields) of a tab-separated file, checking the width; a first line equal to
+    `header` is skipped (BEIR files have it; plain TREC-style files may not)."""
+    for lineno, line in _read_lines(path):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) == 1:  # tolerate space-separated files
+            fields = line.split()
+        fields = [f.strip() for f in fields]
+        if lineno == 1 and tuple(f.lower() for f in fields) == header:
+            continue
+        if len(fields) != len(header):
+            raise DatasetFormatError(
+                path, lineno, f"expected {len(header)} columns ({', '.join(header)}), got {len(fields)}"
+            )
+        yield lineno, fields
+
+
+def load_qrels(path: Path | str) -> Qrels:
+    """Load a qrels TSV (`query-id corpus-id score`) into {qid: {doc_id: grade}} (grades are integers;
+    a repeated (query, document) pair is an error)."""
+    path = Path(path)
+    qrels: Qrels = {}
+    for lineno, (qid, doc_id, grade_s) in _tsv_rows(path, ("query-id", "corpus-id", "score")):
+        try:
+            grade_f = float(grade_s)
+        except ValueError:
+            raise DatasetFormatError(path, lineno, f'relevance grade "{grade_s}" is not a number') from None
+        if not math.isfinite(grade_f) or grade_f != int(grade_f):
+            raise DatasetFormatError(path, lineno, f'relevance grade "{grade_s}" is not an integer')
+        judged = qrels.setdefault(qid, {})
+        if doc_id in judged:
+            raise DatasetFormatError(path, lineno, f'duplicate judgment for query "{qid}", document "{doc_id}"')
+        judged[doc_id] = int(grade_f)
+    return qrels
+
+
+def load_run(path: Path | str) -> Run:
+    """Load a run TSV (`query-id corpus-id rank score`) into {qid: [(doc_id, score), ...]} ordered by the
+    rank column. Non-finite scores, repeated documents for a query and repeated ranks are errors."""
+    path = Path(path)
+    rows: dict[str, list[tuple[int, str, float, int]]] = {}
+    seen: dict[str, dict[str, int]] = {}
+    for lineno, (qid, doc_id, rank_s, score_s) in _tsv_rows(path, ("query-id", "corpus-id", "rank", "score")):
+        try:
+            rank = int(rank_s)
+            score = float(score_s)
+        except ValueError:
+            raise DatasetFormatError(path, lineno, f'bad rank "{rank_s}" or score "{score_s}"') from None
+        if not math.isfinite(score):
+            raise DatasetFormatError(path, lineno, f'score "{score_s}" is not finite')
+        docs = seen.setdefault(qid, {})
+        if doc_id in docs:
+            raise DatasetFormatError(
+                path, lineno, f'document "{doc_id}" repeated for query "{qid}" (first on line {docs[doc_id]})'
+            )
+        docs[doc_id] = lineno
+        rows.setdefault(qid, []).append((rank, doc_id, score, lineno))
+    run: Run = {}
+    for qid, entries in rows.items():
+        entries.sort(key=lambda e: e[0])
+        for a, b in zip(entries, entries[1:]):
+            if a[0] == b[0]:
+                raise DatasetFormatError(path, b[3], f'rank {b[0]} repeated for query "{qid}"')
+        run[qid] = [(doc_id, score) for _, doc_id, score, _ in entries]
+    return run
+
+
+def available_splits(root: Path | str) -> list[str]:
+    """The split names with a qrels file under ``root/qrels`` (sorted)."""
+    qdir = Path(root) / "qrels"
+    return sorted(p.stem for p in qdir.glob("*.tsv")) if qdir.is_dir() else []
+
+
+def load_beir(root: Path | str, split: str = "test", *, with_run: bool = True) -> BeirDataset:
+    """Load a BEIR dataset directory for one split (and its ``run.bm25.tsv`` when present and `with_run`).
+
+    Raises FileNotFoundError for a missing directory, file or split (listing the available splits) and
+    DatasetFormatError for malformed content or judged queries missing from queries.jsonl.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: dataset directory not found")
+    qrels_path = root / "qrels" / f"{split}.tsv"
+    if not qrels_path.is_file():
+        splits = available_splits(root)
+        have = ", ".join(splits) if splits else f"none (no {root / 'qrels'}/*.tsv)"
+        raise FileNotFoundError(f'{qrels_path}: split "{split}" not found; available splits: {have}')
+    for required in ("corpus.jsonl", "queries.jsonl"):
+        if not (root / required).is_file():
+            raise FileNotFoundError(f"{root / required}: file not found (a BEIR dataset needs it)")
+
+    corpus = load_corpus(root / "corpus.jsonl")
+    all_queries = load_queries(root / "queries.jsonl")
+    qrels = load_qrels(qrels_path)
+    missing = [q for q in qrels if q not in all_queries]
+    if missing:
+        shown = ", ".join(f'"{q}"' for q in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise DatasetFormatError(
+            qrels_path, None, f"{len(missing)} judged queries are not in queries.jsonl: {shown}{more}"
+        )
+    queries = {qid: all_queries[qid] for qid in qrels}
+    qrels_docs = {d for judged in qrels.values() for d in judged}
+    run: Run | None = None
+    run_path = root / RUN_FILE
+    if with_run and run_path.is_file():
+        run = load_run(run_path)
+        unknown = {d for ranking in run.values() for d, _ in ranking if d not in corpus}
+        if unknown:
+            shown = ", ".join(f'"{d}"' for d in sorted(unknown)[:5])
+            raise DatasetFormatError(
+                run_path, None, f"{len(unknown)} ranked documents are not in corpus.jsonl: {shown}"
+            )
+    return BeirDataset(
+        name=root.resolve().name,
+        root=root,
+        split=split,
+        corpus=corpus,
+        queries=queries,
+        qrels=qrels,
+        run=run,
+        qrels_docs_missing=sum(1 for d in qrels_docs if d not in corpus),
+    )
