@@ -1,11 +1,92 @@
-"""`funnelrank eval`: placeholder until the evaluation harness lands (issue 2)."""
+"""`funnelrank eval DATA_DIR --split test --stages bm25[,dense,...] [--json]`: score retrieval stages on a
+BEIR dataset (nDCG@10, Recall@100, MRR@10, throughput). Progress goes to stderr; stdout carries either a
+table or, with --json, exactly one JSON object."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from typing import Any
+
+from funnelrank.evaluation.beir import load_beir
+from funnelrank.evaluation.harness import add_harness_options, get_stage, known_stages, run_evaluation
+
+# Table columns: (header, report key, format).
+_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("nDCG@10", "ndcg@10", "{:.4f}"),
+    ("Recall@100", "recall@100", "{:.4f}"),
+    ("MRR@10", "mrr@10", "{:.4f}"),
+    ("QPS", "qps", "{:.1f}"),
+    ("p50 ms", "latency_ms_p50", "{:.2f}"),
+    ("p99 ms", "latency_ms_p99", "{:.2f}"),
+    ("index s", "index_seconds", "{:.2f}"),
+)
+
+
+def _parse_stages(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise ValueError(f"--stages is empty; known stages: {', '.join(known_stages())}")
+    for name in names:
+        get_stage(name)
+    return names
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as a fixed-width table, one row per stage ("-" where a figure does not apply)."""
+    header = ["stage", *(c[0] for c in _COLUMNS)]
+    rows = [header]
+    for name, stage in report["stages"].items():
+        cells = [name]
+        for _, key, fmt in _COLUMNS:
+            value = stage.get(key)
+            cells.append("-" if value is None else fmt.format(value))
+        rows.append(cells)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [
+        f"{report['dataset']} / {report['split']}: {report['num_queries']} judged queries, "
+        f"{report['num_docs']} documents"
+    ]
+    for i, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(widths[0]) if j == 0 else c.rjust(widths[j]) for j, c in enumerate(r)))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `funnelrank eval`."""
+    stages = _parse_stages(args.stages)
+    progress = not args.quiet
+    if progress:
+        print(f"loading {args.data_dir} (split {args.split})", file=sys.stderr, flush=True)
+    dataset = load_beir(args.data_dir, args.split)
+    skip = {"data_dir", "split", "stages", "json", "quiet", "func", "command"}
+    options = {k: v for k, v in vars(args).items() if k not in skip}
+    report = run_evaluation(dataset, stages, options, progress=progress)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(format_table(report))
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("eval", help="evaluate retrieval stages on a BEIR dataset")
-    p.add_argument("data_dir")
-    p.set_defaults(func=lambda args: (_ for _ in ()).throw(NotImplementedError("eval")))
+    """Add the `eval` sub-command."""
+    p = sub.add_parser(
+        "eval",
+        help="evaluate retrieval stages on a BEIR dataset",
+        description="Score retrieval stages on a BEIR dataset directory (corpus.jsonl, queries.jsonl, "
+        "qrels/<split>.tsv, optional run.bm25.tsv): nDCG@10, Recall@100, MRR@10 over the split's judged "
+        f"queries, and query throughput. Stages: {', '.join(known_stages())}.",
+    )
+    p.add_argument("data_dir", metavar="DATA_DIR", help="BEIR dataset directory")
+    p.add_argument("--split", default="test", help="qrels split to evaluate (default: test)")
+    p.add_argument(
+        "--stages", default="bm25", help=f"comma-separated stages (default: bm25; known: {', '.join(known_stages())})"
+    )
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    add_harness_options(p)
+    p.set_defaults(func=run)

@@ -1,0 +1,303 @@
+"""The stage registry and the evaluation harness behind `funnelrank eval`.
+
+A *stage* is a function registered with :func:`register_stage` that takes a :class:`StageContext` (the
+loaded dataset, the options, the stages already computed in this run) and returns a :class:`StageOutput`:
+per-query rankings ``{qid: [(doc_id, score), ...]}`` (best first) plus its timings. The harness scores the
+rankings (nDCG@10, Recall@100, MRR@10 by default) and reports throughput.
+
+Each stage lives in its own module, and every stage module is listed once, in :data:`STAGE_MODULES`.
+A stage that builds on others asks the context for them with :meth:`StageContext.stage` (hybrid: bm25 and
+dense) or :meth:`StageContext.candidates` (rerank: the candidate source chosen by ``--rerank-from``);
+each stage is computed at most once per run and reused.
+
+Timing conventions (reported per stage):
+
+* ``query_seconds``: wall seconds of the query phase only; index/corpus build is excluded and reported as
+  ``index_seconds``. ``qps`` = queries / ``query_seconds`` (None when the stage does not query, e.g. a
+  precomputed run). Stages say how they measured in extra keys (the BM25 stage: ``"qps_threads": 1``).
+* ``latency_ms_p50`` / ``latency_ms_p99``: per-query latency percentiles when the stage timed each query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from funnelrank.evaluation.beir import BeirDataset
+from funnelrank.evaluation.metrics import DEFAULT_METRICS, evaluate
+
+__all__ = [
+    "RERANK_SOURCES",
+    "STAGE_MODULES",
+    "Rankings",
+    "StageContext",
+    "StageOutput",
+    "StageSpec",
+    "add_harness_options",
+    "default_options",
+    "get_stage",
+    "known_stages",
+    "register_stage",
+    "run_evaluation",
+    "time_queries",
+]
+
+Rankings = dict[str, list[tuple[str, float]]]
+"""query id -> [(document id, score), ...], best first."""
+
+STAGE_MODULES: tuple[str, ...] = (
+    "funnelrank.evaluation.stages_run",
+    "funnelrank.evaluation.stages_bm25",
+)
+"""Every module defining stages; importing one registers its stages. Add new stage modules here."""
+
+RERANK_SOURCES: tuple[str, ...] = ("bm25", "dense", "hybrid", "run")
+"""Candidate sources a reranking stage can take (``--rerank-from``)."""
+
+DEFAULT_DEPTH = 100
+
+
+@dataclass
+class StageOutput:
+    """What a stage returns: its rankings and how long it took.
+
+    ``query_seconds`` is the wall time of the query phase alone (None if the stage ran no queries, e.g. a
+    precomputed run); ``num_queries`` defaults to ``len(rankings)``; ``extra`` holds additional JSON keys
+    for the report (e.g. ``{"qps_threads": 1}``).
+    """
+
+    rankings: Rankings
+    query_seconds: float | None
+    index_seconds: float | None = None
+    latencies_ms: list[float] | None = None
+    num_queries: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+StageFunc = Callable[["StageContext"], StageOutput]
+OptionAdder = Callable[[argparse._ArgumentGroup], None]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A registered stage: its name, function, one-line help and CLI options."""
+
+    name: str
+    func: StageFunc
+    help: str = ""
+    add_options: OptionAdder | None = None
+
+
+_REGISTRY: dict[str, StageSpec] = {}
+
+
+def register_stage(
+    name: str, *, help: str = "", add_options: OptionAdder | None = None
+) -> Callable[[StageFunc], StageFunc]:
+    """Decorator registering `func` as the stage `name`.
+
+    `add_options(group)` may add the stage's command-line options (argparse arguments) to its own group
+    of `funnelrank eval`; their defaults are the stage's defaults for programmatic use too (see
+    :func:`default_options`). Registering the same name twice is an error.
+    """
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"invalid stage name {name!r}")
+
+    def decorate(func: StageFunc) -> StageFunc:
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing.func.__qualname__ != func.__qualname__:
+            raise ValueError(f'stage "{name}" is already registered by {existing.func.__module__}')
+        _REGISTRY[name] = StageSpec(name=name, func=func, help=help, add_options=add_options)
+        return func
+
+    return decorate
+
+
+def _load_stage_modules() -> None:
+    for module in STAGE_MODULES:
+        importlib.import_module(module)
+
+
+def known_stages() -> list[str]:
+    """Names of all registered stages (after importing every module in :data:`STAGE_MODULES`)."""
+    _load_stage_modules()
+    return list(_REGISTRY)
+
+
+def get_stage(name: str) -> StageSpec:
+    """The registered stage `name`; ValueError listing the known stages if there is none."""
+    _load_stage_modules()
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        raise ValueError(f'unknown stage "{name}"; known stages: {", ".join(_REGISTRY)}')
+    return spec
+
+
+def add_harness_options(parser: argparse.ArgumentParser) -> None:
+    """Add the harness's own options and every stage's options (one group per stage) to `parser`."""
+    parser.add_argument(
+        "--depth",
+        type=int,
+        default=DEFAULT_DEPTH,
+        help=f"results retrieved per query by each stage (default {DEFAULT_DEPTH}; Recall@100 needs 100)",
+    )
+    parser.add_argument(
+        "--rerank-from",
+        choices=RERANK_SOURCES,
+        default=None,
+        help="candidate source for reranking: default 'run' when DATA_DIR has run.bm25.tsv, else 'bm25'",
+    )
+    _load_stage_modules()
+    for spec in _REGISTRY.values():
+        if spec.add_options is not None:
+            spec.add_options(parser.add_argument_group(f"{spec.name} stage"))
+
+
+def default_options() -> dict[str, Any]:
+    """Every harness and stage option with its default value (the single source of defaults)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_harness_options(parser)
+    return vars(parser.parse_args([]))
+
+
+class StageContext:
+    """What a stage sees: the dataset, the options, and the other stages of the same run (computed once)."""
+
+    def __init__(self, dataset: BeirDataset, options: Mapping[str, Any] | None = None, *, progress: bool = True):
+        opts = default_options()
+        for key, value in (options or {}).items():
+            if key not in opts:
+                raise ValueError(f'unknown option "{key}"; known options: {", ".join(sorted(opts))}')
+            opts[key] = value
+        depth = opts["depth"]
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be a positive integer, got {depth!r}")
+        self.dataset = dataset
+        self.options: dict[str, Any] = opts
+        self.progress = progress
+        self._outputs: dict[str, StageOutput] = {}
+        self._running: list[str] = []
+
+    @property
+    def depth(self) -> int:
+        """Results to retrieve per query."""
+        return int(self.options["depth"])
+
+    def option(self, name: str) -> Any:
+        """The value of option `name` (dashes as underscores, e.g. "rerank_from")."""
+        try:
+            return self.options[name]
+        except KeyError:
+            raise KeyError(f'no option "{name}"; known options: {", ".join(sorted(self.options))}') from None
+
+    def log(self, message: str) -> None:
+        """Progress message to stderr (never stdout, which carries the --json object)."""
+        if self.progress:
+            print(message, file=sys.stderr, flush=True)
+
+    def stage(self, name: str) -> StageOutput:
+        """The output of stage `name` in this run, computing it now if no stage asked for it before."""
+        if name in self._outputs:
+            return self._outputs[name]
+        if name in self._running:
+            raise ValueError(f"stage dependency cycle: {' -> '.join([*self._running, name])}")
+        spec = get_stage(name)
+        self._running.append(name)
+        try:
+            self.log(f"[{name}] running on {self.dataset.name}/{self.dataset.split}")
+            output = spec.func(self)
+        finally:
+            self._running.pop()
+        self._outputs[name] = output
+        return output
+
+    def rerank_source(self) -> str:
+        """The candidate source for reranking: ``--rerank-from`` if given, else "run" when the dataset has
+        a run file, else "bm25"."""
+        source = self.options.get("rerank_from")
+        if source is None:
+            return "run" if self.dataset.run is not None else "bm25"
+        if source not in RERANK_SOURCES:
+            raise ValueError(f'unknown rerank source "{source}"; choose one of {", ".join(RERANK_SOURCES)}')
+        if source == "run" and self.dataset.run is None:
+            raise ValueError(f"--rerank-from run needs a run file (run.bm25.tsv) in {self.dataset.root}")
+        return str(source)
+
+    def candidates(self, depth: int | None = None) -> Rankings:
+        """The top-`depth` (default ``--depth``) candidates per query from :meth:`rerank_source`."""
+        n = self.depth if depth is None else depth
+        rankings = self.stage(self.rerank_source()).rankings
+        return {qid: ranking[:n] for qid, ranking in rankings.items()}
+
+
+def time_queries(
+    ctx: StageContext, search: Callable[[str], tuple[Sequence[str], Sequence[float]]], desc: str
+) -> tuple[Rankings, float, list[float]]:
+    """Run `search(query_text) -> (doc_ids, scores)` over the dataset's queries, one at a time on this
+    thread. Returns (rankings, wall seconds of the whole loop, per-query latencies in ms)."""
+    from tqdm import tqdm
+
+    rankings: Rankings = {}
+    latencies: list[float] = []
+    items = list(ctx.dataset.queries.values())
+    start = time.perf_counter()
+    for query in tqdm(items, desc=desc, unit="q", disable=not ctx.progress, file=sys.stderr, leave=False):
+        t0 = time.perf_counter()
+        ids, scores = search(query.text)
+        latencies.append((time.perf_counter() - t0) * 1000.0)
+        rankings[query.id] = [(str(d), float(s)) for d, s in zip(ids, scores)]
+    return rankings, time.perf_counter() - start, latencies
+
+
+def _stage_report(ctx: StageContext, output: StageOutput, metrics: Sequence[str]) -> dict[str, Any]:
+    result = evaluate(output.rankings, ctx.dataset.qrels, metrics)
+    report: dict[str, Any] = {name: round(value, 6) for name, value in result.mean.items()}
+    n = output.num_queries if output.num_queries is not None else len(output.rankings)
+    qs = output.query_seconds
+    report["qps"] = round(n / qs, 3) if qs is not None and qs > 0 else None
+    report["queries"] = n
+    report["query_seconds"] = round(qs, 4) if qs is not None else None
+    report["index_seconds"] = round(output.index_seconds, 4) if output.index_seconds is not None else None
+    if output.latencies_ms:
+        lat = np.asarray(output.latencies_ms, dtype=np.float64)
+        report["latency_ms_p50"] = round(float(np.percentile(lat, 50)), 4)
+        report["latency_ms_p99"] = round(float(np.percentile(lat, 99)), 4)
+    report.update(output.extra)
+    return report
+
+
+def run_evaluation(
+    dataset: BeirDataset,
+    stages: Sequence[str],
+    options: Mapping[str, Any] | None = None,
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run `stages` (in order, dependencies computed once and reused) on `dataset` and return the report:
+
+    ``{"dataset", "split", "num_queries", "num_docs", "stages": {name: {"ndcg@10", "recall@100", "mrr@10",
+    "qps", ...}}}``. Only the requested stages appear under "stages". Unknown stages fail before any work.
+    """
+    if not stages:
+        raise ValueError(f"no stages given; known stages: {', '.join(known_stages())}")
+    for name in stages:
+        get_stage(name)  # fail fast, listing the known stages
+    ctx = StageContext(dataset, options, progress=progress)
+    report: dict[str, Any] = {
+        "dataset": dataset.name,
+        "split": dataset.split,
+        "num_queries": len(dataset.queries),
+        "num_docs": len(dataset.corpus),
+        "stages": {},
+    }
+    for name in dict.fromkeys(stages):
+        report["stages"][name] = _stage_report(ctx, ctx.stage(name), metrics)
+    return report

@@ -1,0 +1,20 @@
+"""The `run` stage: the dataset's own first-stage run (``run.bm25.tsv``) scored as given.
+
+It retrieves nothing, so it has no throughput (``qps`` is null). It is also the default candidate source
+for reranking when the dataset ships a run (see :meth:`StageContext.rerank_source`).
+"""
+
+from __future__ import annotations
+
+from funnelrank.evaluation.beir import RUN_FILE
+from funnelrank.evaluation.harness import StageContext, StageOutput, register_stage
+
+
+@register_stage("run", help=f"score the dataset's {RUN_FILE} as given (no retrieval)")
+def run_stage(ctx: StageContext) -> StageOutput:
+    """The judged queries' rankings from the dataset's run file, in its rank order."""
+    run = ctx.dataset.run
+    if run is None:
+        raise ValueError(f'stage "run" needs {ctx.dataset.root / RUN_FILE}, which does not exist')
+    rankings = {qid: list(run.get(qid, [])) for qid in ctx.dataset.queries}
+    return StageOutput(rankings=rankings, query_seconds=None, extra={"source": RUN_FILE})

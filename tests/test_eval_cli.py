@@ -1,0 +1,93 @@
+"""`funnelrank eval` end to end on tiny BEIR directories written here (and once on the real scifact)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from beir_fixtures import write_beir
+
+from funnelrank.cli import main
+
+DOCS = [
+    {"_id": "cat", "title": "Cats", "text": "The domestic cat purrs and hunts mice at night."},
+    {"_id": "dog", "title": "Dogs", "text": "A loyal dog barks at strangers and fetches sticks."},
+    {"_id": "fish", "title": "Goldfish", "text": "Goldfish swim in freshwater aquariums and ponds."},
+    {"_id": "bird", "title": "Parrots", "text": "Parrots mimic human speech and eat seeds."},
+    {"_id": "horse", "title": "Horses", "text": "Horses gallop across meadows and graze on grass."},
+]
+QUERIES = [
+    {"_id": "q1", "text": "which animal purrs and hunts mice"},
+    {"_id": "q2", "text": "dog that barks at strangers"},
+    {"_id": "q3", "text": "parrots mimic speech"},
+    {"_id": "q4", "text": "unjudged query about horses"},
+]
+QRELS = {"test": [("q1", "cat", 1), ("q2", "dog", 2), ("q2", "horse", 0), ("q3", "bird", 1)], "train": [("q4", "horse", 1)]}
+# A run that ranks every judged query's relevant document first: nDCG@10 must be exactly 1.
+PERFECT_RUN = [
+    ("q1", "cat", 1, 3.0), ("q1", "dog", 2, 1.0),
+    ("q2", "dog", 1, 5.0), ("q2", "horse", 2, 4.0),
+    ("q3", "bird", 1, 2.0),
+]
+
+
+@pytest.fixture()
+def animals(tmp_path: Path) -> Path:
+    return write_beir(tmp_path / "animals", DOCS, QUERIES, QRELS, run=PERFECT_RUN)
+
+
+def _eval_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    assert main(["eval", *argv, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1  # exactly one JSON object, one line
+    return json.loads(out)
+
+
+def _check_schema(report: dict, dataset: str, stages: list[str]) -> None:
+    assert report["dataset"] == dataset and report["split"] == "test"
+    assert list(report["stages"]) == stages
+    for stage in report["stages"].values():
+        for metric in ("ndcg@10", "recall@100", "mrr@10"):
+            assert isinstance(stage[metric], float) and 0.0 <= stage[metric] <= 1.0
+        assert "qps" in stage
+
+
+def test_perfect_run_scores_one(animals: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = _eval_json(capsys, str(animals), "--stages", "run")
+    _check_schema(report, "animals", ["run"])
+    assert report["num_queries"] == 3  # the test split's judged queries only
+    run = report["stages"]["run"]
+    assert run["ndcg@10"] == 1.0 and run["recall@100"] == 1.0 and run["mrr@10"] == 1.0 and run["qps"] is None
+
+
+def test_table_output(animals: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(animals), "--stages", "run", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].startswith("animals / test: 3 judged queries, 5 documents")
+    assert lines[1].split() == ["stage", "nDCG@10", "Recall@100", "MRR@10", "QPS", "p50", "ms", "p99", "ms", "index", "s"]
+    assert lines[3].split()[:5] == ["run", "1.0000", "1.0000", "1.0000", "-"]
+    assert captured.err == ""  # --quiet
+
+
+def test_errors_are_clear(animals: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(animals), "--stages", "bm25,nope"]) == 2
+    assert 'unknown stage "nope"; known stages: run, bm25' in capsys.readouterr().err
+    assert main(["eval", str(animals), "--split", "dev"]) == 2
+    assert "available splits: test, train" in capsys.readouterr().err
+    (animals / "run.bm25.tsv").unlink()
+    assert main(["eval", str(animals), "--stages", "run"]) == 2
+    assert 'stage "run" needs' in capsys.readouterr().err
+
+
+def test_json_stdout_is_one_object_in_a_subprocess(animals: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "funnelrank", "eval", str(animals), "--stages", "run", "--json"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )
+    assert json.loads(proc.stdout)["stages"]["run"]["ndcg@10"] == 1.0
+    assert "running on animals/test" in proc.stderr  # progress goes to stderr
