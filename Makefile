@@ -16,9 +16,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv --system-site-packages $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=23" "scikit-build-core>=0.10" "pybind11>=2.12"
 
-# (Re)build the native core and install the package in editable mode; incremental via build/.
+# (Re)build the native core and install the package in editable mode; incremental via build/. Then export
+# the default bi-encoder's fp32 ONNX into the cache (offline; skipped when it already exists).
 build: $(BIN)/python
 	$(BIN)/python -m pip install -q --no-build-isolation $(CMAKE_FLAGS) -e ".[test,dev]"
+	HF_HUB_OFFLINE=1 $(BIN)/python -m funnelrank.tools.export_embedder
 
 setup: build
 

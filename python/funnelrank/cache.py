@@ -1,0 +1,56 @@
+"""funnelrank's on-disk cache (exported models, cached corpus embeddings) and atomic file writing.
+
+The cache lives in ``$FUNNELRANK_CACHE`` when set, else ``$XDG_CACHE_HOME/funnelrank``, else
+``~/.cache/funnelrank``. Everything in it can be rebuilt: deleting it costs time, never data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+__all__ = ["CACHE_ENV", "atomic_writer", "cache_dir"]
+
+CACHE_ENV = "FUNNELRANK_CACHE"
+"""Environment variable overriding the cache directory."""
+
+
+def cache_dir(*parts: str) -> Path:
+    """The cache directory (or a sub-path of it, ``cache_dir("models", name)``); not created here."""
+    root = os.environ.get(CACHE_ENV)
+    if root:
+        base = Path(root).expanduser()
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "funnelrank"
+    return base.joinpath(*parts)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """Open a temporary file next to `path` for binary writing; on a clean exit it is flushed, fsynced
+    and renamed over `path` (so readers see the old file or the whole new one, never a partial one).
+    On an exception the temporary file is removed and `path` is left as it was."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename durable where the platform allows it
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

@@ -1,0 +1,1 @@
+"""Developer tools run as modules (python -m funnelrank.tools.<name>); never imported on the query path."""
