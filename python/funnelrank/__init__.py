@@ -8,7 +8,16 @@ re-scores the candidates; its sigmoid scores are absolute, so a relevance floor 
 from __future__ import annotations
 
 from funnelrank._core import IndexFileError
+from funnelrank.rerank import CrossEncoder, OverloadedError, Reranker, RerankResult, RerankScheduler
 
 __version__ = "0.1.0"
 
-__all__ = ["IndexFileError", "__version__"]
+__all__ = [
+    "CrossEncoder",
+    "IndexFileError",
+    "OverloadedError",
+    "RerankResult",
+    "RerankScheduler",
+    "Reranker",
+    "__version__",
+]

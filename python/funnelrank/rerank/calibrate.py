@@ -1,0 +1,272 @@
+"""Recommend a relevance floor from persisted score traces (behind `funnelrank calibrate-floor`).
+
+With relevance judgments (qrels), every traced (query, candidate) is labelled relevant (grade > 0) or not
+(graded 0, or unjudged for a judged query: the usual IR convention), and the floor is chosen on those labels:
+
+* ``objective="f1"`` (default): the floor maximising the F1 of "kept" (score >= floor) against "relevant";
+* ``objective="youden"``: the floor maximising Youden's J = true-positive rate - false-positive rate;
+* ``target_precision=p``: the lowest floor whose kept pairs are at least ``p`` relevant (most recall at that
+  precision).
+
+Without judgments there is nothing to check a floor against, so the choice is Otsu's threshold: the cut of the
+score distribution that maximises the between-class variance (the "valley" of a two-humped histogram,
+one hump of junk, one of hits). It is a starting point to check by eye on the PNG, not a guarantee.
+
+Candidate floors are midpoints between consecutive distinct traced scores, so a floor never sits exactly on
+a traced score. Precision and recall are over the traced candidates only (recall is relative to what stage 1
+retrieved). Calibration ignores the top-k cut: it asks only which scores clear the floor.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class FloorPoint:
+    """What a given floor does to the traced candidates."""
+
+    floor: float
+    kept: int
+    kept_fraction: float
+    no_evidence_queries: float
+    """Fraction of queries where nothing clears the floor."""
+    precision: float | None = None
+    recall: float | None = None
+    f1: float | None = None
+    youden_j: float | None = None
+
+
+@dataclass
+class FloorRecommendation:
+    """The recommended floor, how it was chosen, and the same figures at other floors."""
+
+    floor: float
+    method: str
+    at_floor: FloorPoint
+    alternatives: list[FloorPoint] = field(default_factory=list)
+    n_pairs: int = 0
+    n_queries: int = 0
+    n_relevant: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------- qrels
+def load_qrels(path: str | os.PathLike[str]) -> dict[str, dict[str, int]]:
+    """Read judgments: BEIR TSV (``query-id corpus-id score`` with a header) or TREC (``qid 0 docid grade``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no qrels file at {p}")
+    qrels: dict[str, dict[str, int]] = {}
+    with open(p, encoding="utf-8", newline="") as fh:
+        for n, row in enumerate(csv.reader(fh, delimiter="\t" if p.suffix == ".tsv" else " ")):
+            parts = [x for x in (row if len(row) > 1 else (row[0].split() if row else [])) if x != ""]
+            if not parts:
+                continue
+            if len(parts) == 3:
+                qid, did, grade = parts
+            elif len(parts) == 4:
+                qid, _, did, grade = parts
+            else:
+                raise ValueError(f"{p}, line {n + 1}: expected 3 (BEIR) or 4 (TREC) columns, got {len(parts)}")
+            try:
+                g = int(float(grade))
+            except ValueError:
+                if n == 0:
+                    continue  # header
+                raise ValueError(f"{p}, line {n + 1}: grade {grade!r} is not a number") from None
+            qrels.setdefault(qid, {})[did] = g
+    if not qrels:
+        raise ValueError(f"{p}: no judgments found")
+    return qrels
+
+
+def label_traces(
+    records: Sequence[dict[str, Any]], qrels: dict[str, dict[str, int]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Scores, relevance labels and query ids of the records whose query is judged.
+
+    Returns ``(scores, labels, query_ids, skipped)``; `skipped` counts records of unjudged queries (or with
+    no query_id), which are left out.
+    """
+    scores, labels, qids = [], [], []
+    skipped = 0
+    for rec in records:
+        qid = rec.get("query_id")
+        judged = qrels.get(str(qid)) if qid is not None else None
+        if judged is None:
+            skipped += 1
+            continue
+        scores.append(float(rec["score"]))
+        labels.append(judged.get(str(rec["id"]), 0) > 0)
+        qids.append(str(qid))
+    return np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool), np.asarray(qids, dtype=object), skipped
+
+
+# ---------------------------------------------------------------------- floors
+def _cut_points(sorted_desc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each distinct-score boundary: how many are kept (k) and the floor between kept and dropped."""
+    n = sorted_desc.shape[0]
+    k = np.nonzero(np.diff(sorted_desc) < 0)[0] + 1  # keep top-k, boundary between distinct scores
+    floors = (sorted_desc[k - 1] + sorted_desc[k]) / 2.0
+    k = np.append(k, n)
+    floors = np.append(floors, sorted_desc[-1])  # keep everything
+    return k, floors
+
+
+def floor_point(scores: np.ndarray, floor: float, query_ids: np.ndarray, labels: np.ndarray | None = None) -> FloorPoint:
+    """The figures of one floor over the traced scores (and labels when given)."""
+    keep = scores >= floor
+    n = scores.shape[0]
+    best: dict[Any, float] = {}
+    for q, s in zip(query_ids, scores):
+        if s > best.get(q, -1.0):
+            best[q] = s
+    no_ev = sum(1 for s in best.values() if s < floor) / len(best) if best else 0.0
+    kept = int(keep.sum())
+    if labels is None:
+        return FloorPoint(float(floor), kept, kept / n if n else 0.0, no_ev)
+    tp = int(np.sum(keep & labels))
+    pos = int(labels.sum())
+    neg = n - pos
+    precision = tp / kept if kept else 1.0
+    recall = tp / pos if pos else 0.0
+    f1 = 2 * tp / (kept + pos) if kept + pos else 0.0
+    fpr = (kept - tp) / neg if neg else 0.0
+    return FloorPoint(float(floor), kept, kept / n if n else 0.0, no_ev, precision, recall, f1, recall - fpr)
+
+
+def otsu_threshold(scores: np.ndarray) -> float:
+    """Otsu's threshold over the exact scores: the cut maximising between-class variance."""
+    x = np.sort(np.asarray(scores, dtype=np.float64))
+    n = x.shape[0]
+    if n < 2 or x[0] == x[-1]:
+        raise ValueError("need at least two distinct scores to find a threshold")
+    k, floors = _cut_points(x[::-1])  # k = size of the upper class
+    k, floors = k[:-1], floors[:-1]
+    csum = np.cumsum(x[::-1])
+    total = csum[-1]
+    w1 = k / n
+    mu1 = csum[k - 1] / k
+    mu0 = (total - csum[k - 1]) / (n - k)
+    between = w1 * (1 - w1) * (mu1 - mu0) ** 2
+    return float(floors[int(np.argmax(between))])
+
+
+def recommend_floor(
+    scores: np.ndarray,
+    query_ids: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    objective: str = "f1",
+    target_precision: float | None = None,
+) -> FloorRecommendation:
+    """Recommend a floor (see the module doc for the methods). `labels` None means unsupervised (Otsu)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape[0] == 0:
+        raise ValueError("no traced scores to calibrate on")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("traced scores contain NaN or infinity")
+    if objective not in ("f1", "youden"):
+        raise ValueError(f"objective must be 'f1' or 'youden', got {objective!r}")
+    notes: list[str] = []
+    n_rel: int | None = None
+    if labels is None:
+        if target_precision is not None:
+            raise ValueError("--target-precision needs relevance judgments (--qrels)")
+        floor = otsu_threshold(scores)
+        method = "otsu"
+        notes.append("no judgments: Otsu's threshold of the score distribution; check the histogram")
+    else:
+        labels = np.asarray(labels, dtype=bool)
+        n_rel = int(labels.sum())
+        if n_rel == 0:
+            raise ValueError("no traced candidate is judged relevant; cannot calibrate against qrels")
+        order = np.argsort(-scores, kind="stable")
+        desc = scores[order]
+        k, floors = _cut_points(desc)
+        tp = np.cumsum(labels[order])[k - 1]
+        n, neg = scores.shape[0], scores.shape[0] - n_rel
+        if target_precision is not None:
+            if not 0.0 < target_precision <= 1.0:
+                raise ValueError("target precision must be in (0, 1]")
+            ok = np.nonzero(tp / k >= target_precision)[0]
+            if ok.size == 0:
+                raise ValueError(f"no floor reaches precision {target_precision:.3f} on these traces")
+            i = int(ok[-1])
+            method = f"target-precision {target_precision:g}"
+        elif objective == "f1":
+            i = int(np.argmax(2 * tp / (k + n_rel)))
+            method = "max F1"
+        else:
+            i = int(np.argmax(tp / n_rel - (k - tp) / neg if neg else tp / n_rel))
+            method = "max Youden J"
+        floor = float(floors[i])
+        if k[i] == n:
+            notes.append("the best floor keeps every traced candidate: the traces do not separate relevance")
+    floor = float(min(1.0, max(0.0, floor)))
+    at = floor_point(scores, floor, query_ids, labels)
+    alternatives = [floor_point(scores, g, query_ids, labels) for g in GRID]
+    return FloorRecommendation(
+        floor=floor,
+        method=method,
+        at_floor=at,
+        alternatives=alternatives,
+        n_pairs=int(scores.shape[0]),
+        n_queries=len(set(query_ids.tolist())),
+        n_relevant=n_rel,
+        notes=notes,
+    )
+
+
+# ---------------------------------------------------------------------- plot
+def plot_histogram(
+    path: str | os.PathLike[str],
+    scores: np.ndarray,
+    floor: float,
+    labels: np.ndarray | None = None,
+    *,
+    title: str = "Reranker scores",
+) -> Path:
+    """Write a PNG histogram of the scores (relevant vs non-relevant when labelled) with the floor marked."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out = Path(path)
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"directory {out.parent} does not exist")
+    fig = Figure(figsize=(7, 4), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    bins = np.linspace(0.0, 1.0, 41)
+    if labels is None:
+        ax.hist(scores, bins=bins, color="tab:gray", alpha=0.8, label=f"all candidates ({scores.shape[0]})")
+    else:
+        ax.hist(scores[~labels], bins=bins, color="tab:red", alpha=0.55, label=f"non-relevant ({int((~labels).sum())})")
+        ax.hist(scores[labels], bins=bins, color="tab:green", alpha=0.55, label=f"relevant ({int(labels.sum())})")
+    ax.axvline(floor, color="black", linestyle="--", linewidth=1.5, label=f"floor {floor:.3f}")
+    ax.set_yscale("log")
+    ax.set_xlabel("cross-encoder score (sigmoid)")
+    ax.set_ylabel("candidates (log scale)")
+    ax.set_title(title)
+    ax.legend(loc="upper center")
+    fig.tight_layout()
+    tmp = out.with_name(f".{out.name}.tmp")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, out)
+    return out

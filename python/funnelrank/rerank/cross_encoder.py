@@ -1,0 +1,466 @@
+"""ONNX Runtime cross-encoder: (query, passage) pairs in, one relevance logit per pair out.
+
+A cross-encoder is a Hugging Face sequence classifier (BERT, MiniLM, ELECTRA, XLM-R, ...) exported to ONNX.
+It is loaded from a local directory holding ``model.onnx`` (or ``onnx/model.onnx``), ``tokenizer.json`` and
+``config.json``, or, when online and ``huggingface_hub`` is installed, by its Hub repository id.
+
+Scores. A single-logit head scores ``sigmoid(logit)``. A two-logit head (``[not relevant, relevant]``) scores
+``softmax(logits)[:, 1]``; its reported logit is ``l1 - l0``, so ``score == sigmoid(logit)`` holds for both.
+Scores are absolute (0..1), which is what makes a relevance floor meaningful.
+
+Truncation. Each pair is encoded as the tokenizer's pair template (``[CLS] query [SEP] passage [SEP]`` for
+BERT) and cut to ``max_length`` tokens by cutting the passage only ("only_second"). A query longer than
+half of the token budget (``max_length`` minus the special tokens) is first cut to that half, so that the
+passage always keeps at least the other half.
+
+Long passages. With ``chunking=ChunkSpec(window, stride)`` a passage longer than the window is split into
+windows of ``window`` passage tokens overlapping by ``stride`` tokens (cut at word starts), every window is
+scored with the query, and the passage's logit is the maximum over its windows.
+
+Use `CrossEncoder` directly for one-off scoring (`predict`), or through `RerankScheduler` / `Reranker`,
+which batch pairs across concurrent requests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from funnelrank.rerank.batching import plan_batches
+
+# Files looked for in a model directory, in order of preference.
+_ONNX_CANDIDATES = ("model.onnx", "onnx/model.onnx")
+_REQUIRED_FILES = ("tokenizer.json", "config.json")
+_HUB_PATTERNS = ["model.onnx", "onnx/model.onnx", "tokenizer.json", "config.json", "tokenizer_config.json"]
+# Passages are cut to this many characters per allowed token before tokenization (only the first
+# max_length tokens count, and no WordPiece/BPE token of real text spans this many characters).
+_CHARS_PER_TOKEN_CAP = 100
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """Split long passages into overlapping windows and score a passage as the max over its windows.
+
+    `window` is the number of passage tokens per window (further capped so that query + window fit in
+    ``max_length``), `stride` the number of tokens consecutive windows share, and `max_chunks` the most
+    windows kept per passage (the rest of a very long passage is ignored).
+    """
+
+    window: int = 256
+    stride: int = 64
+    max_chunks: int = 16
+
+    def __post_init__(self) -> None:
+        if self.window < 8:
+            raise ValueError(f"ChunkSpec.window must be >= 8 tokens, got {self.window}")
+        if not 0 <= self.stride < self.window:
+            raise ValueError(f"ChunkSpec.stride must be in [0, window), got {self.stride}")
+        if self.max_chunks < 1:
+            raise ValueError(f"ChunkSpec.max_chunks must be >= 1, got {self.max_chunks}")
+
+
+@dataclass
+class EncodedPairs:
+    """Tokenized (query, passage) pairs of one request, unpadded.
+
+    ``input_ids[i]`` / ``type_ids[i]`` are the token ids of pair `i`; ``owner[i]`` is the index of the
+    passage pair `i` belongs to (several pairs per passage when chunking), or None when pairs and passages
+    are one-to-one. ``query_truncated`` says whether the query had to be cut.
+    """
+
+    input_ids: list[np.ndarray]
+    type_ids: list[np.ndarray] | None
+    n_passages: int
+    owner: np.ndarray | None = None
+    query_truncated: bool = False
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Token count of every pair."""
+        return np.fromiter((a.shape[0] for a in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function (float64)."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    pos = x >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+    ex = np.exp(x[~pos])
+    out[~pos] = ex / (1.0 + ex)
+    return out
+
+
+def reduce_to_passages(pair_logits: np.ndarray, encoded: EncodedPairs) -> np.ndarray:
+    """Per-passage logits from per-pair logits: identity, or the max over a passage's chunks."""
+    if encoded.owner is None:
+        return np.asarray(pair_logits, dtype=np.float64)
+    out = np.full(encoded.n_passages, -np.inf)
+    np.maximum.at(out, encoded.owner, np.asarray(pair_logits, dtype=np.float64))
+    return out
+
+
+def check_text(text: object, what: str) -> str:
+    """Return `text` if it is a str that is valid UTF-8 (no lone surrogates); raise a clear error otherwise."""
+    if not isinstance(text, str):
+        raise TypeError(f"{what} must be str, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{what} is not valid UTF-8 text ({exc.reason} at character {exc.start})") from None
+    return text
+
+
+class CrossEncoder:
+    """An ONNX Runtime cross-encoder. Build it with `CrossEncoder.from_pretrained`.
+
+    Thread-safe: `encode` and `infer` may be called from several threads at once (ONNX Runtime sessions
+    and `tokenizers` tokenizers are both safe for concurrent use; the tokenizer is configured once here).
+    """
+
+    def __init__(
+        self,
+        session: Any,
+        tokenizer: Any,
+        config: dict[str, Any],
+        *,
+        max_length: int,
+        chunking: ChunkSpec | None = None,
+        positive_label: int = 1,
+        source: str = "",
+    ) -> None:
+        from tokenizers import Tokenizer
+
+        self.session = session
+        self.config = config
+        self.source = source
+        self.chunking = chunking
+        inputs = {i.name: i for i in session.get_inputs()}
+        if "input_ids" not in inputs or "attention_mask" not in inputs:
+            raise ValueError(
+                f"{source}: ONNX model inputs are {sorted(inputs)}; a cross-encoder needs input_ids and attention_mask"
+            )
+        self.uses_token_type_ids = "token_type_ids" in inputs
+        self._int_dtype = np.int32 if inputs["input_ids"].type == "tensor(int32)" else np.int64
+        outputs = [o.name for o in session.get_outputs()]
+        self._output = "logits" if "logits" in outputs else outputs[0]
+        self.num_labels = _num_labels(config)
+        if self.num_labels not in (1, 2):
+            raise ValueError(
+                f"{source}: the classification head has {self.num_labels} labels; a cross-encoder needs 1 (relevance "
+                "logit) or 2 ([irrelevant, relevant])"
+            )
+        if positive_label not in (0, 1):
+            raise ValueError("positive_label must be 0 or 1")
+        self.positive_label = positive_label
+
+        self._tokenizer = tokenizer
+        tokenizer.no_padding()
+        self.n_special = int(tokenizer.num_special_tokens_to_add(True))
+        if max_length <= self.n_special + 2:
+            raise ValueError(f"max_length={max_length} leaves no room for the query and passage")
+        self.max_length = int(max_length)
+        tokenizer.enable_truncation(self.max_length, strategy="only_second")
+        # Same vocabulary, no truncation: for query lengths and passage chunking.
+        self._plain = Tokenizer.from_str(tokenizer.to_str())
+        self._plain.no_truncation()
+        self._plain.no_padding()
+        self.max_query_tokens = max(1, (self.max_length - self.n_special) // 2)
+        pad = config.get("pad_token_id")
+        self.pad_id = int(pad) if isinstance(pad, int) else 0
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike[str],
+        *,
+        max_length: int | None = None,
+        device: str = "cpu",
+        intra_op_threads: int | None = None,
+        onnx_file: str | None = None,
+        chunking: ChunkSpec | None = None,
+        allow_spinning: bool = True,
+        warmup: bool = True,
+        revision: str | None = None,
+    ) -> CrossEncoder:
+        """Load a cross-encoder from a local directory or a Hugging Face Hub repository id.
+
+        Args:
+            name_or_path: a directory with ``model.onnx`` or ``onnx/model.onnx``, ``tokenizer.json`` and
+                ``config.json``; or a Hub id such as ``cross-encoder/ms-marco-MiniLM-L-6-v2`` (needs network
+                and ``pip install 'funnelrank[hub]'``; only those files are downloaded).
+            max_length: pair token budget; default ``min(512, max_position_embeddings, model_max_length)``.
+            device: ``"cpu"`` or ``"cuda"`` (needs onnxruntime-gpu).
+            intra_op_threads: ONNX Runtime intra-op threads (default: ONNX Runtime's choice, all cores).
+            onnx_file: a specific ONNX file inside the directory (e.g. ``onnx/model_qint8_avx512.onnx``).
+            chunking: score long passages as the max over token windows (see `ChunkSpec`).
+            allow_spinning: let ONNX Runtime's worker threads spin between runs (lower latency, more CPU).
+            warmup: run one small batch at load so the first request is not slow.
+            revision: Hub revision (branch, tag or commit) when loading by id.
+        """
+        directory = _resolve_model_dir(name_or_path, onnx_file=onnx_file, revision=revision)
+        onnx_path = _find_onnx(directory, onnx_file)
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+        tok_config_path = directory / "tokenizer_config.json"
+        tok_config = json.loads(tok_config_path.read_text(encoding="utf-8")) if tok_config_path.is_file() else {}
+
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        limit = _model_max_length(config, tok_config)
+        if max_length is None:
+            max_length = limit
+        elif not 8 <= int(max_length) <= limit:
+            raise ValueError(f"max_length={max_length} is outside [8, {limit}] (the model's limit)")
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
+        if intra_op_threads is not None:
+            if intra_op_threads < 1:
+                raise ValueError("intra_op_threads must be >= 1")
+            options.intra_op_num_threads = int(intra_op_threads)
+        if not allow_spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if device == "cpu":
+            providers = ["CPUExecutionProvider"]
+        elif device == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ValueError("device='cuda' needs onnxruntime-gpu with CUDA; this onnxruntime has only "
+                                 f"{ort.get_available_providers()}")
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        else:
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        model = cls(session, tokenizer, config, max_length=int(max_length), chunking=chunking, source=str(onnx_path))
+        if warmup:
+            model.warmup()
+        return model
+
+    def warmup(self) -> None:
+        """Run one small batch so that ONNX Runtime allocates and tunes before the first real request."""
+        enc = self.encode("warm up query", ["a short passage", "another passage that is a little longer"])
+        self.infer(enc.input_ids, enc.type_ids)
+
+    # ------------------------------------------------------------------ encoding
+    def encode(self, query: str, passages: Sequence[str]) -> EncodedPairs:
+        """Tokenize the (query, passage) pairs of one request (unpadded; see the module doc on truncation)."""
+        query = check_text(query, "query")
+        if not query.strip():
+            raise ValueError("query is empty")
+        if isinstance(passages, str):
+            raise TypeError("passages must be a sequence of str, not a single str")
+        texts = [check_text(p, f"passage {i}") for i, p in enumerate(passages)]
+        query, cut = self._cut_query(query)
+        if self.chunking is not None:
+            return self._encode_chunked(query, texts, cut)
+        cap = self.max_length * _CHARS_PER_TOKEN_CAP
+        pairs = [(query, t if len(t) <= cap else t[:cap]) for t in texts]
+        encodings = self._tokenizer.encode_batch(pairs) if pairs else []
+        return self._pack(encodings, len(texts), None, cut)
+
+    def _cut_query(self, query: str) -> tuple[str, bool]:
+        q = self._plain.encode(query[: self.max_length * _CHARS_PER_TOKEN_CAP], add_special_tokens=False)
+        if len(q.ids) <= self.max_query_tokens:
+            return query, False
+        end = q.offsets[self.max_query_tokens - 1][1]
+        return query[:end], True
+
+    def _encode_chunked(self, query: str, texts: list[str], cut: bool) -> EncodedPairs:
+        assert self.chunking is not None
+        spec = self.chunking
+        q_len = len(self._plain.encode(query, add_special_tokens=False).ids)
+        window = max(1, min(spec.window, self.max_length - self.n_special - q_len))
+        step = max(1, window - spec.stride)
+        limit = (spec.max_chunks * step + window) * _CHARS_PER_TOKEN_CAP
+        plain = self._plain.encode_batch([t[:limit] for t in texts], add_special_tokens=False) if texts else []
+        pieces: list[tuple[str, str]] = []
+        owner: list[int] = []
+        for idx, (text, enc) in enumerate(zip(texts, plain)):
+            offsets, words = enc.offsets, enc.word_ids
+            n = len(offsets)
+            if n <= window:
+                pieces.append((query, text))
+                owner.append(idx)
+                continue
+            start = 0
+            for _ in range(spec.max_chunks):
+                s = start
+                while s > 0 and words[s] is not None and words[s] == words[s - 1]:
+                    s -= 1  # begin at the start of a word so re-tokenizing the slice gives the same tokens
+                end = min(n, start + window)
+                pieces.append((query, text[offsets[s][0] : offsets[end - 1][1]]))
+                owner.append(idx)
+                if end >= n:
+                    break
+                start += step
+        encodings = self._tokenizer.encode_batch(pieces) if pieces else []
+        return self._pack(encodings, len(texts), np.asarray(owner, dtype=np.int64), cut)
+
+    def _pack(self, encodings: list[Any], n_passages: int, owner: np.ndarray | None, cut: bool) -> EncodedPairs:
+        dtype = self._int_dtype
+        ids = [np.asarray(e.ids, dtype=dtype) for e in encodings]
+        types = [np.asarray(e.type_ids, dtype=dtype) for e in encodings] if self.uses_token_type_ids else None
+        return EncodedPairs(ids, types, n_passages, owner, cut)
+
+    # ------------------------------------------------------------------ inference
+    def infer(self, input_ids: Sequence[np.ndarray], type_ids: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        """Run one batch (padded here to its longest pair); returns one logit per pair (float64).
+
+        For a two-logit head the logit is ``l[positive] - l[other]``.
+        """
+        n = len(input_ids)
+        if n == 0:
+            return np.zeros(0)
+        longest = max(a.shape[0] for a in input_ids)
+        ids = np.full((n, longest), self.pad_id, dtype=self._int_dtype)
+        mask = np.zeros((n, longest), dtype=self._int_dtype)
+        for row, a in enumerate(input_ids):
+            ids[row, : a.shape[0]] = a
+            mask[row, : a.shape[0]] = 1
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if self.uses_token_type_ids:
+            types = np.zeros((n, longest), dtype=self._int_dtype)
+            if type_ids is not None:
+                for row, a in enumerate(type_ids):
+                    types[row, : a.shape[0]] = a
+            feed["token_type_ids"] = types
+        out = np.asarray(self.session.run([self._output], feed)[0], dtype=np.float64)
+        return self._combine(out.reshape(n, -1))
+
+    def _combine(self, logits: np.ndarray) -> np.ndarray:
+        if logits.shape[1] == 1:
+            return logits[:, 0]
+        if logits.shape[1] == 2:
+            pos = self.positive_label
+            return logits[:, pos] - logits[:, 1 - pos]
+        raise ValueError(f"model returned {logits.shape[1]} logits per pair; expected 1 or 2")
+
+    def predict(
+        self,
+        query: str,
+        passages: Sequence[str],
+        *,
+        max_batch_tokens: int = 4096,
+        max_batch_pairs: int = 64,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Score passages against one query in this thread, without a scheduler.
+
+        Returns ``(scores, logits)`` in passage order. Pairs are sorted by length and cut into batches by
+        the padded-token budget, as `RerankScheduler` does within one request.
+        """
+        enc = self.encode(query, passages)
+        lengths = enc.lengths
+        order = np.argsort(lengths, kind="stable")
+        pair_logits = np.empty(len(enc))
+        for start, end in plan_batches(
+            lengths[order], max_batch_tokens=max_batch_tokens, max_batch_pairs=max_batch_pairs
+        ):
+            idx = order[start:end]
+            pair_logits[idx] = self.infer(
+                [enc.input_ids[i] for i in idx], None if enc.type_ids is None else [enc.type_ids[i] for i in idx]
+            )
+        logits = reduce_to_passages(pair_logits, enc)
+        return sigmoid(logits), logits
+
+
+# ---------------------------------------------------------------------- helpers
+def _num_labels(config: dict[str, Any]) -> int:
+    id2label = config.get("id2label")
+    if isinstance(id2label, dict) and id2label:
+        return len(id2label)
+    n = config.get("num_labels")
+    return int(n) if isinstance(n, int) else 1
+
+
+def _model_max_length(config: dict[str, Any], tok_config: dict[str, Any]) -> int:
+    limit = 512
+    pos = config.get("max_position_embeddings")
+    if isinstance(pos, int) and pos > 0:
+        model_type = str(config.get("model_type", ""))
+        if "roberta" in model_type or model_type == "camembert":
+            pos -= 2  # RoBERTa-style position ids start after the padding index
+        limit = min(limit, pos)
+    tok_max = tok_config.get("model_max_length")
+    if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
+        limit = min(limit, tok_max)
+    return limit
+
+
+def _find_onnx(directory: Path, onnx_file: str | None) -> Path:
+    names = (onnx_file,) if onnx_file else _ONNX_CANDIDATES
+    for name in names:
+        path = directory / name
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"no ONNX model in {directory}: looked for {', '.join(names)}. Export a Hugging Face checkpoint with "
+        "`python -m funnelrank.tools.export_cross_encoder SRC_DIR OUT_DIR`."
+    )
+
+
+def _check_dir(directory: Path, onnx_file: str | None) -> None:
+    _find_onnx(directory, onnx_file)
+    missing = [name for name in _REQUIRED_FILES if not (directory / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"cross-encoder directory {directory} lacks {', '.join(missing)}")
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return (
+        len(parts) == 2
+        and all(parts)
+        and not name.startswith((".", "/", "~"))
+        and not any(c in name for c in ("\\", " ", ":"))
+    )
+
+
+def _resolve_model_dir(name_or_path: str | os.PathLike[str], *, onnx_file: str | None, revision: str | None) -> Path:
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        _check_dir(path, onnx_file)
+        return path
+    name = os.fspath(name_or_path)
+    looked_for = f"model.onnx or onnx/model.onnx, {' and '.join(_REQUIRED_FILES)}"
+    if path.exists():
+        raise NotADirectoryError(f"cross-encoder path {path} is a file; expected a directory with {looked_for}")
+    if not _looks_like_hub_id(name):
+        raise FileNotFoundError(f"cross-encoder {name!r} not found: no directory at {path.resolve()} (with {looked_for})")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise FileNotFoundError(
+            f"cross-encoder {name!r} is not a local directory, and loading it from the Hugging Face Hub needs "
+            "huggingface_hub: `pip install 'funnelrank[hub]'`, or pass a local directory with " + looked_for
+        ) from None
+    patterns = [onnx_file, "tokenizer.json", "config.json", "tokenizer_config.json"] if onnx_file else _HUB_PATTERNS
+    try:
+        local = Path(snapshot_download(repo_id=name, revision=revision, allow_patterns=patterns))
+    except Exception as exc:  # offline, unknown repo, network error: huggingface_hub raises many types
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        hint = "HF_HUB_OFFLINE is set; unset it to download, " if offline else ""
+        raise FileNotFoundError(
+            f"could not get cross-encoder {name!r} from the Hugging Face Hub ({type(exc).__name__}: {exc}). "
+            f"{hint}check the name and the network, or pass a local directory with {looked_for}"
+        ) from exc
+    try:
+        _check_dir(local, onnx_file)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"Hub repository {name!r} has no ONNX export ({exc}); download the checkpoint and export it with "
+            "`python -m funnelrank.tools.export_cross_encoder`"
+        ) from None
+    return local

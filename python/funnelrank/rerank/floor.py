@@ -1,0 +1,265 @@
+"""`Reranker`: rerank stage-1 candidates, keep the top-k that clear an absolute relevance floor.
+
+The cross-encoder's sigmoid score is absolute (0..1), so a floor means the same thing for every query. When
+no candidate clears it, the result is empty and flagged ``no_evidence=True``: a RAG system should then say
+it does not know rather than hand the LLM the least-bad junk.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from funnelrank.rerank.cross_encoder import ChunkSpec, CrossEncoder
+from funnelrank.rerank.scheduler import RerankScheduler, Scores
+from funnelrank.rerank.traces import TraceWriter
+
+DEFAULT_FLOOR = 0.4
+DEFAULT_TOP_K = 10
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A stage-1 candidate: its id, text, and optionally its stage-1 rank (1-based) and score."""
+
+    id: str
+    text: str
+    rank: int | None = None
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class RerankedItem:
+    """One kept candidate: the cross-encoder's `score` (sigmoid, 0..1) and `logit`, and its stage-1 place."""
+
+    id: str
+    text: str
+    score: float
+    logit: float
+    stage1_rank: int | None
+    stage1_score: float | None
+    index: int
+    """Position of the candidate in the input list."""
+
+
+@dataclass
+class RerankResult:
+    """The kept candidates, best first, and why the list may be short or empty."""
+
+    items: list[RerankedItem]
+    no_evidence: bool
+    """True when candidates were given (or none were) and none cleared the floor."""
+    floor: float | None
+    top_k: int | None
+    n_candidates: int
+    max_score: float | None
+    """Best score among all candidates, kept or not (None when there were none)."""
+    query_truncated: bool = False
+    all_scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    """Every candidate's score, in input order."""
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.items)
+
+
+_UNSET: Any = object()
+
+
+def as_candidates(candidates: Sequence[Any]) -> list[Candidate]:
+    """Normalise candidates: plain strings (ids "0", "1", ... and stage-1 rank = position + 1), `Candidate`s,
+    mappings with ``id``/``text`` (and optional ``rank``/``score``), or objects with those attributes."""
+    if isinstance(candidates, (str, bytes)):
+        raise TypeError("candidates must be a sequence of strings or candidate objects, not a single string")
+    out: list[Candidate] = []
+    seen: set[str] = set()
+    for i, c in enumerate(candidates):
+        if isinstance(c, Candidate):
+            cand = c
+        elif isinstance(c, str):
+            cand = Candidate(str(i), c, i + 1, None)
+        else:
+            get = c.get if isinstance(c, Mapping) else (lambda k, _c=c: getattr(_c, k, None))
+            cid, text = get("id"), get("text")
+            if cid is None or text is None:
+                raise TypeError(f"candidate {i} has no id/text (got {type(c).__name__})")
+            rank = get("rank")
+            score = get("score")
+            cand = Candidate(str(cid), text, None if rank is None else int(rank), None if score is None else float(score))
+        if cand.id in seen:
+            raise ValueError(f"duplicate candidate id {cand.id!r}")
+        seen.add(cand.id)
+        out.append(cand)
+    return out
+
+
+def apply_floor(
+    candidates: Sequence[Candidate],
+    scores: Scores,
+    *,
+    top_k: int | None,
+    floor: float | None,
+) -> RerankResult:
+    """Sort by score (ties: input order), keep the top-k whose score >= floor."""
+    s = scores.scores
+    order = sorted(range(len(candidates)), key=lambda i: (-s[i], i))
+    kept: list[RerankedItem] = []
+    for i in order:
+        if top_k is not None and len(kept) >= top_k:
+            break
+        if floor is not None and not s[i] >= floor:  # NaN never clears the floor
+            break
+        c = candidates[i]
+        kept.append(RerankedItem(c.id, c.text, float(s[i]), float(scores.logits[i]), c.rank, c.score, i))
+    return RerankResult(
+        items=kept,
+        no_evidence=not kept,
+        floor=floor,
+        top_k=top_k,
+        n_candidates=len(candidates),
+        max_score=float(np.max(s)) if len(candidates) else None,
+        query_truncated=scores.query_truncated,
+        all_scores=s,
+    )
+
+
+def _check_floor(floor: float | None) -> float | None:
+    if floor is None:
+        return None
+    f = float(floor)
+    if math.isnan(f) or not 0.0 <= f <= 1.0:
+        raise ValueError(f"floor must be a score in [0, 1] (or None for no floor), got {floor!r}")
+    return f
+
+
+def _check_top_k(top_k: int | None) -> int | None:
+    if top_k is None:
+        return None
+    if isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer (or None for all), got {top_k!r}")
+    return int(top_k)
+
+
+class Reranker:
+    """Cross-encoder reranking with a relevance floor, on a shared `RerankScheduler`.
+
+    Args:
+        model: a `CrossEncoder`, or a model directory / Hub id to load one from.
+        scheduler: share an existing scheduler (then `model` may be None and `close()` leaves it open).
+        floor: default relevance floor (0..1; None disables it).
+        top_k: default number of results (None: all that clear the floor).
+        traces: a `TraceWriter` or a JSONL path: every call appends one line per candidate.
+        **scheduler_options: passed to `RerankScheduler` when this reranker makes its own.
+    """
+
+    def __init__(
+        self,
+        model: CrossEncoder | str | os.PathLike[str] | None = None,
+        *,
+        scheduler: RerankScheduler | None = None,
+        floor: float | None = DEFAULT_FLOOR,
+        top_k: int | None = DEFAULT_TOP_K,
+        traces: TraceWriter | str | os.PathLike[str] | None = None,
+        max_length: int | None = None,
+        intra_op_threads: int | None = None,
+        chunking: ChunkSpec | None = None,
+        **scheduler_options: Any,
+    ) -> None:
+        self.floor = _check_floor(floor)
+        self.top_k = _check_top_k(top_k)
+        if scheduler is not None:
+            if scheduler_options:
+                raise ValueError("scheduler options given together with an existing scheduler")
+            self.scheduler = scheduler
+            self._owns_scheduler = False
+        else:
+            if model is None:
+                raise ValueError("Reranker needs a model (CrossEncoder, directory or Hub id) or a scheduler")
+            if not isinstance(model, CrossEncoder):
+                model = CrossEncoder.from_pretrained(
+                    model, max_length=max_length, intra_op_threads=intra_op_threads, chunking=chunking
+                )
+            self.scheduler = RerankScheduler(model, **scheduler_options)
+            self._owns_scheduler = True
+        if traces is None or isinstance(traces, TraceWriter):
+            self.traces = traces
+            self._owns_traces = False
+        else:
+            self.traces = TraceWriter(traces)
+            self._owns_traces = True
+
+    def rerank(
+        self,
+        query: str,
+        candidates: Sequence[Any],
+        *,
+        top_k: int | None = _UNSET,
+        floor: float | None = _UNSET,
+        timeout: float | None = None,
+        query_id: str | None = None,
+    ) -> RerankResult:
+        """Rerank `candidates` (see `as_candidates`) for `query`; keep the top-k with score >= floor.
+
+        `top_k` and `floor` default to the reranker's (10 and 0.4 unless set); None disables each.
+        `query_id` is recorded in traces (for `funnelrank calibrate-floor --qrels`).
+        Raises `OverloadedError` when the scheduler is full and `TimeoutError` after `timeout` seconds.
+        """
+        cands, k, f = self._prepare(candidates, top_k, floor)
+        scores = self.scheduler.score(query, [c.text for c in cands], timeout=timeout)
+        return self._finish(query, query_id, cands, scores, k, f)
+
+    async def arerank(
+        self,
+        query: str,
+        candidates: Sequence[Any],
+        *,
+        top_k: int | None = _UNSET,
+        floor: float | None = _UNSET,
+        timeout: float | None = None,
+        query_id: str | None = None,
+    ) -> RerankResult:
+        """`rerank` for asyncio (the same shared scheduler)."""
+        cands, k, f = self._prepare(candidates, top_k, floor)
+        scores = await self.scheduler.ascore(query, [c.text for c in cands], timeout=timeout)
+        return self._finish(query, query_id, cands, scores, k, f)
+
+    def _prepare(
+        self, candidates: Sequence[Any], top_k: int | None, floor: float | None
+    ) -> tuple[list[Candidate], int | None, float | None]:
+        k = self.top_k if top_k is _UNSET else _check_top_k(top_k)
+        f = self.floor if floor is _UNSET else _check_floor(floor)
+        return as_candidates(candidates), k, f
+
+    def _finish(
+        self,
+        query: str,
+        query_id: str | None,
+        cands: list[Candidate],
+        scores: Scores,
+        top_k: int | None,
+        floor: float | None,
+    ) -> RerankResult:
+        result = apply_floor(cands, scores, top_k=top_k, floor=floor)
+        if self.traces is not None:
+            self.traces.record(query, query_id, cands, scores, result)
+        return result
+
+    def close(self) -> None:
+        """Close the scheduler (if this reranker made it) and the trace file (if it opened it)."""
+        if self._owns_scheduler:
+            self.scheduler.close()
+        if self._owns_traces and self.traces is not None:
+            self.traces.close()
+
+    def __enter__(self) -> Reranker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,128 @@
+"""Score traces: one JSONL line per (query, candidate) reranked, for auditing and for calibrating the floor.
+
+Each line holds ``query_id``, ``query``, ``id`` (candidate), ``stage1_rank``, ``stage1_score``, ``score``
+(sigmoid), ``logit``, ``rerank_rank`` (1-based, among all candidates of that call), ``kept`` (cleared the floor
+and made the top-k), ``floor``, ``top_k`` and ``ts`` (Unix time). Lines are appended to the file with one
+``write`` each on a descriptor opened with O_APPEND, so writers in several threads (or processes) never
+interleave inside a line; `read_traces` skips a torn last line (a crash mid-write) with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from funnelrank.rerank.floor import Candidate, RerankResult
+    from funnelrank.rerank.scheduler import Scores
+
+TRACE_FIELDS = (
+    "query_id", "query", "id", "stage1_rank", "stage1_score", "score", "logit", "rerank_rank", "kept", "floor",
+    "top_k", "ts",
+)
+_REQUIRED = ("id", "score")
+
+
+class TraceWriter:
+    """Appends trace lines to a JSONL file; safe to share between threads. Close it (or use ``with``)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if self.path.parent and not self.path.parent.is_dir():
+            raise FileNotFoundError(f"trace directory {self.path.parent} does not exist")
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._lock = threading.Lock()
+
+    def write_line(self, record: dict[str, Any]) -> None:
+        """Append one record as one line, with a single write."""
+        data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+        with self._lock:
+            if self._fd is None:
+                raise ValueError(f"trace file {self.path} is closed")
+            view = memoryview(data)
+            while view:  # a regular file takes it in one write; loop only for the pathological partial write
+                written = os.write(self._fd, view)
+                view = view[written:]
+
+    def record(
+        self,
+        query: str,
+        query_id: str | None,
+        candidates: Sequence[Candidate],
+        scores: Scores,
+        result: RerankResult,
+    ) -> None:
+        """Write the lines of one rerank call (every candidate, kept or dropped)."""
+        kept = {item.index for item in result.items}
+        s, lg = scores.scores, scores.logits
+        order = sorted(range(len(candidates)), key=lambda i: (-s[i], i))
+        rerank_rank = {i: r + 1 for r, i in enumerate(order)}
+        now = time.time()
+        for i, c in enumerate(candidates):
+            self.write_line(
+                {
+                    "query_id": query_id,
+                    "query": query,
+                    "id": c.id,
+                    "stage1_rank": c.rank,
+                    "stage1_score": c.score,
+                    "score": float(s[i]),
+                    "logit": float(lg[i]),
+                    "rerank_rank": rerank_rank[i],
+                    "kept": i in kept,
+                    "floor": result.floor,
+                    "top_k": result.top_k,
+                    "ts": now,
+                }
+            )
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> TraceWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def iter_traces(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Yield the records of a trace file. A malformed line raises ValueError naming it, except a torn
+    final line (no trailing newline), which is skipped with a warning."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no trace file at {p}")
+    with open(p, "rb") as fh:
+        lines = fh.read().split(b"\n")
+    last = len(lines) - 1
+    for n, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw.decode("utf-8"))
+            if not isinstance(rec, dict) or any(k not in rec for k in _REQUIRED):
+                raise ValueError(f"a trace record needs the fields {', '.join(_REQUIRED)}")
+            float(rec["score"])
+        except (ValueError, UnicodeDecodeError, TypeError) as exc:
+            if n == last:
+                warnings.warn(f"{p}: skipping an incomplete last line ({exc})", stacklevel=2)
+                continue
+            raise ValueError(f"{p}, line {n + 1}: not a trace record ({exc})") from None
+        yield rec
+
+
+def read_traces(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[dict[str, Any]]:
+    """All records of one or more trace files."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    return [rec for p in paths for rec in iter_traces(p)]

@@ -1,0 +1,109 @@
+"""calibrate-floor: known separable thresholds are found, Otsu without qrels, the CLI and its PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from funnelrank import cli
+from funnelrank.rerank.calibrate import floor_point, load_qrels, otsu_threshold, recommend_floor
+
+
+def synthetic(rng: np.random.Generator, n_queries: int = 40, overlap: bool = False):
+    """Per query: 3 relevant scores in [0.62, 0.97], 30 non-relevant in [0.01, 0.38] (or overlapping)."""
+    records, qrels = [], {}
+    for q in range(n_queries):
+        qid = f"q{q}"
+        rel = rng.uniform(0.45 if overlap else 0.62, 0.97, 3)
+        non = rng.uniform(0.01, 0.6 if overlap else 0.38, 30)
+        qrels[qid] = {f"{qid}-r{i}": 1 for i in range(3)} | {f"{qid}-n0": 0}
+        records += [{"query_id": qid, "id": f"{qid}-r{i}", "score": float(s)} for i, s in enumerate(rel)]
+        records += [{"query_id": qid, "id": f"{qid}-n{i}", "score": float(s)} for i, s in enumerate(non)]
+    return records, qrels
+
+
+def arrays(records, qrels):
+    scores = np.array([r["score"] for r in records])
+    labels = np.array([qrels[r["query_id"]].get(r["id"], 0) > 0 for r in records])
+    qids = np.array([r["query_id"] for r in records], dtype=object)
+    return scores, labels, qids
+
+
+@pytest.mark.parametrize("objective", ["f1", "youden"])
+def test_separable_traces_give_a_separating_floor(objective: str) -> None:
+    scores, labels, qids = arrays(*synthetic(np.random.default_rng(0)))
+    rec = recommend_floor(scores, qids, labels, objective=objective)
+    assert scores[~labels].max() < rec.floor < scores[labels].min()
+    assert rec.at_floor.precision == 1.0 and rec.at_floor.recall == 1.0 and rec.at_floor.f1 == 1.0
+    assert rec.at_floor.youden_j == 1.0 and rec.at_floor.no_evidence_queries == 0.0
+    assert rec.n_relevant == 120 and rec.n_queries == 40
+    assert [a.floor for a in rec.alternatives] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+
+
+def test_overlapping_traces_f1_floor_beats_every_grid_floor() -> None:
+    scores, labels, qids = arrays(*synthetic(np.random.default_rng(1), overlap=True))
+    rec = recommend_floor(scores, qids, labels)
+    assert all(rec.at_floor.f1 >= a.f1 for a in rec.alternatives)
+    assert 0.4 < rec.floor < 0.65
+    strict = recommend_floor(scores, qids, labels, target_precision=0.95)
+    assert strict.at_floor.precision >= 0.95
+    # The lowest such floor: one step lower (next distinct score) falls below the target precision.
+    lower = scores[scores < strict.floor].max()
+    assert floor_point(scores, lower, qids, labels).precision < 0.95
+    with pytest.raises(ValueError, match="precision"):
+        recommend_floor(np.array([0.9, 0.8]), np.array(["a", "a"], dtype=object), np.array([False, True]),
+                        target_precision=1.0)
+
+
+def test_otsu_finds_the_valley_without_labels() -> None:
+    rng = np.random.default_rng(2)
+    low, high = rng.uniform(0.0, 0.3, 500), rng.uniform(0.7, 1.0, 80)
+    t = otsu_threshold(np.concatenate([low, high]))
+    assert low.max() < t < high.min()
+    rec = recommend_floor(np.concatenate([low, high]), np.array(["q"] * 580, dtype=object))
+    assert rec.method == "otsu" and rec.at_floor.precision is None
+    with pytest.raises(ValueError, match="distinct"):
+        otsu_threshold(np.array([0.5, 0.5]))
+
+
+def test_qrels_formats(tmp_path: Path) -> None:
+    beir = tmp_path / "test.tsv"
+    beir.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td2\t0\nq2\td3\t2\n")
+    trec = tmp_path / "qrels.txt"
+    trec.write_text("q1 0 d1 1\nq1 0 d2 0\nq2 0 d3 2\n")
+    assert load_qrels(beir) == load_qrels(trec) == {"q1": {"d1": 1, "d2": 0}, "q2": {"d3": 2}}
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("query-id\tcorpus-id\tscore\nq1\td1\n")
+    with pytest.raises(ValueError, match="line 2"):
+        load_qrels(bad)
+
+
+def test_cli_with_and_without_qrels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    records, qrels = synthetic(np.random.default_rng(3))
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text("".join(json.dumps(r) + "\n" for r in records))
+    qfile = tmp_path / "qrels.tsv"
+    qfile.write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{q}\t{d}\t{g}\n" for q, docs in qrels.items() for d, g in docs.items()))
+    png = tmp_path / "hist.png"
+    assert cli.main(["calibrate-floor", str(traces), "--qrels", str(qfile), "--png", str(png)]) == 0
+    out = capsys.readouterr().out
+    floor = float(out.split("recommended floor:")[1].split()[0])
+    scores, labels, _ = arrays(records, qrels)
+    assert scores[~labels].max() < floor < scores[labels].min()
+    assert "recommended" in out and "prec" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+    assert cli.main(["calibrate-floor", str(traces), "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["method"] == "otsu" and 0.3 < rec["floor"] < 0.7
+
+    assert cli.main(["calibrate-floor", str(tmp_path / "missing.jsonl")]) == 2
+    assert "no trace file" in capsys.readouterr().err
+    other = tmp_path / "other.tsv"
+    other.write_text("query-id\tcorpus-id\tscore\nzz\td\t1\n")
+    assert cli.main(["calibrate-floor", str(traces), "--qrels", str(other)]) == 2
+    assert "qrels" in capsys.readouterr().err
