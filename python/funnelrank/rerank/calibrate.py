@@ -245,6 +245,8 @@ def plot_histogram(
 ) -> Path:
     """Write a PNG histogram of the scores (relevant vs non-relevant when labelled) with the floor marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from funnelrank.cache import atomic_writer
     from matplotlib.figure import Figure
 
     out = Path(path)
@@ -266,7 +268,6 @@ def plot_histogram(
     ax.set_title(title)
     ax.legend(loc="upper center")
     fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, out)
+    with atomic_writer(out) as fh:
+        fig.savefig(fh, format="png")
     return out

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from funnelrank.rerank.batching import plan_batches
+from funnelrank.batching import plan_batches
 
 # Files looked for in a model directory, in order of preference.
 _ONNX_CANDIDATES = ("model.onnx", "onnx/model.onnx")

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from funnelrank.rerank.batching import plan_batches
+from funnelrank.batching import plan_batches
 from funnelrank.rerank.cross_encoder import EncodedPairs, reduce_to_passages, sigmoid
 
 

@@ -18,12 +18,13 @@ import argparse
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from funnelrank.cache import atomic_directory
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -166,12 +167,7 @@ def export_cross_encoder(
         raise FileNotFoundError(f"no tokenizer.json in {tok_src}")
     model.eval()
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the model directory is meant to be shared
-    try:
+    with atomic_directory(out, overwrite=overwrite) as tmp:
         export_onnx(model, tmp / "model.onnx", token_type_ids=token_type_ids)
         check_onnx_matches(model, tmp / "model.onnx")
         config = model.config.to_dict()
@@ -179,20 +175,6 @@ def export_cross_encoder(
         shutil.copyfile(tok_src / "tokenizer.json", tmp / "tokenizer.json")
         if (tok_src / "tokenizer_config.json").is_file():
             shutil.copyfile(tok_src / "tokenizer_config.json", tmp / "tokenizer_config.json")
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
