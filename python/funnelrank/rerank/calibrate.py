@@ -19,7 +19,6 @@ retrieved). Calibration ignores the top-k cut: it asks only which scores clear t
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -68,29 +67,30 @@ class FloorRecommendation:
 
 # ---------------------------------------------------------------------- qrels
 def load_qrels(path: str | os.PathLike[str]) -> dict[str, dict[str, int]]:
-    """Read judgments: BEIR TSV (``query-id corpus-id score`` with a header) or TREC (``qid 0 docid grade``)."""
+    """Read judgments: BEIR TSV (``query-id corpus-id score``, see `funnelrank.evaluation.beir.load_qrels`)
+    or TREC qrels (``qid 0 docid grade``, whitespace-separated)."""
+    from funnelrank.evaluation.beir import load_qrels as load_beir_qrels
+
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no qrels file at {p}")
-    qrels: dict[str, dict[str, int]] = {}
-    with open(p, encoding="utf-8", newline="") as fh:
-        for n, row in enumerate(csv.reader(fh, delimiter="\t" if p.suffix == ".tsv" else " ")):
-            parts = [x for x in (row if len(row) > 1 else (row[0].split() if row else [])) if x != ""]
-            if not parts:
-                continue
-            if len(parts) == 3:
-                qid, did, grade = parts
-            elif len(parts) == 4:
-                qid, _, did, grade = parts
-            else:
-                raise ValueError(f"{p}, line {n + 1}: expected 3 (BEIR) or 4 (TREC) columns, got {len(parts)}")
-            try:
-                g = int(float(grade))
-            except ValueError:
-                if n == 0:
-                    continue  # header
-                raise ValueError(f"{p}, line {n + 1}: grade {grade!r} is not a number") from None
-            qrels.setdefault(qid, {})[did] = g
+    with open(p, encoding="utf-8") as fh:
+        first = next((line for line in fh if line.strip()), "")
+    if len(first.split()) != 4:
+        qrels = load_beir_qrels(p)
+    else:
+        qrels = {}
+        with open(p, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, start=1):
+                parts = line.split()
+                if not parts:
+                    continue
+                if len(parts) != 4:
+                    raise ValueError(f"{p}:{n}: expected 4 columns (TREC qrels: qid iter docid grade)")
+                try:
+                    qrels.setdefault(parts[0], {})[parts[2]] = int(float(parts[3]))
+                except ValueError:
+                    raise ValueError(f"{p}:{n}: grade {parts[3]!r} is not a number") from None
     if not qrels:
         raise ValueError(f"{p}: no judgments found")
     return qrels

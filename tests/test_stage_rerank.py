@@ -1,0 +1,64 @@
+"""The eval harness's `rerank` stage on a tiny BEIR set with a run file and a tiny random cross-encoder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from beir_fixtures import write_beir  # noqa: E402
+from rerank_fakes import build_tiny_cross_encoder  # noqa: E402
+
+from funnelrank import cli  # noqa: E402
+from funnelrank.evaluation.beir import load_beir  # noqa: E402
+from funnelrank.evaluation.harness import run_evaluation  # noqa: E402
+from funnelrank.rerank import CrossEncoder, read_traces  # noqa: E402
+
+
+def test_rerank_stage_reorders_run_candidates_and_traces(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, model_dir = build_tiny_cross_encoder(tmp_path)
+    docs = [{"_id": f"d{i}", "title": f"title {i}", "text": f"document number {i} about topic {i % 3}"} for i in range(8)]
+    queries = [{"_id": "q1", "text": "topic one"}, {"_id": "q2", "text": "topic two"}]
+    qrels = {"test": [("q1", "d1", 1), ("q1", "d4", 1), ("q2", "d2", 2), ("q2", "d0", 0)]}
+    run = [(q, f"d{i}", r + 1, 10.0 - r) for q in ("q1", "q2") for r, i in enumerate((7, 1, 4, 2, 0, 5))]
+    root = write_beir(tmp_path / "tiny", docs, queries, qrels, run)
+    traces = tmp_path / "traces.jsonl"
+    dataset = load_beir(root, "test")
+    report = run_evaluation(
+        dataset, ["run", "rerank"],
+        {"rerank_model": str(model_dir), "rerank_depth": 5, "rerank_traces": str(traces)}, progress=False,
+    )
+    stage = report["stages"]["rerank"]
+    assert stage["rerank_from"] == "run" and stage["rerank_depth"] == 5 and stage["queries"] == 2
+    assert 0.0 <= stage["ndcg@10"] <= 1.0 and stage["latency_ms_p50"] > 0
+    records = read_traces(traces)
+    assert len(records) == 10 and {r["query_id"] for r in records} == {"q1", "q2"}
+    ce = CrossEncoder.from_pretrained(model_dir)
+    for qid, text in (("q1", "topic one"), ("q2", "topic two")):
+        cand_ids = ["d7", "d1", "d4", "d2", "d0"]  # the run's top 5
+        scores, _ = ce.predict(text, [dataset.corpus[d].full_text for d in cand_ids])
+        recs = {r["id"]: r for r in records if r["query_id"] == qid}
+        assert set(recs) == set(cand_ids)
+        for d, s in zip(cand_ids, scores):
+            assert recs[d]["score"] == pytest.approx(s, abs=1e-6)
+            assert recs[d]["stage1_rank"] == cand_ids.index(d) + 1
+        expected = [cand_ids[i] for i in np.argsort(-scores, kind="stable")]
+        assert [r["id"] for r in sorted(recs.values(), key=lambda r: r["rerank_rank"])] == expected
+    # The traces feed calibrate-floor with the dataset's qrels.
+    assert cli.main(["calibrate-floor", str(traces), "--qrels", str(root / "qrels" / "test.tsv")]) == 0
+    assert "recommended floor" in capsys.readouterr().out
+
+
+def test_rerank_stage_without_model_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FUNNELRANK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("FUNNELRANK_RERANKER", raising=False)
+    root = write_beir(tmp_path / "tiny", [{"_id": "d1", "text": "x"}], [{"_id": "q1", "text": "x"}],
+                      {"test": [("q1", "d1", 1)]}, [("q1", "d1", 1, 1.0)])
+    with pytest.raises(FileNotFoundError, match="FUNNELRANK_RERANKER"):
+        run_evaluation(load_beir(root, "test"), ["rerank"], progress=False)
