@@ -1,5 +1,308 @@
+// Python bindings for Analyzer and BM25Index. Texts are read as UTF-8 (str, or bytes that must be valid
+// UTF-8); the GIL is released around analysis, indexing, search and file I/O.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "analyzer.h"
 #include "bindings.h"
+#include "bm25_index.h"
+#include "errors.h"
+
+namespace py = pybind11;
 
 namespace funnelrank::bindings {
-void bind_bm25(pybind11::module_& /*m*/) {}
+namespace {
+
+// UTF-8 view of a str (or bytes) object; the object must stay alive while the view is used.
+std::string_view text_view(py::handle obj, const std::string& what) {
+    if (PyUnicode_Check(obj.ptr())) {
+        Py_ssize_t size = 0;
+        const char* data = PyUnicode_AsUTF8AndSize(obj.ptr(), &size);
+        if (!data) {
+            const py::error_already_set err;
+            throw InvalidArgument(what + " is not valid Unicode (" + std::string(py::str(err.value())) + ")");
+        }
+        return {data, static_cast<std::size_t>(size)};
+    }
+    if (PyBytes_Check(obj.ptr())) {
+        char* data = nullptr;
+        Py_ssize_t size = 0;
+        PyBytes_AsStringAndSize(obj.ptr(), &data, &size);
+        return {data, static_cast<std::size_t>(size)};
+    }
+    throw py::type_error(what + " must be str or bytes, not " + std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+}
+
+// Items of a sequence argument (a lone str/bytes is refused: it is almost always a mistake).
+std::vector<py::object> items_of(const py::handle& seq, const char* name) {
+    if (PyUnicode_Check(seq.ptr()) || PyBytes_Check(seq.ptr())) {
+        throw py::type_error(std::string(name) + " must be a sequence of str, not a single string");
+    }
+    std::vector<py::object> out;
+    if (py::hasattr(seq, "__len__")) out.reserve(py::len(seq));
+    for (auto item : py::iter(seq)) out.push_back(py::reinterpret_borrow<py::object>(item));
+    return out;
+}
+
+std::vector<std::string> strings_of(const py::handle& seq, const char* name) {
+    std::vector<std::string> out;
+    for (const auto& item : items_of(seq, name)) {
+        if (!PyUnicode_Check(item.ptr())) {
+            throw py::type_error(std::string(name) + " must hold str, found " +
+                                 std::string(py::str(py::type::handle_of(item).attr("__name__"))));
+        }
+        out.emplace_back(text_view(item, std::string("an item of ") + name));
+    }
+    return out;
+}
+
+py::tuple to_python(BM25Results&& r) {
+    py::list ids(r.ids.size());
+    for (std::size_t i = 0; i < r.ids.size(); ++i) {
+        ids[i] = py::reinterpret_steal<py::object>(
+            PyUnicode_DecodeUTF8(r.ids[i].data(), static_cast<Py_ssize_t>(r.ids[i].size()), "surrogateescape"));
+    }
+    py::array_t<float> scores(static_cast<py::ssize_t>(r.scores.size()));
+    std::copy(r.scores.begin(), r.scores.end(), scores.mutable_data());
+    return py::make_tuple(std::move(ids), std::move(scores));
+}
+
+std::size_t checked_k(long long k) {
+    if (k <= 0) throw InvalidArgument("k must be >= 1, got " + std::to_string(k));
+    return static_cast<std::size_t>(k);
+}
+
+std::string path_of(const py::object& path) {
+    return py::str(py::module_::import("os").attr("fsdecode")(path));
+}
+
+std::shared_ptr<Analyzer> make_analyzer(bool lowercase, const py::object& stopwords, const py::object& stemmer,
+                                        long long min_token_length) {
+    AnalyzerConfig cfg;
+    cfg.lowercase = lowercase;
+    if (stopwords.is_none()) {
+        cfg.stopwords.clear();
+    } else if (PyUnicode_Check(stopwords.ptr())) {
+        const auto name = stopwords.cast<std::string>();
+        if (name == "lucene") {
+            cfg.stopwords = lucene_stopwords();
+        } else if (name != "english") {
+            throw InvalidArgument("stopwords must be 'english', 'lucene', a list of words or None, got '" + name +
+                                  "'");
+        }
+    } else {
+        cfg.stopwords = strings_of(stopwords, "stopwords");
+    }
+    if (stemmer.is_none()) {
+        cfg.stemmer.clear();
+    } else {
+        cfg.stemmer = stemmer.cast<std::string>();
+        if (cfg.stemmer.empty()) throw InvalidArgument("stemmer must be a Snowball algorithm name or None");
+    }
+    if (min_token_length < 1) throw InvalidArgument("min_token_length must be >= 1");
+    cfg.min_token_length = static_cast<std::size_t>(min_token_length);
+    return std::make_shared<Analyzer>(std::move(cfg));
+}
+
+}  // namespace
+
+void bind_bm25(py::module_& m) {
+    py::class_<Analyzer, std::shared_ptr<Analyzer>>(m, "Analyzer", R"doc(
+Text analysis shared by documents and queries: Unicode lowercasing, tokenization into runs of Unicode
+letters, digits and '_' (bm25s's default pattern ``(?u)\b\w\w+\b``), stopword removal and Snowball
+stemming (libstemmer).
+
+stopwords: "english" (NLTK's 179-word English list, bm25s's "en_plus"; the default), "lucene"
+(Lucene's 33-word EnglishAnalyzer list, bm25s's "en"), a list of words, or None.
+stemmer: a Snowball algorithm name (see ``Analyzer.available_stemmers()``) or None.
+min_token_length: tokens shorter than this many code points are dropped.
+)doc")
+        .def(py::init(&make_analyzer), py::kw_only(), py::arg("lowercase") = true,
+             py::arg("stopwords") = py::str("english"), py::arg("stemmer") = py::str("english"),
+             py::arg("min_token_length") = 2)
+        .def(
+            "tokenize",
+            [](const Analyzer& a, const py::object& text) {
+                const auto view = text_view(text, "text");
+                std::vector<std::string> terms;
+                {
+                    py::gil_scoped_release release;
+                    terms = a.tokenize(view);
+                }
+                return terms;
+            },
+            py::arg("text"), "The terms of `text` after the full analysis, in order.")
+        .def_property_readonly("lowercase", [](const Analyzer& a) { return a.config().lowercase; })
+        .def_property_readonly("stopwords", [](const Analyzer& a) { return a.config().stopwords; },
+                               "The effective stopword list (sorted).")
+        .def_property_readonly("stemmer",
+                               [](const Analyzer& a) -> std::optional<std::string> {
+                                   if (a.config().stemmer.empty()) return std::nullopt;
+                                   return a.config().stemmer;
+                               })
+        .def_property_readonly("min_token_length", [](const Analyzer& a) { return a.config().min_token_length; })
+        .def_static("available_stemmers", &Analyzer::available_stemmers, "Snowball algorithm names.")
+        .def("__repr__", [](const Analyzer& a) {
+            const auto& c = a.config();
+            return "Analyzer(lowercase=" + std::string(c.lowercase ? "True" : "False") +
+                   ", stopwords=<" + std::to_string(c.stopwords.size()) + " words>, stemmer=" +
+                   (c.stemmer.empty() ? std::string("None") : "'" + c.stemmer + "'") +
+                   ", min_token_length=" + std::to_string(c.min_token_length) + ")";
+        });
+
+    py::class_<BM25Index, std::shared_ptr<BM25Index>>(m, "BM25Index", R"doc(
+Lucene BM25 over an inverted index with user string ids, exact top-k (MaxScore with block-max bounds),
+incremental add/delete (N, df and avgdl always count only live documents) and atomic save/load.
+Empty documents are indexed with length 0 and never match. Scores are float32, best first; ties go to
+the document added first.
+)doc")
+        .def(py::init([](double k1, double b, std::shared_ptr<Analyzer> analyzer) {
+                 return std::make_shared<BM25Index>(k1, b, std::move(analyzer));
+             }),
+             py::kw_only(), py::arg("k1") = 1.2, py::arg("b") = 0.75, py::arg("analyzer") = py::none())
+        .def(
+            "add",
+            [](BM25Index& self, const py::object& ids, const py::object& texts) {
+                auto id_list = strings_of(ids, "ids");
+                const auto items = items_of(texts, "texts");
+                if (id_list.size() != items.size()) {
+                    throw InvalidArgument("add(): got " + std::to_string(id_list.size()) + " ids but " +
+                                          std::to_string(items.size()) + " texts");
+                }
+                std::vector<std::string_view> views;
+                views.reserve(items.size());
+                for (std::size_t i = 0; i < items.size(); ++i) {
+                    views.push_back(text_view(items[i], "text of document '" + id_list[i] + "'"));
+                }
+                py::gil_scoped_release release;  // `items` keeps the texts alive
+                self.add(id_list, views);
+            },
+            py::arg("ids"), py::arg("texts"),
+            "Index documents. All-or-nothing: mismatched lengths, empty or duplicate ids (in the batch or "
+            "already indexed) and invalid text raise ValueError and insert nothing.")
+        .def(
+            "delete",
+            [](BM25Index& self, const py::object& ids) {
+                const auto id_list = strings_of(ids, "ids");
+                py::gil_scoped_release release;
+                self.remove(id_list);
+            },
+            py::arg("ids"), "Delete documents. An unknown id raises KeyError and deletes nothing.")
+        .def(
+            "search",
+            [](const BM25Index& self, const py::object& query, long long k, const py::object& allow) {
+                const auto n = checked_k(k);
+                const std::string q(text_view(query, "query"));
+                std::optional<std::vector<std::string>> allow_list;
+                if (!allow.is_none()) allow_list = strings_of(allow, "allow");
+                BM25Results r;
+                {
+                    py::gil_scoped_release release;
+                    r = self.search(q, n, allow_list ? &*allow_list : nullptr);
+                }
+                return to_python(std::move(r));
+            },
+            py::arg("query"), py::arg("k") = 10, py::arg("allow") = py::none(),
+            "Top-k (ids, float32 scores), best first. `allow` restricts results to those ids.")
+        .def(
+            "_search_exhaustive",
+            [](const BM25Index& self, const py::object& query, long long k, const py::object& allow) {
+                const auto n = checked_k(k);
+                const std::string q(text_view(query, "query"));
+                std::optional<std::vector<std::string>> allow_list;
+                if (!allow.is_none()) allow_list = strings_of(allow, "allow");
+                BM25Results r;
+                {
+                    py::gil_scoped_release release;
+                    r = self.search_exhaustive(q, n, allow_list ? &*allow_list : nullptr);
+                }
+                return to_python(std::move(r));
+            },
+            py::arg("query"), py::arg("k") = 10, py::arg("allow") = py::none(),
+            "search() computed without pruning (reference for tests).")
+        .def(
+            "search_batch",
+            [](const BM25Index& self, const py::object& queries, long long k, long long threads) {
+                const auto n = checked_k(k);
+                if (threads < 0) throw InvalidArgument("threads must be >= 0 (0 = all cores)");
+                std::vector<std::string> qs;
+                for (const auto& item : items_of(queries, "queries")) qs.emplace_back(text_view(item, "query"));
+                std::vector<BM25Results> rs;
+                {
+                    py::gil_scoped_release release;
+                    rs = self.search_batch(qs, n, static_cast<unsigned>(threads));
+                }
+                py::list out;
+                for (auto& r : rs) out.append(to_python(std::move(r)));
+                return out;
+            },
+            py::arg("queries"), py::arg("k") = 10, py::arg("threads") = 0,
+            "search() for many queries, in parallel on `threads` threads (0 = all cores).")
+        .def(
+            "save",
+            [](const BM25Index& self, const py::object& path) {
+                const auto p = path_of(path);
+                py::gil_scoped_release release;
+                self.save(p);
+            },
+            py::arg("path"), "Write the index atomically (deleted documents are left out).")
+        .def_static(
+            "load",
+            [](const py::object& path) {
+                const auto p = path_of(path);
+                std::unique_ptr<BM25Index> index;
+                {
+                    py::gil_scoped_release release;
+                    index = BM25Index::load(p);
+                }
+                return std::shared_ptr<BM25Index>(std::move(index));
+            },
+            py::arg("path"), "Read an index written by save(); IndexFileError if missing, truncated or corrupt.")
+        .def(
+            "compact",
+            [](BM25Index& self) {
+                py::gil_scoped_release release;
+                self.compact();
+            },
+            "Reclaim deleted documents' postings now (delete() does it when over a quarter are deleted).")
+        .def("ids", &BM25Index::ids, "Live ids in insertion order.")
+        .def("__len__", &BM25Index::size)
+        .def("__contains__",
+             [](const BM25Index& self, const py::object& id) {
+                 if (!PyUnicode_Check(id.ptr())) return false;
+                 Py_ssize_t size = 0;
+                 const char* data = PyUnicode_AsUTF8AndSize(id.ptr(), &size);
+                 if (!data) {
+                     PyErr_Clear();
+                     return false;
+                 }
+                 return self.contains(std::string_view(data, static_cast<std::size_t>(size)));
+             })
+        .def_property_readonly("k1", &BM25Index::k1)
+        .def_property_readonly("b", &BM25Index::b)
+        .def_property_readonly("analyzer",
+                               [](const BM25Index& self) { return std::const_pointer_cast<Analyzer>(self.analyzer()); })
+        .def("_stats",
+             [](const BM25Index& self) {
+                 const auto s = self.stats();
+                 py::dict d;
+                 d["live_docs"] = s.live_docs;
+                 d["doc_slots"] = s.doc_slots;
+                 d["terms"] = s.terms;
+                 d["postings"] = s.postings;
+                 return d;
+             })
+        .def("__repr__", [](const BM25Index& self) {
+            return "BM25Index(len=" + std::to_string(self.size()) + ", k1=" + py::str(py::float_(self.k1())).cast<std::string>() +
+                   ", b=" + py::str(py::float_(self.b())).cast<std::string>() + ")";
+        });
+}
+
 }  // namespace funnelrank::bindings

@@ -7,12 +7,14 @@ re-scores the candidates; its sigmoid scores are absolute, so a relevance floor 
 
 from __future__ import annotations
 
-from funnelrank._core import IndexFileError
+from funnelrank._core import Analyzer, BM25Index, IndexFileError
 from funnelrank.rerank import CrossEncoder, OverloadedError, Reranker, RerankResult, RerankScheduler
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Analyzer",
+    "BM25Index",
     "CrossEncoder",
     "IndexFileError",
     "OverloadedError",

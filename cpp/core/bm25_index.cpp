@@ -1,0 +1,754 @@
+#include "bm25_index.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <exception>
+#include <limits>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+
+#include "file_io.h"
+
+namespace funnelrank {
+
+namespace {
+constexpr std::uint32_t kEnd = std::numeric_limits<std::uint32_t>::max();
+constexpr std::string_view kMagic("FRK-BM25", 8);
+constexpr std::uint32_t kFormatVersion = 1;
+// Bounds are compared after scaling by this, so floating-point rounding can never make pruning unsafe.
+constexpr double kSlack = 1.0 + 1e-9;
+constexpr std::uint32_t kMaxDocs = kEnd - 1;
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------
+// Scoring
+
+// Per-query constants; term_score() is the one place a BM25 term contribution is computed.
+struct BM25Index::Scorer {
+    double k1p1, c0, c1;
+    Scorer(double k1, double b, double avgdl)
+        : k1p1(k1 + 1.0), c0(k1 * (1.0 - b)), c1(avgdl > 0.0 ? k1 * b / avgdl : 0.0) {}
+    double term_score(double weight, std::uint32_t tf, std::uint32_t dl) const {
+        const double t = static_cast<double>(tf);
+        return weight * (t * k1p1 / (t + c0 + c1 * static_cast<double>(dl)));
+    }
+};
+
+// A position in one posting list, with lazily computed block-max bounds.
+struct BM25Index::Cursor {
+    const std::uint32_t* docs;
+    const std::uint32_t* tfs;
+    std::size_t n;
+    const Block* blocks;
+    std::size_t nblocks;
+    double weight;
+    std::size_t qidx;  // position of the term in the query (canonical summation order)
+    std::size_t pos = 0;
+    std::size_t shallow = 0;  // block of the last bound_for() target (targets only increase)
+    std::size_t bound_block = std::numeric_limits<std::size_t>::max();
+    double bound_value = 0.0;
+    double max_bound = 0.0;  // bound over the whole list
+
+    Cursor(const QueryTerm& t, std::size_t query_index)
+        : docs(t.list->docs.data()),
+          tfs(t.list->tfs.data()),
+          n(t.list->docs.size()),
+          blocks(t.list->blocks.data()),
+          nblocks(t.list->blocks.size()),
+          weight(t.weight),
+          qidx(query_index) {}
+
+    std::uint32_t doc() const { return pos < n ? docs[pos] : kEnd; }
+    double block_bound_at(std::size_t blk, const Scorer& s) {
+        if (blk != bound_block) {
+            bound_block = blk;
+            bound_value = s.term_score(weight, blocks[blk].max_tf, blocks[blk].min_dl);
+        }
+        return bound_value;
+    }
+    // Upper bound of this term's contribution to document `target` (0 when the list cannot hold it).
+    // Targets must not decrease between calls.
+    double bound_for(std::uint32_t target, const Scorer& s) {
+        if (pos >= n || docs[pos] > target) return 0.0;
+        std::size_t blk = std::max(shallow, pos / kBlockSize);
+        while (blk < nblocks && blocks[blk].last_doc < target) ++blk;
+        shallow = blk;
+        return blk < nblocks ? block_bound_at(blk, s) : 0.0;
+    }
+    // Moves to the first posting with doc >= target.
+    void advance(std::uint32_t target) {
+        if (pos >= n || docs[pos] >= target) return;
+        std::size_t blk = pos / kBlockSize;
+        if (blocks[blk].last_doc < target) {
+            // gallop over blocks, then binary search: first block with last_doc >= target
+            std::size_t lo = blk + 1;
+            std::size_t step = 1;
+            while (lo + step < nblocks && blocks[lo + step].last_doc < target) {
+                lo += step;
+                step *= 2;
+            }
+            const Block* first = blocks + lo;
+            const Block* last = blocks + std::min(nblocks, lo + step + 1);
+            blk = static_cast<std::size_t>(
+                std::partition_point(first, last, [&](const Block& bl) { return bl.last_doc < target; }) - blocks);
+            if (blk >= nblocks) {
+                pos = n;
+                return;
+            }
+            pos = blk * kBlockSize;
+        }
+        const std::size_t end = std::min(n, (blk + 1) * kBlockSize);
+        pos = static_cast<std::size_t>(std::lower_bound(docs + pos, docs + end, target) - docs);
+    }
+};
+
+void BM25Index::Postings::append(std::uint32_t doc, std::uint32_t tf, std::uint32_t dl) {
+    if (docs.size() % kBlockSize == 0) {
+        blocks.push_back(Block{doc, tf, dl});
+    } else {
+        Block& blk = blocks.back();
+        blk.last_doc = doc;
+        blk.max_tf = std::max(blk.max_tf, tf);
+        blk.min_dl = std::min(blk.min_dl, dl);
+    }
+    docs.push_back(doc);
+    tfs.push_back(tf);
+    ++df;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Construction, add, remove
+
+BM25Index::BM25Index(double k1, double b, std::shared_ptr<const Analyzer> analyzer)
+    : k1_(k1), b_(b), analyzer_(std::move(analyzer)) {
+    if (!std::isfinite(k1) || k1 < 0.0) throw InvalidArgument("k1 must be finite and >= 0");
+    if (!std::isfinite(b) || b < 0.0 || b > 1.0) throw InvalidArgument("b must be in [0, 1]");
+    if (!analyzer_) analyzer_ = std::make_shared<const Analyzer>(AnalyzerConfig{});
+}
+
+void BM25Index::add(const std::vector<std::string>& ids, const std::vector<std::string_view>& texts) {
+    if (ids.size() != texts.size()) {
+        throw InvalidArgument("add(): got " + std::to_string(ids.size()) + " ids but " +
+                              std::to_string(texts.size()) + " texts");
+    }
+    {
+        std::unordered_set<std::string_view> seen;
+        seen.reserve(ids.size());
+        for (const auto& id : ids) {
+            if (id.empty()) throw InvalidArgument("add(): document ids must be non-empty strings");
+            if (!seen.insert(id).second) throw InvalidArgument("add(): duplicate id in batch: '" + id + "'");
+        }
+    }
+
+    // Phase 1, no lock held: analyze the batch into a local vocabulary and per-document (term, tf) lists.
+    // Each distinct raw token is normalized (stopword check + stemming) once.
+    constexpr std::uint32_t kStop = kEnd;
+    std::deque<std::string> raw_store;
+    std::unordered_map<std::string_view, std::uint32_t> raw_to_local;
+    std::deque<std::string> local_terms;
+    std::unordered_map<std::string_view, std::uint32_t> local_of;
+    std::vector<std::uint32_t> local_df;
+    std::vector<std::uint64_t> offsets{0};
+    offsets.reserve(ids.size() + 1);
+    std::vector<std::uint32_t> pair_terms;
+    std::vector<std::uint32_t> pair_tfs;
+    std::vector<std::uint32_t> lens;
+    lens.reserve(ids.size());
+    std::vector<std::uint32_t> counts;
+    std::vector<std::uint32_t> touched;
+    std::string term;
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+        std::uint64_t len = 0;
+        try {
+            analyzer_->split(texts[i], [&](std::string_view raw) {
+                auto it = raw_to_local.find(raw);
+                std::uint32_t local;
+                if (it != raw_to_local.end()) {
+                    local = it->second;
+                } else {
+                    if (analyzer_->normalize(raw, term)) {
+                        auto jt = local_of.find(term);
+                        if (jt == local_of.end()) {
+                            local_terms.push_back(term);
+                            jt = local_of.emplace(local_terms.back(), static_cast<std::uint32_t>(local_df.size()))
+                                     .first;
+                            local_df.push_back(0);
+                            counts.push_back(0);
+                        }
+                        local = jt->second;
+                    } else {
+                        local = kStop;
+                    }
+                    raw_store.emplace_back(raw);
+                    raw_to_local.emplace(raw_store.back(), local);
+                }
+                if (local == kStop) return;
+                if (counts[local]++ == 0) touched.push_back(local);
+                ++len;
+            });
+        } catch (const InvalidArgument& e) {
+            throw InvalidArgument("add(): text of document '" + ids[i] + "': " + e.what());
+        }
+        if (len > std::numeric_limits<std::uint32_t>::max()) {
+            throw InvalidArgument("add(): document '" + ids[i] + "' has more than 2^32-1 terms");
+        }
+        for (auto t : touched) {
+            pair_terms.push_back(t);
+            pair_tfs.push_back(counts[t]);
+            ++local_df[t];
+            counts[t] = 0;
+        }
+        touched.clear();
+        offsets.push_back(pair_terms.size());
+        lens.push_back(static_cast<std::uint32_t>(len));
+    }
+
+    // Phase 2, write lock: check ids against the index, then insert everything.
+    std::unique_lock lock(mutex_);
+    Data& d = data_;
+    for (const auto& id : ids) {
+        if (d.doc_of.count(id)) throw InvalidArgument("add(): id already in the index: '" + id + "'");
+    }
+    if (d.ext_ids.size() + ids.size() > kMaxDocs) throw InvalidArgument("add(): too many documents");
+    std::vector<std::uint32_t> global(local_terms.size());
+    for (std::size_t t = 0; t < local_terms.size(); ++t) {
+        auto it = d.term_of.find(local_terms[t]);
+        if (it == d.term_of.end()) {
+            d.terms.push_back(std::move(local_terms[t]));
+            it = d.term_of.emplace(d.terms.back(), static_cast<std::uint32_t>(d.postings.size())).first;
+            d.postings.emplace_back();
+        }
+        global[t] = it->second;
+        Postings& p = d.postings[it->second];
+        const std::size_t need = p.docs.size() + local_df[t];
+        if (need > p.docs.capacity()) {  // exact on a fresh list, geometric when growing one
+            const std::size_t cap = p.docs.empty() ? need : std::max(need, p.docs.capacity() * 3 / 2);
+            p.docs.reserve(cap);
+            p.tfs.reserve(cap);
+        }
+    }
+    d.fwd_terms.reserve(d.fwd_terms.size() + pair_terms.size());
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        const auto doc = static_cast<std::uint32_t>(d.ext_ids.size());
+        d.ext_ids.push_back(ids[i]);
+        d.doc_of.emplace(d.ext_ids.back(), doc);
+        d.doc_len.push_back(lens[i]);
+        d.alive.push_back(1);
+        for (std::uint64_t j = offsets[i]; j < offsets[i + 1]; ++j) {
+            const std::uint32_t g = global[pair_terms[j]];
+            d.postings[g].append(doc, pair_tfs[j], lens[i]);
+            d.fwd_terms.push_back(g);
+        }
+        d.fwd_offsets.push_back(d.fwd_terms.size());
+        ++d.live_docs;
+        d.live_len += lens[i];
+    }
+}
+
+void BM25Index::remove(const std::vector<std::string>& ids) {
+    std::unique_lock lock(mutex_);
+    Data& d = data_;
+    std::vector<std::uint32_t> docs;
+    docs.reserve(ids.size());
+    std::unordered_set<std::string_view> seen;
+    for (const auto& id : ids) {
+        auto it = d.doc_of.find(id);
+        if (it == d.doc_of.end()) throw NotFound("delete(): id not in the index: '" + id + "'");
+        if (!seen.insert(id).second) throw InvalidArgument("delete(): duplicate id in batch: '" + id + "'");
+        docs.push_back(it->second);
+    }
+    for (std::size_t i = 0; i < docs.size(); ++i) {
+        const std::uint32_t doc = docs[i];
+        d.doc_of.erase(ids[i]);
+        d.alive[doc] = 0;
+        --d.live_docs;
+        d.live_len -= d.doc_len[doc];
+        for (std::uint64_t j = d.fwd_offsets[doc]; j < d.fwd_offsets[doc + 1]; ++j) --d.postings[d.fwd_terms[j]].df;
+    }
+    const std::size_t dead = d.ext_ids.size() - d.live_docs;
+    if (dead > 0 && dead * 4 > d.ext_ids.size()) compact_locked();
+}
+
+void BM25Index::compact() {
+    std::unique_lock lock(mutex_);
+    compact_locked();
+}
+
+void BM25Index::compact_locked() {
+    Data& old = data_;
+    if (old.live_docs == old.ext_ids.size()) return;
+    Data d;
+    std::vector<std::uint32_t> new_doc(old.ext_ids.size(), kEnd);
+    for (std::size_t doc = 0; doc < old.ext_ids.size(); ++doc) {
+        if (!old.alive[doc]) continue;
+        new_doc[doc] = static_cast<std::uint32_t>(d.ext_ids.size());
+        d.ext_ids.push_back(std::move(old.ext_ids[doc]));
+        d.doc_of.emplace(d.ext_ids.back(), new_doc[doc]);
+        d.doc_len.push_back(old.doc_len[doc]);
+        d.alive.push_back(1);
+    }
+    std::vector<std::uint32_t> new_term(old.terms.size(), kEnd);
+    for (std::size_t t = 0; t < old.terms.size(); ++t) {
+        const Postings& p = old.postings[t];
+        if (p.df == 0) continue;
+        new_term[t] = static_cast<std::uint32_t>(d.postings.size());
+        d.terms.push_back(std::move(old.terms[t]));
+        d.term_of.emplace(d.terms.back(), new_term[t]);
+        Postings& q = d.postings.emplace_back();
+        q.docs.reserve(p.df);
+        q.tfs.reserve(p.df);
+        for (std::size_t j = 0; j < p.docs.size(); ++j) {
+            const std::uint32_t nd = new_doc[p.docs[j]];
+            if (nd != kEnd) q.append(nd, p.tfs[j], d.doc_len[nd]);
+        }
+    }
+    d.fwd_offsets.reserve(d.ext_ids.size() + 1);
+    for (std::size_t doc = 0; doc < old.alive.size(); ++doc) {
+        if (!old.alive[doc]) continue;
+        for (std::uint64_t j = old.fwd_offsets[doc]; j < old.fwd_offsets[doc + 1]; ++j) {
+            d.fwd_terms.push_back(new_term[old.fwd_terms[j]]);
+        }
+        d.fwd_offsets.push_back(d.fwd_terms.size());
+    }
+    d.live_docs = old.live_docs;
+    d.live_len = old.live_len;
+    data_ = std::move(d);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Search
+
+std::vector<BM25Index::QueryTerm> BM25Index::prepare(std::string_view query) const {
+    const auto tokens = analyzer_->tokenize(query);
+    std::vector<QueryTerm> q;  // distinct terms in order of first occurrence; weight counts occurrences
+    std::unordered_map<std::uint32_t, std::size_t> seen;  // term id -> position in q
+    const double n = static_cast<double>(data_.live_docs);
+    for (const auto& tok : tokens) {
+        auto it = data_.term_of.find(tok);
+        if (it == data_.term_of.end()) continue;
+        const Postings& p = data_.postings[it->second];
+        if (p.df == 0) continue;
+        auto [pos, fresh] = seen.emplace(it->second, q.size());
+        if (fresh) {
+            q.push_back(QueryTerm{&p, 1.0});
+        } else {
+            q[pos->second].weight += 1.0;
+        }
+    }
+    for (auto& t : q) {
+        const double df = static_cast<double>(t.list->df);
+        t.weight *= std::log(1.0 + (n - df + 0.5) / (df + 0.5));
+    }
+    return q;
+}
+
+namespace {
+// "a ranks before b": higher score, then earlier document.
+template <typename H>
+bool better(const H& a, const H& b) {
+    return a.score > b.score || (a.score == b.score && a.doc < b.doc);
+}
+}  // namespace
+
+std::vector<BM25Index::Hit> BM25Index::top_k_pruned(const std::vector<QueryTerm>& q, std::size_t k,
+                                                    const std::vector<std::uint8_t>* mask) const {
+    const Data& d = data_;
+    const Scorer scorer(k1_, b_, static_cast<double>(d.live_len) / static_cast<double>(d.live_docs));
+    const std::size_t nq = q.size();
+    std::vector<Cursor> cur;
+    cur.reserve(nq);
+    for (std::size_t i = 0; i < nq; ++i) {
+        Cursor c(q[i], i);
+        for (const Block& blk : q[i].list->blocks) {
+            c.max_bound = std::max(c.max_bound, scorer.term_score(c.weight, blk.max_tf, blk.min_dl));
+        }
+        cur.push_back(c);
+    }
+    // MaxScore: cursors by increasing bound; the first `fe` are non-essential (their bounds together
+    // cannot lift a document into the top-k).
+    std::sort(cur.begin(), cur.end(), [](const Cursor& a, const Cursor& b) {
+        return a.max_bound < b.max_bound || (a.max_bound == b.max_bound && a.qidx < b.qidx);
+    });
+    std::vector<double> prefix(nq);
+    double acc = 0.0;
+    for (std::size_t i = 0; i < nq; ++i) prefix[i] = (acc += cur[i].max_bound);
+
+    std::vector<Hit> heap;
+    heap.reserve(std::min<std::size_t>(k, d.live_docs));
+    const auto heap_cmp = [](const Hit& a, const Hit& b) { return better(a, b); };  // top = worst
+    double theta = -std::numeric_limits<double>::infinity();
+    std::size_t fe = 0;
+    std::vector<double> contrib(nq, 0.0);
+    std::vector<double> bounds(nq, 0.0);
+
+    while (true) {
+        std::uint32_t doc = kEnd;
+        for (std::size_t i = fe; i < nq; ++i) doc = std::min(doc, cur[i].doc());
+        if (doc == kEnd) break;
+        const bool eligible = d.alive[doc] && (!mask || (*mask)[doc]);
+        if (!eligible) {
+            for (std::size_t i = fe; i < nq; ++i) {
+                if (cur[i].doc() == doc) ++cur[i].pos;
+            }
+            continue;
+        }
+        const std::uint32_t dl = d.doc_len[doc];
+        double partial = 0.0;
+        for (std::size_t i = fe; i < nq; ++i) {
+            Cursor& c = cur[i];
+            if (c.doc() == doc) {
+                const double v = scorer.term_score(c.weight, c.tfs[c.pos], dl);
+                contrib[c.qidx] = v;
+                partial += v;
+                ++c.pos;
+            }
+        }
+        bool pruned = false;
+        if (fe > 0) {
+            double rest = 0.0;
+            for (std::size_t i = 0; i < fe; ++i) rest += (bounds[i] = cur[i].bound_for(doc, scorer));
+            if ((partial + rest) * kSlack < theta) {
+                pruned = true;
+            } else {
+                for (std::size_t i = fe; i-- > 0;) {
+                    rest -= bounds[i];
+                    if (bounds[i] == 0.0) continue;
+                    Cursor& c = cur[i];
+                    c.advance(doc);
+                    if (c.doc() == doc) {
+                        const double v = scorer.term_score(c.weight, c.tfs[c.pos], dl);
+                        contrib[c.qidx] = v;
+                        partial += v;
+                    }
+                    if ((partial + std::max(rest, 0.0)) * kSlack < theta) {
+                        pruned = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if (!pruned) {
+            double score = 0.0;
+            for (std::size_t j = 0; j < nq; ++j) score += contrib[j];  // canonical order
+            if (heap.size() < k) {
+                heap.push_back(Hit{score, doc});
+                std::push_heap(heap.begin(), heap.end(), heap_cmp);
+            } else if (score > heap.front().score) {  // equal score: the earlier document stays
+                std::pop_heap(heap.begin(), heap.end(), heap_cmp);
+                heap.back() = Hit{score, doc};
+                std::push_heap(heap.begin(), heap.end(), heap_cmp);
+            }
+            if (heap.size() == k) {
+                theta = heap.front().score;
+                while (fe < nq && prefix[fe] * kSlack < theta) ++fe;
+            }
+        }
+        std::fill(contrib.begin(), contrib.end(), 0.0);
+    }
+    std::sort(heap.begin(), heap.end(), heap_cmp);
+    return heap;
+}
+
+std::vector<BM25Index::Hit> BM25Index::top_k_docs(const std::vector<QueryTerm>& q, std::size_t k,
+                                                  const std::vector<std::uint32_t>& docs) const {
+    const Data& d = data_;
+    const Scorer scorer(k1_, b_, static_cast<double>(d.live_len) / static_cast<double>(d.live_docs));
+    std::vector<Cursor> cur;
+    cur.reserve(q.size());
+    for (std::size_t i = 0; i < q.size(); ++i) cur.emplace_back(q[i], i);
+    std::vector<Hit> hits;
+    for (const std::uint32_t doc : docs) {  // ascending
+        double score = 0.0;
+        bool matched = false;
+        for (Cursor& c : cur) {  // cursors are in query order: canonical summation
+            c.advance(doc);
+            if (c.doc() == doc) {
+                score += scorer.term_score(c.weight, c.tfs[c.pos], d.doc_len[doc]);
+                matched = true;
+            }
+        }
+        if (matched) hits.push_back(Hit{score, doc});
+    }
+    const auto cmp = [](const Hit& a, const Hit& b) { return better(a, b); };
+    const std::size_t keep = std::min(k, hits.size());
+    std::partial_sort(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(keep), hits.end(), cmp);
+    hits.resize(keep);
+    return hits;
+}
+
+std::vector<BM25Index::Hit> BM25Index::top_k_exhaustive(const std::vector<QueryTerm>& q, std::size_t k,
+                                                        const std::vector<std::uint8_t>* mask) const {
+    const Data& d = data_;
+    const Scorer scorer(k1_, b_, static_cast<double>(d.live_len) / static_cast<double>(d.live_docs));
+    std::vector<double> acc(d.ext_ids.size(), 0.0);
+    std::vector<std::uint8_t> matched(d.ext_ids.size(), 0);
+    for (const QueryTerm& t : q) {
+        for (std::size_t j = 0; j < t.list->docs.size(); ++j) {
+            const std::uint32_t doc = t.list->docs[j];
+            acc[doc] += scorer.term_score(t.weight, t.list->tfs[j], d.doc_len[doc]);
+            matched[doc] = 1;
+        }
+    }
+    std::vector<Hit> hits;
+    for (std::uint32_t doc = 0; doc < acc.size(); ++doc) {
+        if (matched[doc] && d.alive[doc] && (!mask || (*mask)[doc])) hits.push_back(Hit{acc[doc], doc});
+    }
+    const auto cmp = [](const Hit& a, const Hit& b) { return better(a, b); };
+    const std::size_t keep = std::min(k, hits.size());
+    std::partial_sort(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(keep), hits.end(), cmp);
+    hits.resize(keep);
+    return hits;
+}
+
+std::vector<std::uint8_t> BM25Index::allow_mask(const std::vector<std::string>& allow,
+                                                std::vector<std::uint32_t>* sorted_docs) const {
+    std::vector<std::uint8_t> mask(data_.ext_ids.size(), 0);
+    for (const auto& id : allow) {
+        auto it = data_.doc_of.find(id);
+        if (it == data_.doc_of.end()) throw NotFound("search(): allow lists an id not in the index: '" + id + "'");
+        if (sorted_docs && !mask[it->second]) sorted_docs->push_back(it->second);
+        mask[it->second] = 1;
+    }
+    if (sorted_docs) std::sort(sorted_docs->begin(), sorted_docs->end());
+    return mask;
+}
+
+BM25Results BM25Index::to_results(const std::vector<Hit>& hits) const {
+    BM25Results r;
+    r.ids.reserve(hits.size());
+    r.scores.reserve(hits.size());
+    for (const Hit& h : hits) {
+        r.ids.push_back(data_.ext_ids[h.doc]);
+        r.scores.push_back(static_cast<float>(h.score));
+    }
+    return r;
+}
+
+BM25Results BM25Index::search_locked(std::string_view query, std::size_t k, const std::vector<std::string>* allow,
+                                     bool exhaustive) const {
+    if (k == 0) throw InvalidArgument("search(): k must be >= 1");
+    std::vector<std::uint8_t> mask;
+    std::vector<std::uint32_t> allowed_docs;
+    if (allow) mask = allow_mask(*allow, &allowed_docs);
+    const auto q = prepare(query);
+    if (q.empty() || data_.live_docs == 0 || (allow && allowed_docs.empty())) return {};
+    if (exhaustive) return to_results(top_k_exhaustive(q, k, allow ? &mask : nullptr));
+    if (allow) {
+        std::size_t postings = 0;
+        for (const auto& t : q) postings += t.list->docs.size();
+        // Few allowed documents: score just those; else filter while traversing the lists.
+        if (allowed_docs.size() * q.size() * 4 < postings) return to_results(top_k_docs(q, k, allowed_docs));
+        return to_results(top_k_pruned(q, k, &mask));
+    }
+    return to_results(top_k_pruned(q, k, nullptr));
+}
+
+BM25Results BM25Index::search(std::string_view query, std::size_t k, const std::vector<std::string>* allow) const {
+    std::shared_lock lock(mutex_);
+    return search_locked(query, k, allow, false);
+}
+
+BM25Results BM25Index::search_exhaustive(std::string_view query, std::size_t k,
+                                         const std::vector<std::string>* allow) const {
+    std::shared_lock lock(mutex_);
+    return search_locked(query, k, allow, true);
+}
+
+std::vector<BM25Results> BM25Index::search_batch(const std::vector<std::string>& queries, std::size_t k,
+                                                 unsigned threads) const {
+    if (k == 0) throw InvalidArgument("search_batch(): k must be >= 1");
+    std::vector<BM25Results> out(queries.size());
+    std::shared_lock lock(mutex_);
+    if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+    const auto workers = static_cast<unsigned>(std::min<std::size_t>(threads, queries.size()));
+    std::atomic<std::size_t> next{0};
+    std::exception_ptr error;
+    std::mutex error_mutex;
+    auto work = [&]() {
+        try {
+            for (std::size_t i = next++; i < queries.size(); i = next++) {
+                out[i] = search_locked(queries[i], k, nullptr, false);
+            }
+        } catch (...) {
+            std::lock_guard g(error_mutex);
+            if (!error) error = std::current_exception();
+            next = queries.size();
+        }
+    };
+    if (workers <= 1) {
+        work();
+    } else {
+        std::vector<std::thread> pool;
+        pool.reserve(workers);
+        for (unsigned t = 0; t < workers; ++t) pool.emplace_back(work);
+        for (auto& th : pool) th.join();
+    }
+    if (error) std::rethrow_exception(error);
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Introspection
+
+std::size_t BM25Index::size() const {
+    std::shared_lock lock(mutex_);
+    return static_cast<std::size_t>(data_.live_docs);
+}
+
+bool BM25Index::contains(std::string_view id) const {
+    std::shared_lock lock(mutex_);
+    return data_.doc_of.count(id) > 0;
+}
+
+std::vector<std::string> BM25Index::ids() const {
+    std::shared_lock lock(mutex_);
+    std::vector<std::string> out;
+    out.reserve(data_.live_docs);
+    for (std::size_t doc = 0; doc < data_.ext_ids.size(); ++doc) {
+        if (data_.alive[doc]) out.push_back(data_.ext_ids[doc]);
+    }
+    return out;
+}
+
+BM25Index::Stats BM25Index::stats() const {
+    std::shared_lock lock(mutex_);
+    Stats s;
+    s.live_docs = data_.live_docs;
+    s.doc_slots = data_.ext_ids.size();
+    s.terms = data_.terms.size();
+    for (const auto& p : data_.postings) s.postings += p.docs.size();
+    return s;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Persistence
+//
+// Payload (version 1), after file_io's header:
+//   f64 k1, f64 b
+//   analyzer: u8 lowercase, u64 min_token_length, string stemmer, u64 n + n strings stopwords
+//   u64 n_docs, n_docs strings (ids), vector<u32> doc lengths
+//   u64 n_terms, then per term: string term, vector<u32> docs (ascending), vector<u32> tfs
+// Only live documents are written (renumbered in order); terms with no live document are dropped.
+
+void BM25Index::save(const std::string& path) const {
+    std::shared_lock lock(mutex_);
+    const Data& d = data_;
+    io::AtomicFileWriter w(path, kMagic, kFormatVersion);
+    w.write<double>(k1_);
+    w.write<double>(b_);
+    const AnalyzerConfig& cfg = analyzer_->config();
+    w.write<std::uint8_t>(cfg.lowercase ? 1 : 0);
+    w.write<std::uint64_t>(cfg.min_token_length);
+    w.write_string(cfg.stemmer);
+    w.write<std::uint64_t>(cfg.stopwords.size());
+    for (const auto& s : cfg.stopwords) w.write_string(s);
+
+    std::vector<std::uint32_t> new_doc(d.ext_ids.size(), kEnd);
+    std::vector<std::uint32_t> lens;
+    lens.reserve(d.live_docs);
+    w.write<std::uint64_t>(d.live_docs);
+    for (std::size_t doc = 0; doc < d.ext_ids.size(); ++doc) {
+        if (!d.alive[doc]) continue;
+        new_doc[doc] = static_cast<std::uint32_t>(lens.size());
+        lens.push_back(d.doc_len[doc]);
+        w.write_string(d.ext_ids[doc]);
+    }
+    w.write_vector(lens);
+    std::uint64_t live_terms = 0;
+    for (const auto& p : d.postings) live_terms += p.df > 0 ? 1 : 0;
+    w.write<std::uint64_t>(live_terms);
+    std::vector<std::uint32_t> docs;
+    std::vector<std::uint32_t> tfs;
+    for (std::size_t t = 0; t < d.postings.size(); ++t) {
+        const Postings& p = d.postings[t];
+        if (p.df == 0) continue;
+        docs.clear();
+        tfs.clear();
+        for (std::size_t j = 0; j < p.docs.size(); ++j) {
+            const std::uint32_t nd = new_doc[p.docs[j]];
+            if (nd == kEnd) continue;
+            docs.push_back(nd);
+            tfs.push_back(p.tfs[j]);
+        }
+        w.write_string(d.terms[t]);
+        w.write_vector(docs);
+        w.write_vector(tfs);
+    }
+    w.commit();
+}
+
+std::unique_ptr<BM25Index> BM25Index::load(const std::string& path) {
+    io::IndexFile file(path, kMagic, kFormatVersion);
+    io::BinaryReader r = file.reader();
+    const auto k1 = r.read<double>();
+    const auto b = r.read<double>();
+    AnalyzerConfig cfg;
+    const auto lowercase = r.read<std::uint8_t>();
+    if (lowercase > 1) r.fail("bad analyzer lowercase flag");
+    cfg.lowercase = lowercase == 1;
+    cfg.min_token_length = static_cast<std::size_t>(r.read<std::uint64_t>());
+    cfg.stemmer = r.read_string();
+    const auto n_stop = r.read_count(r.remaining() / 8, "stopwords");
+    cfg.stopwords.clear();
+    for (std::uint64_t i = 0; i < n_stop; ++i) cfg.stopwords.push_back(r.read_string());
+    std::unique_ptr<BM25Index> index;
+    try {
+        index = std::make_unique<BM25Index>(k1, b, std::make_shared<const Analyzer>(std::move(cfg)));
+    } catch (const InvalidArgument& e) {
+        r.fail(std::string("bad index settings: ") + e.what());
+    }
+    Data& d = index->data_;
+    const auto n_docs = r.read_count(std::min<std::uint64_t>(r.remaining() / 8, kMaxDocs), "documents");
+    for (std::uint64_t i = 0; i < n_docs; ++i) {
+        d.ext_ids.push_back(r.read_string());
+        if (d.ext_ids.back().empty()) r.fail("empty document id");
+        if (!d.doc_of.emplace(d.ext_ids.back(), static_cast<std::uint32_t>(i)).second) {
+            r.fail("duplicate document id '" + d.ext_ids.back() + "'");
+        }
+    }
+    d.doc_len = r.read_vector<std::uint32_t>();
+    if (d.doc_len.size() != n_docs) r.fail("document length table has the wrong size");
+    d.alive.assign(n_docs, 1);
+    std::vector<std::uint64_t> len_check(n_docs, 0);
+    std::vector<std::uint32_t> terms_per_doc(n_docs, 0);
+    const auto n_terms = r.read_count(r.remaining() / 24, "terms");
+    for (std::uint64_t t = 0; t < n_terms; ++t) {
+        d.terms.push_back(r.read_string());
+        if (!d.term_of.emplace(d.terms.back(), static_cast<std::uint32_t>(t)).second) {
+            r.fail("duplicate term '" + d.terms.back() + "'");
+        }
+        auto docs = r.read_vector<std::uint32_t>();
+        auto tfs = r.read_vector<std::uint32_t>();
+        if (docs.empty() || docs.size() != tfs.size()) r.fail("bad posting list for term '" + d.terms.back() + "'");
+        Postings& p = d.postings.emplace_back();
+        p.docs.reserve(docs.size());
+        p.tfs.reserve(docs.size());
+        for (std::size_t j = 0; j < docs.size(); ++j) {
+            if (docs[j] >= n_docs || (j > 0 && docs[j] <= docs[j - 1]) || tfs[j] == 0) {
+                r.fail("bad posting list for term '" + d.terms.back() + "'");
+            }
+            len_check[docs[j]] += tfs[j];
+            ++terms_per_doc[docs[j]];
+            p.append(docs[j], tfs[j], d.doc_len[docs[j]]);
+        }
+    }
+    r.expect_end();
+    for (std::uint64_t i = 0; i < n_docs; ++i) {
+        if (len_check[i] != d.doc_len[i]) r.fail("document lengths disagree with the postings");
+        d.live_len += d.doc_len[i];
+    }
+    d.live_docs = n_docs;
+    // forward index (doc -> terms), for delete
+    d.fwd_offsets.assign(n_docs + 1, 0);
+    for (std::uint64_t i = 0; i < n_docs; ++i) d.fwd_offsets[i + 1] = d.fwd_offsets[i] + terms_per_doc[i];
+    d.fwd_terms.assign(d.fwd_offsets[n_docs], 0);
+    std::vector<std::uint64_t> fill(d.fwd_offsets.begin(), d.fwd_offsets.end() - 1);
+    for (std::size_t t = 0; t < d.postings.size(); ++t) {
+        for (const std::uint32_t doc : d.postings[t].docs) d.fwd_terms[fill[doc]++] = static_cast<std::uint32_t>(t);
+    }
+    return index;
+}
+
+}  // namespace funnelrank

@@ -1,0 +1,150 @@
+#pragma once
+// A Lucene-BM25 inverted index over user string ids, with exact pruned top-k, incremental add/delete and
+// atomic, checksummed persistence.
+//
+// Scoring (Lucene's BM25Similarity without norm quantization; dl and avgdl are exact token counts):
+//   score(q, d) = sum over query terms t (with multiplicity) of
+//                 idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl)),
+//   idf(t) = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5)),
+// where N, df and avgdl count the live (not deleted) documents only, so they are always what an index
+// rebuilt from the surviving documents would hold. A document's length dl is its number of terms after
+// analysis (stopwords removed). Empty documents are indexed (dl = 0) and match no query.
+//
+// Top-k is exact: document-at-a-time MaxScore with block-max bounds. Each posting block (128 postings)
+// keeps its largest tf and smallest dl; bounds are computed at query time from the current idf and avgdl,
+// so they stay safe after adds and deletes. Scores are summed in double, in a fixed order (query terms
+// in order of first occurrence), so pruned and exhaustive search give bit-identical scores. Ties are
+// broken by insertion order (earlier document first).
+//
+// Thread safety: any number of concurrent readers (search, save, ...) with writers (add, remove,
+// compact) serialized by a writer-preferring shared mutex. add() analyzes its batch before taking the
+// write lock.
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "analyzer.h"
+#include "shared_mutex.h"
+
+namespace funnelrank {
+
+struct BM25Results {
+    std::vector<std::string> ids;  // best first
+    std::vector<float> scores;
+};
+
+class BM25Index {
+public:
+    static constexpr std::size_t kBlockSize = 128;
+
+    // k1 >= 0 and finite, 0 <= b <= 1; else InvalidArgument. A null analyzer means the default one.
+    BM25Index(double k1, double b, std::shared_ptr<const Analyzer> analyzer);
+    BM25Index(const BM25Index&) = delete;
+    BM25Index& operator=(const BM25Index&) = delete;
+
+    // All-or-nothing: a size mismatch, an empty or duplicate id (in the batch or already indexed) or
+    // invalid UTF-8 raises InvalidArgument and inserts nothing.
+    void add(const std::vector<std::string>& ids, const std::vector<std::string_view>& texts);
+    // All-or-nothing: an unknown id raises NotFound, a repeated id InvalidArgument; nothing is deleted.
+    void remove(const std::vector<std::string>& ids);
+
+    // Top-k (k >= 1, else InvalidArgument) documents matching at least one query term. `allow`, when
+    // given, restricts results to those ids (an unknown id raises NotFound).
+    BM25Results search(std::string_view query, std::size_t k,
+                       const std::vector<std::string>* allow = nullptr) const;
+    // The same result computed by scoring every matching document (reference for tests).
+    BM25Results search_exhaustive(std::string_view query, std::size_t k,
+                                  const std::vector<std::string>* allow = nullptr) const;
+    // Queries answered in parallel on `threads` std::threads (0 = all cores).
+    std::vector<BM25Results> search_batch(const std::vector<std::string>& queries, std::size_t k,
+                                          unsigned threads) const;
+
+    // Atomic (temporary file + fsync + rename); deleted documents are left out of the file.
+    void save(const std::string& path) const;
+    // IndexFileError (mentioning the path) on a missing, truncated or corrupt file.
+    static std::unique_ptr<BM25Index> load(const std::string& path);
+
+    std::size_t size() const;
+    bool contains(std::string_view id) const;
+    std::vector<std::string> ids() const;  // live ids in insertion order
+    double k1() const { return k1_; }
+    double b() const { return b_; }
+    const std::shared_ptr<const Analyzer>& analyzer() const { return analyzer_; }
+
+    // Drops deleted documents' postings and renumbers documents (order kept). remove() calls it when
+    // more than a quarter of the document slots are deleted.
+    void compact();
+
+    struct Stats {
+        std::size_t live_docs = 0;
+        std::size_t doc_slots = 0;  // live + deleted-but-not-compacted
+        std::size_t terms = 0;
+        std::size_t postings = 0;   // stored postings, deleted documents' included
+    };
+    Stats stats() const;
+
+private:
+    struct Block {
+        std::uint32_t last_doc;
+        std::uint32_t max_tf;
+        std::uint32_t min_dl;
+    };
+    struct Postings {
+        std::vector<std::uint32_t> docs;  // ascending internal doc ids
+        std::vector<std::uint32_t> tfs;
+        std::vector<Block> blocks;        // blocks[i] covers postings [i*kBlockSize, (i+1)*kBlockSize)
+        std::uint32_t df = 0;             // live documents in this list
+        void append(std::uint32_t doc, std::uint32_t tf, std::uint32_t dl);
+    };
+    struct Data {
+        std::deque<std::string> ext_ids;                           // by internal doc id
+        std::unordered_map<std::string_view, std::uint32_t> doc_of;  // live ids only; views into ext_ids
+        std::vector<std::uint32_t> doc_len;
+        std::vector<std::uint8_t> alive;
+        std::vector<std::uint64_t> fwd_offsets{0};  // forward index: doc -> its term ids (for delete)
+        std::vector<std::uint32_t> fwd_terms;
+        std::deque<std::string> terms;                               // by term id
+        std::unordered_map<std::string_view, std::uint32_t> term_of;  // views into terms
+        std::vector<Postings> postings;                              // by term id
+        std::uint64_t live_docs = 0;
+        std::uint64_t live_len = 0;  // sum of live documents' lengths
+    };
+    struct QueryTerm {
+        const Postings* list;
+        double weight;  // idf * (occurrences in the query)
+    };
+    struct Scorer;
+    struct Cursor;
+    struct Hit {
+        double score;
+        std::uint32_t doc;
+    };
+
+    std::vector<QueryTerm> prepare(std::string_view query) const;
+    std::vector<std::uint8_t> allow_mask(const std::vector<std::string>& allow,
+                                         std::vector<std::uint32_t>* sorted_docs) const;
+    BM25Results search_locked(std::string_view query, std::size_t k, const std::vector<std::string>* allow,
+                              bool exhaustive) const;
+    std::vector<Hit> top_k_pruned(const std::vector<QueryTerm>& q, std::size_t k,
+                                  const std::vector<std::uint8_t>* mask) const;
+    std::vector<Hit> top_k_docs(const std::vector<QueryTerm>& q, std::size_t k,
+                                const std::vector<std::uint32_t>& docs) const;
+    std::vector<Hit> top_k_exhaustive(const std::vector<QueryTerm>& q, std::size_t k,
+                                      const std::vector<std::uint8_t>* mask) const;
+    BM25Results to_results(const std::vector<Hit>& hits) const;
+    void compact_locked();
+
+    double k1_;
+    double b_;
+    std::shared_ptr<const Analyzer> analyzer_;
+    mutable WriterPreferringSharedMutex mutex_;
+    Data data_;
+};
+
+}  // namespace funnelrank

@@ -1,0 +1,100 @@
+"""Type stubs for funnelrank._core, the native core (C++ / pybind11)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+class IndexFileError(OSError):
+    """A missing, truncated or corrupt index file."""
+
+class Analyzer:
+    """Text analysis shared by documents and queries.
+
+    Lowercasing (Unicode simple case mapping, plus Python's ``str.lower`` rules for U+0130 and final
+    sigma), tokenization into maximal runs of Unicode letters, numbers and ``_`` (what bm25s's default
+    pattern ``(?u)\\b\\w\\w+\\b`` matches), stopword removal (on the lowercased, unstemmed token) and
+    Snowball stemming through libstemmer.
+
+    stopwords: ``"english"`` (NLTK's 179-word English list, bm25s's ``"en_plus"``; the default),
+    ``"lucene"`` (Lucene's 33-word EnglishAnalyzer list, bm25s's ``"en"``), a list of words, or None.
+    stemmer: a Snowball algorithm name (``Analyzer.available_stemmers()``) or None.
+    min_token_length: tokens shorter than this many code points are dropped (>= 1).
+    Invalid text (lone surrogates, invalid UTF-8 bytes) raises ValueError.
+    """
+
+    def __init__(
+        self,
+        *,
+        lowercase: bool = True,
+        stopwords: str | Sequence[str] | None = "english",
+        stemmer: str | None = "english",
+        min_token_length: int = 2,
+    ) -> None: ...
+    def tokenize(self, text: str | bytes) -> list[str]:
+        """The terms of ``text`` after the full analysis, in order (duplicates kept)."""
+    @property
+    def lowercase(self) -> bool: ...
+    @property
+    def stopwords(self) -> list[str]:
+        """The effective stopword list (sorted)."""
+    @property
+    def stemmer(self) -> str | None: ...
+    @property
+    def min_token_length(self) -> int: ...
+    @staticmethod
+    def available_stemmers() -> list[str]:
+        """Names of the Snowball algorithms libstemmer provides."""
+
+class BM25Index:
+    """Lucene BM25 over an inverted index keyed by user string ids.
+
+    score = sum over query terms (with multiplicity) of
+    idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl)), idf = ln(1 + (N - df + 0.5) / (df + 0.5)),
+    with N, df and avgdl over live documents only (exactly right after any add/delete). Top-k is exact
+    (MaxScore with block-max bounds); ties go to the document added first. Empty documents are indexed
+    with length 0 and never match. The GIL is released while indexing, searching, saving and loading;
+    searches may run from many threads while another thread adds or deletes.
+    """
+
+    def __init__(self, *, k1: float = 1.2, b: float = 0.75, analyzer: Analyzer | None = None) -> None: ...
+    def add(self, ids: Sequence[str], texts: Sequence[str | bytes]) -> None:
+        """Index documents. All-or-nothing: length mismatch, empty or duplicate ids (in the batch or
+        already indexed) and invalid text raise ValueError and insert nothing."""
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete documents. An unknown id raises KeyError (a repeated one ValueError); nothing is deleted."""
+    def search(
+        self, query: str | bytes, k: int = 10, allow: Sequence[str] | None = None
+    ) -> tuple[list[str], npt.NDArray[np.float32]]:
+        """Top-k (ids, float32 scores), best first; only documents matching a query term. ``allow``
+        restricts results to those ids (unknown id: KeyError). k <= 0: ValueError. An empty or
+        all-stopword query, or an empty index, gives empty results."""
+    def _search_exhaustive(
+        self, query: str | bytes, k: int = 10, allow: Sequence[str] | None = None
+    ) -> tuple[list[str], npt.NDArray[np.float32]]:
+        """search() computed by scoring every matching document (reference for tests)."""
+    def search_batch(
+        self, queries: Sequence[str | bytes], k: int = 10, threads: int = 0
+    ) -> list[tuple[list[str], npt.NDArray[np.float32]]]:
+        """search() for each query, in parallel on ``threads`` threads (0 = all cores)."""
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index atomically (temporary file, fsync, rename); deleted documents are dropped."""
+    @staticmethod
+    def load(path: str | os.PathLike[str]) -> BM25Index:
+        """Read a saved index. IndexFileError (naming the path) if missing, truncated or corrupt."""
+    def compact(self) -> None:
+        """Reclaim deleted documents' postings now (delete() does it when over a quarter are deleted)."""
+    def ids(self) -> list[str]:
+        """Live ids in insertion order."""
+    def _stats(self) -> dict[str, int]: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, id: object) -> bool: ...
+    @property
+    def k1(self) -> float: ...
+    @property
+    def b(self) -> float: ...
+    @property
+    def analyzer(self) -> Analyzer: ...

@@ -1,0 +1,404 @@
+"""BM25Index and Analyzer: scores against a plain-Python Lucene BM25, pruning against exhaustive scoring,
+incremental updates against a rebuild, persistence, bad input, threads, and tokens against bm25s."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import threading
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from funnelrank import Analyzer, BM25Index, IndexFileError
+
+FIXTURE = [
+    ("d1", "The quick brown fox jumps over the lazy dog."),
+    ("d2", "Foxes are quick; dogs are lazy. A fox, a dog, and another fox!"),
+    ("d3", "Relational databases store rows; inverted indexes store postings for retrieval."),
+    ("d4", "BM25 ranks documents by term frequency, inverse document frequency and length."),
+    ("d5", "Dense retrieval with neural encoders complements lexical BM25 retrieval."),
+    ("d6", ""),
+    ("d7", "the of and to in"),
+    ("d8", "Café naïve résumé — Ünïcödé letters, ΣΟΦΟΣ and Москва, 東京 too."),
+    ("d9", "Cross-encoders rerank the candidates retrieved by BM25 and dense retrieval."),
+    ("d10", "Lazy evaluation: documents ranked quickly, lazily, by running retrieval pipelines."),
+]
+QUERIES = [
+    "quick fox",
+    "lazy dogs",
+    "BM25 retrieval",
+    "document length frequency",
+    "dense neural retrieval rerank",
+    "fox fox dog",
+    "café москва",
+    "postings databases",
+    "nothing matches zzzz",
+]
+
+
+def plain_bm25(
+    docs: Sequence[tuple[str, str]], query: str, analyzer: Analyzer, k1: float = 1.2, b: float = 0.75
+) -> dict[str, float]:
+    """Straightforward Lucene BM25 in Python (the reference our C++ must match)."""
+    tfs = {doc_id: Counter(analyzer.tokenize(text)) for doc_id, text in docs}
+    lengths = {doc_id: sum(tf.values()) for doc_id, tf in tfs.items()}
+    n = len(docs)
+    avgdl = sum(lengths.values()) / n
+    df: Counter[str] = Counter()
+    for tf in tfs.values():
+        df.update(tf.keys())
+    scores: dict[str, float] = {}
+    for doc_id, tf in tfs.items():
+        terms = [t for t in analyzer.tokenize(query) if t in tf]
+        if not terms:
+            continue
+        s = 0.0
+        for t in terms:
+            idf = math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))
+            s += idf * tf[t] * (k1 + 1) / (tf[t] + k1 * (1 - b + b * lengths[doc_id] / avgdl))
+        scores[doc_id] = s
+    return scores
+
+
+def build(docs: Sequence[tuple[str, str]], **kwargs: object) -> BM25Index:
+    index = BM25Index(**kwargs)  # type: ignore[arg-type]
+    index.add([d for d, _ in docs], [t for _, t in docs])
+    return index
+
+
+def random_corpus(rng: np.random.Generator, n: int, vocab: int, max_len: int, prefix: str = "d") -> list[tuple[str, str]]:
+    weights = 1.0 / np.arange(1, vocab + 1)
+    weights /= weights.sum()
+    docs = []
+    for i in range(n):
+        terms = rng.choice(vocab, size=int(rng.integers(0, max_len + 1)), p=weights)
+        docs.append((f"{prefix}{i}", " ".join(f"w{t}" for t in terms)))
+    return docs
+
+
+def random_queries(rng: np.random.Generator, n: int, vocab: int) -> list[str]:
+    return [" ".join(f"w{t}" for t in rng.integers(0, vocab + 3, size=int(rng.integers(1, 7)))) for _ in range(n)]
+
+
+PLAIN: dict[str, object] = dict(stopwords=None, stemmer=None, min_token_length=1)
+
+
+def assert_same(a: tuple[list[str], np.ndarray], b: tuple[list[str], np.ndarray]) -> None:
+    assert a[0] == b[0]
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Analyzer
+
+
+@pytest.mark.core
+def test_analyzer_defaults_and_properties() -> None:
+    a = Analyzer()
+    assert a.lowercase and a.stemmer == "english" and a.min_token_length == 2
+    assert "the" in a.stopwords and "what" in a.stopwords and len(a.stopwords) == 179
+    assert len(Analyzer(stopwords="lucene").stopwords) == 33
+    assert a.tokenize("The cats are RUNNING in gardens") == ["cat", "run", "garden"]
+    assert Analyzer(stopwords=None, stemmer=None).tokenize("The cats") == ["the", "cats"]
+    assert Analyzer(stopwords=["Cats"], stemmer=None).tokenize("the cats sat") == ["the", "sat"]
+    assert "english" in Analyzer.available_stemmers()
+
+
+@pytest.mark.core
+def test_analyzer_rejects_bad_settings_and_text() -> None:
+    with pytest.raises(ValueError, match="unknown stemmer"):
+        Analyzer(stemmer="klingon")
+    with pytest.raises(ValueError, match="stopwords"):
+        Analyzer(stopwords="french-ish")
+    with pytest.raises(ValueError, match="min_token_length"):
+        Analyzer(min_token_length=0)
+    with pytest.raises(ValueError, match="UTF-8"):
+        Analyzer().tokenize(b"caf\xe9")
+    with pytest.raises(ValueError):
+        Analyzer().tokenize("lone \ud800 surrogate")
+    with pytest.raises(TypeError):
+        Analyzer().tokenize(42)  # type: ignore[arg-type]
+    assert Analyzer().tokenize("café".encode()) == ["café"]
+
+
+def test_tokens_equal_bm25s_without_stemming() -> None:
+    """Lowercasing, the token pattern and stopword removal match bm25s exactly (Unicode included)."""
+    bm25s = pytest.importorskip("bm25s")
+    texts = [t for _, t in FIXTURE] + [
+        "İstanbul'da ΟΔΟΣ x² under_score 3.14 ½ Ⅻ e\u0301t\u00e9 ﬁne",
+        "MiXeD CaSe, don't; can't — it's O'Neil's 1st-2nd",
+    ]
+    for stop in ("english", "lucene"):
+        ours = Analyzer(stopwords=stop, stemmer=None)
+        theirs = bm25s.tokenize(texts, stopwords=ours.stopwords, stemmer=None, return_ids=False, show_progress=False)
+        assert [ours.tokenize(t) for t in texts] == [list(t) for t in theirs]
+
+
+def test_tokens_equal_bm25s_with_pystemmer() -> None:
+    """With PyStemmer english, bm25s gives our tokens. PyStemmer bundles Snowball 3.x, Debian's
+    libstemmer is 2.2: they stem ~0.2% of word types differently (e.g. 'organism'), none in this text."""
+    bm25s = pytest.importorskip("bm25s")
+    stemmer_mod = pytest.importorskip("Stemmer")
+    texts = [t for _, t in FIXTURE] + [
+        "Generalizations of running experiments were repeatedly connected to the argued hypotheses.",
+    ]
+    ours = Analyzer()
+    theirs = bm25s.tokenize(
+        texts, stopwords=ours.stopwords, stemmer=stemmer_mod.Stemmer("english"), return_ids=False, show_progress=False
+    )
+    assert [ours.tokenize(t) for t in texts] == [list(t) for t in theirs]
+
+
+@pytest.mark.data
+def test_tokens_match_bm25s_on_scifact(shared_data: pathlib.Path) -> None:
+    """On the whole scifact corpus: identical without stemming; with stemming, only Snowball-version
+    differences (<0.5% of tokens)."""
+    bm25s = pytest.importorskip("bm25s")
+    stemmer_mod = pytest.importorskip("Stemmer")
+    with open(shared_data / "scifact" / "corpus.jsonl", encoding="utf-8") as f:
+        texts = [(d["title"] + " " + d["text"]) for d in map(json.loads, f)]
+    plain = Analyzer(stemmer=None)
+    theirs = bm25s.tokenize(texts, stopwords=plain.stopwords, stemmer=None, return_ids=False, show_progress=False)
+    assert [plain.tokenize(t) for t in texts] == [list(t) for t in theirs]
+    ours = Analyzer()
+    theirs = bm25s.tokenize(
+        texts, stopwords=ours.stopwords, stemmer=stemmer_mod.Stemmer("english"), return_ids=False, show_progress=False
+    )
+    total = diff = 0
+    for t, th in zip(texts, theirs):
+        mine = ours.tokenize(t)
+        assert len(mine) == len(th)
+        total += len(mine)
+        diff += sum(a != b for a, b in zip(mine, th))
+    assert diff / total < 0.005
+
+
+# ---------------------------------------------------------------------------------------------------
+# Scoring and search
+
+
+@pytest.mark.core
+@pytest.mark.parametrize(("k1", "b"), [(1.2, 0.75), (0.9, 0.4), (2.0, 1.0), (1.5, 0.0)])
+def test_scores_equal_plain_python_bm25(k1: float, b: float) -> None:
+    index = build(FIXTURE, k1=k1, b=b)
+    for q in QUERIES:
+        expected = plain_bm25(FIXTURE, q, index.analyzer, k1, b)
+        ids, scores = index.search(q, k=100)
+        assert scores.dtype == np.float32
+        assert set(ids) == set(expected)
+        np.testing.assert_allclose(scores, [expected[i] for i in ids], rtol=1e-6)
+        assert list(scores) == sorted(scores, reverse=True)
+
+
+@pytest.mark.core
+def test_basic_api() -> None:
+    index = build(FIXTURE)
+    assert len(index) == len(FIXTURE)
+    assert "d1" in index and "nope" not in index and 3 not in index
+    assert index.ids() == [d for d, _ in FIXTURE]
+    assert index.k1 == 1.2 and index.b == 0.75
+    ids, scores = index.search("quick fox", k=2)
+    assert ids == ["d2", "d1"] and len(scores) == 2
+    assert index.search("quick fox", k=1)[0] == ["d2"]
+    assert repr(index).startswith("BM25Index(")
+
+
+@pytest.mark.core
+def test_empty_query_corpus_and_documents() -> None:
+    empty = BM25Index()
+    ids, scores = empty.search("anything")
+    assert ids == [] and scores.shape == (0,) and scores.dtype == np.float32
+    index = build(FIXTURE)
+    assert index.search("")[0] == []
+    assert index.search("the and of to")[0] == []  # stopwords only
+    assert index.search("?!")[0] == []
+    assert "d6" not in index.search("the", k=100)[0]  # the empty document is indexed, never matches
+    for bad_k in (0, -3):
+        with pytest.raises(ValueError, match="k must be"):
+            index.search("fox", k=bad_k)
+        with pytest.raises(ValueError, match="k must be"):
+            index.search_batch(["fox"], k=bad_k)
+
+
+@pytest.mark.core
+def test_pruned_top_k_equals_exhaustive() -> None:
+    rng = np.random.default_rng(0)
+    for n in (500, 4000):
+        docs = random_corpus(rng, n, 200, 60)
+        index = build(docs, analyzer=Analyzer(**PLAIN))
+        for q in random_queries(rng, 80, 200):
+            for k in (1, 10, 50):
+                assert_same(index.search(q, k), index._search_exhaustive(q, k))
+
+
+@pytest.mark.core
+def test_allow_filter() -> None:
+    rng = np.random.default_rng(1)
+    docs = random_corpus(rng, 3000, 100, 40)
+    index = build(docs, analyzer=Analyzer(**PLAIN))
+    for n_allow in (1, 20, 2500):
+        allow = [docs[i][0] for i in rng.choice(len(docs), n_allow, replace=False)]
+        for q in random_queries(rng, 20, 100):
+            got = index.search(q, 10, allow=allow)
+            assert set(got[0]) <= set(allow)
+            assert_same(got, index._search_exhaustive(q, 10, allow=allow))
+    assert index.search("w1", allow=[])[0] == []
+    with pytest.raises(KeyError):
+        index.search("w1", allow=["not-there"])
+
+
+@pytest.mark.core
+def test_incremental_add_delete_equals_rebuild() -> None:
+    rng = np.random.default_rng(2)
+    index = BM25Index(analyzer=Analyzer(**PLAIN))
+    live: list[tuple[str, str]] = []
+    queries = random_queries(rng, 30, 150)
+    counter = 0
+    for step in range(8):
+        batch = random_corpus(rng, 200, 150, 40, prefix="x")
+        batch = [(f"doc{counter + i}", t) for i, (_, t) in enumerate(batch)]
+        counter += len(batch)
+        index.add([d for d, _ in batch], [t for _, t in batch])
+        live += batch
+        drop = rng.random(len(live)) < (0.5 if step % 3 == 2 else 0.1)
+        index.delete([d for (d, _), x in zip(live, drop) if x])
+        live = [doc for doc, x in zip(live, drop) if not x]
+        rebuilt = build(live, analyzer=Analyzer(**PLAIN))
+        assert len(index) == len(live) and index.ids() == [d for d, _ in live]
+        for q in queries:
+            assert_same(index.search(q, 10), rebuilt.search(q, 10))
+    stats = index._stats()
+    index.compact()
+    assert index._stats()["doc_slots"] == len(live) <= stats["doc_slots"]
+
+
+@pytest.mark.core
+def test_add_and_delete_are_all_or_nothing() -> None:
+    index = build(FIXTURE)
+    before = index.ids()
+    with pytest.raises(ValueError, match="already in the index"):
+        index.add(["new", "d1"], ["x", "y"])
+    with pytest.raises(ValueError, match="duplicate id"):
+        index.add(["n1", "n1"], ["x", "y"])
+    with pytest.raises(ValueError, match="2 ids but 1 texts"):
+        index.add(["n1", "n2"], ["x"])
+    with pytest.raises(ValueError, match="non-empty"):
+        index.add([""], ["x"])
+    with pytest.raises(ValueError, match="n2"):
+        index.add(["n1", "n2"], ["fine", "bad \udcff text"])
+    with pytest.raises(ValueError, match="UTF-8"):
+        index.add(["n1", "n2"], ["fine", b"bad \xff bytes"])
+    with pytest.raises(TypeError):
+        index.add("n1", "a single string")
+    with pytest.raises(TypeError):
+        index.add(["n1"], [None])  # type: ignore[list-item]
+    assert index.ids() == before
+    with pytest.raises(KeyError):
+        index.delete(["d1", "missing"])
+    assert index.ids() == before
+    index.delete(["d1"])
+    assert "d1" not in index and len(index) == len(FIXTURE) - 1
+    index.add(["d1"], [b"bytes are read as UTF-8"])
+    assert index.ids()[-1] == "d1"
+
+
+@pytest.mark.core
+def test_huge_document() -> None:
+    index = BM25Index()
+    big = "neural retrieval systems rank documents quickly " * 210_000  # ~10 MB
+    index.add(["big", "small"], [big, "retrieval of documents"])
+    ids, scores = index.search("retrieval", k=5)
+    assert set(ids) == {"big", "small"} and np.all(np.isfinite(scores))
+
+
+@pytest.mark.core
+def test_search_batch_matches_search() -> None:
+    rng = np.random.default_rng(3)
+    index = build(random_corpus(rng, 1000, 100, 30), analyzer=Analyzer(**PLAIN))
+    queries = random_queries(rng, 60, 100)
+    for threads in (0, 1, 3):
+        batch = index.search_batch(queries, k=7, threads=threads)
+        assert len(batch) == len(queries)
+        for q, got in zip(queries, batch):
+            assert_same(got, index.search(q, 7))
+    with pytest.raises(ValueError):
+        index.search_batch(queries, threads=-1)
+
+
+@pytest.mark.core
+def test_concurrent_searches_while_adding() -> None:
+    rng = np.random.default_rng(4)
+    index = build(random_corpus(rng, 500, 100, 30), analyzer=Analyzer(**PLAIN))
+    queries = random_queries(rng, 40, 100)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                for q in queries:
+                    _, scores = index.search(q, 10)
+                    assert np.all(np.diff(scores) <= 0)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            failures.append(e)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for step in range(10):
+        batch = random_corpus(rng, 100, 100, 30, prefix=f"s{step}_")
+        index.add([d for d, _ in batch], [t for _, t in batch])
+        index.delete([d for d, _ in batch[:20]])
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not failures
+    assert len(index) == 500 + 10 * 80
+
+
+# ---------------------------------------------------------------------------------------------------
+# Persistence
+
+
+@pytest.mark.core
+def test_save_load_answers_identically(tmp_path: pathlib.Path) -> None:
+    analyzer = Analyzer(stopwords=["fox"], stemmer="porter", min_token_length=3, lowercase=True)
+    index = build(FIXTURE, k1=0.9, b=0.6, analyzer=analyzer)
+    index.delete(["d2"])
+    path = tmp_path / "index.bm25"
+    index.save(path)  # os.PathLike
+    loaded = BM25Index.load(str(path))
+    assert loaded.k1 == 0.9 and loaded.b == 0.6
+    assert loaded.analyzer.stopwords == ["fox"] and loaded.analyzer.stemmer == "porter"
+    assert loaded.analyzer.min_token_length == 3
+    assert loaded.ids() == index.ids()
+    for q in QUERIES:
+        assert_same(loaded.search(q, 10), index.search(q, 10))
+    assert not [p for p in os.listdir(tmp_path) if p != "index.bm25"]  # no temporary files left
+
+
+@pytest.mark.core
+def test_corrupt_truncated_and_missing_files(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "index.bm25"
+    build(FIXTURE).save(path)
+    data = path.read_bytes()
+    bad = tmp_path / "bad.bm25"
+    for cut in sorted({0, 1, 8, 12, 20, len(data) // 3, len(data) // 2, len(data) - 20, len(data) - 1}):
+        bad.write_bytes(data[:cut])
+        with pytest.raises(IndexFileError):
+            BM25Index.load(bad)
+    for at in range(0, len(data), max(1, len(data) // 50)):
+        flipped = bytearray(data)
+        flipped[at] ^= 0xA5
+        bad.write_bytes(bytes(flipped))
+        with pytest.raises(IndexFileError):
+            BM25Index.load(bad)
+    with pytest.raises(IndexFileError, match="missing.bm25"):
+        BM25Index.load(tmp_path / "missing.bm25")
+    with pytest.raises(IndexFileError):
+        build(FIXTURE).save(tmp_path / "no-such-dir" / "index.bm25")
