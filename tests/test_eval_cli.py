@@ -91,3 +91,28 @@ def test_json_stdout_is_one_object_in_a_subprocess(animals: Path) -> None:
     )
     assert json.loads(proc.stdout)["stages"]["run"]["ndcg@10"] == 1.0
     assert "running on animals/test" in proc.stderr  # progress goes to stderr
+
+
+def test_bm25_stage_end_to_end(animals: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = _eval_json(capsys, str(animals), "--stages", "bm25,run", "--k1", "0.9", "--b", "0.4")
+    _check_schema(report, "animals", ["bm25", "run"])
+    bm25 = report["stages"]["bm25"]
+    # Each judged query shares its distinctive words with its relevant document only.
+    assert bm25["ndcg@10"] == 1.0 and bm25["mrr@10"] == 1.0
+    assert bm25["qps"] > 0 and bm25["qps_threads"] == 1 and bm25["queries"] == 3
+    assert bm25["index_seconds"] >= 0 and bm25["latency_ms_p99"] >= bm25["latency_ms_p50"] > 0
+    assert (bm25["k1"], bm25["b"]) == (0.9, 0.4)
+
+
+@pytest.mark.data
+def test_scifact_bm25_reaches_lucene_reference(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = _eval_json(capsys, str(shared_data / "scifact"), "--stages", "bm25", "--quiet")
+    bm25 = report["stages"]["bm25"]
+    assert report["num_queries"] == 300
+    assert bm25["ndcg@10"] >= 0.679, bm25  # Lucene BM25 (bm25s, k1=1.2, b=0.75) on the same data
+
+
+@pytest.mark.data
+def test_trec_dl19_bm25_run_scores_as_published(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = _eval_json(capsys, str(shared_data / "trec-dl19"), "--stages", "run", "--quiet")
+    assert report["stages"]["run"]["ndcg@10"] == pytest.approx(0.5058, abs=5e-5)  # Anserini's trec_eval figure

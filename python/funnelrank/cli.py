@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 # Sub-command modules, in the order `funnelrank --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "funnelrank.commands.demo",
     "funnelrank.commands.eval",
     "funnelrank.commands.calibrate_floor",
 )
