@@ -101,26 +101,29 @@ def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
     return sig if len(sig) <= _MAX_TITLE else sig[: _MAX_TITLE - 4] + "...)"
 
 
+def _public_functions(prefix: str, body: list[ast.stmt]) -> Iterator[tuple[str, str, str]]:
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+            doc = ast.get_docstring(node)
+            if doc:
+                yield f"{prefix}.{node.name}", f"{prefix}.{node.name}{_signature(node)}", doc
+
+
 def _documented(module: str, tree: ast.Module) -> Iterator[tuple[str, str, str]]:
-    """(qualified name, title, docstring) for the module and its public classes, functions and methods."""
+    """(qualified name, title, docstring) for the module and its public classes, functions and methods,
+    in source order."""
     doc = ast.get_docstring(tree)
     if doc:
         yield module, f"{module} (module)", doc
     for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
-            doc = ast.get_docstring(node)
-            if doc:
-                yield f"{module}.{node.name}", f"{module}.{node.name}{_signature(node)}", doc
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield from _public_functions(module, [node])
         elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
             cls = f"{module}.{node.name}"
             doc = ast.get_docstring(node)
             if doc:
                 yield cls, f"class {cls}", doc
-            for item in node.body:
-                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and not item.name.startswith("_"):
-                    doc = ast.get_docstring(item)
-                    if doc:
-                        yield f"{cls}.{item.name}", f"{cls}.{item.name}{_signature(item)}", doc
+            yield from _public_functions(cls, node.body)
 
 
 def _stdlib_sources(root: Path) -> Iterator[tuple[str, Path]]:
