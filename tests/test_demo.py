@@ -9,7 +9,7 @@ import pytest
 
 from funnelrank import demo_corpus
 from funnelrank.cli import main
-from funnelrank.demo_corpus import build_demo_corpus, load_demo_corpus, split_passages
+from funnelrank.demo_corpus import Passage, build_demo_corpus, load_demo_corpus, split_passages
 
 
 def test_split_passages_at_paragraphs_and_word_limit() -> None:
@@ -55,22 +55,37 @@ def cache_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-def test_real_stdlib_corpus_is_cached(cache_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_stdlib_corpus(cache_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FUNNELRANK_CACHE_DIR", str(cache_env))
-    passages, path, built = load_demo_corpus()
+    passages, path, _ = load_demo_corpus()
     assert path.parent == cache_env and path.is_file()
     ids = {p.id for p in passages}
     assert 2000 <= len(passages) <= 20000
     assert {"json.dumps", "subprocess.run", "argparse.ArgumentParser", "sorted", "math.sqrt"} <= ids
     assert len(ids) == len(passages)  # ids are unique
-    again, path2, built2 = load_demo_corpus()
-    assert path2 == path and not built2 and again == passages
-    if built:  # a damaged cache file is rebuilt, not trusted
-        path.write_text('{"_id": "x"')
-        rebuilt, _, built3 = load_demo_corpus()
-        assert built3 and rebuilt == passages
     first = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
     assert set(first) == {"_id", "title", "text"}  # BEIR corpus format
+
+
+def test_cache_is_reused_and_damaged_cache_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FUNNELRANK_CACHE_DIR", str(tmp_path))
+    builds: list[int] = []
+
+    def fake_build(root: Path | None = None) -> list[Passage]:
+        builds.append(1)
+        return [Passage("a.b", "a.b()", "some text"), Passage("a.b#2", "a.b()", "more text")]
+
+    monkeypatch.setattr(demo_corpus, "build_demo_corpus", fake_build)
+    passages, path, built = load_demo_corpus()
+    assert built and len(builds) == 1 and [p.id for p in passages] == ["a.b", "a.b#2"]
+    again, path2, built2 = load_demo_corpus()
+    assert path2 == path and not built2 and again == passages and len(builds) == 1
+    path.write_text('{"_id": "x"')  # damaged: rebuilt, not trusted
+    rebuilt, _, built3 = load_demo_corpus()
+    assert built3 and rebuilt == passages and len(builds) == 2
+    _, _, built4 = load_demo_corpus(rebuild=True)
+    assert built4 and len(builds) == 3
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary files left behind
 
 
 def test_cache_dir_falls_back_when_unwritable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
