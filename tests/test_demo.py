@@ -56,9 +56,9 @@ def cache_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_real_stdlib_corpus(cache_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FUNNELRANK_CACHE_DIR", str(cache_env))
+    monkeypatch.setenv("FUNNELRANK_CACHE", str(cache_env))
     passages, path, _ = load_demo_corpus()
-    assert path.parent == cache_env and path.is_file()
+    assert path.parent == cache_env / "demo" and path.is_file()
     ids = {p.id for p in passages}
     assert 2000 <= len(passages) <= 20000
     assert {"json.dumps", "subprocess.run", "argparse.ArgumentParser", "sorted", "math.sqrt"} <= ids
@@ -68,7 +68,7 @@ def test_real_stdlib_corpus(cache_env: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_cache_is_reused_and_damaged_cache_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FUNNELRANK_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("FUNNELRANK_CACHE", str(tmp_path))
     builds: list[int] = []
 
     def fake_build(root: Path | None = None) -> list[Passage]:
@@ -85,18 +85,18 @@ def test_cache_is_reused_and_damaged_cache_rebuilt(tmp_path: Path, monkeypatch: 
     assert built3 and rebuilt == passages and len(builds) == 2
     _, _, built4 = load_demo_corpus(rebuild=True)
     assert built4 and len(builds) == 3
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary files left behind
+    assert [p.name for p in (tmp_path / "demo").iterdir()] == [path.name]  # no temporary files left behind
 
 
 def test_cache_dir_falls_back_when_unwritable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    monkeypatch.setenv("FUNNELRANK_CACHE_DIR", str(blocker / "sub"))
-    assert demo_corpus.cache_dir().name == "funnelrank-cache"
+    monkeypatch.setenv("FUNNELRANK_CACHE", str(blocker / "sub"))
+    assert demo_corpus.demo_cache_dir().parent.name == "funnelrank-cache"
 
 
 def test_demo_prints_results(cache_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("FUNNELRANK_CACHE_DIR", str(cache_env))
+    monkeypatch.setenv("FUNNELRANK_CACHE", str(cache_env))
     assert main(["demo", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "Python 3." in out and "Indexed" in out
@@ -109,7 +109,7 @@ def test_demo_prints_results(cache_env: Path, monkeypatch: pytest.MonkeyPatch, c
 
 def test_demo_custom_query_and_top_k(cache_env: Path, monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("FUNNELRANK_CACHE_DIR", str(cache_env))
+    monkeypatch.setenv("FUNNELRANK_CACHE", str(cache_env))
     assert main(["demo", "--quiet", "-q", "square root of a number", "-k", "3"]) == 0
     out = capsys.readouterr().out
     assert out.count('Query: "') == 1 and "math.sqrt" in out and "    4. " not in out

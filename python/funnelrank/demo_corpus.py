@@ -11,8 +11,8 @@ Skipped: private names (leading underscore), tests, IDLE, Tkinter, lib2to3, the 
 and docstrings shorter than :data:`MIN_WORDS` words.
 
 The built corpus is cached as JSONL (BEIR corpus format: ``{"_id", "title", "text"}``) in
-:func:`cache_dir` (``$FUNNELRANK_CACHE_DIR``, else ``$XDG_CACHE_HOME/funnelrank``, else
-``~/.cache/funnelrank``; a temporary directory if that is not writable), keyed by the Python version and
+:func:`demo_cache_dir` (``~/.cache/funnelrank/demo`` unless ``$FUNNELRANK_CACHE`` or ``$XDG_CACHE_HOME`` say
+otherwise; a temporary directory if that is not writable), keyed by the Python version and
 the standard library's location, so a different interpreter builds its own.
 """
 
@@ -34,12 +34,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from funnelrank.cache import atomic_writer, cache_dir
+
 __all__ = [
     "MAX_WORDS",
     "MIN_WORDS",
     "Passage",
     "build_demo_corpus",
-    "cache_dir",
+    "demo_cache_dir",
     "load_demo_corpus",
     "split_passages",
 ]
@@ -228,29 +230,23 @@ def build_demo_corpus(
     return passages
 
 
-def cache_dir() -> Path:
-    """Where the built demo corpus is cached (created if needed): ``$FUNNELRANK_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/funnelrank``, else ``~/.cache/funnelrank``; a temporary directory if not writable."""
-    env = os.environ.get("FUNNELRANK_CACHE_DIR")
-    if env:
-        candidates = [Path(env)]
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        candidates = [Path(xdg) / "funnelrank" if xdg else Path.home() / ".cache" / "funnelrank"]
-    candidates.append(Path(tempfile.gettempdir()) / "funnelrank-cache")
-    for path in candidates:
+def demo_cache_dir() -> Path:
+    """Where the built demo corpus is cached (created if needed): ``funnelrank.cache.cache_dir("demo")``
+    (``$FUNNELRANK_CACHE``, else ``$XDG_CACHE_HOME/funnelrank``, else ``~/.cache/funnelrank``), or a
+    temporary directory when that cannot be written."""
+    for path in (cache_dir("demo"), Path(tempfile.gettempdir()) / "funnelrank-cache" / "demo"):
         try:
             path.mkdir(parents=True, exist_ok=True)
-            if os.access(path, os.W_OK):
-                return path
         except OSError:
             continue
-    raise OSError(f"no writable cache directory among {', '.join(map(str, candidates))}")
+        if os.access(path, os.W_OK):
+            return path
+    raise OSError(f"no writable directory for the demo corpus (tried {cache_dir('demo')} and the temp dir)")
 
 
 def _cache_file(root: Path) -> Path:
     key = hashlib.sha256(f"{sys.version}|{root.resolve()}|{CORPUS_VERSION}".encode()).hexdigest()[:12]
-    return cache_dir() / f"demo-corpus-py{sys.version_info.major}.{sys.version_info.minor}-{key}.jsonl"
+    return demo_cache_dir() / f"corpus-py{sys.version_info.major}.{sys.version_info.minor}-{key}.jsonl"
 
 
 def _read_cache(path: Path) -> list[Passage] | None:
@@ -273,15 +269,7 @@ def load_demo_corpus(*, rebuild: bool = False) -> tuple[list[Passage], Path, boo
         if cached is not None:
             return cached, path, False
     passages = build_demo_corpus(root)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for p in passages:
-                fh.write(json.dumps({"_id": p.id, "title": p.title, "text": p.text}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as fh:
+        for p in passages:
+            fh.write((json.dumps({"_id": p.id, "title": p.title, "text": p.text}) + "\n").encode("utf-8"))
     return passages, path, True

@@ -121,7 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "demo",
         help="index the embedded default corpus (Python stdlib docs) and answer a few queries",
         description="Offline demo: builds a corpus from the installed Python standard library's docstrings "
-        "(cached under ~/.cache/funnelrank or $FUNNELRANK_CACHE_DIR), indexes it and answers queries.",
+        "(cached under ~/.cache/funnelrank/demo or $FUNNELRANK_CACHE/demo), indexes it and answers queries.",
     )
     p.add_argument("--query", "-q", action="append", help="a query to answer (repeatable; default: a built-in set)")
     p.add_argument("--top-k", "-k", type=int, default=5, help="results shown per query (default 5)")
