@@ -1,5 +1,199 @@
+// funnelrank._core.HNSWIndex: string-keyed HNSW index; the GIL is released around all heavy work.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
 #include "bindings.h"
+#include "convert.h"
+#include "errors.h"
+#include "hnsw_index.h"
+
+namespace py = pybind11;
 
 namespace funnelrank::bindings {
-void bind_hnsw(pybind11::module_& /*m*/) {}
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+FloatArray as_float_array(const py::handle& obj, const char* what) {
+    try {
+        return FloatArray::ensure(obj);
+    } catch (const py::error_already_set&) {
+        throw InvalidArgument(std::string(what) + " must be convertible to a float32 array");
+    }
+}
+
+FloatArray vector_arg(const py::handle& obj, std::size_t dim) {
+    FloatArray a = as_float_array(obj, "query vector");
+    if (!a) throw InvalidArgument("query vector must be convertible to a float32 array");
+    if (a.ndim() != 1 || static_cast<std::size_t>(a.shape(0)) != dim)
+        throw InvalidArgument("query vector must have shape (" + std::to_string(dim) + ",), got " + shape_of(a));
+    return a;
+}
+
+FloatArray matrix_arg(const py::handle& obj, std::size_t dim, const char* what) {
+    FloatArray a = as_float_array(obj, what);
+    if (!a) throw InvalidArgument(std::string(what) + " must be convertible to a float32 array");
+    if (a.ndim() != 2 || static_cast<std::size_t>(a.shape(1)) != dim)
+        throw InvalidArgument(std::string(what) + " must have shape (n, " + std::to_string(dim) + "), got " +
+                              shape_of(a));
+    return a;
+}
+
+py::tuple hits_to_python(const SearchHits& hits) {
+    py::list ids(hits.ids.size());
+    for (std::size_t i = 0; i < hits.ids.size(); ++i) ids[i] = py::str(hits.ids[i]);
+    py::array_t<float> scores(static_cast<py::ssize_t>(hits.scores.size()));
+    std::copy(hits.scores.begin(), hits.scores.end(), scores.mutable_data());
+    return py::make_tuple(std::move(ids), std::move(scores));
+}
+
+std::size_t ef_arg(const std::optional<std::int64_t>& ef) {
+    return ef ? non_negative(*ef, "ef", 1) : 0;
+}
+
+}  // namespace
+
+void bind_hnsw(py::module_& m) {
+    py::class_<HNSWIndex>(m, "HNSWIndex", R"doc(
+Approximate nearest-neighbour index (hnswlib's HNSW graph) over float32 vectors keyed by string ids.
+
+metric "cosine" L2-normalises vectors on add and query and scores by cosine similarity; "ip" scores by
+inner product. Searches run concurrently from many threads; add/delete wait for running searches.
+Deleted slots are reused by later adds, so delete+add cycles do not grow the index.
+)doc")
+        .def(py::init([](std::int64_t dim, const std::string& metric, std::int64_t M, std::int64_t ef_construction,
+                         std::int64_t ef_search, std::int64_t initial_capacity, std::int64_t seed) {
+                 HNSWParams p;
+                 p.dim = non_negative(dim, "dim", 1);
+                 p.metric = parse_metric(metric);
+                 p.M = non_negative(M, "M", 2);
+                 p.ef_construction = non_negative(ef_construction, "ef_construction", 1);
+                 p.ef_search = non_negative(ef_search, "ef_search", 1);
+                 p.initial_capacity = non_negative(initial_capacity, "initial_capacity", 0);
+                 p.seed = non_negative(seed, "seed", 0);
+                 return HNSWIndex(p);
+             }),
+             py::arg("dim"), py::kw_only(), py::arg("metric") = "cosine", py::arg("M") = 16,
+             py::arg("ef_construction") = 200, py::arg("ef_search") = 64, py::arg("initial_capacity") = 1024,
+             py::arg("seed") = 100)
+        .def(
+            "add",
+            [](HNSWIndex& self, const py::object& ids, const py::object& vectors, std::int64_t threads) {
+                std::vector<std::string> id_list = string_list(ids, "ids");
+                FloatArray a = matrix_arg(vectors, self.dim(), "vectors");
+                const auto n = static_cast<std::size_t>(a.shape(0));
+                const std::size_t t = non_negative(threads, "threads", 0);
+                const float* data = a.data();
+                py::gil_scoped_release release;
+                self.add(id_list, data, n, t);
+            },
+            py::arg("ids"), py::arg("vectors"), py::arg("threads") = 0,
+            "Add vectors (n x dim) under string ids; all-or-nothing validation. threads=0 uses every core.")
+        .def(
+            "delete",
+            [](HNSWIndex& self, const py::object& ids) {
+                std::vector<std::string> id_list = string_list(ids, "ids");
+                py::gil_scoped_release release;
+                self.remove(id_list);
+            },
+            py::arg("ids"), "Delete ids (KeyError for an unknown id; nothing is deleted then).")
+        .def(
+            "search",
+            [](const HNSWIndex& self, const py::object& vector, std::int64_t k, std::optional<std::int64_t> ef,
+               const py::object& allow) {
+                FloatArray q = vector_arg(vector, self.dim());
+                const std::size_t kk = non_negative(k, "k", 1);
+                const std::size_t e = ef_arg(ef);
+                std::optional<std::vector<std::string>> allowed;
+                if (!allow.is_none()) allowed = string_list(allow, "allow");
+                SearchHits hits;
+                {
+                    py::gil_scoped_release release;
+                    hits = self.search(q.data(), kk, e, allowed ? &*allowed : nullptr);
+                }
+                return hits_to_python(hits);
+            },
+            py::arg("vector"), py::arg("k") = 10, py::arg("ef") = py::none(), py::arg("allow") = py::none(),
+            "The k most similar live ids and their similarities, best first. allow: only these ids may be "
+            "returned (ids not in the index are ignored).")
+        .def(
+            "search_batch",
+            [](const HNSWIndex& self, const py::object& vectors, std::int64_t k, std::optional<std::int64_t> ef,
+               std::int64_t threads) {
+                FloatArray a = matrix_arg(vectors, self.dim(), "query vectors");
+                const auto n = static_cast<std::size_t>(a.shape(0));
+                const std::size_t kk = non_negative(k, "k", 1);
+                const std::size_t e = ef_arg(ef);
+                const std::size_t t = non_negative(threads, "threads", 0);
+                std::vector<SearchHits> all;
+                {
+                    py::gil_scoped_release release;
+                    all = self.search_batch(a.data(), n, kk, e, t);
+                }
+                py::list out(all.size());
+                for (std::size_t i = 0; i < all.size(); ++i) out[i] = hits_to_python(all[i]);
+                return out;
+            },
+            py::arg("vectors"), py::arg("k") = 10, py::arg("ef") = py::none(), py::arg("threads") = 0,
+            "search() for every row, in parallel (threads=0 uses every core).")
+        .def(
+            "search_exact",
+            [](const HNSWIndex& self, const py::object& vector, std::int64_t k) {
+                FloatArray q = vector_arg(vector, self.dim());
+                const std::size_t kk = non_negative(k, "k", 1);
+                SearchHits hits;
+                {
+                    py::gil_scoped_release release;
+                    hits = self.search_exact(q.data(), kk);
+                }
+                return hits_to_python(hits);
+            },
+            py::arg("vector"), py::arg("k") = 10, "Brute-force k nearest live ids (the recall reference).")
+        .def(
+            "save",
+            [](const HNSWIndex& self, const py::object& path) {
+                const std::string p = path_arg(path);
+                py::gil_scoped_release release;
+                self.save(p);
+            },
+            py::arg("path"), "Save atomically to a checksummed file.")
+        .def_static(
+            "load",
+            [](const py::object& path) {
+                const std::string p = path_arg(path);
+                py::gil_scoped_release release;
+                return HNSWIndex::load(p);
+            },
+            py::arg("path"), "Load a saved index; IndexFileError if missing, truncated or corrupt.")
+        .def("__len__", &HNSWIndex::size)
+        .def("__contains__",
+             [](const HNSWIndex& self, const py::object& id) {
+                 return py::isinstance<py::str>(id) && self.contains(id.cast<std::string>());
+             })
+        .def("ids", &HNSWIndex::ids, "Live ids in slot order.")
+        .def_property_readonly("dim", &HNSWIndex::dim)
+        .def_property_readonly("metric", [](const HNSWIndex& self) { return metric_name(self.metric()); })
+        .def_property_readonly("M", [](const HNSWIndex& self) { return self.params().M; })
+        .def_property_readonly("ef_construction", [](const HNSWIndex& self) { return self.params().ef_construction; })
+        .def_property(
+            "ef_search", &HNSWIndex::ef_search,
+            [](HNSWIndex& self, std::int64_t ef) { self.set_ef_search(non_negative(ef, "ef_search", 1)); },
+            "Default ef for searches that pass none.")
+        .def_property_readonly("capacity", &HNSWIndex::capacity,
+                               "Slots allocated in the graph (grows by doubling; deleted slots are reused).")
+        .def("exact_filter_threshold", &HNSWIndex::exact_filter_threshold, py::arg("ef"),
+             "Allow-lists with at most this many live ids are scored exactly rather than searched in the graph.")
+        .def("__repr__", [](const HNSWIndex& self) {
+            return "HNSWIndex(dim=" + std::to_string(self.dim()) + ", metric='" + metric_name(self.metric()) +
+                   "', M=" + std::to_string(self.params().M) + ", size=" + std::to_string(self.size()) + ")";
+        });
+}
+
 }  // namespace funnelrank::bindings

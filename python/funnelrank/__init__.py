@@ -7,7 +7,7 @@ re-scores the candidates; its sigmoid scores are absolute, so a relevance floor 
 
 from __future__ import annotations
 
-from funnelrank._core import Analyzer, BM25Index, IndexFileError
+from funnelrank._core import Analyzer, BM25Index, FusedResult, HNSWIndex, IndexFileError, convex_fusion, rrf
 from funnelrank.rerank import CrossEncoder, OverloadedError, Reranker, RerankResult, RerankScheduler
 
 __version__ = "0.1.0"
@@ -16,10 +16,14 @@ __all__ = [
     "Analyzer",
     "BM25Index",
     "CrossEncoder",
+    "FusedResult",
+    "HNSWIndex",
     "IndexFileError",
     "OverloadedError",
     "RerankResult",
     "RerankScheduler",
     "Reranker",
     "__version__",
+    "convex_fusion",
+    "rrf",
 ]

@@ -1,0 +1,623 @@
+// HNSWIndex over hnswlib's HierarchicalNSW. This is the only translation unit that includes the hnswlib
+// headers: hnswlib 0.6.2 defines non-inline globals in its headers, so a second includer would not link.
+#include "hnsw_index.h"
+
+#include <hnswlib/hnswlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <new>
+#include <queue>
+#include <shared_mutex>
+#include <sstream>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include "errors.h"
+#include "file_io.h"
+#include "inner_product.h"
+#include "parallel_for.h"
+
+namespace funnelrank {
+
+namespace {
+
+using Graph = hnswlib::HierarchicalNSW<float>;
+using hnswlib::labeltype;
+using hnswlib::tableint;
+using DistId = std::pair<float, tableint>;
+using MaxHeap = std::priority_queue<DistId, std::vector<DistId>, Graph::CompareByFirst>;
+
+constexpr std::string_view kMagic = "FRK-HNSW";
+constexpr std::uint32_t kFormatVersion = 1;
+constexpr std::size_t kMaxM = 1024;               // keeps 2*M within hnswlib's 16-bit link counts
+constexpr std::size_t kMaxDim = 1u << 16;
+
+// hnswlib distance space for inner product, using our run-time dispatched SIMD kernel (hnswlib 0.6.2
+// picks its kernel at compile time, so a portable build would otherwise run its SSE code).
+class InnerProductSpace final : public hnswlib::SpaceInterface<float> {
+public:
+    explicit InnerProductSpace(std::size_t dim) : dim_(dim), distance_(best_inner_product_distance()) {}
+    std::size_t get_data_size() override { return dim_ * sizeof(float); }
+    hnswlib::DISTFUNC<float> get_dist_func() override { return distance_; }
+    void* get_dist_func_param() override { return &dim_; }
+
+private:
+    std::size_t dim_;
+    InnerProductDistanceFn distance_;
+};
+
+// Returns the visited list to hnswlib's pool on every exit path.
+class VisitedListLease {
+public:
+    explicit VisitedListLease(hnswlib::VisitedListPool* pool) : pool_(pool), list_(pool->getFreeVisitedList()) {}
+    ~VisitedListLease() { pool_->releaseVisitedList(list_); }
+    VisitedListLease(const VisitedListLease&) = delete;
+    VisitedListLease& operator=(const VisitedListLease&) = delete;
+    hnswlib::VisitedList* operator->() const { return list_; }
+
+private:
+    hnswlib::VisitedListPool* pool_;
+    hnswlib::VisitedList* list_;
+};
+
+void validate_params(const HNSWParams& p) {
+    if (p.dim == 0 || p.dim > kMaxDim)
+        throw InvalidArgument("dim must be in [1, " + std::to_string(kMaxDim) + "], got " + std::to_string(p.dim));
+    if (p.M < 2 || p.M > kMaxM)
+        throw InvalidArgument("M must be in [2, " + std::to_string(kMaxM) + "], got " + std::to_string(p.M));
+    if (p.ef_construction == 0) throw InvalidArgument("ef_construction must be >= 1");
+    if (p.ef_search == 0) throw InvalidArgument("ef_search must be >= 1");
+}
+
+// Greedy descent through the upper layers (as in HierarchicalNSW::searchKnn, minus its shared metric
+// counters, which every searching thread would otherwise contend on).
+tableint descend(const Graph& g, const void* query) {
+    tableint current = g.enterpoint_node_;
+    float current_dist = g.fstdistfunc_(query, g.getDataByInternalId(current), g.dist_func_param_);
+    for (int level = g.maxlevel_; level > 0; --level) {
+        bool changed = true;
+        while (changed) {
+            changed = false;
+            hnswlib::linklistsizeint* list = g.get_linklist(current, level);
+            const std::size_t size = g.getListCount(list);
+            const auto* neighbours = reinterpret_cast<const tableint*>(list + 1);
+            for (std::size_t i = 0; i < size; ++i) {
+                const tableint candidate = neighbours[i];
+                const float d = g.fstdistfunc_(query, g.getDataByInternalId(candidate), g.dist_func_param_);
+                if (d < current_dist) {
+                    current_dist = d;
+                    current = candidate;
+                    changed = true;
+                }
+            }
+        }
+    }
+    return current;
+}
+
+// hnswlib's searchBaseLayerST with an extra acceptance test: every node is traversed, only accepted
+// ones (live and allowed) become results. hnswlib 0.6.2 has no filter hook, so this is the one search
+// loop we carry ourselves; it mirrors searchBaseLayerST<has_deletions=true> line for line.
+template <typename Accept>
+MaxHeap filtered_base_layer_search(const Graph& g, tableint entry, const void* query, std::size_t ef,
+                                   const Accept& accept) {
+    VisitedListLease visited(g.visited_list_pool_);
+    hnswlib::vl_type* mark = visited->mass;
+    const hnswlib::vl_type tag = visited->curV;
+
+    MaxHeap top;
+    MaxHeap candidates;  // holds negated distances, so the closest is on top
+    float lower_bound;
+    if (accept(entry)) {
+        const float d = g.fstdistfunc_(query, g.getDataByInternalId(entry), g.dist_func_param_);
+        lower_bound = d;
+        top.emplace(d, entry);
+        candidates.emplace(-d, entry);
+    } else {
+        lower_bound = std::numeric_limits<float>::max();
+        candidates.emplace(-lower_bound, entry);
+    }
+    mark[entry] = tag;
+
+    while (!candidates.empty()) {
+        const DistId current = candidates.top();
+        if (-current.first > lower_bound && top.size() == ef) break;
+        candidates.pop();
+        hnswlib::linklistsizeint* list = g.get_linklist0(current.second);
+        const std::size_t size = g.getListCount(list);
+        const auto* neighbours = reinterpret_cast<const tableint*>(list + 1);
+#ifdef USE_SSE
+        if (size > 0) {
+            _mm_prefetch(reinterpret_cast<const char*>(mark + neighbours[0]), _MM_HINT_T0);
+            _mm_prefetch(g.getDataByInternalId(neighbours[0]), _MM_HINT_T0);
+        }
+#endif
+        for (std::size_t j = 0; j < size; ++j) {
+            const tableint candidate = neighbours[j];
+#ifdef USE_SSE
+            if (j + 1 < size) {
+                _mm_prefetch(reinterpret_cast<const char*>(mark + neighbours[j + 1]), _MM_HINT_T0);
+                _mm_prefetch(g.getDataByInternalId(neighbours[j + 1]), _MM_HINT_T0);
+            }
+#endif
+            if (mark[candidate] == tag) continue;
+            mark[candidate] = tag;
+            const float d = g.fstdistfunc_(query, g.getDataByInternalId(candidate), g.dist_func_param_);
+            if (top.size() < ef || lower_bound > d) {
+                candidates.emplace(-d, candidate);
+                if (accept(candidate)) top.emplace(d, candidate);
+                if (top.size() > ef) top.pop();
+                if (!top.empty()) lower_bound = top.top().first;
+            }
+        }
+    }
+    return top;
+}
+
+// Pops the max-heap into best-first order, keeping at most k.
+std::vector<DistId> best_first(MaxHeap heap, std::size_t k) {
+    while (heap.size() > k) heap.pop();
+    std::vector<DistId> out(heap.size());
+    for (std::size_t i = out.size(); i-- > 0;) {
+        out[i] = heap.top();
+        heap.pop();
+    }
+    return out;
+}
+
+}  // namespace
+
+Metric parse_metric(const std::string& name) {
+    if (name == "cosine") return Metric::Cosine;
+    if (name == "ip") return Metric::InnerProduct;
+    throw InvalidArgument("metric must be \"cosine\" or \"ip\", got \"" + name + "\"");
+}
+
+const char* metric_name(Metric metric) { return metric == Metric::Cosine ? "cosine" : "ip"; }
+
+struct HNSWIndex::Impl {
+    HNSWParams params;
+    std::atomic<std::size_t> ef_search;
+    InnerProductSpace space;  // must outlive graph, which keeps a pointer into it
+    std::unique_ptr<Graph> graph;
+    // Our labels are hnswlib labels. A label keeps its graph slot for life; deleting frees the label
+    // (and so the slot) for the next add, which overwrites it in place (hnswlib's updatePoint).
+    std::unordered_map<std::string, labeltype> label_of;  // live ids only
+    std::vector<std::string> id_of;                       // per label; empty = deleted / unused
+    std::vector<tableint> internal_of;                    // per label: hnswlib internal id
+    std::vector<labeltype> free_labels;                   // deleted labels, reused last-in first-out
+    std::size_t live = 0;
+    mutable std::shared_mutex mutex;  // searches shared; add/remove/resize/save exclusive
+
+    explicit Impl(const HNSWParams& p)
+        : params(p),
+          ef_search(p.ef_search),
+          space(p.dim),
+          graph(std::make_unique<Graph>(&space, std::max<std::size_t>(1, p.initial_capacity), p.M,
+                                        p.ef_construction, static_cast<std::size_t>(p.seed))) {}
+
+    // Checks one vector (finite; non-zero under cosine) and writes the vector to index into `out`.
+    void prepare(const float* v, float* out, const char* what, std::size_t row) const {
+        double norm2 = 0.0;
+        for (std::size_t j = 0; j < params.dim; ++j) {
+            if (!std::isfinite(v[j]))
+                throw InvalidArgument(std::string(what) + " " + std::to_string(row) + " has a non-finite value at " +
+                                      std::to_string(j));
+            norm2 += static_cast<double>(v[j]) * v[j];
+        }
+        if (params.metric == Metric::Cosine) {
+            if (!(norm2 > 0.0))
+                throw InvalidArgument(std::string(what) + " " + std::to_string(row) +
+                                      " is a zero vector, which has no cosine similarity");
+            const double inv = 1.0 / std::sqrt(norm2);
+            for (std::size_t j = 0; j < params.dim; ++j) out[j] = static_cast<float>(v[j] * inv);
+        } else {
+            std::memcpy(out, v, params.dim * sizeof(float));
+        }
+    }
+
+    std::vector<float> prepare_query(const float* query) const {
+        std::vector<float> q(params.dim);
+        prepare(query, q.data(), "query", 0);
+        return q;
+    }
+
+    SearchHits to_hits(const std::vector<DistId>& found) const {
+        SearchHits hits;
+        hits.ids.reserve(found.size());
+        hits.scores.reserve(found.size());
+        for (const auto& [dist, internal] : found) {
+            hits.ids.push_back(id_of[graph->getExternalLabel(internal)]);
+            hits.scores.push_back(1.f - dist);
+        }
+        return hits;
+    }
+
+    // Exact scores for the given internal ids (all live ids when `subset` is null), best k first;
+    // ties broken by internal id so the answer is deterministic.
+    std::vector<DistId> exact(const float* q, std::size_t k, const std::vector<tableint>* subset) const {
+        const Graph& g = *graph;
+        std::vector<DistId> scored;
+        auto score = [&](tableint id) {
+            scored.emplace_back(g.fstdistfunc_(q, g.getDataByInternalId(id), g.dist_func_param_), id);
+        };
+        if (subset) {
+            scored.reserve(subset->size());
+            for (tableint id : *subset) score(id);
+        } else {
+            scored.reserve(live);
+            for (std::size_t id = 0; id < g.cur_element_count; ++id)
+                if (!g.isMarkedDeleted(static_cast<tableint>(id))) score(static_cast<tableint>(id));
+        }
+        k = std::min(k, scored.size());
+        std::partial_sort(scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(k), scored.end());
+        scored.resize(k);
+        return scored;
+    }
+
+    // Approximate search on a prepared query; caller holds the lock (shared or exclusive).
+    std::vector<DistId> search_unlocked(const float* q, std::size_t k, std::size_t ef,
+                                        const std::vector<std::string>* allow) const {
+        if (live == 0 || k == 0) return {};
+        const Graph& g = *graph;
+        const std::size_t ef_eff = std::max(ef == 0 ? ef_search.load(std::memory_order_relaxed) : ef, k);
+        if (allow == nullptr) {
+            const std::size_t want = std::min(k, live);
+            const tableint entry = descend(g, q);
+            MaxHeap heap = g.num_deleted_ ? g.searchBaseLayerST<true>(entry, q, ef_eff)
+                                          : g.searchBaseLayerST<false>(entry, q, ef_eff);
+            std::vector<DistId> found = best_first(std::move(heap), k);
+            // A graph cut apart by deletions can leave fewer than k reachable: answer exactly then.
+            if (found.size() < want) return exact(q, k, nullptr);
+            return found;
+        }
+        // Allowed live ids, deduplicated, as internal ids.
+        std::vector<std::uint64_t> bits((g.cur_element_count + 63) / 64, 0);
+        std::vector<tableint> allowed;
+        allowed.reserve(std::min(allow->size(), live));
+        for (const std::string& id : *allow) {
+            const auto it = label_of.find(id);
+            if (it == label_of.end()) continue;
+            const tableint internal = internal_of[it->second];
+            std::uint64_t& word = bits[internal / 64];
+            const std::uint64_t bit = std::uint64_t{1} << (internal % 64);
+            if (word & bit) continue;
+            word |= bit;
+            allowed.push_back(internal);
+        }
+        if (allowed.empty()) return {};
+        const std::size_t want = std::min(k, allowed.size());
+        if (allowed.size() <= exact_threshold(ef_eff)) return exact(q, k, &allowed);
+        const auto accept = [&](tableint id) { return ((bits[id / 64] >> (id % 64)) & 1u) != 0; };
+        std::vector<DistId> found = best_first(filtered_base_layer_search(g, descend(g, q), q, ef_eff, accept), k);
+        if (found.size() < want) return exact(q, k, &allowed);
+        return found;
+    }
+
+    // Below this many allowed ids, exact scoring beats the filtered graph walk. The graph walk visits
+    // roughly ef * live / allowed nodes before it has ef allowed results, so the crossover grows like
+    // sqrt(ef * live); the constant was measured with bench/bench_hnsw_filter.py (see there).
+    std::size_t exact_threshold(std::size_t ef) const {
+        constexpr double kCrossover = 4.0;
+        return static_cast<std::size_t>(std::sqrt(kCrossover * static_cast<double>(ef) * static_cast<double>(live)));
+    }
+
+    void grow_to(std::size_t needed) {
+        Graph& g = *graph;
+        if (needed <= g.max_elements_) return;
+        g.resizeIndex(std::max(needed, 2 * g.max_elements_));
+    }
+};
+
+HNSWIndex::HNSWIndex(const HNSWParams& params) {
+    validate_params(params);
+    impl_ = std::make_unique<Impl>(params);
+}
+HNSWIndex::HNSWIndex(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+HNSWIndex::~HNSWIndex() = default;
+HNSWIndex::HNSWIndex(HNSWIndex&&) noexcept = default;
+HNSWIndex& HNSWIndex::operator=(HNSWIndex&&) noexcept = default;
+
+void HNSWIndex::add(const std::vector<std::string>& ids, const float* vectors, std::size_t n, std::size_t threads) {
+    Impl& s = *impl_;
+    const std::size_t dim = s.params.dim;
+    if (ids.size() != n)
+        throw InvalidArgument("got " + std::to_string(ids.size()) + " ids for " + std::to_string(n) + " vectors");
+    if (n == 0) return;
+    {
+        std::unordered_set<std::string_view> seen;
+        seen.reserve(n);
+        for (const std::string& id : ids) {
+            if (id.empty()) throw InvalidArgument("ids must be non-empty strings");
+            if (!seen.insert(id).second) throw InvalidArgument("duplicate id in batch: \"" + id + "\"");
+        }
+    }
+    std::vector<float> rows(n * dim);
+    for (std::size_t i = 0; i < n; ++i) s.prepare(vectors + i * dim, rows.data() + i * dim, "vector", i);
+
+    std::unique_lock lock(s.mutex);
+    for (const std::string& id : ids)
+        if (s.label_of.count(id)) throw InvalidArgument("id already in the index: \"" + id + "\"");
+
+    Graph& g = *s.graph;
+    const std::size_t reused = std::min(n, s.free_labels.size());
+    s.grow_to(g.cur_element_count + (n - reused));
+
+    std::vector<labeltype> labels(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        if (i < reused) {
+            labels[i] = s.free_labels.back();
+            s.free_labels.pop_back();
+        } else {
+            labels[i] = s.id_of.size();
+            s.id_of.emplace_back();
+            s.internal_of.push_back(0);
+        }
+    }
+    // Reused labels go through hnswlib's existing-label path: unmark deleted + updatePoint, which
+    // rewires the slot's neighbourhood for the new vector (what later hnswlib calls replaceDeleted).
+    std::vector<char> done(n, 0);
+    std::exception_ptr failure;
+    try {
+        parallel_for(n, threads, [&](std::size_t i, std::size_t) {
+            g.addPoint(rows.data() + i * dim, labels[i]);
+            done[i] = 1;
+        });
+    } catch (...) {
+        failure = std::current_exception();
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        const labeltype label = labels[i];
+        if (done[i]) {
+            s.internal_of[label] = g.label_lookup_.at(label);
+            s.id_of[label] = ids[i];
+            s.label_of.emplace(ids[i], label);
+            ++s.live;
+        } else if (const auto it = g.label_lookup_.find(label); it != g.label_lookup_.end()) {
+            // Failed part-way (out of memory): keep the slot, deleted, for reuse.
+            s.internal_of[label] = it->second;
+            if (!g.isMarkedDeleted(it->second)) g.markDeletedInternal(it->second);
+            s.free_labels.push_back(label);
+        }
+    }
+    if (failure) std::rethrow_exception(failure);
+}
+
+void HNSWIndex::remove(const std::vector<std::string>& ids) {
+    Impl& s = *impl_;
+    std::unique_lock lock(s.mutex);
+    std::unordered_set<std::string_view> seen;
+    seen.reserve(ids.size());
+    for (const std::string& id : ids) {
+        if (!s.label_of.count(id)) throw NotFound("id not in the index: \"" + id + "\"");
+        if (!seen.insert(id).second) throw InvalidArgument("duplicate id in delete: \"" + id + "\"");
+    }
+    for (const std::string& id : ids) {
+        const auto it = s.label_of.find(id);
+        const labeltype label = it->second;
+        s.graph->markDeletedInternal(s.internal_of[label]);
+        s.id_of[label].clear();
+        s.free_labels.push_back(label);
+        s.label_of.erase(it);
+        --s.live;
+    }
+}
+
+SearchHits HNSWIndex::search(const float* query, std::size_t k, std::size_t ef,
+                             const std::vector<std::string>* allow) const {
+    const Impl& s = *impl_;
+    const std::vector<float> q = s.prepare_query(query);
+    std::shared_lock lock(s.mutex);
+    return s.to_hits(s.search_unlocked(q.data(), k, ef, allow));
+}
+
+std::vector<SearchHits> HNSWIndex::search_batch(const float* queries, std::size_t n, std::size_t k, std::size_t ef,
+                                                std::size_t threads) const {
+    const Impl& s = *impl_;
+    const std::size_t dim = s.params.dim;
+    std::vector<float> rows(n * dim);
+    for (std::size_t i = 0; i < n; ++i) s.prepare(queries + i * dim, rows.data() + i * dim, "query", i);
+    std::vector<SearchHits> out(n);
+    std::shared_lock lock(s.mutex);
+    parallel_for(n, threads, [&](std::size_t i, std::size_t) {
+        out[i] = s.to_hits(s.search_unlocked(rows.data() + i * dim, k, ef, nullptr));
+    });
+    return out;
+}
+
+SearchHits HNSWIndex::search_exact(const float* query, std::size_t k) const {
+    const Impl& s = *impl_;
+    const std::vector<float> q = s.prepare_query(query);
+    std::shared_lock lock(s.mutex);
+    return s.to_hits(s.exact(q.data(), k, nullptr));
+}
+
+std::size_t HNSWIndex::size() const {
+    std::shared_lock lock(impl_->mutex);
+    return impl_->live;
+}
+
+std::size_t HNSWIndex::capacity() const {
+    std::shared_lock lock(impl_->mutex);
+    return impl_->graph->max_elements_;
+}
+
+bool HNSWIndex::contains(const std::string& id) const {
+    std::shared_lock lock(impl_->mutex);
+    return impl_->label_of.count(id) != 0;
+}
+
+std::vector<std::string> HNSWIndex::ids() const {
+    std::shared_lock lock(impl_->mutex);
+    const Graph& g = *impl_->graph;
+    std::vector<std::string> out;
+    out.reserve(impl_->live);
+    for (std::size_t i = 0; i < g.cur_element_count; ++i) {
+        const auto internal = static_cast<tableint>(i);
+        if (!g.isMarkedDeleted(internal)) out.push_back(impl_->id_of[g.getExternalLabel(internal)]);
+    }
+    return out;
+}
+
+std::size_t HNSWIndex::dim() const { return impl_->params.dim; }
+Metric HNSWIndex::metric() const { return impl_->params.metric; }
+const HNSWParams& HNSWIndex::params() const { return impl_->params; }
+std::size_t HNSWIndex::ef_search() const { return impl_->ef_search.load(); }
+
+void HNSWIndex::set_ef_search(std::size_t ef) {
+    if (ef == 0) throw InvalidArgument("ef_search must be >= 1");
+    impl_->ef_search.store(ef);
+}
+
+std::size_t HNSWIndex::exact_filter_threshold(std::size_t ef) const {
+    std::shared_lock lock(impl_->mutex);
+    return impl_->exact_threshold(ef);
+}
+
+// ---- persistence ----
+// Payload: params, hnswlib's own index layout (header fields, level-0 block, upper-layer link lists,
+// exactly what HierarchicalNSW::saveIndex writes), then the id of every slot (empty = deleted) and the
+// random generators' states. Loading rebuilds the graph from these bytes only after io::IndexFile has
+// verified the checksum, and checks every link before the graph is used.
+
+void HNSWIndex::save(const std::string& path) const {
+    const Impl& s = *impl_;
+    std::shared_lock lock(s.mutex);  // excludes every writer; concurrent searches may go on
+    const Graph& g = *s.graph;
+    io::AtomicFileWriter w(path, kMagic, kFormatVersion);
+    w.write<std::uint64_t>(s.params.dim);
+    w.write<std::uint32_t>(s.params.metric == Metric::Cosine ? 0u : 1u);
+    w.write<std::uint64_t>(s.params.M);
+    w.write<std::uint64_t>(s.params.ef_construction);
+    w.write<std::uint64_t>(s.ef_search.load());
+    w.write<std::uint64_t>(s.params.seed);
+
+    w.write<std::uint64_t>(g.max_elements_);
+    w.write<std::uint64_t>(g.cur_element_count);
+    w.write<std::uint64_t>(g.size_data_per_element_);
+    w.write<std::int32_t>(g.maxlevel_);
+    w.write<std::uint32_t>(g.enterpoint_node_);
+    w.write_bytes(g.data_level0_memory_, g.cur_element_count * g.size_data_per_element_);
+    for (std::size_t i = 0; i < g.cur_element_count; ++i) {
+        const int level = g.element_levels_[i];
+        w.write<std::int32_t>(level);
+        if (level > 0) w.write_bytes(g.linkLists_[i], g.size_links_per_element_ * static_cast<std::size_t>(level));
+    }
+    for (std::size_t i = 0; i < g.cur_element_count; ++i) w.write_string(s.id_of[g.getExternalLabel(static_cast<tableint>(i))]);
+    std::ostringstream rng;
+    rng << g.level_generator_ << ' ' << g.update_probability_generator_;
+    w.write_string(rng.str());
+    w.commit();
+}
+
+HNSWIndex HNSWIndex::load(const std::string& path) {
+    const io::IndexFile file(path, kMagic, kFormatVersion);
+    io::BinaryReader r = file.reader();
+    HNSWParams p;
+    p.dim = r.read<std::uint64_t>();
+    const auto metric = r.read<std::uint32_t>();
+    if (metric > 1) r.fail("unknown metric code " + std::to_string(metric));
+    p.metric = metric == 0 ? Metric::Cosine : Metric::InnerProduct;
+    p.M = r.read<std::uint64_t>();
+    p.ef_construction = r.read<std::uint64_t>();
+    p.ef_search = r.read<std::uint64_t>();
+    p.seed = r.read<std::uint64_t>();
+    try {
+        validate_params(p);
+    } catch (const InvalidArgument& e) {
+        r.fail(std::string("bad parameters: ") + e.what());
+    }
+    const std::uint64_t capacity = r.read<std::uint64_t>();
+    const std::uint64_t count = r.read<std::uint64_t>();
+    const std::uint64_t row_bytes = r.read<std::uint64_t>();
+    const std::int32_t max_level = r.read<std::int32_t>();
+    const std::uint32_t entry = r.read<std::uint32_t>();
+    if (count > capacity) r.fail("element count exceeds capacity");
+    if (capacity > std::numeric_limits<tableint>::max()) r.fail("capacity too large");
+    p.initial_capacity = std::max<std::size_t>(1, capacity);
+
+    // hnswlib's level-0 row: link count + 2*M links, the vector, the label.
+    const std::size_t expected_row = sizeof(hnswlib::linklistsizeint) + 2 * p.M * sizeof(tableint) +
+                                     p.dim * sizeof(float) + sizeof(labeltype);
+    if (row_bytes != expected_row) r.fail("level-0 row size does not match the parameters");
+    if (count > r.remaining() / row_bytes) r.fail("level-0 block exceeds the file");
+
+    auto impl = std::make_unique<Impl>(p);
+    Impl& s = *impl;
+    Graph& g = *s.graph;
+    if (g.size_data_per_element_ != row_bytes) r.fail("level-0 row size does not match hnswlib's layout");
+    r.read_bytes(g.data_level0_memory_, count * row_bytes);
+    const std::size_t n = count;
+    // The destructor frees linkLists_[i] for i < cur_element_count with element_levels_[i] > 0, so
+    // levels are only published as each list is allocated.
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::int32_t level = r.read<std::int32_t>();
+        if (level < 0 || level > max_level) r.fail("element level out of range");
+        g.element_levels_[i] = 0;
+        g.linkLists_[i] = nullptr;
+        g.cur_element_count = i + 1;
+        if (level > 0) {
+            const std::size_t bytes = g.size_links_per_element_ * static_cast<std::size_t>(level);
+            if (bytes > r.remaining()) r.fail("link lists exceed the file");
+            g.linkLists_[i] = static_cast<char*>(std::malloc(bytes));
+            if (g.linkLists_[i] == nullptr) throw std::bad_alloc();
+            g.element_levels_[i] = level;
+            r.read_bytes(g.linkLists_[i], bytes);
+        }
+    }
+    if (n > 0 && (max_level < 0 || entry >= n || g.element_levels_[entry] != max_level))
+        r.fail("entry point is inconsistent with the graph");
+    // Every link must point at an existing element that lives on that level.
+    auto check_list = [&](hnswlib::linklistsizeint* list, std::size_t max_links, int level) {
+        const std::size_t size = g.getListCount(list);
+        if (size > max_links) r.fail("link list longer than the graph allows");
+        const auto* links = reinterpret_cast<const tableint*>(list + 1);
+        for (std::size_t j = 0; j < size; ++j)
+            if (links[j] >= n || g.element_levels_[links[j]] < level) r.fail("link to a missing element");
+    };
+    for (std::size_t i = 0; i < n; ++i) {
+        check_list(g.get_linklist0(static_cast<tableint>(i)), g.maxM0_, 0);
+        for (int level = 1; level <= g.element_levels_[i]; ++level)
+            check_list(g.get_linklist(static_cast<tableint>(i), level), g.maxM_, level);
+    }
+    g.enterpoint_node_ = n > 0 ? entry : static_cast<tableint>(-1);
+    g.maxlevel_ = n > 0 ? max_level : -1;
+
+    // Labels are ours: renumber them to the internal ids, and rebuild the id maps.
+    s.id_of.resize(n);
+    s.internal_of.resize(n);
+    g.num_deleted_ = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto internal = static_cast<tableint>(i);
+        std::string id = r.read_string();
+        const bool deleted = g.isMarkedDeleted(internal);
+        if (deleted != id.empty()) r.fail("deleted marks and ids disagree");
+        g.setExternalLabel(internal, i);
+        g.label_lookup_[i] = internal;
+        s.internal_of[i] = internal;
+        if (deleted) {
+            ++g.num_deleted_;
+            s.free_labels.push_back(i);
+        } else {
+            if (!s.label_of.emplace(id, i).second) r.fail("duplicate id \"" + id + "\"");
+            s.id_of[i] = std::move(id);
+            ++s.live;
+        }
+    }
+    std::reverse(s.free_labels.begin(), s.free_labels.end());  // reuse the lowest slot first
+    std::istringstream rng(r.read_string());
+    rng >> g.level_generator_ >> std::ws >> g.update_probability_generator_;  // engines clear skipws
+    if (!rng) r.fail("bad random generator state");
+    r.expect_end();
+    return HNSWIndex(std::move(impl));
+}
+
+}  // namespace funnelrank

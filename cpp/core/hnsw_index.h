@@ -1,0 +1,92 @@
+#pragma once
+// Approximate nearest-neighbour index over hnswlib's HierarchicalNSW graph (the Debian libhnswlib-dev
+// headers), keyed by string ids. Adds what hnswlib 0.6.2 lacks: string ids, reuse of deleted slots,
+// allow-list filtered search (with an exact fallback for selective filters), per-query ef, a
+// reader/writer lock so searches run concurrently with each other but never with a write, and a
+// checksummed file format.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace funnelrank {
+
+enum class Metric {
+    Cosine,        // vectors are L2-normalised on add and on query; score = cosine similarity
+    InnerProduct,  // vectors are used as given; score = inner product
+};
+
+// "cosine" / "ip"; anything else throws InvalidArgument.
+Metric parse_metric(const std::string& name);
+const char* metric_name(Metric metric);
+
+struct HNSWParams {
+    std::size_t dim = 0;
+    Metric metric = Metric::Cosine;
+    std::size_t M = 16;
+    std::size_t ef_construction = 200;
+    std::size_t ef_search = 64;
+    std::size_t initial_capacity = 1024;
+    std::uint64_t seed = 100;
+};
+
+// Results of one query, best first.
+struct SearchHits {
+    std::vector<std::string> ids;
+    std::vector<float> scores;  // similarity: cosine or inner product
+};
+
+class HNSWIndex {
+public:
+    explicit HNSWIndex(const HNSWParams& params);
+    ~HNSWIndex();
+    HNSWIndex(HNSWIndex&&) noexcept;
+    HNSWIndex& operator=(HNSWIndex&&) noexcept;
+    HNSWIndex(const HNSWIndex&) = delete;
+    HNSWIndex& operator=(const HNSWIndex&) = delete;
+
+    // Adds n vectors (row-major, n x dim) under the given ids. Validates everything first and changes
+    // nothing on error: wrong count, non-finite values, zero vectors under cosine, empty or duplicate
+    // ids (within the batch or already live) -> InvalidArgument. threads = 0 uses every core.
+    void add(const std::vector<std::string>& ids, const float* vectors, std::size_t n, std::size_t threads = 0);
+
+    // Marks the ids deleted; they are never returned again and their slots are reused by later adds.
+    // An unknown id -> NotFound, a repeated id -> InvalidArgument; nothing is deleted on error.
+    void remove(const std::vector<std::string>& ids);
+
+    // The k nearest live vectors. ef = 0 uses ef_search; the effective ef is max(ef, k). With an
+    // allow-list only those ids can be returned (unknown or deleted ids in it are ignored), and
+    // min(k, number of allowed live ids) hits come back.
+    SearchHits search(const float* query, std::size_t k, std::size_t ef = 0,
+                      const std::vector<std::string>* allow = nullptr) const;
+    std::vector<SearchHits> search_batch(const float* queries, std::size_t n, std::size_t k, std::size_t ef = 0,
+                                         std::size_t threads = 0) const;
+
+    // Exact (brute-force) k nearest live vectors; the reference the approximate search is measured against.
+    SearchHits search_exact(const float* query, std::size_t k) const;
+
+    // Atomic, checksummed save; load throws IndexFileError on a missing, truncated or corrupt file.
+    void save(const std::string& path) const;
+    static HNSWIndex load(const std::string& path);
+
+    std::size_t size() const;      // live vectors
+    std::size_t capacity() const;  // slots allocated in the graph (grows by doubling, never on reuse)
+    bool contains(const std::string& id) const;
+    std::vector<std::string> ids() const;  // live ids in graph slot order (stable across save/load)
+    std::size_t dim() const;
+    Metric metric() const;
+    const HNSWParams& params() const;
+    std::size_t ef_search() const;
+    void set_ef_search(std::size_t ef);
+
+    // Allow-lists with fewer live ids than this are scored exactly instead of searched in the graph.
+    std::size_t exact_filter_threshold(std::size_t ef) const;
+
+private:
+    struct Impl;
+    explicit HNSWIndex(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace funnelrank

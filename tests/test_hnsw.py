@@ -1,0 +1,334 @@
+"""HNSWIndex (funnelrank._core) against numpy brute force: recall, deletion, slot reuse, filtering,
+concurrency, persistence and input validation."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from funnelrank import HNSWIndex, IndexFileError
+
+pytestmark = pytest.mark.core
+
+DIM = 32
+
+
+def mixture(n: int, dim: int = DIM, seed: int = 0, clusters: int = 40) -> np.ndarray:
+    """Samples of a fixed gaussian mixture (centres do not depend on `seed`), float32."""
+    centres = np.random.default_rng(1234).normal(size=(clusters, dim))
+    rng = np.random.default_rng(seed)
+    return (centres[rng.integers(0, clusters, n)] + 0.5 * rng.normal(size=(n, dim))).astype(np.float32)
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def ids_for(n: int, prefix: str = "d") -> list[str]:
+    return [f"{prefix}{i}" for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def built() -> tuple[HNSWIndex, np.ndarray, list[str]]:
+    data = mixture(4000, seed=1)
+    ids = ids_for(len(data))
+    index = HNSWIndex(DIM)
+    index.add(ids, data)
+    return index, data, ids
+
+
+def test_recall_at_10_against_numpy_brute_force(built: tuple[HNSWIndex, np.ndarray, list[str]]) -> None:
+    index, data, ids = built
+    queries = mixture(200, seed=2)
+    truth = np.argsort(-(normalise(queries) @ normalise(data).T), axis=1)[:, :10]
+    found = 0
+    for q, row in zip(queries, truth):
+        got, scores = index.search(q, k=10)
+        assert len(got) == 10 and scores.dtype == np.float32
+        assert np.all(np.diff(scores) <= 0)
+        found += len(set(got) & {ids[j] for j in row})
+    assert found / (10 * len(queries)) >= 0.95
+
+
+def test_scores_are_cosine_similarities(built: tuple[HNSWIndex, np.ndarray, list[str]]) -> None:
+    index, data, ids = built
+    q = mixture(1, seed=3)[0] * 7.0  # scale must not matter under cosine
+    got, scores = index.search(q, k=5)
+    position = {d: i for i, d in enumerate(ids)}
+    expected = normalise(data[[position[g] for g in got]]) @ normalise(q)
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-5)
+
+
+def test_inner_product_metric_scores_raw_vectors() -> None:
+    index = HNSWIndex(3, metric="ip")
+    vecs = np.array([[1, 0, 0], [0, 3, 0], [0, 0, -2]], dtype=np.float32)
+    index.add(["a", "b", "c"], vecs)
+    got, scores = index.search(np.array([1.0, 1.0, 1.0]), k=3)
+    assert got == ["b", "a", "c"]
+    np.testing.assert_allclose(scores, [3, 1, -2])
+    assert index.metric == "ip" and index.dim == 3
+
+
+def test_properties_and_membership(built: tuple[HNSWIndex, np.ndarray, list[str]]) -> None:
+    index, _, ids = built
+    assert len(index) == len(ids)
+    assert "d17" in index and "nope" not in index and 17 not in index
+    assert sorted(index.ids()) == sorted(ids)
+    assert index.M == 16 and index.ef_construction == 200 and index.ef_search == 64
+    assert "HNSWIndex(dim=32" in repr(index)
+
+
+def test_other_dtypes_and_layouts_are_converted() -> None:
+    data = mixture(50, seed=4)
+    index = HNSWIndex(DIM)
+    index.add(ids_for(50), np.asfortranarray(data.astype(np.float64)))
+    got, _ = index.search(data[7].astype(np.float64), k=1)
+    assert got == ["d7"]
+    index.add(["list"], [list(map(float, data[8]))])
+    assert "list" in index
+
+
+@pytest.mark.parametrize(
+    ("ids", "vectors", "message"),
+    [
+        (["a", "b"], np.ones((2, DIM + 1), np.float32), "shape"),
+        (["a"], np.ones((2, DIM), np.float32), "2 vectors"),
+        (["a", "a"], np.ones((2, DIM), np.float32), "duplicate"),
+        (["a", "x"], np.ones((2, DIM), np.float32), "already in the index"),
+        (["", "b"], np.ones((2, DIM), np.float32), "non-empty"),
+        (["b", "c"], np.array([[np.nan] * DIM, [1] * DIM], np.float32), "non-finite"),
+        (["b", "c"], np.array([[1] * DIM, [np.inf] * DIM], np.float32), "non-finite"),
+        (["b", "c"], np.array([[1] * DIM, [0] * DIM], np.float32), "zero vector"),
+        (["b"], np.ones(DIM, np.float32), "shape"),
+        ("bc", np.ones((2, DIM), np.float32), "sequence of str"),
+        (["b", 3], np.ones((2, DIM), np.float32), "must be a str"),
+        (["b", "\ud800"], np.ones((2, DIM), np.float32), "Unicode"),
+        (["b"], [["x"] * DIM], "float32"),
+    ],
+)
+def test_bad_adds_raise_and_change_nothing(ids: object, vectors: object, message: str) -> None:
+    index = HNSWIndex(DIM)
+    index.add(["x"], np.ones((1, DIM), np.float32))
+    with pytest.raises(ValueError, match=message):
+        index.add(ids, vectors)  # type: ignore[arg-type]
+    assert len(index) == 1 and index.ids() == ["x"]
+
+
+def test_bad_construction_and_query_arguments() -> None:
+    with pytest.raises(ValueError, match="metric"):
+        HNSWIndex(4, metric="l2")
+    with pytest.raises(ValueError, match="dim"):
+        HNSWIndex(0)
+    with pytest.raises(ValueError, match="M must be"):
+        HNSWIndex(4, M=1)
+    index = HNSWIndex(4)
+    index.add(["a"], np.ones((1, 4), np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        index.search(np.ones(5, np.float32))
+    with pytest.raises(ValueError, match="zero vector"):
+        index.search(np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="non-finite"):
+        index.search(np.array([1, np.nan, 0, 0], np.float32))
+    with pytest.raises(ValueError, match="k must be"):
+        index.search(np.ones(4, np.float32), k=0)
+    with pytest.raises(ValueError, match="ef must be"):
+        index.search(np.ones(4, np.float32), ef=0)
+    with pytest.raises(ValueError, match="shape"):
+        index.search_batch(np.ones(4, np.float32))
+
+
+def test_deleted_ids_are_never_returned() -> None:
+    data = mixture(1500, seed=5)
+    ids = ids_for(len(data))
+    index = HNSWIndex(DIM)
+    index.add(ids, data)
+    gone = set(ids[::3])
+    index.delete(sorted(gone))
+    assert len(index) == len(ids) - len(gone)
+    for i in range(0, 300, 3):  # query with the deleted vectors themselves
+        got, _ = index.search(data[i], k=10)
+        assert len(got) == 10 and not gone & set(got)
+    for got, _ in index.search_batch(data[:300:3], k=10):
+        assert not gone & set(got)
+    with pytest.raises(KeyError, match="nope"):
+        index.delete(["d1", "nope"])
+    assert "d1" in index  # nothing deleted on error
+    with pytest.raises(KeyError):
+        index.delete(["d0"])  # already deleted
+
+
+def test_slot_reuse_keeps_capacity_bounded() -> None:
+    data = mixture(1000, seed=6)
+    index = HNSWIndex(DIM, initial_capacity=1000)
+    index.add(ids_for(1000), data)
+    capacity = index.capacity
+    previous = ids_for(250)
+    for cycle in range(6):
+        index.delete(previous)
+        fresh = mixture(250, seed=100 + cycle)
+        previous = ids_for(250, prefix=f"c{cycle}_")
+        index.add(previous, fresh)
+        assert len(index) == 1000
+        assert index.capacity == capacity
+        assert index.search(fresh[11], k=1)[0] == [f"c{cycle}_11"]
+
+
+def test_capacity_grows_automatically() -> None:
+    index = HNSWIndex(DIM, initial_capacity=4)
+    index.add(ids_for(100), mixture(100, seed=7))
+    assert len(index) == 100 and index.capacity >= 100
+
+
+@pytest.mark.parametrize("every", [500, 40, 2])
+def test_filtered_search_returns_k_allowed(built: tuple[HNSWIndex, np.ndarray, list[str]], every: int) -> None:
+    index, data, ids = built
+    allow = ids[::every] + ["unknown-id"]
+    allowed = set(allow)
+    allowed_rows = np.arange(0, len(ids), every)
+    queries = mixture(20, seed=8)
+    found = 0
+    for q in queries:
+        got, scores = index.search(q, k=10, allow=allow)
+        assert len(got) == min(10, len(allowed_rows))
+        assert set(got) <= allowed
+        assert np.all(np.diff(scores) <= 0)
+        sims = normalise(data[allowed_rows]) @ normalise(q)
+        truth = {ids[allowed_rows[j]] for j in np.argsort(-sims)[:10]}
+        found += len(truth & set(got))
+    assert found / (20 * min(10, len(allowed_rows))) >= 0.95
+
+
+def test_filtered_search_skips_deleted_and_unknown() -> None:
+    data = mixture(200, seed=9)
+    index = HNSWIndex(DIM)
+    index.add(ids_for(200), data)
+    index.delete(["d1", "d2"])
+    got, _ = index.search(data[1], k=10, allow=["d1", "d2", "d3", "zzz"])
+    assert got == ["d3"]
+    got, scores = index.search(data[1], k=10, allow=["zzz"])
+    assert got == [] and scores.shape == (0,)
+    assert index.search(data[1], k=10, allow=[])[0] == []
+
+
+def test_search_batch_matches_search(built: tuple[HNSWIndex, np.ndarray, list[str]]) -> None:
+    index, _, _ = built
+    queries = mixture(64, seed=10)
+    batch = index.search_batch(queries, k=7, ef=32, threads=2)
+    assert len(batch) == len(queries)
+    for q, (ids, scores) in zip(queries, batch):
+        single_ids, single_scores = index.search(q, k=7, ef=32)
+        assert ids == single_ids
+        np.testing.assert_array_equal(scores, single_scores)
+
+
+def test_concurrent_searches_while_adding() -> None:
+    """Python threads search (GIL released) while another thread adds and deletes."""
+    base = mixture(2000, seed=11)
+    extra = mixture(3000, seed=12)
+    index = HNSWIndex(DIM, initial_capacity=16)  # forces resizes during the run
+    index.add(ids_for(2000), base)
+    queries = mixture(50, seed=13)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def searcher() -> None:
+        try:
+            while not stop.is_set():
+                for q in queries[:10]:
+                    got, scores = index.search(q, k=10)
+                    assert len(got) == 10 and np.all(np.diff(scores) <= 0)
+                for got, _ in index.search_batch(queries, k=5, threads=2):
+                    assert len(got) == 5
+        except BaseException as exc:  # noqa: BLE001 - surfaced in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=searcher) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for start in range(0, 3000, 300):
+            index.add(ids_for(300, prefix=f"x{start}_"), extra[start : start + 300], threads=2)
+            index.delete([f"d{start // 10 + i}" for i in range(10)])
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert len(index) == 2000 + 3000 - 100
+
+
+def test_add_releases_the_gil() -> None:
+    """Another Python thread makes progress while add() runs (it would be frozen if the GIL were held)."""
+    data = mixture(6000, seed=14)
+    index = HNSWIndex(DIM)
+    ticks = [0]
+    stop = threading.Event()
+
+    def ticker() -> None:
+        while not stop.is_set():
+            ticks[0] += 1
+
+    t = threading.Thread(target=ticker)
+    t.start()
+    try:
+        before = ticks[0]
+        index.add(ids_for(6000), data, threads=1)
+        during = ticks[0] - before
+    finally:
+        stop.set()
+        t.join()
+    assert during > 0
+
+
+def test_save_load_answers_identically(tmp_path: Path, built: tuple[HNSWIndex, np.ndarray, list[str]]) -> None:
+    index, _, ids = built
+    path = tmp_path / "dense.hnsw"
+    index.save(path)
+    loaded = HNSWIndex.load(str(path))
+    assert len(loaded) == len(index) and loaded.ids() == index.ids()
+    assert (loaded.dim, loaded.metric, loaded.M, loaded.ef_search) == (index.dim, index.metric, 16, 64)
+    queries = mixture(40, seed=15)
+    for q in queries:
+        a, b = index.search(q, k=10), loaded.search(q, k=10)
+        assert a[0] == b[0]
+        np.testing.assert_array_equal(a[1], b[1])
+        assert index.search(q, k=5, allow=ids[:300])[0] == loaded.search(q, k=5, allow=ids[:300])[0]
+    assert not list(tmp_path.glob("*.tmp*")), "no temporary files left behind"
+
+
+def test_truncated_and_corrupt_files_raise_index_file_error(tmp_path: Path) -> None:
+    index = HNSWIndex(8)
+    index.add(ids_for(200), mixture(200, dim=8, seed=16))
+    index.delete(["d5"])
+    path = tmp_path / "x.hnsw"
+    index.save(path)
+    good = path.read_bytes()
+    for cut in (0, 4, 11, 100, len(good) // 2, len(good) - 20, len(good) - 1):
+        path.write_bytes(good[:cut])
+        with pytest.raises(IndexFileError):
+            HNSWIndex.load(path)
+    for pos in (2, 13, 60, len(good) // 3, len(good) - 25, len(good) - 2):
+        bad = bytearray(good)
+        bad[pos] ^= 0xFF
+        path.write_bytes(bytes(bad))
+        with pytest.raises(IndexFileError):
+            HNSWIndex.load(path)
+    path.write_bytes(good)
+    assert len(HNSWIndex.load(path)) == 199
+
+
+def test_missing_file_error_names_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.hnsw"
+    with pytest.raises(IndexFileError, match="absent.hnsw"):
+        HNSWIndex.load(missing)
+    with pytest.raises(OSError):  # IndexFileError is an OSError
+        HNSWIndex.load(missing)
+
+
+def test_save_into_missing_directory_fails_cleanly(tmp_path: Path) -> None:
+    index = HNSWIndex(4)
+    with pytest.raises(OSError):
+        index.save(tmp_path / "no" / "such" / "dir" / "x.hnsw")
