@@ -143,7 +143,6 @@ def test_accepts_hnsw_search_output_and_numpy_scores() -> None:
         ([(["a"], [1.0])], {"weights": [-1.0]}, ">= 0"),
         ([(["a"], [1.0])], {"weights": [0.0]}, "> 0"),
         ([(["a"], [1.0])], {"top_k": -1}, "top_k"),
-        ([("ab", [1.0, 2.0])], {}, "sequence of str"),
         ([(["a"],)], {}, "pair"),
         ([(["a"], ["x"])], {}, "numbers"),
     ],
@@ -153,6 +152,13 @@ def test_invalid_input_raises_value_error(rankings: list, kwargs: dict, message:
         rrf(rankings, **kwargs)
     with pytest.raises(ValueError, match=message):
         convex_fusion(rankings, **kwargs)
+
+
+def test_wrongly_typed_ids_raise_type_error() -> None:
+    with pytest.raises(TypeError, match="single string"):
+        rrf([("ab", [1.0, 2.0])])
+    with pytest.raises(TypeError, match="must be a str"):
+        convex_fusion([(["a", 2], [1.0, 2.0])])
 
 
 def test_bad_k_and_normalization() -> None:

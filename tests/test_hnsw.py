@@ -103,8 +103,6 @@ def test_other_dtypes_and_layouts_are_converted() -> None:
         (["b", "c"], np.array([[1] * DIM, [np.inf] * DIM], np.float32), "non-finite"),
         (["b", "c"], np.array([[1] * DIM, [0] * DIM], np.float32), "zero vector"),
         (["b"], np.ones(DIM, np.float32), "shape"),
-        ("bc", np.ones((2, DIM), np.float32), "sequence of str"),
-        (["b", 3], np.ones((2, DIM), np.float32), "must be a str"),
         (["b", "\ud800"], np.ones((2, DIM), np.float32), "Unicode"),
         (["b"], [["x"] * DIM], "float32"),
     ],
@@ -115,6 +113,16 @@ def test_bad_adds_raise_and_change_nothing(ids: object, vectors: object, message
     with pytest.raises(ValueError, match=message):
         index.add(ids, vectors)  # type: ignore[arg-type]
     assert len(index) == 1 and index.ids() == ["x"]
+
+
+@pytest.mark.parametrize(("ids", "message"), [("bc", "not a single string"), (["b", 3], r"\[1\] must be a str")])
+def test_wrongly_typed_ids_raise_type_error(ids: object, message: str) -> None:
+    index = HNSWIndex(DIM)
+    with pytest.raises(TypeError, match=message):
+        index.add(ids, np.ones((2, DIM), np.float32))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=message):
+        index.search(np.ones(DIM, np.float32), allow=ids)  # type: ignore[arg-type]
+    assert len(index) == 0
 
 
 def test_bad_construction_and_query_arguments() -> None:

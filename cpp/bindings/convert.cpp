@@ -7,7 +7,7 @@ namespace py = pybind11;
 namespace funnelrank::bindings {
 
 std::string utf8(const py::handle& s, const char* what) {
-    if (!PyUnicode_Check(s.ptr())) throw InvalidArgument(std::string(what) + " must be a str");
+    if (!PyUnicode_Check(s.ptr())) throw py::type_error(std::string(what) + " must be a str");
     Py_ssize_t size = 0;
     const char* data = PyUnicode_AsUTF8AndSize(s.ptr(), &size);
     if (data == nullptr) {
@@ -19,15 +19,15 @@ std::string utf8(const py::handle& s, const char* what) {
 
 std::vector<std::string> string_list(const py::handle& seq, const char* what) {
     if (PyUnicode_Check(seq.ptr()) || PyBytes_Check(seq.ptr()))
-        throw InvalidArgument(std::string(what) + " must be a sequence of str, not a single string");
-    if (!PySequence_Check(seq.ptr())) throw InvalidArgument(std::string(what) + " must be a sequence of str");
+        throw py::type_error(std::string(what) + " must be a sequence of str, not a single string");
+    if (!PySequence_Check(seq.ptr())) throw py::type_error(std::string(what) + " must be a sequence of str");
     const auto items = py::reinterpret_borrow<py::sequence>(seq);
     std::vector<std::string> out;
     out.reserve(items.size());
     std::size_t i = 0;
     for (const py::handle item : items) {
         if (!PyUnicode_Check(item.ptr()))
-            throw InvalidArgument(std::string(what) + "[" + std::to_string(i) + "] must be a str, got " +
+            throw py::type_error(std::string(what) + "[" + std::to_string(i) + "] must be a str, got " +
                                   std::string(py::str(py::type::of(item).attr("__name__"))));
         out.push_back(utf8(item, what));
         ++i;

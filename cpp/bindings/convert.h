@@ -1,6 +1,7 @@
 #pragma once
-// Argument conversion shared by the bindings: checked Python -> C++ conversions that raise ValueError
-// (via InvalidArgument) with a message naming the argument, instead of pybind11's generic TypeError.
+// Argument conversion shared by the bindings: checked Python -> C++ conversions whose errors name the
+// argument (TypeError for a wrong type, ValueError for a bad value), instead of pybind11's generic
+// "incompatible function arguments".
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -10,8 +11,8 @@
 
 namespace funnelrank::bindings {
 
-// A sequence of str (not a bare str/bytes) -> UTF-8 strings. Non-str items or unencodable strings
-// (lone surrogates) raise ValueError naming `what` and the position.
+// A sequence of str (not a bare str/bytes) -> UTF-8 strings. A non-sequence or non-str item raises
+// TypeError, an unencodable string (lone surrogate) ValueError, naming `what` and the position.
 std::vector<std::string> string_list(const pybind11::handle& seq, const char* what);
 
 // A Python str -> UTF-8 (ValueError if it cannot be encoded).

@@ -13,7 +13,7 @@
 #include <mutex>
 #include <new>
 #include <queue>
-#include <shared_mutex>
+#include <shared_mutex>  // std::shared_lock
 #include <sstream>
 #include <string_view>
 #include <unordered_map>
@@ -24,6 +24,7 @@
 #include "file_io.h"
 #include "inner_product.h"
 #include "parallel_for.h"
+#include "shared_mutex.h"
 
 namespace funnelrank {
 
@@ -195,7 +196,9 @@ struct HNSWIndex::Impl {
     std::vector<tableint> internal_of;                    // per label: hnswlib internal id
     std::vector<labeltype> free_labels;                   // deleted labels, reused last-in first-out
     std::size_t live = 0;
-    mutable std::shared_mutex mutex;  // searches shared; add/remove/resize/save exclusive
+    // Searches (and save) shared; add/remove/resize exclusive. Writer-preferring, so a steady stream
+    // of searches cannot starve an add. Never taken twice by one thread.
+    mutable WriterPreferringSharedMutex mutex;
 
     explicit Impl(const HNSWParams& p)
         : params(p),
