@@ -1,0 +1,371 @@
+"""`Collection`: documents (string id, text, optional JSON metadata) with the stage-1 indexes over them.
+
+A collection holds a BM25 inverted index and, when dense retrieval is on, an HNSW index over the
+documents' embeddings from a bi-encoder (:class:`funnelrank.embedding.Embedder`). Metadata is indexed by
+:class:`funnelrank.filters.MetadataIndex` so that filters resolve to an allow-list of ids that both
+stage-1 searches honour.
+
+On disk a collection is one directory (see :mod:`funnelrank.collection_store`): ``save`` is atomic as a
+whole, ``load`` checks every part and raises :class:`funnelrank.IndexFileError` on a missing or corrupt one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from funnelrank.filters import MetadataIndex, validate_metadata
+
+__all__ = ["Collection", "Document"]
+
+PROGRESS_MIN_DOCS = 5000
+"""Indexing at least this many documents at once shows progress bars (unless told otherwise)."""
+_ADD_CHUNK = 2048
+"""Documents per BM25 add call when showing progress (the index grows incrementally)."""
+
+
+@dataclass(frozen=True)
+class Document:
+    """One stored document."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_text(text: Any, where: str) -> str:
+    if not isinstance(text, str):
+        raise ValueError(f"{where} must be str, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{where} is not valid Unicode ({exc.reason} at position {exc.start})") from None
+    return text
+
+
+def _check_ids(ids: Any, what: str) -> list[str]:
+    if isinstance(ids, (str, bytes)):
+        raise ValueError(f"{what} must be a sequence of str, not a single string")
+    out = list(ids)
+    seen: set[str] = set()
+    for i, doc_id in enumerate(out):
+        if not isinstance(doc_id, str):
+            raise ValueError(f"{what}[{i}] must be str, got {type(doc_id).__name__}")
+        if not doc_id:
+            raise ValueError(f"{what}[{i}] is empty")
+        _check_text(doc_id, f"{what}[{i}]")
+        if doc_id in seen:
+            raise ValueError(f"{what} repeats {doc_id!r}")
+        seen.add(doc_id)
+    return out
+
+
+def _default_embedder() -> Any | None:
+    """The default bi-encoder, or None when it is not available on this machine."""
+    try:
+        from funnelrank.embedding import Embedder
+    except ImportError:
+        return None
+    try:
+        return Embedder.default()
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+class Collection:
+    """Documents plus their stage-1 indexes (BM25, and HNSW over embeddings when `dense`).
+
+    Args:
+        dense: build the dense (HNSW) index. ``None`` (default) means "when an embedder is available":
+            the given `embedder`, else the default all-MiniLM-L6-v2 if it is installed.
+        embedder: the bi-encoder for documents and queries (anything with ``embed(texts, show_progress=)``,
+            ``embed_query(text)``, ``dim``, ``name`` and ``fingerprint``).
+        bm25: keyword arguments for :class:`funnelrank.BM25Index` (``k1``, ``b``, ``analyzer``).
+        hnsw: keyword arguments for :class:`funnelrank.HNSWIndex` (``M``, ``ef_construction``, ``ef_search``).
+
+    Reads (search, get) may run from many threads at once; writes (add, delete) are serialized.
+    """
+
+    def __init__(
+        self,
+        *,
+        dense: bool | None = None,
+        embedder: Any | None = None,
+        bm25: Mapping[str, Any] | None = None,
+        hnsw: Mapping[str, Any] | None = None,
+    ) -> None:
+        from funnelrank._core import BM25Index
+
+        if dense is None:
+            if embedder is None:
+                embedder = _default_embedder()
+            dense = embedder is not None
+        elif dense and embedder is None:
+            embedder = _default_embedder()
+            if embedder is None:
+                raise FileNotFoundError(
+                    "dense=True needs an embedder and the default one is not available "
+                    "(run `make build`, or pass embedder=funnelrank.embedding.Embedder(<model dir>))"
+                )
+        self.embedder: Any | None = embedder if dense else None
+        self._bm25_params = dict(bm25 or {})
+        self._hnsw_params = dict(hnsw or {})
+        self._bm25 = BM25Index(**self._bm25_params)
+        self._hnsw: Any | None = self._new_hnsw() if dense else None
+        self._docs: dict[str, Document] = {}
+        self._meta = MetadataIndex()
+        self._write_lock = threading.Lock()
+
+    def _new_hnsw(self) -> Any:
+        from funnelrank._core import HNSWIndex
+
+        assert self.embedder is not None
+        return HNSWIndex(int(self.embedder.dim), metric="cosine", **self._hnsw_params)
+
+    # ------------------------------------------------------------------ contents
+
+    @property
+    def dense(self) -> bool:
+        """Whether the collection has a dense (HNSW) index."""
+        return self._hnsw is not None
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self._docs
+
+    def __iter__(self) -> Iterator[Document]:
+        return iter(list(self._docs.values()))
+
+    def ids(self) -> list[str]:
+        """Document ids, in insertion order."""
+        return list(self._docs)
+
+    def get(self, doc_id: str) -> Document:
+        """The document with id `doc_id`; KeyError when there is none."""
+        try:
+            return self._docs[doc_id]
+        except KeyError:
+            raise KeyError(f"no document with id {doc_id!r}") from None
+
+    def __repr__(self) -> str:
+        embedder = getattr(self.embedder, "name", None)
+        return f"Collection(documents={len(self)}, dense={self.dense}, embedder={embedder!r})"
+
+    # ------------------------------------------------------------------ writes
+
+    def add(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        show_progress: bool | None = None,
+    ) -> None:
+        """Add documents. All-or-nothing: every input is checked before anything changes.
+
+        Raises ValueError for an empty, repeated or already present id, a text that is not a valid
+        Unicode ``str``, mismatched lengths, or metadata that is not a JSON-serializable dict.
+        `show_progress` (default: when adding at least :data:`PROGRESS_MIN_DOCS` documents) shows
+        progress bars for embedding and indexing.
+        """
+        ids = _check_ids(ids, "ids")
+        if isinstance(texts, (str, bytes)):
+            raise ValueError("texts must be a sequence of str, not a single string")
+        texts = list(texts)
+        if len(texts) != len(ids):
+            raise ValueError(f"got {len(ids)} ids but {len(texts)} texts")
+        for i, text in enumerate(texts):
+            _check_text(text, f"texts[{i}] (id {ids[i]!r})")
+        metas: list[dict[str, Any]]
+        if metadata is None:
+            metas = [{} for _ in ids]
+        else:
+            metadata = list(metadata)
+            if len(metadata) != len(ids):
+                raise ValueError(f"got {len(ids)} ids but {len(metadata)} metadata entries")
+            metas = [
+                {} if m is None else dict(validate_metadata(m, where=f"metadata[{i}] (id {ids[i]!r})"))
+                for i, m in enumerate(metadata)
+            ]
+        if not ids:
+            return
+        progress = len(ids) >= PROGRESS_MIN_DOCS if show_progress is None else show_progress
+
+        with self._write_lock:
+            present = [doc_id for doc_id in ids if doc_id in self._docs]
+            if present:
+                raise ValueError(
+                    f"{len(present)} id(s) already in the collection, e.g. {present[0]!r} (delete them first)"
+                )
+            # Embed before touching any index: a failure here changes nothing.
+            vectors = None
+            if self._hnsw is not None:
+                assert self.embedder is not None
+                vectors = np.ascontiguousarray(
+                    self.embedder.embed(texts, show_progress=progress, desc="embed documents"), dtype=np.float32
+                )
+            self._add_bm25(ids, texts, progress)
+            if vectors is not None:
+                try:
+                    self._hnsw.add(ids, vectors)  # type: ignore[union-attr]
+                except BaseException:
+                    self._bm25.delete(ids)
+                    raise
+            for doc_id, text, meta in zip(ids, texts, metas):
+                self._docs[doc_id] = Document(doc_id, text, meta)
+                self._meta.add(doc_id, meta)
+
+    def _add_bm25(self, ids: list[str], texts: list[str], progress: bool) -> None:
+        if not progress:
+            self._bm25.add(ids, texts)
+            return
+        from tqdm import tqdm
+
+        done = 0
+        try:
+            with tqdm(total=len(ids), desc="index BM25", unit="doc", file=sys.stderr) as bar:
+                for start in range(0, len(ids), _ADD_CHUNK):
+                    self._bm25.add(ids[start : start + _ADD_CHUNK], texts[start : start + _ADD_CHUNK])
+                    done = start + len(ids[start : start + _ADD_CHUNK])
+                    bar.update(len(ids[start : start + _ADD_CHUNK]))
+        except BaseException:
+            if done:
+                self._bm25.delete(ids[:done])
+            raise
+
+    def add_documents(self, documents: Iterable[Document | Mapping[str, Any]], **kwargs: Any) -> None:
+        """Add :class:`Document` objects or ``{"id", "text", "metadata"?}`` dicts (see :meth:`add`)."""
+        ids: list[str] = []
+        texts: list[str] = []
+        metas: list[Mapping[str, Any] | None] = []
+        for i, doc in enumerate(documents):
+            if isinstance(doc, Document):
+                ids.append(doc.id)
+                texts.append(doc.text)
+                metas.append(doc.metadata)
+            elif isinstance(doc, Mapping):
+                if "id" not in doc or "text" not in doc:
+                    raise ValueError(f"document {i} needs 'id' and 'text' fields, has {sorted(doc)}")
+                ids.append(doc["id"])
+                texts.append(doc["text"])
+                metas.append(doc.get("metadata"))
+            else:
+                raise ValueError(f"document {i} must be a Document or a dict, got {type(doc).__name__}")
+        self.add(ids, texts, metas, **kwargs)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete documents by id. All-or-nothing: an unknown id raises KeyError, an empty or repeated one
+        ValueError, and nothing is deleted."""
+        ids = _check_ids(ids, "ids")
+        with self._write_lock:
+            missing = [doc_id for doc_id in ids if doc_id not in self._docs]
+            if missing:
+                raise KeyError(f"{len(missing)} id(s) not in the collection, e.g. {missing[0]!r}")
+            if not ids:
+                return
+            self._bm25.delete(ids)
+            if self._hnsw is not None:
+                self._hnsw.delete(ids)
+            for doc_id in ids:
+                doc = self._docs.pop(doc_id)
+                self._meta.remove(doc_id, doc.metadata)
+
+    # ------------------------------------------------------------------ stage-1 building blocks
+
+    def allowed_ids(self, filter: Mapping[str, Any] | None) -> list[str] | None:
+        """The ids matching a metadata `filter` (see :mod:`funnelrank.filters`), or None for no filter.
+
+        Raises ValueError for a malformed filter.
+        """
+        if filter is None:
+            return None
+        allowed = self._meta.resolve(filter, self._docs)
+        return [doc_id for doc_id in self._docs if doc_id in allowed] if len(allowed) < len(self._docs) else None
+
+    def search_bm25(
+        self, query: str, k: int, allow: list[str] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        """BM25 top-`k` (ids, scores), restricted to `allow` when given."""
+        return self._bm25.search(query, k=k, allow=allow)  # type: ignore[no-any-return]
+
+    def search_bm25_batch(
+        self, queries: Sequence[str], k: int, allow: list[str] | None = None
+    ) -> list[tuple[list[str], np.ndarray]]:
+        """BM25 top-`k` for many queries (parallel in the core)."""
+        if allow is None:
+            return list(self._bm25.search_batch(list(queries), k=k))
+        return [self._bm25.search(q, k=k, allow=allow) for q in queries]
+
+    def embed_query(self, query: str) -> np.ndarray:
+        """The query's embedding (the collection must be dense)."""
+        if self.embedder is None:
+            raise ValueError("this collection has no dense index (it was built with dense=False)")
+        return np.asarray(self.embedder.embed_query(query), dtype=np.float32)
+
+    def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
+        """Embeddings of many queries, ``[n, dim]``."""
+        if self.embedder is None:
+            raise ValueError("this collection has no dense index (it was built with dense=False)")
+        return np.asarray(self.embedder.embed(list(queries)), dtype=np.float32)
+
+    def search_dense(
+        self, vector: np.ndarray, k: int, allow: list[str] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        """HNSW top-`k` (ids, cosine scores) for a query vector, restricted to `allow` when given."""
+        if self._hnsw is None:
+            raise ValueError("this collection has no dense index (it was built with dense=False)")
+        return self._hnsw.search(vector, k=k, allow=allow)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save to directory `path`, atomically as a whole (see :mod:`funnelrank.collection_store`)."""
+        from funnelrank.collection_store import save_collection
+
+        with self._write_lock:
+            save_collection(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, embedder: Any | None = None) -> Collection:
+        """Load a collection saved with :meth:`save`.
+
+        A dense collection needs the same embedder it was built with: pass it, or it is found from the
+        manifest (the default all-MiniLM-L6-v2, or the model directory recorded at save time) and checked
+        by fingerprint. Raises :class:`funnelrank.IndexFileError` for a missing or corrupt part.
+        """
+        from funnelrank.collection_store import load_collection
+
+        return load_collection(cls, path, embedder=embedder)
+
+    @classmethod
+    def _from_parts(
+        cls,
+        *,
+        docs: list[Document],
+        bm25_index: Any,
+        hnsw_index: Any | None,
+        embedder: Any | None,
+        bm25_params: dict[str, Any],
+        hnsw_params: dict[str, Any],
+    ) -> Collection:
+        self = cls.__new__(cls)
+        self.embedder = embedder
+        self._bm25_params = bm25_params
+        self._hnsw_params = hnsw_params
+        self._bm25 = bm25_index
+        self._hnsw = hnsw_index
+        self._docs = {}
+        self._meta = MetadataIndex()
+        self._write_lock = threading.Lock()
+        for doc in docs:
+            self._docs[doc.id] = doc
+            self._meta.add(doc.id, doc.metadata)
+        return self

@@ -1,0 +1,81 @@
+"""`funnelrank search DIR "query"`: search a collection directory, print a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import textwrap
+from typing import Any
+
+from funnelrank.pipeline import RETRIEVERS, SearchResponse
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the `search` sub-command."""
+    p = sub.add_parser("search", help="search a collection directory built by `funnelrank index`")
+    p.add_argument("collection", metavar="DIR")
+    p.add_argument("query")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--filter", metavar="JSON", help='metadata filter, e.g. \'{"year": {"gte": 2020}}\'')
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--candidates", type=int, default=100, help="stage-1 depth handed to the reranker")
+    p.add_argument("--floor", type=float, default=None, help="relevance floor in [0, 1] (default: the model's)")
+    p.add_argument("--retriever", choices=RETRIEVERS, default=None, help="default: hybrid if the collection is dense")
+    p.add_argument("--model", metavar="PATH", default=None, help="cross-encoder model directory (default: shipped)")
+    p.add_argument("--no-rerank", action="store_true", help="stage 1 only")
+    p.set_defaults(func=run)
+
+
+def _parse_filter(raw: str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--filter is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(value, dict):
+        raise ValueError("--filter must be a JSON object")
+    return value
+
+
+def format_table(response: SearchResponse, reranked: bool) -> str:
+    """A plain-text table of a search response (what `funnelrank search` prints)."""
+    width = max(60, shutil.get_terminal_size((100, 20)).columns)
+    lines = [f'query: "{response.query}"  ({response.candidates} candidates, '
+             + ", ".join(f"{k} {v:.1f} ms" for k, v in response.timings_ms.items()) + ")"]
+    if response.no_evidence:
+        lines.append("no evidence: nothing cleared the relevance floor" if reranked else "no results")
+        return "\n".join(lines)
+    head = f"{'#':>3}  {'score':>7}  {'stage-1':<16} id / text"
+    lines += [head, "-" * min(width, 100)]
+    for i, r in enumerate(response.results, start=1):
+        s1 = " ".join(f"{k}:{v.rank}" for k, v in r.stage1.items() if v is not None)
+        lines.append(f"{i:>3}  {r.score:>7.3f}  {s1:<16} {r.id}")
+        snippet = textwrap.shorten(" ".join(r.text.split()), width=max(40, width - 30), placeholder=" ...")
+        lines.append(" " * 30 + snippet)
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the collection, build the pipeline, search, print."""
+    from funnelrank.collection import Collection
+    from funnelrank.pipeline import DEFAULT, Pipeline
+
+    flt = _parse_filter(args.filter)
+    collection = Collection.load(args.collection)
+    reranker: Any = None if args.no_rerank else (args.model or DEFAULT)
+    pipe = Pipeline(
+        collection,
+        args.retriever,
+        candidates=args.candidates,
+        reranker=reranker,
+        top_k=args.top_k,
+        floor=DEFAULT if args.floor is None else args.floor,
+    )
+    response = pipe.search(args.query, filter=flt)
+    if args.json:
+        print(json.dumps(response.to_dict(), ensure_ascii=False))
+    else:
+        print(format_table(response, reranked=pipe.reranker is not None))
+    return 0
