@@ -22,10 +22,13 @@ import numpy as np
 
 from funnelrank.collection import Collection
 
-__all__ = ["RETRIEVERS", "Pipeline", "Result", "SearchResponse", "Stage1Hit"]
+__all__ = ["RETRIEVERS", "Pipeline", "Result", "SearchResponse", "Stage1Hit", "default_reranker"]
 
 RETRIEVERS: tuple[str, ...] = ("hybrid", "bm25", "dense")
 """Stage-1 retrievers a :class:`Pipeline` can use."""
+
+MAX_BATCH_THREADS = 16
+"""Most queries :meth:`Pipeline.search_batch` keeps in the rerank scheduler at once."""
 
 DEFAULT = "default"
 """Sentinel for ``Pipeline(reranker=...)`` and ``floor=...``: the package's default reranker / floor."""
@@ -267,7 +270,7 @@ class Pipeline:
             no_evidence = not results
         else:
             timings["rerank"] = float(rerank_ms or 0.0)
-            for item in reranked.results:
+            for item in reranked.items:
                 doc_id = stage1.ids[item.index]
                 if doc_id not in docs:
                     continue
@@ -279,9 +282,17 @@ class Pipeline:
         timings["total"] = _ms(start)
         return SearchResponse(query, results, no_evidence, len(stage1.ids), timings)
 
-    def _texts(self, stage1: _Stage1) -> list[str]:
+    def _candidates(self, stage1: _Stage1) -> list[dict[str, Any]]:
         docs = self.collection
-        return [docs.get(doc_id).text if doc_id in docs else "" for doc_id in stage1.ids]
+        return [
+            {"id": doc_id, "text": docs.get(doc_id).text if doc_id in docs else "", "rank": i + 1, "score": score}
+            for i, (doc_id, score) in enumerate(zip(stage1.ids, stage1.scores))
+        ]
+
+    def _rerank(self, query: str, stage1: _Stage1, timeout: float | None = None) -> tuple[Any, float]:
+        t = time.perf_counter()
+        result = self.reranker.rerank(query, self._candidates(stage1), top_k=self.top_k, floor=self.floor, timeout=timeout)
+        return result, _ms(t)
 
     def search(self, query: str, filter: Mapping[str, Any] | None = None) -> SearchResponse:
         """Retrieve `candidates` documents (matching `filter`, see :mod:`funnelrank.filters`), rerank them,
@@ -290,8 +301,25 @@ class Pipeline:
         stage1 = self.retrieve(query, filter)
         if self.reranker is None:
             return self._finish(query, stage1, None, None, start)
+        reranked, rerank_ms = self._rerank(query, stage1)
+        return self._finish(query, stage1, reranked, rerank_ms, start)
+
+    async def asearch(
+        self, query: str, filter: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> SearchResponse:
+        """:meth:`search` for asyncio: stage 1 runs in the default executor (the core releases the GIL),
+        stage 2 awaits the shared scheduler. Raises the scheduler's OverloadedError / TimeoutError."""
+        import asyncio
+
+        start = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        stage1 = await loop.run_in_executor(None, self.retrieve, query, filter)
+        if self.reranker is None:
+            return self._finish(query, stage1, None, None, start)
         t = time.perf_counter()
-        reranked = self.reranker.rerank(query, self._texts(stage1), top_k=self.top_k, floor=self.floor)
+        reranked = await self.reranker.arerank(
+            query, self._candidates(stage1), top_k=self.top_k, floor=self.floor, timeout=timeout
+        )
         return self._finish(query, stage1, reranked, _ms(t), start)
 
     def search_batch(self, queries: Sequence[str], filter: Mapping[str, Any] | None = None) -> list[SearchResponse]:
@@ -307,23 +335,38 @@ class Pipeline:
         stage1 = self._retrieve_batch(queries, filter)
         if self.reranker is None:
             return [self._finish(q, s, None, None, start) for q, s in zip(queries, stage1)]
-        t = time.perf_counter()
-        reranked = self.reranker.rerank_many(
-            [(q, self._texts(s)) for q, s in zip(queries, stage1)], top_k=self.top_k, floor=self.floor
+        from concurrent.futures import ThreadPoolExecutor
+
+        # One thread per query in flight: the shared scheduler micro-batches their pairs together.
+        with ThreadPoolExecutor(max_workers=min(len(queries), MAX_BATCH_THREADS)) as pool:
+            reranked = list(pool.map(self._rerank, queries, stage1))
+        return [self._finish(q, s, r, ms, start) for q, s, (r, ms) in zip(queries, stage1, reranked)]
+
+
+def default_reranker() -> Any:
+    """The reranker funnelrank ships (:func:`funnelrank.default_reranker_path`), with its default floor."""
+    import funnelrank
+    from funnelrank.rerank.floor import Reranker
+
+    locate = getattr(funnelrank, "default_reranker_path", None)
+    path = locate() if locate is not None else None
+    if path is None or not os.path.isdir(path):
+        raise FileNotFoundError(
+            "the default reranker model is not available in this installation; pass reranker=<model dir> "
+            "(a cross-encoder with model.onnx, tokenizer.json, config.json) or reranker=None for stage 1 only"
         )
-        per_query = _ms(t)
-        return [self._finish(q, s, r, per_query, start) for q, s, r in zip(queries, stage1, reranked)]
+    return Reranker(path)
 
 
 def _make_reranker(reranker: Any) -> Any:
     if reranker is None:
         return None
-    from funnelrank.rerank import Reranker
-
     if isinstance(reranker, str) and reranker == DEFAULT:
-        return Reranker.default()
+        return default_reranker()
     if isinstance(reranker, (str, os.PathLike)):
-        return Reranker.from_pretrained(reranker)
+        from funnelrank.rerank.floor import Reranker
+
+        return Reranker(reranker)
     if not hasattr(reranker, "rerank"):
         raise ValueError(f"reranker must be a Reranker, a model directory, 'default' or None, got {reranker!r}")
     return reranker
@@ -335,7 +378,7 @@ def _resolve_floor(floor: float | str | None, reranker: Any) -> float:
     if isinstance(floor, str):
         if floor != DEFAULT:
             raise ValueError(f"floor must be a number in [0, 1], 'default' or None, got {floor!r}")
-        return float(getattr(reranker, "floor", 0.0)) if reranker is not None else 0.0
+        return float(getattr(reranker, "floor", None) or 0.0) if reranker is not None else 0.0
     value = float(floor)
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
         raise ValueError(f"floor must be in [0, 1], got {floor!r}")

@@ -1,0 +1,217 @@
+"""The HTTP service: FastAPI app factory.
+
+Endpoints:
+
+* ``POST /v1/rerank`` -- Cohere-compatible rerank: ``{"query", "documents", "top_n"?, "return_documents"?,
+  "model"?}`` -> ``{"id", "results": [{"index", "relevance_score", "document"?: {"text"}}], "meta"}``.
+  ``relevance_score`` is the cross-encoder's sigmoid score (absolute, 0..1). The ``model`` field is
+  accepted for compatibility and ignored: the served model is named in ``meta.model``.
+* ``POST /v1/search`` -- retrieve-and-rerank over the loaded collection: ``{"query", "top_k"?, "filter"?,
+  "floor"?, "candidates"?, "retriever"?, "rerank"?}`` -> :meth:`funnelrank.pipeline.SearchResponse.to_dict`.
+* ``GET /health`` -- liveness plus model, collection and queue state.
+* ``GET /metrics`` -- Prometheus text format (see :mod:`funnelrank.service.metrics`).
+
+Every rerank goes through ONE shared scheduler (the reranker's), so concurrent requests share batches.
+Overload is answered at once, never queued forever: 429 when the scheduler's queue is full, 503 when too
+many requests are in flight or a request outlives ``timeout_s``; both carry ``Retry-After``. Size limits
+(:class:`~funnelrank.service.limits.ServiceLimits`) answer 413, semantic problems 400, malformed JSON and
+wrong types 422; every error body is ``{"message": ...}``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from funnelrank.service.limits import ServiceLimits
+from funnelrank.service.metrics import CONTENT_TYPE, ServiceMetrics
+from funnelrank.service.middleware import ServiceMiddleware
+from funnelrank.service.schemas import RerankRequest, SearchRequest
+
+__all__ = ["ENDPOINTS", "ServiceError", "create_app"]
+
+ENDPOINTS: tuple[str, ...] = ("/v1/rerank", "/v1/search", "/health", "/metrics")
+
+
+class ServiceError(Exception):
+    """An error answered with `status` and ``{"message": ...}`` (and optional headers)."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for err in errors[:5]:
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "invalid request: " + "; ".join(parts) + more
+
+
+def create_app(
+    reranker: Any,
+    *,
+    collection: Any | None = None,
+    model_name: str = "funnelrank-reranker",
+    limits: ServiceLimits | None = None,
+    pipeline_defaults: dict[str, Any] | None = None,
+) -> FastAPI:
+    """Build the service app.
+
+    Args:
+        reranker: a :class:`funnelrank.rerank.floor.Reranker`; its scheduler is shared by every request.
+        collection: a :class:`funnelrank.collection.Collection` for ``/v1/search`` (None: 404 there).
+        model_name: reported in responses and ``/health``.
+        limits: request limits and overload behaviour.
+        pipeline_defaults: default keyword arguments for :class:`funnelrank.pipeline.Pipeline`
+            (``retriever``, ``candidates``, ``floor``).
+    """
+    from funnelrank.pipeline import RETRIEVERS, Pipeline
+    from funnelrank.rerank.scheduler import OverloadedError, SchedulerClosedError
+
+    limits = limits or ServiceLimits()
+    scheduler = reranker.scheduler
+    defaults = {"candidates": 100, "floor": "default", "retriever": None, **(pipeline_defaults or {})}
+    metrics = ServiceMetrics(scheduler)
+    retry = {"Retry-After": str(limits.retry_after_s)}
+    if limits.max_documents > scheduler.max_queue_pairs:
+        raise ValueError(
+            f"max_documents={limits.max_documents} exceeds the scheduler's max_queue_pairs="
+            f"{scheduler.max_queue_pairs}: such requests could never be admitted"
+        )
+
+    app = FastAPI(title="funnelrank", version="1", docs_url="/docs", redoc_url=None)
+    app.state.reranker = reranker
+    app.state.collection = collection
+    app.state.metrics = metrics
+    app.state.limits = limits
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"message": exc.message}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = jsonable_encoder(exc.errors())
+        return JSONResponse({"message": _validation_message(errors), "detail": errors}, status_code=422)
+
+    def check_query(query: str) -> None:
+        if len(query) > limits.max_query_chars:
+            raise ServiceError(413, f"query is {len(query)} characters; the limit is {limits.max_query_chars}")
+        if not query.strip():
+            raise ServiceError(400, "query is empty")
+        try:
+            query.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ServiceError(400, "query is not valid Unicode (lone surrogate)") from None
+
+    async def run_rerank(call: Any) -> Any:
+        try:
+            return await call
+        except OverloadedError as exc:
+            raise ServiceError(429, f"overloaded: {exc}", retry) from None
+        except TimeoutError as exc:
+            raise ServiceError(503, f"timed out: {exc}", retry) from None
+        except SchedulerClosedError as exc:
+            raise ServiceError(503, f"shutting down: {exc}", retry) from None
+
+    @app.post("/v1/rerank")
+    async def rerank(body: RerankRequest) -> dict[str, Any]:
+        """Cohere-compatible rerank of `documents` against `query`."""
+        check_query(body.query)
+        texts = body.texts()
+        if len(texts) > limits.max_documents:
+            raise ServiceError(413, f"{len(texts)} documents; the limit is {limits.max_documents} per request")
+        for i, text in enumerate(texts):
+            if len(text) > limits.max_document_chars:
+                raise ServiceError(
+                    413, f"documents[{i}] is {len(text)} characters; the limit is {limits.max_document_chars}"
+                )
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ServiceError(400, f"documents[{i}] is not valid Unicode (lone surrogate)") from None
+        result = await run_rerank(
+            reranker.arerank(body.query, texts, top_k=body.top_n, floor=body.floor, timeout=limits.timeout_s)
+        )
+        results = []
+        for item in result.items:
+            entry: dict[str, Any] = {"index": item.index, "relevance_score": item.score}
+            if body.return_documents:
+                entry["document"] = {"text": texts[item.index]}
+            results.append(entry)
+        return {
+            "id": str(uuid.uuid4()),
+            "results": results,
+            "meta": {
+                "api_version": {"version": "1"},
+                "billed_units": {"search_units": 1},
+                "model": model_name,
+                "no_evidence": bool(result.no_evidence) if body.floor is not None else False,
+            },
+        }
+
+    @app.post("/v1/search")
+    async def search(body: SearchRequest) -> dict[str, Any]:
+        """Retrieve-and-rerank over the loaded collection."""
+        if collection is None:
+            raise ServiceError(404, "no collection is loaded (the server runs with --no-collection)")
+        check_query(body.query)
+        if body.top_k > limits.max_top_k or (body.candidates or 0) > limits.max_top_k:
+            raise ServiceError(400, f"top_k and candidates must be <= {limits.max_top_k}")
+        retriever = body.retriever if body.retriever is not None else defaults["retriever"]
+        if retriever is not None and retriever not in RETRIEVERS:
+            raise ServiceError(400, f"retriever must be one of {', '.join(RETRIEVERS)}")
+        try:
+            pipe = Pipeline(
+                collection,
+                retriever,
+                candidates=body.candidates or max(defaults["candidates"], body.top_k),
+                reranker=reranker if body.rerank else None,
+                top_k=body.top_k,
+                floor=body.floor if body.floor is not None else defaults["floor"],
+            )
+            coro = pipe.asearch(body.query, body.filter, timeout=limits.timeout_s)
+        except ValueError as exc:
+            raise ServiceError(400, str(exc)) from None
+        try:
+            response = await run_rerank(coro)
+        except ValueError as exc:  # a bad filter is found while stage 1 runs
+            raise ServiceError(400, str(exc)) from None
+        return {"id": str(uuid.uuid4()), "model": model_name if body.rerank else None, **response.to_dict()}
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness, model, collection and queue state."""
+        return {
+            "status": "ok",
+            "model": model_name,
+            "collection": (
+                None if collection is None else {"documents": len(collection), "dense": bool(collection.dense)}
+            ),
+            "queue": {"pending_pairs": scheduler.pending_pairs, "max_queue_pairs": scheduler.max_queue_pairs},
+        }
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        """Prometheus text exposition."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    app.add_middleware(
+        ServiceMiddleware,
+        metrics=metrics,
+        max_body_bytes=limits.max_body_bytes,
+        max_inflight=limits.max_inflight,
+        retry_after_s=limits.retry_after_s,
+        endpoints=ENDPOINTS,
+    )
+    return app
