@@ -19,7 +19,7 @@ $(BIN)/python:
 # (Re)build the native core and install the package in editable mode; incremental via build/. Then export
 # the default bi-encoder's fp32 ONNX into the cache (offline; skipped when it already exists).
 build: $(BIN)/python
-	$(BIN)/python -m pip install -q --no-build-isolation $(CMAKE_FLAGS) -e ".[test,dev]"
+	$(BIN)/python -m pip install -q --no-build-isolation $(CMAKE_FLAGS) -e ".[test,dev,serve]"
 	HF_HUB_OFFLINE=1 $(BIN)/python -m funnelrank.tools.export_embedder
 
 setup: build

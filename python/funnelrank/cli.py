@@ -12,8 +12,11 @@ from collections.abc import Sequence
 # Sub-command modules, in the order `funnelrank --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "funnelrank.commands.demo",
+    "funnelrank.commands.index",
+    "funnelrank.commands.search",
     "funnelrank.commands.eval",
     "funnelrank.commands.calibrate_floor",
+    "funnelrank.commands.serve",
 )
 
 

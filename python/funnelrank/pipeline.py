@@ -343,8 +343,9 @@ class Pipeline:
         return [self._finish(q, s, r, ms, start) for q, s, (r, ms) in zip(queries, stage1, reranked)]
 
 
-def default_reranker() -> Any:
-    """The reranker funnelrank ships (:func:`funnelrank.default_reranker_path`), with its default floor."""
+def default_reranker(**options: Any) -> Any:
+    """The reranker funnelrank ships (:func:`funnelrank.default_reranker_path`), with its default floor;
+    `options` go to :class:`funnelrank.rerank.floor.Reranker` (e.g. ``max_queue_pairs``)."""
     import funnelrank
     from funnelrank.rerank.floor import Reranker
 
@@ -355,7 +356,7 @@ def default_reranker() -> Any:
             "the default reranker model is not available in this installation; pass reranker=<model dir> "
             "(a cross-encoder with model.onnx, tokenizer.json, config.json) or reranker=None for stage 1 only"
         )
-    return Reranker(path)
+    return Reranker(path, **options)
 
 
 def _make_reranker(reranker: Any) -> Any:

@@ -1,0 +1,198 @@
+"""The HTTP service, started for real (uvicorn on 127.0.0.1, a free port) and spoken to over HTTP."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from service_helpers import overlap_reranker, running_server
+
+from funnelrank.service import ServiceLimits, create_app
+
+DOCS = [
+    "The capital of France is Paris.",
+    "Bananas are yellow and rich in potassium.",
+    "Paris hosts the Louvre, the most visited museum in France.",
+    "Completely unrelated text about knitting.",
+]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    reranker = overlap_reranker()
+    app = create_app(reranker, model_name="overlap-toy", limits=ServiceLimits(max_documents=8, max_document_chars=200,
+                                                                              max_query_chars=50, max_body_bytes=4096))
+    try:
+        with running_server(app) as url:
+            yield url
+    finally:
+        reranker.scheduler.close()
+
+
+def post(url: str, path: str, body: Any, **kwargs: Any) -> httpx.Response:
+    return httpx.post(url + path, json=body, timeout=10, **kwargs)
+
+
+def test_rerank_contract(server: str) -> None:
+    r = post(server, "/v1/rerank", {"query": "capital of France", "documents": DOCS, "top_n": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"id", "results", "meta"}
+    assert isinstance(body["id"], str) and body["id"]
+    results = body["results"]
+    assert len(results) == 3
+    assert [set(x) for x in results] == [{"index", "relevance_score"}] * 3
+    assert results[0]["index"] == 0  # holds every query word
+    scores = [x["relevance_score"] for x in results]
+    assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
+    assert body["meta"]["model"] == "overlap-toy"
+
+
+def test_rerank_documents_as_objects_and_return_documents(server: str) -> None:
+    docs = [{"text": d, "title": "ignored"} for d in DOCS]
+    r = post(server, "/v1/rerank", {"query": "Paris museum", "documents": docs, "return_documents": True,
+                                    "model": "rerank-english-v3.0", "max_chunks_per_doc": 4})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert len(results) == len(DOCS)  # no top_n: every document, best first
+    assert sorted(x["index"] for x in results) == [0, 1, 2, 3]
+    assert results[0]["index"] == 2
+    for x in results:
+        assert x["document"] == {"text": DOCS[x["index"]]}
+
+
+def test_rerank_empty_documents(server: str) -> None:
+    r = post(server, "/v1/rerank", {"query": "anything", "documents": []})
+    assert r.status_code == 200 and r.json()["results"] == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"documents": ["a"]},  # no query
+        {"query": 3, "documents": ["a"]},
+        {"query": "q", "documents": "not a list"},
+        {"query": "q", "documents": [1, 2]},
+        {"query": "q", "documents": [{"no_text": "x"}]},
+        {"query": "q", "documents": ["a"], "top_n": 0},
+        {"query": "q", "documents": ["a"], "top_n": "3"},
+        {"query": "q", "documents": ["a"], "return_documents": "yes"},
+    ],
+)
+def test_wrong_types_are_422_with_a_message(server: str, body: dict[str, Any]) -> None:
+    r = post(server, "/v1/rerank", body)
+    assert r.status_code == 422, r.text
+    assert r.json()["message"].startswith("invalid request: ")
+
+
+def test_malformed_json_is_422(server: str) -> None:
+    r = httpx.post(server + "/v1/rerank", content=b'{"query": "q", "documents": [', timeout=10,
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert "JSON" in r.json()["message"] or "json" in r.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ({"query": "q", "documents": ["x"] * 9}, 413, "9 documents; the limit is 8"),
+        ({"query": "q", "documents": ["x" * 201]}, 413, "documents[0] is 201 characters"),
+        ({"query": "q" * 51, "documents": ["x"]}, 413, "query is 51 characters"),
+        ({"query": "   ", "documents": ["x"]}, 400, "query is empty"),
+    ],
+)
+def test_limits(server: str, body: dict[str, Any], status: int, fragment: str) -> None:
+    r = post(server, "/v1/rerank", body)
+    assert r.status_code == status, r.text
+    assert fragment in r.json()["message"]
+
+
+def test_body_too_large_is_413(server: str) -> None:
+    r = post(server, "/v1/rerank", {"query": "q", "documents": ["y" * 100] * 50})
+    assert r.status_code == 413
+    assert "body too large" in r.json()["message"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while streaming
+        yield b'{"query": "q", "documents": ['
+        for _ in range(100):
+            yield b'"' + b"z" * 100 + b'",'
+        yield b'"z"]}'
+
+    r = httpx.post(server + "/v1/rerank", content=chunks(), timeout=10, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_search_without_collection_is_404(server: str) -> None:
+    r = post(server, "/v1/search", {"query": "q"})
+    assert r.status_code == 404 and "no collection" in r.json()["message"]
+
+
+def test_health_and_metrics(server: str) -> None:
+    h = httpx.get(server + "/health", timeout=10)
+    assert h.status_code == 200
+    body = h.json()
+    assert body["status"] == "ok" and body["model"] == "overlap-toy" and body["collection"] is None
+    assert body["queue"]["pending_pairs"] == 0
+
+    post(server, "/v1/rerank", {"query": "q", "documents": ["q"]})
+    post(server, "/v1/rerank", {"query": 1, "documents": ["q"]})
+    m = httpx.get(server + "/metrics", timeout=10)
+    assert m.status_code == 200 and m.headers["content-type"].startswith("text/plain")
+    text = m.text
+    ok = _sample(text, 'funnelrank_http_requests_total{endpoint="/v1/rerank",status="200"}')
+    bad = _sample(text, 'funnelrank_http_requests_total{endpoint="/v1/rerank",status="422"}')
+    assert ok >= 1 and bad >= 1
+    assert _sample(text, 'funnelrank_http_request_duration_seconds_count{endpoint="/v1/rerank"}') >= ok + bad
+    assert "funnelrank_rerank_queue_pairs 0.0" in text
+    assert _sample(text, "funnelrank_rerank_pairs_total") >= 1
+
+
+def _sample(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in metrics:\n{text}")
+
+
+def test_overload_answers_429_quickly() -> None:
+    # A slow model and a queue of 4 pairs: 8 concurrent requests of 2 documents cannot all be admitted.
+    reranker = overlap_reranker(delay_s=0.3, max_queue_pairs=4, max_batch_pairs=2)
+    app = create_app(reranker, limits=ServiceLimits(max_documents=4))
+    try:
+        with running_server(app) as url:
+            body = {"query": "q", "documents": ["q a", "b"]}
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                responses = list(pool.map(lambda _: post(url, "/v1/rerank", body), range(8)))
+            statuses = sorted(r.status_code for r in responses)
+            assert set(statuses) <= {200, 429}, statuses
+            assert statuses.count(200) >= 1 and statuses.count(429) >= 1, statuses
+            for r in responses:
+                if r.status_code == 429:
+                    assert r.headers["retry-after"] == "1"
+                    assert "overloaded" in r.json()["message"]
+                    assert r.elapsed.total_seconds() < 0.3  # refused at once, not after waiting
+    finally:
+        reranker.scheduler.close()
+
+
+def test_timeout_and_inflight_limit_answer_503() -> None:
+    reranker = overlap_reranker(delay_s=0.5)
+    app = create_app(reranker, limits=ServiceLimits(timeout_s=0.1, max_inflight=2))
+    try:
+        with running_server(app) as url:
+            r = post(url, "/v1/rerank", {"query": "q", "documents": ["q"]})
+            assert r.status_code == 503 and "timed out" in r.json()["message"]
+            assert r.headers["retry-after"] == "1"
+            with concurrent.futures.ThreadPoolExecutor(6) as pool:
+                responses = list(pool.map(lambda _: post(url, "/v1/rerank", {"query": "q", "documents": ["q"]}),
+                                          range(6)))
+            assert {r.status_code for r in responses} == {503}
+            messages = {json.loads(r.text)["message"].split(":")[0] for r in responses}
+            assert "server busy" in messages  # some never got in
+            assert httpx.get(url + "/health", timeout=5).status_code == 200  # cheap endpoints still answer
+    finally:
+        reranker.scheduler.close()
