@@ -1,0 +1,247 @@
+"""Collection: add/delete validation, metadata filters in stage 1, save/load round trip, crash safety and
+clear errors for missing or corrupt parts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import funnelrank.collection_store as store
+from funnelrank import IndexFileError
+from funnelrank.collection import Collection, Document
+
+TEXTS = {
+    "py-json": "The json module encodes and decodes JSON documents.",
+    "py-re": "The re module provides regular expression matching operations.",
+    "py-os": "The os module offers a portable way of using operating system functionality.",
+    "fruit": "Bananas are yellow fruit rich in potassium.",
+}
+META = {
+    "py-json": {"lang": "en", "year": 2020, "tags": ["stdlib"]},
+    "py-re": {"lang": "en", "year": 2021, "tags": ["stdlib", "text"]},
+    "py-os": {"lang": "de", "year": 2019},
+    "fruit": {"lang": "en", "year": 2020, "score": 4.5},
+}
+
+
+def make(dense: bool = False, embedder: object = None) -> Collection:
+    c = Collection(dense=dense, embedder=embedder)
+    c.add(list(TEXTS), list(TEXTS.values()), [META[k] for k in TEXTS])
+    return c
+
+
+@pytest.fixture(scope="module")
+def embedder() -> object:
+    from funnelrank.embedding import Embedder
+
+    return Embedder.default()
+
+
+def test_add_get_and_search() -> None:
+    c = make()
+    assert len(c) == 4 and "py-re" in c and "nope" not in c
+    assert c.get("fruit") == Document("fruit", TEXTS["fruit"], META["fruit"])
+    ids, scores = c.search_bm25("regular expression", k=3)
+    assert ids[0] == "py-re" and scores[0] > 0
+    with pytest.raises(KeyError, match="nope"):
+        c.get("nope")
+
+
+@pytest.mark.parametrize(
+    ("ids", "texts", "meta", "message"),
+    [
+        (["new", "new"], ["a", "b"], None, "repeats 'new'"),
+        (["new", "fruit"], ["a", "b"], None, "already in the collection"),
+        (["new", ""], ["a", "b"], None, "empty"),
+        (["new", 3], ["a", "b"], None, "must be str"),
+        (["new", "x"], ["a", b"bytes"], None, "must be str"),
+        (["new", "x"], ["a", "bad \ud800 surrogate"], None, "not valid Unicode"),
+        (["new", "x"], ["a"], None, "2 ids but 1 texts"),
+        (["new", "x"], ["a", "b"], [{"k": 1}, {"k": float("nan")}], "not JSON-serializable"),
+        (["new", "x"], ["a", "b"], [{"k": 1}, ["not", "a", "dict"]], "must be a dict"),
+        ("new", "a", None, "not a single string"),
+    ],
+)
+def test_bad_add_changes_nothing(ids: object, texts: object, meta: object, message: str) -> None:
+    c = make()
+    before = c.search_bm25("module", k=10)
+    with pytest.raises(ValueError, match=message):
+        c.add(ids, texts, meta)  # type: ignore[arg-type]
+    assert len(c) == 4 and "new" not in c
+    after = c.search_bm25("module", k=10)
+    assert after[0] == before[0] and np.array_equal(after[1], before[1])
+
+
+def test_delete_is_all_or_nothing() -> None:
+    c = make()
+    with pytest.raises(KeyError, match="nope"):
+        c.delete(["py-json", "nope"])
+    assert "py-json" in c and c.search_bm25("json", k=1)[0] == ["py-json"]
+    c.delete(["py-json"])
+    assert "py-json" not in c and c.search_bm25("json", k=5)[0] == []
+    assert c.allowed_ids({"year": 2020}) == ["fruit"]
+    c.add(["py-json"], ["json again"], [{"year": 1999}])  # the id can be reused
+    assert c.get("py-json").metadata == {"year": 1999}
+
+
+def test_filter_keeps_stage1_full() -> None:
+    # 60 documents share a word; only the even ones pass the filter. Filtering happens inside the search,
+    # so asking for 20 still gives 20 (all allowed), and asking for 50 gives the 30 that exist.
+    c = Collection(dense=False)
+    ids = [f"d{i}" for i in range(60)]
+    c.add(ids, [f"common word number {i}" for i in range(60)], [{"parity": i % 2, "i": i} for i in range(60)])
+    allow = c.allowed_ids({"parity": 0})
+    assert allow is not None and len(allow) == 30
+    got, _ = c.search_bm25("common", k=20, allow=allow)
+    assert len(got) == 20 and all(int(x[1:]) % 2 == 0 for x in got)
+    assert len(c.search_bm25("common", k=50, allow=allow)[0]) == 30
+    assert c.allowed_ids({"i": {"gte": 10, "lt": 13}}) == ["d10", "d11", "d12"]
+    assert c.allowed_ids(None) is None and c.allowed_ids({"i": {"gte": 0}}) is None  # everything: no list
+    assert c.search_bm25("common", k=5, allow=c.allowed_ids({"i": -1}))[0] == []
+    with pytest.raises(ValueError, match="unknown operator"):
+        c.allowed_ids({"i": {"between": [1, 2]}})
+
+
+def _same(a: Collection, b: Collection, queries: list[str]) -> None:
+    assert a.ids() == b.ids()
+    assert [a.get(i) for i in a.ids()] == [b.get(i) for i in b.ids()]
+    for q in queries:
+        ra, rb = a.search_bm25(q, k=10), b.search_bm25(q, k=10)
+        assert ra[0] == rb[0] and np.array_equal(ra[1], rb[1])
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    c = make()
+    c.delete(["py-os"])
+    c.add(["unicode"], ["Grüße aus Köln ☕"], [{"nested": {"a": [1, 2]}, "lang": "de"}])
+    c.save(tmp_path / "col")
+    loaded = Collection.load(tmp_path / "col")
+    assert not loaded.dense
+    _same(c, loaded, ["json module", "köln", "bananas"])
+    assert loaded.allowed_ids({"lang": "de"}) == ["unicode"]
+    manifest = json.loads((tmp_path / "col" / "manifest.json").read_text())
+    assert manifest["format"] == "funnelrank-collection" and manifest["version"] == 1
+    assert manifest["documents"] == 4 and manifest["dense"] is None
+    # Saving again replaces it and leaves exactly one data directory.
+    loaded.add(["more"], ["another document"])
+    loaded.save(tmp_path / "col")
+    assert len(Collection.load(tmp_path / "col")) == 5
+    assert len([p for p in (tmp_path / "col").iterdir() if p.name.startswith("data-")]) == 1
+
+
+def test_dense_round_trip(tmp_path: Path, embedder: object) -> None:
+    c = make(dense=True, embedder=embedder)
+    assert c.dense
+    vec = c.embed_query("pattern matching with regexes")
+    ids, scores = c.search_dense(vec, k=4)
+    assert ids[0] == "py-re" and len(ids) == 4
+    assert c.search_dense(vec, k=4, allow=c.allowed_ids({"year": 2020}))[0] == sorted(
+        ["py-json", "fruit"], key=ids.index
+    )
+    c.save(tmp_path / "dense")
+    manifest = json.loads((tmp_path / "dense" / "manifest.json").read_text())
+    assert manifest["dense"]["embedder"]["fingerprint"] == embedder.fingerprint  # type: ignore[attr-defined]
+    loaded = Collection.load(tmp_path / "dense")  # finds the default embedder from the manifest
+    assert loaded.dense and loaded.embedder.fingerprint == embedder.fingerprint  # type: ignore[attr-defined]
+    ids2, scores2 = loaded.search_dense(loaded.embed_query("pattern matching with regexes"), k=4)
+    assert ids2 == ids and np.allclose(scores2, scores)
+
+
+class Boom(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("fail_at", ["bm25", "manifest"])
+def test_crash_mid_save_leaves_old_collection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_at: str) -> None:
+    target = tmp_path / "col"
+    old = make()
+    old.save(target)
+    new = make()
+    new.delete(["fruit"])
+    new.add(["x"], ["brand new"])
+    if fail_at == "bm25":
+        # The docs file is already written when the index save dies.
+        monkeypatch.setattr(new, "_bm25", _FailingSave(new._bm25))
+    else:
+        def failing_writer(path: object) -> object:
+            raise Boom("disk full while writing the manifest")
+
+        monkeypatch.setattr(store, "atomic_writer", failing_writer)
+    with pytest.raises(Boom):
+        new.save(target)
+    monkeypatch.undo()
+    _same(old, Collection.load(target), ["json", "bananas"])
+    assert len([p for p in target.iterdir() if p.name.startswith("data-")]) == 1  # the failed one is gone
+
+
+class _FailingSave:
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+
+    def save(self, path: str) -> None:
+        Path(path).write_bytes(b"partial")
+        raise Boom("killed mid-save")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+def test_leftovers_of_a_killed_save_are_harmless(tmp_path: Path) -> None:
+    target = tmp_path / "col"
+    make().save(target)
+    junk = target / "data-deadbeef0000"  # what a process killed mid-save leaves behind
+    junk.mkdir()
+    (junk / "docs.jsonl").write_text("{partial")
+    assert len(Collection.load(target)) == 4
+    make().save(target)
+    assert not junk.exists()
+
+
+def test_refuses_to_save_into_a_foreign_directory(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("user data")
+    with pytest.raises(ValueError, match="not empty"):
+        make().save(tmp_path)
+    assert (tmp_path / "mine.txt").read_text() == "user data"
+
+
+def _data_dir(root: Path) -> Path:
+    return root / json.loads((root / "manifest.json").read_text())["data"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda r: (r / "manifest.json").unlink(), "manifest.json is missing"),
+        (lambda r: (r / "manifest.json").write_text("{not json"), "corrupt manifest"),
+        (lambda r: (r / "manifest.json").write_text('{"format": "funnelrank-collection", "version": 99}'),
+         "version 99 is not supported"),
+        (lambda r: shutil.rmtree(_data_dir(r)), "data directory is missing"),
+        (lambda r: (_data_dir(r) / "docs.jsonl").write_text('{"id": "evil", "text": "x"}\n'), "checksum mismatch"),
+        (lambda r: (_data_dir(r) / "docs.jsonl").unlink(), "missing documents file"),
+        (lambda r: (_data_dir(r) / "bm25.idx").write_bytes((_data_dir(r) / "bm25.idx").read_bytes()[:40]), "bm25"),
+        (lambda r: (_data_dir(r) / "bm25.idx").unlink(), "missing BM25 index"),
+    ],
+)
+def test_damaged_collections_raise_index_file_error(tmp_path: Path, damage: object, message: str) -> None:
+    root = tmp_path / "col"
+    make().save(root)
+    damage(root)  # type: ignore[operator]
+    with pytest.raises(IndexFileError, match=message):
+        Collection.load(root)
+
+
+def test_missing_hnsw_file(tmp_path: Path, embedder: object) -> None:
+    root = tmp_path / "col"
+    make(dense=True, embedder=embedder).save(root)
+    (_data_dir(root) / "hnsw.idx").unlink()
+    with pytest.raises(IndexFileError, match="missing HNSW index file"):
+        Collection.load(root, embedder=embedder)
+
+
+def test_load_nonexistent(tmp_path: Path) -> None:
+    with pytest.raises(IndexFileError, match="no such collection directory"):
+        Collection.load(tmp_path / "nothing")
