@@ -196,3 +196,60 @@ def test_timeout_and_inflight_limit_answer_503() -> None:
             assert httpx.get(url + "/health", timeout=5).status_code == 200  # cheap endpoints still answer
     finally:
         reranker.scheduler.close()
+
+
+@pytest.fixture(scope="module")
+def search_server() -> Iterator[str]:
+    from funnelrank.collection import Collection
+
+    collection = Collection(dense=False)
+    collection.add(
+        ["fr", "banana", "louvre", "knit"], DOCS, [{"lang": "en", "year": 2020}, {"lang": "en"}, {"lang": "fr"}, {}]
+    )
+    reranker = overlap_reranker()
+    app = create_app(reranker, collection=collection, model_name="overlap-toy")
+    try:
+        with running_server(app) as url:
+            yield url
+    finally:
+        reranker.scheduler.close()
+
+
+def test_search_endpoint(search_server: str) -> None:
+    r = post(search_server, "/v1/search", {"query": "Paris France", "top_k": 2, "floor": 0.1})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [x["id"] for x in body["results"]] == ["fr", "louvre"]
+    first = body["results"][0]
+    assert first["text"] == DOCS[0] and first["metadata"] == {"lang": "en", "year": 2020}
+    assert 0 < first["score"] <= 1 and first["logit"] is not None and first["stage1"]["bm25"]["rank"] >= 1
+    assert {"bm25", "rerank", "total"} <= set(body["timings_ms"]) and body["no_evidence"] is False
+
+    r = post(search_server, "/v1/search", {"query": "Paris France", "filter": {"lang": "fr"}, "floor": 0})
+    assert [x["id"] for x in r.json()["results"]] == ["louvre"]
+    r = post(search_server, "/v1/search", {"query": "France knitting bananas potassium museum", "floor": 0.99})
+    assert r.status_code == 200 and r.json()["results"] == [] and r.json()["no_evidence"] is True
+    r = post(search_server, "/v1/search", {"query": "Paris", "rerank": False})
+    assert r.status_code == 200 and r.json()["results"][0]["logit"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ({"query": "q", "filter": {"year": {"near": 1}}}, 400, "unknown operator"),
+        ({"query": "q", "retriever": "dense"}, 400, "needs a dense collection"),
+        ({"query": "q", "retriever": "magic"}, 400, "retriever must be one of"),
+        ({"query": "q", "top_k": 5000}, 400, "<= 1000"),
+        ({"query": "q", "top_k": 0}, 422, "top_k"),
+        ({"query": "q", "floor": 2}, 422, "floor"),
+        ({"query": "q", "filter": [1]}, 422, "filter"),
+        ({"query": "q", "unknown": 1}, 422, "unknown"),
+        ({"query": ""}, 400, "query is empty"),
+    ],
+)
+def test_search_errors(search_server: str, body: dict[str, Any], status: int, fragment: str) -> None:
+    r = post(search_server, "/v1/search", body)
+    assert r.status_code == status, r.text
+    assert fragment in r.json()["message"]
+    h = httpx.get(search_server + "/health", timeout=5).json()
+    assert h["collection"] == {"documents": 4, "dense": False}
