@@ -59,12 +59,13 @@ def pick_model(args: argparse.Namespace) -> tuple[Path, str]:
     if args.model:
         return Path(args.model), f"{args.model} (given)"
     if not args.random_head:
-        import funnelrank
+        from funnelrank.rerank.defaults import default_reranker_dir
 
-        locate = getattr(funnelrank, "default_reranker_path", None)
-        path = locate() if locate is not None else None
-        if path is not None and Path(path).is_dir():
-            return Path(path), f"default reranker ({path})"
+        try:
+            path = default_reranker_dir()
+            return path, f"default reranker ({path})"
+        except FileNotFoundError:
+            pass
     return random_head_model(), "all-MiniLM-L6-v2 architecture with a random head (default reranker not installed)"
 
 

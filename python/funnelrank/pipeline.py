@@ -344,19 +344,13 @@ class Pipeline:
 
 
 def default_reranker(**options: Any) -> Any:
-    """The reranker funnelrank ships (:func:`funnelrank.default_reranker_path`), with its default floor;
-    `options` go to :class:`funnelrank.rerank.floor.Reranker` (e.g. ``max_queue_pairs``)."""
-    import funnelrank
+    """The default cross-encoder (:func:`funnelrank.rerank.defaults.default_reranker_dir`) as a
+    :class:`funnelrank.rerank.floor.Reranker` with its default floor; `options` go to the Reranker (e.g.
+    ``max_queue_pairs``). FileNotFoundError, saying what to do, when no default model is installed."""
+    from funnelrank.rerank.defaults import default_reranker_dir
     from funnelrank.rerank.floor import Reranker
 
-    locate = getattr(funnelrank, "default_reranker_path", None)
-    path = locate() if locate is not None else None
-    if path is None or not os.path.isdir(path):
-        raise FileNotFoundError(
-            "the default reranker model is not available in this installation; pass reranker=<model dir> "
-            "(a cross-encoder with model.onnx, tokenizer.json, config.json) or reranker=None for stage 1 only"
-        )
-    return Reranker(path, **options)
+    return Reranker(default_reranker_dir(), **options)
 
 
 def _make_reranker(reranker: Any) -> Any:

@@ -1,0 +1,101 @@
+"""`funnelrank serve` as a real subprocess (the CLI path) with a tiny real ONNX cross-encoder, and
+`funnelrank search --model` with the same model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from rerank_fakes import build_tiny_cross_encoder
+from service_helpers import free_port
+
+from funnelrank.cli import main
+from funnelrank.collection import Collection
+
+pytest.importorskip("torch")  # building the tiny model needs the dev extra
+
+DOCS = ["the cat sat on the mat", "dogs chase cats", "stock markets fell", "a recipe for bread"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny"))[1]
+
+
+@pytest.fixture(scope="module")
+def collection_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    c = Collection(dense=False)
+    c.add([f"d{i}" for i in range(len(DOCS))], DOCS, [{"i": i} for i in range(len(DOCS))])
+    out = tmp_path_factory.mktemp("col") / "col"
+    c.save(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def served(model_dir: Path, collection_dir: Path) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "funnelrank", "serve", str(collection_dir), "--model", str(model_dir),
+         "--port", str(port), "--max-documents", "50"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "server exited"
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "funnelrank serve did not start"
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_served_rerank_and_search(served: str, model_dir: Path) -> None:
+    from funnelrank.rerank.cross_encoder import CrossEncoder
+
+    health = httpx.get(served + "/health", timeout=5).json()
+    assert health["collection"] == {"documents": 4, "dense": False} and health["model"] == model_dir.name
+    r = httpx.post(served + "/v1/rerank", json={"query": "cats", "documents": DOCS, "top_n": 4}, timeout=30)
+    assert r.status_code == 200, r.text
+    got = {x["index"]: x["relevance_score"] for x in r.json()["results"]}
+    # The service returns exactly what the model computes for these pairs.
+    expected, _ = CrossEncoder.from_pretrained(model_dir).predict("cats", DOCS)
+    assert sorted(got) == [0, 1, 2, 3]
+    assert np.allclose([got[i] for i in range(4)], expected, atol=1e-5)
+    r = httpx.post(served + "/v1/search", json={"query": "cats", "floor": 0, "filter": {"i": {"lte": 1}}}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert sorted(x["id"] for x in r.json()["results"]) == ["d0", "d1"]
+    r = httpx.post(served + "/v1/rerank", json={"query": "q", "documents": ["x"] * 51}, timeout=30)
+    assert r.status_code == 413
+
+
+def test_search_cli_with_model(collection_dir: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["search", str(collection_dir), "cats", "--model", str(model_dir), "--floor", "0", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    scores = [r["score"] for r in data["results"]]
+    assert scores == sorted(scores, reverse=True) and all(r["logit"] is not None for r in data["results"])
+    assert {"bm25", "rerank"} <= set(data["timings_ms"])
+
+
+def test_serve_bad_arguments(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", str(tmp_path / "nothing"), "--model", str(model_dir)]) == 2
+    assert "no such collection directory" in capsys.readouterr().err
+    assert main(["serve", "--no-collection", "--model", str(tmp_path / "nomodel")]) == 2
+    assert "nomodel" in capsys.readouterr().err
+
