@@ -8,6 +8,8 @@ re-scores the candidates; its sigmoid scores are absolute, so a relevance floor 
 from __future__ import annotations
 
 from funnelrank._core import Analyzer, BM25Index, FusedResult, HNSWIndex, IndexFileError, convex_fusion, rrf
+from funnelrank.collection import Collection, Document
+from funnelrank.pipeline import Pipeline, Result, SearchResponse
 from funnelrank.rerank import CrossEncoder, OverloadedError, Reranker, RerankResult, RerankScheduler
 
 __version__ = "0.1.0"
@@ -15,14 +17,19 @@ __version__ = "0.1.0"
 __all__ = [
     "Analyzer",
     "BM25Index",
+    "Collection",
     "CrossEncoder",
     "FusedResult",
     "HNSWIndex",
+    "Document",
     "IndexFileError",
     "OverloadedError",
+    "Pipeline",
     "RerankResult",
     "RerankScheduler",
     "Reranker",
+    "Result",
+    "SearchResponse",
     "__version__",
     "convex_fusion",
     "rrf",
