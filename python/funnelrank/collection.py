@@ -281,14 +281,15 @@ class Collection:
     # ------------------------------------------------------------------ stage-1 building blocks
 
     def allowed_ids(self, filter: Mapping[str, Any] | None) -> list[str] | None:
-        """The ids matching a metadata `filter` (see :mod:`funnelrank.filters`), or None for no filter.
+        """The ids (sorted) matching a metadata `filter` (see :mod:`funnelrank.filters`); None when there is
+        no filter or every document matches (no restriction needed).
 
         Raises ValueError for a malformed filter.
         """
         if filter is None:
             return None
         allowed = self._meta.resolve(filter, self._docs)
-        return [doc_id for doc_id in self._docs if doc_id in allowed] if len(allowed) < len(self._docs) else None
+        return sorted(allowed) if len(allowed) < len(self._docs) else None
 
     def search_bm25(
         self, query: str, k: int, allow: list[str] | None = None
@@ -323,6 +324,16 @@ class Collection:
         if self._hnsw is None:
             raise ValueError("this collection has no dense index (it was built with dense=False)")
         return self._hnsw.search(vector, k=k, allow=allow)  # type: ignore[no-any-return]
+
+    def search_dense_batch(
+        self, vectors: np.ndarray, k: int, allow: list[str] | None = None
+    ) -> list[tuple[list[str], np.ndarray]]:
+        """HNSW top-`k` for many query vectors (parallel in the core when there is no allow-list)."""
+        if self._hnsw is None:
+            raise ValueError("this collection has no dense index (it was built with dense=False)")
+        if allow is None:
+            return list(self._hnsw.search_batch(np.ascontiguousarray(vectors, dtype=np.float32), k=k))
+        return [self._hnsw.search(v, k=k, allow=allow) for v in vectors]
 
     # ------------------------------------------------------------------ persistence
 

@@ -214,8 +214,8 @@ class Pipeline:
             traces.append(trace)
         return _Stage1(list(fused.ids), [float(s) for s in fused.scores], traces, timings)
 
-    def retrieve(self, query: str, filter: Mapping[str, Any] | None = None) -> _Stage1:
-        """Stage 1 only: up to `candidates` ids with scores and traces (used by :meth:`search`)."""
+    def _retrieve(self, query: str, filter: Mapping[str, Any] | None = None) -> _Stage1:
+        """Stage 1 only: up to `candidates` ids with scores and traces."""
         query = self._check_query(query)
         timings: dict[str, float] = {}
         t = time.perf_counter()
@@ -251,7 +251,7 @@ class Pipeline:
             vectors = self.collection.embed_queries(queries)
             shared["embed"] = _ms(t) / n
             t = time.perf_counter()
-            dense = [self.collection.search_dense(v, self.candidates, allow) for v in vectors]
+            dense = self.collection.search_dense_batch(vectors, self.candidates, allow)
             shared["dense"] = _ms(t) / n
         return [self._fuse(bm25[i], dense[i], dict(shared)) for i in range(n)]
 
@@ -298,7 +298,7 @@ class Pipeline:
         """Retrieve `candidates` documents (matching `filter`, see :mod:`funnelrank.filters`), rerank them,
         and return the `top_k` best above the floor. Raises ValueError for an empty query or a bad filter."""
         start = time.perf_counter()
-        stage1 = self.retrieve(query, filter)
+        stage1 = self._retrieve(query, filter)
         if self.reranker is None:
             return self._finish(query, stage1, None, None, start)
         reranked, rerank_ms = self._rerank(query, stage1)
@@ -313,7 +313,7 @@ class Pipeline:
 
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
-        stage1 = await loop.run_in_executor(None, self.retrieve, query, filter)
+        stage1 = await loop.run_in_executor(None, self._retrieve, query, filter)
         if self.reranker is None:
             return self._finish(query, stage1, None, None, start)
         t = time.perf_counter()
