@@ -253,3 +253,25 @@ def test_search_errors(search_server: str, body: dict[str, Any], status: int, fr
     assert fragment in r.json()["message"]
     h = httpx.get(search_server + "/health", timeout=5).json()
     assert h["collection"] == {"documents": 4, "dense": False}
+
+
+def test_requests_that_would_time_out_in_the_queue_get_429_at_once() -> None:
+    # 10 ms per pair (one pair per batch): about 100 pairs/s once measured. With a 0.25 s timeout a request of
+    # 40 pairs cannot finish in time even on an idle server, so it is refused before it is queued.
+    reranker = overlap_reranker(delay_s=0.01, max_batch_pairs=1)
+    app = create_app(reranker, limits=ServiceLimits(timeout_s=0.25, max_documents=100))
+    try:
+        with running_server(app) as url:
+            for _ in range(4):  # let the estimator measure the throughput (>= 64 pairs)
+                assert post(url, "/v1/rerank", {"query": "q", "documents": ["q"] * 20}).status_code == 200
+            import time
+
+            time.sleep(0.6)  # the estimate refreshes every 0.5 s
+            r = post(url, "/v1/rerank", {"query": "q", "documents": ["q"] * 40})
+            assert r.status_code == 429, r.text
+            assert "more than the 0.25 s timeout" in r.json()["message"]
+            assert int(r.headers["retry-after"]) >= 1
+            assert r.elapsed.total_seconds() < 0.2
+            assert post(url, "/v1/rerank", {"query": "q", "documents": ["q"] * 5}).status_code == 200
+    finally:
+        reranker.scheduler.close()

@@ -12,8 +12,10 @@ Endpoints:
 * ``GET /metrics`` -- Prometheus text format (see :mod:`funnelrank.service.metrics`).
 
 Every rerank goes through ONE shared scheduler (the reranker's), so concurrent requests share batches.
-Overload is answered at once, never queued forever: 429 when the scheduler's queue is full, 503 when too
-many requests are in flight or a request outlives ``timeout_s``; both carry ``Retry-After``. Size limits
+Overload is answered at once, never queued forever: 429 when the scheduler's queue is full or when the
+measured throughput says the request would outlive ``timeout_s`` in the queue
+(:mod:`funnelrank.service.admission`), 503 when too many requests are in flight or a request does outlive
+``timeout_s``; both carry ``Retry-After``. Size limits
 (:class:`~funnelrank.service.limits.ServiceLimits`) answer 413, semantic problems 400, malformed JSON and
 wrong types 422; every error body is ``{"message": ...}``.
 """
@@ -28,6 +30,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from funnelrank.service.admission import WaitEstimator
 from funnelrank.service.limits import ServiceLimits
 from funnelrank.service.metrics import CONTENT_TYPE, ServiceMetrics
 from funnelrank.service.middleware import ServiceMiddleware
@@ -82,6 +85,7 @@ def create_app(
     scheduler = reranker.scheduler
     defaults = {"candidates": 100, "floor": "default", "retriever": None, **(pipeline_defaults or {})}
     metrics = ServiceMetrics(scheduler)
+    estimator = WaitEstimator(scheduler)
     retry = {"Retry-After": str(limits.retry_after_s)}
     if limits.max_documents > scheduler.max_queue_pairs:
         raise ValueError(
@@ -114,9 +118,18 @@ def create_app(
         except UnicodeEncodeError:
             raise ServiceError(400, "query is not valid Unicode (lone surrogate)") from None
 
-    async def run_rerank(call: Any) -> Any:
+    async def run_rerank(n_pairs: int, make_call: Any) -> Any:
+        refused = estimator.refuse(n_pairs, limits.timeout_s)
+        if refused is not None:
+            wait, retry_after = refused
+            raise ServiceError(
+                429,
+                f"overloaded: the rerank queue needs about {wait:.1f} s for this request, more than the "
+                f"{limits.timeout_s:g} s timeout; retry later",
+                {"Retry-After": str(retry_after)},
+            )
         try:
-            return await call
+            return await make_call()
         except OverloadedError as exc:
             raise ServiceError(429, f"overloaded: {exc}", retry) from None
         except TimeoutError as exc:
@@ -141,7 +154,8 @@ def create_app(
             except UnicodeEncodeError:
                 raise ServiceError(400, f"documents[{i}] is not valid Unicode (lone surrogate)") from None
         result = await run_rerank(
-            reranker.arerank(body.query, texts, top_k=body.top_n, floor=body.floor, timeout=limits.timeout_s)
+            len(texts),
+            lambda: reranker.arerank(body.query, texts, top_k=body.top_n, floor=body.floor, timeout=limits.timeout_s),
         )
         results = []
         for item in result.items:
@@ -180,11 +194,13 @@ def create_app(
                 top_k=body.top_k,
                 floor=body.floor if body.floor is not None else defaults["floor"],
             )
-            coro = pipe.asearch(body.query, body.filter, timeout=limits.timeout_s)
         except ValueError as exc:
             raise ServiceError(400, str(exc)) from None
         try:
-            response = await run_rerank(coro)
+            response = await run_rerank(
+                min(pipe.candidates, len(collection)) if body.rerank else 0,
+                lambda: pipe.asearch(body.query, body.filter, timeout=limits.timeout_s),
+            )
         except ValueError as exc:  # a bad filter is found while stage 1 runs
             raise ServiceError(400, str(exc)) from None
         return {"id": str(uuid.uuid4()), "model": model_name if body.rerank else None, **response.to_dict()}
