@@ -10,6 +10,8 @@ Model: the default reranker shipped with funnelrank when it is installed; otherw
 into the funnelrank cache -- the same architecture and compute as the default model, meaningless scores.
 The report says which one ran.
 
+Clients send back-to-back, and after a 429/503 wait the ``Retry-After`` the server asked for.
+
 Pass criterion (exit status 1 if violated): at every level, every request either succeeds (2xx) or is
 refused explicitly with 429/503; connection errors, timeouts and other statuses are failures.
 
@@ -144,11 +146,16 @@ async def run_level(
                 t = time.perf_counter()
                 try:
                     r = await client.post(url + "/v1/rerank", json=body)
-                    statuses[str(r.status_code)] += 1
-                    if 200 <= r.status_code < 300:
-                        latencies.append(time.perf_counter() - t)
                 except httpx.HTTPError as exc:
                     statuses[f"error:{type(exc).__name__}"] += 1
+                    continue
+                statuses[str(r.status_code)] += 1
+                if 200 <= r.status_code < 300:
+                    latencies.append(time.perf_counter() - t)
+                elif r.status_code in (429, 503):
+                    # A well-behaved client backs off as told (bounded by the level's time limit).
+                    pause = float(r.headers.get("retry-after", "1"))
+                    await asyncio.sleep(max(0.0, min(pause, deadline - time.perf_counter())))
 
         await asyncio.gather(*(worker() for _ in range(clients)))
     elapsed = time.perf_counter() - start
