@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,21 +13,17 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from rerank_fakes import build_tiny_cross_encoder
 from service_helpers import free_port
 
 from funnelrank.cli import main
 from funnelrank.collection import Collection
 
-pytest.importorskip("torch")  # building the tiny model needs the dev extra
-
 DOCS = ["the cat sat on the mat", "dogs chase cats", "stock markets fell", "a recipe for bread"]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    return build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny"))[1]
+def model_dir(tiny_cross_encoder_dir: Path) -> Path:
+    return tiny_cross_encoder_dir
 
 
 @pytest.fixture(scope="module")

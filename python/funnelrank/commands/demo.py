@@ -2,8 +2,10 @@
 corpus, the documentation of the installed Python standard library (see :mod:`funnelrank.demo_corpus`),
 indexes it with BM25 and answers a few queries, printing the top results with scores and timings.
 
-The output is built from sections, one per stage, printed for every query by :func:`answer`; a later stage
-(reranked order, the relevance floor) adds its own section there."""
+The output is built from sections, one per stage, printed for every query by :func:`answer`: BM25's order,
+then (when a cross-encoder is available: ``--model DIR`` or the default reranker) the reranked order of BM25's
+top ``--candidates`` with each passage's rerank score and BM25 rank, cut by the relevance floor. Finally an
+off-topic query shows the floor refusing to answer ("no evidence") instead of returning the least-bad junk."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from funnelrank.demo_corpus import Passage, load_demo_corpus
 
@@ -24,6 +26,10 @@ DEFAULT_QUERIES: tuple[str, ...] = (
     "run a shell command in a subprocess and capture its output",
     "compress data with gzip",
 )
+OFF_TOPIC_QUERY = "a good recipe for chocolate chip cookies"
+"""Shown after the others: nothing in the standard library's documentation answers it."""
+RERANK_CANDIDATES = 30
+"""BM25 candidates the demo reranks per query (small, so the demo stays quick on a laptop CPU)."""
 INDEX_CHUNK = 500  # passages per BM25Index.add call (progress bar granularity)
 SNIPPET_CHARS = 90
 
@@ -44,6 +50,9 @@ class DemoState:
     passages: dict[str, Passage]
     bm25: BM25Index
     top_k: int
+    reranker: Any | None = None
+    """A :class:`funnelrank.Reranker` (with its floor), or None when no cross-encoder is available."""
+    candidates: int = RERANK_CANDIDATES
 
 
 def build_bm25(passages: list[Passage], progress: bool) -> tuple[BM25Index, float]:
@@ -84,12 +93,61 @@ def print_hits(heading: str, hits: list[Hit], out: TextIO) -> None:
         print(f"                {snippet}", file=out)
 
 
-def answer(state: DemoState, query: str, out: TextIO) -> None:
-    """Print every section for one query: BM25 order (stage 1). Reranked order and the relevance floor
-    (stage 2) are added here as further sections."""
-    print(f'\nQuery: "{query}"', file=out)
+def print_reranked(state: DemoState, query: str, out: TextIO) -> None:
+    """A section: the cross-encoder's order of BM25's top `candidates`, with rerank score and BM25 rank,
+    cut by the relevance floor; "no evidence" when nothing clears it."""
+    assert state.reranker is not None
+    ids, scores = state.bm25.search(query, state.candidates)
+    candidates = [
+        {"id": d, "text": f"{state.passages[d].title} {state.passages[d].text}", "rank": i + 1, "score": float(s)}
+        for i, (d, s) in enumerate(zip(ids, scores))
+    ]
+    start = time.perf_counter()
+    result = state.reranker.rerank(query, candidates, top_k=state.top_k)
+    ms = (time.perf_counter() - start) * 1000.0
+    floor = state.reranker.floor
+    print(
+        f"  Reranked: cross-encoder over BM25's top {len(candidates)}, floor {floor:.2f} ({ms:.0f} ms)"
+        if floor is not None
+        else f"  Reranked: cross-encoder over BM25's top {len(candidates)} ({ms:.0f} ms)",
+        file=out,
+    )
+    if result.no_evidence:
+        best = "none" if result.max_score is None else f"{result.max_score:.3f}"
+        print(f"     no evidence: no passage clears the floor (best score {best}); answer \"I don't know\"", file=out)
+        return
+    for rank, item in enumerate(result.items, start=1):
+        text = state.passages[item.id].text
+        snippet = text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 3] + "..."
+        print(f"    {rank}. {item.score:7.3f}  (BM25 #{item.stage1_rank:<3}) {item.id}", file=out)
+        print(f"                {snippet}", file=out)
+
+
+def answer(state: DemoState, query: str, out: TextIO, heading: str = "Query") -> None:
+    """Print every section for one query: BM25 order (stage 1), then the reranked order with the relevance
+    floor (stage 2) when a reranker is loaded."""
+    print(f'\n{heading}: "{query}"', file=out)
     hits, ms = bm25_hits(state, query)
     print_hits(f"BM25 top {state.top_k} ({ms:.2f} ms)", hits, out)
+    if state.reranker is not None:
+        print_reranked(state, query, out)
+
+
+def load_reranker(args: argparse.Namespace, out: TextIO) -> Any | None:
+    """The cross-encoder named by --model, else the default one; None (saying why) when there is none."""
+    from funnelrank.pipeline import default_reranker
+    from funnelrank.rerank import Reranker
+
+    options: dict[str, Any] = {} if args.floor is None else {"floor": args.floor}
+    if args.no_rerank:
+        return None
+    if args.model is not None:
+        return Reranker(args.model, **options)
+    try:
+        return default_reranker(**options)
+    except FileNotFoundError as exc:
+        print(f"Reranking skipped: {exc}", file=out)
+        return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,9 +167,21 @@ def run(args: argparse.Namespace) -> int:
     )
     index, index_s = build_bm25(passages, progress)
     print(f"Indexed {len(passages)} passages with BM25 in {index_s:.2f} s", file=out)
-    state = DemoState(passages={p.id: p for p in passages}, bm25=index, top_k=args.top_k)
-    for query in args.query or DEFAULT_QUERIES:
-        answer(state, query, out)
+    if args.candidates < 1:
+        raise ValueError(f"--candidates must be >= 1, got {args.candidates}")
+    reranker = load_reranker(args, out)
+    state = DemoState(
+        passages={p.id: p for p in passages}, bm25=index, top_k=args.top_k, reranker=reranker,
+        candidates=args.candidates,
+    )
+    try:
+        for query in args.query or DEFAULT_QUERIES:
+            answer(state, query, out)
+        if reranker is not None and not args.query:
+            answer(state, OFF_TOPIC_QUERY, out, heading="Off-topic query (the floor should refuse it)")
+    finally:
+        if reranker is not None:
+            reranker.close()
     return 0
 
 
@@ -127,4 +197,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--top-k", "-k", type=int, default=5, help="results shown per query (default 5)")
     p.add_argument("--rebuild-corpus", action="store_true", help="rebuild the corpus instead of using the cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--model", metavar="DIR", default=None, help="cross-encoder directory (default: the shipped one)")
+    p.add_argument("--candidates", type=int, default=RERANK_CANDIDATES,
+                   help=f"BM25 candidates reranked per query (default {RERANK_CANDIDATES})")
+    p.add_argument("--floor", type=float, default=None, help="relevance floor in [0, 1] (default: the model's)")
+    p.add_argument("--no-rerank", action="store_true", help="BM25 only")
     p.set_defaults(func=run)
