@@ -12,6 +12,9 @@ The report says which one ran.
 
 Clients send back-to-back, and after a 429/503 wait the ``Retry-After`` the server asked for.
 
+The peer, measured in the same run before and after the levels: the same model scoring the same payloads
+in-process with ``CrossEncoder.predict`` (no HTTP, no scheduler); ``x direct`` is a level's pairs/s over it.
+
 Pass criterion (exit status 1 if violated): at every level, every request either succeeds (2xx) or is
 refused explicitly with 429/503; connection errors, timeouts and other statuses are failures.
 
@@ -176,6 +179,19 @@ async def run_level(
     }
 
 
+def direct_pairs_per_s(model: Path, payloads: list[dict[str, Any]], n: int) -> float:
+    """The peer: the same model scoring the same payloads in this process, no HTTP, no scheduler."""
+    from funnelrank.rerank import CrossEncoder
+
+    encoder = CrossEncoder.from_pretrained(model)
+    encoder.predict(payloads[0]["query"], payloads[0]["documents"])  # warm-up
+    pairs, start = 0, time.perf_counter()
+    for body in payloads[1 : n + 1]:
+        encoder.predict(body["query"], body["documents"])
+        pairs += len(body["documents"])
+    return pairs / (time.perf_counter() - start)
+
+
 async def main_async(args: argparse.Namespace) -> int:
     model, model_desc = pick_model(args)
     queries, docs = load_workload(args.max_chars, args.seed)
@@ -184,6 +200,7 @@ async def main_async(args: argparse.Namespace) -> int:
         {"query": rng.choice(queries), "documents": rng.sample(docs, args.docs), "top_n": 10}
         for _ in range(max(args.requests, 64))
     ]
+    direct_before = direct_pairs_per_s(model, payloads, args.direct_requests)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     extra = ["--max-queue-pairs", str(args.max_queue_pairs), "--timeout", str(args.server_timeout)]
@@ -203,8 +220,13 @@ async def main_async(args: argparse.Namespace) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    direct_after = direct_pairs_per_s(model, payloads, args.direct_requests)
+    direct = (direct_before + direct_after) / 2
+    for lv in levels:
+        lv["vs_direct"] = round(lv["pairs_per_s"] / direct, 2) if direct else None
     report = {
         "model": model_desc,
+        "direct_pairs_per_s": {"before": round(direct_before, 1), "after": round(direct_after, 1)},
         "docs_per_request": args.docs,
         "max_chars_per_doc": args.max_chars,
         "workload": "scifact" if (SHARED / "scifact").is_dir() else "generated",
@@ -219,11 +241,14 @@ async def main_async(args: argparse.Namespace) -> int:
         print(f"workload: {report['workload']}, {args.docs} documents (<= {args.max_chars} chars) per /v1/rerank "
               "request, top_n 10, "
               f"{os.cpu_count()} CPUs, loopback")
-        print(f"{'clients':>7} {'requests':>8} {'ok':>5} {'req/s':>7} {'pairs/s':>8} {'p50 ms':>8} {'p99 ms':>8}  statuses")
+        print(f"peer: the same model in-process (CrossEncoder.predict, no HTTP): {direct_before:.1f} pairs/s before, "
+              f"{direct_after:.1f} after the levels")
+        print(f"{'clients':>7} {'requests':>8} {'ok':>5} {'req/s':>7} {'pairs/s':>8} {'x direct':>8} {'p50 ms':>8} "
+              f"{'p99 ms':>8}  statuses")
         for lv in levels:
             print(f"{lv['clients']:>7} {lv['requests']:>8} {lv['ok']:>5} {lv['throughput_rps']:>7.2f} "
-                  f"{lv['pairs_per_s']:>8.1f} {lv['p50_ms'] or float('nan'):>8.1f} {lv['p99_ms'] or float('nan'):>8.1f}"
-                  f"  {lv['statuses']}")
+                  f"{lv['pairs_per_s']:>8.1f} {lv['vs_direct'] or 0:>8.2f} {lv['p50_ms'] or float('nan'):>8.1f} "
+                  f"{lv['p99_ms'] or float('nan'):>8.1f}  {lv['statuses']}")
     failed = [lv for lv in levels if lv["failures"]]
     for lv in failed:
         print(f"FAIL: {lv['clients']} clients: failures other than 429/503: {lv['failures']}", file=sys.stderr)
@@ -244,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-queue-pairs", type=int, default=4096, help="server's rerank queue bound")
     p.add_argument("--server-timeout", type=float, default=30.0, help="server's per-request rerank timeout")
     p.add_argument("--client-timeout", type=float, default=120.0, help="client gives up after this (a failure)")
+    p.add_argument("--direct-requests", type=int, default=5,
+                   help="payloads scored in-process before and after the levels (the no-HTTP peer)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
