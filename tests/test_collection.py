@@ -245,3 +245,34 @@ def test_missing_hnsw_file(tmp_path: Path, embedder: object) -> None:
 def test_load_nonexistent(tmp_path: Path) -> None:
     with pytest.raises(IndexFileError, match="no such collection directory"):
         Collection.load(tmp_path / "nothing")
+
+
+def test_concurrent_searches_during_writes() -> None:
+    import threading
+
+    c = Collection(dense=False)
+    c.add([f"base{i}" for i in range(50)], [f"shared word {i}" for i in range(50)], [{"g": i % 3} for i in range(50)])
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                allow = c.allowed_ids({"g": {"ne": 1}})
+                ids, _ = c.search_bm25("shared word", k=20, allow=allow)
+                assert len(ids) == 20
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for round_ in range(30):
+        ids = [f"r{round_}-{i}" for i in range(10)]
+        c.add(ids, ["shared word extra"] * 10, [{"g": 1}] * 10)
+        c.delete(ids)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert len(c) == 50

@@ -89,7 +89,9 @@ class Collection:
         bm25: keyword arguments for :class:`funnelrank.BM25Index` (``k1``, ``b``, ``analyzer``).
         hnsw: keyword arguments for :class:`funnelrank.HNSWIndex` (``M``, ``ef_construction``, ``ef_search``).
 
-    Reads (search, get) may run from many threads at once; writes (add, delete) are serialized.
+    Reads (search, get, filters) may run from many threads at once, also while another thread adds or
+    deletes; writes are serialized. A search racing a delete may find a just-deleted id in stage 1; the
+    pipeline drops it.
     """
 
     def __init__(
@@ -288,8 +290,10 @@ class Collection:
         """
         if filter is None:
             return None
-        allowed = self._meta.resolve(filter, self._docs)
-        return sorted(allowed) if len(allowed) < len(self._docs) else None
+        with self._write_lock:  # a consistent view while another thread adds or deletes
+            allowed = self._meta.resolve(filter, self._docs)
+            total = len(self._docs)
+        return sorted(allowed) if len(allowed) < total else None
 
     def search_bm25(
         self, query: str, k: int, allow: list[str] | None = None

@@ -163,7 +163,20 @@ class Pipeline:
         self.top_k = top_k
         self.rrf_k = float(rrf_k)
         self.reranker = _make_reranker(reranker)
+        self._owns_reranker = isinstance(reranker, (str, os.PathLike))
         self.floor = _resolve_floor(floor, self.reranker)
+
+    def close(self) -> None:
+        """Stop the reranker's scheduler if this pipeline created it (from a path or ``"default"``); a
+        reranker passed in is left open for its owner."""
+        if self._owns_reranker and self.reranker is not None:
+            self.reranker.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return (

@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         floor=DEFAULT if args.floor is None else args.floor,
     )
-    response = pipe.search(args.query, filter=flt)
+    with pipe:
+        response = pipe.search(args.query, filter=flt)
     if args.json:
         print(json.dumps(response.to_dict(), ensure_ascii=False))
     else:
