@@ -190,6 +190,10 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
                                "Slots allocated in the graph (grows by doubling; deleted slots are reused).")
         .def("exact_filter_threshold", &HNSWIndex::exact_filter_threshold, py::arg("ef"),
              "Allow-lists with at most this many live ids are scored exactly rather than searched in the graph.")
+        .def_property("exact_filter_crossover", &HNSWIndex::exact_filter_crossover,
+                      &HNSWIndex::set_exact_filter_crossover,
+                      "c in the exact-scoring threshold sqrt(c * ef * len(index)) for allow-lists (0: always the "
+                      "graph, inf: always exact). Not saved with the index.")
         .def("__repr__", [](const HNSWIndex& self) {
             return "HNSWIndex(dim=" + std::to_string(self.dim()) + ", metric='" + metric_name(self.metric()) +
                    "', M=" + std::to_string(self.params().M) + ", size=" + std::to_string(self.size()) + ")";

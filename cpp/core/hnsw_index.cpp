@@ -187,6 +187,7 @@ const char* metric_name(Metric metric) { return metric == Metric::Cosine ? "cosi
 struct HNSWIndex::Impl {
     HNSWParams params;
     std::atomic<std::size_t> ef_search;
+    std::atomic<double> filter_crossover{HNSWIndex::kDefaultFilterCrossover};
     InnerProductSpace space;  // must outlive graph, which keeps a pointer into it
     std::unique_ptr<Graph> graph;
     // Our labels are hnswlib labels. A label keeps its graph slot for life; deleting frees the label
@@ -205,7 +206,14 @@ struct HNSWIndex::Impl {
           ef_search(p.ef_search),
           space(p.dim),
           graph(std::make_unique<Graph>(&space, std::max<std::size_t>(1, p.initial_capacity), p.M,
-                                        p.ef_construction, static_cast<std::size_t>(p.seed))) {}
+                                        p.ef_construction, static_cast<std::size_t>(p.seed))) {
+        // hnswlib 0.6.2's searchBaseLayer prefetches link j + 1 while visiting link j, so on a full
+        // upper-layer list it reads one link past the end of the list; for the top layer that is past
+        // the end of its malloc'd block (AddressSanitizer: heap-buffer-overflow; fixed upstream in
+        // 0.7). One spare link slot per upper-layer list keeps that read inside the block. Set before
+        // any element is added; every upper-layer allocation, walk and our file format use this size.
+        graph->size_links_per_element_ += sizeof(tableint);
+    }
 
     // Checks one vector (finite; non-zero under cosine) and writes the vector to index into `out`.
     void prepare(const float* v, float* out, const char* what, std::size_t row) const {
@@ -305,12 +313,13 @@ struct HNSWIndex::Impl {
         return found;
     }
 
-    // Below this many allowed ids, exact scoring beats the filtered graph walk. The graph walk visits
-    // roughly ef * live / allowed nodes before it has ef allowed results, so the crossover grows like
-    // sqrt(ef * live); the constant was measured with bench/bench_hnsw_filter.py (see there).
+    // Below this many allowed ids, exact scoring beats the filtered graph walk. The walk visits about
+    // ef * live / allowed nodes before it holds ef allowed results while exact scoring costs `allowed`
+    // distances, so the crossover is sqrt(c * ef * live); c is measured by bench/bench_hnsw.py --filter.
     std::size_t exact_threshold(std::size_t ef) const {
-        constexpr double kCrossover = 4.0;
-        return static_cast<std::size_t>(std::sqrt(kCrossover * static_cast<double>(ef) * static_cast<double>(live)));
+        const double c = filter_crossover.load(std::memory_order_relaxed);
+        const double t = std::sqrt(c * static_cast<double>(ef) * static_cast<double>(live));
+        return t >= static_cast<double>(live) ? live : static_cast<std::size_t>(t);
     }
 
     void grow_to(std::size_t needed) {
@@ -478,6 +487,13 @@ std::size_t HNSWIndex::ef_search() const { return impl_->ef_search.load(); }
 void HNSWIndex::set_ef_search(std::size_t ef) {
     if (ef == 0) throw InvalidArgument("ef_search must be >= 1");
     impl_->ef_search.store(ef);
+}
+
+double HNSWIndex::exact_filter_crossover() const { return impl_->filter_crossover.load(); }
+
+void HNSWIndex::set_exact_filter_crossover(double c) {
+    if (std::isnan(c) || c < 0.0) throw InvalidArgument("exact_filter_crossover must be >= 0");
+    impl_->filter_crossover.store(c);
 }
 
 std::size_t HNSWIndex::exact_filter_threshold(std::size_t ef) const {

@@ -80,8 +80,12 @@ public:
     std::size_t ef_search() const;
     void set_ef_search(std::size_t ef);
 
-    // Allow-lists with fewer live ids than this are scored exactly instead of searched in the graph.
+    // Allow-lists with at most sqrt(crossover * ef * live) live ids are scored exactly instead of searched
+    // in the graph. 0 = always the graph (still exact when it finds fewer than k), infinity = always exact.
+    static constexpr double kDefaultFilterCrossover = 4.0;
     std::size_t exact_filter_threshold(std::size_t ef) const;
+    double exact_filter_crossover() const;
+    void set_exact_filter_crossover(double crossover);
 
 private:
     struct Impl;
