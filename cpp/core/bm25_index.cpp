@@ -26,7 +26,11 @@ constexpr std::uint32_t kMaxDocs = kEnd - 1;
 // Scoring
 
 // Per-query constants; term_score() is the one place a BM25 term contribution is computed.
+// Document scores are sums of contributions rounded to fixed point (units of 2^-32): integer addition is
+// associative, so every traversal order (pruned, windowed, exhaustive) gives bit-identical scores.
+// The rounding (< 2^-33 per term) is far below float32 resolution of the returned scores.
 struct BM25Index::Scorer {
+    static constexpr double kScale = 4294967296.0;  // 2^32
     double k1p1, c0, c1;
     Scorer(double k1, double b, double avgdl)
         : k1p1(k1 + 1.0), c0(k1 * (1.0 - b)), c1(avgdl > 0.0 ? k1 * b / avgdl : 0.0) {}
@@ -34,6 +38,8 @@ struct BM25Index::Scorer {
         const double t = static_cast<double>(tf);
         return weight * (t * k1p1 / (t + c0 + c1 * static_cast<double>(dl)));
     }
+    static std::int64_t fixed(double v) { return static_cast<std::int64_t>(v * kScale + 0.5); }
+    static double to_double(std::int64_t v) { return static_cast<double>(v) / kScale; }
 };
 
 // A position in one posting list, with lazily computed block-max bounds.
@@ -354,6 +360,11 @@ bool better(const H& a, const H& b) {
 
 std::vector<BM25Index::Hit> BM25Index::top_k_pruned(const std::vector<QueryTerm>& q, std::size_t k,
                                                     const std::vector<std::uint8_t>* mask) const {
+    // MaxScore over doc-id windows (as Lucene's MaxScoreBulkScorer): cursors sorted by their bound; the
+    // first `fe` are non-essential (together they cannot lift a document into the top-k), so candidates
+    // come only from the essential lists, which are accumulated term-at-a-time inside each window. A
+    // candidate is then completed from the non-essential lists, highest bound first, and dropped as
+    // soon as its partial score plus the remaining (block-max) bounds falls below the k-th score.
     const Data& d = data_;
     const Scorer scorer(k1_, b_, static_cast<double>(d.live_len) / static_cast<double>(d.live_docs));
     const std::size_t nq = q.size();
@@ -366,86 +377,93 @@ std::vector<BM25Index::Hit> BM25Index::top_k_pruned(const std::vector<QueryTerm>
         }
         cur.push_back(c);
     }
-    // MaxScore: cursors by increasing bound; the first `fe` are non-essential (their bounds together
-    // cannot lift a document into the top-k).
     std::sort(cur.begin(), cur.end(), [](const Cursor& a, const Cursor& b) {
         return a.max_bound < b.max_bound || (a.max_bound == b.max_bound && a.qidx < b.qidx);
     });
-    std::vector<double> prefix(nq);
-    double acc = 0.0;
-    for (std::size_t i = 0; i < nq; ++i) prefix[i] = (acc += cur[i].max_bound);
+    std::vector<double> prefix(nq);  // prefix[i] = sum of bounds of cursors 0..i
+    double acc_bound = 0.0;
+    for (std::size_t i = 0; i < nq; ++i) prefix[i] = (acc_bound += cur[i].max_bound);
 
     std::vector<Hit> heap;
     heap.reserve(std::min<std::size_t>(k, d.live_docs));
-    const auto heap_cmp = [](const Hit& a, const Hit& b) { return better(a, b); };  // top = worst
+    const auto heap_cmp = [](const Hit& a, const Hit& b) { return better(a, b); };  // front = worst
     double theta = -std::numeric_limits<double>::infinity();
     std::size_t fe = 0;
-    std::vector<double> contrib(nq, 0.0);
     std::vector<double> bounds(nq, 0.0);
 
-    while (true) {
-        std::uint32_t doc = kEnd;
-        for (std::size_t i = fe; i < nq; ++i) doc = std::min(doc, cur[i].doc());
-        if (doc == kEnd) break;
-        const bool eligible = d.alive[doc] && (!mask || (*mask)[doc]);
-        if (!eligible) {
-            for (std::size_t i = fe; i < nq; ++i) {
-                if (cur[i].doc() == doc) ++cur[i].pos;
-            }
-            continue;
-        }
-        const std::uint32_t dl = d.doc_len[doc];
-        double partial = 0.0;
-        for (std::size_t i = fe; i < nq; ++i) {
+    // Windows start small, so the k-th score (and with it the pruning) is established early, and grow.
+    constexpr std::uint32_t kMaxWindow = 4096;
+    std::uint32_t window = 64;
+    std::vector<std::int64_t> acc(kMaxWindow, 0);
+    std::vector<std::uint64_t> bits(kMaxWindow / 64, 0);
+
+    while (fe < nq) {
+        std::uint32_t start = kEnd;
+        for (std::size_t i = fe; i < nq; ++i) start = std::min(start, cur[i].doc());
+        if (start == kEnd) break;
+        const std::uint32_t end = start + std::min<std::uint32_t>(window, kEnd - start);
+        window = std::min(kMaxWindow, window * 2);
+        const std::size_t window_fe = fe;  // fixed for this window: its essential lists are accumulated
+        for (std::size_t i = window_fe; i < nq; ++i) {
             Cursor& c = cur[i];
-            if (c.doc() == doc) {
-                const double v = scorer.term_score(c.weight, c.tfs[c.pos], dl);
-                contrib[c.qidx] = v;
-                partial += v;
+            while (c.pos < c.n && c.docs[c.pos] < end) {
+                const std::uint32_t doc = c.docs[c.pos];
+                const std::uint32_t off = doc - start;
+                acc[off] += Scorer::fixed(scorer.term_score(c.weight, c.tfs[c.pos], d.doc_len[doc]));
+                bits[off >> 6] |= std::uint64_t{1} << (off & 63);
                 ++c.pos;
             }
         }
-        bool pruned = false;
-        if (fe > 0) {
-            double rest = 0.0;
-            for (std::size_t i = 0; i < fe; ++i) rest += (bounds[i] = cur[i].bound_for(doc, scorer));
-            if ((partial + rest) * kSlack < theta) {
-                pruned = true;
-            } else {
-                for (std::size_t i = fe; i-- > 0;) {
-                    rest -= bounds[i];
-                    if (bounds[i] == 0.0) continue;
-                    Cursor& c = cur[i];
-                    c.advance(doc);
-                    if (c.doc() == doc) {
-                        const double v = scorer.term_score(c.weight, c.tfs[c.pos], dl);
-                        contrib[c.qidx] = v;
-                        partial += v;
+        const std::size_t words = (end - start + 63) / 64;
+        for (std::size_t w = 0; w < words; ++w) {
+            while (bits[w]) {
+                const auto bit = static_cast<std::uint32_t>(__builtin_ctzll(bits[w]));
+                bits[w] &= bits[w] - 1;
+                const std::uint32_t off = static_cast<std::uint32_t>(w) * 64 + bit;
+                const std::uint32_t doc = start + off;
+                std::int64_t total = acc[off];
+                acc[off] = 0;
+                if (!d.alive[doc] || (mask && !(*mask)[doc])) continue;
+                double partial = Scorer::to_double(total);
+                if (window_fe > 0) {
+                    if ((partial + prefix[window_fe - 1]) * kSlack < theta) continue;
+                    double rest = 0.0;
+                    for (std::size_t i = 0; i < window_fe; ++i) rest += (bounds[i] = cur[i].bound_for(doc, scorer));
+                    if ((partial + rest) * kSlack < theta) continue;
+                    bool pruned = false;
+                    const std::uint32_t dl = d.doc_len[doc];
+                    for (std::size_t i = window_fe; i-- > 0;) {
+                        rest -= bounds[i];
+                        if (bounds[i] == 0.0) continue;
+                        Cursor& c = cur[i];
+                        c.advance(doc);
+                        if (c.doc() == doc) {
+                            const std::int64_t v = Scorer::fixed(scorer.term_score(c.weight, c.tfs[c.pos], dl));
+                            total += v;
+                            partial = Scorer::to_double(total);
+                        }
+                        if ((partial + std::max(rest, 0.0)) * kSlack < theta) {
+                            pruned = true;
+                            break;
+                        }
                     }
-                    if ((partial + std::max(rest, 0.0)) * kSlack < theta) {
-                        pruned = true;
-                        break;
-                    }
+                    if (pruned) continue;
                 }
+                const double score = Scorer::to_double(total);
+                if (heap.size() < k) {
+                    heap.push_back(Hit{score, doc});
+                    std::push_heap(heap.begin(), heap.end(), heap_cmp);
+                } else if (score > heap.front().score) {  // equal score: the earlier document stays
+                    std::pop_heap(heap.begin(), heap.end(), heap_cmp);
+                    heap.back() = Hit{score, doc};
+                    std::push_heap(heap.begin(), heap.end(), heap_cmp);
+                } else {
+                    continue;
+                }
+                if (heap.size() == k) theta = heap.front().score;
             }
         }
-        if (!pruned) {
-            double score = 0.0;
-            for (std::size_t j = 0; j < nq; ++j) score += contrib[j];  // canonical order
-            if (heap.size() < k) {
-                heap.push_back(Hit{score, doc});
-                std::push_heap(heap.begin(), heap.end(), heap_cmp);
-            } else if (score > heap.front().score) {  // equal score: the earlier document stays
-                std::pop_heap(heap.begin(), heap.end(), heap_cmp);
-                heap.back() = Hit{score, doc};
-                std::push_heap(heap.begin(), heap.end(), heap_cmp);
-            }
-            if (heap.size() == k) {
-                theta = heap.front().score;
-                while (fe < nq && prefix[fe] * kSlack < theta) ++fe;
-            }
-        }
-        std::fill(contrib.begin(), contrib.end(), 0.0);
+        while (fe < nq && prefix[fe] * kSlack < theta) ++fe;
     }
     std::sort(heap.begin(), heap.end(), heap_cmp);
     return heap;
@@ -460,16 +478,16 @@ std::vector<BM25Index::Hit> BM25Index::top_k_docs(const std::vector<QueryTerm>& 
     for (std::size_t i = 0; i < q.size(); ++i) cur.emplace_back(q[i], i);
     std::vector<Hit> hits;
     for (const std::uint32_t doc : docs) {  // ascending
-        double score = 0.0;
+        std::int64_t total = 0;
         bool matched = false;
-        for (Cursor& c : cur) {  // cursors are in query order: canonical summation
+        for (Cursor& c : cur) {
             c.advance(doc);
             if (c.doc() == doc) {
-                score += scorer.term_score(c.weight, c.tfs[c.pos], d.doc_len[doc]);
+                total += Scorer::fixed(scorer.term_score(c.weight, c.tfs[c.pos], d.doc_len[doc]));
                 matched = true;
             }
         }
-        if (matched) hits.push_back(Hit{score, doc});
+        if (matched) hits.push_back(Hit{Scorer::to_double(total), doc});
     }
     const auto cmp = [](const Hit& a, const Hit& b) { return better(a, b); };
     const std::size_t keep = std::min(k, hits.size());
@@ -482,18 +500,18 @@ std::vector<BM25Index::Hit> BM25Index::top_k_exhaustive(const std::vector<QueryT
                                                         const std::vector<std::uint8_t>* mask) const {
     const Data& d = data_;
     const Scorer scorer(k1_, b_, static_cast<double>(d.live_len) / static_cast<double>(d.live_docs));
-    std::vector<double> acc(d.ext_ids.size(), 0.0);
+    std::vector<std::int64_t> acc(d.ext_ids.size(), 0);
     std::vector<std::uint8_t> matched(d.ext_ids.size(), 0);
     for (const QueryTerm& t : q) {
         for (std::size_t j = 0; j < t.list->docs.size(); ++j) {
             const std::uint32_t doc = t.list->docs[j];
-            acc[doc] += scorer.term_score(t.weight, t.list->tfs[j], d.doc_len[doc]);
+            acc[doc] += Scorer::fixed(scorer.term_score(t.weight, t.list->tfs[j], d.doc_len[doc]));
             matched[doc] = 1;
         }
     }
     std::vector<Hit> hits;
     for (std::uint32_t doc = 0; doc < acc.size(); ++doc) {
-        if (matched[doc] && d.alive[doc] && (!mask || (*mask)[doc])) hits.push_back(Hit{acc[doc], doc});
+        if (matched[doc] && d.alive[doc] && (!mask || (*mask)[doc])) hits.push_back(Hit{Scorer::to_double(acc[doc]), doc});
     }
     const auto cmp = [](const Hit& a, const Hit& b) { return better(a, b); };
     const std::size_t keep = std::min(k, hits.size());

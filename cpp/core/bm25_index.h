@@ -10,11 +10,11 @@
 // rebuilt from the surviving documents would hold. A document's length dl is its number of terms after
 // analysis (stopwords removed). Empty documents are indexed (dl = 0) and match no query.
 //
-// Top-k is exact: document-at-a-time MaxScore with block-max bounds. Each posting block (128 postings)
+// Top-k is exact: MaxScore over doc-id windows with block-max bounds. Each posting block (128 postings)
 // keeps its largest tf and smallest dl; bounds are computed at query time from the current idf and avgdl,
-// so they stay safe after adds and deletes. Scores are summed in double, in a fixed order (query terms
-// in order of first occurrence), so pruned and exhaustive search give bit-identical scores. Ties are
-// broken by insertion order (earlier document first).
+// so they stay safe after adds and deletes. Term contributions are summed in 64-bit fixed point (2^-32
+// units), which is order-independent, so pruned and exhaustive search give bit-identical scores. Ties
+// are broken by insertion order (earlier document first).
 //
 // Thread safety: any number of concurrent readers (search, save, ...) with writers (add, remove,
 // compact) serialized by a writer-preferring shared mutex. add() analyzes its batch before taking the
