@@ -206,6 +206,12 @@ def test_refuses_to_save_into_a_foreign_directory(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not empty"):
         make().save(tmp_path)
     assert (tmp_path / "mine.txt").read_text() == "user data"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "manifest.json").write_text('{"name": "someone else\'s manifest"}')
+    with pytest.raises(ValueError, match="not a funnelrank collection manifest"):
+        make().save(other)
+    assert "someone else" in (other / "manifest.json").read_text()
 
 
 def _data_dir(root: Path) -> Path:
@@ -220,6 +226,10 @@ def _data_dir(root: Path) -> Path:
         (lambda r: (r / "manifest.json").write_text('{"format": "funnelrank-collection", "version": 99}'),
          "version 99 is not supported"),
         (lambda r: shutil.rmtree(_data_dir(r)), "data directory is missing"),
+        (lambda r: (r / "manifest.json").write_text(
+            (r / "manifest.json").read_text().replace('"sha256"', '"sha"')), "corrupt manifest"),
+        (lambda r: (r / "manifest.json").write_text(
+            (r / "manifest.json").read_text().replace('"docs.jsonl"', '"../../etc/passwd"')), "bad file name"),
         (lambda r: (_data_dir(r) / "docs.jsonl").write_text('{"id": "evil", "text": "x"}\n'), "checksum mismatch"),
         (lambda r: (_data_dir(r) / "docs.jsonl").unlink(), "missing documents file"),
         (lambda r: (_data_dir(r) / "bm25.idx").write_bytes((_data_dir(r) / "bm25.idx").read_bytes()[:40]), "bm25"),

@@ -80,7 +80,15 @@ def save_collection(collection: Collection, path: str | os.PathLike[str]) -> Non
     if root.exists() and not root.is_dir():
         raise ValueError(f"{root} exists and is not a directory")
     root.mkdir(parents=True, exist_ok=True)
-    if not (root / MANIFEST).exists() and any(not p.name.startswith(_DATA_PREFIX) for p in root.iterdir()):
+    manifest_path = root / MANIFEST
+    if manifest_path.exists():
+        try:
+            ours = json.loads(manifest_path.read_text(encoding="utf-8")).get("format") == FORMAT
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            ours = False
+        if not ours:
+            raise ValueError(f"{manifest_path} is not a funnelrank collection manifest; choose a new directory")
+    elif any(not p.name.startswith(_DATA_PREFIX) for p in root.iterdir()):
         raise ValueError(f"{root} is not empty and holds no funnelrank collection; choose a new directory")
 
     data_name = _DATA_PREFIX + secrets.token_hex(6)
@@ -146,9 +154,19 @@ def _read_manifest(root: Path) -> dict[str, Any]:
             f"{path}: collection format version {manifest.get('version')!r} is not supported "
             f"(this funnelrank reads version {FORMAT_VERSION}); re-index with `funnelrank index`"
         )
-    for key in ("data", "documents", "docs", "bm25"):
-        if key not in manifest:
-            raise IndexFileError(f"{path}: corrupt manifest (no {key!r})")
+    try:
+        for key in ("data", "documents", "docs", "bm25"):
+            if key not in manifest:
+                raise KeyError(key)
+        int(manifest["documents"])
+        str(manifest["docs"]["file"]), str(manifest["docs"]["sha256"]), str(manifest["bm25"]["file"])
+        if manifest.get("dense") is not None:
+            str(manifest["dense"]["file"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IndexFileError(f"{path}: corrupt manifest (bad or missing {exc})") from None
+    for name in (manifest["docs"]["file"], manifest["bm25"]["file"], (manifest.get("dense") or {}).get("file", "x")):
+        if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
+            raise IndexFileError(f"{path}: corrupt manifest (bad file name {name!r})")
     data = manifest["data"]
     if not isinstance(data, str) or not data.startswith(_DATA_PREFIX) or "/" in data or "\\" in data:
         raise IndexFileError(f"{path}: corrupt manifest (bad data directory {data!r})")
