@@ -279,3 +279,25 @@ def test_requests_that_would_time_out_in_the_queue_get_429_at_once() -> None:
             assert post(url, "/v1/rerank", {"query": "q", "documents": ["q"] * 5}).status_code == 200
     finally:
         reranker.scheduler.close()
+
+
+def test_a_burst_is_shed_with_429_not_left_to_time_out() -> None:
+    # <= 100 pairs/s; 20 simultaneous requests of 20 pairs need >= 4 s; the timeout is 3 s. The ones that cannot
+    # finish in time are refused at once (429) -- counting requests still being tokenized -- and every admitted
+    # one finishes: no 503.
+    reranker = overlap_reranker(delay_s=0.01, max_batch_pairs=1)
+    app = create_app(reranker, limits=ServiceLimits(timeout_s=3.0))
+    try:
+        with running_server(app) as url:
+            for _ in range(4):
+                assert post(url, "/v1/rerank", {"query": "q", "documents": ["q"] * 20}).status_code == 200
+            import time
+
+            time.sleep(0.6)
+            body = {"query": "q", "documents": ["q"] * 20}
+            with concurrent.futures.ThreadPoolExecutor(20) as pool:
+                statuses = sorted(r.status_code for r in pool.map(lambda _: post(url, "/v1/rerank", body), range(20)))
+            assert set(statuses) <= {200, 429}, statuses
+            assert statuses.count(429) >= 1 and statuses.count(200) >= 5, statuses
+    finally:
+        reranker.scheduler.close()

@@ -119,7 +119,7 @@ def create_app(
             raise ServiceError(400, "query is not valid Unicode (lone surrogate)") from None
 
     async def run_rerank(n_pairs: int, make_call: Any) -> Any:
-        refused = estimator.refuse(n_pairs, limits.timeout_s)
+        refused = estimator.admit(n_pairs, limits.timeout_s)
         if refused is not None:
             wait, retry_after = refused
             raise ServiceError(
@@ -136,6 +136,8 @@ def create_app(
             raise ServiceError(503, f"timed out: {exc}", retry) from None
         except SchedulerClosedError as exc:
             raise ServiceError(503, f"shutting down: {exc}", retry) from None
+        finally:
+            estimator.release(n_pairs)
 
     @app.post("/v1/rerank")
     async def rerank(body: RerankRequest) -> dict[str, Any]:
