@@ -301,3 +301,24 @@ def test_a_burst_is_shed_with_429_not_left_to_time_out() -> None:
             assert statuses.count(429) >= 1 and statuses.count(200) >= 5, statuses
     finally:
         reranker.scheduler.close()
+
+
+def test_wait_estimator_follows_recent_throughput() -> None:
+    from types import SimpleNamespace
+
+    from funnelrank.service.admission import WaitEstimator
+
+    sched = SimpleNamespace(pending_pairs=0, pairs=0, secs=0.0)
+    sched.stats = lambda: SimpleNamespace(pairs=sched.pairs, infer_seconds=sched.secs)
+    est = WaitEstimator(sched, min_pairs=10, refresh_s=0.0, smoothing=0.5)
+    assert est.admit(1000, timeout_s=1.0) is None  # nothing measured yet: admitted
+    est.release(1000)
+    sched.pairs, sched.secs = 100, 1.0  # 100 pairs/s
+    assert est.pairs_per_second() == pytest.approx(100.0)
+    sched.pairs, sched.secs = 150, 2.0  # the machine slowed down: 50 pairs/s recently
+    assert est.pairs_per_second() == pytest.approx(75.0)
+    assert est.admit(40, timeout_s=1.0) is None  # 40 / 75 s <= 0.8 s
+    refused = est.admit(40, timeout_s=1.0)  # 80 pairs ahead incl. the admitted 40: 1.07 s > 0.8 s
+    assert refused is not None and refused[0] == pytest.approx(80 / 75)
+    est.release(40)
+    assert est.admitted_pairs == 0

@@ -6,7 +6,7 @@ and wasted work for the server. :class:`WaitEstimator` measures the scheduler's 
 of model time, from its counters) and predicts the wait of a new request as ``(ahead + n) / throughput``,
 where ``ahead`` counts the pairs of every request admitted and not finished (including those still being
 tokenized, which the scheduler does not see yet -- a burst of simultaneous requests is judged correctly);
-when that exceeds (90% of) the request timeout the service answers 429 immediately, with ``Retry-After`` set to the
+when that exceeds 80% of the request timeout the service answers 429 immediately, with ``Retry-After`` set to the
 time the current queue needs to drain. Until enough pairs were measured nothing is refused on this ground.
 """
 
@@ -25,25 +25,35 @@ class WaitEstimator:
     admits a request when its predicted finish is within `headroom` x its timeout (the rest covers what
     model time does not count: tokenization, HTTP)."""
 
-    def __init__(self, scheduler: Any, *, min_pairs: int = 64, refresh_s: float = 0.5, headroom: float = 0.9) -> None:
+    def __init__(
+        self, scheduler: Any, *, min_pairs: int = 64, refresh_s: float = 0.5, headroom: float = 0.8,
+        smoothing: float = 0.3,
+    ) -> None:
         self._scheduler = scheduler
         self._headroom = headroom
         self._min_pairs = min_pairs
         self._refresh_s = refresh_s
+        self._smoothing = smoothing
         self._rate: float | None = None
         self._checked = -math.inf
+        self._seen = (0, 0.0)  # (pairs, infer seconds) at the last rate update
         self._lock = threading.Lock()
         self._admitted = 0
 
     def pairs_per_second(self) -> float | None:
-        """Measured model throughput, or None until `min_pairs` pairs were scored."""
+        """Recent model throughput: an exponential moving average over refresh intervals that scored at least
+        `min_pairs` pairs (the machine's speed drifts with its load); None until the first such interval."""
         now = time.monotonic()
         with self._lock:
             if now - self._checked >= self._refresh_s:
                 self._checked = now
                 stats = self._scheduler.stats()
-                if stats.pairs >= self._min_pairs and stats.infer_seconds > 0:
-                    self._rate = stats.pairs / stats.infer_seconds
+                pairs, seconds = stats.pairs - self._seen[0], stats.infer_seconds - self._seen[1]
+                if pairs >= self._min_pairs and seconds > 0:
+                    recent = pairs / seconds
+                    a = self._smoothing
+                    self._rate = recent if self._rate is None else (1 - a) * self._rate + a * recent
+                    self._seen = (stats.pairs, stats.infer_seconds)
             return self._rate
 
     @property
