@@ -292,3 +292,38 @@ def test_token_budget_batches() -> None:
         token_budget_batches([1], 0)
     with pytest.raises(ValueError):
         token_budget_batches([1], 4, max_batch_size=0)
+
+
+# ---------------------------------------------------------------------------------------------- corpus cache
+
+
+def test_corpus_embedding_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from funnelrank.embedding import corpus_cache_path, embed_corpus
+
+    monkeypatch.setenv("FUNNELRANK_CACHE", str(tmp_path / "cache"))
+    _tiny_model(tmp_path / "model")
+    embedder = Embedder(tmp_path / "model", name="tiny")
+    ids, texts = ["d1", "d2", "d3"], TEXTS
+    first, hit = embed_corpus(embedder, ids, texts, label="toy/set")
+    path = corpus_cache_path(embedder, ids, texts, "toy/set")
+    assert not hit and path.is_file() and path.parent.name == "toy_set"
+    again, hit = embed_corpus(embedder, ids, texts, label="toy/set")
+    assert hit
+    np.testing.assert_array_equal(first, again)
+    assert corpus_cache_path(embedder, ids, [*texts[:2], "changed"], "toy/set") != path
+    assert corpus_cache_path(embedder, ["d1", "d2", "dX"], texts, "toy/set") != path
+    assert corpus_cache_path(Embedder(tmp_path / "model", name="tiny", max_seq_length=8), ids, texts, "toy/set") != path
+
+    path.write_bytes(b"corrupt")  # never trusted: warned about and recomputed
+    with pytest.warns(RuntimeWarning, match="unreadable embedding cache"):
+        fixed, hit = embed_corpus(embedder, ids, texts, label="toy/set")
+    assert not hit
+    np.testing.assert_array_equal(fixed, first)
+    np.save(path, first[:2])  # wrong shape
+    with pytest.warns(RuntimeWarning, match="expected float32"):
+        embed_corpus(embedder, ids, texts, label="toy/set")
+
+    other = embed_corpus(embedder, ids, texts, label="uncached", use_cache=False)
+    assert not other[1] and not (tmp_path / "cache" / "embeddings" / "uncached").exists()
+    with pytest.raises(ValueError, match="3 ids but 2 texts"):
+        corpus_cache_path(embedder, ids, texts[:2], "x")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from funnelrank.embedding.corpus_cache import corpus_cache_path, embed_corpus
 from funnelrank.embedding.defaults import DEFAULT_MODEL, DEFAULT_PRECISION, PRECISIONS, default_embedder
 from funnelrank.embedding.embedder import Embedder
 from funnelrank.embedding.model_dir import ModelFiles, read_model_dir
@@ -12,6 +13,8 @@ __all__ = [
     "PRECISIONS",
     "Embedder",
     "ModelFiles",
+    "corpus_cache_path",
     "default_embedder",
+    "embed_corpus",
     "read_model_dir",
 ]

@@ -6,8 +6,8 @@ package) to an fp32 ONNX model directory that :class:`funnelrank.embedding.Embed
 The output directory holds ``model.onnx`` (inputs ``input_ids``, ``attention_mask``, ``token_type_ids``;
 output ``last_hidden_state``; dynamic batch and sequence axes) plus the source's tokenizer and
 sentence-transformers config files, so pooling and normalization follow the model's own configuration.
-Idempotent: an existing export is left alone unless ``--force``. The directory appears atomically (built
-next to the target and renamed into place). After exporting, the ONNX output is checked against PyTorch.
+Idempotent: an existing export is left alone unless ``--force``. The directory appears atomically
+(:func:`funnelrank.cache.atomic_directory`). After exporting, the ONNX output is checked against PyTorch.
 
 Needs torch and transformers (``pip install 'funnelrank[dev]'``); runs offline (HF_HUB_OFFLINE=1).
 """
@@ -18,8 +18,9 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
+
+from funnelrank.cache import atomic_directory
 
 # Copied next to the ONNX file (whichever exist in the source); the weights themselves are not.
 CONFIG_FILES: tuple[str, ...] = (
@@ -80,10 +81,7 @@ def export(source: Path, out: Path, *, opset: int = MIN_OPSET, force: bool = Fal
     types = torch.zeros_like(ids)
     axes = {0: "batch", 1: "sequence"}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the export is a normal shared cache directory
-    try:
+    with atomic_directory(out, overwrite=True) as staging:
         for rel in CONFIG_FILES:
             if (source / rel).is_file():
                 (staging / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -102,16 +100,6 @@ def export(source: Path, out: Path, *, opset: int = MIN_OPSET, force: bool = Fal
                 dynamo=False,
             )
         _check(wrapper, staging / "model.onnx")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     print(f"export_embedder: wrote {target}", file=sys.stderr)
     return target
 
