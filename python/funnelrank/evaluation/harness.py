@@ -55,6 +55,7 @@ Rankings = dict[str, list[tuple[str, float]]]
 STAGE_MODULES: tuple[str, ...] = (
     "funnelrank.evaluation.stages_run",
     "funnelrank.evaluation.stages_bm25",
+    "funnelrank.evaluation.stages_dense",
     "funnelrank.evaluation.stages_rerank",
 )
 """Every module defining stages; importing one registers its stages. Add new stage modules here."""
