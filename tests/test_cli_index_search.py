@@ -92,3 +92,25 @@ def test_search_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "--filter is not valid JSON" in capsys.readouterr().err
     assert main(["search", str(out), "q", "--no-rerank", "--retriever", "dense"]) == 2
     assert "needs a dense collection" in capsys.readouterr().err
+
+
+def test_dense_index_reuses_the_embedding_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from funnelrank.embedding.defaults import fp32_model_dir
+
+    model = fp32_model_dir()  # the default embedder lives in the cache too: keep it visible
+    (tmp_path / "cache" / "models").mkdir(parents=True)
+    (tmp_path / "cache" / "models" / model.name).symlink_to(model, target_is_directory=True)
+    monkeypatch.setenv("FUNNELRANK_CACHE", str(tmp_path / "cache"))
+    src = _jsonl(tmp_path / "docs.jsonl", ROWS)
+    assert main(["index", str(src), "--out", str(tmp_path / "a"), "--dense", "--embedding-cache", "mine"]) == 0
+    cached = list((tmp_path / "cache" / "embeddings").rglob("*.npy"))
+    assert len(cached) == 1 and "mine" in str(cached[0])
+    stamp = cached[0].stat().st_mtime_ns
+    assert main(["index", str(src), "--out", str(tmp_path / "b"), "--dense", "--embedding-cache", "mine"]) == 0
+    assert cached[0].stat().st_mtime_ns == stamp  # read, not rewritten
+    a, b = Collection.load(tmp_path / "a"), Collection.load(tmp_path / "b")
+    assert a.dense and b.dense
+    vec = a.embed_query("yellow fruit")
+    assert a.search_dense(vec, k=3)[0] == b.search_dense(vec, k=3)[0] and a.search_dense(vec, k=1)[0] == ["7"]
+    assert main(["index", str(src), "--out", str(tmp_path / "c"), "--dense", "--no-embedding-cache"]) == 0
+    assert len(list((tmp_path / "cache" / "embeddings").rglob("*.npy"))) == 1

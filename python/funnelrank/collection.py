@@ -170,8 +170,13 @@ class Collection:
         metadata: Sequence[Mapping[str, Any] | None] | None = None,
         *,
         show_progress: bool | None = None,
+        embedding_cache: str | None = None,
     ) -> None:
         """Add documents. All-or-nothing: every input is checked before anything changes.
+
+        `embedding_cache` (a label, e.g. the dataset name) reuses document vectors cached on disk by
+        :func:`funnelrank.embedding.embed_corpus` for exactly these ids and texts and this embedder (the
+        evaluation harness fills the same cache), and caches them otherwise.
 
         Raises ValueError for an empty, repeated or already present id, a text that is not a valid
         Unicode ``str``, mismatched lengths, or metadata that is not a JSON-serializable dict.
@@ -211,9 +216,13 @@ class Collection:
             vectors = None
             if self._hnsw is not None:
                 assert self.embedder is not None
-                vectors = np.ascontiguousarray(
-                    self.embedder.embed(texts, show_progress=progress, desc="embed documents"), dtype=np.float32
-                )
+                if embedding_cache is not None:
+                    from funnelrank.embedding import embed_corpus
+
+                    raw, _ = embed_corpus(self.embedder, ids, texts, label=embedding_cache, show_progress=progress)
+                else:
+                    raw = self.embedder.embed(texts, show_progress=progress, desc="embed documents")
+                vectors = np.ascontiguousarray(raw, dtype=np.float32)
             self._add_bm25(ids, texts, progress)
             if vectors is not None:
                 try:

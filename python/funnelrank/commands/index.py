@@ -32,6 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     dense = p.add_mutually_exclusive_group()
     dense.add_argument("--dense", dest="dense", action="store_true", default=None, help="require dense vectors")
     dense.add_argument("--no-dense", dest="dense", action="store_false", help="BM25 only")
+    p.add_argument(
+        "--embedding-cache", metavar="LABEL", default=None,
+        help="reuse/cache document vectors under this label (default: the first source's name, e.g. the "
+        "dataset directory, so `funnelrank eval`'s cached vectors are reused)",
+    )
+    p.add_argument("--no-embedding-cache", action="store_true", help="always embed, cache nothing")
     p.set_defaults(func=run)
 
 
@@ -51,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if not docs:
         raise ValueError("the sources hold no documents")
     collection = Collection(dense=args.dense)
-    collection.add_documents(docs, show_progress=len(docs) >= 1000)
+    label = None if args.no_embedding_cache else (args.embedding_cache or Path(args.sources[0]).resolve().name)
+    collection.add_documents(docs, show_progress=len(docs) >= 1000, embedding_cache=label)
     out = Path(args.out)
     collection.save(out)
     print(
