@@ -264,3 +264,69 @@ def test_small_request_waits_only_briefly_and_empty_is_fine() -> None:
         assert empty.scores.shape == (0,)
     with pytest.raises(ValueError):
         RerankScheduler(model, max_batch_tokens=0)
+
+
+def test_oldest_request_completes_before_later_ones_run() -> None:
+    """Latency first: a request's future resolves after its own batches, not after the later requests'."""
+    rng = np.random.default_rng(5)
+    model = FakeModel()
+    model.gate.clear()
+    seen_at_first_done: list[int] = []
+    with RerankScheduler(model, max_batch_tokens=1000, max_batch_pairs=16, max_wait_ms=0) as sched:
+        blocker = sched.submit("q9", ["p0:5"])
+        assert model.entered.wait(5)
+        first = sched.submit("q1", passages(rng, 100))
+        second = sched.submit("q2", passages(rng, 100))
+
+        def record(_: object) -> None:
+            with model.lock:
+                seen_at_first_done.append(sum(b[2].__len__() for b in model.batches if b[3] == {2}))
+
+        first.add_done_callback(record)
+        model.gate.set()
+        np.testing.assert_allclose(first.result(5).logits, expected(1, 100))
+        np.testing.assert_allclose(second.result(5).logits, expected(2, 100))
+        blocker.result(5)
+        stats = sched.stats()
+    # When the first request completed, the second had run at most the pairs that topped up q1's last batch.
+    assert seen_at_first_done and seen_at_first_done[0] < 16
+    order = [b[3] for b in model.batches if b[3] != {9}]
+    last_q1 = max(k for k, qs in enumerate(order) if 1 in qs)
+    first_q2_only = min(k for k, qs in enumerate(order) if qs == {2})
+    assert last_q1 < first_q2_only, "no batch of the second request alone ran before the first was done"
+    assert stats.padding_waste < 0.1
+
+
+def test_last_batch_is_topped_up_with_the_next_requests_pairs() -> None:
+    model = FakeModel()
+    model.gate.clear()
+    with RerankScheduler(model, max_batch_tokens=1000, max_batch_pairs=16, max_wait_ms=0) as sched:
+        blocker = sched.submit("q9", ["p0:5"])
+        assert model.entered.wait(5)
+        a = sched.submit("q1", [f"p{i}:50" for i in range(3)])
+        b = sched.submit("q2", [f"p{i}:{45 + i}" for i in range(6)] + ["p6:400"])
+        model.gate.set()
+        np.testing.assert_allclose(a.result(5).logits, expected(1, 3))
+        np.testing.assert_allclose(b.result(5).logits, expected(2, 7))
+        blocker.result(5)
+        stats = sched.stats()
+    shared = [bt for bt in model.batches if bt[3] == {1, 2}]
+    assert len(shared) == 1 and shared[0][1] == 50, "q1's batch took q2's pairs that pad to at most 50"
+    assert sorted(shared[0][2]) == [45, 46, 47, 48, 49, 50, 50, 50, 50]
+    assert (1, 400, [400], {2}) in model.batches, "the long pair did not pad the shared batch"
+    assert stats.shared_batches == 1
+
+
+def test_one_model_per_worker() -> None:
+    rng = np.random.default_rng(6)
+    models = [FakeModel(delay=0.01), FakeModel(delay=0.01)]
+    with RerankScheduler(models, max_batch_tokens=500, max_batch_pairs=8) as sched:
+        assert sched.workers == 2
+        res = sched.score("q3", passages(rng, 60))
+    np.testing.assert_allclose(res.logits, expected(3, 60))
+    assert all(m.batches for m in models), "both workers' models ran batches of the one request"
+    assert sum(len(b[2]) for m in models for b in m.batches) == 60
+    with pytest.raises(ValueError, match="one model per worker"):
+        RerankScheduler(models, workers=3)
+    with pytest.raises(ValueError):
+        RerankScheduler([])

@@ -141,6 +141,7 @@ class CrossEncoder:
         from tokenizers import Tokenizer
 
         self.session = session
+        self._load_args: tuple[Any, dict[str, Any]] | None = None
         self.config = config
         self.source = source
         self.chunking = chunking
@@ -245,9 +246,28 @@ class CrossEncoder:
         session = ort.InferenceSession(str(onnx_path), options, providers=providers)
         tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         model = cls(session, tokenizer, config, max_length=int(max_length), chunking=chunking, source=str(onnx_path))
+        model._load_args = (name_or_path, {
+            "max_length": max_length, "device": device, "intra_op_threads": intra_op_threads, "onnx_file": onnx_file,
+            "chunking": chunking, "allow_spinning": allow_spinning, "warmup": warmup, "revision": revision,
+        })
         if warmup:
             model.warmup()
         return model
+
+    def replicas(self, n: int) -> list[CrossEncoder]:
+        """This model and ``n - 1`` more loaded the same way, each with its own ONNX Runtime session: one per
+        `RerankScheduler` worker (e.g. ``RerankScheduler(ce.replicas(2))`` with ``intra_op_threads=1``).
+        Only for models built by `from_pretrained`."""
+        if n < 1:
+            raise ValueError("replicas: n must be >= 1")
+        if n > 1 and self._load_args is None:
+            raise ValueError("replicas() needs a CrossEncoder built by CrossEncoder.from_pretrained")
+        out = [self]
+        for _ in range(n - 1):
+            assert self._load_args is not None
+            name, kwargs = self._load_args
+            out.append(type(self).from_pretrained(name, **kwargs))
+        return out
 
     def warmup(self) -> None:
         """Run one small batch so that ONNX Runtime allocates and tunes before the first real request."""

@@ -1,25 +1,34 @@
 """The dynamic batch scheduler every reranking call goes through (threads and asyncio alike).
 
-Within a request, pairs are tokenized once, sorted by token length and cut into batches by a padded-token
-budget (``batch size * longest pair in the batch <= max_batch_tokens``, see `plan_batches`), each batch padded
-only to its own longest pair. Across requests, concurrent callers share one worker thread: it takes the
-queued requests (first come, first served, up to ``max_round_pairs`` pairs) as one *round*, sorts all their
-pairs together by length and runs the round's batches; a request that is smaller than one batch waits at
-most ``max_wait_ms`` for company. Each caller gets its own scores back, in its own passage order.
+Latency first. Requests are served in arrival order: the next batch is cut from the *oldest* request's
+pending pairs, so a request completes as soon as its own pairs are scored (its future resolves right after
+its last batch), not when some larger group of requests does. Within a request, pairs are tokenized once,
+sorted by token length and cut into batches by a padded-token budget (``batch size * longest pair in the
+batch <= max_batch_tokens``, see `plan_batches`), each batch padded only to its own longest pair. When the
+oldest request's last batch leaves room in the budget, it is topped up with the next requests' pairs that
+pad to no more than that batch's longest pair (give or take ``batch_overhead_tokens``), so small requests
+share batches and the model runs fewer, fuller batches. A request smaller than one batch waits at most
+``max_wait_ms`` for company. Each caller gets its own scores back, in its own passage order.
+
+Workers. ``workers`` threads pull batches from the one queue. Each worker runs its own model when the
+scheduler is given one model per worker (e.g. several ONNX Runtime sessions of one intra-op thread each, see
+`CrossEncoder.replicas`), or all share a single model. Several workers also let one big request's batches
+run in parallel.
 
 Back-pressure: at most ``max_queue_pairs`` pairs are admitted (queued or running) at once; a request that
 would exceed it fails immediately with `OverloadedError` (map it to HTTP 429/503), so memory stays bounded.
 A request that outlives its timeout raises `TimeoutError` and its pending pairs are dropped. An exception
 raised by the model fails the requests whose pairs were in that batch, and only those.
 
-Tokenization runs in the caller's thread (``tokenizers`` releases the GIL), so it overlaps with inference
-of other requests; `ascore` runs it in the event loop's default executor.
+Tokenization and batch planning run in the caller's thread (``tokenizers`` releases the GIL), so they
+overlap with inference of other requests; `ascore` runs them in the event loop's default executor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -73,12 +82,15 @@ class SchedulerStats:
     pairs: int = 0
     batches: int = 0
     rounds: int = 0
+    """Always 0: kept for compatibility (scheduling no longer works in rounds; see `shared_batches`)."""
     real_tokens: int = 0
     padded_tokens: int = 0
     infer_seconds: float = 0.0
     rejected: int = 0
     timed_out: int = 0
     failed: int = 0
+    shared_batches: int = 0
+    """Batches that held pairs of more than one request (a request's last batch topped up)."""
     batch_sizes: list[int] = field(default_factory=list, repr=False)
 
     @property
@@ -87,21 +99,21 @@ class SchedulerStats:
         return self.padded_tokens / self.real_tokens - 1.0 if self.real_tokens else 0.0
 
 
-_QUEUED, _RUNNING, _DONE = 0, 1, 2
-
-
 class _Request:
-    __slots__ = ("enc", "lengths", "logits", "remaining", "future", "state", "t_submit", "tokens")
+    __slots__ = ("enc", "lengths", "logits", "remaining", "future", "t_submit", "todo", "queued_tokens",
+                 "queued", "done")
 
-    def __init__(self, enc: EncodedPairs, future: RerankFuture) -> None:
+    def __init__(self, enc: EncodedPairs, future: RerankFuture, todo: list[list[int]]) -> None:
         self.enc = enc
-        self.lengths = enc.lengths
-        self.tokens = int(self.lengths.sum())
+        self.lengths: list[int] = enc.lengths.tolist()
         self.logits = np.empty(len(enc))
-        self.remaining = len(enc)
+        self.remaining = len(enc)  # pairs not scored yet
         self.future = future
-        self.state = _QUEUED
         self.t_submit = time.monotonic()
+        self.todo = todo  # planned batches of pairs not yet handed to a worker (ascending length)
+        self.queued_tokens = sum(self.lengths)  # tokens of the pairs in `todo`
+        self.queued = False  # in the scheduler's queue (it still has pairs in `todo`)
+        self.done = False  # scored, failed, cancelled or timed out: nothing more to do
 
 
 class RerankFuture(concurrent.futures.Future):  # type: ignore[type-arg]
@@ -117,19 +129,25 @@ class RerankFuture(concurrent.futures.Future):  # type: ignore[type-arg]
         return super().cancel()
 
 
+_Batch = list[tuple[_Request, int]]
+
+
 class RerankScheduler:
-    """Shares one model among concurrent callers by micro-batching their pairs (see the module doc).
+    """Shares a model among concurrent callers by micro-batching their pairs, oldest request first
+    (see the module doc).
 
     Args:
-        model: a `CrossEncoder` (or anything with ``encode``/``infer``, see `PairModel`).
+        model: a `CrossEncoder` (or anything with ``encode``/``infer``, see `PairModel`), or a sequence of
+            them, one per worker (replicas of one model, e.g. `CrossEncoder.replicas`); the first encodes.
         max_batch_tokens: padded-token budget of one batch (``size * longest``).
         max_batch_pairs: most pairs in one batch.
         batch_overhead_tokens: the per-batch fixed cost, in token equivalents, used to trade a little
-            padding for fewer, larger batches (0 = minimise padding only).
+            padding for fewer, larger batches (0 = minimise padding only); also the most padding a pair of a
+            later request may add when it tops up a request's last batch.
         max_wait_ms: how long a request smaller than one batch waits for others to share a batch with.
         max_queue_pairs: most pairs admitted at once (queued + running); beyond it `OverloadedError`.
-        max_round_pairs: most pairs the worker takes into one round (bounds the wait of later requests).
-        workers: worker threads (1 is right when the model already uses every core).
+        max_round_pairs: ignored; kept so that older callers still construct (there are no rounds).
+        workers: worker threads pulling batches from the queue (default: one per model given).
         timeout: default per-request timeout in seconds (None: wait forever).
 
     Use as a context manager, or call `close()`.
@@ -137,7 +155,7 @@ class RerankScheduler:
 
     def __init__(
         self,
-        model: PairModel,
+        model: PairModel | Sequence[PairModel],
         *,
         max_batch_tokens: int = 4096,
         max_batch_pairs: int = 64,
@@ -145,18 +163,28 @@ class RerankScheduler:
         max_wait_ms: float = 2.0,
         max_queue_pairs: int = 4096,
         max_round_pairs: int = 512,
-        workers: int = 1,
+        workers: int | None = None,
         timeout: float | None = None,
     ) -> None:
+        models = list(model) if isinstance(model, (list, tuple)) else [model]
+        if not models:
+            raise ValueError("model: give a model or a non-empty sequence of models (one per worker)")
         if max_batch_tokens < 1 or max_batch_pairs < 1 or max_round_pairs < 1 or max_queue_pairs < 1:
             raise ValueError("batch, round and queue limits must be >= 1")
+        if batch_overhead_tokens < 0:
+            raise ValueError("batch_overhead_tokens must be >= 0")
         if max_wait_ms < 0:
             raise ValueError("max_wait_ms must be >= 0")
+        if workers is None:
+            workers = len(models)
         if workers < 1:
             raise ValueError("workers must be >= 1")
+        if len(models) > 1 and workers != len(models):
+            raise ValueError(f"{len(models)} models given for {workers} workers; give one model per worker, or one")
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be > 0 (or None)")
-        self.model = model
+        self.model = models[0]
+        self.models = models
         self.max_batch_tokens = int(max_batch_tokens)
         self.max_batch_pairs = int(max_batch_pairs)
         self.batch_overhead_tokens = int(batch_overhead_tokens)
@@ -165,18 +193,25 @@ class RerankScheduler:
         self.max_round_pairs = int(max_round_pairs)
         self.timeout = timeout
         self._cond = threading.Condition()
-        self._queue: deque[_Request] = deque()
+        self._queue: deque[_Request] = deque()  # requests with pairs not yet handed out, oldest first
         self._queued_tokens = 0
         self._pending_pairs = 0
         self._closed = False
         self._stats = SchedulerStats()
         self._workers = [
-            threading.Thread(target=self._work, name=f"funnelrank-rerank-{i}", daemon=True) for i in range(workers)
+            threading.Thread(target=self._work, args=(models[i % len(models)],), name=f"funnelrank-rerank-{i}",
+                             daemon=True)
+            for i in range(workers)
         ]
         for t in self._workers:
             t.start()
 
     # ------------------------------------------------------------------ public API
+    @property
+    def workers(self) -> int:
+        """Number of worker threads."""
+        return len(self._workers)
+
     @property
     def pending_pairs(self) -> int:
         """Pairs admitted and not finished (queued or running)."""
@@ -186,11 +221,7 @@ class RerankScheduler:
     def stats(self) -> SchedulerStats:
         """A snapshot of the counters."""
         with self._cond:
-            s = self._stats
-            return SchedulerStats(
-                s.requests, s.pairs, s.batches, s.rounds, s.real_tokens, s.padded_tokens, s.infer_seconds,
-                s.rejected, s.timed_out, s.failed, list(s.batch_sizes),
-            )
+            return dataclasses.replace(self._stats, batch_sizes=list(self._stats.batch_sizes))
 
     def reset_stats(self) -> None:
         """Zero the counters."""
@@ -214,7 +245,7 @@ class RerankScheduler:
             return future
         if n > self.max_queue_pairs:
             raise ValueError(f"a request of {n} pairs can never fit max_queue_pairs={self.max_queue_pairs}")
-        req = _Request(enc, future)
+        req = _Request(enc, future, self._plan(enc.lengths))
         with self._cond:
             if self._closed:
                 raise SchedulerClosedError("the rerank scheduler is closed")
@@ -226,8 +257,10 @@ class RerankScheduler:
                 )
             future._scheduler = self
             future._request = req
+            req.t_submit = time.monotonic()
+            req.queued = True
             self._queue.append(req)
-            self._queued_tokens += req.tokens
+            self._queued_tokens += req.queued_tokens
             self._pending_pairs += n
             self._stats.requests += 1
             self._cond.notify()
@@ -242,7 +275,7 @@ class RerankScheduler:
         return self._wait(future, self.timeout if timeout is None else timeout)
 
     async def ascore(self, query: str, passages: Sequence[str], *, timeout: float | None = None) -> Scores:
-        """`score` for asyncio: tokenizes in the default executor and awaits the shared worker."""
+        """`score` for asyncio: tokenizes in the default executor and awaits the shared workers."""
         self._precheck(len(passages))
         loop = asyncio.get_running_loop()
         enc = await loop.run_in_executor(None, self.model.encode, query, passages)
@@ -263,11 +296,9 @@ class RerankScheduler:
             self._closed = True
             if cancel_pending:
                 while self._queue:
-                    req = self._queue.popleft()
-                    req.state = _DONE
-                    self._pending_pairs -= len(req.enc)
+                    req = self._queue[0]
+                    self._finish(req)
                     dropped.append(req)
-                self._queued_tokens = 0
             self._cond.notify_all()
         for req in dropped:
             _settle(req.future, exc=SchedulerClosedError("the rerank scheduler was closed before this request ran"))
@@ -283,6 +314,11 @@ class RerankScheduler:
         self.close()
 
     # ------------------------------------------------------------------ internals
+    def _plan(self, lengths: np.ndarray) -> list[list[int]]:
+        """A request's batches: its pairs sorted by length, cut by `plan_batches` (ascending length)."""
+        order = np.argsort(lengths, kind="stable")
+        return [[int(order[k]) for k in part] for part in self._plan_sorted(lengths[order])]
+
     def _precheck(self, n: int) -> None:
         """Fail fast, before tokenizing, when the request cannot be admitted now."""
         with self._cond:
@@ -309,19 +345,25 @@ class RerankScheduler:
         with self._cond:
             self._stats.timed_out += 1
 
-    def _drop(self, req: _Request) -> None:
-        """Forget a request (cancel/timeout): remove it from the queue, or skip its remaining pairs."""
-        with self._cond:
-            if req.state == _DONE:
-                return
-            if req.state == _QUEUED:
-                self._queue.remove(req)
-                self._queued_tokens -= req.tokens
-            req.state = _DONE
-            self._pending_pairs -= len(req.enc)
+    def _finish(self, req: _Request) -> None:
+        """Mark a request done (lock held): out of the queue, its pairs no longer pending."""
+        if req.queued:
+            self._queue.remove(req)
+            self._queued_tokens -= req.queued_tokens
+            req.queued = False
+            req.queued_tokens = 0
+            req.todo = []
+        req.done = True
+        self._pending_pairs -= len(req.enc)
 
-    def _take_round(self) -> list[_Request] | None:
-        """Block until there is work; return the next round's requests, or None to stop."""
+    def _drop(self, req: _Request) -> None:
+        """Forget a request (cancel/timeout): its pairs not handed out never run, running ones are ignored."""
+        with self._cond:
+            if not req.done:
+                self._finish(req)
+
+    def _take_batch(self) -> _Batch | None:
+        """Block until there is work; return the next batch as (request, pair index) items, or None to stop."""
         with self._cond:
             while True:
                 if self._queue:
@@ -329,90 +371,124 @@ class RerankScheduler:
                     if not self._closed and self._queued_tokens < self.max_batch_tokens and age < self.max_wait:
                         self._cond.wait(self.max_wait - age)
                         continue
-                    taken: list[_Request] = []
-                    pairs = 0
-                    while self._queue and (not taken or pairs + len(self._queue[0].enc) <= self.max_round_pairs):
-                        req = self._queue.popleft()
-                        req.state = _RUNNING
-                        self._queued_tokens -= req.tokens
-                        pairs += len(req.enc)
-                        taken.append(req)
-                    self._stats.rounds += 1
-                    return taken
+                    batch = self._next_batch()
+                    if self._queue:
+                        self._cond.notify()  # more work: wake another idle worker
+                    return batch
                 if self._closed:
                     return None
                 self._cond.wait()
 
-    def _work(self) -> None:
-        while True:
-            reqs = self._take_round()
-            if reqs is None:
-                return
-            try:
-                self._run_round(reqs)
-            except BaseException as exc:  # a bug here must not strand callers
-                self._fail(reqs, exc)
+    def _next_batch(self) -> _Batch:
+        """The oldest request's next planned batch; its last one topped up from later requests (lock held)."""
+        first = self._queue[0]
+        picked = first.todo.pop(0)
+        self._take(first, picked)
+        batch: _Batch = [(first, i) for i in picked]
+        if first.queued:
+            return batch
+        longest = max(first.lengths[i] for i in picked)
+        room = min(self.max_batch_pairs, max(1, self.max_batch_tokens // max(longest, 1))) - len(batch)
+        shortest = longest - self.batch_overhead_tokens
+        for req in list(self._queue):
+            if room <= 0:
+                break
+            flat = [i for part in req.todo for i in part]  # ascending length
+            end = len(flat)
+            while end > 0 and req.lengths[flat[end - 1]] > longest:
+                end -= 1
+            start = end
+            while start > 0 and end - start < room and req.lengths[flat[start - 1]] >= shortest:
+                start -= 1
+            if start == end:
+                continue
+            extra = flat[start:end]
+            rest = flat[:start] + flat[end:]
+            req.todo = []
+            if rest:  # re-plan what is left of that request
+                lengths = np.asarray([req.lengths[i] for i in rest])
+                req.todo = [[rest[k] for k in part] for part in self._plan_sorted(lengths)]
+            self._take(req, extra)
+            batch.extend((req, i) for i in extra)
+            room -= len(extra)
+        return batch
 
-    def _run_round(self, reqs: list[_Request]) -> None:
-        sizes = [len(r.enc) for r in reqs]
-        lengths = np.concatenate([r.lengths for r in reqs])
-        owner = np.repeat(np.arange(len(reqs)), sizes)
-        local = np.concatenate([np.arange(s) for s in sizes])
-        order = np.argsort(lengths, kind="stable")
+    def _plan_sorted(self, sorted_lengths: np.ndarray) -> list[list[int]]:
         slices = plan_batches(
-            lengths[order],
+            sorted_lengths,
             max_batch_tokens=self.max_batch_tokens,
             max_batch_pairs=self.max_batch_pairs,
             batch_overhead_tokens=self.batch_overhead_tokens,
         )
-        for start, end in slices:
-            live = [int(k) for k in order[start:end] if reqs[owner[k]].state == _RUNNING]
-            if not live:
-                continue
-            ids = [reqs[owner[k]].enc.input_ids[local[k]] for k in live]
-            has_types = reqs[owner[live[0]]].enc.type_ids is not None
-            types = [reqs[owner[k]].enc.type_ids[local[k]] for k in live] if has_types else None  # type: ignore[index]
-            t0 = time.perf_counter()
+        return [list(range(s, e)) for s, e in slices]
+
+    def _take(self, req: _Request, picked: list[int]) -> None:
+        """Account for pairs of `req` handed to a worker (lock held); dequeue it when none are left."""
+        tokens = sum(req.lengths[i] for i in picked)
+        req.queued_tokens -= tokens
+        self._queued_tokens -= tokens
+        if not req.todo:
+            self._queue.remove(req)
+            req.queued = False
+
+    def _work(self, model: PairModel) -> None:
+        while True:
+            batch = self._take_batch()
+            if batch is None:
+                return
             try:
-                out = np.asarray(self.model.infer(ids, types), dtype=np.float64).reshape(-1)
-                if out.shape[0] != len(live):
-                    raise RuntimeError(f"model returned {out.shape[0]} logits for a batch of {len(live)} pairs")
-            except Exception as exc:
-                self._fail(list({id(reqs[owner[k]]): reqs[owner[k]] for k in live}.values()), exc)
-                continue
-            elapsed = time.perf_counter() - t0
-            longest = max(a.shape[0] for a in ids)
-            finished: list[_Request] = []
-            with self._cond:
-                s = self._stats
-                s.batches += 1
-                s.pairs += len(live)
-                s.real_tokens += int(sum(a.shape[0] for a in ids))
-                s.padded_tokens += len(live) * longest
-                s.infer_seconds += elapsed
-                if len(s.batch_sizes) < 100_000:
-                    s.batch_sizes.append(len(live))
-                for k, value in zip(live, out):
-                    req = reqs[owner[k]]
-                    if req.state != _RUNNING:
-                        continue
-                    req.logits[local[k]] = value
-                    req.remaining -= 1
-                    if req.remaining == 0:
-                        req.state = _DONE
-                        self._pending_pairs -= len(req.enc)
-                        finished.append(req)
-            for req in finished:
-                logits = reduce_to_passages(req.logits, req.enc)
-                _settle(req.future, result=Scores(sigmoid(logits), logits, req.enc.query_truncated))
+                self._run_batch(model, batch)
+            except BaseException as exc:  # a bug here must not strand callers
+                self._fail(list({id(r): r for r, _ in batch}.values()), exc)
+
+    def _run_batch(self, model: PairModel, batch: _Batch) -> None:
+        live = [(req, i) for req, i in batch if not req.done]
+        if not live:
+            return
+        ids = [req.enc.input_ids[i] for req, i in live]
+        types = None
+        if live[0][0].enc.type_ids is not None:
+            types = [req.enc.type_ids[i] for req, i in live]  # type: ignore[index]
+        t0 = time.perf_counter()
+        try:
+            out = np.asarray(model.infer(ids, types), dtype=np.float64).reshape(-1)
+            if out.shape[0] != len(live):
+                raise RuntimeError(f"model returned {out.shape[0]} logits for a batch of {len(live)} pairs")
+        except Exception as exc:
+            self._fail(list({id(r): r for r, _ in live}.values()), exc)
+            return
+        elapsed = time.perf_counter() - t0
+        longest = max(a.shape[0] for a in ids)
+        finished: list[_Request] = []
+        with self._cond:
+            s = self._stats
+            s.batches += 1
+            s.pairs += len(live)
+            s.real_tokens += int(sum(a.shape[0] for a in ids))
+            s.padded_tokens += len(live) * longest
+            s.infer_seconds += elapsed
+            if len({id(r) for r, _ in live}) > 1:
+                s.shared_batches += 1
+            if len(s.batch_sizes) < 100_000:
+                s.batch_sizes.append(len(live))
+            for (req, i), value in zip(live, out):
+                if req.done:
+                    continue
+                req.logits[i] = value
+                req.remaining -= 1
+                if req.remaining == 0:
+                    self._finish(req)
+                    finished.append(req)
+        for req in finished:
+            logits = reduce_to_passages(req.logits, req.enc)
+            _settle(req.future, result=Scores(sigmoid(logits), logits, req.enc.query_truncated))
 
     def _fail(self, reqs: list[_Request], exc: BaseException) -> None:
         failed: list[_Request] = []
         with self._cond:
             for req in reqs:
-                if req.state != _DONE:
-                    req.state = _DONE
-                    self._pending_pairs -= len(req.enc)
+                if not req.done:
+                    self._finish(req)
                     self._stats.failed += 1
                     failed.append(req)
         for req in failed:
