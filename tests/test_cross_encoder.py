@@ -85,6 +85,14 @@ def test_onnx_scores_match_pytorch(exported: tuple[object, Path, int, bool]) -> 
     np.testing.assert_allclose(alone[0], scores[2], atol=1e-5)
 
 
+def test_export_is_fused_by_the_ort_optimizer(exported: tuple[object, Path, int, bool]) -> None:
+    """The scores compared above come from the fused graph `export_cross_encoder` writes by default."""
+    onnx = pytest.importorskip("onnx")
+    _, path, _, _ = exported
+    ops = {n.op_type for n in onnx.load(str(path / "model.onnx"), load_external_data=False).graph.node}
+    assert "Attention" in ops and "SkipLayerNormalization" in ops, sorted(ops)
+
+
 def test_token_type_ids_follow_the_pair_template(exported: tuple[object, Path, int, bool]) -> None:
     _, path, _, token_types = exported
     ce = CrossEncoder.from_pretrained(path, warmup=False)
@@ -147,6 +155,22 @@ def test_chunking_scores_max_over_windows(small: Path) -> None:
     q_len = len(chunked._plain.encode("query words", add_special_tokens=False).ids)
     assert firsts[0][q_len + 2 : q_len + 4] == passage_ids[:2]
     assert firsts[-1][-3:-1] == passage_ids[-2:]
+
+
+def test_reranker_workers_get_their_own_sessions(small: Path) -> None:
+    from funnelrank.rerank import Reranker
+    from funnelrank.rerank.defaults import default_parallelism
+
+    assert default_parallelism(1) == (1, 1) and default_parallelism(2) == (2, 1) and default_parallelism(16) == (2, 8)
+    ce = CrossEncoder.from_pretrained(small, intra_op_threads=1)
+    ref, _ = ce.predict(QUERY, PASSAGES)
+    with Reranker(small, workers=2, intra_op_threads=1, floor=None, top_k=None) as rr:
+        sched = rr.scheduler
+        assert sched.workers == 2 and len({id(m.session) for m in sched.models}) == 2
+        got = sched.score(QUERY, PASSAGES).scores
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+    with pytest.raises(ValueError, match="n must be"):
+        ce.replicas(0)
 
 
 def test_bad_text_is_rejected_clearly(small: Path) -> None:

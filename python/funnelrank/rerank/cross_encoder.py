@@ -254,6 +254,11 @@ class CrossEncoder:
             model.warmup()
         return model
 
+    @property
+    def replicable(self) -> bool:
+        """Whether `replicas` can load more copies (the model was built by `from_pretrained`)."""
+        return self._load_args is not None
+
     def replicas(self, n: int) -> list[CrossEncoder]:
         """This model and ``n - 1`` more loaded the same way, each with its own ONNX Runtime session: one per
         `RerankScheduler` worker (e.g. ``RerankScheduler(ce.replicas(2))`` with ``intra_op_threads=1``).

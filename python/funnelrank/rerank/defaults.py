@@ -12,7 +12,7 @@ from pathlib import Path
 
 from funnelrank.cache import cache_dir
 
-__all__ = ["DEFAULT_RERANKER", "RERANKER_ENV", "default_reranker_dir"]
+__all__ = ["DEFAULT_RERANKER", "RERANKER_ENV", "default_parallelism", "default_reranker_dir"]
 
 RERANKER_ENV = "FUNNELRANK_RERANKER"
 DEFAULT_RERANKER = "funnelrank-reranker"
@@ -33,3 +33,24 @@ def default_reranker_dir() -> Path:
         f"no default cross-encoder: looked for ${RERANKER_ENV} and {path}. Name a model directory (or Hub id), "
         f"or export one with `python -m funnelrank.tools.export_cross_encoder SRC {path}`"
     )
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_parallelism(cores: int | None = None) -> tuple[int, int]:
+    """``(workers, intra_op_threads)`` for a `RerankScheduler` over `cores` cores (default: those available).
+
+    Two workers, each with its own ONNX Runtime session, split the cores between them: on 2 cores that is
+    2 sessions of 1 thread, which beat 1 session of 2 threads in ``bench/bench_rerank_workers.py`` (no
+    per-operator thread synchronisation, which stalls when the OS deschedules one of the threads). One core:
+    one worker, one thread.
+    """
+    cores = available_cores() if cores is None else max(1, int(cores))
+    workers = 2 if cores >= 2 else 1
+    return workers, max(1, cores // workers)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from funnelrank.rerank.cross_encoder import ChunkSpec, CrossEncoder
+from funnelrank.rerank.defaults import default_parallelism
 from funnelrank.rerank.scheduler import RerankScheduler, Scores
 from funnelrank.rerank.traces import TraceWriter
 
@@ -156,6 +157,10 @@ class Reranker:
         floor: default relevance floor (0..1; None disables it).
         top_k: default number of results (None: all that clear the floor).
         traces: a `TraceWriter` or a JSONL path: every call appends one line per candidate.
+        workers: scheduler workers. Loading `model` from a path, each worker gets its own ONNX Runtime
+            session; when neither `workers` nor `intra_op_threads` is given both come from
+            `default_parallelism` (2 workers x 1 thread on 2 cores). A given `CrossEncoder` is replicated
+            for `workers` > 1 when it was built by `CrossEncoder.from_pretrained`, else shared.
         **scheduler_options: passed to `RerankScheduler` when this reranker makes its own.
     """
 
@@ -170,12 +175,13 @@ class Reranker:
         max_length: int | None = None,
         intra_op_threads: int | None = None,
         chunking: ChunkSpec | None = None,
+        workers: int | None = None,
         **scheduler_options: Any,
     ) -> None:
         self.floor = _check_floor(floor)
         self.top_k = _check_top_k(top_k)
         if scheduler is not None:
-            if scheduler_options:
+            if scheduler_options or workers is not None:
                 raise ValueError("scheduler options given together with an existing scheduler")
             self.scheduler = scheduler
             self._owns_scheduler = False
@@ -183,10 +189,16 @@ class Reranker:
             if model is None:
                 raise ValueError("Reranker needs a model (CrossEncoder, directory or Hub id) or a scheduler")
             if not isinstance(model, CrossEncoder):
+                if workers is None and intra_op_threads is None:
+                    workers, intra_op_threads = default_parallelism()
                 model = CrossEncoder.from_pretrained(
                     model, max_length=max_length, intra_op_threads=intra_op_threads, chunking=chunking
                 )
-            self.scheduler = RerankScheduler(model, **scheduler_options)
+            workers = 1 if workers is None else workers
+            if workers > 1 and model.replicable:
+                self.scheduler = RerankScheduler(model.replicas(workers), **scheduler_options)
+            else:
+                self.scheduler = RerankScheduler(model, workers=workers, **scheduler_options)
             self._owns_scheduler = True
         if traces is None or isinstance(traces, TraceWriter):
             self.traces = traces

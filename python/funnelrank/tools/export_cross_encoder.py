@@ -7,6 +7,9 @@ sibling directory renamed into place), then checks that ONNX Runtime reproduces 
 Needs the dev extra (torch, transformers); never imported on the query path::
 
     python -m funnelrank.tools.export_cross_encoder SRC_DIR OUT_DIR [--num-labels 1] [--no-token-type-ids]
+                                                  [--no-optimize]
+
+The graph is fused by ONNX Runtime's transformer optimizer unless ``--no-optimize`` (see `optimize_onnx`).
 
 `SRC_DIR` is a transformers checkpoint. A bare encoder (e.g. all-MiniLM-L6-v2, ``BertModel``) gets a
 freshly initialised classification head (seeded by ``--seed``): useful for speed work, not for ranking.
@@ -88,6 +91,39 @@ def export_onnx(model: Any, onnx_path: str | os.PathLike[str], *, token_type_ids
     return bool(token_type_ids)
 
 
+# transformers model types whose encoders ONNX Runtime's transformer optimizer fuses as "bert".
+_BERT_LIKE = {"bert", "roberta", "xlm-roberta", "electra", "camembert", "distilbert", "mpnet"}
+
+
+def optimize_onnx(onnx_path: str | os.PathLike[str], config: Any) -> dict[str, int]:
+    """Rewrite `onnx_path` in place with ONNX Runtime's transformer optimizer (fused embedding+LayerNorm,
+    attention, skip-LayerNorm and bias-GELU kernels), measured faster on CPU by ``bench/bench_rerank_workers.py``.
+
+    Only graph fusions (``opt_level=0``), so the file stays portable across ONNX Runtime builds and
+    providers. Returns the fused-operator counts; leaves the file unchanged (and returns ``{}``) for model
+    types the optimizer does not know. The caller re-checks the result against PyTorch.
+    """
+    model_type = str(getattr(config, "model_type", ""))
+    if model_type not in _BERT_LIKE:
+        return {}
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optimized = optimize_model(
+            os.fspath(onnx_path),
+            model_type="bert",
+            num_heads=int(config.num_attention_heads),
+            hidden_size=int(config.hidden_size),
+            opt_level=0,
+        )
+    fused = {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
+    tmp = Path(os.fspath(onnx_path) + ".opt")
+    optimized.save_model_to_file(os.fspath(tmp))
+    os.replace(tmp, onnx_path)
+    return fused
+
+
 def check_onnx_matches(model: Any, onnx_path: str | os.PathLike[str], *, atol: float = 1e-4) -> float:
     """Run random padded batches through PyTorch and ONNX Runtime; raise if logits differ by more than `atol`.
 
@@ -127,6 +163,7 @@ def export_cross_encoder(
     token_type_ids: bool | None = None,
     seed: int = 0,
     overwrite: bool = False,
+    optimize: bool = True,
 ) -> Path:
     """Export a checkpoint directory (or an in-memory transformers model) to a `CrossEncoder` directory.
 
@@ -139,6 +176,7 @@ def export_cross_encoder(
         token_type_ids: whether the ONNX graph takes token type ids (default: the model has > 1 type).
         seed: seeds a freshly initialised classification head.
         overwrite: replace an existing `out_dir`.
+        optimize: fuse the graph with ONNX Runtime's transformer optimizer (see `optimize_onnx`).
 
     Returns the output directory. Raises if ONNX Runtime does not reproduce PyTorch within 1e-4.
     """
@@ -169,6 +207,8 @@ def export_cross_encoder(
 
     with atomic_directory(out, overwrite=overwrite) as tmp:
         export_onnx(model, tmp / "model.onnx", token_type_ids=token_type_ids)
+        if optimize:
+            optimize_onnx(tmp / "model.onnx", model.config)
         check_onnx_matches(model, tmp / "model.onnx")
         config = model.config.to_dict()
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
@@ -187,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-token-type-ids", action="store_true", help="export a graph without token_type_ids")
     parser.add_argument("--seed", type=int, default=0, help="seed for a freshly initialised head")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    parser.add_argument("--no-optimize", action="store_true",
+                        help="skip ONNX Runtime's transformer optimizer (fused attention/LayerNorm/GELU)")
     args = parser.parse_args(argv)
     out = export_cross_encoder(
         args.source,
@@ -195,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         token_type_ids=False if args.no_token_type_ids else None,
         seed=args.seed,
         overwrite=args.overwrite,
+        optimize=not args.no_optimize,
     )
     print(f"exported {args.source} -> {out}")
     return 0
