@@ -330,3 +330,17 @@ def test_one_model_per_worker() -> None:
         RerankScheduler(models, workers=3)
     with pytest.raises(ValueError):
         RerankScheduler([])
+
+
+def test_infer_seconds_is_wall_time_busy_with_parallel_workers() -> None:
+    """pairs / infer_seconds is the scheduler's throughput (the service's wait estimate), also with 2 workers."""
+    models = [FakeModel(delay=0.05), FakeModel(delay=0.05)]
+    with RerankScheduler(models, max_batch_tokens=100, max_batch_pairs=1, max_wait_ms=0) as sched:
+        t0 = time.perf_counter()
+        sched.score("q1", [f"p{i}:5" for i in range(10)])
+        wall = time.perf_counter() - t0
+        stats = sched.stats()
+    assert stats.batches == 10
+    assert stats.model_seconds >= 10 * 0.05
+    assert stats.infer_seconds <= wall + 1e-3
+    assert stats.model_seconds > 1.5 * stats.infer_seconds, "the two workers ran batches at the same time"

@@ -86,6 +86,10 @@ class SchedulerStats:
     real_tokens: int = 0
     padded_tokens: int = 0
     infer_seconds: float = 0.0
+    """Wall-clock seconds during which at least one batch was running, so ``pairs / infer_seconds`` is the
+    scheduler's throughput while busy, however many workers run at once (see `model_seconds`)."""
+    model_seconds: float = 0.0
+    """Model time summed over batches (exceeds `infer_seconds` when several workers run at once)."""
     rejected: int = 0
     timed_out: int = 0
     failed: int = 0
@@ -198,6 +202,9 @@ class RerankScheduler:
         self._pending_pairs = 0
         self._closed = False
         self._stats = SchedulerStats()
+        self._running = 0  # batches running now
+        self._busy_since = 0.0  # when the current busy period (>= 1 batch running) began
+        self._reset_at = 0.0  # when the counters were last zeroed
         self._workers = [
             threading.Thread(target=self._work, args=(models[i % len(models)],), name=f"funnelrank-rerank-{i}",
                              daemon=True)
@@ -221,12 +228,16 @@ class RerankScheduler:
     def stats(self) -> SchedulerStats:
         """A snapshot of the counters."""
         with self._cond:
-            return dataclasses.replace(self._stats, batch_sizes=list(self._stats.batch_sizes))
+            snap = dataclasses.replace(self._stats, batch_sizes=list(self._stats.batch_sizes))
+            if self._running:  # count the busy period in progress
+                snap.infer_seconds += time.perf_counter() - max(self._busy_since, self._reset_at)
+            return snap
 
     def reset_stats(self) -> None:
         """Zero the counters."""
         with self._cond:
             self._stats = SchedulerStats()
+            self._reset_at = time.perf_counter()
 
     def submit(self, query: str, passages: Sequence[str]) -> RerankFuture:
         """Tokenize in this thread and queue the request; returns a future of `Scores`.
@@ -449,15 +460,20 @@ class RerankScheduler:
         types = None
         if live[0][0].enc.type_ids is not None:
             types = [req.enc.type_ids[i] for req, i in live]  # type: ignore[index]
-        t0 = time.perf_counter()
+        with self._cond:
+            t0 = time.perf_counter()
+            if self._running == 0:
+                self._busy_since = t0
+            self._running += 1
         try:
             out = np.asarray(model.infer(ids, types), dtype=np.float64).reshape(-1)
             if out.shape[0] != len(live):
                 raise RuntimeError(f"model returned {out.shape[0]} logits for a batch of {len(live)} pairs")
         except Exception as exc:
+            self._idle_one()
             self._fail(list({id(r): r for r, _ in live}.values()), exc)
             return
-        elapsed = time.perf_counter() - t0
+        elapsed = self._idle_one() - t0
         longest = max(a.shape[0] for a in ids)
         finished: list[_Request] = []
         with self._cond:
@@ -466,7 +482,7 @@ class RerankScheduler:
             s.pairs += len(live)
             s.real_tokens += int(sum(a.shape[0] for a in ids))
             s.padded_tokens += len(live) * longest
-            s.infer_seconds += elapsed
+            s.model_seconds += elapsed
             if len({id(r) for r, _ in live}) > 1:
                 s.shared_batches += 1
             if len(s.batch_sizes) < 100_000:
@@ -482,6 +498,15 @@ class RerankScheduler:
         for req in finished:
             logits = reduce_to_passages(req.logits, req.enc)
             _settle(req.future, result=Scores(sigmoid(logits), logits, req.enc.query_truncated))
+
+    def _idle_one(self) -> float:
+        """A batch finished: close the busy period when it was the last one running. Returns the time."""
+        with self._cond:
+            now = time.perf_counter()
+            self._running -= 1
+            if self._running == 0:
+                self._stats.infer_seconds += now - max(self._busy_since, self._reset_at)
+            return now
 
     def _fail(self, reqs: list[_Request], exc: BaseException) -> None:
         failed: list[_Request] = []
