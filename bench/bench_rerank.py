@@ -326,7 +326,7 @@ def main() -> int:
           f"ratio = {r_st:.2f}x  target >= {TARGETS['st']:.1f}x: {verdict(r_st >= TARGETS['st'])}")
     print(f"(a) over all {len(work)} queries one at a time: {all_tokens / seq_total:.0f} tokens/s, "
           f"{all_pairs / seq_total:.2f} pairs/s; request latency p50 {pct(seq_latency, 50):.0f} ms, p99 {pct(seq_latency, 99):.0f} ms; "
-          f"CPU cores kept busy {ours_cpu / times['ours']:.2f} of {os.cpu_count()}")
+          f"CPU cores kept busy {ours_cpu / seq_total:.2f} of {os.cpu_count()}")
     print(f"(d) {len(work)} concurrent clients: {all_tokens / conc_total:.0f} tokens/s, {all_pairs / conc_total:.2f} pairs/s; "
           f"ratio vs one at a time = {r_conc:.2f}x  target >= {TARGETS['concurrency']:.1f}x: {verdict(r_conc >= TARGETS['concurrency'])}")
     print(f"    latency p50 {pct(conc_latency, 50):.0f} ms, p99 {pct(conc_latency, 99):.0f} ms "
@@ -344,7 +344,7 @@ def main() -> int:
             "concurrent_latency_ms_p50": pct(conc_latency, 50), "concurrent_latency_ms_p99": pct(conc_latency, 99),
             "padding_waste": waste, "padding_waste_concurrent": conc_stats.padding_waste,
             "sequential_latency_ms_p50": pct(seq_latency, 50), "sequential_latency_ms_p99": pct(seq_latency, 99),
-            "cores_busy_single_client": ours_cpu / times["ours"], "cores_busy_concurrent": conc_cpu / conc_total,
+            "cores_busy_single_client": ours_cpu / seq_total, "cores_busy_concurrent": conc_cpu / conc_total,
             "load_start": load_start, "load_end": os.getloadavg()[0], "workers": n_workers, "threads_per_worker": per_worker,
         }, indent=2) + "\n")
     return 0
