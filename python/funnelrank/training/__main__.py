@@ -1,0 +1,84 @@
+"""`python -m funnelrank.training {prepare,train,export}` (needs the dev extra; see the model card).
+
+    prepare  encode the training texts once, mine BM25 + dense hard negatives, write groups (resumable)
+    train    fine-tune the joint layers from the cache; checkpoints, --resume, --max-minutes
+    export   write a CrossEncoder model directory (model.onnx, tokenizer, config) from a checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DEFAULT_WORK = Path(os.environ.get("FUNNELRANK_TRAIN_WORK", "/work/train-cache/run"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (see module doc)."""
+    p = argparse.ArgumentParser(prog="python -m funnelrank.training", description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pp = sub.add_parser("prepare", help="encode texts, mine negatives, write groups")
+    pp.add_argument("--data", type=Path, default=Path("../shared/data"))
+    pp.add_argument("--work", type=Path, default=DEFAULT_WORK, help="cache/work directory (outside the repo)")
+    pp.add_argument("--n-squad", type=int, default=2000, help="squad training questions")
+    pp.add_argument("--n-separate", type=int, default=4, help="per-segment (frozen) layers below the joint ones")
+    pp.add_argument("--max-p", type=int, default=128, help="passage tokens kept for training")
+    tp = sub.add_parser("train", help="train the joint layers")
+    tp.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    tp.add_argument("--out", type=Path, default=None, help="checkpoint directory (default WORK/train)")
+    tp.add_argument("--max-minutes", type=float, default=60.0)
+    tp.add_argument("--max-steps", type=int, default=100000)
+    tp.add_argument("--batch-groups", type=int, default=4, help="groups (1 pos + 7 neg) per step")
+    tp.add_argument("--lr", type=float, default=5e-5)
+    tp.add_argument("--head-lr", type=float, default=3e-3)
+    tp.add_argument("--kd", type=float, default=1.0, help="weight of distillation from the bi-encoder")
+    tp.add_argument("--bce", type=float, default=0.2, help="weight of pointwise BCE")
+    tp.add_argument("--mix", default="squad:0.4,scifact:0.35,wikiqa:0.25")
+    tp.add_argument("--ckpt-every", type=int, default=50)
+    tp.add_argument("--eval-every", type=int, default=300)
+    tp.add_argument("--resume", action="store_true")
+    ep = sub.add_parser("export", help="export a checkpoint to a CrossEncoder model directory")
+    ep.add_argument("checkpoint", type=Path, help="checkpoint .pt ('none': the untrained start)")
+    ep.add_argument("out", type=Path)
+    ep.add_argument("--precision", choices=("fp32", "fp16w", "int8"), default="fp16w")
+    ep.add_argument("--n-separate", type=int, default=4)
+    ep.add_argument("--max-length", type=int, default=256)
+    ep.add_argument("--random-weights", action="store_true", help="same architecture, random weights (speed peer)")
+    ep.add_argument("--overwrite", action="store_true")
+    return p
+
+
+def main() -> None:
+    """Entry point."""
+    a = build_parser().parse_args()
+    import torch
+
+    torch.set_num_threads(a.threads)
+    if a.cmd == "prepare":
+        from funnelrank.training.prepare import prepare
+
+        prepare(a.data, a.work, n_squad=a.n_squad, max_p=a.max_p, n_separate=a.n_separate)
+    elif a.cmd == "train":
+        from funnelrank.training.train import train
+
+        train(a.work, a.out or a.work / "train", a.max_minutes, batch_groups=a.batch_groups, lr=a.lr,
+              head_lr=a.head_lr, kd=a.kd, bce=a.bce, mix=a.mix, ckpt_every=a.ckpt_every,
+              eval_every=a.eval_every, max_steps=a.max_steps, resume=a.resume)
+    else:
+        from funnelrank.training.export import export_model_dir, load_trained, randomize
+
+        ck = None if str(a.checkpoint) == "none" else a.checkpoint
+        model = load_trained(ck, n_separate=a.n_separate)
+        if a.random_weights:
+            model = randomize(model)
+        out = export_model_dir(model, a.out, precision=a.precision, max_length=a.max_length, overwrite=a.overwrite)
+        print(f"exported {a.checkpoint} -> {out} ({a.precision})")
+
+
+if __name__ == "__main__":
+    main()

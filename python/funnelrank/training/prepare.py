@@ -1,0 +1,119 @@
+"""`prepare`: load the training splits, encode every text once (cache.py), mine hard negatives with BM25 and
+dense retrieval, and write training groups and validation sets as JSON in the work directory."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from funnelrank.training.cache import build_cache
+from funnelrank.training.data import GROUP, Retrieval, TextStore, bm25_search, load_scifact, load_squad, load_wikiqa
+from funnelrank.training.model import SegmentCrossEncoder
+
+
+def _dense_search(emb: np.ndarray, q_rows: list[int], d_rows: list[int], k: int) -> list[list[int]]:
+    """Exact cosine top-k (positions into d_rows) for each query row."""
+    d = emb[d_rows]
+    out = []
+    for s in range(0, len(q_rows), 512):
+        sims = emb[q_rows[s:s + 512]] @ d.T
+        top = np.argpartition(-sims, min(k, len(d_rows) - 1), axis=1)[:, :k]
+        out.extend([list(t[np.argsort(-sims[r, t])]) for r, t in enumerate(top)])
+    return out
+
+
+def _retrieval_groups(ret: Retrieval, store: TextStore, emb: np.ndarray, rng: random.Random,
+                      val_depth: int) -> tuple[list[dict], list[dict], dict]:
+    """Training groups (1 positive + hard negatives from BM25 and dense) and validation candidate lists."""
+    dkeys = [store.index[f"p:{ret.name}:{d}"] for d in ret.doc_ids]
+    qids = ret.train_qids + ret.val_qids
+    t0 = time.time()
+    bm = bm25_search(ret.doc_texts, [ret.queries[q] for q in qids], k=max(30, val_depth))
+    dense = _dense_search(emb, [store.index[f"q:{ret.name}:{q}"] for q in qids], dkeys, 30)
+    stats = {"bm25_s": round(time.time() - t0, 1)}
+    train, val = [], []
+    n_train = len(ret.train_qids)
+    for n, q in enumerate(qids):
+        rel = {d for d, g in ret.qrels[q].items() if g > 0}
+        qk = store.index[f"q:{ret.name}:{q}"]
+        if n >= n_train:
+            cands = [dkeys[i] for i in bm[n][:val_depth]]
+            labels = [int(ret.doc_ids[i] in rel) for i in bm[n][:val_depth]]
+            val.append({"q": qk, "docs": cands, "labels": labels, "n_rel": len(rel)})
+            continue
+        bm_neg = [i for i in bm[n][:20] if ret.doc_ids[i] not in rel]
+        de_neg = [i for i in dense[n][:20] if ret.doc_ids[i] not in rel]
+        for d in sorted(rel):
+            if f"p:{ret.name}:{d}" not in store.index:
+                continue
+            negs: list[int] = []
+            for pool, take in ((bm_neg, 4), (de_neg, GROUP - 1)):
+                for i in rng.sample(pool, len(pool)):
+                    if len(negs) >= take or len(negs) >= GROUP - 1:
+                        break
+                    if dkeys[i] not in negs:
+                        negs.append(dkeys[i])
+            if len(negs) == GROUP - 1:
+                train.append({"src": ret.name, "q": qk, "docs": [store.index[f"p:{ret.name}:{d}"]] + negs,
+                              "labels": [1] + [0] * (GROUP - 1)})
+    return train, val, stats
+
+
+def prepare(data: Path, work: Path, n_squad: int = 2000, n_squad_val: int = 300, max_q: int = 32,
+            max_p: int = 128, n_separate: int = 4, seed: int = 0) -> None:
+    """Build the cache and the groups under `work` (see module doc)."""
+    rng = random.Random(seed)
+    sets = [load_scifact(data), load_squad(data, n_squad, n_squad_val, seed)]
+    wq_train, wq_dev = load_wikiqa(data, "train"), load_wikiqa(data, "dev")
+    store = TextStore()
+    for ret in sets:
+        for q in ret.train_qids + ret.val_qids:
+            store.add(f"q:{ret.name}:{q}", ret.queries[q])
+        for d, t in zip(ret.doc_ids, ret.doc_texts):
+            store.add(f"p:{ret.name}:{d}", t)
+    wiki_pool: list[str] = []
+    for split, groups in (("train", wq_train), ("dev", wq_dev)):
+        for q, sents, labels in groups:
+            if not any(labels):
+                continue
+            store.add(f"q:wikiqa:{q}", q)
+            for s in sents:
+                store.add(f"p:wikiqa:{s}", s)
+                wiki_pool.append(s)
+    model = SegmentCrossEncoder.from_base(n_separate=n_separate)
+    cache = build_cache(model, store.keys, store.texts, work / "cache", max_q=max_q, max_p=max_p)
+    train, val, stats = [], {}, {}
+    for ret in sets:
+        t, v, s = _retrieval_groups(ret, store, cache.emb, rng, val_depth=30 if ret.name == "scifact" else 20)
+        train += t
+        val[ret.name] = v
+        stats[ret.name] = {"train_groups": len(t), "val_queries": len(v), **s}
+    wq = []
+    for q, sents, labels in wq_train:
+        if not any(labels):
+            continue
+        negs = [s for s, lab in zip(sents, labels) if lab == 0]
+        for s, lab in zip(sents, labels):
+            if lab != 1:
+                continue
+            pick = rng.sample(negs, min(len(negs), GROUP - 1))
+            while len(pick) < GROUP - 1:  # short candidate lists are topped up with random wikiqa sentences
+                r = rng.choice(wiki_pool)
+                if r not in pick and r != s and r not in sents:
+                    pick.append(r)
+            wq.append({"src": "wikiqa", "q": store.index[f"q:wikiqa:{q}"],
+                       "docs": [store.index[f"p:wikiqa:{x}"] for x in [s] + pick], "labels": [1] + [0] * (GROUP - 1)})
+    train += wq
+    val["wikiqa"] = [{"q": store.index[f"q:wikiqa:{q}"], "docs": [store.index[f"p:wikiqa:{s}"] for s in sents],
+                      "labels": labels, "n_rel": sum(labels)} for q, sents, labels in wq_dev if any(labels)]
+    stats["wikiqa"] = {"train_groups": len(wq), "val_queries": len(val["wikiqa"])}
+    for g in train:
+        g["teacher"] = [float(cache.emb[g["q"]] @ cache.emb[d]) for d in g["docs"]]
+    (work / "train_groups.json").write_text(json.dumps(train))
+    (work / "val.json").write_text(json.dumps(val))
+    (work / "prepare_stats.json").write_text(json.dumps(stats, indent=1))
+    print(json.dumps(stats, indent=1))
