@@ -1,7 +1,8 @@
 """Where the default cross-encoder comes from when no model is named.
 
 In order: the directory in ``$FUNNELRANK_RERANKER``; else ``<cache>/models/funnelrank-reranker`` (see
-:func:`funnelrank.cache.cache_dir`), where the project's own trained reranker is installed (issue 5).
+:func:`funnelrank.cache.cache_dir`), a user-installed override; else the project's own trained reranker,
+shipped inside the package (:func:`funnelrank.models.default_reranker_path`, issue 5).
 Either must hold what :meth:`CrossEncoder.from_pretrained` loads (model.onnx, tokenizer.json, config.json).
 """
 
@@ -29,6 +30,12 @@ def default_reranker_dir() -> Path:
     path = cache_dir("models", DEFAULT_RERANKER)
     if path.is_dir():
         return path
+    from funnelrank.models import default_reranker_path
+
+    try:
+        return default_reranker_path()
+    except FileNotFoundError:
+        pass
     raise FileNotFoundError(
         f"no default cross-encoder: looked for ${RERANKER_ENV} and {path}. Name a model directory (or Hub id), "
         f"or export one with `python -m funnelrank.tools.export_cross_encoder SRC {path}`"

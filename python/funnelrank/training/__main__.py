@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--ckpt-every", type=int, default=50)
     tp.add_argument("--eval-every", type=int, default=300)
     tp.add_argument("--resume", action="store_true")
+    tp.add_argument("--val-queries", type=int, default=60, help="validation queries per set")
     ep = sub.add_parser("export", help="export a checkpoint to a CrossEncoder model directory")
     ep.add_argument("checkpoint", type=Path, help="checkpoint .pt ('none': the untrained start)")
     ep.add_argument("out", type=Path)
@@ -68,7 +69,8 @@ def main() -> None:
 
         train(a.work, a.out or a.work / "train", a.max_minutes, batch_groups=a.batch_groups, lr=a.lr,
               head_lr=a.head_lr, kd=a.kd, bce=a.bce, mix=a.mix, ckpt_every=a.ckpt_every,
-              eval_every=a.eval_every, max_steps=a.max_steps, resume=a.resume)
+              eval_every=a.eval_every, max_steps=a.max_steps, resume=a.resume,
+              val_queries=a.val_queries)
     else:
         from funnelrank.training.export import export_model_dir, load_trained, randomize
 

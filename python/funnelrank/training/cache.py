@@ -72,7 +72,7 @@ def build_cache(model: SegmentCrossEncoder, keys: list[str], texts: list[str], o
     if fresh:
         meta.write_text(json.dumps({"keys": keys, "n_separate": model.n_separate, "max_q": max_q, "max_p": max_p}))
         np.save(out / "done.npy", np.zeros(len(keys), dtype=bool))
-        np.save(out / "offsets.npy", offsets)
+    np.save(out / "offsets.npy", offsets)
     mode = "w+" if fresh else "r+"
     states = np.lib.format.open_memmap(out / "states.npy", mode=mode, dtype=np.float16,
                                        shape=(int(offsets[-1]), hid))

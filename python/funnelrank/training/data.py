@@ -122,17 +122,23 @@ def load_wikiqa(root: Path, split: str) -> list[tuple[str, list[str], list[int]]
     return [(q, ss, ls) for q, (ss, ls) in groups.items()]
 
 
+BM25_BACKEND = ""
+"""Which BM25 the last `bm25_search` used (recorded in prepare_stats.json)."""
+
+
 def bm25_search(doc_texts: list[str], queries: list[str], k: int) -> list[list[int]]:
     """Top-k doc positions per query with the project's BM25 (`funnelrank.BM25Index`) when it is built,
     else bm25s with the same Lucene-style scoring (k1=1.2, b=0.75, English stemming)."""
+    global BM25_BACKEND
     try:
         from funnelrank import BM25Index  # type: ignore[attr-defined]
     except ImportError:
         BM25Index = None
+    BM25_BACKEND = "funnelrank.BM25Index" if BM25Index is not None else "bm25s (funnelrank core not built)"
     if BM25Index is not None:
         idx = BM25Index()
         idx.add([str(i) for i in range(len(doc_texts))], doc_texts)
-        return [[int(i) for i in ids] for ids, _ in idx.search_batch(queries, k=k)]
+        return [[int(i) for i in ids] for ids, _ in idx.search_batch(queries, k=k, threads=1)]
     import bm25s
     import Stemmer
 

@@ -34,7 +34,9 @@ def _retrieval_groups(ret: Retrieval, store: TextStore, emb: np.ndarray, rng: ra
     t0 = time.time()
     bm = bm25_search(ret.doc_texts, [ret.queries[q] for q in qids], k=max(30, val_depth))
     dense = _dense_search(emb, [store.index[f"q:{ret.name}:{q}"] for q in qids], dkeys, 30)
-    stats = {"bm25_s": round(time.time() - t0, 1)}
+    from funnelrank.training import data as data_mod
+
+    stats = {"mining_s": round(time.time() - t0, 1), "bm25": data_mod.BM25_BACKEND}
     train, val = [], []
     n_train = len(ret.train_qids)
     for n, q in enumerate(qids):

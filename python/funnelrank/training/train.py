@@ -34,13 +34,10 @@ class Cache:
         self.n_separate = int(meta["n_separate"])
         self.states = np.load(work / "cache" / "states.npy", mmap_mode="r")
         self.emb = np.load(work / "cache" / "emb.npy")
-        ids_len = None
         off = work / "cache" / "offsets.npy"
-        if off.exists():
-            self.offsets = np.load(off)
-        else:
+        if not off.exists():
             raise FileNotFoundError(f"{off} missing: rerun prepare")
-        del ids_len
+        self.offsets = np.load(off)
 
     def seg(self, i: int) -> np.ndarray:
         return self.states[self.offsets[i]: self.offsets[i + 1]]
@@ -79,7 +76,7 @@ def _dcg(labels: list[int]) -> float:
 
 
 def validate(model: SegmentCrossEncoder, cache: Cache, val: dict, teacher: bool = False,
-             max_queries: int = 150) -> dict[str, float]:
+             max_queries: int = 60) -> dict[str, float]:
     """nDCG@10 (scifact held-out, reranking BM25 top-30), MRR@10 (squad held-out BM25 top-20, wikiqa dev)."""
     res = {}
     for name, items in val.items():
@@ -119,7 +116,7 @@ def trainable_state(model: SegmentCrossEncoder) -> dict[str, torch.Tensor]:
 def train(work: Path, out: Path, max_minutes: float, batch_groups: int = 4, lr: float = 5e-5,
           head_lr: float = 3e-3, kd: float = 1.0, bce: float = 0.2, mix: str = "squad:0.4,scifact:0.35,wikiqa:0.25",
           ckpt_every: int = 100, eval_every: int = 300, max_steps: int = 100000, resume: bool = False,
-          seed: int = 0) -> None:
+          seed: int = 0, val_queries: int = 60) -> None:
     """Run (or resume) training; see module doc."""
     out.mkdir(parents=True, exist_ok=True)
     cache = Cache(work)
@@ -149,7 +146,8 @@ def train(work: Path, out: Path, max_minutes: float, batch_groups: int = 4, lr: 
         print(f"resumed at step {step}")
     logf = (out / "train_log.jsonl").open("a")
     if step == 0:
-        v0 = {"step": 0, "teacher": validate(model, cache, val, teacher=True), "model": validate(model, cache, val)}
+        v0 = {"step": 0, "teacher": validate(model, cache, val, teacher=True, max_queries=val_queries),
+              "model": validate(model, cache, val, max_queries=val_queries)}
         print(json.dumps(v0), flush=True)
         logf.write(json.dumps(v0) + "\n")
     t_end = time.time() + 60 * max_minutes
@@ -179,7 +177,7 @@ def train(work: Path, out: Path, max_minutes: float, batch_groups: int = 4, lr: 
         opt.step()
         step += 1
         n_pairs += len(pairs)
-        run_loss = 0.98 * run_loss + 0.02 * float(loss) if step > 1 else float(loss)
+        run_loss = 0.98 * run_loss + 0.02 * float(loss.detach()) if step > 1 else float(loss.detach())
         bar.update(1)
         bar.set_postfix(loss=f"{run_loss:.3f}", pairs_s=f"{n_pairs / (time.time() - t0):.1f}")
         last = step >= max_steps or time.time() >= t_end
@@ -187,7 +185,7 @@ def train(work: Path, out: Path, max_minutes: float, batch_groups: int = 4, lr: 
             rec = {"step": step, "pairs_s": round(n_pairs / (time.time() - t0), 2), "loss": round(run_loss, 4),
                    "cross_bias": [round(float(v), 2) for v in model.cross_bias.mean(1)],
                    "scale": round(float(model.scale), 2), "bias": round(float(model.bias), 2),
-                   "model": validate(model, cache, val)}
+                   "model": validate(model, cache, val, max_queries=val_queries)}
             log.append(rec)
             print(json.dumps(rec), flush=True)
             logf.write(json.dumps(rec) + "\n")
