@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from funnelrank._core import Analyzer, BM25Index, FusedResult, HNSWIndex, IndexFileError, convex_fusion, rrf
 from funnelrank.collection import Collection, Document
+from funnelrank.models import default_reranker_path
 from funnelrank.pipeline import Pipeline, Result, SearchResponse
 from funnelrank.rerank import CrossEncoder, OverloadedError, Reranker, RerankResult, RerankScheduler
 
@@ -32,5 +33,6 @@ __all__ = [
     "SearchResponse",
     "__version__",
     "convex_fusion",
+    "default_reranker_path",
     "rrf",
 ]
