@@ -231,9 +231,12 @@ def test_pruned_top_k_equals_exhaustive() -> None:
     for n in (500, 4000):
         docs = random_corpus(rng, n, 200, 60)
         index = build(docs, analyzer=Analyzer(**PLAIN))
-        for q in random_queries(rng, 80, 200):
-            for k in (1, 10, 50):
-                assert_same(index.search(q, k), index._search_exhaustive(q, k))
+        queries = random_queries(rng, 80, 200)
+        for dense_max_docs in (index._dense_max_docs, 0):  # dense accumulation, then MaxScore
+            index._dense_max_docs = dense_max_docs
+            for q in queries:
+                for k in (1, 10, 50):
+                    assert_same(index.search(q, k), index._search_exhaustive(q, k))
 
 
 @pytest.mark.core
@@ -269,6 +272,8 @@ def test_incremental_add_delete_equals_rebuild() -> None:
         index.delete([d for (d, _), x in zip(live, drop) if x])
         live = [doc for doc, x in zip(live, drop) if not x]
         rebuilt = build(live, analyzer=Analyzer(**PLAIN))
+        if step % 2:  # the rebuilt index answers with MaxScore, the updated one with dense accumulation
+            rebuilt._dense_max_docs = 0
         assert len(index) == len(live) and index.ids() == [d for d, _ in live]
         for q in queries:
             assert_same(index.search(q, 10), rebuilt.search(q, 10))

@@ -285,6 +285,9 @@ the document added first.
                  }
                  return self.contains(std::string_view(data, static_cast<std::size_t>(size)));
              })
+        .def_property("_dense_max_docs", &BM25Index::dense_max_docs, &BM25Index::set_dense_max_docs,
+                      "Corpora with at most this many document slots are searched with dense term-at-a-time "
+                      "accumulation, larger ones with MaxScore (both exact; a speed knob, used by tests).")
         .def_property_readonly("k1", &BM25Index::k1)
         .def_property_readonly("b", &BM25Index::b)
         .def_property_readonly("analyzer",

@@ -25,29 +25,34 @@ constexpr std::uint32_t kMaxDocs = kEnd - 1;
 // ---------------------------------------------------------------------------------------------------
 // Scoring
 
-// Per-query constants; term_score() is the one place a BM25 term contribution is computed.
-// Document scores are sums of contributions rounded to fixed point (units of 2^-32): integer addition is
-// associative, so every traversal order (pruned, windowed, exhaustive) gives bit-identical scores.
-// The rounding (< 2^-33 per term) is far below float32 resolution of the returned scores.
+// impact() computes a posting's cached length-normalised tf part; contribution() is the one place a
+// BM25 term contribution is computed from it. Contributions are rounded to fixed point (units of 2^-32,
+// at least one unit, so a matching document's sum is never 0) and summed as integers: integer addition is
+// associative, so every traversal order (dense, windowed, pruned, exhaustive) gives bit-identical scores.
+// The rounding (<= 2^-32 per term) is far below float32 resolution of the returned scores. contribution()
+// is monotone in the impact, so contribution(weight, a block's largest impact) bounds the block.
 struct BM25Index::Scorer {
     static constexpr double kScale = 4294967296.0;  // 2^32
     double k1p1, c0, c1;
     Scorer(double k1, double b, double avgdl)
         : k1p1(k1 + 1.0), c0(k1 * (1.0 - b)), c1(avgdl > 0.0 ? k1 * b / avgdl : 0.0) {}
-    double term_score(double weight, std::uint32_t tf, std::uint32_t dl) const {
+    float impact(std::uint32_t tf, std::uint32_t dl) const {
         const double t = static_cast<double>(tf);
-        return weight * (t * k1p1 / (t + c0 + c1 * static_cast<double>(dl)));
+        return static_cast<float>(t * k1p1 / (t + c0 + c1 * static_cast<double>(dl)));
     }
-    static std::int64_t fixed(double v) { return static_cast<std::int64_t>(v * kScale + 0.5); }
+    static std::int64_t contribution(double weight, float impact) {
+        return std::max<std::int64_t>(1, static_cast<std::int64_t>(weight * static_cast<double>(impact) * kScale + 0.5));
+    }
     static double to_double(std::int64_t v) { return static_cast<double>(v) / kScale; }
 };
 
 // A position in one posting list, with lazily computed block-max bounds.
 struct BM25Index::Cursor {
     const std::uint32_t* docs;
-    const std::uint32_t* tfs;
+    const float* impacts;
     std::size_t n;
-    const Block* blocks;
+    const std::uint32_t* last_doc;  // by block
+    const float* block_max;
     std::size_t nblocks;
     double weight;
     std::size_t qidx;  // position of the term in the query (canonical summation order)
@@ -59,46 +64,46 @@ struct BM25Index::Cursor {
 
     Cursor(const QueryTerm& t, std::size_t query_index)
         : docs(t.list->docs.data()),
-          tfs(t.list->tfs.data()),
+          impacts(t.list->impacts.data()),
           n(t.list->docs.size()),
-          blocks(t.list->blocks.data()),
-          nblocks(t.list->blocks.size()),
+          last_doc(t.list->last_doc.data()),
+          block_max(t.list->block_max.data()),
+          nblocks(t.list->last_doc.size()),
           weight(t.weight),
           qidx(query_index) {}
 
     std::uint32_t doc() const { return pos < n ? docs[pos] : kEnd; }
-    double block_bound_at(std::size_t blk, const Scorer& s) {
+    double block_bound_at(std::size_t blk) {
         if (blk != bound_block) {
             bound_block = blk;
-            bound_value = s.term_score(weight, blocks[blk].max_tf, blocks[blk].min_dl);
+            bound_value = Scorer::to_double(Scorer::contribution(weight, block_max[blk]));
         }
         return bound_value;
     }
     // Upper bound of this term's contribution to document `target` (0 when the list cannot hold it).
     // Targets must not decrease between calls.
-    double bound_for(std::uint32_t target, const Scorer& s) {
+    double bound_for(std::uint32_t target) {
         if (pos >= n || docs[pos] > target) return 0.0;
         std::size_t blk = std::max(shallow, pos / kBlockSize);
-        while (blk < nblocks && blocks[blk].last_doc < target) ++blk;
+        while (blk < nblocks && last_doc[blk] < target) ++blk;
         shallow = blk;
-        return blk < nblocks ? block_bound_at(blk, s) : 0.0;
+        return blk < nblocks ? block_bound_at(blk) : 0.0;
     }
     // Moves to the first posting with doc >= target.
     void advance(std::uint32_t target) {
         if (pos >= n || docs[pos] >= target) return;
         std::size_t blk = pos / kBlockSize;
-        if (blocks[blk].last_doc < target) {
+        if (last_doc[blk] < target) {
             // gallop over blocks, then binary search: first block with last_doc >= target
             std::size_t lo = blk + 1;
             std::size_t step = 1;
-            while (lo + step < nblocks && blocks[lo + step].last_doc < target) {
+            while (lo + step < nblocks && last_doc[lo + step] < target) {
                 lo += step;
                 step *= 2;
             }
-            const Block* first = blocks + lo;
-            const Block* last = blocks + std::min(nblocks, lo + step + 1);
-            blk = static_cast<std::size_t>(
-                std::partition_point(first, last, [&](const Block& bl) { return bl.last_doc < target; }) - blocks);
+            const std::uint32_t* first = last_doc + lo;
+            const std::uint32_t* last = last_doc + std::min(nblocks, lo + step + 1);
+            blk = static_cast<std::size_t>(std::lower_bound(first, last, target) - last_doc);
             if (blk >= nblocks) {
                 pos = n;
                 return;
@@ -110,14 +115,11 @@ struct BM25Index::Cursor {
     }
 };
 
-void BM25Index::Postings::append(std::uint32_t doc, std::uint32_t tf, std::uint32_t dl) {
+void BM25Index::Postings::append(std::uint32_t doc, std::uint32_t tf) {
     if (docs.size() % kBlockSize == 0) {
-        blocks.push_back(Block{doc, tf, dl});
+        last_doc.push_back(doc);
     } else {
-        Block& blk = blocks.back();
-        blk.last_doc = doc;
-        blk.max_tf = std::max(blk.max_tf, tf);
-        blk.min_dl = std::min(blk.min_dl, dl);
+        last_doc.back() = doc;
     }
     docs.push_back(doc);
     tfs.push_back(tf);
@@ -218,6 +220,7 @@ void BM25Index::add(const std::vector<std::string>& ids, const std::vector<std::
         if (d.doc_of.count(id)) throw InvalidArgument("add(): id already in the index: '" + id + "'");
     }
     if (d.ext_ids.size() + ids.size() > kMaxDocs) throw InvalidArgument("add(): too many documents");
+    impacts_valid_ = false;
     std::vector<std::uint32_t> global(local_terms.size());
     for (std::size_t t = 0; t < local_terms.size(); ++t) {
         auto it = d.term_of.find(local_terms[t]);
@@ -244,7 +247,7 @@ void BM25Index::add(const std::vector<std::string>& ids, const std::vector<std::
         d.alive.push_back(1);
         for (std::uint64_t j = offsets[i]; j < offsets[i + 1]; ++j) {
             const std::uint32_t g = global[pair_terms[j]];
-            d.postings[g].append(doc, pair_tfs[j], lens[i]);
+            d.postings[g].append(doc, pair_tfs[j]);
             d.fwd_terms.push_back(g);
         }
         d.fwd_offsets.push_back(d.fwd_terms.size());
@@ -265,6 +268,7 @@ void BM25Index::remove(const std::vector<std::string>& ids) {
         if (!seen.insert(id).second) throw InvalidArgument("delete(): duplicate id in batch: '" + id + "'");
         docs.push_back(it->second);
     }
+    impacts_valid_ = false;
     for (std::size_t i = 0; i < docs.size(); ++i) {
         const std::uint32_t doc = docs[i];
         d.doc_of.erase(ids[i]);
@@ -285,6 +289,7 @@ void BM25Index::compact() {
 void BM25Index::compact_locked() {
     Data& old = data_;
     if (old.live_docs == old.ext_ids.size()) return;
+    impacts_valid_ = false;
     Data d;
     std::vector<std::uint32_t> new_doc(old.ext_ids.size(), kEnd);
     for (std::size_t doc = 0; doc < old.ext_ids.size(); ++doc) {
@@ -307,7 +312,7 @@ void BM25Index::compact_locked() {
         q.tfs.reserve(p.df);
         for (std::size_t j = 0; j < p.docs.size(); ++j) {
             const std::uint32_t nd = new_doc[p.docs[j]];
-            if (nd != kEnd) q.append(nd, p.tfs[j], d.doc_len[nd]);
+            if (nd != kEnd) q.append(nd, p.tfs[j]);
         }
     }
     d.fwd_offsets.reserve(d.ext_ids.size() + 1);
@@ -366,15 +371,14 @@ std::vector<BM25Index::Hit> BM25Index::top_k_pruned(const std::vector<QueryTerm>
     // candidate is then completed from the non-essential lists, highest bound first, and dropped as
     // soon as its partial score plus the remaining (block-max) bounds falls below the k-th score.
     const Data& d = data_;
-    const Scorer scorer(k1_, b_, static_cast<double>(d.live_len) / static_cast<double>(d.live_docs));
     const std::size_t nq = q.size();
     std::vector<Cursor> cur;
     cur.reserve(nq);
     for (std::size_t i = 0; i < nq; ++i) {
         Cursor c(q[i], i);
-        for (const Block& blk : q[i].list->blocks) {
-            c.max_bound = std::max(c.max_bound, scorer.term_score(c.weight, blk.max_tf, blk.min_dl));
-        }
+        float top = 0.0f;
+        for (const float m : q[i].list->block_max) top = std::max(top, m);
+        c.max_bound = Scorer::to_double(Scorer::contribution(c.weight, top));
         cur.push_back(c);
     }
     std::sort(cur.begin(), cur.end(), [](const Cursor& a, const Cursor& b) {
@@ -394,8 +398,9 @@ std::vector<BM25Index::Hit> BM25Index::top_k_pruned(const std::vector<QueryTerm>
     // Windows start small, so the k-th score (and with it the pruning) is established early, and grow.
     constexpr std::uint32_t kMaxWindow = 4096;
     std::uint32_t window = 64;
-    std::vector<std::int64_t> acc(kMaxWindow, 0);
-    std::vector<std::uint64_t> bits(kMaxWindow / 64, 0);
+    // Per-thread scratch, all zero between queries (every set bit's accumulator is cleared when read).
+    thread_local std::vector<std::int64_t> acc(kMaxWindow, 0);
+    thread_local std::vector<std::uint64_t> bits(kMaxWindow / 64, 0);
 
     while (fe < nq) {
         std::uint32_t start = kEnd;
@@ -409,7 +414,7 @@ std::vector<BM25Index::Hit> BM25Index::top_k_pruned(const std::vector<QueryTerm>
             while (c.pos < c.n && c.docs[c.pos] < end) {
                 const std::uint32_t doc = c.docs[c.pos];
                 const std::uint32_t off = doc - start;
-                acc[off] += Scorer::fixed(scorer.term_score(c.weight, c.tfs[c.pos], d.doc_len[doc]));
+                acc[off] += Scorer::contribution(c.weight, c.impacts[c.pos]);
                 bits[off >> 6] |= std::uint64_t{1} << (off & 63);
                 ++c.pos;
             }
@@ -428,18 +433,16 @@ std::vector<BM25Index::Hit> BM25Index::top_k_pruned(const std::vector<QueryTerm>
                 if (window_fe > 0) {
                     if ((partial + prefix[window_fe - 1]) * kSlack < theta) continue;
                     double rest = 0.0;
-                    for (std::size_t i = 0; i < window_fe; ++i) rest += (bounds[i] = cur[i].bound_for(doc, scorer));
+                    for (std::size_t i = 0; i < window_fe; ++i) rest += (bounds[i] = cur[i].bound_for(doc));
                     if ((partial + rest) * kSlack < theta) continue;
                     bool pruned = false;
-                    const std::uint32_t dl = d.doc_len[doc];
                     for (std::size_t i = window_fe; i-- > 0;) {
                         rest -= bounds[i];
                         if (bounds[i] == 0.0) continue;
                         Cursor& c = cur[i];
                         c.advance(doc);
                         if (c.doc() == doc) {
-                            const std::int64_t v = Scorer::fixed(scorer.term_score(c.weight, c.tfs[c.pos], dl));
-                            total += v;
+                            total += Scorer::contribution(c.weight, c.impacts[c.pos]);
                             partial = Scorer::to_double(total);
                         }
                         if ((partial + std::max(rest, 0.0)) * kSlack < theta) {
@@ -469,10 +472,97 @@ std::vector<BM25Index::Hit> BM25Index::top_k_pruned(const std::vector<QueryTerm>
     return heap;
 }
 
+std::vector<BM25Index::Hit> BM25Index::top_k_dense(const std::vector<QueryTerm>& q, std::size_t k,
+                                                   const std::vector<std::uint8_t>* mask) const {
+    // Term-at-a-time into a dense accumulator over all document slots (per-thread scratch, all zero
+    // between queries; a matching document's sum is never 0), then one ascending pass over the slots.
+    // The top k are kept in a buffer of up to 2k candidates that is cut back to the best k (nth_element)
+    // when full: amortized O(1) per candidate, where a heap costs O(log k).
+    const Data& d = data_;
+    const std::size_t slots = d.ext_ids.size();
+    const std::size_t padded = (slots + 3) / 4 * 4;
+    thread_local std::vector<std::int64_t> scratch;
+    if (scratch.size() < padded) scratch.resize(padded, 0);
+    std::int64_t* const acc = scratch.data();  // a plain pointer: no thread-local lookups in the loops
+    const auto cmp = [](const Hit& a, const Hit& b) { return better(a, b); };
+    std::vector<Hit> buf;
+    const std::size_t cap = k >= d.live_docs ? d.live_docs : 2 * k;  // never reached when cap == live_docs
+    buf.reserve(cap);  // nothing below allocates (or throws) while the scratch holds sums
+    for (const QueryTerm& t : q) {
+        const std::uint32_t* docs = t.list->docs.data();
+        const float* impacts = t.list->impacts.data();
+        const std::size_t n = t.list->docs.size();
+        const double w = t.weight;
+        for (std::size_t j = 0; j < n; ++j) acc[docs[j]] += Scorer::contribution(w, impacts[j]);
+    }
+    double theta = -std::numeric_limits<double>::infinity();  // candidates must beat the k-th kept score
+    for (std::size_t base = 0; base < padded; base += 4) {
+        std::int64_t* const a = acc + base;
+        if ((a[0] | a[1] | a[2] | a[3]) == 0) continue;
+        for (std::size_t i = 0; i < 4; ++i) {
+            const std::int64_t total = a[i];
+            if (total == 0) continue;
+            a[i] = 0;
+            const auto doc = static_cast<std::uint32_t>(base + i);
+            const double score = Scorer::to_double(total);
+            // ascending docs: on an equal score the earlier document (already kept) ranks first
+            if (score <= theta || !d.alive[doc] || (mask && !(*mask)[doc])) continue;
+            buf.push_back(Hit{score, doc});
+            if (buf.size() == 2 * k) {
+                std::nth_element(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(k - 1), buf.end(), cmp);
+                buf.resize(k);
+                theta = buf.back().score;
+            }
+        }
+    }
+    const std::size_t keep = std::min(k, buf.size());
+    std::partial_sort(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(keep), buf.end(), cmp);
+    buf.resize(keep);
+    return buf;
+}
+
+void BM25Index::compute_impacts() const {
+    const Data& d = data_;
+    const Scorer scorer(k1_, b_,
+                        d.live_docs > 0 ? static_cast<double>(d.live_len) / static_cast<double>(d.live_docs) : 0.0);
+    for (const Postings& p : d.postings) {
+        const std::size_t n = p.docs.size();
+        p.impacts.resize(n);
+        p.block_max.assign(p.last_doc.size(), 0.0f);
+        for (std::size_t j = 0; j < n; ++j) {
+            const float v = scorer.impact(p.tfs[j], d.doc_len[p.docs[j]]);
+            p.impacts[j] = v;
+            float& m = p.block_max[j / kBlockSize];
+            m = std::max(m, v);
+        }
+    }
+}
+
+std::shared_lock<WriterPreferringSharedMutex> BM25Index::read_lock() const {
+    for (;;) {
+        std::shared_lock lock(mutex_);
+        if (impacts_valid_) return lock;
+        lock.unlock();
+        std::unique_lock write(mutex_);  // double-checked: another reader may have recomputed meanwhile
+        if (!impacts_valid_) {
+            compute_impacts();
+            impacts_valid_ = true;
+        }
+    }
+}
+
+void BM25Index::set_dense_max_docs(std::size_t n) {
+    std::unique_lock lock(mutex_);
+    dense_max_docs_ = n;
+}
+
+std::size_t BM25Index::dense_max_docs() const {
+    std::shared_lock lock(mutex_);
+    return dense_max_docs_;
+}
+
 std::vector<BM25Index::Hit> BM25Index::top_k_docs(const std::vector<QueryTerm>& q, std::size_t k,
                                                   const std::vector<std::uint32_t>& docs) const {
-    const Data& d = data_;
-    const Scorer scorer(k1_, b_, static_cast<double>(d.live_len) / static_cast<double>(d.live_docs));
     std::vector<Cursor> cur;
     cur.reserve(q.size());
     for (std::size_t i = 0; i < q.size(); ++i) cur.emplace_back(q[i], i);
@@ -483,7 +573,7 @@ std::vector<BM25Index::Hit> BM25Index::top_k_docs(const std::vector<QueryTerm>& 
         for (Cursor& c : cur) {
             c.advance(doc);
             if (c.doc() == doc) {
-                total += Scorer::fixed(scorer.term_score(c.weight, c.tfs[c.pos], d.doc_len[doc]));
+                total += Scorer::contribution(c.weight, c.impacts[c.pos]);
                 matched = true;
             }
         }
@@ -499,13 +589,12 @@ std::vector<BM25Index::Hit> BM25Index::top_k_docs(const std::vector<QueryTerm>& 
 std::vector<BM25Index::Hit> BM25Index::top_k_exhaustive(const std::vector<QueryTerm>& q, std::size_t k,
                                                         const std::vector<std::uint8_t>* mask) const {
     const Data& d = data_;
-    const Scorer scorer(k1_, b_, static_cast<double>(d.live_len) / static_cast<double>(d.live_docs));
     std::vector<std::int64_t> acc(d.ext_ids.size(), 0);
     std::vector<std::uint8_t> matched(d.ext_ids.size(), 0);
     for (const QueryTerm& t : q) {
         for (std::size_t j = 0; j < t.list->docs.size(); ++j) {
             const std::uint32_t doc = t.list->docs[j];
-            acc[doc] += Scorer::fixed(scorer.term_score(t.weight, t.list->tfs[j], d.doc_len[doc]));
+            acc[doc] += Scorer::contribution(t.weight, t.list->impacts[j]);
             matched[doc] = 1;
         }
     }
@@ -558,19 +647,20 @@ BM25Results BM25Index::search_locked(std::string_view query, std::size_t k, cons
         for (const auto& t : q) postings += t.list->docs.size();
         // Few allowed documents: score just those; else filter while traversing the lists.
         if (allowed_docs.size() * q.size() * 4 < postings) return to_results(top_k_docs(q, k, allowed_docs));
-        return to_results(top_k_pruned(q, k, &mask));
     }
-    return to_results(top_k_pruned(q, k, nullptr));
+    const std::vector<std::uint8_t>* m = allow ? &mask : nullptr;
+    if (data_.ext_ids.size() <= dense_max_docs_) return to_results(top_k_dense(q, k, m));
+    return to_results(top_k_pruned(q, k, m));
 }
 
 BM25Results BM25Index::search(std::string_view query, std::size_t k, const std::vector<std::string>* allow) const {
-    std::shared_lock lock(mutex_);
+    const auto lock = read_lock();
     return search_locked(query, k, allow, false);
 }
 
 BM25Results BM25Index::search_exhaustive(std::string_view query, std::size_t k,
                                          const std::vector<std::string>* allow) const {
-    std::shared_lock lock(mutex_);
+    const auto lock = read_lock();
     return search_locked(query, k, allow, true);
 }
 
@@ -578,7 +668,7 @@ std::vector<BM25Results> BM25Index::search_batch(const std::vector<std::string>&
                                                  unsigned threads) const {
     if (k == 0) throw InvalidArgument("search_batch(): k must be >= 1");
     std::vector<BM25Results> out(queries.size());
-    std::shared_lock lock(mutex_);
+    const auto lock = read_lock();
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
     const auto workers = static_cast<unsigned>(std::min<std::size_t>(threads, queries.size()));
     std::atomic<std::size_t> next{0};
@@ -749,7 +839,7 @@ std::unique_ptr<BM25Index> BM25Index::load(const std::string& path) {
             }
             len_check[docs[j]] += tfs[j];
             ++terms_per_doc[docs[j]];
-            p.append(docs[j], tfs[j], d.doc_len[docs[j]]);
+            p.append(docs[j], tfs[j]);
         }
     }
     r.expect_end();

@@ -10,11 +10,18 @@
 // rebuilt from the surviving documents would hold. A document's length dl is its number of terms after
 // analysis (stopwords removed). Empty documents are indexed (dl = 0) and match no query.
 //
-// Top-k is exact: MaxScore over doc-id windows with block-max bounds. Each posting block (128 postings)
-// keeps its largest tf and smallest dl; bounds are computed at query time from the current idf and avgdl,
-// so they stay safe after adds and deletes. Term contributions are summed in 64-bit fixed point (2^-32
-// units), which is order-independent, so pruned and exhaustive search give bit-identical scores. Ties
-// are broken by insertion order (earlier document first).
+// Each posting caches its length-normalised tf part ("impact", as float32):
+//   impact = tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl)),
+// and a term's contribution is idf(t) * (occurrences in the query) * impact, with idf applied at query
+// time. The impacts (and each 128-posting block's largest impact) depend on avgdl, so they are
+// recomputed lazily by the first search after the index changed; an index that was updated
+// incrementally therefore scores exactly like one rebuilt from its surviving documents.
+//
+// Top-k is exact. Small corpora (<= dense_max_docs() document slots) are scored term-at-a-time into a
+// dense per-thread accumulator; larger ones use MaxScore over doc-id windows with block-max bounds. Term
+// contributions are summed in 64-bit fixed point (2^-32 units), which is order-independent, so every
+// strategy and exhaustive search give bit-identical scores. Ties are broken by insertion order (earlier
+// document first).
 //
 // Thread safety: any number of concurrent readers (search, save, ...) with writers (add, remove,
 // compact) serialized by a writer-preferring shared mutex. add() analyzes its batch before taking the
@@ -89,18 +96,24 @@ public:
     };
     Stats stats() const;
 
+    // Corpora with at most this many document slots are searched term-at-a-time into a dense
+    // accumulator instead of with MaxScore (both exact; a speed knob, also used by tests to exercise
+    // both strategies). Default kDefaultDenseMaxDocs, measured on BEIR scifact and nfcorpus.
+    static constexpr std::size_t kDefaultDenseMaxDocs = std::size_t{1} << 16;
+    void set_dense_max_docs(std::size_t n);
+    std::size_t dense_max_docs() const;
+
 private:
-    struct Block {
-        std::uint32_t last_doc;
-        std::uint32_t max_tf;
-        std::uint32_t min_dl;
-    };
     struct Postings {
-        std::vector<std::uint32_t> docs;  // ascending internal doc ids
+        std::vector<std::uint32_t> docs;       // ascending internal doc ids
         std::vector<std::uint32_t> tfs;
-        std::vector<Block> blocks;        // blocks[i] covers postings [i*kBlockSize, (i+1)*kBlockSize)
-        std::uint32_t df = 0;             // live documents in this list
-        void append(std::uint32_t doc, std::uint32_t tf, std::uint32_t dl);
+        std::vector<std::uint32_t> last_doc;   // of each block: block i = postings [i*kBlockSize, (i+1)*kBlockSize)
+        std::uint32_t df = 0;                  // live documents in this list
+        // Cache (see the header comment), valid while impacts_valid_ is set; written only under the
+        // exclusive lock.
+        mutable std::vector<float> impacts;    // by posting
+        mutable std::vector<float> block_max;  // largest impact of each block
+        void append(std::uint32_t doc, std::uint32_t tf);
     };
     struct Data {
         std::deque<std::string> ext_ids;                           // by internal doc id
@@ -127,12 +140,18 @@ private:
     };
 
     std::vector<QueryTerm> prepare(std::string_view query) const;
+    // Takes the shared lock with the impact cache valid (recomputing it under the exclusive lock first
+    // when an update invalidated it).
+    std::shared_lock<WriterPreferringSharedMutex> read_lock() const;
+    void compute_impacts() const;
     std::vector<std::uint8_t> allow_mask(const std::vector<std::string>& allow,
                                          std::vector<std::uint32_t>* sorted_docs) const;
     BM25Results search_locked(std::string_view query, std::size_t k, const std::vector<std::string>* allow,
                               bool exhaustive) const;
     std::vector<Hit> top_k_pruned(const std::vector<QueryTerm>& q, std::size_t k,
                                   const std::vector<std::uint8_t>* mask) const;
+    std::vector<Hit> top_k_dense(const std::vector<QueryTerm>& q, std::size_t k,
+                                 const std::vector<std::uint8_t>* mask) const;
     std::vector<Hit> top_k_docs(const std::vector<QueryTerm>& q, std::size_t k,
                                 const std::vector<std::uint32_t>& docs) const;
     std::vector<Hit> top_k_exhaustive(const std::vector<QueryTerm>& q, std::size_t k,
@@ -145,6 +164,8 @@ private:
     std::shared_ptr<const Analyzer> analyzer_;
     mutable WriterPreferringSharedMutex mutex_;
     Data data_;
+    mutable bool impacts_valid_ = false;  // read under the shared lock, written under the exclusive one
+    std::size_t dense_max_docs_ = kDefaultDenseMaxDocs;  // guarded by mutex_
 };
 
 }  // namespace funnelrank

@@ -166,9 +166,14 @@ TEST(BM25, PrunedTopKEqualsExhaustive) {
         const auto c = random_corpus(rng, 3000 + 1000 * static_cast<std::size_t>(round), 300, 60);
         BM25Index index(1.2, 0.75, plain_analyzer());
         add_all(index, c);
-        for (const auto& q : random_queries(rng, 60, 300)) {
-            for (const std::size_t k : {1, 3, 10, 100}) {
-                expect_same(index.search(q, k), index.search_exhaustive(q, k), q + " k=" + std::to_string(k));
+        const auto queries = random_queries(rng, 60, 300);
+        for (const std::size_t dense : {BM25Index::kDefaultDenseMaxDocs, std::size_t{0}}) {  // dense, MaxScore
+            index.set_dense_max_docs(dense);
+            for (const auto& q : queries) {
+                for (const std::size_t k : {1, 3, 10, 100, 5000}) {
+                    expect_same(index.search(q, k), index.search_exhaustive(q, k),
+                                q + " k=" + std::to_string(k) + " dense_max_docs=" + std::to_string(dense));
+                }
             }
         }
     }
@@ -197,9 +202,12 @@ TEST(BM25, AllowRestrictsResults) {
         std::vector<std::string> allow;
         for (std::size_t i = 0; i < n_allow; ++i) allow.push_back(c.ids[(i * 7919) % c.ids.size()]);
         for (const auto& q : random_queries(rng, 20, 100)) {
-            const auto r = index.search(q, 10, &allow);
-            expect_same(r, index.search_exhaustive(q, 10, &allow), q);
-            for (const auto& id : r.ids) EXPECT_NE(std::find(allow.begin(), allow.end(), id), allow.end());
+            for (const std::size_t dense : {BM25Index::kDefaultDenseMaxDocs, std::size_t{0}}) {
+                index.set_dense_max_docs(dense);
+                const auto r = index.search(q, 10, &allow);
+                expect_same(r, index.search_exhaustive(q, 10, &allow), q);
+                for (const auto& id : r.ids) EXPECT_NE(std::find(allow.begin(), allow.end(), id), allow.end());
+            }
         }
     }
     const std::vector<std::string> unknown{"nope"};
@@ -279,6 +287,9 @@ TEST(BM25, IncrementalUpdatesEqualRebuild) {
         live = keep;
 
         BM25Index rebuilt(1.2, 0.75, plain_analyzer());
+        // alternate the strategies (dense accumulation vs MaxScore) on both sides
+        index.set_dense_max_docs(step % 2 == 0 ? BM25Index::kDefaultDenseMaxDocs : 0);
+        rebuilt.set_dense_max_docs(step % 2 == 0 ? 0 : BM25Index::kDefaultDenseMaxDocs);
         Corpus c;
         for (const auto& [id, text] : live) {
             c.ids.push_back(id);
