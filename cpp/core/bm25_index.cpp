@@ -26,10 +26,10 @@ constexpr std::uint32_t kMaxDocs = kEnd - 1;
 // Scoring
 
 // impact() computes a posting's cached length-normalised tf part; contribution() is the one place a
-// BM25 term contribution is computed from it. Contributions are rounded to fixed point (units of 2^-32,
-// at least one unit, so a matching document's sum is never 0) and summed as integers: integer addition is
+// BM25 term contribution is computed from it. Contributions are rounded to fixed point (units of 2^-32)
+// plus one unit (so a matching document's sum is never 0, without a branch) and summed as integers: integer addition is
 // associative, so every traversal order (dense, windowed, pruned, exhaustive) gives bit-identical scores.
-// The rounding (<= 2^-32 per term) is far below float32 resolution of the returned scores. contribution()
+// The rounding (<= 1.5 * 2^-32 per term) is far below float32 resolution of the returned scores. contribution()
 // is monotone in the impact, so contribution(weight, a block's largest impact) bounds the block.
 struct BM25Index::Scorer {
     static constexpr double kScale = 4294967296.0;  // 2^32
@@ -40,9 +40,11 @@ struct BM25Index::Scorer {
         const double t = static_cast<double>(tf);
         return static_cast<float>(t * k1p1 / (t + c0 + c1 * static_cast<double>(dl)));
     }
-    static std::int64_t contribution(double weight, float impact) {
-        return std::max<std::int64_t>(1, static_cast<std::int64_t>(weight * static_cast<double>(impact) * kScale + 0.5));
+    // scaled_weight = weight * kScale (exact: a power of two), hoisted out of posting loops.
+    static std::int64_t contribution_scaled(double scaled_weight, float impact) {
+        return static_cast<std::int64_t>(scaled_weight * static_cast<double>(impact) + 1.5);  // round(x) + 1
     }
+    static std::int64_t contribution(double weight, float impact) { return contribution_scaled(weight * kScale, impact); }
     static double to_double(std::int64_t v) { return static_cast<double>(v) / kScale; }
 };
 
@@ -492,29 +494,28 @@ std::vector<BM25Index::Hit> BM25Index::top_k_dense(const std::vector<QueryTerm>&
         const std::uint32_t* docs = t.list->docs.data();
         const float* impacts = t.list->impacts.data();
         const std::size_t n = t.list->docs.size();
-        const double w = t.weight;
-        for (std::size_t j = 0; j < n; ++j) acc[docs[j]] += Scorer::contribution(w, impacts[j]);
+        const double ws = t.weight * Scorer::kScale;
+        for (std::size_t j = 0; j < n; ++j) acc[docs[j]] += Scorer::contribution_scaled(ws, impacts[j]);
     }
-    double theta = -std::numeric_limits<double>::infinity();  // candidates must beat the k-th kept score
+    // Candidates must beat the k-th kept sum (documents come in ascending order, so on an equal score the
+    // earlier, kept one ranks first); 0 admits every matching document.
+    std::int64_t theta = 0;
     for (std::size_t base = 0; base < padded; base += 4) {
-        std::int64_t* const a = acc + base;
-        if ((a[0] | a[1] | a[2] | a[3]) == 0) continue;
+        const std::int64_t* const a = acc + base;
+        if (std::max(std::max(a[0], a[1]), std::max(a[2], a[3])) <= theta) continue;
         for (std::size_t i = 0; i < 4; ++i) {
             const std::int64_t total = a[i];
-            if (total == 0) continue;
-            a[i] = 0;
             const auto doc = static_cast<std::uint32_t>(base + i);
-            const double score = Scorer::to_double(total);
-            // ascending docs: on an equal score the earlier document (already kept) ranks first
-            if (score <= theta || !d.alive[doc] || (mask && !(*mask)[doc])) continue;
-            buf.push_back(Hit{score, doc});
+            if (total <= theta || !d.alive[doc] || (mask && !(*mask)[doc])) continue;
+            buf.push_back(Hit{Scorer::to_double(total), doc, total});
             if (buf.size() == 2 * k) {
                 std::nth_element(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(k - 1), buf.end(), cmp);
                 buf.resize(k);
-                theta = buf.back().score;
+                theta = buf.back().sum;
             }
         }
     }
+    std::fill(acc, acc + padded, 0);
     const std::size_t keep = std::min(k, buf.size());
     std::partial_sort(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(keep), buf.end(), cmp);
     buf.resize(keep);

@@ -137,6 +137,7 @@ private:
     struct Hit {
         double score;
         std::uint32_t doc;
+        std::int64_t sum = 0;  // fixed-point score (set by the dense search only)
     };
 
     std::vector<QueryTerm> prepare(std::string_view query) const;
