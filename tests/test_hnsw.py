@@ -191,8 +191,21 @@ def test_capacity_grows_automatically() -> None:
 
 
 @pytest.mark.parametrize("every", [500, 40, 2])
-def test_filtered_search_returns_k_allowed(built: tuple[HNSWIndex, np.ndarray, list[str]], every: int) -> None:
+@pytest.mark.parametrize("crossover", [None, 0.0, float("inf")], ids=["default", "graph", "exact"])
+def test_filtered_search_returns_k_allowed(
+    built: tuple[HNSWIndex, np.ndarray, list[str]], every: int, crossover: float | None
+) -> None:
     index, data, ids = built
+    default = index.exact_filter_crossover
+    if crossover is not None:
+        index.exact_filter_crossover = crossover
+    try:
+        check_filtered(index, data, ids, every)
+    finally:
+        index.exact_filter_crossover = default
+
+
+def check_filtered(index: HNSWIndex, data: np.ndarray, ids: list[str], every: int) -> None:
     allow = ids[::every] + ["unknown-id"]
     allowed = set(allow)
     allowed_rows = np.arange(0, len(ids), every)
@@ -207,6 +220,19 @@ def test_filtered_search_returns_k_allowed(built: tuple[HNSWIndex, np.ndarray, l
         truth = {ids[allowed_rows[j]] for j in np.argsort(-sims)[:10]}
         found += len(truth & set(got))
     assert found / (20 * min(10, len(allowed_rows))) >= 0.95
+
+
+def test_exact_filter_crossover_sets_the_threshold() -> None:
+    index = HNSWIndex(4)
+    index.add(ids_for(1000), mixture(1000, dim=4, seed=17))
+    index.exact_filter_crossover = 4.0
+    assert index.exact_filter_threshold(64) == int((4 * 64 * 1000) ** 0.5)
+    index.exact_filter_crossover = 0.0
+    assert index.exact_filter_threshold(64) == 0
+    index.exact_filter_crossover = float("inf")
+    assert index.exact_filter_threshold(64) == 1000
+    with pytest.raises(ValueError, match="crossover"):
+        index.exact_filter_crossover = -1.0
 
 
 def test_filtered_search_skips_deleted_and_unknown() -> None:

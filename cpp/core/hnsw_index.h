@@ -82,7 +82,7 @@ public:
 
     // Allow-lists with at most sqrt(crossover * ef * live) live ids are scored exactly instead of searched
     // in the graph. 0 = always the graph (still exact when it finds fewer than k), infinity = always exact.
-    static constexpr double kDefaultFilterCrossover = 4.0;
+    static constexpr double kDefaultFilterCrossover = 16.0;
     std::size_t exact_filter_threshold(std::size_t ef) const;
     double exact_filter_crossover() const;
     void set_exact_filter_crossover(double crossover);

@@ -259,8 +259,10 @@ TEST(Hnsw, FilteredSearchReturnsKAllowedResults) {
     const auto ids = make_ids(n);
     index.add(ids, data.data(), n);
     const auto queries = clustered(20, dim, 9);
-    // Selective (exact path), medium and broad (graph path) allow-lists.
+    // Selective, medium and broad allow-lists, through the default choice, the graph walk and exact scoring.
+    for (double crossover : {HNSWIndex::kDefaultFilterCrossover, 0.0, static_cast<double>(INFINITY)})
     for (std::size_t stride : {400, 37, 3}) {
+        index.set_exact_filter_crossover(crossover);
         std::vector<std::string> allow;
         for (std::size_t i = 0; i < n; i += stride) allow.push_back(ids[i]);
         allow.push_back("not-in-index");
@@ -272,6 +274,8 @@ TEST(Hnsw, FilteredSearchReturnsKAllowedResults) {
             for (std::size_t i = 1; i < h.ids.size(); ++i) EXPECT_GE(h.scores[i - 1], h.scores[i]);
         }
     }
+    EXPECT_THROW(index.set_exact_filter_crossover(-1.0), InvalidArgument);
+    EXPECT_THROW(index.set_exact_filter_crossover(NAN), InvalidArgument);
     // Deleted ids in the allow-list are not returned; an allow-list of only unknown ids gives nothing.
     index.remove({"doc0", "doc400"});
     std::vector<std::string> allow = {"doc0", "doc400", "doc800"};
@@ -288,7 +292,8 @@ TEST(Hnsw, FilteredGraphSearchMatchesExactOnBroadFilters) {
     index.add(ids, data.data(), n);
     std::vector<std::string> allow;
     for (std::size_t i = 0; i < n; i += 2) allow.push_back(ids[i]);
-    ASSERT_GT(allow.size(), index.exact_filter_threshold(64));  // this exercises the graph path
+    index.set_exact_filter_crossover(0.0);  // always the filtered graph walk
+    ASSERT_EQ(index.exact_filter_threshold(64), 0u);
     const auto queries = clustered(30, dim, 11);
     std::size_t hits = 0;
     for (std::size_t q = 0; q < 30; ++q) {
