@@ -1,0 +1,437 @@
+"""HNSW speed and recall: funnelrank's HNSWIndex vs the hnswlib Python package vs faiss-cpu IndexHNSWFlat.
+
+    python bench/bench_hnsw.py [--n 100000] [--dim 384] [--queries 1000] [--efs 16,32,64,128,256]
+                               [--repeats 5] [--no-scifact] [--filter] [--json PATH]
+
+Every library indexes the same vectors with the same parameters (inner product on L2-normalised float32,
+M=16, ef_construction=200) and answers the same held-out queries at each ef. Per library and ef:
+recall@10 against exact search (numpy brute force), single-query QPS (one thread, one query per call, in a
+Python loop, as an application would call it) and batch QPS (100 queries per call, all threads). Build
+time (all threads) per library. Timings are interleaved across libraries in chunks of 100 queries, each
+chunk timed --repeats times and the fastest kept, so background load on a shared machine hits every
+library alike and a load burst spoils one chunk's timing rather than a library's total.
+
+Data sets:
+  synthetic  n x dim vectors from a 100-component gaussian mixture in a 256-dimensional latent space,
+             randomly projected to `dim` dimensions plus isotropic noise, then L2-normalised: clustered and
+             anisotropic like sentence embeddings (uniform noise would make every method's recall
+             meaningless); queries are held-out samples of the same mixture.
+  scifact    the scifact corpus embedded with funnelrank's default embedder (all-MiniLM-L6-v2), its test
+             queries as queries; embeddings cached as .npy under /tmp/funnelrank-bench (skipped with a
+             message if the embedder or data is unavailable).
+
+--filter adds a sweep of allow-list sizes on the synthetic index, timing the filtered graph walk against
+exact scoring of the allowed ids, which is how HNSWIndex's exact_filter_crossover default was chosen.
+
+Printed: a table per data set and the QPS ratio ours / hnswlib at the smallest ef where each library
+reaches recall@10 >= 0.95 and >= 0.99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("FUNNELRANK_SHARED_DATA", REPO.parent / "shared" / "data"))
+CACHE = Path(os.environ.get("FUNNELRANK_BENCH_CACHE", "/tmp/funnelrank-bench"))
+M, EF_CONSTRUCTION, K = 16, 200, 10
+LIBRARIES = ("funnelrank", "hnswlib", "faiss")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---- data ----
+
+
+def mixture(n: int, dim: int, seed: int, clusters: int = 100, latent: int = 256) -> np.ndarray:
+    """n L2-normalised float32 vectors: gaussian mixture in `latent` dims, random projection, small noise."""
+    structure = np.random.default_rng(20240501)  # same mixture for data and queries
+    centres = structure.normal(size=(clusters, latent)).astype(np.float32)
+    projection = (structure.normal(size=(latent, dim)) / np.sqrt(latent)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 20000):  # chunks keep the temporaries small
+        m = min(20000, n - start)
+        z = centres[rng.integers(0, clusters, m)] + rng.standard_normal((m, latent), dtype=np.float32)
+        x = z @ projection + 0.1 * rng.standard_normal((m, dim), dtype=np.float32)
+        out[start : start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def exact_top_k(data: np.ndarray, queries: np.ndarray, k: int = K) -> np.ndarray:
+    """Row indices of the k largest inner products per query (numpy brute force)."""
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), 256):
+        sims = queries[start : start + 256] @ data.T
+        part = np.argpartition(-sims, k, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1)
+        out[start : start + 256] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+def scifact_vectors() -> tuple[np.ndarray, np.ndarray] | None:
+    """(corpus, test queries) embeddings of scifact; None (with a message) if unavailable.
+
+    The corpus comes from funnelrank's corpus embedding cache (shared with `funnelrank eval`) when the
+    package has one; the queries (and the corpus otherwise) are cached as .npy under CACHE."""
+    root = DATA / "scifact"
+    if not (root / "corpus.jsonl").is_file():
+        log(f"scifact: skipped (no data at {root})")
+        return None
+    try:
+        from funnelrank.embedding import Embedder
+        from funnelrank.evaluation.beir import load_beir
+    except ImportError as exc:
+        log(f"scifact: skipped (funnelrank has no embedder yet: {exc})")
+        return None
+    try:
+        embedder = Embedder.default()
+    except Exception as exc:  # noqa: BLE001 - any failure to find/load the model means: skip this part
+        log(f"scifact: skipped (default embedder unavailable: {exc})")
+        return None
+    dataset = load_beir(root, "test")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    stem = f"scifact-{embedder.fingerprint[:16]}"
+
+    def cached(name: str, texts: list[str]) -> np.ndarray:
+        path = CACHE / f"{stem}.{name}.npy"
+        if path.is_file():
+            return np.load(path)
+        log(f"scifact: embedding {len(texts)} {name} once (cached to {path})")
+        array = np.ascontiguousarray(embedder.embed(texts, show_progress=True), dtype=np.float32)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, array)
+        os.replace(tmp, path)
+        return array
+
+    try:
+        from funnelrank.embedding import embed_corpus
+    except ImportError:
+        corpus = cached("corpus", dataset.doc_texts())
+    else:
+        corpus, _ = embed_corpus(embedder, dataset.doc_ids(), dataset.doc_texts(), label="scifact",
+                                 show_progress=True)
+    queries = cached("queries", [q.text for q in dataset.queries.values()])
+    return np.ascontiguousarray(corpus, dtype=np.float32), queries
+
+
+# ---- the three libraries behind one interface ----
+
+
+class Adapter:
+    """Builds an index over rows 0..n-1 and answers top-K queries as row-index arrays."""
+
+    name = ""
+
+    def build(self, data: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def set_ef(self, ef: int) -> None:
+        raise NotImplementedError
+
+    def single(self, queries: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def batch(self, queries: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class Ours(Adapter):
+    name = "funnelrank"
+
+    def build(self, data: np.ndarray) -> None:
+        from funnelrank import HNSWIndex
+
+        self.index = HNSWIndex(data.shape[1], metric="ip", M=M, ef_construction=EF_CONSTRUCTION,
+                               initial_capacity=len(data))
+        self.index.add([str(i) for i in range(len(data))], data)
+        self.ef = 64
+
+    def set_ef(self, ef: int) -> None:
+        self.ef = ef
+
+    def single(self, queries: np.ndarray) -> list[np.ndarray]:
+        search, ef = self.index.search, self.ef
+        return [search(q, K, ef)[0] for q in queries]
+
+    def batch(self, queries: np.ndarray) -> list:
+        return [ids for ids, _ in self.index.search_batch(queries, K, self.ef)]
+
+    @staticmethod
+    def rows(results: list) -> list[np.ndarray]:
+        return [np.fromiter(map(int, ids), dtype=np.int64, count=len(ids)) for ids in results]
+
+
+class Hnswlib(Adapter):
+    name = "hnswlib"
+
+    def build(self, data: np.ndarray) -> None:
+        import hnswlib
+
+        self.index = hnswlib.Index(space="ip", dim=data.shape[1])
+        self.index.init_index(max_elements=len(data), M=M, ef_construction=EF_CONSTRUCTION, random_seed=100)
+        self.index.add_items(data, np.arange(len(data)), num_threads=-1)
+
+    def set_ef(self, ef: int) -> None:
+        self.index.set_ef(ef)
+
+    def single(self, queries: np.ndarray) -> list[np.ndarray]:
+        query = self.index.knn_query
+        return [query(q, k=K, num_threads=1)[0][0] for q in queries]
+
+    def batch(self, queries: np.ndarray) -> np.ndarray:
+        return self.index.knn_query(queries, k=K, num_threads=-1)[0]
+
+
+class Faiss(Adapter):
+    name = "faiss"
+
+    def build(self, data: np.ndarray) -> None:
+        import faiss
+
+        self.faiss = faiss
+        self.threads = faiss.omp_get_max_threads()
+        self.index = faiss.IndexHNSWFlat(data.shape[1], M, faiss.METRIC_INNER_PRODUCT)
+        self.index.hnsw.efConstruction = EF_CONSTRUCTION
+        self.index.add(data)
+
+    def set_ef(self, ef: int) -> None:
+        self.index.hnsw.efSearch = ef
+
+    def single(self, queries: np.ndarray) -> list[np.ndarray]:
+        self.faiss.omp_set_num_threads(1)
+        try:
+            search = self.index.search
+            return [search(queries[i : i + 1], K)[1][0] for i in range(len(queries))]
+        finally:
+            self.faiss.omp_set_num_threads(self.threads)
+
+    def batch(self, queries: np.ndarray) -> np.ndarray:
+        return self.index.search(queries, K)[1]
+
+
+ADAPTERS: dict[str, type[Adapter]] = {"funnelrank": Ours, "hnswlib": Hnswlib, "faiss": Faiss}
+
+
+# ---- measurement ----
+
+
+@dataclass
+class Row:
+    library: str
+    ef: int
+    recall: float
+    single_qps: float
+    batch_qps: float
+
+
+@dataclass
+class Report:
+    dataset: str
+    n: int
+    dim: int
+    queries: int
+    build_seconds: dict[str, float] = field(default_factory=dict)
+    rows: list[Row] = field(default_factory=list)
+    ratios: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
+
+
+def recall_at_k(found: list[np.ndarray] | np.ndarray, truth: np.ndarray) -> float:
+    hits = sum(len(np.intersect1d(f[:K], t)) for f, t in zip(found, truth))
+    return hits / truth.size
+
+
+def chunked_min_time(
+    variants: dict[str, Callable[[np.ndarray], object]], queries: np.ndarray, repeats: int, chunk: int
+) -> tuple[dict[str, float], dict[str, list[object]]]:
+    """Seconds per variant for all `queries`: the sum over chunks of `chunk` queries of the fastest of
+    `repeats` timings, the variants interleaved chunk by chunk (in rotating order). Load bursts from other
+    processes on a shared machine then inflate single chunk timings, not a whole variant's total.
+    Also returns each variant's results per chunk (from its last repeat)."""
+    names = list(variants)
+    chunks = [queries[i : i + chunk] for i in range(0, len(queries), chunk)]
+    best = {name: [float("inf")] * len(chunks) for name in names}
+    results: dict[str, list[object]] = {name: [None] * len(chunks) for name in names}
+    for r in range(repeats):
+        for c, qs in enumerate(chunks):
+            shift = (r + c) % len(names)
+            for name in names[shift:] + names[:shift]:
+                t0 = time.perf_counter()
+                results[name][c] = variants[name](qs)
+                best[name][c] = min(best[name][c], time.perf_counter() - t0)
+    return {name: sum(best[name]) for name in names}, results
+
+
+def run(dataset: str, data: np.ndarray, queries: np.ndarray, efs: list[int], repeats: int,
+        libraries: list[str]) -> tuple[Report, dict[str, Adapter]]:
+    report = Report(dataset, len(data), data.shape[1], len(queries))
+    log(f"[{dataset}] exact top-{K} for {len(queries)} queries ...")
+    truth = exact_top_k(data, queries)
+    adapters: dict[str, Adapter] = {}
+    for name in libraries:
+        adapter = ADAPTERS[name]()
+        log(f"[{dataset}] building {name} over {len(data)} x {data.shape[1]} ...")
+        t0 = time.perf_counter()
+        adapter.build(data)
+        report.build_seconds[name] = time.perf_counter() - t0
+        log(f"[{dataset}]   {name}: {report.build_seconds[name]:.1f} s")
+        adapters[name] = adapter
+    for ef in efs:
+        for adapter in adapters.values():
+            adapter.set_ef(ef)
+        variants: dict[str, Callable[[np.ndarray], object]] = {}
+        for name, adapter in adapters.items():
+            variants[f"{name}/single"] = adapter.single
+            variants[f"{name}/batch"] = adapter.batch
+        seconds, results = chunked_min_time(variants, queries, repeats, chunk=100)
+        for name in libraries:
+            found = [row for part in results[f"{name}/single"] for row in part]  # type: ignore[attr-defined]
+            rows = Ours.rows(found) if name == "funnelrank" else found
+            row = Row(name, ef, recall_at_k(rows, truth), len(queries) / seconds[f"{name}/single"],
+                      len(queries) / seconds[f"{name}/batch"])
+            report.rows.append(row)
+            log(f"[{dataset}] ef={ef:<4} {name:<10} recall={row.recall:.4f} single={row.single_qps:8.0f}/s "
+                f"batch={row.batch_qps:8.0f}/s")
+    for target in (0.95, 0.99):
+        report.ratios[f"recall>={target}"] = target_ratio(report.rows, target)
+    return report, adapters
+
+
+def target_ratio(rows: list[Row], target: float) -> dict[str, float | int | None]:
+    """QPS of ours / hnswlib, each at its smallest ef with recall >= target (None if never reached)."""
+
+    def first(lib: str) -> Row | None:
+        return next((r for r in sorted(rows, key=lambda r: r.ef) if r.library == lib and r.recall >= target), None)
+
+    ours, theirs = first("funnelrank"), first("hnswlib")
+    out: dict[str, float | int | None] = {
+        "ef_ours": ours.ef if ours else None,
+        "ef_hnswlib": theirs.ef if theirs else None,
+        "single_ratio": None,
+        "batch_ratio": None,
+    }
+    if ours and theirs:
+        out["single_ratio"] = ours.single_qps / theirs.single_qps
+        out["batch_ratio"] = ours.batch_qps / theirs.batch_qps
+    return out
+
+
+def print_report(report: Report) -> None:
+    print(f"\n## {report.dataset}: {report.n} x {report.dim} float32 (normalised), {report.queries} queries, "
+          f"M={M}, ef_construction={EF_CONSTRUCTION}, k={K}, {os.cpu_count()} CPUs")
+    print("build (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report.build_seconds.items()))
+    print(f"{'ef':>5} {'library':<11} {'recall@10':>9} {'single QPS':>11} {'batch QPS':>10}")
+    for row in report.rows:
+        print(f"{row.ef:>5} {row.library:<11} {row.recall:>9.4f} {row.single_qps:>11.0f} {row.batch_qps:>10.0f}")
+    for label, r in report.ratios.items():
+        if r["single_ratio"] is None:
+            print(f"{label}: not reached by both (ef ours={r['ef_ours']}, hnswlib={r['ef_hnswlib']})")
+        else:
+            print(f"{label}: ours/hnswlib single-query QPS x{r['single_ratio']:.2f}, batch QPS "
+                  f"x{r['batch_ratio']:.2f} (ef ours={r['ef_ours']}, hnswlib={r['ef_hnswlib']})")
+
+
+def filtered(index: object, ef: int, allow: list[str], crossover: float) -> Callable[[np.ndarray], object]:
+    """Answers queries with `allow` under a fixed exact_filter_crossover (0: graph walk, inf: exact)."""
+
+    def answer(batch: np.ndarray) -> list[list[str]]:
+        index.exact_filter_crossover = crossover  # type: ignore[attr-defined]
+        return [index.search(q, K, ef, allow)[0] for q in batch]  # type: ignore[attr-defined]
+
+    return answer
+
+
+def filter_sweep(
+    ours: Ours, data: np.ndarray, queries: np.ndarray, repeats: int, ef: int = 64
+) -> list[dict[str, float]]:
+    """Filtered-search latency, graph walk vs exact scoring, over allow-list sizes."""
+    index = ours.index
+    n = len(data)
+    rng = np.random.default_rng(7)
+    qs = queries[:50]
+    out = []
+    print(f"\n## filtered search on the synthetic index (ef={ef}, k={K}, {len(qs)} queries, one thread)")
+    print(f"{'allowed':>8} {'graph ms':>9} {'exact ms':>9} {'graph recall':>12}   c = allowed^2 / (ef * n)")
+    default = index.exact_filter_crossover
+    try:
+        for size in [s for s in (500, 1000, 2000, 4000, 8000, 12000, 16000, 24000, 32000) if s < n]:
+            rows = rng.choice(n, size=size, replace=False)
+            allow = [str(i) for i in rows]
+            sub = data[rows]
+            modes = {"graph": filtered(index, ef, allow, 0.0), "exact": filtered(index, ef, allow, float("inf"))}
+            seconds, results = chunked_min_time(modes, qs, min(repeats, 3), chunk=5)
+            timings = {mode: 1000 * s / len(qs) for mode, s in seconds.items()}
+            found = [row for part in results["graph"] for row in part]  # type: ignore[attr-defined]
+            truth = rows[exact_top_k(sub, qs)]
+            recall = recall_at_k(Ours.rows(found), truth)
+            out.append({"allowed": size, "graph_ms": timings["graph"], "exact_ms": timings["exact"],
+                        "graph_recall": recall, "c": size * size / (ef * n)})
+            print(f"{size:>8} {timings['graph']:>9.3f} {timings['exact']:>9.3f} {recall:>12.4f}   "
+                  f"{size * size / (ef * n):.2f}")
+    finally:
+        index.exact_filter_crossover = default
+    print(f"default exact_filter_crossover = {default}: exact below "
+          f"{index.exact_filter_threshold(ef)} allowed ids here")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--efs", default="16,32,64,128,256")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timings per chunk of queries; the fastest counts (see chunked_min_time)")
+    parser.add_argument("--libraries", default=",".join(LIBRARIES))
+    parser.add_argument("--no-scifact", action="store_true")
+    parser.add_argument("--filter", action="store_true", help="also sweep allow-list sizes (ours only)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    efs = [int(x) for x in args.efs.split(",")]
+    libraries = [x for x in args.libraries.split(",") if x]
+    unknown = set(libraries) - set(ADAPTERS)
+    if unknown:
+        parser.error(f"unknown libraries {sorted(unknown)}; choose from {list(ADAPTERS)}")
+
+    from funnelrank import _core
+
+    log(f"funnelrank HNSW; numpy {np.__version__}")
+    t_start = time.perf_counter()
+    vectors = mixture(args.n + args.queries, args.dim, seed=1)
+    data, queries = vectors[: args.n], vectors[args.n :]
+    reports = []
+    synthetic, adapters = run("synthetic", data, queries, efs, args.repeats, libraries)
+    print_report(synthetic)
+    reports.append(synthetic)
+    sweep = (
+        filter_sweep(adapters["funnelrank"], data, queries, args.repeats)  # type: ignore[arg-type]
+        if args.filter and "funnelrank" in adapters
+        else []
+    )
+    del adapters
+    if not args.no_scifact:
+        sci = scifact_vectors()
+        if sci is not None:
+            report, _ = run("scifact", sci[0], sci[1], efs, args.repeats, libraries)
+            print_report(report)
+            reports.append(report)
+    print(f"\ntotal {time.perf_counter() - t_start:.0f} s; _core at {Path(_core.__file__).name}")
+    if args.json:
+        args.json.write_text(json.dumps({"reports": [asdict(r) for r in reports], "filter_sweep": sweep}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
