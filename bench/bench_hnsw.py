@@ -256,17 +256,19 @@ def chunked_min_time(
     variants: dict[str, Callable[[np.ndarray], object]], queries: np.ndarray, repeats: int, chunk: int
 ) -> tuple[dict[str, float], dict[str, list[object]]]:
     """Seconds per variant for all `queries`: the sum over chunks of `chunk` queries of the fastest of
-    `repeats` timings, the variants interleaved chunk by chunk (in rotating order). Load bursts from other
-    processes on a shared machine then inflate single chunk timings, not a whole variant's total.
-    Also returns each variant's results per chunk (from its last repeat)."""
+    `repeats` timings, the variants interleaved chunk by chunk in a fresh random order each time (so no
+    variant always runs right after another one, e.g. after faiss's OpenMP threads, which spin on after a
+    parallel call). Load bursts from other processes on a shared machine then inflate single chunk
+    timings, not a whole variant's total. Also returns each variant's results per chunk (last repeat)."""
     names = list(variants)
+    order_rng = np.random.default_rng(0)
     chunks = [queries[i : i + chunk] for i in range(0, len(queries), chunk)]
     best = {name: [float("inf")] * len(chunks) for name in names}
     results: dict[str, list[object]] = {name: [None] * len(chunks) for name in names}
-    for r in range(repeats):
+    for _ in range(repeats):
         for c, qs in enumerate(chunks):
-            shift = (r + c) % len(names)
-            for name in names[shift:] + names[:shift]:
+            for i in order_rng.permutation(len(names)):
+                name = names[i]
                 t0 = time.perf_counter()
                 results[name][c] = variants[name](qs)
                 best[name][c] = min(best[name][c], time.perf_counter() - t0)
@@ -290,11 +292,15 @@ def run(dataset: str, data: np.ndarray, queries: np.ndarray, efs: list[int], rep
     for ef in efs:
         for adapter in adapters.values():
             adapter.set_ef(ef)
-        variants: dict[str, Callable[[np.ndarray], object]] = {}
-        for name, adapter in adapters.items():
-            variants[f"{name}/single"] = adapter.single
-            variants[f"{name}/batch"] = adapter.batch
-        seconds, results = chunked_min_time(variants, queries, repeats, chunk=100)
+        # Single-query and batch variants are timed in separate rounds: threads left spinning by one
+        # library's batch call would otherwise slow whichever single-threaded loop comes next.
+        seconds, results = chunked_min_time(
+            {f"{name}/single": a.single for name, a in adapters.items()}, queries, repeats, chunk=100
+        )
+        batch_seconds, _ = chunked_min_time(
+            {f"{name}/batch": a.batch for name, a in adapters.items()}, queries, repeats, chunk=100
+        )
+        seconds.update(batch_seconds)
         for name in libraries:
             found = [row for part in results[f"{name}/single"] for row in part]  # type: ignore[attr-defined]
             rows = Ours.rows(found) if name == "funnelrank" else found
