@@ -12,7 +12,8 @@ one query at a time (``"qps_threads": 1``).
 again) with reciprocal-rank fusion (``--rrf-k`` 60, ``--hybrid-weights`` bm25,dense) or a min-max
 convex combination (``--hybrid-fusion convex``). Each input ranking is that stage's top ``--depth``; to
 fuse deeper lists raise ``--depth``. The hybrid latency of a query is its bm25 latency + its dense latency +
-the fusion time (the retrievers run one after the other), so its QPS is that of the whole hybrid query;
+the fusion time (the retrievers run one after the other), and its ``query_seconds`` is the bm25 and dense
+query loops' wall time plus all fusion time, so its QPS is that of the whole hybrid query;
 ``fusion_ms_p50`` / ``fusion_ms_p99`` give the fusion alone.
 """
 
@@ -167,7 +168,8 @@ def hybrid_stage(ctx: StageContext) -> StageOutput:
         b_ms = dict(zip(bm25.rankings, bm25.latencies_ms))
         d_ms = dict(zip(dense.rankings, dense.latencies_ms))
         latencies = [b_ms.get(q, 0.0) + d_ms.get(q, 0.0) + f for q, f in zip(fused, fusion_ms)]
-        query_seconds = sum(latencies) / 1000.0
+    if bm25.query_seconds is not None and dense.query_seconds is not None:  # the two query loops + fusion
+        query_seconds = bm25.query_seconds + dense.query_seconds + sum(fusion_ms) / 1000.0
     fusion = np.asarray(fusion_ms, dtype=np.float64)
     extra: dict[str, Any] = {
         "fusion": method,
