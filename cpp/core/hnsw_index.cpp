@@ -106,13 +106,26 @@ tableint descend(const Graph& g, const void* query) {
 
 // hnswlib's searchBaseLayerST with an extra acceptance test: every node is traversed, only accepted
 // ones (live and allowed) become results. hnswlib 0.6.2 has no filter hook, so this is the one search
-// loop we carry ourselves; it mirrors searchBaseLayerST<has_deletions=true> line for line.
+// loop we carry ourselves. It follows searchBaseLayerST<has_deletions=true>, except that it first
+// collects a node's unvisited neighbours and prefetches each one's whole vector a few distance
+// computations ahead (hnswlib prefetches only the first cache line of the next neighbour).
 template <typename Accept>
 MaxHeap filtered_base_layer_search(const Graph& g, tableint entry, const void* query, std::size_t ef,
                                    const Accept& accept) {
     VisitedListLease visited(g.visited_list_pool_);
     hnswlib::vl_type* mark = visited->mass;
     const hnswlib::vl_type tag = visited->curV;
+    const std::size_t vector_bytes = g.data_size_;
+    constexpr std::size_t kAhead = 2;
+    std::vector<tableint> fresh(g.maxM0_);
+    auto prefetch_vector = [&](tableint id) {
+#ifdef USE_SSE
+        const char* p = g.getDataByInternalId(id);
+        for (std::size_t off = 0; off < vector_bytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
+#else
+        (void)id;
+#endif
+    };
 
     MaxHeap top;
     MaxHeap candidates;  // holds negated distances, so the closest is on top
@@ -135,22 +148,17 @@ MaxHeap filtered_base_layer_search(const Graph& g, tableint entry, const void* q
         hnswlib::linklistsizeint* list = g.get_linklist0(current.second);
         const std::size_t size = g.getListCount(list);
         const auto* neighbours = reinterpret_cast<const tableint*>(list + 1);
-#ifdef USE_SSE
-        if (size > 0) {
-            _mm_prefetch(reinterpret_cast<const char*>(mark + neighbours[0]), _MM_HINT_T0);
-            _mm_prefetch(g.getDataByInternalId(neighbours[0]), _MM_HINT_T0);
-        }
-#endif
+        std::size_t n_fresh = 0;
         for (std::size_t j = 0; j < size; ++j) {
             const tableint candidate = neighbours[j];
-#ifdef USE_SSE
-            if (j + 1 < size) {
-                _mm_prefetch(reinterpret_cast<const char*>(mark + neighbours[j + 1]), _MM_HINT_T0);
-                _mm_prefetch(g.getDataByInternalId(neighbours[j + 1]), _MM_HINT_T0);
-            }
-#endif
             if (mark[candidate] == tag) continue;
             mark[candidate] = tag;
+            fresh[n_fresh++] = candidate;
+        }
+        for (std::size_t j = 0; j < std::min(kAhead, n_fresh); ++j) prefetch_vector(fresh[j]);
+        for (std::size_t j = 0; j < n_fresh; ++j) {
+            if (j + kAhead < n_fresh) prefetch_vector(fresh[j + kAhead]);
+            const tableint candidate = fresh[j];
             const float d = g.fstdistfunc_(query, g.getDataByInternalId(candidate), g.dist_func_param_);
             if (top.size() < ef || lower_bound > d) {
                 candidates.emplace(-d, candidate);
@@ -283,8 +291,10 @@ struct HNSWIndex::Impl {
         if (allow == nullptr) {
             const std::size_t want = std::min(k, live);
             const tableint entry = descend(g, q);
-            MaxHeap heap = g.num_deleted_ ? g.searchBaseLayerST<true>(entry, q, ef_eff)
-                                          : g.searchBaseLayerST<false>(entry, q, ef_eff);
+            MaxHeap heap =
+                g.num_deleted_
+                    ? filtered_base_layer_search(g, entry, q, ef_eff, [&](tableint id) { return !g.isMarkedDeleted(id); })
+                    : filtered_base_layer_search(g, entry, q, ef_eff, [](tableint) { return true; });
             std::vector<DistId> found = best_first(std::move(heap), k);
             // A graph cut apart by deletions can leave fewer than k reachable: answer exactly then.
             if (found.size() < want) return exact(q, k, nullptr);
@@ -307,7 +317,9 @@ struct HNSWIndex::Impl {
         if (allowed.empty()) return {};
         const std::size_t want = std::min(k, allowed.size());
         if (allowed.size() <= exact_threshold(ef_eff)) return exact(q, k, &allowed);
-        const auto accept = [&](tableint id) { return ((bits[id / 64] >> (id % 64)) & 1u) != 0; };
+        const auto accept = [&](tableint id) {
+            return ((bits[id / 64] >> (id % 64)) & 1u) != 0 && !g.isMarkedDeleted(id);
+        };
         std::vector<DistId> found = best_first(filtered_base_layer_search(g, descend(g, q), q, ef_eff, accept), k);
         if (found.size() < want) return exact(q, k, &allowed);
         return found;

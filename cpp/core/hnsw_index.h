@@ -3,7 +3,8 @@
 // headers), keyed by string ids. Adds what hnswlib 0.6.2 lacks: string ids, reuse of deleted slots,
 // allow-list filtered search (with an exact fallback for selective filters), per-query ef, a
 // reader/writer lock so searches run concurrently with each other but never with a write, and a
-// checksummed file format.
+// checksummed file format. Construction, updates and storage are hnswlib's; the base-layer search loop
+// is ours (hnswlib's with a filter hook and whole-vector prefetching).
 #include <cstddef>
 #include <cstdint>
 #include <memory>
