@@ -3,8 +3,11 @@
 1. Query throughput on the scifact and nfcorpus test queries (from ../shared/data; skipped with a message
    when absent): ours one query at a time with ``BM25Index.search`` (and ``search_batch(threads=1)``), bm25s
    batched the way its docs recommend (``bm25s.tokenize`` of all queries, then one ``retrieve`` call with the
-   numba backend, ``n_threads=1``, ``NUMBA_NUM_THREADS=1``). Best of ``--repeat`` runs for each, after a
-   warm-up (numba compiles on first use). nDCG@10 of both as a sanity check.
+   numba backend, ``n_threads=1``, ``NUMBA_NUM_THREADS=1``), both returning the top k of every query.
+   After a warm-up (numba compiles on first use), ``--repeat`` rounds each time every variant once over
+   all queries, in alternating order (ours first, then bm25s first, ...); the ratio ours/bm25s is taken
+   within each round and the median over rounds is reported (a shared machine's load bursts then hit both
+   sides of a ratio alike), with the range over rounds, for wall and process-CPU time.
 2. Index build time and peak RSS on a synthetic corpus (default 1,000,000 documents, 50k-term vocabulary
    with Zipf(1) frequencies, lengths uniform in 50..200 tokens), each library in its own subprocess
    (peak RSS = VmHWM; "build" = the growth of peak RSS over the RSS with the corpus already loaded).
@@ -12,7 +15,7 @@
 Analyzer settings for both: lowercase, token pattern ``(?u)\\b\\w\\w+\\b``, our "english" stopword list
 passed to ``bm25s.tokenize``, Snowball english stemming (ours: libstemmer; bm25s: PyStemmer).
 
-    python bench/bench_bm25.py [--docs 1000000] [--repeat 5] [--skip-synthetic] [--data DIR]
+    python bench/bench_bm25.py [--docs 1000000] [--repeat 9] [--skip-synthetic] [--skip-beir] [--data DIR]
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -63,16 +67,17 @@ def proc_status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def best_time(fn, repeat: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """Best (wall seconds, process CPU seconds) over `repeat` runs. CPU time is the steadier basis on a
-    shared, oversubscribed machine; both are reported."""
-    best_wall = best_cpu = float("inf")
-    for _ in range(repeat):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        best_cpu = min(best_cpu, time.process_time() - c0)
-        best_wall = min(best_wall, time.perf_counter() - w0)
-    return best_wall, best_cpu
+def interleaved_rounds(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[tuple[float, float]]]:
+    """(wall seconds, process CPU seconds) of each variant in each round; every round runs each variant
+    once, in an order that alternates between rounds (forward, reversed, ...)."""
+    names = list(variants)
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            w0, c0 = time.perf_counter(), time.process_time()
+            variants[name]()
+            times[name].append((time.perf_counter() - w0, time.process_time() - c0))
+    return times
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -123,17 +128,25 @@ def bench_beir(data_dir: Path, name: str, repeat: int) -> dict[str, float] | Non
     for k in K_VALUES:
         ours.search(qtexts[0], k)  # warm-up
         run_bm25s(k)  # warm-up: numba compiles here
-        t_loop = best_time(lambda: [ours.search(q, k) for q in qtexts], repeat)
-        t_batch = best_time(lambda: ours.search_batch(qtexts, k, threads=1), repeat)
-        t_bm25s = best_time(lambda: run_bm25s(k), repeat)
+        times = interleaved_rounds({"ours": lambda: [ours.search(q, k) for q in qtexts],
+                                    "batch": lambda: ours.search_batch(qtexts, k, threads=1),
+                                    "bm25s": lambda: run_bm25s(k)}, repeat)
         for clock, idx in (("wall", 0), ("cpu", 1)):
-            qps_loop, qps_batch, qps_bm25s = (len(qids) / t[idx] for t in (t_loop, t_batch, t_bm25s))
+            best = {name: min(t[idx] for t in ts) for name, ts in times.items()}
+            qps_loop, qps_batch, qps_bm25s = (len(qids) / best[name] for name in ("ours", "batch", "bm25s"))
+            ratios = sorted(b[idx] / o[idx] for o, b in zip(times["ours"], times["bm25s"]))
+            ratios_batch = sorted(b[idx] / o[idx] for o, b in zip(times["batch"], times["bm25s"]))
+            ratio, ratio_batch = float(np.median(ratios)), float(np.median(ratios_batch))
             out[f"qps_{clock}_ours_k{k}"] = qps_loop
             out[f"qps_{clock}_ours_batch1_k{k}"] = qps_batch
             out[f"qps_{clock}_bm25s_k{k}"] = qps_bm25s
-            print(f"[{name}] k={k:<3} {clock:4} QPS ours (search loop) {qps_loop:7.0f} | ours (search_batch, 1 thread) "
-                  f"{qps_batch:7.0f} | bm25s (batched) {qps_bm25s:7.0f} | ours/bm25s {qps_loop / qps_bm25s:5.2f}x "
-                  f"(batch {qps_batch / qps_bm25s:5.2f}x; target >= 2)")
+            out[f"ratio_{clock}_k{k}"] = ratio
+            out[f"ratio_{clock}_batch1_k{k}"] = ratio_batch
+            print(f"[{name}] k={k:<3} {clock:4} best QPS: ours (search loop) {qps_loop:7.0f} | ours (search_batch, "
+                  f"1 thread) {qps_batch:7.0f} | bm25s (batched) {qps_bm25s:7.0f}")
+            print(f"[{name}] k={k:<3} {clock:4} QPS ratio ours/bm25s, median of {repeat} interleaved rounds: "
+                  f"search loop {ratio:4.2f}x (range {ratios[0]:4.2f}-{ratios[-1]:4.2f}), search_batch "
+                  f"{ratio_batch:4.2f}x (range {ratios_batch[0]:4.2f}-{ratios_batch[-1]:4.2f}); target >= 2")
 
     ours_run = {q: list(zip(*ours.search(t, 10))) for q, t in zip(qids, qtexts)}
     docs_b, scores_b = run_bm25s(10)
@@ -249,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=default_data_dir(), help="BEIR data directory (../shared/data)")
     p.add_argument("--docs", type=int, default=1_000_000, help="synthetic corpus size")
-    p.add_argument("--repeat", type=int, default=5, help="timed runs per measurement (best is kept)")
+    p.add_argument("--repeat", type=int, default=9, help="interleaved timing rounds per measurement (median ratio)")
     p.add_argument("--skip-synthetic", action="store_true")
     p.add_argument("--skip-beir", action="store_true")
     p.add_argument("--worker", choices=["ours", "bm25s"], help=argparse.SUPPRESS)

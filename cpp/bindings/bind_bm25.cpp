@@ -13,6 +13,7 @@
 #include "analyzer.h"
 #include "bindings.h"
 #include "bm25_index.h"
+#include "convert.h"
 #include "errors.h"
 
 namespace py = pybind11;
@@ -63,12 +64,14 @@ std::vector<std::string> strings_of(const py::handle& seq, const char* name) {
     return out;
 }
 
-py::tuple to_python(BM25Results&& r) {
-    py::list ids(r.ids.size());
-    for (std::size_t i = 0; i < r.ids.size(); ++i) {
-        ids[i] = py::reinterpret_steal<py::object>(
-            PyUnicode_DecodeUTF8(r.ids[i].data(), static_cast<Py_ssize_t>(r.ids[i].size()), "surrogateescape"));
-    }
+// The Python BM25Index: the core index and the str objects of its ids.
+struct PyBM25Index {
+    std::shared_ptr<BM25Index> index;
+    IdStrings id_strings;
+};
+
+py::tuple to_python(const BM25Results& r, IdStrings& id_strings) {
+    py::list ids = id_strings.list(r.slots, r.ids);
     py::array_t<float> scores(static_cast<py::ssize_t>(r.scores.size()));
     std::copy(r.scores.begin(), r.scores.end(), scores.mutable_data());
     return py::make_tuple(std::move(ids), std::move(scores));
@@ -157,19 +160,20 @@ min_token_length: tokens shorter than this many code points are dropped.
                    ", min_token_length=" + std::to_string(c.min_token_length) + ")";
         });
 
-    py::class_<BM25Index, std::shared_ptr<BM25Index>>(m, "BM25Index", R"doc(
+    py::class_<PyBM25Index, std::shared_ptr<PyBM25Index>>(m, "BM25Index", R"doc(
 Lucene BM25 over an inverted index with user string ids, exact top-k (MaxScore with block-max bounds),
 incremental add/delete (N, df and avgdl always count only live documents) and atomic save/load.
 Empty documents are indexed with length 0 and never match. Scores are float32, best first; ties go to
 the document added first.
 )doc")
         .def(py::init([](double k1, double b, std::shared_ptr<Analyzer> analyzer) {
-                 return std::make_shared<BM25Index>(k1, b, std::move(analyzer));
+                 return std::make_shared<PyBM25Index>(
+                     PyBM25Index{std::make_shared<BM25Index>(k1, b, std::move(analyzer)), {}});
              }),
              py::kw_only(), py::arg("k1") = 1.2, py::arg("b") = 0.75, py::arg("analyzer") = py::none())
         .def(
             "add",
-            [](BM25Index& self, const py::object& ids, const py::object& texts) {
+            [](PyBM25Index& self, const py::object& ids, const py::object& texts) {
                 auto id_list = strings_of(ids, "ids");
                 const auto items = items_of(texts, "texts");
                 if (id_list.size() != items.size()) {
@@ -182,22 +186,22 @@ the document added first.
                     views.push_back(text_view(items[i], "text of document '" + id_list[i] + "'"));
                 }
                 py::gil_scoped_release release;  // `items` keeps the texts alive
-                self.add(id_list, views);
+                self.index->add(id_list, views);
             },
             py::arg("ids"), py::arg("texts"),
             "Index documents. All-or-nothing: mismatched lengths, empty or duplicate ids (in the batch or "
             "already indexed) and invalid text raise ValueError and insert nothing.")
         .def(
             "delete",
-            [](BM25Index& self, const py::object& ids) {
+            [](PyBM25Index& self, const py::object& ids) {
                 const auto id_list = strings_of(ids, "ids");
                 py::gil_scoped_release release;
-                self.remove(id_list);
+                self.index->remove(id_list);
             },
             py::arg("ids"), "Delete documents. An unknown id raises KeyError and deletes nothing.")
         .def(
             "search",
-            [](const BM25Index& self, const py::object& query, long long k, const py::object& allow) {
+            [](PyBM25Index& self, const py::object& query, long long k, const py::object& allow) {
                 const auto n = checked_k(k);
                 const std::string q(text_view(query, "query"));
                 std::optional<std::vector<std::string>> allow_list;
@@ -205,15 +209,15 @@ the document added first.
                 BM25Results r;
                 {
                     py::gil_scoped_release release;
-                    r = self.search(q, n, allow_list ? &*allow_list : nullptr);
+                    r = self.index->search(q, n, allow_list ? &*allow_list : nullptr);
                 }
-                return to_python(std::move(r));
+                return to_python(r, self.id_strings);
             },
             py::arg("query"), py::arg("k") = 10, py::arg("allow") = py::none(),
             "Top-k (ids, float32 scores), best first. `allow` restricts results to those ids.")
         .def(
             "_search_exhaustive",
-            [](const BM25Index& self, const py::object& query, long long k, const py::object& allow) {
+            [](PyBM25Index& self, const py::object& query, long long k, const py::object& allow) {
                 const auto n = checked_k(k);
                 const std::string q(text_view(query, "query"));
                 std::optional<std::vector<std::string>> allow_list;
@@ -221,15 +225,15 @@ the document added first.
                 BM25Results r;
                 {
                     py::gil_scoped_release release;
-                    r = self.search_exhaustive(q, n, allow_list ? &*allow_list : nullptr);
+                    r = self.index->search_exhaustive(q, n, allow_list ? &*allow_list : nullptr);
                 }
-                return to_python(std::move(r));
+                return to_python(r, self.id_strings);
             },
             py::arg("query"), py::arg("k") = 10, py::arg("allow") = py::none(),
             "search() computed without pruning (reference for tests).")
         .def(
             "search_batch",
-            [](const BM25Index& self, const py::object& queries, long long k, long long threads) {
+            [](PyBM25Index& self, const py::object& queries, long long k, long long threads) {
                 const auto n = checked_k(k);
                 if (threads < 0) throw InvalidArgument("threads must be >= 0 (0 = all cores)");
                 std::vector<std::string> qs;
@@ -237,20 +241,20 @@ the document added first.
                 std::vector<BM25Results> rs;
                 {
                     py::gil_scoped_release release;
-                    rs = self.search_batch(qs, n, static_cast<unsigned>(threads));
+                    rs = self.index->search_batch(qs, n, static_cast<unsigned>(threads));
                 }
-                py::list out;
-                for (auto& r : rs) out.append(to_python(std::move(r)));
+                py::list out(rs.size());
+                for (std::size_t i = 0; i < rs.size(); ++i) out[i] = to_python(rs[i], self.id_strings);
                 return out;
             },
             py::arg("queries"), py::arg("k") = 10, py::arg("threads") = 0,
             "search() for many queries, in parallel on `threads` threads (0 = all cores).")
         .def(
             "save",
-            [](const BM25Index& self, const py::object& path) {
+            [](const PyBM25Index& self, const py::object& path) {
                 const auto p = path_of(path);
                 py::gil_scoped_release release;
-                self.save(p);
+                self.index->save(p);
             },
             py::arg("path"), "Write the index atomically (deleted documents are left out).")
         .def_static(
@@ -262,20 +266,20 @@ the document added first.
                     py::gil_scoped_release release;
                     index = BM25Index::load(p);
                 }
-                return std::shared_ptr<BM25Index>(std::move(index));
+                return std::make_shared<PyBM25Index>(PyBM25Index{std::shared_ptr<BM25Index>(std::move(index)), {}});
             },
             py::arg("path"), "Read an index written by save(); IndexFileError if missing, truncated or corrupt.")
         .def(
             "compact",
-            [](BM25Index& self) {
+            [](PyBM25Index& self) {
                 py::gil_scoped_release release;
-                self.compact();
+                self.index->compact();
             },
             "Reclaim deleted documents' postings now (delete() does it when over a quarter are deleted).")
-        .def("ids", &BM25Index::ids, "Live ids in insertion order.")
-        .def("__len__", &BM25Index::size)
+        .def("ids", [](const PyBM25Index& self) { return self.index->ids(); }, "Live ids in insertion order.")
+        .def("__len__", [](const PyBM25Index& self) { return self.index->size(); })
         .def("__contains__",
-             [](const BM25Index& self, const py::object& id) {
+             [](const PyBM25Index& self, const py::object& id) {
                  if (!PyUnicode_Check(id.ptr())) return false;
                  Py_ssize_t size = 0;
                  const char* data = PyUnicode_AsUTF8AndSize(id.ptr(), &size);
@@ -283,18 +287,20 @@ the document added first.
                      PyErr_Clear();
                      return false;
                  }
-                 return self.contains(std::string_view(data, static_cast<std::size_t>(size)));
+                 return self.index->contains(std::string_view(data, static_cast<std::size_t>(size)));
              })
-        .def_property("_dense_max_docs", &BM25Index::dense_max_docs, &BM25Index::set_dense_max_docs,
+        .def_property(
+            "_dense_max_docs", [](const PyBM25Index& self) { return self.index->dense_max_docs(); },
+            [](PyBM25Index& self, std::size_t n) { self.index->set_dense_max_docs(n); },
                       "Corpora with at most this many document slots are searched with dense term-at-a-time "
                       "accumulation, larger ones with MaxScore (both exact; a speed knob, used by tests).")
-        .def_property_readonly("k1", &BM25Index::k1)
-        .def_property_readonly("b", &BM25Index::b)
-        .def_property_readonly("analyzer",
-                               [](const BM25Index& self) { return std::const_pointer_cast<Analyzer>(self.analyzer()); })
+        .def_property_readonly("k1", [](const PyBM25Index& self) { return self.index->k1(); })
+        .def_property_readonly("b", [](const PyBM25Index& self) { return self.index->b(); })
+        .def_property_readonly(
+            "analyzer", [](const PyBM25Index& self) { return std::const_pointer_cast<Analyzer>(self.index->analyzer()); })
         .def("_stats",
-             [](const BM25Index& self) {
-                 const auto s = self.stats();
+             [](const PyBM25Index& self) {
+                 const auto s = self.index->stats();
                  py::dict d;
                  d["live_docs"] = s.live_docs;
                  d["doc_slots"] = s.doc_slots;
@@ -302,9 +308,10 @@ the document added first.
                  d["postings"] = s.postings;
                  return d;
              })
-        .def("__repr__", [](const BM25Index& self) {
-            return "BM25Index(len=" + std::to_string(self.size()) + ", k1=" + py::str(py::float_(self.k1())).cast<std::string>() +
-                   ", b=" + py::str(py::float_(self.b())).cast<std::string>() + ")";
+        .def("__repr__", [](const PyBM25Index& self) {
+            const BM25Index& index = *self.index;
+            return "BM25Index(len=" + std::to_string(index.size()) + ", k1=" + py::str(py::float_(index.k1())).cast<std::string>() +
+                   ", b=" + py::str(py::float_(index.b())).cast<std::string>() + ")";
         });
 }
 

@@ -46,9 +46,14 @@ FloatArray matrix_arg(const py::handle& obj, std::size_t dim, const char* what) 
     return a;
 }
 
-py::tuple hits_to_python(const SearchHits& hits) {
-    py::list ids(hits.ids.size());
-    for (std::size_t i = 0; i < hits.ids.size(); ++i) ids[i] = py::str(hits.ids[i]);
+// The Python HNSWIndex: the core index and the str objects of its ids.
+struct PyHNSWIndex : HNSWIndex {
+    explicit PyHNSWIndex(HNSWIndex&& index) : HNSWIndex(std::move(index)) {}
+    IdStrings id_strings;
+};
+
+py::tuple hits_to_python(const SearchHits& hits, IdStrings& id_strings) {
+    py::list ids = id_strings.list(hits.slots, hits.ids);
     py::array_t<float> scores(static_cast<py::ssize_t>(hits.scores.size()));
     std::copy(hits.scores.begin(), hits.scores.end(), scores.mutable_data());
     return py::make_tuple(std::move(ids), std::move(scores));
@@ -61,7 +66,7 @@ std::size_t ef_arg(const std::optional<std::int64_t>& ef) {
 }  // namespace
 
 void bind_hnsw(py::module_& m) {
-    py::class_<HNSWIndex>(m, "HNSWIndex", R"doc(
+    py::class_<PyHNSWIndex>(m, "HNSWIndex", R"doc(
 Approximate nearest-neighbour index (hnswlib's HNSW graph) over float32 vectors keyed by string ids.
 
 metric "cosine" L2-normalises vectors on add and query and scores by cosine similarity; "ip" scores by
@@ -78,14 +83,14 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
                  p.ef_search = non_negative(ef_search, "ef_search", 1);
                  p.initial_capacity = non_negative(initial_capacity, "initial_capacity", 0);
                  p.seed = non_negative(seed, "seed", 0);
-                 return HNSWIndex(p);
+                 return PyHNSWIndex(HNSWIndex(p));
              }),
              py::arg("dim"), py::kw_only(), py::arg("metric") = "cosine", py::arg("M") = 16,
              py::arg("ef_construction") = 200, py::arg("ef_search") = 64, py::arg("initial_capacity") = 1024,
              py::arg("seed") = 100)
         .def(
             "add",
-            [](HNSWIndex& self, const py::object& ids, const py::object& vectors, std::int64_t threads) {
+            [](PyHNSWIndex& self, const py::object& ids, const py::object& vectors, std::int64_t threads) {
                 std::vector<std::string> id_list = string_list(ids, "ids");
                 FloatArray a = matrix_arg(vectors, self.dim(), "vectors");
                 const auto n = static_cast<std::size_t>(a.shape(0));
@@ -98,7 +103,7 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
             "Add vectors (n x dim) under string ids; all-or-nothing validation. threads=0 uses every core.")
         .def(
             "delete",
-            [](HNSWIndex& self, const py::object& ids) {
+            [](PyHNSWIndex& self, const py::object& ids) {
                 std::vector<std::string> id_list = string_list(ids, "ids");
                 py::gil_scoped_release release;
                 self.remove(id_list);
@@ -106,7 +111,7 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
             py::arg("ids"), "Delete ids (KeyError for an unknown id; nothing is deleted then).")
         .def(
             "search",
-            [](const HNSWIndex& self, const py::object& vector, std::int64_t k, std::optional<std::int64_t> ef,
+            [](PyHNSWIndex& self, const py::object& vector, std::int64_t k, std::optional<std::int64_t> ef,
                const py::object& allow) {
                 FloatArray q = vector_arg(vector, self.dim());
                 const std::size_t kk = non_negative(k, "k", 1);
@@ -118,14 +123,14 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
                     py::gil_scoped_release release;
                     hits = self.search(q.data(), kk, e, allowed ? &*allowed : nullptr);
                 }
-                return hits_to_python(hits);
+                return hits_to_python(hits, self.id_strings);
             },
             py::arg("vector"), py::arg("k") = 10, py::arg("ef") = py::none(), py::arg("allow") = py::none(),
             "The k most similar live ids and their similarities, best first. allow: only these ids may be "
             "returned (ids not in the index are ignored).")
         .def(
             "search_batch",
-            [](const HNSWIndex& self, const py::object& vectors, std::int64_t k, std::optional<std::int64_t> ef,
+            [](PyHNSWIndex& self, const py::object& vectors, std::int64_t k, std::optional<std::int64_t> ef,
                std::int64_t threads) {
                 FloatArray a = matrix_arg(vectors, self.dim(), "query vectors");
                 const auto n = static_cast<std::size_t>(a.shape(0));
@@ -138,14 +143,14 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
                     all = self.search_batch(a.data(), n, kk, e, t);
                 }
                 py::list out(all.size());
-                for (std::size_t i = 0; i < all.size(); ++i) out[i] = hits_to_python(all[i]);
+                for (std::size_t i = 0; i < all.size(); ++i) out[i] = hits_to_python(all[i], self.id_strings);
                 return out;
             },
             py::arg("vectors"), py::arg("k") = 10, py::arg("ef") = py::none(), py::arg("threads") = 0,
             "search() for every row, in parallel (threads=0 uses every core).")
         .def(
             "search_exact",
-            [](const HNSWIndex& self, const py::object& vector, std::int64_t k) {
+            [](PyHNSWIndex& self, const py::object& vector, std::int64_t k) {
                 FloatArray q = vector_arg(vector, self.dim());
                 const std::size_t kk = non_negative(k, "k", 1);
                 SearchHits hits;
@@ -153,12 +158,12 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
                     py::gil_scoped_release release;
                     hits = self.search_exact(q.data(), kk);
                 }
-                return hits_to_python(hits);
+                return hits_to_python(hits, self.id_strings);
             },
             py::arg("vector"), py::arg("k") = 10, "Brute-force k nearest live ids (the recall reference).")
         .def(
             "save",
-            [](const HNSWIndex& self, const py::object& path) {
+            [](const PyHNSWIndex& self, const py::object& path) {
                 const std::string p = path_arg(path);
                 py::gil_scoped_release release;
                 self.save(p);
@@ -169,22 +174,22 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
             [](const py::object& path) {
                 const std::string p = path_arg(path);
                 py::gil_scoped_release release;
-                return HNSWIndex::load(p);
+                return PyHNSWIndex(HNSWIndex::load(p));
             },
             py::arg("path"), "Load a saved index; IndexFileError if missing, truncated or corrupt.")
         .def("__len__", &HNSWIndex::size)
         .def("__contains__",
-             [](const HNSWIndex& self, const py::object& id) {
+             [](const PyHNSWIndex& self, const py::object& id) {
                  return py::isinstance<py::str>(id) && self.contains(id.cast<std::string>());
              })
         .def("ids", &HNSWIndex::ids, "Live ids in slot order.")
         .def_property_readonly("dim", &HNSWIndex::dim)
-        .def_property_readonly("metric", [](const HNSWIndex& self) { return metric_name(self.metric()); })
-        .def_property_readonly("M", [](const HNSWIndex& self) { return self.params().M; })
-        .def_property_readonly("ef_construction", [](const HNSWIndex& self) { return self.params().ef_construction; })
+        .def_property_readonly("metric", [](const PyHNSWIndex& self) { return metric_name(self.metric()); })
+        .def_property_readonly("M", [](const PyHNSWIndex& self) { return self.params().M; })
+        .def_property_readonly("ef_construction", [](const PyHNSWIndex& self) { return self.params().ef_construction; })
         .def_property(
             "ef_search", &HNSWIndex::ef_search,
-            [](HNSWIndex& self, std::int64_t ef) { self.set_ef_search(non_negative(ef, "ef_search", 1)); },
+            [](PyHNSWIndex& self, std::int64_t ef) { self.set_ef_search(non_negative(ef, "ef_search", 1)); },
             "Default ef for searches that pass none.")
         .def_property_readonly("capacity", &HNSWIndex::capacity,
                                "Slots allocated in the graph (grows by doubling; deleted slots are reused).")
@@ -194,7 +199,7 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
                       &HNSWIndex::set_exact_filter_crossover,
                       "c in the exact-scoring threshold sqrt(c * ef * len(index)) for allow-lists (0: always the "
                       "graph, inf: always exact). Not saved with the index.")
-        .def("__repr__", [](const HNSWIndex& self) {
+        .def("__repr__", [](const PyHNSWIndex& self) {
             return "HNSWIndex(dim=" + std::to_string(self.dim()) + ", metric='" + metric_name(self.metric()) +
                    "', M=" + std::to_string(self.params().M) + ", size=" + std::to_string(self.size()) + ")";
         });

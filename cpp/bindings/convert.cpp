@@ -1,5 +1,8 @@
 #include "convert.h"
 
+#include <cstring>
+#include <stdexcept>
+
 #include "errors.h"
 
 namespace py = pybind11;
@@ -56,6 +59,48 @@ std::string shape_of(const py::array& a) {
     }
     if (a.ndim() == 1) s += ",";
     return s + ")";
+}
+
+py::object id_str(std::string_view id) {
+    PyObject* s = PyUnicode_DecodeUTF8(id.data(), static_cast<Py_ssize_t>(id.size()), "surrogateescape");
+    if (s == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(s);
+}
+
+namespace {
+// Whether the str `s` encodes to exactly the UTF-8 bytes `id`.
+bool same_id(PyObject* s, const std::string& id) {
+    if (PyUnicode_IS_COMPACT_ASCII(s)) {
+        return static_cast<std::size_t>(PyUnicode_GET_LENGTH(s)) == id.size() &&
+               std::memcmp(PyUnicode_DATA(s), id.data(), id.size()) == 0;
+    }
+    Py_ssize_t size = 0;
+    const char* data = PyUnicode_AsUTF8AndSize(s, &size);
+    if (data == nullptr) {  // holds lone surrogates: never equal to an id, which is valid UTF-8 ...
+        PyErr_Clear();      // ... or was decoded with surrogateescape: then just made anew
+        return false;
+    }
+    return static_cast<std::size_t>(size) == id.size() && std::memcmp(data, id.data(), id.size()) == 0;
+}
+}  // namespace
+
+py::list IdStrings::list(const std::vector<std::uint32_t>& slots, const std::vector<std::string>& ids) {
+    if (slots.size() != ids.size()) throw std::logic_error("IdStrings::list: slots and ids differ in length");
+    py::list out(ids.size());
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        const std::size_t slot = slots[i];
+        PyObject* cached = slot < by_slot_.size() ? by_slot_[slot].ptr() : nullptr;
+        if (cached != nullptr && same_id(cached, ids[i])) {
+            Py_INCREF(cached);
+            PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), cached);
+            continue;
+        }
+        py::object fresh = id_str(ids[i]);  // may run Python code (a collection): index by_slot_ anew below
+        if (slot >= by_slot_.size()) by_slot_.resize(slot + 1);
+        by_slot_[slot] = fresh;
+        PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), fresh.release().ptr());
+    }
+    return out;
 }
 
 }  // namespace funnelrank::bindings

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace funnelrank::bindings {
@@ -26,5 +27,24 @@ std::string path_arg(const pybind11::handle& path);
 
 // "(3, 4)" for an array's shape, for error messages.
 std::string shape_of(const pybind11::array& a);
+
+// A Python str from UTF-8 bytes (invalid bytes become lone surrogates, as os.fsdecode does).
+pybind11::object id_str(std::string_view id);
+
+// The Python str objects of one index's ids, by slot (a BM25 document slot, an HNSW label), created the
+// first time a slot's id is returned and reused after that: a search result's ids then cost a reference
+// count each instead of a new str. Each use compares the cached str with the id the search returned, so
+// a slot whose id changed (deleted and reused, renumbered by compaction) simply gets a new str: the cache
+// needs no invalidation and cannot return a stale id. Holds at most one str per slot ever returned.
+// Only used with the GIL held, which serializes it; no reference into it is held across a call that
+// could run Python code.
+class IdStrings {
+public:
+    // [str of ids[i]] as a list; slots[i] is the slot ids[i] was found at.
+    pybind11::list list(const std::vector<std::uint32_t>& slots, const std::vector<std::string>& ids);
+
+private:
+    std::vector<pybind11::object> by_slot_;
+};
 
 }  // namespace funnelrank::bindings

@@ -46,16 +46,34 @@ struct StemmerDeleter {
 };
 using StemmerPtr = std::unique_ptr<sb_stemmer, StemmerDeleter>;
 
-// libstemmer's sb_stemmer keeps per-call state, so each thread owns one per algorithm.
-sb_stemmer* thread_stemmer(const std::string& algorithm) {
-    thread_local std::unordered_map<std::string, StemmerPtr> stemmers;
+// libstemmer's sb_stemmer keeps per-call state, so each thread owns one per algorithm, with a cache of
+// recent stems: stemming is a pure function of (algorithm, token), and query streams repeat words, so
+// most query tokens are stemmed once per thread (PyStemmer caches the same way). Bounded: cleared when
+// full; long tokens are not cached.
+struct ThreadStemmer {
+    static constexpr std::size_t kCacheEntries = 1u << 16;
+    static constexpr std::size_t kMaxCachedBytes = 64;
+    StemmerPtr stemmer;
+    std::unordered_map<std::string, std::string> cache;  // token -> stem
+    std::string key;                                     // lookup buffer (no allocation for most tokens)
+};
+
+ThreadStemmer& thread_stemmer(const std::string& algorithm) {
+    thread_local std::unordered_map<std::string, std::unique_ptr<ThreadStemmer>> stemmers;
+    thread_local ThreadStemmer* last = nullptr;
+    thread_local std::string last_algorithm;
+    if (last && last_algorithm == algorithm) return *last;
     auto it = stemmers.find(algorithm);
     if (it == stemmers.end()) {
         StemmerPtr s(sb_stemmer_new(algorithm.c_str(), "UTF_8"));
         if (!s) throw InvalidArgument("unknown stemmer '" + algorithm + "'");
-        it = stemmers.emplace(algorithm, std::move(s)).first;
+        auto entry = std::make_unique<ThreadStemmer>();
+        entry->stemmer = std::move(s);
+        it = stemmers.emplace(algorithm, std::move(entry)).first;
     }
-    return it->second.get();
+    last_algorithm = algorithm;
+    last = it->second.get();
+    return *last;
 }
 }  // namespace
 
@@ -153,11 +171,24 @@ bool Analyzer::normalize(std::string_view raw, std::string& out) const {
         out.assign(raw);
         return true;
     }
-    sb_stemmer* stemmer = thread_stemmer(config_.stemmer);
-    const sb_symbol* stem = sb_stemmer_stem(stemmer, reinterpret_cast<const sb_symbol*>(raw.data()),
+    ThreadStemmer& ts = thread_stemmer(config_.stemmer);
+    const bool cacheable = raw.size() <= ThreadStemmer::kMaxCachedBytes;
+    if (cacheable) {
+        ts.key.assign(raw);
+        const auto hit = ts.cache.find(ts.key);
+        if (hit != ts.cache.end()) {
+            out.assign(hit->second);
+            return true;
+        }
+    }
+    const sb_symbol* stem = sb_stemmer_stem(ts.stemmer.get(), reinterpret_cast<const sb_symbol*>(raw.data()),
                                             static_cast<int>(raw.size()));
     if (!stem) throw std::bad_alloc();
-    out.assign(reinterpret_cast<const char*>(stem), static_cast<std::size_t>(sb_stemmer_length(stemmer)));
+    out.assign(reinterpret_cast<const char*>(stem), static_cast<std::size_t>(sb_stemmer_length(ts.stemmer.get())));
+    if (cacheable) {
+        if (ts.cache.size() >= ThreadStemmer::kCacheEntries) ts.cache.clear();
+        ts.cache.emplace(ts.key, out);
+    }
     return true;
 }
 

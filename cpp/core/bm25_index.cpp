@@ -20,6 +20,11 @@ constexpr std::uint32_t kFormatVersion = 1;
 // Bounds are compared after scaling by this, so floating-point rounding can never make pruning unsafe.
 constexpr double kSlack = 1.0 + 1e-9;
 constexpr std::uint32_t kMaxDocs = kEnd - 1;
+
+std::uint64_t next_epoch() {
+    static std::atomic<std::uint64_t> counter{0};
+    return counter.fetch_add(1, std::memory_order_relaxed) + 1;
+}
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------
@@ -132,7 +137,7 @@ void BM25Index::Postings::append(std::uint32_t doc, std::uint32_t tf) {
 // Construction, add, remove
 
 BM25Index::BM25Index(double k1, double b, std::shared_ptr<const Analyzer> analyzer)
-    : k1_(k1), b_(b), analyzer_(std::move(analyzer)) {
+    : k1_(k1), b_(b), analyzer_(std::move(analyzer)), epoch_(next_epoch()) {
     if (!std::isfinite(k1) || k1 < 0.0) throw InvalidArgument("k1 must be finite and >= 0");
     if (!std::isfinite(b) || b < 0.0 || b > 1.0) throw InvalidArgument("b must be in [0, 1]");
     if (!analyzer_) analyzer_ = std::make_shared<const Analyzer>(AnalyzerConfig{});
@@ -223,6 +228,7 @@ void BM25Index::add(const std::vector<std::string>& ids, const std::vector<std::
     }
     if (d.ext_ids.size() + ids.size() > kMaxDocs) throw InvalidArgument("add(): too many documents");
     impacts_valid_ = false;
+    epoch_ = next_epoch();
     std::vector<std::uint32_t> global(local_terms.size());
     for (std::size_t t = 0; t < local_terms.size(); ++t) {
         auto it = d.term_of.find(local_terms[t]);
@@ -271,6 +277,7 @@ void BM25Index::remove(const std::vector<std::string>& ids) {
         docs.push_back(it->second);
     }
     impacts_valid_ = false;
+    epoch_ = next_epoch();
     for (std::size_t i = 0; i < docs.size(); ++i) {
         const std::uint32_t doc = docs[i];
         d.doc_of.erase(ids[i]);
@@ -292,6 +299,7 @@ void BM25Index::compact_locked() {
     Data& old = data_;
     if (old.live_docs == old.ext_ids.size()) return;
     impacts_valid_ = false;
+    epoch_ = next_epoch();
     Data d;
     std::vector<std::uint32_t> new_doc(old.ext_ids.size(), kEnd);
     for (std::size_t doc = 0; doc < old.ext_ids.size(); ++doc) {
@@ -333,26 +341,70 @@ void BM25Index::compact_locked() {
 // ---------------------------------------------------------------------------------------------------
 // Search
 
+std::uint32_t BM25Index::query_term_id(std::string_view raw, std::string& scratch) const {
+    if (!analyzer_->normalize(raw, scratch)) return kNoTerm;
+    const auto it = data_.term_of.find(scratch);
+    if (it == data_.term_of.end() || data_.postings[it->second].df == 0) return kNoTerm;
+    return it->second;
+}
+
+namespace {
+// Per thread: raw query token -> term id (or kNoTerm) of the index that last searched on this thread, as
+// of its epoch. Queries repeat words, so most tokens then cost one hash lookup instead of a stopword
+// lookup, stemming and a vocabulary lookup. Emptied when the index or its epoch changes, and when full.
+struct QueryTokenCache {
+    static constexpr std::size_t kMaxEntries = 1u << 16;
+    static constexpr std::size_t kMaxTokenBytes = 64;
+    const void* owner = nullptr;
+    std::uint64_t epoch = 0;
+    std::unordered_map<std::string, std::uint32_t> term_of;
+    std::string key;  // lookup buffer
+};
+}  // namespace
+
 std::vector<BM25Index::QueryTerm> BM25Index::prepare(std::string_view query) const {
-    const auto tokens = analyzer_->tokenize(query);
-    std::vector<QueryTerm> q;  // distinct terms in order of first occurrence; weight counts occurrences
-    std::unordered_map<std::uint32_t, std::size_t> seen;  // term id -> position in q
-    const double n = static_cast<double>(data_.live_docs);
-    for (const auto& tok : tokens) {
-        auto it = data_.term_of.find(tok);
-        if (it == data_.term_of.end()) continue;
-        const Postings& p = data_.postings[it->second];
-        if (p.df == 0) continue;
-        auto [pos, fresh] = seen.emplace(it->second, q.size());
-        if (fresh) {
-            q.push_back(QueryTerm{&p, 1.0});
-        } else {
-            q[pos->second].weight += 1.0;
-        }
+    thread_local QueryTokenCache cache;
+    if (cache.owner != this || cache.epoch != epoch_) {
+        cache.term_of.clear();
+        cache.owner = this;
+        cache.epoch = epoch_;
     }
-    for (auto& t : q) {
-        const double df = static_cast<double>(t.list->df);
-        t.weight *= std::log(1.0 + (n - df + 0.5) / (df + 0.5));
+    // The ids of the query's terms that occur in live documents, in query order, with their positions.
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> found;  // (term id, position)
+    std::string term;
+    analyzer_->split(query, [&](std::string_view raw) {
+        std::uint32_t id;
+        if (raw.size() <= QueryTokenCache::kMaxTokenBytes) {
+            cache.key.assign(raw);
+            const auto hit = cache.term_of.find(cache.key);
+            if (hit != cache.term_of.end()) {
+                id = hit->second;
+            } else {
+                id = query_term_id(raw, term);
+                if (cache.term_of.size() >= QueryTokenCache::kMaxEntries) cache.term_of.clear();
+                cache.term_of.emplace(cache.key, id);
+            }
+        } else {
+            id = query_term_id(raw, term);
+        }
+        if (id != kNoTerm) found.emplace_back(id, static_cast<std::uint32_t>(found.size()));
+    });
+    // Distinct terms in order of first occurrence; weight counts occurrences.
+    std::sort(found.begin(), found.end());
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> first;  // (first position, term id) per distinct term
+    std::vector<std::uint32_t> count(found.size(), 0);            // by first position
+    for (std::size_t i = 0; i < found.size(); ++i) {
+        if (i == 0 || found[i].first != found[i - 1].first) first.emplace_back(found[i].second, found[i].first);
+        ++count[first.back().first];
+    }
+    std::sort(first.begin(), first.end());
+    std::vector<QueryTerm> q;
+    q.reserve(first.size());
+    const double n = static_cast<double>(data_.live_docs);
+    for (const auto& [pos, id] : first) {
+        const Postings& p = data_.postings[id];
+        const double df = static_cast<double>(p.df);
+        q.push_back(QueryTerm{&p, static_cast<double>(count[pos]) * std::log(1.0 + (n - df + 0.5) / (df + 0.5))});
     }
     return q;
 }
@@ -474,31 +526,40 @@ std::vector<BM25Index::Hit> BM25Index::top_k_pruned(const std::vector<QueryTerm>
     return heap;
 }
 
-std::vector<BM25Index::Hit> BM25Index::top_k_dense(const std::vector<QueryTerm>& q, std::size_t k,
-                                                   const std::vector<std::uint8_t>* mask) const {
-    // Term-at-a-time into a dense accumulator over all document slots (per-thread scratch, all zero
-    // between queries; a matching document's sum is never 0), then one ascending pass over the slots.
-    // The top k are kept in a buffer of up to 2k candidates that is cut back to the best k (nth_element)
-    // when full: amortized O(1) per candidate, where a heap costs O(log k).
-    const Data& d = data_;
-    const std::size_t slots = d.ext_ids.size();
-    const std::size_t padded = (slots + 3) / 4 * 4;
-    thread_local std::vector<std::int64_t> scratch;
-    if (scratch.size() < padded) scratch.resize(padded, 0);
-    std::int64_t* const acc = scratch.data();  // a plain pointer: no thread-local lookups in the loops
-    const auto cmp = [](const Hit& a, const Hit& b) { return better(a, b); };
-    std::vector<Hit> buf;
-    const std::size_t cap = k >= d.live_docs ? d.live_docs : 2 * k;  // never reached when cap == live_docs
-    buf.reserve(cap);  // nothing below allocates (or throws) while the scratch holds sums
-    for (const QueryTerm& t : q) {
-        const std::uint32_t* docs = t.list->docs.data();
-        const float* impacts = t.list->impacts.data();
-        const std::size_t n = t.list->docs.size();
-        const double ws = t.weight * Scorer::kScale;
-        for (std::size_t j = 0; j < n; ++j) acc[docs[j]] += Scorer::contribution_scaled(ws, impacts[j]);
+namespace {
+// Orderings of dense-search candidates (a fixed-point sum and a document slot), best first: higher sum,
+// then earlier document. PackedKeys fits both in one integer (sum < 2^47, doc < 2^16) so selection
+// compares plain integers; WideKeys holds any sum and slot.
+struct PackedKeys {
+    using Key = std::uint64_t;
+    static constexpr std::uint64_t kDocMask = 0xFFFF;
+    static Key make(std::int64_t sum, std::uint32_t doc) {
+        return (static_cast<std::uint64_t>(sum) << 16) | (kDocMask - doc);
     }
-    // Candidates must beat the k-th kept sum (documents come in ascending order, so on an equal score the
-    // earlier, kept one ranks first); 0 admits every matching document.
+    static std::int64_t sum(Key k) { return static_cast<std::int64_t>(k >> 16); }
+    static std::uint32_t doc(Key k) { return static_cast<std::uint32_t>(kDocMask - (k & kDocMask)); }
+    static bool better(Key a, Key b) { return a > b; }
+};
+struct WideKeys {
+    struct Key {
+        std::int64_t sum;
+        std::uint32_t doc;
+    };
+    static Key make(std::int64_t sum, std::uint32_t doc) { return Key{sum, doc}; }
+    static std::int64_t sum(const Key& k) { return k.sum; }
+    static std::uint32_t doc(const Key& k) { return k.doc; }
+    static bool better(const Key& a, const Key& b) { return a.sum > b.sum || (a.sum == b.sum && a.doc < b.doc); }
+};
+
+// The best min(k, candidates) (sum, slot) of acc[0, padded) with sum > 0, alive and allowed by `mask`,
+// best first, via `buf` (reserved for `cap` keys by the caller: nothing here allocates). One ascending
+// pass keeps up to 2k candidates and cuts them back to the best k (nth_element) when full: amortized
+// O(1) per candidate. Candidates must beat the k-th kept sum: documents come in ascending order, so on
+// an equal sum the earlier, kept one ranks first.
+template <typename Keys>
+void select_dense(const std::int64_t* acc, std::size_t padded, std::size_t k, const std::vector<std::uint8_t>& alive,
+                  const std::vector<std::uint8_t>* mask, std::vector<typename Keys::Key>& buf) {
+    const auto cmp = [](const typename Keys::Key& a, const typename Keys::Key& b) { return Keys::better(a, b); };
     std::int64_t theta = 0;
     for (std::size_t base = 0; base < padded; base += 4) {
         const std::int64_t* const a = acc + base;
@@ -506,20 +567,64 @@ std::vector<BM25Index::Hit> BM25Index::top_k_dense(const std::vector<QueryTerm>&
         for (std::size_t i = 0; i < 4; ++i) {
             const std::int64_t total = a[i];
             const auto doc = static_cast<std::uint32_t>(base + i);
-            if (total <= theta || !d.alive[doc] || (mask && !(*mask)[doc])) continue;
-            buf.push_back(Hit{Scorer::to_double(total), doc, total});
+            if (total <= theta || !alive[doc] || (mask && !(*mask)[doc])) continue;
+            buf.push_back(Keys::make(total, doc));
             if (buf.size() == 2 * k) {
                 std::nth_element(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(k - 1), buf.end(), cmp);
                 buf.resize(k);
-                theta = buf.back().sum;
+                theta = Keys::sum(buf.back());
             }
         }
     }
-    std::fill(acc, acc + padded, 0);
     const std::size_t keep = std::min(k, buf.size());
     std::partial_sort(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(keep), buf.end(), cmp);
     buf.resize(keep);
-    return buf;
+}
+}  // namespace
+
+std::vector<BM25Index::Hit> BM25Index::top_k_dense(const std::vector<QueryTerm>& q, std::size_t k,
+                                                   const std::vector<std::uint8_t>* mask) const {
+    // Term-at-a-time into a dense accumulator over all document slots (per-thread scratch, all zero
+    // between queries; a matching document's sum is never 0), then one ascending pass over the slots
+    // (select_dense). Selection compares packed 64-bit keys when every possible sum fits (always for
+    // ordinary queries), else (sum, slot) pairs.
+    const Data& d = data_;
+    const std::size_t slots = d.ext_ids.size();
+    const std::size_t padded = (slots + 3) / 4 * 4;
+    thread_local std::vector<std::int64_t> scratch;
+    if (scratch.size() < padded) scratch.resize(padded, 0);
+    std::int64_t* const acc = scratch.data();  // a plain pointer: no thread-local lookups in the loops
+    // An impact is at most k1 + 1, so this bounds every document's sum (in units of 2^-32).
+    double max_sum = 0.0;
+    for (const QueryTerm& t : q) max_sum += t.weight * Scorer::kScale * (k1_ + 1.0) + 2.0;
+    const bool packed = slots <= PackedKeys::kDocMask + 1 && max_sum < 0x1p47;
+    const std::size_t cap = k >= d.live_docs ? d.live_docs : 2 * k;  // never reached when cap == live_docs
+    // Reserved before accumulating: nothing below allocates (or throws) while the scratch holds sums.
+    std::vector<PackedKeys::Key> packed_buf;
+    std::vector<WideKeys::Key> wide_buf;
+    if (packed) {
+        packed_buf.reserve(cap);
+    } else {
+        wide_buf.reserve(cap);
+    }
+    for (const QueryTerm& t : q) {
+        const std::uint32_t* docs = t.list->docs.data();
+        const float* impacts = t.list->impacts.data();
+        const std::size_t n = t.list->docs.size();
+        const double ws = t.weight * Scorer::kScale;
+        for (std::size_t j = 0; j < n; ++j) acc[docs[j]] += Scorer::contribution_scaled(ws, impacts[j]);
+    }
+    if (packed) {
+        select_dense<PackedKeys>(acc, padded, k, d.alive, mask, packed_buf);
+    } else {
+        select_dense<WideKeys>(acc, padded, k, d.alive, mask, wide_buf);
+    }
+    std::fill(acc, acc + padded, 0);
+    std::vector<Hit> hits;
+    hits.reserve(packed ? packed_buf.size() : wide_buf.size());
+    for (const auto key : packed_buf) hits.push_back(Hit{Scorer::to_double(PackedKeys::sum(key)), PackedKeys::doc(key)});
+    for (const auto& key : wide_buf) hits.push_back(Hit{Scorer::to_double(WideKeys::sum(key)), WideKeys::doc(key)});
+    return hits;
 }
 
 void BM25Index::compute_impacts() const {
@@ -627,9 +732,11 @@ BM25Results BM25Index::to_results(const std::vector<Hit>& hits) const {
     BM25Results r;
     r.ids.reserve(hits.size());
     r.scores.reserve(hits.size());
+    r.slots.reserve(hits.size());
     for (const Hit& h : hits) {
         r.ids.push_back(data_.ext_ids[h.doc]);
         r.scores.push_back(static_cast<float>(h.score));
+        r.slots.push_back(h.doc);
     }
     return r;
 }
@@ -857,6 +964,7 @@ std::unique_ptr<BM25Index> BM25Index::load(const std::string& path) {
     for (std::size_t t = 0; t < d.postings.size(); ++t) {
         for (const std::uint32_t doc : d.postings[t].docs) d.fwd_terms[fill[doc]++] = static_cast<std::uint32_t>(t);
     }
+    index->epoch_ = next_epoch();
     return index;
 }
 

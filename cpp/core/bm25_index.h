@@ -44,6 +44,9 @@ namespace funnelrank {
 struct BM25Results {
     std::vector<std::string> ids;  // best first
     std::vector<float> scores;
+    // The document slot each id was found at (as of the search; a slot's id changes only when its
+    // document is deleted and the slots are compacted). Lets callers cache per-slot data, checked by id.
+    std::vector<std::uint32_t> slots;
 };
 
 class BM25Index {
@@ -137,10 +140,12 @@ private:
     struct Hit {
         double score;
         std::uint32_t doc;
-        std::int64_t sum = 0;  // fixed-point score (set by the dense search only)
     };
 
     std::vector<QueryTerm> prepare(std::string_view query) const;
+    // The term id of a raw (split) query token, kNoTerm for a stopword or a term no live document has.
+    static constexpr std::uint32_t kNoTerm = 0xFFFFFFFFu;
+    std::uint32_t query_term_id(std::string_view raw, std::string& scratch) const;
     // Takes the shared lock with the impact cache valid (recomputing it under the exclusive lock first
     // when an update invalidated it).
     std::shared_lock<WriterPreferringSharedMutex> read_lock() const;
@@ -166,6 +171,9 @@ private:
     mutable WriterPreferringSharedMutex mutex_;
     Data data_;
     mutable bool impacts_valid_ = false;  // read under the shared lock, written under the exclusive one
+    // A value no other index state ever had (from a process-wide counter), renewed by every update;
+    // keys the per-thread cache of query tokens' term ids. Written under the exclusive lock.
+    std::uint64_t epoch_;
     std::size_t dense_max_docs_ = kDefaultDenseMaxDocs;  // guarded by mutex_
 };
 

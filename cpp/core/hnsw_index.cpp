@@ -225,14 +225,17 @@ struct HNSWIndex::Impl {
 
     // Checks one vector (finite; non-zero under cosine) and writes the vector to index into `out`.
     void prepare(const float* v, float* out, const char* what, std::size_t row) const {
-        double norm2 = 0.0;
-        for (std::size_t j = 0; j < params.dim; ++j) {
-            if (!std::isfinite(v[j]))
-                throw InvalidArgument(std::string(what) + " " + std::to_string(row) + " has a non-finite value at " +
-                                      std::to_string(j));
-            norm2 += static_cast<double>(v[j]) * v[j];
+        bool finite = true;  // branch-free (vectorizable) check; the position is looked up only on error
+        for (std::size_t j = 0; j < params.dim; ++j) finite &= std::isfinite(v[j]);
+        if (!finite) {
+            std::size_t j = 0;
+            while (std::isfinite(v[j])) ++j;
+            throw InvalidArgument(std::string(what) + " " + std::to_string(row) + " has a non-finite value at " +
+                                  std::to_string(j));
         }
         if (params.metric == Metric::Cosine) {
+            double norm2 = 0.0;
+            for (std::size_t j = 0; j < params.dim; ++j) norm2 += static_cast<double>(v[j]) * v[j];
             if (!(norm2 > 0.0))
                 throw InvalidArgument(std::string(what) + " " + std::to_string(row) +
                                       " is a zero vector, which has no cosine similarity");
@@ -253,9 +256,12 @@ struct HNSWIndex::Impl {
         SearchHits hits;
         hits.ids.reserve(found.size());
         hits.scores.reserve(found.size());
+        hits.slots.reserve(found.size());
         for (const auto& [dist, internal] : found) {
-            hits.ids.push_back(id_of[graph->getExternalLabel(internal)]);
+            const labeltype label = graph->getExternalLabel(internal);
+            hits.ids.push_back(id_of[label]);
             hits.scores.push_back(1.f - dist);
+            hits.slots.push_back(static_cast<std::uint32_t>(label));
         }
         return hits;
     }

@@ -36,6 +36,9 @@ struct HNSWParams {
 struct SearchHits {
     std::vector<std::string> ids;
     std::vector<float> scores;  // similarity: cosine or inner product
+    // The slot each id was found at (as of the search; a slot's id changes only when it is deleted and
+    // reused by a later add). Lets callers cache per-slot data, checked by id.
+    std::vector<std::uint32_t> slots;
 };
 
 class HNSWIndex {
