@@ -240,6 +240,104 @@ def test_pruned_top_k_equals_exhaustive() -> None:
 
 
 @pytest.mark.core
+def test_dense_selection_with_huge_query_weights_and_many_slots() -> None:
+    """The dense path's two selection key layouts (packed 64-bit keys; (sum, slot) pairs when a sum could
+    exceed the packing or there are more than 65,536 slots) both equal exhaustive scoring."""
+    rng = np.random.default_rng(11)
+    index = build(random_corpus(rng, 300, 50, 40), analyzer=Analyzer(**PLAIN))
+    heavy = " ".join(["w1"] * 60_000 + ["w2"] * 3 + ["w7"])  # sum bound above 2^47 units: wide keys
+    for q in (heavy, "w1 w2 w7"):
+        for k in (1, 10, 300):
+            assert_same(index.search(q, k), index._search_exhaustive(q, k))
+    many = BM25Index(analyzer=Analyzer(**PLAIN))
+    many.add([f"m{i}" for i in range(70_000)], [f"w{i % 97} w{i % 13} x{i}" for i in range(70_000)])
+    many._dense_max_docs = 1 << 20  # dense over 70,000 slots: wide keys
+    for q in ("w3 w5", "w96 w12 x69999", "x0 x1 w0"):
+        for k in (1, 10, 100):
+            assert_same(many.search(q, k), many._search_exhaustive(q, k))
+
+
+@pytest.mark.core
+def test_result_ids_follow_slots_through_delete_compaction_and_re_add() -> None:
+    """Result ids are cached as Python strs per document slot; a slot's id changes when compaction
+    renumbers the slots or a deleted id comes back, and results must follow."""
+    n = 40
+    index = build([(f"d{i}", f"tok{i} common") for i in range(n)], analyzer=Analyzer(**PLAIN))
+    first, _ = index.search("tok7", 3)
+    again, _ = index.search("tok7", 3)
+    assert first == again == ["d7"]
+    assert first[0] is again[0]  # the cached str is reused
+    gone = [f"d{i}" for i in range(0, n, 2)]
+    index.delete(gone)  # half deleted: compaction renumbers the surviving documents
+    assert index._stats()["doc_slots"] == n // 2
+    for i in range(n):
+        assert index.search(f"tok{i}", 3)[0] == ([] if i % 2 == 0 else [f"d{i}"])
+    assert sorted(index.search("common", n)[0]) == sorted(f"d{i}" for i in range(1, n, 2))
+    index.add(["d0", "d2"], ["tok2x common", "tok0x"])  # deleted ids back, in other slots, other texts
+    assert index.search("tok0", 3)[0] == [] and index.search("tok0x", 3)[0] == ["d2"]
+    assert index.search("tok2x", 3)[0] == ["d0"]
+    index.delete(["d0"])
+    index.add(["Ünï-0"], ["tok2x"])
+    assert index.search("tok2x", 3)[0] == ["Ünï-0"]
+
+
+@pytest.mark.core
+def test_query_terms_follow_index_updates() -> None:
+    """Query tokens' term ids are cached per thread and index; updates and other indexes must not leak."""
+    index = build([("a", "alpha beta")])
+    other = build([("o", "gamma delta")])
+    assert index.search("gamma", 5)[0] == []
+    assert other.search("gamma", 5)[0] == ["o"]
+    index.add(["g"], ["gamma rays"])
+    assert index.search("gamma", 5)[0] == ["g"]
+    assert other.search("gamma", 5)[0] == ["o"]
+    index.delete(["g"])
+    assert index.search("gamma", 5)[0] == []
+    index.add(["g2"], ["more gamma"])
+    assert index.search("gammas", 5)[0] == ["g2"]  # stemmed to the same term
+    assert sorted(index.search("gamma alpha", 5)[0]) == ["a", "g2"]
+
+
+@pytest.mark.core
+def test_concurrent_searches_while_slots_are_renumbered() -> None:
+    """Every document has a token of its own; while one thread deletes (compacting, so slots are
+    renumbered) and adds, searches for a document's token must return exactly that document or nothing."""
+    index = build([(f"d{i}", f"u{i} shared") for i in range(400)], analyzer=Analyzer(**PLAIN))
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def reader(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        try:
+            while not stop.is_set():
+                i = int(rng.integers(0, 2000))
+                ids, _ = index.search(f"u{i}", 5)
+                assert ids in ([], [f"d{i}"]), (i, ids)
+                for j, (got, _) in zip(range(i, i + 20), index.search_batch([f"u{j}" for j in range(i, i + 20)], 5)):
+                    assert got in ([], [f"d{j}"]), (j, got)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            failures.append(e)
+
+    threads = [threading.Thread(target=reader, args=(s,)) for s in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        live = list(range(400))
+        for step in range(16):
+            index.delete([f"d{i}" for i in live[: len(live) // 3]])  # over a quarter: compaction
+            live = live[len(live) // 3 :]
+            fresh = list(range(400 + step * 100, 500 + step * 100))
+            index.add([f"d{i}" for i in fresh], [f"u{i} shared" for i in fresh])
+            live += fresh
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not failures, failures[:3]
+    assert sorted(index.ids()) == sorted(f"d{i}" for i in live)
+
+
+@pytest.mark.core
 def test_allow_filter() -> None:
     rng = np.random.default_rng(1)
     docs = random_corpus(rng, 3000, 100, 40)

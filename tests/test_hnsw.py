@@ -184,6 +184,73 @@ def test_slot_reuse_keeps_capacity_bounded() -> None:
         assert index.search(fresh[11], k=1)[0] == [f"c{cycle}_11"]
 
 
+def test_result_ids_follow_reused_slots() -> None:
+    """Result ids are cached as Python strs per slot; a deleted id's slot taken by a new id must return
+    the new id from search, search_batch and search_exact."""
+    data = mixture(300, seed=21)
+    index = HNSWIndex(DIM, initial_capacity=300)
+    index.add(ids_for(300), data)
+    first, _ = index.search(data[5], k=1)
+    again, _ = index.search(data[5], k=1)
+    assert first == again == ["d5"]
+    assert first[0] is again[0]  # the cached str is reused
+    for new_id in ("new5", "Ünï-5", "d5"):
+        index.delete([index.search(data[5], k=1)[0][0]])
+        index.add([new_id], data[5:6])  # reuses the freed slot
+        assert index.capacity == 300
+        assert index.search(data[5], k=1)[0] == [new_id]
+        assert index.search_batch(data[4:6], k=1)[1][0] == [new_id]
+        assert index.search_exact(data[5], k=1)[0] == [new_id]
+
+
+def test_ids_match_scores_while_slots_are_reused_concurrently() -> None:
+    """Every id ever added names one vector; while a thread deletes and re-adds (new ids reuse the freed
+    slots), every (id, score) a search returns must be that id's vector's inner product with the query."""
+    dim = 16
+    rng = np.random.default_rng(22)
+    vectors: dict[str, np.ndarray] = {}
+    index = HNSWIndex(dim, metric="ip", initial_capacity=600)
+    live = [f"v{i}" for i in range(600)]
+    batch = rng.normal(size=(600, dim)).astype(np.float32)
+    vectors.update(zip(live, batch))
+    index.add(live, batch)
+    queries = rng.normal(size=(20, dim)).astype(np.float32)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def check(q: np.ndarray, ids: list[str], scores: np.ndarray) -> None:
+        for i, s in zip(ids, scores):
+            assert abs(float(vectors[i] @ q) - float(s)) < 1e-3, (i, s)
+
+    def searcher() -> None:
+        try:
+            while not stop.is_set():
+                for q in queries:
+                    check(q, *index.search(q, k=10))
+                for q, (ids, scores) in zip(queries, index.search_batch(queries, k=10, threads=2)):
+                    check(q, ids, scores)
+        except BaseException as exc:  # noqa: BLE001 - surfaced in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=searcher) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for cycle in range(30):
+            index.delete(live[:100])
+            fresh = [f"c{cycle}_{i}" for i in range(100)]
+            batch = rng.normal(size=(100, dim)).astype(np.float32)
+            vectors.update(zip(fresh, batch))  # before add: a searcher may see the id right away
+            index.add(fresh, batch)
+            live = live[100:] + fresh
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]
+    assert index.capacity == 600 and sorted(index.ids()) == sorted(live)
+
+
 def test_capacity_grows_automatically() -> None:
     index = HNSWIndex(DIM, initial_capacity=4)
     index.add(ids_for(100), mixture(100, seed=7))

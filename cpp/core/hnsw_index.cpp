@@ -127,6 +127,14 @@ MaxHeap filtered_base_layer_search(const Graph& g, tableint entry, const void* q
 #endif
     };
 
+    auto prefetch_links = [&](tableint id) {
+#ifdef USE_SSE
+        _mm_prefetch(reinterpret_cast<const char*>(g.get_linklist0(id)), _MM_HINT_T0);
+#else
+        (void)id;
+#endif
+    };
+
     MaxHeap top;
     MaxHeap candidates;  // holds negated distances, so the closest is on top
     float lower_bound;
@@ -162,6 +170,7 @@ MaxHeap filtered_base_layer_search(const Graph& g, tableint entry, const void* q
             const float d = g.fstdistfunc_(query, g.getDataByInternalId(candidate), g.dist_func_param_);
             if (top.size() < ef || lower_bound > d) {
                 candidates.emplace(-d, candidate);
+                prefetch_links(candidates.top().second);  // the next node to expand, as hnswlib does
                 if (accept(candidate)) top.emplace(d, candidate);
                 if (top.size() > ef) top.pop();
                 if (!top.empty()) lower_bound = top.top().first;
