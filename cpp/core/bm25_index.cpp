@@ -551,34 +551,47 @@ struct WideKeys {
     static bool better(const Key& a, const Key& b) { return a.sum > b.sum || (a.sum == b.sum && a.doc < b.doc); }
 };
 
-// The best min(k, candidates) (sum, slot) of acc[0, padded) with sum > 0, alive and allowed by `mask`,
-// best first, via `buf` (reserved for `cap` keys by the caller: nothing here allocates). One ascending
-// pass keeps up to 2k candidates and cuts them back to the best k (nth_element) when full: amortized
-// O(1) per candidate. Candidates must beat the k-th kept sum: documents come in ascending order, so on
-// an equal sum the earlier, kept one ranks first.
+// The best min(k, candidates) (sum, slot) of acc[0, slots) with sum > 0, alive and allowed by `mask`, best
+// first, into `buf`, which the caller sized to at least min(2k, live documents) + 4 keys (nothing here
+// allocates). One ascending pass keeps up to 2k candidates and cuts them back to the best k
+// (nth_element) when full: amortized O(1) per candidate. Candidates must beat the k-th kept sum: documents
+// come in ascending order, so on an equal sum the earlier, kept one ranks first. Groups of 4 slots with
+// no candidate are skipped with one comparison; inside a group every slot is written and kept or not
+// without a branch (whether a slot passes is unpredictable while the threshold is still low).
 template <typename Keys>
-void select_dense(const std::int64_t* acc, std::size_t padded, std::size_t k, const std::vector<std::uint8_t>& alive,
+void select_dense(const std::int64_t* acc, std::size_t slots, std::size_t k, const std::vector<std::uint8_t>& alive,
                   const std::vector<std::uint8_t>* mask, std::vector<typename Keys::Key>& buf) {
     const auto cmp = [](const typename Keys::Key& a, const typename Keys::Key& b) { return Keys::better(a, b); };
+    typename Keys::Key* const out = buf.data();
+    const std::uint8_t* const live = alive.data();
+    const std::uint8_t* const allowed = mask ? mask->data() : nullptr;
+    std::size_t n = 0;
     std::int64_t theta = 0;
-    for (std::size_t base = 0; base < padded; base += 4) {
+    const auto cut = [&]() {  // keep the best k of the n candidates
+        std::nth_element(out, out + (k - 1), out + n, cmp);
+        n = k;
+        theta = Keys::sum(out[k - 1]);
+    };
+    const std::size_t full = slots / 4 * 4;
+    for (std::size_t base = 0; base < full; base += 4) {
         const std::int64_t* const a = acc + base;
         if (std::max(std::max(a[0], a[1]), std::max(a[2], a[3])) <= theta) continue;
         for (std::size_t i = 0; i < 4; ++i) {
-            const std::int64_t total = a[i];
             const auto doc = static_cast<std::uint32_t>(base + i);
-            if (total <= theta || !alive[doc] || (mask && !(*mask)[doc])) continue;
-            buf.push_back(Keys::make(total, doc));
-            if (buf.size() == 2 * k) {
-                std::nth_element(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(k - 1), buf.end(), cmp);
-                buf.resize(k);
-                theta = Keys::sum(buf.back());
-            }
+            out[n] = Keys::make(a[i], doc);
+            const bool keep = (a[i] > theta) & (live[doc] != 0) & (!allowed || allowed[doc] != 0);
+            n += keep ? 1 : 0;
         }
+        if (n >= 2 * k) cut();
     }
-    const std::size_t keep = std::min(k, buf.size());
-    std::partial_sort(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(keep), buf.end(), cmp);
-    buf.resize(keep);
+    for (std::size_t doc = full; doc < slots; ++doc) {
+        if (acc[doc] <= theta || !live[doc] || (allowed && !allowed[doc])) continue;
+        out[n++] = Keys::make(acc[doc], static_cast<std::uint32_t>(doc));
+        if (n >= 2 * k) cut();
+    }
+    if (n > k) cut();
+    std::sort(out, out + n, cmp);
+    buf.resize(n);
 }
 }  // namespace
 
@@ -590,9 +603,8 @@ std::vector<BM25Index::Hit> BM25Index::top_k_dense(const std::vector<QueryTerm>&
     // ordinary queries), else (sum, slot) pairs.
     const Data& d = data_;
     const std::size_t slots = d.ext_ids.size();
-    const std::size_t padded = (slots + 3) / 4 * 4;
     thread_local std::vector<std::int64_t> scratch;
-    if (scratch.size() < padded) scratch.resize(padded, 0);
+    if (scratch.size() < slots) scratch.resize(slots, 0);
     std::int64_t* const acc = scratch.data();  // a plain pointer: no thread-local lookups in the loops
     // An impact is at most k1 + 1, so this bounds every document's sum (in units of 2^-32).
     double max_sum = 0.0;
@@ -603,9 +615,9 @@ std::vector<BM25Index::Hit> BM25Index::top_k_dense(const std::vector<QueryTerm>&
     std::vector<PackedKeys::Key> packed_buf;
     std::vector<WideKeys::Key> wide_buf;
     if (packed) {
-        packed_buf.reserve(cap);
+        packed_buf.resize(cap + 4);
     } else {
-        wide_buf.reserve(cap);
+        wide_buf.resize(cap + 4);
     }
     for (const QueryTerm& t : q) {
         const std::uint32_t* docs = t.list->docs.data();
@@ -615,11 +627,11 @@ std::vector<BM25Index::Hit> BM25Index::top_k_dense(const std::vector<QueryTerm>&
         for (std::size_t j = 0; j < n; ++j) acc[docs[j]] += Scorer::contribution_scaled(ws, impacts[j]);
     }
     if (packed) {
-        select_dense<PackedKeys>(acc, padded, k, d.alive, mask, packed_buf);
+        select_dense<PackedKeys>(acc, slots, k, d.alive, mask, packed_buf);
     } else {
-        select_dense<WideKeys>(acc, padded, k, d.alive, mask, wide_buf);
+        select_dense<WideKeys>(acc, slots, k, d.alive, mask, wide_buf);
     }
-    std::fill(acc, acc + padded, 0);
+    std::fill(acc, acc + slots, 0);
     std::vector<Hit> hits;
     hits.reserve(packed ? packed_buf.size() : wide_buf.size());
     for (const auto key : packed_buf) hits.push_back(Hit{Scorer::to_double(PackedKeys::sum(key)), PackedKeys::doc(key)});
