@@ -296,6 +296,12 @@ def test_query_terms_follow_index_updates() -> None:
     index.add(["g2"], ["more gamma"])
     assert index.search("gammas", 5)[0] == ["g2"]  # stemmed to the same term
     assert sorted(index.search("gamma alpha", 5)[0]) == ["a", "g2"]
+    long = "x" * 100  # longer than the cached tokens
+    index.add(["l"], [f"{long} alpha"])
+    assert index.search(long, 5)[0] == ["l"]
+    for i in range(40_000):  # more distinct tokens than the cache holds: it empties and refills
+        assert index.search(f"unknown{i}", 1)[0] == []
+    assert index.search("gamma", 5)[0] == ["g2"] and index.search(long, 5)[0] == ["l"]
 
 
 @pytest.mark.core

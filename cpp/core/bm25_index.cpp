@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <exception>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <thread>
@@ -423,37 +425,96 @@ namespace {
 // Per thread: raw query token -> term id (or kNoTerm) of the index that last searched on this thread, as
 // of its epoch. Queries repeat words, so most tokens then cost one hash lookup instead of a stopword
 // lookup, stemming and a vocabulary lookup. Emptied when the index or its epoch changes, and when full.
-struct QueryTokenCache {
-    static constexpr std::size_t kMaxEntries = 1u << 16;
+// An open-addressing table (power-of-two size, linear probing, full hashes stored, token bytes in one
+// arena): a lookup is about one cache miss and no division, where std::unordered_map chases nodes.
+class QueryTokenCache {
+public:
+    static constexpr std::size_t kMaxEntries = 1u << 15;
     static constexpr std::size_t kMaxTokenBytes = 64;
-    const void* owner = nullptr;
-    std::uint64_t epoch = 0;
-    std::unordered_map<std::string, std::uint32_t> term_of;
-    std::string key;  // lookup buffer
+
+    // Empties the cache unless it already holds `owner`'s tokens as of `epoch`.
+    void use(const void* owner, std::uint64_t epoch) {
+        if (owner == owner_ && epoch == epoch_) return;
+        clear();
+        owner_ = owner;
+        epoch_ = epoch;
+    }
+    static std::uint64_t hash(std::string_view token) {
+        const std::uint64_t h = std::hash<std::string_view>{}(token);
+        return h ? h : 1;  // 0 marks an empty slot
+    }
+    // The cached id of `token` (with hash h), or nullptr.
+    const std::uint32_t* find(std::string_view token, std::uint64_t h) const {
+        if (slots_.empty()) return nullptr;
+        const std::size_t mask = slots_.size() - 1;
+        for (std::size_t i = h & mask;; i = (i + 1) & mask) {
+            const Slot& s = slots_[i];
+            if (s.hash == 0) return nullptr;
+            if (s.hash == h && s.length == token.size() &&
+                std::memcmp(arena_.data() + s.offset, token.data(), token.size()) == 0) {
+                return &s.id;
+            }
+        }
+    }
+    // Adds a token that find() did not hold (at most kMaxTokenBytes long).
+    void insert(std::string_view token, std::uint64_t h, std::uint32_t id) {
+        if (size_ >= kMaxEntries) clear();
+        if (2 * (size_ + 1) > slots_.size()) grow();
+        const auto offset = static_cast<std::uint32_t>(arena_.size());
+        arena_.append(token);  // before the slot that points into it (append may throw)
+        place(Slot{h, offset, static_cast<std::uint32_t>(token.size()), id});
+        ++size_;
+    }
+
+private:
+    struct Slot {
+        std::uint64_t hash = 0;
+        std::uint32_t offset = 0;
+        std::uint32_t length = 0;
+        std::uint32_t id = 0;
+    };
+    void place(const Slot& slot) {
+        const std::size_t mask = slots_.size() - 1;
+        std::size_t i = slot.hash & mask;
+        while (slots_[i].hash != 0) i = (i + 1) & mask;
+        slots_[i] = slot;
+    }
+    void grow() {
+        std::vector<Slot> old(std::max<std::size_t>(64, 2 * slots_.size()));
+        old.swap(slots_);
+        for (const Slot& s : old) {
+            if (s.hash != 0) place(s);
+        }
+    }
+    void clear() {
+        std::vector<Slot>().swap(slots_);  // back to small: a cleared cache is refilled gradually
+        arena_.clear();
+        size_ = 0;
+    }
+
+    const void* owner_ = nullptr;
+    std::uint64_t epoch_ = 0;
+    std::vector<Slot> slots_;
+    std::string arena_;
+    std::size_t size_ = 0;
 };
 }  // namespace
 
 std::vector<BM25Index::QueryTerm> BM25Index::prepare(std::string_view query) const {
     thread_local QueryTokenCache cache;
-    if (cache.owner != this || cache.epoch != epoch_) {
-        cache.term_of.clear();
-        cache.owner = this;
-        cache.epoch = epoch_;
-    }
+    cache.use(this, epoch_);
     // The ids of the query's terms that occur in live documents, in query order, with their positions.
     std::vector<std::pair<std::uint32_t, std::uint32_t>> found;  // (term id, position)
     std::string term;
     analyzer_->split(query, [&](std::string_view raw) {
         std::uint32_t id;
         if (raw.size() <= QueryTokenCache::kMaxTokenBytes) {
-            cache.key.assign(raw);
-            const auto hit = cache.term_of.find(cache.key);
-            if (hit != cache.term_of.end()) {
-                id = hit->second;
+            const std::uint64_t h = QueryTokenCache::hash(raw);
+            if (const std::uint32_t* hit = cache.find(raw, h)) {
+                id = *hit;
             } else {
                 id = query_term_id(raw, term);
-                if (cache.term_of.size() >= QueryTokenCache::kMaxEntries) cache.term_of.clear();
-                cache.term_of.emplace(cache.key, id);
+                cache.insert(raw, h, id);
             }
         } else {
             id = query_term_id(raw, term);
