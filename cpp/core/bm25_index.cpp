@@ -684,14 +684,14 @@ struct WideKeys {
 };
 
 // The best min(k, candidates) (sum, slot) of acc[0, slots) with sum > 0, alive and allowed by `mask`, best
-// first, into `buf`, which the caller sized to at least min(2k, live documents) + 4 keys (nothing here
+// first, into `buf`, zeroing acc[0, slots) on the way, which the caller sized to at least min(2k, live documents) + 4 keys (nothing here
 // allocates). One ascending pass keeps up to 2k candidates and cuts them back to the best k
 // (nth_element) when full: amortized O(1) per candidate. Candidates must beat the k-th kept sum: documents
 // come in ascending order, so on an equal sum the earlier, kept one ranks first. Groups of 4 slots with
 // no candidate are skipped with one comparison; inside a group every slot is written and kept or not
 // without a branch (whether a slot passes is unpredictable while the threshold is still low).
 template <typename Keys>
-void select_dense(const std::int64_t* acc, std::size_t slots, std::size_t k, const std::vector<std::uint8_t>& alive,
+void select_dense(std::int64_t* acc, std::size_t slots, std::size_t k, const std::vector<std::uint8_t>& alive,
                   const std::vector<std::uint8_t>* mask, std::vector<typename Keys::Key>& buf) {
     const auto cmp = [](const typename Keys::Key& a, const typename Keys::Key& b) { return Keys::better(a, b); };
     typename Keys::Key* const out = buf.data();
@@ -706,7 +706,9 @@ void select_dense(const std::int64_t* acc, std::size_t slots, std::size_t k, con
     };
     const std::size_t full = slots / 4 * 4;
     for (std::size_t base = 0; base < full; base += 4) {
-        const std::int64_t* const a = acc + base;
+        std::int64_t* const p = acc + base;
+        const std::int64_t a[4] = {p[0], p[1], p[2], p[3]};
+        p[0] = p[1] = p[2] = p[3] = 0;  // the scratch is left all zero for the next query
         if (std::max(std::max(a[0], a[1]), std::max(a[2], a[3])) <= theta) continue;
         for (std::size_t i = 0; i < 4; ++i) {
             const auto doc = static_cast<std::uint32_t>(base + i);
@@ -717,8 +719,10 @@ void select_dense(const std::int64_t* acc, std::size_t slots, std::size_t k, con
         if (n >= 2 * k) cut();
     }
     for (std::size_t doc = full; doc < slots; ++doc) {
-        if (acc[doc] <= theta || !live[doc] || (allowed && !allowed[doc])) continue;
-        out[n++] = Keys::make(acc[doc], static_cast<std::uint32_t>(doc));
+        const std::int64_t total = acc[doc];
+        acc[doc] = 0;
+        if (total <= theta || !live[doc] || (allowed && !allowed[doc])) continue;
+        out[n++] = Keys::make(total, static_cast<std::uint32_t>(doc));
         if (n >= 2 * k) cut();
     }
     if (n > k) cut();
@@ -760,7 +764,6 @@ std::vector<BM25Index::Hit> BM25Index::top_k_dense(const std::vector<QueryTerm>&
     } else {
         select_dense<WideKeys>(acc, slots, k, d.alive, mask, wide_buf);
     }
-    std::fill(acc, acc + slots, 0);
     std::vector<Hit> hits;
     hits.reserve(packed ? packed_buf.size() : wide_buf.size());
     for (const auto key : packed_buf) hits.push_back(Hit{Scorer::to_double(PackedKeys::sum(key)), PackedKeys::doc(key)});
