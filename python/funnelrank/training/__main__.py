@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--max-length", type=int, default=256)
     ep.add_argument("--random-weights", action="store_true", help="same architecture, random weights (speed peer)")
     ep.add_argument("--overwrite", action="store_true")
+    pa = sub.add_parser("patch", help="write an exported model as a weight patch over the packaged default reranker")
+    pa.add_argument("trained", type=Path, help="model directory written by `export` (same precision as the base)")
+    pa.add_argument("--base", type=Path, default=None,
+                    help="base model directory (default: the packaged reranker-minilm-l6, whose model.onnx is kept)")
+    pa.add_argument("--exact", action="store_true", help="store changed weights exactly instead of as int8 deltas")
     return p
 
 
@@ -71,6 +76,8 @@ def main() -> None:
               head_lr=a.head_lr, kd=a.kd, bce=a.bce, mix=a.mix, ckpt_every=a.ckpt_every,
               eval_every=a.eval_every, max_steps=a.max_steps, resume=a.resume,
               val_queries=a.val_queries)
+    elif a.cmd == "patch":
+        _write_patch(a.trained, a.base, exact=a.exact)
     else:
         from funnelrank.training.export import export_model_dir, load_trained, randomize
 
@@ -80,6 +87,20 @@ def main() -> None:
             model = randomize(model)
         out = export_model_dir(model, a.out, precision=a.precision, max_length=a.max_length, overwrite=a.overwrite)
         print(f"exported {a.checkpoint} -> {out} ({a.precision})")
+
+
+def _write_patch(trained: Path, base: Path | None, exact: bool) -> None:
+    """Patch file + config.json of `trained` into the base directory (see funnelrank.models.weight_patch)."""
+    import shutil
+
+    from funnelrank.models import DEFAULT_RERANKER, PATCH_FILE
+    from funnelrank.models.weight_patch import make_patch
+
+    base = base or Path(__file__).resolve().parents[1] / "models" / DEFAULT_RERANKER
+    stats = make_patch(base / "model.onnx", trained / "model.onnx", base / PATCH_FILE, quantize=not exact)
+    shutil.copyfile(trained / "config.json", base / "config.json")
+    print(f"{base / PATCH_FILE}: {stats.tensors} tensors, {stats.elements:,} weights, "
+          f"{stats.size_bytes / 1e6:.1f} MB, largest weight error {stats.max_abs_error:.2g}")
 
 
 if __name__ == "__main__":
