@@ -263,13 +263,13 @@ def test_bad_texts(tmp_path: Path) -> None:
     embedder = Embedder(tmp_path)
     with pytest.raises(TypeError, match="single string"):
         embedder.embed("a string, not a list")
-    with pytest.raises(TypeError, match="text 1 is int"):
+    with pytest.raises(TypeError, match="text 1 must be str, got int"):
         embedder.embed(["ok", 3])  # type: ignore[list-item]
     with pytest.raises(TypeError, match="decode bytes"):
         embedder.embed([b"bytes"])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="text 0 is not valid Unicode"):
         embedder.embed(["lone surrogate \udcff"])
-    with pytest.raises(TypeError, match="expected str"):
+    with pytest.raises(TypeError, match="must be str"):
         embedder.embed_query(None)  # type: ignore[arg-type]
     empty = embedder.embed([])
     assert empty.shape == (0, VOCAB_DIM) and empty.dtype == np.float32

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from funnelrank.filters import MetadataIndex, validate_metadata
+from funnelrank.text import check_text
 
 __all__ = ["Collection", "Document"]
 
@@ -39,16 +40,6 @@ class Document:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_text(text: Any, where: str) -> str:
-    if not isinstance(text, str):
-        raise ValueError(f"{where} must be str, got {type(text).__name__}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"{where} is not valid Unicode ({exc.reason} at position {exc.start})") from None
-    return text
-
-
 def _check_ids(ids: Any, what: str) -> list[str]:
     if isinstance(ids, (str, bytes)):
         raise ValueError(f"{what} must be a sequence of str, not a single string")
@@ -59,7 +50,7 @@ def _check_ids(ids: Any, what: str) -> list[str]:
             raise ValueError(f"{what}[{i}] must be str, got {type(doc_id).__name__}")
         if not doc_id:
             raise ValueError(f"{what}[{i}] is empty")
-        _check_text(doc_id, f"{what}[{i}]")
+        check_text(doc_id, f"{what}[{i}]", type_error=ValueError)
         if doc_id in seen:
             raise ValueError(f"{what} repeats {doc_id!r}")
         seen.add(doc_id)
@@ -190,7 +181,7 @@ class Collection:
         if len(texts) != len(ids):
             raise ValueError(f"got {len(ids)} ids but {len(texts)} texts")
         for i, text in enumerate(texts):
-            _check_text(text, f"texts[{i}] (id {ids[i]!r})")
+            check_text(text, f"texts[{i}] (id {ids[i]!r})", type_error=ValueError)
         metas: list[dict[str, Any]]
         if metadata is None:
             metas = [{} for _ in ids]

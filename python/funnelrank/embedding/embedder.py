@@ -30,6 +30,7 @@ import numpy as np
 
 from funnelrank.batching import token_budget_batches
 from funnelrank.embedding.model_dir import ModelFiles, read_model_dir
+from funnelrank.text import check_text
 
 __all__ = ["DEFAULT_MAX_BATCH_SIZE", "DEFAULT_MAX_TOKENS", "Embedder"]
 
@@ -50,16 +51,7 @@ _ORT_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 def _check_texts(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, (str, bytes)):
         raise TypeError("embed() takes a sequence of texts, not a single string; use embed_query() for one text")
-    items = list(texts)
-    for i, text in enumerate(items):
-        if not isinstance(text, str):
-            hint = " (decode bytes to str first)" if isinstance(text, (bytes, bytearray)) else ""
-            raise TypeError(f"text {i} is {type(text).__name__}, expected str{hint}")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError(f"text {i} is not valid Unicode (cannot be encoded as UTF-8: {exc.reason})") from None
-    return items
+    return [check_text(text, f"text {i}") for i, text in enumerate(texts)]
 
 
 class Embedder:
@@ -232,9 +224,7 @@ class Embedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one text; returns a float32 vector ``[dim]``."""
-        if not isinstance(text, str):
-            raise TypeError(f"query is {type(text).__name__}, expected str")
-        return self._run(self._encode(_check_texts([text])))[0]
+        return self._run(self._encode([check_text(text, "query")]))[0]
 
     # ------------------------------------------------------------------ internals
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from funnelrank.batching import plan_batches
+from funnelrank.text import check_text
 
 # Files looked for in a model directory, in order of preference.
 _ONNX_CANDIDATES = ("model.onnx", "onnx/model.onnx")
@@ -107,17 +108,6 @@ def reduce_to_passages(pair_logits: np.ndarray, encoded: EncodedPairs) -> np.nda
     out = np.full(encoded.n_passages, -np.inf)
     np.maximum.at(out, encoded.owner, np.asarray(pair_logits, dtype=np.float64))
     return out
-
-
-def check_text(text: object, what: str) -> str:
-    """Return `text` if it is a str that is valid UTF-8 (no lone surrogates); raise a clear error otherwise."""
-    if not isinstance(text, str):
-        raise TypeError(f"{what} must be str, got {type(text).__name__}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"{what} is not valid UTF-8 text ({exc.reason} at character {exc.start})") from None
-    return text
 
 
 class CrossEncoder:
