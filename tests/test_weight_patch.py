@@ -6,15 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
-onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
-import onnxruntime as ort  # noqa: E402
-
-from funnelrank.models import DEFAULT_RERANKER, PATCH_FILE, default_reranker_path  # noqa: E402
-from funnelrank.models.weight_patch import apply_patch, file_sha256, make_patch  # noqa: E402
+import funnelrank.models
+from funnelrank.models import DEFAULT_RERANKER, PATCH_FILE, default_reranker_path
+from funnelrank.models.weight_patch import apply_patch, file_sha256, make_patch
 
 
 def _model(path: Path, w: np.ndarray, b: np.ndarray, extra_node: bool = False) -> Path:
@@ -113,12 +112,10 @@ def test_corrupt_or_missing_files_give_clear_errors(pair, tmp_path: Path) -> Non
 
 def test_packaged_patch_fits_the_packaged_model() -> None:
     """When the package carries a weight patch, it was made from the committed model.onnx and loads."""
-    pkg = Path(__import__("funnelrank.models", fromlist=["x"]).__file__).parent / DEFAULT_RERANKER
+    pkg = Path(funnelrank.models.__file__).parent / DEFAULT_RERANKER
     if not (pkg / PATCH_FILE).is_file():
         pytest.skip("the packaged default reranker has no weight patch")
-    import numpy as _np
-
-    with _np.load(pkg / PATCH_FILE, allow_pickle=False) as z:
+    with np.load(pkg / PATCH_FILE, allow_pickle=False) as z:
         assert str(z["base_sha256"]) == file_sha256(pkg / "model.onnx")
     path = default_reranker_path()
     assert path != pkg and (path / "model.onnx").is_file()
