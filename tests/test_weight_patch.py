@@ -120,3 +120,23 @@ def test_packaged_patch_fits_the_packaged_model() -> None:
     path = default_reranker_path()
     assert path != pkg and (path / "model.onnx").is_file()
     assert default_reranker_path() == path  # second call reuses the cached copy
+
+
+def test_patched_copy_is_written_once_and_repaired(pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from funnelrank.models import _patched_copy
+
+    base, trained, x = pair
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "model.onnx").write_bytes(base.read_bytes())
+    for name in ("tokenizer.json", "config.json", "MODEL_CARD.md"):
+        (pkg / name).write_text("{}")
+    make_patch(pkg / "model.onnx", trained, pkg / PATCH_FILE)
+    monkeypatch.setenv("FUNNELRANK_CACHE", str(tmp_path / "cache"))
+    out = _patched_copy(pkg, pkg / PATCH_FILE)
+    assert out.parent == tmp_path / "cache" / "models" and (out / "MODEL_CARD.md").is_file()
+    assert np.max(np.abs(_run(out / "model.onnx", x) - _run(trained, x))) < 0.01
+    stamp = (out / "model.onnx").stat().st_mtime_ns
+    assert _patched_copy(pkg, pkg / PATCH_FILE) == out and (out / "model.onnx").stat().st_mtime_ns == stamp
+    (out / "model.onnx").unlink()  # damaged by hand: rebuilt on the next load
+    assert (_patched_copy(pkg, pkg / PATCH_FILE) / "model.onnx").is_file()
