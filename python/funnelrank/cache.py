@@ -58,6 +58,18 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
             os.close(dir_fd)
 
 
+def _current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (os.umask would set it for every thread)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # no /proc (not Linux): the brief set-and-restore is the only portable way
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a fresh staging directory next to `path`; on a clean exit its files are fsynced and it is
@@ -68,9 +80,7 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -
         raise FileExistsError(f"{target} exists (pass overwrite to replace it)")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; model directories are meant to be shared
+    staging.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; model directories are meant to be shared
     try:
         yield staging
         for f in staging.rglob("*"):
