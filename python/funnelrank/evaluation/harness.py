@@ -239,6 +239,24 @@ class StageContext:
         return {qid: ranking[:n] for qid, ranking in rankings.items()}
 
 
+INDEX_CHUNK = 10_000
+"""Documents per index ``add`` call in :func:`index_in_chunks` (the progress bar's granularity)."""
+
+
+def index_in_chunks(ctx: StageContext, add: Callable[[list[str], Any], None], ids: list[str], items: Sequence[Any],
+                    desc: str) -> float:
+    """Call ``add(ids chunk, items chunk)`` over the corpus in :data:`INDEX_CHUNK`-sized chunks with a progress
+    bar (texts for BM25, vectors for HNSW). Returns the wall seconds taken."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    with tqdm(total=len(ids), desc=desc, unit="doc", disable=not ctx.progress, file=sys.stderr, leave=False) as bar:
+        for i in range(0, len(ids), INDEX_CHUNK):
+            add(ids[i : i + INDEX_CHUNK], items[i : i + INDEX_CHUNK])
+            bar.update(len(ids[i : i + INDEX_CHUNK]))
+    return time.perf_counter() - start
+
+
 def time_queries(
     ctx: StageContext, search: Callable[[str], tuple[Sequence[str], Sequence[float]]], desc: str
 ) -> tuple[Rankings, float, list[float]]:

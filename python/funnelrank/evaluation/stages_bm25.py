@@ -8,12 +8,8 @@ separately as ``index_seconds``.
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 
-from funnelrank.evaluation.harness import StageContext, StageOutput, register_stage, time_queries
-
-ADD_CHUNK = 10_000  # documents per BM25Index.add call (progress granularity)
+from funnelrank.evaluation.harness import StageContext, StageOutput, index_in_chunks, register_stage, time_queries
 
 
 def _add_options(group: argparse._ArgumentGroup) -> None:
@@ -24,20 +20,12 @@ def _add_options(group: argparse._ArgumentGroup) -> None:
 @register_stage("bm25", help="BM25 over the corpus (C++ core)", add_options=_add_options)
 def bm25_stage(ctx: StageContext) -> StageOutput:
     """Index the corpus with BM25 and retrieve the top ``--depth`` documents per query."""
-    from tqdm import tqdm
-
     from funnelrank import Analyzer, BM25Index
 
     ids, texts = ctx.dataset.doc_ids(), ctx.dataset.doc_texts()
     k1, b = float(ctx.option("k1")), float(ctx.option("b"))
     index = BM25Index(k1=k1, b=b, analyzer=Analyzer())
-    start = time.perf_counter()
-    with tqdm(total=len(ids), desc="bm25 index", unit="doc", disable=not ctx.progress, file=sys.stderr,
-              leave=False) as bar:
-        for i in range(0, len(ids), ADD_CHUNK):
-            index.add(ids[i : i + ADD_CHUNK], texts[i : i + ADD_CHUNK])
-            bar.update(len(ids[i : i + ADD_CHUNK]))
-    index_seconds = time.perf_counter() - start
+    index_seconds = index_in_chunks(ctx, index.add, ids, texts, "bm25 index")
     depth = ctx.depth
     rankings, query_seconds, latencies = time_queries(ctx, lambda q: index.search(q, depth), "bm25 search")
     return StageOutput(

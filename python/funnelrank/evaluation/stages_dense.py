@@ -20,15 +20,13 @@ query loops' wall time plus all fusion time, so its QPS is that of the whole hyb
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Any
 
 import numpy as np
 
-from funnelrank.evaluation.harness import Rankings, StageContext, StageOutput, register_stage, time_queries
-
-ADD_CHUNK = 10_000  # vectors per HNSWIndex.add call (progress granularity)
+from funnelrank.evaluation.harness import (Rankings, StageContext, StageOutput, index_in_chunks, register_stage,
+                                           time_queries)
 
 
 def _dense_options(group: argparse._ArgumentGroup) -> None:
@@ -71,8 +69,6 @@ def load_embedder(ctx: StageContext) -> Any:
 @register_stage("dense", help="bi-encoder embeddings in an HNSW graph (C++ core)", add_options=_dense_options)
 def dense_stage(ctx: StageContext) -> StageOutput:
     """Embed the corpus (cached), index it with HNSW and retrieve the top ``--depth`` per query."""
-    from tqdm import tqdm
-
     from funnelrank import HNSWIndex
     from funnelrank.embedding import embed_corpus
 
@@ -87,13 +83,7 @@ def dense_stage(ctx: StageContext) -> StageOutput:
 
     index = HNSWIndex(embedder.dim, metric="cosine", M=int(ctx.option("hnsw_m")),
                       ef_construction=int(ctx.option("hnsw_ef_construction")))
-    start = time.perf_counter()
-    with tqdm(total=len(ids), desc="hnsw index", unit="doc", disable=not ctx.progress, file=sys.stderr,
-              leave=False) as bar:
-        for i in range(0, len(ids), ADD_CHUNK):
-            index.add(ids[i : i + ADD_CHUNK], vectors[i : i + ADD_CHUNK])
-            bar.update(len(ids[i : i + ADD_CHUNK]))
-    index_seconds = time.perf_counter() - start
+    index_seconds = index_in_chunks(ctx, index.add, ids, vectors, "hnsw index")
 
     depth = ctx.depth
     ef = ctx.option("hnsw_ef")
