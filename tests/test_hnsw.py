@@ -4,6 +4,7 @@ concurrency, persistence and input validation."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,31 @@ def mixture(n: int, dim: int = DIM, seed: int = 0, clusters: int = 40) -> np.nda
 
 def normalise(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def run_while_searching(search_once: Callable[[], None], write: Callable[[], None], searchers: int = 3) -> None:
+    """Run `write()` while `searchers` Python threads call `search_once()` in a loop; fail with the searchers'
+    errors (an assertion inside `search_once` counts)."""
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def searcher() -> None:
+        try:
+            while not stop.is_set():
+                search_once()
+        except BaseException as exc:  # noqa: BLE001 - surfaced in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=searcher) for _ in range(searchers)]
+    for t in threads:
+        t.start()
+    try:
+        write()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]
 
 
 def ids_for(n: int, prefix: str = "d") -> list[str]:
@@ -215,27 +241,19 @@ def test_ids_match_scores_while_slots_are_reused_concurrently() -> None:
     vectors.update(zip(live, batch))
     index.add(live, batch)
     queries = rng.normal(size=(20, dim)).astype(np.float32)
-    stop = threading.Event()
-    errors: list[BaseException] = []
 
     def check(q: np.ndarray, ids: list[str], scores: np.ndarray) -> None:
         for i, s in zip(ids, scores):
             assert abs(float(vectors[i] @ q) - float(s)) < 1e-3, (i, s)
 
-    def searcher() -> None:
-        try:
-            while not stop.is_set():
-                for q in queries:
-                    check(q, *index.search(q, k=10))
-                for q, (ids, scores) in zip(queries, index.search_batch(queries, k=10, threads=2)):
-                    check(q, ids, scores)
-        except BaseException as exc:  # noqa: BLE001 - surfaced in the main thread
-            errors.append(exc)
+    def search_once() -> None:
+        for q in queries:
+            check(q, *index.search(q, k=10))
+        for q, (ids, scores) in zip(queries, index.search_batch(queries, k=10, threads=2)):
+            check(q, ids, scores)
 
-    threads = [threading.Thread(target=searcher) for _ in range(3)]
-    for t in threads:
-        t.start()
-    try:
+    def write() -> None:
+        nonlocal live
         for cycle in range(30):
             index.delete(live[:100])
             fresh = [f"c{cycle}_{i}" for i in range(100)]
@@ -243,11 +261,8 @@ def test_ids_match_scores_while_slots_are_reused_concurrently() -> None:
             vectors.update(zip(fresh, batch))  # before add: a searcher may see the id right away
             index.add(fresh, batch)
             live = live[100:] + fresh
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
-    assert not errors, errors[:3]
+
+    run_while_searching(search_once, write)
     assert index.capacity == 600 and sorted(index.ids()) == sorted(live)
 
 
@@ -332,32 +347,20 @@ def test_concurrent_searches_while_adding() -> None:
     index = HNSWIndex(DIM, initial_capacity=16)  # forces resizes during the run
     index.add(ids_for(2000), base)
     queries = mixture(50, seed=13)
-    errors: list[BaseException] = []
-    stop = threading.Event()
 
-    def searcher() -> None:
-        try:
-            while not stop.is_set():
-                for q in queries[:10]:
-                    got, scores = index.search(q, k=10)
-                    assert len(got) == 10 and np.all(np.diff(scores) <= 0)
-                for got, _ in index.search_batch(queries, k=5, threads=2):
-                    assert len(got) == 5
-        except BaseException as exc:  # noqa: BLE001 - surfaced in the main thread
-            errors.append(exc)
+    def search_once() -> None:
+        for q in queries[:10]:
+            got, scores = index.search(q, k=10)
+            assert len(got) == 10 and np.all(np.diff(scores) <= 0)
+        for got, _ in index.search_batch(queries, k=5, threads=2):
+            assert len(got) == 5
 
-    threads = [threading.Thread(target=searcher) for _ in range(3)]
-    for t in threads:
-        t.start()
-    try:
+    def write() -> None:
         for start in range(0, 3000, 300):
             index.add(ids_for(300, prefix=f"x{start}_"), extra[start : start + 300], threads=2)
             index.delete([f"d{start // 10 + i}" for i in range(10)])
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
-    assert not errors, errors
+
+    run_while_searching(search_once, write)
     assert len(index) == 2000 + 3000 - 100
 
 
