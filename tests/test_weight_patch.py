@@ -13,7 +13,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import funnelrank.models
 from funnelrank.models import DEFAULT_RERANKER, PATCH_FILE, default_reranker_path
-from funnelrank.models.weight_patch import apply_patch, file_sha256, make_patch
+from funnelrank.cache import file_sha256
+from funnelrank.models.weight_patch import apply_patch, make_patch
 
 
 def _model(path: Path, w: np.ndarray, b: np.ndarray, extra_node: bool = False) -> Path:

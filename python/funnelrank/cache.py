@@ -7,14 +7,15 @@ The cache lives in ``$FUNNELRANK_CACHE`` when set, else ``$XDG_CACHE_HOME/funnel
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-__all__ = ["CACHE_ENV", "atomic_directory", "atomic_writer", "cache_dir"]
+__all__ = ["CACHE_ENV", "atomic_directory", "atomic_writer", "cache_dir", "file_sha256", "hash_file"]
 
 CACHE_ENV = "FUNNELRANK_CACHE"
 """Environment variable overriding the cache directory."""
@@ -56,6 +57,19 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def hash_file(digest: Any, path: str | os.PathLike[str]) -> Any:
+    """Feed a file's bytes into `digest` (a hashlib object) in 1 MiB blocks; returns `digest`."""
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    return str(hash_file(hashlib.sha256(), path).hexdigest())
 
 
 def _current_umask() -> int:

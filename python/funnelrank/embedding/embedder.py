@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from funnelrank.batching import token_budget_batches
+from funnelrank.cache import hash_file
 from funnelrank.embedding.model_dir import ModelFiles, read_model_dir
 from funnelrank.text import check_text
 
@@ -184,9 +185,7 @@ class Embedder:
         if self._fingerprint is None:
             digest = hashlib.sha256()
             for path in (self.files.onnx_path, self.files.tokenizer_path):
-                with path.open("rb") as fh:
-                    for block in iter(lambda: fh.read(1 << 20), b""):
-                        digest.update(block)
+                hash_file(digest, path)
             digest.update(repr((self.max_seq_length, self.files.pooling, self.normalize)).encode())
             self._fingerprint = digest.hexdigest()
         return self._fingerprint

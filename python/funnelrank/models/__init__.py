@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from funnelrank.cache import atomic_directory, cache_dir
+from funnelrank.cache import atomic_directory, cache_dir, file_sha256
 
 __all__ = ["DEFAULT_RERANKER", "PATCH_FILE", "default_reranker_path"]
 
@@ -43,7 +43,7 @@ def default_reranker_path() -> Path:
 
 
 def _patched_copy(path: Path, patch: Path) -> Path:
-    from funnelrank.models.weight_patch import apply_patch, file_sha256
+    from funnelrank.models.weight_patch import apply_patch
 
     target = cache_dir("models", f"{DEFAULT_RERANKER}-{file_sha256(patch)[:16]}")
     if all((target / name).is_file() for name in _MODEL_FILES):

@@ -18,7 +18,6 @@ the patched model (the one users get), never on the unpatched export.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from dataclasses import dataclass
@@ -26,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from funnelrank.cache import atomic_writer
+from funnelrank.cache import atomic_writer, file_sha256
 
-__all__ = ["PATCH_FORMAT", "PatchStats", "apply_patch", "file_sha256", "make_patch"]
+__all__ = ["PATCH_FORMAT", "PatchStats", "apply_patch", "make_patch"]
 
 PATCH_FORMAT = "funnelrank-weight-patch-v1"
 """Format tag stored in every patch file."""
@@ -49,15 +48,6 @@ class PatchStats:
     """Largest |patched - trained| over every weight (0.0 when nothing was quantized)."""
     size_bytes: int
     """Size of the patch file."""
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _onnx():  # type: ignore[no-untyped-def]
