@@ -46,11 +46,9 @@ def _check_ids(ids: Any, what: str) -> list[str]:
     out = list(ids)
     seen: set[str] = set()
     for i, doc_id in enumerate(out):
-        if not isinstance(doc_id, str):
-            raise ValueError(f"{what}[{i}] must be str, got {type(doc_id).__name__}")
+        check_text(doc_id, f"{what}[{i}]", type_error=ValueError)
         if not doc_id:
             raise ValueError(f"{what}[{i}] is empty")
-        check_text(doc_id, f"{what}[{i}]", type_error=ValueError)
         if doc_id in seen:
             raise ValueError(f"{what} repeats {doc_id!r}")
         seen.add(doc_id)
