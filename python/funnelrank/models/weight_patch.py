@@ -87,11 +87,11 @@ def _quantize_delta(base: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.n
     scale = (np.abs(delta).max(axis=1) / 127.0).astype(np.float32)
     safe = np.where(scale > 0, scale, 1.0).astype(np.float32)
     q = np.clip(np.rint(delta / safe[:, None]), -127, 127).astype(np.int8)
-    rebuilt = (b32 + q.astype(np.float32) * scale[:, None]).astype(base.dtype).reshape(base.shape)
-    return q, scale, rebuilt
+    return q, scale, _rebuild(base, q, scale)
 
 
 def _rebuild(base: np.ndarray, q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """base + q * scale per row, in the base's dtype (what apply_patch writes and make_patch reports)."""
     rows = base.shape[0] if base.ndim > 1 else 1
     if q.shape != (rows, base.size // rows) or scale.shape != (rows,):
         raise ValueError("weight patch does not fit its base tensor")
