@@ -66,3 +66,31 @@ def test_padding_does_not_change_scores() -> None:
         a = model(*_pair([5, 6], [7, 8, 9]))[0, 0]
         b = model(*_pair([5, 6], [7, 8, 9], pad=6))[0, 0]
     assert np.isfinite(float(b)) and float(abs(a - b)) < 1e-4
+
+
+def test_wise_ft_interpolation_ends_and_midpoint() -> None:
+    from funnelrank.training.export import interpolate_params
+
+    start = _tiny(2, seed=0)
+    trained = {k: v.detach() + 1.0 for k, v in _tiny(2, seed=1).named_parameters() if k.startswith("layers.2.")}
+    trained["scale"] = torch.tensor(9.0)
+    base = dict(start.named_parameters())
+    for alpha in (0.0, 0.5, 1.0):
+        mixed = interpolate_params(trained, start, alpha)
+        assert set(mixed) == set(trained)
+        for k, v in mixed.items():
+            torch.testing.assert_close(v, alpha * trained[k] + (1 - alpha) * base[k].detach())
+    torch.testing.assert_close(interpolate_params(trained, start, 1.0)["scale"], torch.tensor(9.0))
+    torch.testing.assert_close(interpolate_params(trained, start, 0.0)["scale"], base["scale"].detach())
+
+
+def test_wise_ft_rejects_bad_alpha_and_foreign_parameters() -> None:
+    from funnelrank.training.export import interpolate_params
+
+    start = _tiny(2)
+    with pytest.raises(ValueError, match="alpha"):
+        interpolate_params({}, start, 1.5)
+    with pytest.raises(ValueError, match="unknown parameters"):
+        interpolate_params({"nope": torch.zeros(1)}, start, 0.5)
+    with pytest.raises(ValueError, match="shape"):
+        interpolate_params({"scale": torch.zeros(3)}, start, 0.5)

@@ -3,6 +3,9 @@
     prepare  encode the training texts once, mine BM25 + dense hard negatives, write groups (resumable)
     train    fine-tune the joint layers from the cache; checkpoints, --resume, --max-minutes
     export   write a CrossEncoder model directory (model.onnx, tokenizer, config) from a checkpoint
+    interpolate  weight-space ensemble of a checkpoint with the untrained start (WiSE-FT)
+    validate     the validation figures of a checkpoint (never a test split)
+    patch    write an exported model as a weight patch over the packaged default reranker
 """
 
 from __future__ import annotations
@@ -51,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--max-length", type=int, default=256)
     ep.add_argument("--random-weights", action="store_true", help="same architecture, random weights (speed peer)")
     ep.add_argument("--overwrite", action="store_true")
+    ip = sub.add_parser("interpolate", help="WiSE-FT: mix a checkpoint's weights with the untrained start's")
+    ip.add_argument("checkpoint", type=Path)
+    ip.add_argument("out", type=Path, help="checkpoint .pt to write")
+    ip.add_argument("--alpha", type=float, default=0.5, help="weight of the trained checkpoint (default 0.5)")
+    ip.add_argument("--n-separate", type=int, default=4)
+    vp = sub.add_parser("validate", help="validation figures of a checkpoint ('none': the untrained start)")
+    vp.add_argument("checkpoint", type=Path)
+    vp.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    vp.add_argument("--val-queries", type=int, default=60, help="validation queries per set")
     pa = sub.add_parser("patch", help="write an exported model as a weight patch over the packaged default reranker")
     pa.add_argument("trained", type=Path, help="model directory written by `export` (same precision as the base)")
     pa.add_argument("--base", type=Path, default=None,
@@ -78,6 +90,23 @@ def main() -> None:
               val_queries=a.val_queries)
     elif a.cmd == "patch":
         _write_patch(a.trained, a.base, exact=a.exact)
+    elif a.cmd == "interpolate":
+        from funnelrank.training.export import interpolate_checkpoint
+
+        interpolate_checkpoint(a.checkpoint, a.out, alpha=a.alpha, n_separate=a.n_separate)
+        print(f"wrote {a.out}: {a.alpha} x {a.checkpoint} + {1 - a.alpha:g} x untrained start")
+    elif a.cmd == "validate":
+        import json
+
+        from funnelrank.training.export import load_trained
+        from funnelrank.training.train import Cache, validate
+
+        ck = None if str(a.checkpoint) == "none" else a.checkpoint
+        cache = Cache(a.work)
+        val = json.loads((a.work / "val.json").read_text())
+        figures = validate(load_trained(ck, n_separate=cache.n_separate), cache, val, max_queries=a.val_queries)
+        figures["mean"] = round(sum(figures.values()) / len(figures), 4)
+        print(json.dumps({"checkpoint": str(a.checkpoint), **figures}))
     else:
         from funnelrank.training.export import export_model_dir, load_trained, randomize
 
