@@ -94,3 +94,23 @@ def test_serve_bad_arguments(tmp_path: Path, model_dir: Path, capsys: pytest.Cap
     assert main(["serve", "--no-collection", "--model", str(tmp_path / "nomodel")]) == 2
     assert "nomodel" in capsys.readouterr().err
 
+
+
+def test_cli_works_without_the_serve_extra_and_serve_says_what_is_missing() -> None:
+    """`funnelrank eval` etc. must not need FastAPI; `serve` names the extra instead of a traceback."""
+    code = (
+        "import sys\n"
+        "for name in ('fastapi', 'uvicorn', 'prometheus_client'):\n"
+        "    sys.modules[name] = None  # as if the serve extra were not installed\n"
+        "from funnelrank.cli import main\n"
+        "try:\n"
+        "    main(['eval', '--help'])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "sys.exit(main(['serve', '--no-collection']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "usage: funnelrank eval" in proc.stdout
+    assert "funnelrank[serve]" in proc.stderr and "fastapi" in proc.stderr
+    assert "Traceback" not in proc.stderr

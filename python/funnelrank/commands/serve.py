@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     """Load the model (and collection), then serve until interrupted."""
+    from funnelrank.service import require_serve_extra
+
+    require_serve_extra()
     import uvicorn
 
     from funnelrank.pipeline import default_reranker
