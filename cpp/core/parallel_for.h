@@ -1,13 +1,22 @@
 #pragma once
 // A small parallel loop in hnswlib's ParallelFor style: workers pull indices from a shared atomic
 // counter; the first exception thrown by any call stops the remaining work and is rethrown.
+//
+// Unlike hnswlib's, the calling thread works too and never waits for a helper thread that has not
+// claimed an index: it waits only until every index has been processed. On a busy machine a new
+// thread can take a scheduler tick or more to start; if the caller has finished the work by then, the
+// call returns at once, and the late helper finds nothing left and exits on its own (helpers are
+// detached and only touch the heap-allocated loop state, never the caller's frame, once the work is
+// claimed).
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <exception>
+#include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
-#include <vector>
 
 namespace funnelrank {
 
@@ -18,7 +27,47 @@ inline std::size_t resolve_threads(std::size_t requested, std::size_t work) {
     return std::max<std::size_t>(1, std::min(n, work));
 }
 
-// Calls fn(i, worker) for every i in [0, n), where worker in [0, threads) identifies the calling thread.
+namespace detail {
+
+// Loop state shared by the caller and its helpers; it lives as long as any of them holds it.
+struct ParallelLoop {
+    explicit ParallelLoop(std::size_t count) : n(count) {}
+    const std::size_t n;
+    std::atomic<std::size_t> next{0};      // next index to claim
+    std::atomic<std::size_t> finished{0};  // claimed indices that are done (run, or skipped after a failure)
+    std::atomic<bool> failed{false};
+    std::mutex mutex;  // guards error; with `all_done`, lets the caller sleep until finished == n
+    std::condition_variable all_done;
+    std::exception_ptr error;
+
+    // Claims and runs indices until none are left. *fn is only touched for a claimed index < n, and the
+    // caller (who owns *fn) does not return before every such call has finished.
+    template <typename Fn>
+    void work(Fn* fn, std::size_t worker) {
+        for (;;) {
+            const std::size_t i = next.fetch_add(1, std::memory_order_relaxed);
+            if (i >= n) return;
+            if (!failed.load(std::memory_order_relaxed)) {
+                try {
+                    (*fn)(i, worker);
+                } catch (...) {
+                    std::lock_guard<std::mutex> lock(mutex);
+                    if (!error) error = std::current_exception();
+                    failed.store(true);
+                }
+            }
+            if (finished.fetch_add(1, std::memory_order_acq_rel) + 1 == n) {
+                std::lock_guard<std::mutex> lock(mutex);
+                all_done.notify_all();
+            }
+        }
+    }
+};
+
+}  // namespace detail
+
+// Calls fn(i, worker) for every i in [0, n), where worker in [0, threads) identifies the calling thread
+// (worker 0 is the caller). Returns once every call has returned; rethrows the first exception.
 template <typename Fn>
 void parallel_for(std::size_t n, std::size_t threads, Fn&& fn) {
     threads = resolve_threads(threads, n);
@@ -26,29 +75,21 @@ void parallel_for(std::size_t n, std::size_t threads, Fn&& fn) {
         for (std::size_t i = 0; i < n; ++i) fn(i, std::size_t{0});
         return;
     }
-    std::atomic<std::size_t> next{0};
-    std::atomic<bool> failed{false};
-    std::exception_ptr error;
-    std::mutex error_mutex;
-    auto worker = [&](std::size_t w) {
-        while (!failed.load(std::memory_order_relaxed)) {
-            const std::size_t i = next.fetch_add(1, std::memory_order_relaxed);
-            if (i >= n) break;
-            try {
-                fn(i, w);
-            } catch (...) {
-                std::lock_guard<std::mutex> lock(error_mutex);
-                if (!error) error = std::current_exception();
-                failed.store(true);
-            }
+    auto loop = std::make_shared<detail::ParallelLoop>(n);
+    auto* body = &fn;
+    for (std::size_t w = 1; w < threads; ++w) {
+        try {
+            std::thread([loop, body, w] { loop->work(body, w); }).detach();
+        } catch (const std::system_error&) {
+            break;  // cannot start another thread: the ones running (and the caller) do the work
         }
-    };
-    std::vector<std::thread> pool;
-    pool.reserve(threads - 1);
-    for (std::size_t w = 1; w < threads; ++w) pool.emplace_back(worker, w);
-    worker(0);
-    for (auto& t : pool) t.join();
-    if (error) std::rethrow_exception(error);
+    }
+    loop->work(body, 0);
+    {
+        std::unique_lock<std::mutex> lock(loop->mutex);
+        loop->all_done.wait(lock, [&] { return loop->finished.load(std::memory_order_acquire) == n; });
+    }
+    if (loop->error) std::rethrow_exception(loop->error);
 }
 
 }  // namespace funnelrank
