@@ -340,6 +340,23 @@ def test_search_batch_matches_search(built: tuple[HNSWIndex, np.ndarray, list[st
         np.testing.assert_array_equal(scores, single_scores)
 
 
+def test_small_batches_on_many_threads_match_search(built: tuple[HNSWIndex, np.ndarray, list[str]]) -> None:
+    """Batches smaller than the thread count, many times over: search_batch returns as soon as its own
+    thread has answered everything, while helper threads may still be starting; every answer must still
+    be complete and equal to search()'s (run under ASan in test-sanitize, which reports a late helper
+    touching freed memory)."""
+    index, _, _ = built
+    queries = mixture(30, seed=12)
+    expected = [index.search(q, k=5, ef=24) for q in queries]
+    for start in range(0, 200):
+        n = 1 + start % 3
+        rows = [(start + i) % len(queries) for i in range(n)]
+        batch = index.search_batch(queries[rows], k=5, ef=24, threads=4)
+        assert [ids for ids, _ in batch] == [expected[r][0] for r in rows]
+        for (_, scores), r in zip(batch, rows):
+            np.testing.assert_array_equal(scores, expected[r][1])
+
+
 def test_concurrent_searches_while_adding() -> None:
     """Python threads search (GIL released) while another thread adds and deletes."""
     base = mixture(2000, seed=11)

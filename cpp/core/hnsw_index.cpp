@@ -12,7 +12,6 @@
 #include <limits>
 #include <mutex>
 #include <new>
-#include <queue>
 #include <shared_mutex>  // std::shared_lock
 #include <sstream>
 #include <string_view>
@@ -34,7 +33,6 @@ using Graph = hnswlib::HierarchicalNSW<float>;
 using hnswlib::labeltype;
 using hnswlib::tableint;
 using DistId = std::pair<float, tableint>;
-using MaxHeap = std::priority_queue<DistId, std::vector<DistId>, Graph::CompareByFirst>;
 
 constexpr std::string_view kMagic = "FRK-HNSW";
 constexpr std::uint32_t kFormatVersion = 1;
@@ -104,20 +102,41 @@ tableint descend(const Graph& g, const void* query) {
     return current;
 }
 
+// Working memory of one search, reused by the queries of a batch that run on one thread (so a query
+// allocates nothing once the vectors have grown to ef). The heaps are binary heaps ordered as
+// hnswlib's priority queues (std::push_heap / pop_heap with its comparator), so results are the same.
+struct SearchScratch {
+    std::vector<DistId> top;         // max-heap on distance: the best (up to ef) accepted nodes so far
+    std::vector<DistId> candidates;  // max-heap on negated distance: the closest unexpanded node on top
+    std::vector<tableint> fresh;     // the unvisited neighbours of the node being expanded
+};
+
+void heap_push(std::vector<DistId>& heap, float d, tableint id) {
+    heap.emplace_back(d, id);
+    std::push_heap(heap.begin(), heap.end(), Graph::CompareByFirst());
+}
+
+void heap_pop(std::vector<DistId>& heap) {
+    std::pop_heap(heap.begin(), heap.end(), Graph::CompareByFirst());
+    heap.pop_back();
+}
+
 // hnswlib's searchBaseLayerST with an extra acceptance test: every node is traversed, only accepted
 // ones (live and allowed) become results. hnswlib 0.6.2 has no filter hook, so this is the one search
 // loop we carry ourselves. It follows searchBaseLayerST<has_deletions=true>, except that it first
 // collects a node's unvisited neighbours and prefetches each one's whole vector a few distance
 // computations ahead (hnswlib prefetches only the first cache line of the next neighbour).
+// Leaves the (up to ef) nearest accepted nodes in scratch.top, a max-heap on distance.
 template <typename Accept>
-MaxHeap filtered_base_layer_search(const Graph& g, tableint entry, const void* query, std::size_t ef,
-                                   const Accept& accept) {
+void filtered_base_layer_search(const Graph& g, tableint entry, const void* query, std::size_t ef,
+                                const Accept& accept, SearchScratch& scratch) {
     VisitedListLease visited(g.visited_list_pool_);
     hnswlib::vl_type* mark = visited->mass;
     const hnswlib::vl_type tag = visited->curV;
     const std::size_t vector_bytes = g.data_size_;
     constexpr std::size_t kAhead = 2;
-    std::vector<tableint> fresh(g.maxM0_);
+    std::vector<tableint>& fresh = scratch.fresh;
+    fresh.resize(g.maxM0_);
     auto prefetch_vector = [&](tableint id) {
 #ifdef USE_SSE
         const char* p = g.getDataByInternalId(id);
@@ -135,24 +154,27 @@ MaxHeap filtered_base_layer_search(const Graph& g, tableint entry, const void* q
 #endif
     };
 
-    MaxHeap top;
-    MaxHeap candidates;  // holds negated distances, so the closest is on top
+    std::vector<DistId>& top = scratch.top;
+    std::vector<DistId>& candidates = scratch.candidates;
+    top.clear();
+    candidates.clear();
+    top.reserve(ef + 1);
     float lower_bound;
     if (accept(entry)) {
         const float d = g.fstdistfunc_(query, g.getDataByInternalId(entry), g.dist_func_param_);
         lower_bound = d;
-        top.emplace(d, entry);
-        candidates.emplace(-d, entry);
+        heap_push(top, d, entry);
+        heap_push(candidates, -d, entry);
     } else {
         lower_bound = std::numeric_limits<float>::max();
-        candidates.emplace(-lower_bound, entry);
+        heap_push(candidates, -lower_bound, entry);
     }
     mark[entry] = tag;
 
     while (!candidates.empty()) {
-        const DistId current = candidates.top();
+        const DistId current = candidates.front();
         if (-current.first > lower_bound && top.size() == ef) break;
-        candidates.pop();
+        heap_pop(candidates);
         hnswlib::linklistsizeint* list = g.get_linklist0(current.second);
         const std::size_t size = g.getListCount(list);
         const auto* neighbours = reinterpret_cast<const tableint*>(list + 1);
@@ -169,24 +191,23 @@ MaxHeap filtered_base_layer_search(const Graph& g, tableint entry, const void* q
             const tableint candidate = fresh[j];
             const float d = g.fstdistfunc_(query, g.getDataByInternalId(candidate), g.dist_func_param_);
             if (top.size() < ef || lower_bound > d) {
-                candidates.emplace(-d, candidate);
-                prefetch_links(candidates.top().second);  // the next node to expand, as hnswlib does
-                if (accept(candidate)) top.emplace(d, candidate);
-                if (top.size() > ef) top.pop();
-                if (!top.empty()) lower_bound = top.top().first;
+                heap_push(candidates, -d, candidate);
+                prefetch_links(candidates.front().second);  // the next node to expand, as hnswlib does
+                if (accept(candidate)) heap_push(top, d, candidate);
+                if (top.size() > ef) heap_pop(top);
+                if (!top.empty()) lower_bound = top.front().first;
             }
         }
     }
-    return top;
 }
 
-// Pops the max-heap into best-first order, keeping at most k.
-std::vector<DistId> best_first(MaxHeap heap, std::size_t k) {
-    while (heap.size() > k) heap.pop();
+// Empties the max-heap into best-first order, keeping at most k.
+std::vector<DistId> best_first(std::vector<DistId>& heap, std::size_t k) {
+    while (heap.size() > k) heap_pop(heap);
     std::vector<DistId> out(heap.size());
     for (std::size_t i = out.size(); i-- > 0;) {
-        out[i] = heap.top();
-        heap.pop();
+        out[i] = heap.front();
+        heap_pop(heap);
     }
     return out;
 }
@@ -299,18 +320,19 @@ struct HNSWIndex::Impl {
 
     // Approximate search on a prepared query; caller holds the lock (shared or exclusive).
     std::vector<DistId> search_unlocked(const float* q, std::size_t k, std::size_t ef,
-                                        const std::vector<std::string>* allow) const {
+                                        const std::vector<std::string>* allow, SearchScratch& scratch) const {
         if (live == 0 || k == 0) return {};
         const Graph& g = *graph;
         const std::size_t ef_eff = std::max(ef == 0 ? ef_search.load(std::memory_order_relaxed) : ef, k);
         if (allow == nullptr) {
             const std::size_t want = std::min(k, live);
             const tableint entry = descend(g, q);
-            MaxHeap heap =
-                g.num_deleted_
-                    ? filtered_base_layer_search(g, entry, q, ef_eff, [&](tableint id) { return !g.isMarkedDeleted(id); })
-                    : filtered_base_layer_search(g, entry, q, ef_eff, [](tableint) { return true; });
-            std::vector<DistId> found = best_first(std::move(heap), k);
+            if (g.num_deleted_)
+                filtered_base_layer_search(g, entry, q, ef_eff, [&](tableint id) { return !g.isMarkedDeleted(id); },
+                                           scratch);
+            else
+                filtered_base_layer_search(g, entry, q, ef_eff, [](tableint) { return true; }, scratch);
+            std::vector<DistId> found = best_first(scratch.top, k);
             // A graph cut apart by deletions can leave fewer than k reachable: answer exactly then.
             if (found.size() < want) return exact(q, k, nullptr);
             return found;
@@ -335,7 +357,8 @@ struct HNSWIndex::Impl {
         const auto accept = [&](tableint id) {
             return ((bits[id / 64] >> (id % 64)) & 1u) != 0 && !g.isMarkedDeleted(id);
         };
-        std::vector<DistId> found = best_first(filtered_base_layer_search(g, descend(g, q), q, ef_eff, accept), k);
+        filtered_base_layer_search(g, descend(g, q), q, ef_eff, accept, scratch);
+        std::vector<DistId> found = best_first(scratch.top, k);
         if (found.size() < want) return exact(q, k, &allowed);
         return found;
     }
@@ -454,8 +477,9 @@ SearchHits HNSWIndex::search(const float* query, std::size_t k, std::size_t ef,
                              const std::vector<std::string>* allow) const {
     const Impl& s = *impl_;
     const std::vector<float> q = s.prepare_query(query);
+    SearchScratch scratch;
     std::shared_lock lock(s.mutex);
-    return s.to_hits(s.search_unlocked(q.data(), k, ef, allow));
+    return s.to_hits(s.search_unlocked(q.data(), k, ef, allow, scratch));
 }
 
 std::vector<SearchHits> HNSWIndex::search_batch(const float* queries, std::size_t n, std::size_t k, std::size_t ef,
@@ -465,9 +489,11 @@ std::vector<SearchHits> HNSWIndex::search_batch(const float* queries, std::size_
     std::vector<float> rows(n * dim);
     for (std::size_t i = 0; i < n; ++i) s.prepare(queries + i * dim, rows.data() + i * dim, "query", i);
     std::vector<SearchHits> out(n);
+    const std::size_t workers = resolve_threads(threads, n);
+    std::vector<SearchScratch> scratch(workers);  // one per worker, reused by its queries
     std::shared_lock lock(s.mutex);
-    parallel_for(n, threads, [&](std::size_t i, std::size_t) {
-        out[i] = s.to_hits(s.search_unlocked(rows.data() + i * dim, k, ef, nullptr));
+    parallel_for(n, workers, [&](std::size_t i, std::size_t worker) {
+        out[i] = s.to_hits(s.search_unlocked(rows.data() + i * dim, k, ef, nullptr, scratch[worker]));
     });
     return out;
 }
