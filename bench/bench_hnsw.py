@@ -1,15 +1,22 @@
 """HNSW speed and recall: funnelrank's HNSWIndex vs the hnswlib Python package vs faiss-cpu IndexHNSWFlat.
 
     python bench/bench_hnsw.py [--n 100000] [--dim 384] [--queries 1000] [--efs 16,32,64,128,256]
-                               [--repeats 5] [--no-scifact] [--filter] [--json PATH]
+                               [--rounds 9] [--no-scifact] [--filter] [--json PATH]
 
 Every library indexes the same vectors with the same parameters (inner product on L2-normalised float32,
 M=16, ef_construction=200) and answers the same held-out queries at each ef. Per library and ef:
 recall@10 against exact search (numpy brute force), single-query QPS (one thread, one query per call, in a
-Python loop, as an application would call it) and batch QPS (100 queries per call, all threads). Build
-time (all threads) per library. Timings are interleaved across libraries in chunks of 100 queries, each
-chunk timed --repeats times and the fastest kept, so background load on a shared machine hits every
-library alike and a load burst spoils one chunk's timing rather than a library's total.
+Python loop, as an application would call it) and batch QPS (100 queries per call, all threads; each
+library returns what its batch call returns: ours a (ids, scores) pair per query with str ids, hnswlib and
+faiss numpy label/distance arrays). Build time (all threads) per library.
+
+Timing (like bench_bm25.py): --rounds interleaved rounds per ef, each running every library once over all
+queries in a fresh random order, after an untimed 10 ms pause (so faiss's spinning OpenMP threads slow
+nobody); single-query and batch rounds are separate. QPS = queries / median round time; a speed ratio
+ours/hnswlib = the median over rounds of the ratio within a round (both timed back to back under the same
+background load), printed with its range over rounds, and the 1-minute load average per ef. The summary
+also gives the ratio by process CPU time (work done, all threads; steadier than wall time under load, but
+blind to time spent waiting for threads).
 
 Data sets:
   synthetic  n x dim vectors from a 100-component gaussian mixture in a 256-dimensional latent space,
@@ -44,6 +51,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FUNNELRANK_SHARED_DATA", REPO.parent / "shared" / "data"))
 CACHE = Path(os.environ.get("FUNNELRANK_BENCH_CACHE", "/tmp/funnelrank-bench"))
 M, EF_CONSTRUCTION, K = 16, 200, 10
+BATCH = 100  # queries per batch call
+SETTLE_SECONDS = 0.01  # untimed pause before each timed call (see interleaved_rounds)
 LIBRARIES = ("funnelrank", "hnswlib", "faiss")
 
 
@@ -166,7 +175,7 @@ class Ours(Adapter):
         return [search(q, K, ef)[0] for q in queries]
 
     def batch(self, queries: np.ndarray) -> list:
-        return [ids for ids, _ in self.index.search_batch(queries, K, self.ef)]
+        return self.index.search_batch(queries, K, self.ef)
 
     @staticmethod
     def rows(results: list) -> list[np.ndarray]:
@@ -232,8 +241,12 @@ class Row:
     library: str
     ef: int
     recall: float
-    single_qps: float
+    single_qps: float  # queries / median round time
     batch_qps: float
+    single_seconds: list[float] = field(default_factory=list)  # wall time per round, all queries
+    batch_seconds: list[float] = field(default_factory=list)
+    single_cpu: list[float] = field(default_factory=list)  # process CPU time (all threads) per round
+    batch_cpu: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -242,6 +255,8 @@ class Report:
     n: int
     dim: int
     queries: int
+    rounds: int = 0
+    load_average: list[float] = field(default_factory=list)  # 1-minute load average at the start of each ef
     build_seconds: dict[str, float] = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
     ratios: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
@@ -252,32 +267,40 @@ def recall_at_k(found: list[np.ndarray] | np.ndarray, truth: np.ndarray) -> floa
     return hits / truth.size
 
 
-def chunked_min_time(
-    variants: dict[str, Callable[[np.ndarray], object]], queries: np.ndarray, repeats: int, chunk: int
-) -> tuple[dict[str, float], dict[str, list[object]]]:
-    """Seconds per variant for all `queries`: the sum over chunks of `chunk` queries of the fastest of
-    `repeats` timings, the variants interleaved chunk by chunk in a fresh random order each time (so no
-    variant always runs right after another one, e.g. after faiss's OpenMP threads, which spin on after a
-    parallel call). Load bursts from other processes on a shared machine then inflate single chunk
-    timings, not a whole variant's total. Also returns each variant's results per chunk (last repeat)."""
+def interleaved_rounds(
+    variants: dict[str, Callable[[], object]], rounds: int, settle: float = SETTLE_SECONDS
+) -> tuple[dict[str, list[tuple[float, float]]], dict[str, object]]:
+    """(wall, process CPU) seconds of each variant in each of `rounds` rounds, and each variant's result
+    (last round).
+
+    Every round runs each variant once, in a fresh (seeded) random order, so a load burst from other
+    processes on a shared machine lands on every variant alike and no variant always runs right after
+    another; ratios are then taken within a round and their median over rounds reported (as
+    bench_bm25.py does). Before each timed call the process sleeps `settle` seconds, untimed, so that
+    helper threads left spinning by the previous call (faiss's OpenMP workers) are idle again and slow
+    none of the others."""
     names = list(variants)
     order_rng = np.random.default_rng(0)
-    chunks = [queries[i : i + chunk] for i in range(0, len(queries), chunk)]
-    best = {name: [float("inf")] * len(chunks) for name in names}
-    results: dict[str, list[object]] = {name: [None] * len(chunks) for name in names}
-    for _ in range(repeats):
-        for c, qs in enumerate(chunks):
-            for i in order_rng.permutation(len(names)):
-                name = names[i]
-                t0 = time.perf_counter()
-                results[name][c] = variants[name](qs)
-                best[name][c] = min(best[name][c], time.perf_counter() - t0)
-    return {name: sum(best[name]) for name in names}, results
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    results: dict[str, object] = {}
+    for _ in range(rounds):
+        for i in order_rng.permutation(len(names)):
+            name = names[int(i)]
+            time.sleep(settle)
+            w0, c0 = time.perf_counter(), time.process_time()
+            results[name] = variants[name]()
+            times[name].append((time.perf_counter() - w0, time.process_time() - c0))
+    return times, results
 
 
-def run(dataset: str, data: np.ndarray, queries: np.ndarray, efs: list[int], repeats: int,
+def batched(adapter: Adapter, queries: np.ndarray, chunk: int = BATCH) -> Callable[[], list[object]]:
+    """All queries through `adapter.batch`, `chunk` queries per call."""
+    return lambda: [adapter.batch(queries[i : i + chunk]) for i in range(0, len(queries), chunk)]
+
+
+def run(dataset: str, data: np.ndarray, queries: np.ndarray, efs: list[int], rounds: int,
         libraries: list[str]) -> tuple[Report, dict[str, Adapter]]:
-    report = Report(dataset, len(data), data.shape[1], len(queries))
+    report = Report(dataset, len(data), data.shape[1], len(queries), rounds)
     log(f"[{dataset}] exact top-{K} for {len(queries)} queries ...")
     truth = exact_top_k(data, queries)
     adapters: dict[str, Adapter] = {}
@@ -292,26 +315,36 @@ def run(dataset: str, data: np.ndarray, queries: np.ndarray, efs: list[int], rep
     for ef in efs:
         for adapter in adapters.values():
             adapter.set_ef(ef)
+        report.load_average.append(os.getloadavg()[0])
         # Single-query and batch variants are timed in separate rounds: threads left spinning by one
         # library's batch call would otherwise slow whichever single-threaded loop comes next.
-        seconds, results = chunked_min_time(
-            {f"{name}/single": a.single for name, a in adapters.items()}, queries, repeats, chunk=100
+        single, results = interleaved_rounds(
+            {name: (lambda a=a: a.single(queries)) for name, a in adapters.items()}, rounds
         )
-        batch_seconds, _ = chunked_min_time(
-            {f"{name}/batch": a.batch for name, a in adapters.items()}, queries, repeats, chunk=100
-        )
-        seconds.update(batch_seconds)
+        batch, _ = interleaved_rounds({name: batched(a, queries) for name, a in adapters.items()}, rounds)
         for name in libraries:
-            found = [row for part in results[f"{name}/single"] for row in part]  # type: ignore[attr-defined]
-            rows = Ours.rows(found) if name == "funnelrank" else found
-            row = Row(name, ef, recall_at_k(rows, truth), len(queries) / seconds[f"{name}/single"],
-                      len(queries) / seconds[f"{name}/batch"])
+            found = results[name]
+            rows = Ours.rows(found) if name == "funnelrank" else found  # type: ignore[arg-type]
+            wall_s, cpu_s = (list(x) for x in zip(*single[name]))
+            wall_b, cpu_b = (list(x) for x in zip(*batch[name]))
+            row = Row(name, ef, recall_at_k(rows, truth), len(queries) / float(np.median(wall_s)),
+                      len(queries) / float(np.median(wall_b)), wall_s, wall_b, cpu_s, cpu_b)
             report.rows.append(row)
             log(f"[{dataset}] ef={ef:<4} {name:<10} recall={row.recall:.4f} single={row.single_qps:8.0f}/s "
-                f"batch={row.batch_qps:8.0f}/s")
+                f"batch={row.batch_qps:8.0f}/s (load {report.load_average[-1]:.2f})")
     for target in (0.95, 0.99):
         report.ratios[f"recall>={target}"] = target_ratio(report.rows, target)
     return report, adapters
+
+
+def speed_ratio(ours: list[float], theirs: list[float], paired: bool) -> tuple[float, float, float]:
+    """(median, min, max) of how many times faster ours is than theirs. Paired (same ef, so timed in the
+    same rounds): per-round ratios; otherwise the ratio of the medians (min = max = that)."""
+    if paired:
+        r = np.asarray(theirs) / np.asarray(ours)
+        return float(np.median(r)), float(r.min()), float(r.max())
+    m = float(np.median(theirs) / np.median(ours))
+    return m, m, m
 
 
 def target_ratio(rows: list[Row], target: float) -> dict[str, float | int | None]:
@@ -324,42 +357,60 @@ def target_ratio(rows: list[Row], target: float) -> dict[str, float | int | None
     out: dict[str, float | int | None] = {
         "ef_ours": ours.ef if ours else None,
         "ef_hnswlib": theirs.ef if theirs else None,
-        "single_ratio": None,
-        "batch_ratio": None,
     }
     if ours and theirs:
-        out["single_ratio"] = ours.single_qps / theirs.single_qps
-        out["batch_ratio"] = ours.batch_qps / theirs.batch_qps
+        paired = ours.ef == theirs.ef
+        for kind in ("single", "batch"):
+            mid, lo, hi = speed_ratio(getattr(ours, f"{kind}_seconds"), getattr(theirs, f"{kind}_seconds"), paired)
+            out[f"{kind}_ratio"], out[f"{kind}_ratio_min"], out[f"{kind}_ratio_max"] = mid, lo, hi
+            out[f"{kind}_cpu_ratio"] = speed_ratio(getattr(ours, f"{kind}_cpu"), getattr(theirs, f"{kind}_cpu"), paired)[0]
+    else:
+        out["single_ratio"] = out["batch_ratio"] = None
     return out
 
 
 def print_report(report: Report) -> None:
     print(f"\n## {report.dataset}: {report.n} x {report.dim} float32 (normalised), {report.queries} queries, "
-          f"M={M}, ef_construction={EF_CONSTRUCTION}, k={K}, {os.cpu_count()} CPUs")
+          f"M={M}, ef_construction={EF_CONSTRUCTION}, k={K}, {os.cpu_count()} CPUs, {report.rounds} rounds, "
+          f"load average {min(report.load_average):.2f}-{max(report.load_average):.2f}")
     print("build (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report.build_seconds.items()))
-    print(f"{'ef':>5} {'library':<11} {'recall@10':>9} {'single QPS':>11} {'batch QPS':>10}")
+    print(f"{'ef':>5} {'library':<11} {'recall@10':>9} {'single QPS':>11} {'batch QPS':>10}   "
+          "ours/hnswlib single, batch (median of per-round ratios)")
+    hnswlib_rows = {r.ef: r for r in report.rows if r.library == "hnswlib"}
     for row in report.rows:
-        print(f"{row.ef:>5} {row.library:<11} {row.recall:>9.4f} {row.single_qps:>11.0f} {row.batch_qps:>10.0f}")
+        line = f"{row.ef:>5} {row.library:<11} {row.recall:>9.4f} {row.single_qps:>11.0f} {row.batch_qps:>10.0f}"
+        theirs = hnswlib_rows.get(row.ef)
+        if row.library == "funnelrank" and theirs is not None:
+            single = speed_ratio(row.single_seconds, theirs.single_seconds, paired=True)[0]
+            batch = speed_ratio(row.batch_seconds, theirs.batch_seconds, paired=True)[0]
+            line += f"   x{single:.2f}, x{batch:.2f}"
+        print(line)
     for label, r in report.ratios.items():
         if r["single_ratio"] is None:
             print(f"{label}: not reached by both (ef ours={r['ef_ours']}, hnswlib={r['ef_hnswlib']})")
         else:
-            print(f"{label}: ours/hnswlib single-query QPS x{r['single_ratio']:.2f}, batch QPS "
-                  f"x{r['batch_ratio']:.2f} (ef ours={r['ef_ours']}, hnswlib={r['ef_hnswlib']})")
+            how = "median of per-round ratios" if r["ef_ours"] == r["ef_hnswlib"] else "ratio of median times"
+            print(f"{label}: ours/hnswlib single-query QPS x{r['single_ratio']:.2f} (range "
+                  f"{r['single_ratio_min']:.2f}-{r['single_ratio_max']:.2f}), batch QPS x{r['batch_ratio']:.2f} "
+                  f"(range {r['batch_ratio_min']:.2f}-{r['batch_ratio_max']:.2f}); ef ours={r['ef_ours']}, "
+                  f"hnswlib={r['ef_hnswlib']}; {how}; by process CPU time: single x{r['single_cpu_ratio']:.2f}, "
+                  f"batch x{r['batch_cpu_ratio']:.2f}")
 
 
-def filtered(index: object, ef: int, allow: list[str], crossover: float) -> Callable[[np.ndarray], object]:
-    """Answers queries with `allow` under a fixed exact_filter_crossover (0: graph walk, inf: exact)."""
+def filtered(
+    index: object, ef: int, allow: list[str], crossover: float, queries: np.ndarray
+) -> Callable[[], list[list[str]]]:
+    """Answers `queries` with `allow` under a fixed exact_filter_crossover (0: graph walk, inf: exact)."""
 
-    def answer(batch: np.ndarray) -> list[list[str]]:
+    def answer() -> list[list[str]]:
         index.exact_filter_crossover = crossover  # type: ignore[attr-defined]
-        return [index.search(q, K, ef, allow)[0] for q in batch]  # type: ignore[attr-defined]
+        return [index.search(q, K, ef, allow)[0] for q in queries]  # type: ignore[attr-defined]
 
     return answer
 
 
 def filter_sweep(
-    ours: Ours, data: np.ndarray, queries: np.ndarray, repeats: int, ef: int = 64
+    ours: Ours, data: np.ndarray, queries: np.ndarray, rounds: int, ef: int = 64
 ) -> list[dict[str, float]]:
     """Filtered-search latency, graph walk vs exact scoring, over allow-list sizes."""
     index = ours.index
@@ -375,10 +426,10 @@ def filter_sweep(
             rows = rng.choice(n, size=size, replace=False)
             allow = [str(i) for i in rows]
             sub = data[rows]
-            modes = {"graph": filtered(index, ef, allow, 0.0), "exact": filtered(index, ef, allow, float("inf"))}
-            seconds, results = chunked_min_time(modes, qs, min(repeats, 3), chunk=5)
-            timings = {mode: 1000 * s / len(qs) for mode, s in seconds.items()}
-            found = [row for part in results["graph"] for row in part]  # type: ignore[attr-defined]
+            modes = {"graph": filtered(index, ef, allow, 0.0, qs), "exact": filtered(index, ef, allow, float("inf"), qs)}
+            seconds, results = interleaved_rounds(modes, min(rounds, 5), settle=0.0)
+            timings = {mode: 1000 * float(np.median([wall for wall, _ in s])) / len(qs) for mode, s in seconds.items()}
+            found = results["graph"]
             truth = rows[exact_top_k(sub, qs)]
             recall = recall_at_k(Ours.rows(found), truth)
             out.append({"allowed": size, "graph_ms": timings["graph"], "exact_ms": timings["exact"],
@@ -398,8 +449,8 @@ def main() -> int:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--efs", default="16,32,64,128,256")
-    parser.add_argument("--repeats", type=int, default=5,
-                        help="timings per chunk of queries; the fastest counts (see chunked_min_time)")
+    parser.add_argument("--rounds", type=int, default=9,
+                        help="interleaved timing rounds per ef; QPS and ratios are medians (see interleaved_rounds)")
     parser.add_argument("--libraries", default=",".join(LIBRARIES))
     parser.add_argument("--no-scifact", action="store_true")
     parser.add_argument("--filter", action="store_true", help="also sweep allow-list sizes (ours only)")
@@ -418,11 +469,11 @@ def main() -> int:
     vectors = mixture(args.n + args.queries, args.dim, seed=1)
     data, queries = vectors[: args.n], vectors[args.n :]
     reports = []
-    synthetic, adapters = run("synthetic", data, queries, efs, args.repeats, libraries)
+    synthetic, adapters = run("synthetic", data, queries, efs, args.rounds, libraries)
     print_report(synthetic)
     reports.append(synthetic)
     sweep = (
-        filter_sweep(adapters["funnelrank"], data, queries, args.repeats)  # type: ignore[arg-type]
+        filter_sweep(adapters["funnelrank"], data, queries, args.rounds)  # type: ignore[arg-type]
         if args.filter and "funnelrank" in adapters
         else []
     )
@@ -430,7 +481,7 @@ def main() -> int:
     if not args.no_scifact:
         sci = scifact_vectors()
         if sci is not None:
-            report, _ = run("scifact", sci[0], sci[1], efs, args.repeats, libraries)
+            report, _ = run("scifact", sci[0], sci[1], efs, args.rounds, libraries)
             print_report(report)
             reports.append(report)
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s; _core at {Path(_core.__file__).name}")
