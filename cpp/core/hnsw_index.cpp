@@ -105,7 +105,9 @@ tableint descend(const Graph& g, const void* query) {
 // Working memory of one search, reused by the queries of a batch that run on one thread (so a query
 // allocates nothing once the vectors have grown to ef). The heaps are binary heaps ordered as
 // hnswlib's priority queues (std::push_heap / pop_heap with its comparator), so results are the same.
-struct SearchScratch {
+// Cache-line aligned: the workers' scratches sit side by side in one vector, and the heaps' size fields
+// change on every push, which would otherwise bounce a shared line between cores.
+struct alignas(64) SearchScratch {
     std::vector<DistId> top;         // max-heap on distance: the best (up to ef) accepted nodes so far
     std::vector<DistId> candidates;  // max-heap on negated distance: the closest unexpanded node on top
     std::vector<tableint> fresh;     // the unvisited neighbours of the node being expanded
