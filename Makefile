@@ -9,7 +9,7 @@ ASAN_VENV := .venv-asan
 CMAKE_FLAGS := -C cmake.define.FUNNELRANK_WERROR=ON
 PYTEST_ARGS ?=
 
-.PHONY: setup build demo test test-cpp test-py test-sanitize bench clean
+.PHONY: setup build demo test test-cpp test-py test-sanitize bench tune-fusion clean
 
 $(BIN)/python:
 	./tools/install-sysdeps.sh
@@ -53,6 +53,22 @@ test-sanitize: $(BIN)/python
 
 bench: build
 	$(BIN)/python bench/run_all.py
+
+# Choose the rerank-fusion weight (funnelrank.rerank.defaults.DEFAULT_STAGE1_WEIGHT) on VALIDATION queries:
+# the scifact train queries held out from reranker training, the default reranker over the hybrid top-100
+# (traces once, then every weight scored from them; 10-30 min on the 2-core box). Prints the sweep table.
+DATA ?= ../shared/data
+FUSION_DIR ?= build/tune-fusion
+tune-fusion: build
+	mkdir -p $(FUSION_DIR)
+	$(BIN)/python -m funnelrank.training heldout-ids scifact --data $(DATA) > $(FUSION_DIR)/scifact-heldout.txt
+	rm -f $(FUSION_DIR)/traces.jsonl
+	nice -n 10 $(BIN)/funnelrank eval $(DATA)/scifact --split train --query-ids $(FUSION_DIR)/scifact-heldout.txt \
+	  --stages hybrid,rerank --rerank-from hybrid --rerank-traces $(FUSION_DIR)/traces.jsonl --json \
+	  > $(FUSION_DIR)/eval.json
+	$(BIN)/funnelrank tune-fusion $(FUSION_DIR)/traces.jsonl --qrels $(DATA)/scifact/qrels/train.tsv \
+	  > $(FUSION_DIR)/sweep.txt
+	cat $(FUSION_DIR)/sweep.txt
 
 clean:
 	rm -rf build $(VENV) $(ASAN_VENV)

@@ -116,3 +116,41 @@ def test_scifact_bm25_reaches_lucene_reference(shared_data: Path, capsys: pytest
 def test_trec_dl19_bm25_run_scores_as_published(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = _eval_json(capsys, str(shared_data / "trec-dl19"), "--stages", "run", "--quiet")
     assert report["stages"]["run"]["ndcg@10"] == pytest.approx(0.5058, abs=5e-5)  # Anserini's trec_eval figure
+
+
+def test_query_ids_restrict_the_evaluated_queries(animals: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("# validation slice\nq2\n\nq1\nq2\n", encoding="utf-8")
+    report = _eval_json(capsys, str(animals), "--stages", "run", "--query-ids", str(ids))
+    assert report["num_queries"] == 2 and report["query_ids_file"] == str(ids)
+    assert report["stages"]["run"]["queries"] == 2 and report["stages"]["run"]["ndcg@10"] == 1.0
+    # The mean is over the listed queries only: a run that misses q3 would otherwise score 2/3.
+    ids.write_text("q1\nq4\n", encoding="utf-8")  # q4 is judged in train, not in test
+    capsys.readouterr()
+    for body, message in (
+        ("q1\nq4\n", '1 query ids are not judged queries of split "test": "q4"'),
+        ("# nothing\n", "no query ids in the file"),
+        ("q1 q2\n", "expected one query id per line"),
+    ):
+        ids.write_text(body, encoding="utf-8")
+        assert main(["eval", str(animals), "--stages", "run", "--query-ids", str(ids)]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["eval", str(animals), "--stages", "run", "--query-ids", str(tmp_path / "missing.txt")]) == 2
+    assert "missing.txt: file not found" in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_heldout_ids_are_the_training_validation_slice(shared_data: Path) -> None:
+    from funnelrank.evaluation.beir import load_beir
+    from funnelrank.training.data import load_scifact
+
+    out = subprocess.run(
+        [sys.executable, "-m", "funnelrank.training", "heldout-ids", "scifact", "--data", str(shared_data)],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()
+    split = load_scifact(shared_data)
+    assert out == split.val_qids and 60 <= len(out) <= 130 and not set(out) & set(split.train_qids)
+    train = load_beir(shared_data / "scifact", "train").with_queries(out)
+    assert list(train.queries) == [q for q in train.qrels] and len(train.qrels) == len(out)
+    test_ids = set(load_beir(shared_data / "scifact", "test").qrels)
+    assert not set(out) & test_ids

@@ -143,3 +143,22 @@ def test_to_dict_is_json_ready(bm25_collection: Collection) -> None:
     data = json.loads(json.dumps(resp.to_dict()))
     assert data["results"][0]["stage1"]["bm25"] == {"rank": 1, "score": pytest.approx(resp.results[0].score)}
     assert data["no_evidence"] is False and data["query"] == "json module"
+
+
+def test_rerank_fusion_orders_by_stage1_and_keeps_the_floor(dense_collection: Collection, reranker: object) -> None:
+    from funnelrank.rerank.defaults import DEFAULT_STAGE1_WEIGHT
+
+    assert Pipeline(dense_collection, reranker=reranker).stage1_weight == DEFAULT_STAGE1_WEIGHT
+    query = "python module for objects"
+    pure = Pipeline(dense_collection, reranker=reranker, top_k=6, floor=None, stage1_weight=0).search(query)
+    scores = [r.score for r in pure.results]
+    assert scores == sorted(scores, reverse=True)
+    stage1 = Pipeline(dense_collection, reranker=reranker, top_k=6, floor=None, stage1_weight=1.0).search(query)
+    assert [r.stage1["fused"].rank for r in stage1.results] == list(range(1, 7))  # type: ignore[union-attr]
+    assert {r.id: r.score for r in stage1.results} == {r.id: r.score for r in pure.results}  # same rerank scores
+    floor = 0.5
+    kept = Pipeline(dense_collection, reranker=reranker, top_k=6, floor=floor, stage1_weight=1.0).search(query)
+    assert {r.id for r in kept.results} == {r.id for r in pure.results if r.score >= floor}
+    for bad in (-0.5, 2.0, float("nan"), "half"):
+        with pytest.raises(ValueError, match="stage1_weight"):
+            Pipeline(dense_collection, reranker=reranker, stage1_weight=bad)  # type: ignore[arg-type]

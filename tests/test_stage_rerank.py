@@ -63,3 +63,28 @@ def test_rerank_stage_without_model_says_what_to_do(tmp_path: Path, monkeypatch:
                       {"test": [("q1", "d1", 1)]}, [("q1", "d1", 1, 1.0)])
     with pytest.raises(FileNotFoundError, match="FUNNELRANK_RERANKER"):
         run_evaluation(load_beir(root, "test"), ["rerank"], progress=False)
+
+
+def test_rerank_stage_fusion_weight(tmp_path: Path) -> None:
+    _, model_dir = build_tiny_cross_encoder(tmp_path)
+    docs = [{"_id": f"d{i}", "text": f"document number {i} about topic {i % 3}"} for i in range(8)]
+    queries = [{"_id": "q1", "text": "topic one"}]
+    qrels = {"test": [("q1", "d4", 1)]}
+    run = [("q1", f"d{i}", r + 1, 10.0 - r) for r, i in enumerate((7, 1, 4, 2, 0, 5))]
+    dataset = load_beir(write_beir(tmp_path / "tiny", docs, queries, qrels, run), "test")
+
+    def stage(weight: float) -> dict:
+        opts = {"rerank_model": str(model_dir), "rerank_stage1_weight": weight}
+        return run_evaluation(dataset, ["run", "rerank"], opts, progress=False)["stages"]
+
+    stages = stage(1.0)  # stage-1 order alone: the run's figures
+    assert stages["rerank"]["stage1_weight"] == 1.0
+    for metric in ("ndcg@10", "mrr@10"):
+        assert stages["rerank"][metric] == pytest.approx(stages["run"][metric])
+    ce = CrossEncoder.from_pretrained(model_dir)
+    cand_ids = ["d7", "d1", "d4", "d2", "d0", "d5"]
+    scores, _ = ce.predict("topic one", [dataset.corpus[d].full_text for d in cand_ids])
+    rank = [cand_ids[i] for i in np.argsort(-scores, kind="stable")].index("d4") + 1
+    assert stage(0.0)["rerank"]["mrr@10"] == pytest.approx(1.0 / rank, abs=1e-6)  # cross-encoder order alone
+    with pytest.raises(ValueError, match="stage1_weight"):
+        stage(1.5)

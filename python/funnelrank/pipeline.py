@@ -5,8 +5,10 @@
     >>> resp.no_evidence, [(r.id, round(r.score, 3)) for r in resp.results]
 
 Stage 1 returns up to `candidates` documents (the metadata filter is resolved to an allow-list first, so
-a filter never starves it); stage 2 re-scores them with the cross-encoder, keeps the `top_k` best whose
-sigmoid score clears `floor`, and flags ``no_evidence`` when none does.
+a filter never starves it); stage 2 re-scores them with the cross-encoder, keeps those whose sigmoid score
+clears `floor`, orders them by a weighted RRF of the cross-encoder's order and the stage-1 order
+(`stage1_weight`, see :mod:`funnelrank.rerank.fusion`; 0 = cross-encoder order alone), returns the `top_k`
+first, and flags ``no_evidence`` when none clears the floor.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ class Result:
     Attributes:
         id, text, metadata: the document.
         score: the rerank score (sigmoid of the cross-encoder logit, 0..1); without a reranker, the
-            stage-1 score (BM25 score, cosine similarity, or RRF score).
+            stage-1 score (BM25 score, cosine similarity, or RRF score). With rerank fusion
+            (``stage1_weight`` > 0) results are in fused order, so this score need not decrease.
         logit: the cross-encoder's raw logit (None without a reranker).
         stage1: the document's rank and score per stage-1 ranking: keys ``"bm25"``, ``"dense"``,
             ``"fused"`` (present for the rankings the retriever ran; value None when the document was
@@ -131,6 +134,11 @@ class Pipeline:
         floor: minimum rerank score (0..1) a result needs; ``"default"`` uses the reranker's default,
             None or 0 keeps everything.
         rrf_k: the RRF constant for hybrid fusion.
+        stage1_weight: rerank fusion weight in [0, 1]: results are ordered by
+            ``(1 - w) / (60 + rerank rank) + w / (60 + stage-1 rank)``; 0 = cross-encoder order alone.
+            ``"default"`` is :data:`funnelrank.rerank.defaults.DEFAULT_STAGE1_WEIGHT` (chosen on validation
+            queries for the default reranker over hybrid candidates). The floor still applies to each
+            result's own rerank score.
     """
 
     def __init__(
@@ -143,6 +151,7 @@ class Pipeline:
         top_k: int = 10,
         floor: float | str | None = DEFAULT,
         rrf_k: float = 60.0,
+        stage1_weight: float | str = DEFAULT,
     ) -> None:
         if retriever is None:
             retriever = "hybrid" if collection.dense else "bm25"
@@ -165,6 +174,7 @@ class Pipeline:
         self.reranker = _make_reranker(reranker)
         self._owns_reranker = isinstance(reranker, (str, os.PathLike))
         self.floor = _resolve_floor(floor, self.reranker)
+        self.stage1_weight = _resolve_stage1_weight(stage1_weight)
 
     def close(self) -> None:
         """Stop the reranker's scheduler if this pipeline created it (from a path or ``"default"``); a
@@ -181,7 +191,7 @@ class Pipeline:
     def __repr__(self) -> str:
         return (
             f"Pipeline(retriever={self.retriever!r}, candidates={self.candidates}, top_k={self.top_k}, "
-            f"floor={self.floor}, reranker={self.reranker!r}, collection={self.collection!r})"
+            f"floor={self.floor}, stage1_weight={self.stage1_weight}, reranker={self.reranker!r}, collection={self.collection!r})"
         )
 
     # ------------------------------------------------------------------ stage 1
@@ -304,7 +314,10 @@ class Pipeline:
 
     def _rerank(self, query: str, stage1: _Stage1, timeout: float | None = None) -> tuple[Any, float]:
         t = time.perf_counter()
-        result = self.reranker.rerank(query, self._candidates(stage1), top_k=self.top_k, floor=self.floor, timeout=timeout)
+        result = self.reranker.rerank(
+            query, self._candidates(stage1), top_k=self.top_k, floor=self.floor, stage1_weight=self.stage1_weight,
+            timeout=timeout,
+        )
         return result, _ms(t)
 
     def search(self, query: str, filter: Mapping[str, Any] | None = None) -> SearchResponse:
@@ -331,7 +344,8 @@ class Pipeline:
             return self._finish(query, stage1, None, None, start)
         t = time.perf_counter()
         reranked = await self.reranker.arerank(
-            query, self._candidates(stage1), top_k=self.top_k, floor=self.floor, timeout=timeout
+            query, self._candidates(stage1), top_k=self.top_k, floor=self.floor, stage1_weight=self.stage1_weight,
+            timeout=timeout,
         )
         return self._finish(query, stage1, reranked, _ms(t), start)
 
@@ -378,6 +392,18 @@ def _make_reranker(reranker: Any) -> Any:
     if not hasattr(reranker, "rerank"):
         raise ValueError(f"reranker must be a Reranker, a model directory, 'default' or None, got {reranker!r}")
     return reranker
+
+
+def _resolve_stage1_weight(weight: float | str) -> float:
+    from funnelrank.rerank.fusion import check_stage1_weight
+
+    if isinstance(weight, str):
+        if weight != DEFAULT:
+            raise ValueError(f"stage1_weight must be a number in [0, 1] or 'default', got {weight!r}")
+        from funnelrank.rerank.defaults import DEFAULT_STAGE1_WEIGHT
+
+        return DEFAULT_STAGE1_WEIGHT
+    return check_stage1_weight(weight)
 
 
 def _resolve_floor(floor: float | str | None, reranker: Any) -> float:

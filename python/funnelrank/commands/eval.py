@@ -9,7 +9,7 @@ import json
 import sys
 from typing import Any
 
-from funnelrank.evaluation.beir import load_beir
+from funnelrank.evaluation.beir import load_beir, read_query_ids
 from funnelrank.evaluation.harness import add_harness_options, get_stage, known_stages, run_evaluation
 
 # Table columns: (header, report key, format).
@@ -62,9 +62,15 @@ def run(args: argparse.Namespace) -> int:
     if progress:
         print(f"loading {args.data_dir} (split {args.split})", file=sys.stderr, flush=True)
     dataset = load_beir(args.data_dir, args.split)
-    skip = {"data_dir", "split", "stages", "json", "quiet", "func", "command"}
+    if args.query_ids is not None:
+        dataset = dataset.with_queries(read_query_ids(args.query_ids))
+        if progress:
+            print(f"evaluating the {len(dataset.queries)} queries listed in {args.query_ids}", file=sys.stderr)
+    skip = {"data_dir", "split", "stages", "json", "quiet", "func", "command", "query_ids"}
     options = {k: v for k, v in vars(args).items() if k not in skip}
     report = run_evaluation(dataset, stages, options, progress=progress)
+    if args.query_ids is not None:
+        report["query_ids_file"] = str(args.query_ids)
     if args.json:
         print(json.dumps(report))
     else:
@@ -85,6 +91,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--split", default="test", help="qrels split to evaluate (default: test)")
     p.add_argument(
         "--stages", default="bm25", help=f"comma-separated stages (default: bm25; known: {', '.join(known_stages())})"
+    )
+    p.add_argument(
+        "--query-ids",
+        metavar="FILE",
+        default=None,
+        help="evaluate only these judged queries of the split (one id per line, '#' comments); e.g. a "
+        "validation slice: `python -m funnelrank.training heldout-ids scifact` lists the scifact train "
+        "queries held out from reranker training",
     )
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")

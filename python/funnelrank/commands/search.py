@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--retriever", choices=RETRIEVERS, default=None, help="default: hybrid if the collection is dense")
     p.add_argument("--model", metavar="PATH", default=None, help="cross-encoder model directory (default: shipped)")
     p.add_argument("--no-rerank", action="store_true", help="stage 1 only")
+    p.add_argument("--stage1-weight", type=float, default=None, metavar="W",
+                   help="rerank fusion weight in [0, 1] (0 = cross-encoder order alone; default: the tuned one)")
     p.set_defaults(func=run)
 
 
@@ -72,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         reranker=reranker,
         top_k=args.top_k,
         floor=DEFAULT if args.floor is None else args.floor,
+        stage1_weight=DEFAULT if args.stage1_weight is None else args.stage1_weight,
     )
     with pipe:
         response = pipe.search(args.query, filter=flt)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ __all__ = [
     "load_qrels",
     "load_queries",
     "load_run",
+    "read_query_ids",
 ]
 
 Qrels = dict[str, dict[str, int]]
@@ -112,6 +113,32 @@ class BeirDataset:
     def doc_texts(self) -> list[str]:
         """Document full texts (title + text) in corpus order, aligned with :meth:`doc_ids`."""
         return [d.full_text for d in self.corpus.values()]
+
+    def with_queries(self, query_ids: Iterable[str]) -> BeirDataset:
+        """This dataset restricted to the judged queries `query_ids` (queries, qrels and run; corpus shared),
+        in qrels order. ValueError naming them when some id is not a judged query of this split, or when
+        none is given."""
+        wanted = set(query_ids)
+        if not wanted:
+            raise ValueError("no query ids given")
+        unknown = sorted(wanted - self.qrels.keys())
+        if unknown:
+            shown = ", ".join(f'"{q}"' for q in unknown[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise ValueError(
+                f'{len(unknown)} query ids are not judged queries of split "{self.split}": {shown}{more}'
+            )
+        keep = [q for q in self.qrels if q in wanted]
+        return BeirDataset(
+            name=self.name,
+            root=self.root,
+            split=self.split,
+            corpus=self.corpus,
+            queries={q: self.queries[q] for q in keep},
+            qrels={q: self.qrels[q] for q in keep},
+            run=None if self.run is None else {q: r for q, r in self.run.items() if q in wanted},
+            qrels_docs_missing=len({d for q in keep for d in self.qrels[q] if d not in self.corpus}),
+        )
 
 
 def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -320,3 +347,21 @@ def load_beir(root: Path | str, split: str = "test", *, with_run: bool = True) -
         run=run,
         qrels_docs_missing=sum(1 for d in qrels_docs if d not in corpus),
     )
+
+
+def read_query_ids(path: Path | str) -> list[str]:
+    """Query ids from a text file, one per line (surrounding blanks stripped; empty lines and lines starting
+    with ``#`` skipped), in file order without repeats. FileNotFoundError / DatasetFormatError (a file with
+    no id, or a line holding more than one token) name the file."""
+    path = Path(path)
+    ids: dict[str, None] = {}
+    for lineno, line in _read_lines(path):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if len(text.split()) != 1:
+            raise DatasetFormatError(path, lineno, f"expected one query id per line, got {text!r}")
+        ids[text] = None
+    if not ids:
+        raise DatasetFormatError(path, None, "no query ids in the file")
+    return list(ids)

@@ -2,9 +2,14 @@
 
 Candidates come from :meth:`StageContext.candidates` (bm25, dense, hybrid, or the dataset's run); each
 query's candidates go through a :class:`~funnelrank.rerank.Reranker` (the shared batch scheduler) with no
-floor and no top-k cut, so the ranking metrics judge the order alone. Queries run one at a time; the
-latency of each (tokenization + inference) is recorded. ``--rerank-traces FILE`` appends score traces with
-query ids, ready for ``funnelrank calibrate-floor FILE --qrels ...``.
+floor and no top-k cut, so the ranking metrics judge the order alone. The order is a weighted RRF of the
+cross-encoder's order and the candidates' order (``--rerank-stage1-weight``, default
+:data:`~funnelrank.rerank.defaults.DEFAULT_STAGE1_WEIGHT`; 0 = cross-encoder order alone, see
+:mod:`funnelrank.rerank.fusion`); each ranked document carries its fused score then, else its
+cross-encoder score. Queries run one at a time; the latency of each (tokenization + inference) is recorded.
+``--rerank-traces FILE`` appends score traces with query ids, ready for
+``funnelrank calibrate-floor FILE --qrels ...`` and ``funnelrank tune-fusion FILE --qrels ...`` (the
+traces do not depend on the fusion weight).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import sys
 import time
 
 from funnelrank.evaluation.harness import Rankings, StageContext, StageOutput, register_stage
+from funnelrank.rerank.defaults import DEFAULT_STAGE1_WEIGHT
 
 
 def _add_options(group: argparse._ArgumentGroup) -> None:
@@ -24,6 +30,10 @@ def _add_options(group: argparse._ArgumentGroup) -> None:
                        help="pair token budget (default: the model's limit, at most 512)")
     group.add_argument("--rerank-threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     group.add_argument("--rerank-traces", default=None, help="append score traces (JSONL) to this file")
+    group.add_argument("--rerank-stage1-weight", type=float, default=DEFAULT_STAGE1_WEIGHT, metavar="W",
+                       help="rerank fusion: order by (1-W)/(60+rerank rank) + W/(60+candidate rank); 0 = "
+                       f"cross-encoder order alone (default {DEFAULT_STAGE1_WEIGHT}, chosen on validation "
+                       "queries with `funnelrank tune-fusion`)")
 
 
 @register_stage("rerank", help="cross-encoder reranking of --rerank-from's top candidates", add_options=_add_options)
@@ -34,9 +44,12 @@ def rerank_stage(ctx: StageContext) -> StageOutput:
     from funnelrank.rerank import Candidate, CrossEncoder, Reranker
     from funnelrank.rerank.defaults import default_reranker_dir
 
+    from funnelrank.rerank.fusion import check_stage1_weight
+
     depth = int(ctx.option("rerank_depth"))
     if depth < 1:
         raise ValueError(f"--rerank-depth must be >= 1, got {depth}")
+    stage1_weight = check_stage1_weight(ctx.option("rerank_stage1_weight"))
     source = ctx.rerank_source()
     candidates = ctx.candidates(depth)
     model_name = ctx.option("rerank_model") or default_reranker_dir()
@@ -49,7 +62,9 @@ def rerank_stage(ctx: StageContext) -> StageOutput:
     rankings: Rankings = {}
     latencies: list[float] = []
     missing = 0
-    with Reranker(model, floor=None, top_k=None, traces=ctx.option("rerank_traces")) as reranker:
+    with Reranker(
+        model, floor=None, top_k=None, stage1_weight=stage1_weight, traces=ctx.option("rerank_traces")
+    ) as reranker:
         queries = list(ctx.dataset.queries.values())
         start = time.perf_counter()
         for query in tqdm(queries, desc="rerank", unit="q", disable=not ctx.progress, file=sys.stderr, leave=False):
@@ -63,12 +78,15 @@ def rerank_stage(ctx: StageContext) -> StageOutput:
             t0 = time.perf_counter()
             result = reranker.rerank(query.text, cands, query_id=query.id)
             latencies.append((time.perf_counter() - t0) * 1000.0)
-            rankings[query.id] = [(item.id, item.score) for item in result.items]
+            rankings[query.id] = [
+                (item.id, item.score if item.fused_score is None else item.fused_score) for item in result.items
+            ]
         query_seconds = time.perf_counter() - start
         stats = reranker.scheduler.stats()
     extra = {
         "rerank_from": source,
         "rerank_depth": depth,
+        "stage1_weight": stage1_weight,
         "model": str(model_name),
         "max_length": model.max_length,
         "pairs_per_second": round(stats.pairs / query_seconds, 2) if query_seconds > 0 else None,

@@ -9,6 +9,7 @@ Typical use::
 """
 
 from funnelrank.rerank.cross_encoder import ChunkSpec, CrossEncoder, EncodedPairs
+from funnelrank.rerank.fusion import fused_order
 from funnelrank.rerank.floor import Candidate, RerankedItem, Reranker, RerankResult
 from funnelrank.rerank.scheduler import (
     OverloadedError,
@@ -35,5 +36,6 @@ __all__ = [
     "SchedulerStats",
     "Scores",
     "TraceWriter",
+    "fused_order",
     "read_traces",
 ]

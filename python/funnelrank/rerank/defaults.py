@@ -13,10 +13,17 @@ from pathlib import Path
 
 from funnelrank.cache import cache_dir
 
-__all__ = ["DEFAULT_RERANKER", "RERANKER_ENV", "default_parallelism", "default_reranker_dir"]
+__all__ = ["DEFAULT_RERANKER", "DEFAULT_STAGE1_WEIGHT", "RERANKER_ENV", "default_parallelism", "default_reranker_dir"]
 
 RERANKER_ENV = "FUNNELRANK_RERANKER"
 DEFAULT_RERANKER = "funnelrank-reranker"
+
+DEFAULT_STAGE1_WEIGHT = 0.0
+"""Rerank-fusion weight (:mod:`funnelrank.rerank.fusion`) used by :class:`funnelrank.Pipeline` and by
+`funnelrank eval`'s rerank stage unless told otherwise: the order of the reranked candidates is a weighted
+RRF of the cross-encoder's order (weight 1 - w) and the stage-1 order (weight w). 0 (fusion off) until it is
+chosen on validation queries with ``make tune-fusion``.
+"""
 
 
 def default_reranker_dir() -> Path:

@@ -3,6 +3,10 @@
 The cross-encoder's sigmoid score is absolute (0..1), so a floor means the same thing for every query. When
 no candidate clears it, the result is empty and flagged ``no_evidence=True``: a RAG system should then say
 it does not know rather than hand the LLM the least-bad junk.
+
+``stage1_weight`` (0 by default here) orders the kept candidates by a weighted RRF of the cross-encoder's
+order and the stage-1 order (see :mod:`funnelrank.rerank.fusion`); which candidates clear the floor is
+still decided by their own cross-encoder score.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 
 from funnelrank.rerank.cross_encoder import ChunkSpec, CrossEncoder
 from funnelrank.rerank.defaults import default_parallelism
+from funnelrank.rerank.fusion import check_stage1_weight, fused_order
 from funnelrank.rerank.scheduler import RerankScheduler, Scores
 from funnelrank.rerank.traces import TraceWriter
 
@@ -46,6 +51,8 @@ class RerankedItem:
     stage1_score: float | None
     index: int
     """Position of the candidate in the input list."""
+    fused_score: float | None = None
+    """Its rerank-fusion score (the order of the items) when ``stage1_weight`` > 0, else None."""
 
 
 @dataclass
@@ -63,6 +70,8 @@ class RerankResult:
     query_truncated: bool = False
     all_scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     """Every candidate's score, in input order."""
+    stage1_weight: float = 0.0
+    """The rerank-fusion weight that ordered the items (0: cross-encoder order alone)."""
 
     def __len__(self) -> int:
         return len(self.items)
@@ -107,18 +116,27 @@ def apply_floor(
     *,
     top_k: int | None,
     floor: float | None,
+    stage1_weight: float = 0.0,
 ) -> RerankResult:
-    """Sort by score (ties: input order), keep the top-k whose score >= floor."""
+    """Keep the candidates whose cross-encoder score >= floor (NaN never does), in fused order (see
+    :func:`funnelrank.rerank.fusion.fused_order`; ``stage1_weight`` 0 = by score, ties in input order), and
+    cut to the top-k. Candidates without a stage-1 rank count as ranked by input position."""
     s = scores.scores
-    order = sorted(range(len(candidates)), key=lambda i: (-s[i], i))
+    ranks = [c.rank if c.rank is not None else i + 1 for i, c in enumerate(candidates)]
+    order, fused = fused_order(s, ranks, stage1_weight)
     kept: list[RerankedItem] = []
     for i in order:
         if top_k is not None and len(kept) >= top_k:
             break
         if floor is not None and not s[i] >= floor:  # NaN never clears the floor
-            break
+            continue
         c = candidates[i]
-        kept.append(RerankedItem(c.id, c.text, float(s[i]), float(scores.logits[i]), c.rank, c.score, i))
+        kept.append(
+            RerankedItem(
+                c.id, c.text, float(s[i]), float(scores.logits[i]), c.rank, c.score, i,
+                None if fused is None else float(fused[i]),
+            )
+        )
     return RerankResult(
         items=kept,
         no_evidence=not kept,
@@ -128,6 +146,7 @@ def apply_floor(
         max_score=float(np.max(s)) if len(candidates) else None,
         query_truncated=scores.query_truncated,
         all_scores=s,
+        stage1_weight=check_stage1_weight(stage1_weight),
     )
 
 
@@ -156,6 +175,9 @@ class Reranker:
         scheduler: share an existing scheduler (then `model` may be None and `close()` leaves it open).
         floor: default relevance floor (0..1; None disables it).
         top_k: default number of results (None: all that clear the floor).
+        stage1_weight: default rerank-fusion weight in [0, 1] (:mod:`funnelrank.rerank.fusion`): 0 orders
+            by cross-encoder score alone; :class:`funnelrank.Pipeline` and `funnelrank eval` use the tuned
+            :data:`funnelrank.rerank.defaults.DEFAULT_STAGE1_WEIGHT`.
         traces: a `TraceWriter` or a JSONL path: every call appends one line per candidate.
         workers: scheduler workers. Loading `model` from a path, each worker gets its own ONNX Runtime
             session; when neither `workers` nor `intra_op_threads` is given both come from
@@ -171,6 +193,7 @@ class Reranker:
         scheduler: RerankScheduler | None = None,
         floor: float | None = DEFAULT_FLOOR,
         top_k: int | None = DEFAULT_TOP_K,
+        stage1_weight: float = 0.0,
         traces: TraceWriter | str | os.PathLike[str] | None = None,
         max_length: int | None = None,
         intra_op_threads: int | None = None,
@@ -180,6 +203,7 @@ class Reranker:
     ) -> None:
         self.floor = _check_floor(floor)
         self.top_k = _check_top_k(top_k)
+        self.stage1_weight = check_stage1_weight(stage1_weight)
         if scheduler is not None:
             if scheduler_options or workers is not None:
                 raise ValueError("scheduler options given together with an existing scheduler")
@@ -214,18 +238,21 @@ class Reranker:
         *,
         top_k: int | None = _UNSET,
         floor: float | None = _UNSET,
+        stage1_weight: float = _UNSET,
         timeout: float | None = None,
         query_id: str | None = None,
     ) -> RerankResult:
         """Rerank `candidates` (see `as_candidates`) for `query`; keep the top-k with score >= floor.
 
         `top_k` and `floor` default to the reranker's (10 and 0.4 unless set); None disables each.
+        `stage1_weight` (default: the reranker's, 0 unless set) fuses the order with the candidates'
+        stage-1 ranks (:func:`apply_floor`).
         `query_id` is recorded in traces (for `funnelrank calibrate-floor --qrels`).
         Raises `OverloadedError` when the scheduler is full and `TimeoutError` after `timeout` seconds.
         """
-        cands, k, f = self._prepare(candidates, top_k, floor)
+        cands, k, f, w = self._prepare(candidates, top_k, floor, stage1_weight)
         scores = self.scheduler.score(query, [c.text for c in cands], timeout=timeout)
-        return self._finish(query, query_id, cands, scores, k, f)
+        return self._finish(query, query_id, cands, scores, k, f, w)
 
     async def arerank(
         self,
@@ -234,20 +261,22 @@ class Reranker:
         *,
         top_k: int | None = _UNSET,
         floor: float | None = _UNSET,
+        stage1_weight: float = _UNSET,
         timeout: float | None = None,
         query_id: str | None = None,
     ) -> RerankResult:
         """`rerank` for asyncio (the same shared scheduler)."""
-        cands, k, f = self._prepare(candidates, top_k, floor)
+        cands, k, f, w = self._prepare(candidates, top_k, floor, stage1_weight)
         scores = await self.scheduler.ascore(query, [c.text for c in cands], timeout=timeout)
-        return self._finish(query, query_id, cands, scores, k, f)
+        return self._finish(query, query_id, cands, scores, k, f, w)
 
     def _prepare(
-        self, candidates: Sequence[Any], top_k: int | None, floor: float | None
-    ) -> tuple[list[Candidate], int | None, float | None]:
+        self, candidates: Sequence[Any], top_k: int | None, floor: float | None, stage1_weight: float
+    ) -> tuple[list[Candidate], int | None, float | None, float]:
         k = self.top_k if top_k is _UNSET else _check_top_k(top_k)
         f = self.floor if floor is _UNSET else _check_floor(floor)
-        return as_candidates(candidates), k, f
+        w = self.stage1_weight if stage1_weight is _UNSET else check_stage1_weight(stage1_weight)
+        return as_candidates(candidates), k, f, w
 
     def _finish(
         self,
@@ -257,8 +286,9 @@ class Reranker:
         scores: Scores,
         top_k: int | None,
         floor: float | None,
+        stage1_weight: float,
     ) -> RerankResult:
-        result = apply_floor(cands, scores, top_k=top_k, floor=floor)
+        result = apply_floor(cands, scores, top_k=top_k, floor=floor, stage1_weight=stage1_weight)
         if self.traces is not None:
             self.traces.record(query, query_id, cands, scores, result)
         return result

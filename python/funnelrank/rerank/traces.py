@@ -1,8 +1,9 @@
 """Score traces: one JSONL line per (query, candidate) reranked, for auditing and for calibrating the floor.
 
 Each line holds ``query_id``, ``query``, ``id`` (candidate), ``stage1_rank``, ``stage1_score``, ``score``
-(sigmoid), ``logit``, ``rerank_rank`` (1-based, among all candidates of that call), ``kept`` (cleared the floor
-and made the top-k), ``floor``, ``top_k`` and ``ts`` (Unix time). Lines are appended to the file with one
+(sigmoid), ``logit``, ``rerank_rank`` (1-based, by cross-encoder score among all candidates of that call),
+``kept`` (cleared the floor and made the top-k), ``floor``, ``top_k``, ``stage1_weight`` (the rerank-fusion
+weight that ordered the kept ones, see :mod:`funnelrank.rerank.fusion`) and ``ts`` (Unix time). Lines are appended to the file with one
 ``write`` each on a descriptor opened with O_APPEND, so writers in several threads (or processes) never
 interleave inside a line; `read_traces` skips a torn last line (a crash mid-write) with a warning.
 """
@@ -18,13 +19,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from funnelrank.rerank.fusion import rerank_order
+
 if TYPE_CHECKING:
     from funnelrank.rerank.floor import Candidate, RerankResult
     from funnelrank.rerank.scheduler import Scores
 
 TRACE_FIELDS = (
     "query_id", "query", "id", "stage1_rank", "stage1_score", "score", "logit", "rerank_rank", "kept", "floor",
-    "top_k", "ts",
+    "top_k", "stage1_weight", "ts",
 )
 _REQUIRED = ("id", "score")
 
@@ -61,8 +64,7 @@ class TraceWriter:
         """Write the lines of one rerank call (every candidate, kept or dropped)."""
         kept = {item.index for item in result.items}
         s, lg = scores.scores, scores.logits
-        order = sorted(range(len(candidates)), key=lambda i: (-s[i], i))
-        rerank_rank = {i: r + 1 for r, i in enumerate(order)}
+        rerank_rank = {i: r + 1 for r, i in enumerate(rerank_order(s))}
         now = time.time()
         for i, c in enumerate(candidates):
             self.write_line(
@@ -78,6 +80,7 @@ class TraceWriter:
                     "kept": i in kept,
                     "floor": result.floor,
                     "top_k": result.top_k,
+                    "stage1_weight": result.stage1_weight,
                     "ts": now,
                 }
             )

@@ -6,6 +6,7 @@
     interpolate  weight-space ensemble of a checkpoint with the untrained start (WiSE-FT)
     validate     the validation figures of a checkpoint (never a test split)
     patch    write an exported model as a weight patch over the packaged default reranker
+    heldout-ids  the validation query ids held out from training (e.g. for `funnelrank eval --query-ids`)
 """
 
 from __future__ import annotations
@@ -63,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     vp.add_argument("checkpoint", type=Path)
     vp.add_argument("--work", type=Path, default=DEFAULT_WORK)
     vp.add_argument("--val-queries", type=int, default=60, help="validation queries per set")
+    hp = sub.add_parser("heldout-ids", help="print the query ids held out from training (validation), one a line",
+                        description="Print the scifact train query ids that training holds out for validation "
+                        "(the hashed slice of funnelrank.training.data.load_scifact), one a line: the input of "
+                        "`funnelrank eval --split train --query-ids FILE` for choices made on validation data.")
+    hp.add_argument("set", choices=("scifact",), help="training set")
+    hp.add_argument("--data", type=Path, default=Path("../shared/data"))
     pa = sub.add_parser("patch", help="write an exported model as a weight patch over the packaged default reranker")
     pa.add_argument("trained", type=Path, help="model directory written by `export` (same precision as the base)")
     pa.add_argument("--base", type=Path, default=None,
@@ -74,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     """Entry point."""
     a = build_parser().parse_args()
+    if a.cmd == "heldout-ids":
+        from funnelrank.training.data import load_scifact
+
+        print("\n".join(load_scifact(a.data).val_qids))
+        return
     import torch
 
     torch.set_num_threads(a.threads)

@@ -1,0 +1,59 @@
+"""`funnelrank tune-fusion TRACES... --qrels QRELS`: choose the rerank-fusion weight from score traces."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the sub-command to the CLI."""
+    p = sub.add_parser(
+        "tune-fusion",
+        help="choose the rerank-fusion weight (stage1_weight) from score traces and qrels",
+        description="Score rerank fusion weights on traced queries without re-running the model: each "
+        "weight W orders every traced query's candidates by (1-W)/(60+rerank rank) + W/(60+stage-1 rank) and "
+        "the order is scored against the qrels. Use traces of VALIDATION queries (e.g. `funnelrank eval "
+        "DATA --split train --query-ids HELDOUT --stages rerank --rerank-traces FILE`), never test ones.",
+    )
+    p.add_argument("traces", nargs="+", help="trace JSONL file(s) written with query ids (one run per query)")
+    p.add_argument("--qrels", required=True, help="relevance judgments (BEIR qrels TSV or TREC qrels)")
+    p.add_argument("--grid", default=None, help="comma-separated weights in [0, 1] (default 0, 0.05, ..., 1)")
+    p.add_argument("--metric", default="ndcg@10", help="what the weight maximises (default ndcg@10)")
+    p.add_argument("--json", action="store_true", help="print the sweep as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute `tune-fusion`."""
+    from funnelrank.rerank.calibrate import load_qrels
+    from funnelrank.rerank.fusion_tuning import DEFAULT_GRID, group_traces, parse_grid, sweep_fusion
+    from funnelrank.rerank.traces import read_traces
+
+    records = read_traces(args.traces)
+    if not records:
+        raise ValueError("the trace files hold no records")
+    queries, skipped = group_traces(records)
+    grid = DEFAULT_GRID if args.grid is None else parse_grid(args.grid)
+    sweep = sweep_fusion(queries, load_qrels(args.qrels), grid, metric=args.metric)
+    if skipped:
+        sweep.notes.append(f"{skipped} traced candidates without a query id were left out")
+    if args.json:
+        json.dump(sweep.to_dict(), sys.stdout, indent=2)
+        print()
+        return 0
+    names = list(sweep.best.metrics)
+    print(f"best stage1_weight: {sweep.best.stage1_weight:g}  ({sweep.metric} {sweep.best.metrics[sweep.metric]:.4f}; "
+          f"{sweep.n_queries} judged queries, {sweep.n_pairs} traced candidates)")
+    print(f"{'weight':>7} " + " ".join(f"{n:>10}" for n in names))
+    for point in sweep.points:
+        mark = " <- best" if point is sweep.best else ""
+        if point.stage1_weight == 0.0:
+            mark += "  (cross-encoder order alone)"
+        elif point.stage1_weight == 1.0:
+            mark += "  (stage-1 order alone)"
+        print(f"{point.stage1_weight:7.2f} " + " ".join(f"{point.metrics[n]:10.4f}" for n in names) + mark)
+    for note in sweep.notes:
+        print(f"note: {note}")
+    return 0

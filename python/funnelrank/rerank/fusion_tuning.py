@@ -1,0 +1,155 @@
+"""Choose the rerank-fusion weight from persisted score traces (behind `funnelrank tune-fusion`).
+
+The traces of a rerank run (``funnelrank eval ... --rerank-traces FILE``, or ``Reranker(traces=...)``) hold,
+per (query, candidate), the cross-encoder score and the candidate's stage-1 rank: everything rerank fusion
+(:mod:`funnelrank.rerank.fusion`) needs. So every weight of a grid is scored without running the model
+again: the traced candidates of each query are ordered by :func:`~funnelrank.rerank.fusion.fused_order` and
+the order is scored against relevance judgments (nDCG@10 by default, as `funnelrank eval` computes it).
+
+Choose on validation queries, never on test ones: e.g. the scifact train queries held out from reranker
+training (``python -m funnelrank.training heldout-ids scifact``). Only traced queries that are judged count;
+the mean is over them. The best weight is the one with the highest figure; ties go to the smaller weight
+(closer to the cross-encoder's own order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from funnelrank.evaluation.metrics import DEFAULT_METRICS, evaluate, parse_metric
+from funnelrank.rerank.fusion import check_stage1_weight, fused_order
+
+__all__ = ["DEFAULT_GRID", "FusionPoint", "FusionSweep", "TracedQuery", "group_traces", "parse_grid", "sweep_fusion"]
+
+DEFAULT_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(21))
+"""Weights tried by default: 0, 0.05, ..., 1."""
+
+
+@dataclass(frozen=True)
+class TracedQuery:
+    """One query's traced candidates, in trace order: ids, cross-encoder scores and stage-1 ranks."""
+
+    ids: list[str]
+    scores: np.ndarray
+    stage1_ranks: list[int | None]
+
+
+@dataclass(frozen=True)
+class FusionPoint:
+    """The metrics (mean over the judged traced queries) of one fusion weight."""
+
+    stage1_weight: float
+    metrics: dict[str, float]
+
+
+@dataclass
+class FusionSweep:
+    """Every weight's metrics, the best weight for `metric`, and what the figures are over."""
+
+    metric: str
+    best: FusionPoint
+    points: list[FusionPoint]
+    n_queries: int
+    n_pairs: int
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return asdict(self)
+
+
+def parse_grid(text: str) -> list[float]:
+    """Weights from ``"0,0.1,0.5"`` (each checked to lie in [0, 1]; sorted, repeats dropped)."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise ValueError("the weight grid is empty")
+    weights = []
+    for p in parts:
+        try:
+            value = float(p)
+        except ValueError:
+            raise ValueError(f"grid weight {p!r} is not a number") from None
+        weights.append(check_stage1_weight(value))
+    return sorted(set(weights))
+
+
+def group_traces(records: Iterable[Mapping[str, Any]]) -> tuple[dict[str, TracedQuery], int]:
+    """Traced candidates per query id. Returns ``(queries, skipped)``, `skipped` counting records without
+    a query id. ValueError when a query traces the same candidate twice (two runs appended to one file:
+    write each run's traces to a fresh file) or a record's stage-1 rank is not a positive integer."""
+    ids: dict[str, list[str]] = {}
+    scores: dict[str, list[float]] = {}
+    ranks: dict[str, list[int | None]] = {}
+    seen: set[tuple[str, str]] = set()
+    skipped = 0
+    for rec in records:
+        qid = rec.get("query_id")
+        if qid is None:
+            skipped += 1
+            continue
+        qid, doc = str(qid), str(rec["id"])
+        if (qid, doc) in seen:
+            raise ValueError(
+                f"query {qid!r} traces candidate {doc!r} twice (traces of several runs in one file?); "
+                "write each run's traces to a fresh file"
+            )
+        seen.add((qid, doc))
+        rank = rec.get("stage1_rank")
+        if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+            raise ValueError(f"query {qid!r}, candidate {doc!r}: stage1_rank must be a positive integer, got {rank!r}")
+        ids.setdefault(qid, []).append(doc)
+        scores.setdefault(qid, []).append(float(rec["score"]))
+        ranks.setdefault(qid, []).append(rank)
+    queries = {q: TracedQuery(ids[q], np.asarray(scores[q], dtype=np.float64), ranks[q]) for q in ids}
+    return queries, skipped
+
+
+def sweep_fusion(
+    queries: Mapping[str, TracedQuery],
+    qrels: Mapping[str, Mapping[str, int]],
+    grid: Sequence[float] = DEFAULT_GRID,
+    *,
+    metric: str = "ndcg@10",
+    metrics: Sequence[str] = DEFAULT_METRICS,
+) -> FusionSweep:
+    """Score every weight of `grid` on the judged traced queries and pick the best for `metric`.
+
+    ValueError when no traced query is judged, the grid is empty or holds a weight outside [0, 1].
+    """
+    parse_metric(metric)
+    if not grid:
+        raise ValueError("the weight grid is empty")
+    weights = sorted({check_stage1_weight(w) for w in grid})
+    names = list(dict.fromkeys([metric, *metrics]))
+    judged = {q: t for q, t in queries.items() if q in qrels}
+    if not judged:
+        raise ValueError("no traced query id appears in the qrels (were traces written with query ids?)")
+    notes = []
+    unjudged = len(queries) - len(judged)
+    if unjudged:
+        notes.append(f"{unjudged} traced queries absent from the qrels were left out")
+    no_rank = sum(1 for t in judged.values() for r in t.stage1_ranks if r is None)
+    if no_rank:
+        notes.append(f"{no_rank} traced candidates have no stage-1 rank; they rank after the ranked ones")
+    sub_qrels = {q: qrels[q] for q in judged}
+    points = []
+    for w in weights:
+        rankings = {}
+        for q, t in judged.items():
+            order, _ = fused_order(t.scores, t.stage1_ranks, w)
+            rankings[q] = [(t.ids[i], 0.0) for i in order]  # scored in the order given
+        mean = evaluate(rankings, sub_qrels, names).mean
+        points.append(FusionPoint(w, {name: float(mean[name]) for name in names}))
+    best = max(points, key=lambda p: (p.metrics[metric], -p.stage1_weight))
+    return FusionSweep(
+        metric=metric,
+        best=best,
+        points=points,
+        n_queries=len(judged),
+        n_pairs=sum(len(t.ids) for t in judged.values()),
+        notes=notes,
+    )
