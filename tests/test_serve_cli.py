@@ -81,11 +81,18 @@ def test_served_rerank_and_search(served: str, model_dir: Path) -> None:
 
 
 def test_search_cli_with_model(collection_dir: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["search", str(collection_dir), "cats", "--model", str(model_dir), "--floor", "0", "--json"]) == 0
+    argv = ["search", str(collection_dir), "cats", "--model", str(model_dir), "--floor", "0", "--json"]
+    assert main([*argv, "--stage1-weight", "0"]) == 0  # rerank order alone: by score
     data = json.loads(capsys.readouterr().out)
     scores = [r["score"] for r in data["results"]]
     assert scores == sorted(scores, reverse=True) and all(r["logit"] is not None for r in data["results"])
     assert {"bm25", "rerank"} <= set(data["timings_ms"])
+    assert main([*argv, "--stage1-weight", "1"]) == 0  # stage-1 order, same rerank scores
+    fused = json.loads(capsys.readouterr().out)
+    assert [r["stage1"]["bm25"]["rank"] for r in fused["results"]] == list(range(1, len(scores) + 1))
+    assert sorted(r["score"] for r in fused["results"]) == sorted(scores)
+    assert main([*argv, "--stage1-weight", "1.5"]) == 2
+    assert "stage1_weight must be in [0, 1]" in capsys.readouterr().err
 
 
 def test_serve_bad_arguments(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
