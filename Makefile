@@ -54,9 +54,9 @@ test-sanitize: $(BIN)/python
 bench: build
 	$(BIN)/python bench/run_all.py
 
-# Choose the rerank-fusion weight (funnelrank.rerank.defaults.DEFAULT_STAGE1_WEIGHT) on VALIDATION queries:
+# Choose the rerank fusion (funnelrank.rerank.defaults.DEFAULT_FUSION, DEFAULT_STAGE1_WEIGHT) on VALIDATION queries:
 # the scifact train queries held out from reranker training, the default reranker over the hybrid top-100
-# (traces once, then every weight scored from them; 10-30 min on the 2-core box). Prints the sweep table.
+# (traces once, then every fusion method x weight scored from them; 10-30 min on the 2-core box). Prints the sweep.
 DATA ?= ../shared/data
 FUSION_DIR ?= build/tune-fusion
 tune-fusion: build

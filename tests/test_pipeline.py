@@ -146,9 +146,10 @@ def test_to_dict_is_json_ready(bm25_collection: Collection) -> None:
 
 
 def test_rerank_fusion_orders_by_stage1_and_keeps_the_floor(dense_collection: Collection, reranker: object) -> None:
-    from funnelrank.rerank.defaults import DEFAULT_STAGE1_WEIGHT
+    from funnelrank.rerank.defaults import DEFAULT_FUSION, DEFAULT_STAGE1_WEIGHT
 
-    assert Pipeline(dense_collection, reranker=reranker).stage1_weight == DEFAULT_STAGE1_WEIGHT
+    default = Pipeline(dense_collection, reranker=reranker)
+    assert (default.stage1_weight, default.fusion) == (DEFAULT_STAGE1_WEIGHT, DEFAULT_FUSION)
     query = "python module for objects"
     pure = Pipeline(dense_collection, reranker=reranker, top_k=6, floor=None, stage1_weight=0).search(query)
     scores = [r.score for r in pure.results]
@@ -159,6 +160,11 @@ def test_rerank_fusion_orders_by_stage1_and_keeps_the_floor(dense_collection: Co
     floor = 0.5
     kept = Pipeline(dense_collection, reranker=reranker, top_k=6, floor=floor, stage1_weight=1.0).search(query)
     assert {r.id for r in kept.results} == {r.id for r in pure.results if r.score >= floor}
+    convex = Pipeline(dense_collection, reranker=reranker, top_k=6, floor=floor, stage1_weight=1.0, fusion="convex")
+    # Stage-1 (hybrid RRF) scores fall with the rank: convex fusion at w = 1 is the stage-1 order too.
+    assert [r.id for r in convex.search(query).results] == [r.id for r in kept.results]
     for bad in (-0.5, 2.0, float("nan"), "half"):
         with pytest.raises(ValueError, match="stage1_weight"):
             Pipeline(dense_collection, reranker=reranker, stage1_weight=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        Pipeline(dense_collection, reranker=reranker, fusion="max")

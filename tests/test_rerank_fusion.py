@@ -15,7 +15,7 @@ from rerank_fakes import ScoreInTextModel
 from funnelrank import cli
 from funnelrank.rerank import Candidate, Reranker, RerankScheduler, read_traces
 from funnelrank.rerank.defaults import DEFAULT_STAGE1_WEIGHT
-from funnelrank.rerank.fusion import RERANK_FUSION_K, check_stage1_weight, fused_order, rerank_order
+from funnelrank.rerank.fusion import RERANK_FUSION_K, check_fusion, check_stage1_weight, fused_order, rerank_order
 from funnelrank.rerank.fusion_tuning import group_traces, parse_grid, sweep_fusion
 
 BAD_WEIGHTS = [-0.1, 1.5, math.nan, math.inf, True, "0.5", None]
@@ -78,6 +78,46 @@ def test_bad_weights_are_rejected(weight: object) -> None:
         fused_order([0.5], [1], weight)  # type: ignore[arg-type]
 
 
+def minmax(x: list[float]) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    return (a - a.min()) / (a.max() - a.min())
+
+
+def test_convex_fusion_follows_the_formula_and_its_ends() -> None:
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=30).tolist()
+    scores = (1 / (1 + np.exp(-np.asarray(logits)))).tolist()
+    ranks = [int(r) + 1 for r in rng.permutation(30)]
+    s1 = [100.0 - r + rng.random() * 0.5 for r in ranks]  # decreasing with the stage-1 rank
+    for w in (0.3, 0.8):
+        order, fused = fused_order(scores, ranks, w, fusion="convex", logits=logits, stage1_scores=s1)
+        expected = (1 - w) * minmax(logits) + w * minmax(s1)
+        assert fused is not None
+        np.testing.assert_allclose(fused, expected, rtol=1e-5, atol=1e-6)
+        assert order == sorted(range(30), key=lambda i: -expected[i])
+    assert fused_order(scores, ranks, 0.0, fusion="convex")[0] == rerank_order(scores)  # no stage-1 scores needed
+    order, _ = fused_order(scores, ranks, 1.0, fusion="convex", logits=logits, stage1_scores=s1)
+    assert order == sorted(range(30), key=lambda i: ranks[i])
+    # Convex weighs score gaps, RRF only ranks: a clear cross-encoder winner keeps first place against a
+    # stage-1 lead by a hair under convex fusion, not under RRF.
+    args = ([0.99, 0.5, 0.007], [2, 1, 3], 0.6)
+    gaps = {"logits": [5.0, 0.0, -5.0], "stage1_scores": [0.49, 0.5, 0.0]}
+    assert fused_order(*args, fusion="convex", **gaps)[0][0] == 0
+    assert fused_order(*args, fusion="rrf")[0][0] == 1
+
+
+def test_convex_fusion_needs_stage1_scores_and_bad_methods_are_rejected() -> None:
+    with pytest.raises(ValueError, match="needs a finite stage-1 score for every candidate"):
+        fused_order([0.2, 0.3], [1, 2], 0.5, fusion="convex", stage1_scores=[1.0, None])
+    with pytest.raises(ValueError, match="needs a finite stage-1 score"):
+        fused_order([0.2, 0.3], [1, 2], 0.5, fusion="convex", stage1_scores=[1.0, math.nan])
+    for bad in ("RRF", "sum", None, 1):
+        with pytest.raises(ValueError, match="fusion must be one of rrf, convex"):
+            check_fusion(bad)
+        with pytest.raises(ValueError, match="fusion must be one of"):
+            fused_order([0.2], [1], 0.5, fusion=bad)  # type: ignore[arg-type]
+
+
 def test_mismatched_lengths_and_empty_input() -> None:
     with pytest.raises(ValueError, match="2 scores but 1 stage-1 ranks"):
         fused_order([0.1, 0.2], [1], 0.5)
@@ -129,6 +169,18 @@ def test_top_k_cuts_the_fused_order_after_the_floor(reranker: Reranker) -> None:
     assert [i.id for i in res] == ["e", "d"]
 
 
+def test_reranker_convex_fusion_keeps_the_floor(reranker: Reranker) -> None:
+    # Stage-1 scores of CANDS fall with the rank; w = 1 gives the stage-1 order among the kept.
+    res = reranker.rerank("q", CANDS, top_k=None, floor=0.5, stage1_weight=1.0, fusion="convex")
+    assert [i.id for i in res] == ["c", "d", "e"] and res.fusion == "convex"
+    res = reranker.rerank("q", CANDS, top_k=None, floor=None, stage1_weight=0.5, fusion="convex")
+    assert sorted(i.id for i in res) == ["a", "b", "c", "d", "e"] and all(i.fused_score is not None for i in res)
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        reranker.rerank("q", CANDS, fusion="max")
+    with pytest.raises(ValueError, match="needs a finite stage-1 score"):
+        reranker.rerank("q", ["x [s=0.5]", "y [s=0.6]"], stage1_weight=0.5, fusion="convex")  # strings: no scores
+
+
 def test_reranker_weight_default_and_errors(tmp_path: Path) -> None:
     sched = RerankScheduler(ScoreInTextModel(), max_wait_ms=0)
     try:
@@ -153,7 +205,9 @@ def _traces(path: Path, queries: dict[str, list[tuple[str, float, int]]]) -> Pat
     with open(path, "w", encoding="utf-8") as fh:
         for qid, cands in queries.items():
             for doc, score, rank in cands:
-                fh.write(json.dumps({"query_id": qid, "query": "q", "id": doc, "score": score, "stage1_rank": rank}) + "\n")
+                rec = {"query_id": qid, "query": "q", "id": doc, "score": score, "logit": math.log(score / (1 - score)),
+                       "stage1_rank": rank, "stage1_score": 1.0 / rank}
+                fh.write(json.dumps(rec) + "\n")
     return path
 
 
@@ -178,16 +232,31 @@ def _synthetic(stage1_right: bool, n_queries: int = 6) -> dict[str, list[tuple[s
     return out
 
 
+@pytest.mark.parametrize("fusion", ["rrf", "convex"])
 @pytest.mark.parametrize("stage1_right, best", [(True, 1.0), (False, 0.0)])
-def test_sweep_finds_the_order_that_is_right(tmp_path: Path, stage1_right: bool, best: float) -> None:
+def test_sweep_finds_the_order_that_is_right(tmp_path: Path, stage1_right: bool, best: float, fusion: str) -> None:
     queries, skipped = group_traces(read_traces(_traces(tmp_path / "t.jsonl", _synthetic(stage1_right))))
     qrels = {f"q{q}": {"rel": 1} for q in range(6)}
-    sweep = sweep_fusion(queries, qrels, [0.0, 1.0])
+    sweep = sweep_fusion(queries, qrels, [0.0, 1.0], fusions=[fusion])
     assert skipped == 0 and sweep.n_queries == 6 and sweep.n_pairs == 120
     by_w = {p.stage1_weight: p.metrics["ndcg@10"] for p in sweep.points}
     assert by_w[best] == pytest.approx(1.0)
     assert by_w[1.0 - best] == 0.0  # the relevant doc is 20th: outside the top 10
-    assert sweep.best.stage1_weight == best
+    assert sweep.best.stage1_weight == best and {p.fusion for p in sweep.points} == {fusion}
+
+
+def test_sweep_over_both_methods(tmp_path: Path) -> None:
+    queries, _ = group_traces(read_traces(_traces(tmp_path / "t.jsonl", _synthetic(True))))
+    sweep = sweep_fusion(queries, {f"q{q}": {"rel": 1} for q in range(6)}, [0.0, 0.5, 1.0], fusions=["rrf", "convex"])
+    assert [(p.fusion, p.stage1_weight) for p in sweep.points] == [
+        ("rrf", 0.0), ("rrf", 0.5), ("rrf", 1.0), ("convex", 0.5), ("convex", 1.0)
+    ]  # weight 0 is the same order for every method: scored once
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        sweep_fusion(queries, {"q0": {"rel": 1}}, fusions=["best"])
+    no_logits = tmp_path / "nl.jsonl"
+    no_logits.write_text(json.dumps({"query_id": "q0", "id": "a", "score": 0.5, "stage1_rank": 1}) + "\n")
+    with pytest.raises(ValueError, match="convex fusion needs traced logits"):
+        sweep_fusion(group_traces(read_traces(no_logits))[0], {"q0": {"a": 1}}, fusions=["convex"])
 
 
 def test_sweep_ties_go_to_the_smaller_weight_and_unjudged_queries_are_left_out(tmp_path: Path) -> None:
@@ -228,10 +297,10 @@ def test_tune_fusion_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     qrels = _qrels(tmp_path / "qrels.tsv", {f"q{q}": ["rel"] for q in range(6)})
     assert cli.main(["tune-fusion", str(traces), "--qrels", str(qrels), "--grid", "0,1"]) == 0
     out = capsys.readouterr().out
-    assert "best stage1_weight: 1" in out and "<- best" in out and "(cross-encoder order alone)" in out
+    assert "best: fusion rrf, stage1_weight 1" in out and "<- best" in out and "(cross-encoder order alone)" in out
     assert cli.main(["tune-fusion", str(traces), "--qrels", str(qrels), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     # Equal weights tie "rel" (ranks 1 and 20) with the candidate ranked 20 and 1; input order puts rel first.
-    assert report["best"]["stage1_weight"] == 0.5 and len(report["points"]) == 21
+    assert report["best"]["stage1_weight"] == 0.5 and len(report["points"]) == 21 + 20  # rrf, convex (w > 0)
     assert report["best"]["metrics"]["ndcg@10"] == 1.0
     assert report["metric"] == "ndcg@10" and report["n_queries"] == 6

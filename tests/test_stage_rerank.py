@@ -73,14 +73,15 @@ def test_rerank_stage_fusion_weight(tmp_path: Path) -> None:
     run = [("q1", f"d{i}", r + 1, 10.0 - r) for r, i in enumerate((7, 1, 4, 2, 0, 5))]
     dataset = load_beir(write_beir(tmp_path / "tiny", docs, queries, qrels, run), "test")
 
-    def stage(weight: float) -> dict:
-        opts = {"rerank_model": str(model_dir), "rerank_stage1_weight": weight}
+    def stage(weight: float, fusion: str = "rrf") -> dict:
+        opts = {"rerank_model": str(model_dir), "rerank_stage1_weight": weight, "rerank_fusion": fusion}
         return run_evaluation(dataset, ["run", "rerank"], opts, progress=False)["stages"]
 
-    stages = stage(1.0)  # stage-1 order alone: the run's figures
-    assert stages["rerank"]["stage1_weight"] == 1.0
-    for metric in ("ndcg@10", "mrr@10"):
-        assert stages["rerank"][metric] == pytest.approx(stages["run"][metric])
+    for fusion in ("rrf", "convex"):
+        stages = stage(1.0, fusion)  # stage-1 order alone: the run's figures
+        assert stages["rerank"]["stage1_weight"] == 1.0 and stages["rerank"]["fusion"] == fusion
+        for metric in ("ndcg@10", "mrr@10"):
+            assert stages["rerank"][metric] == pytest.approx(stages["run"][metric])
     ce = CrossEncoder.from_pretrained(model_dir)
     cand_ids = ["d7", "d1", "d4", "d2", "d0", "d5"]
     scores, _ = ce.predict("topic one", [dataset.corpus[d].full_text for d in cand_ids])
@@ -88,3 +89,5 @@ def test_rerank_stage_fusion_weight(tmp_path: Path) -> None:
     assert stage(0.0)["rerank"]["mrr@10"] == pytest.approx(1.0 / rank, abs=1e-6)  # cross-encoder order alone
     with pytest.raises(ValueError, match="stage1_weight"):
         stage(1.5)
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        stage(0.5, "max")

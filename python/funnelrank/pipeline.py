@@ -6,9 +6,9 @@
 
 Stage 1 returns up to `candidates` documents (the metadata filter is resolved to an allow-list first, so
 a filter never starves it); stage 2 re-scores them with the cross-encoder, keeps those whose sigmoid score
-clears `floor`, orders them by a weighted RRF of the cross-encoder's order and the stage-1 order
-(`stage1_weight`, see :mod:`funnelrank.rerank.fusion`; 0 = cross-encoder order alone), returns the `top_k`
-first, and flags ``no_evidence`` when none clears the floor.
+clears `floor`, orders them by a weighted fusion of the cross-encoder's order and the stage-1 order
+(`fusion`, `stage1_weight`, see :mod:`funnelrank.rerank.fusion`; 0 = cross-encoder order alone), returns the
+`top_k` first, and flags ``no_evidence`` when none clears the floor.
 """
 
 from __future__ import annotations
@@ -134,11 +134,14 @@ class Pipeline:
         floor: minimum rerank score (0..1) a result needs; ``"default"`` uses the reranker's default,
             None or 0 keeps everything.
         rrf_k: the RRF constant for hybrid fusion.
-        stage1_weight: rerank fusion weight in [0, 1]: results are ordered by
-            ``(1 - w) / (60 + rerank rank) + w / (60 + stage-1 rank)``; 0 = cross-encoder order alone.
+        stage1_weight: rerank fusion weight w in [0, 1]: results are ordered by
+            ``(1 - w) * minmax(logit) + w * minmax(stage-1 score)`` (fusion "convex") or
+            ``(1 - w) / (60 + rerank rank) + w / (60 + stage-1 rank)`` ("rrf"); 0 = cross-encoder order alone.
             ``"default"`` is :data:`funnelrank.rerank.defaults.DEFAULT_STAGE1_WEIGHT` (chosen on validation
             queries for the default reranker over hybrid candidates). The floor still applies to each
             result's own rerank score.
+        fusion: the rerank fusion method, ``"rrf"`` or ``"convex"`` (min-max normalised cross-encoder logits
+            and stage-1 scores); ``"default"`` is :data:`funnelrank.rerank.defaults.DEFAULT_FUSION`.
     """
 
     def __init__(
@@ -152,6 +155,7 @@ class Pipeline:
         floor: float | str | None = DEFAULT,
         rrf_k: float = 60.0,
         stage1_weight: float | str = DEFAULT,
+        fusion: str = DEFAULT,
     ) -> None:
         if retriever is None:
             retriever = "hybrid" if collection.dense else "bm25"
@@ -175,6 +179,7 @@ class Pipeline:
         self._owns_reranker = isinstance(reranker, (str, os.PathLike))
         self.floor = _resolve_floor(floor, self.reranker)
         self.stage1_weight = _resolve_stage1_weight(stage1_weight)
+        self.fusion = _resolve_fusion(fusion)
 
     def close(self) -> None:
         """Stop the reranker's scheduler if this pipeline created it (from a path or ``"default"``); a
@@ -191,7 +196,8 @@ class Pipeline:
     def __repr__(self) -> str:
         return (
             f"Pipeline(retriever={self.retriever!r}, candidates={self.candidates}, top_k={self.top_k}, "
-            f"floor={self.floor}, stage1_weight={self.stage1_weight}, reranker={self.reranker!r}, collection={self.collection!r})"
+            f"floor={self.floor}, stage1_weight={self.stage1_weight}, fusion={self.fusion!r}, "
+            f"reranker={self.reranker!r}, collection={self.collection!r})"
         )
 
     # ------------------------------------------------------------------ stage 1
@@ -315,8 +321,8 @@ class Pipeline:
     def _rerank(self, query: str, stage1: _Stage1, timeout: float | None = None) -> tuple[Any, float]:
         t = time.perf_counter()
         result = self.reranker.rerank(
-            query, self._candidates(stage1), top_k=self.top_k, floor=self.floor, stage1_weight=self.stage1_weight,
-            timeout=timeout,
+            query, self._candidates(stage1), top_k=self.top_k, floor=self.floor,
+            stage1_weight=self.stage1_weight, fusion=self.fusion, timeout=timeout,
         )
         return result, _ms(t)
 
@@ -344,8 +350,8 @@ class Pipeline:
             return self._finish(query, stage1, None, None, start)
         t = time.perf_counter()
         reranked = await self.reranker.arerank(
-            query, self._candidates(stage1), top_k=self.top_k, floor=self.floor, stage1_weight=self.stage1_weight,
-            timeout=timeout,
+            query, self._candidates(stage1), top_k=self.top_k, floor=self.floor,
+            stage1_weight=self.stage1_weight, fusion=self.fusion, timeout=timeout,
         )
         return self._finish(query, stage1, reranked, _ms(t), start)
 
@@ -404,6 +410,16 @@ def _resolve_stage1_weight(weight: float | str) -> float:
 
         return DEFAULT_STAGE1_WEIGHT
     return check_stage1_weight(weight)
+
+
+def _resolve_fusion(fusion: str) -> str:
+    from funnelrank.rerank.fusion import check_fusion
+
+    if fusion == DEFAULT:
+        from funnelrank.rerank.defaults import DEFAULT_FUSION
+
+        return DEFAULT_FUSION
+    return check_fusion(fusion)
 
 
 def _resolve_floor(floor: float | str | None, reranker: Any) -> float:

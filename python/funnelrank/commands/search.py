@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-rerank", action="store_true", help="stage 1 only")
     p.add_argument("--stage1-weight", type=float, default=None, metavar="W",
                    help="rerank fusion weight in [0, 1] (0 = cross-encoder order alone; default: the tuned one)")
+    p.add_argument("--fusion", choices=("rrf", "convex"), default=None,
+                   help="rerank fusion method (default: the tuned one)")
     p.set_defaults(func=run)
 
 
@@ -75,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         floor=DEFAULT if args.floor is None else args.floor,
         stage1_weight=DEFAULT if args.stage1_weight is None else args.stage1_weight,
+        fusion=DEFAULT if args.fusion is None else args.fusion,
     )
     with pipe:
         response = pipe.search(args.query, filter=flt)

@@ -3,7 +3,7 @@
 Candidates come from :meth:`StageContext.candidates` (bm25, dense, hybrid, or the dataset's run); each
 query's candidates go through a :class:`~funnelrank.rerank.Reranker` (the shared batch scheduler) with no
 floor and no top-k cut, so the ranking metrics judge the order alone. The order is a weighted RRF of the
-cross-encoder's order and the candidates' order (``--rerank-stage1-weight``, default
+cross-encoder's order and the candidates' order (``--rerank-fusion rrf|convex``, ``--rerank-stage1-weight``, default
 :data:`~funnelrank.rerank.defaults.DEFAULT_STAGE1_WEIGHT`; 0 = cross-encoder order alone, see
 :mod:`funnelrank.rerank.fusion`); each ranked document carries its fused score then, else its
 cross-encoder score. Queries run one at a time; the latency of each (tokenization + inference) is recorded.
@@ -19,7 +19,8 @@ import sys
 import time
 
 from funnelrank.evaluation.harness import Rankings, StageContext, StageOutput, register_stage
-from funnelrank.rerank.defaults import DEFAULT_STAGE1_WEIGHT
+from funnelrank.rerank.defaults import DEFAULT_FUSION, DEFAULT_STAGE1_WEIGHT
+from funnelrank.rerank.fusion import FUSION_METHODS
 
 
 def _add_options(group: argparse._ArgumentGroup) -> None:
@@ -31,9 +32,13 @@ def _add_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--rerank-threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     group.add_argument("--rerank-traces", default=None, help="append score traces (JSONL) to this file")
     group.add_argument("--rerank-stage1-weight", type=float, default=DEFAULT_STAGE1_WEIGHT, metavar="W",
-                       help="rerank fusion: order by (1-W)/(60+rerank rank) + W/(60+candidate rank); 0 = "
-                       f"cross-encoder order alone (default {DEFAULT_STAGE1_WEIGHT}, chosen on validation "
-                       "queries with `funnelrank tune-fusion`)")
+                       help="rerank fusion weight of the candidates' order against the cross-encoder's (see "
+                       f"--rerank-fusion); 0 = cross-encoder order alone (default {DEFAULT_STAGE1_WEIGHT}, chosen "
+                       "on validation queries with `make tune-fusion`)")
+    group.add_argument("--rerank-fusion", choices=FUSION_METHODS, default=DEFAULT_FUSION,
+                       help="rerank fusion method: rrf, (1-W)/(60+rerank rank) + W/(60+candidate rank), or convex, "
+                       "(1-W)*minmax(logit) + W*minmax(candidate score) (needs candidate scores) "
+                       f"(default {DEFAULT_FUSION})")
 
 
 @register_stage("rerank", help="cross-encoder reranking of --rerank-from's top candidates", add_options=_add_options)
@@ -44,12 +49,13 @@ def rerank_stage(ctx: StageContext) -> StageOutput:
     from funnelrank.rerank import Candidate, CrossEncoder, Reranker
     from funnelrank.rerank.defaults import default_reranker_dir
 
-    from funnelrank.rerank.fusion import check_stage1_weight
+    from funnelrank.rerank.fusion import check_fusion, check_stage1_weight
 
     depth = int(ctx.option("rerank_depth"))
     if depth < 1:
         raise ValueError(f"--rerank-depth must be >= 1, got {depth}")
     stage1_weight = check_stage1_weight(ctx.option("rerank_stage1_weight"))
+    fusion = check_fusion(ctx.option("rerank_fusion"))
     source = ctx.rerank_source()
     candidates = ctx.candidates(depth)
     model_name = ctx.option("rerank_model") or default_reranker_dir()
@@ -63,7 +69,7 @@ def rerank_stage(ctx: StageContext) -> StageOutput:
     latencies: list[float] = []
     missing = 0
     with Reranker(
-        model, floor=None, top_k=None, stage1_weight=stage1_weight, traces=ctx.option("rerank_traces")
+        model, floor=None, top_k=None, stage1_weight=stage1_weight, fusion=fusion, traces=ctx.option("rerank_traces")
     ) as reranker:
         queries = list(ctx.dataset.queries.values())
         start = time.perf_counter()
@@ -87,6 +93,7 @@ def rerank_stage(ctx: StageContext) -> StageOutput:
         "rerank_from": source,
         "rerank_depth": depth,
         "stage1_weight": stage1_weight,
+        "fusion": fusion,
         "model": str(model_name),
         "max_length": model.max_length,
         "pairs_per_second": round(stats.pairs / query_seconds, 2) if query_seconds > 0 else None,

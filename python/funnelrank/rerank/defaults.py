@@ -13,22 +13,30 @@ from pathlib import Path
 
 from funnelrank.cache import cache_dir
 
-__all__ = ["DEFAULT_RERANKER", "DEFAULT_STAGE1_WEIGHT", "RERANKER_ENV", "default_parallelism", "default_reranker_dir"]
+__all__ = [
+    "DEFAULT_FUSION", "DEFAULT_RERANKER", "DEFAULT_STAGE1_WEIGHT", "RERANKER_ENV", "default_parallelism",
+    "default_reranker_dir",
+]
 
 RERANKER_ENV = "FUNNELRANK_RERANKER"
 DEFAULT_RERANKER = "funnelrank-reranker"
 
+DEFAULT_FUSION = "convex"
+"""Rerank-fusion method used with :data:`DEFAULT_STAGE1_WEIGHT` ("rrf" or "convex"), chosen with it."""
+
 DEFAULT_STAGE1_WEIGHT = 0.8
 """Rerank-fusion weight (:mod:`funnelrank.rerank.fusion`) used by :class:`funnelrank.Pipeline` and by
-`funnelrank eval`'s rerank stage unless told otherwise: the order of the reranked candidates is a weighted
-RRF of the cross-encoder's order (weight 1 - w) and the stage-1 order (weight w); 0 turns fusion off.
+`funnelrank eval`'s rerank stage unless told otherwise: the reranked candidates are ordered by
+``(1 - w) * minmax(cross-encoder logit) + w * minmax(stage-1 score)`` (:data:`DEFAULT_FUSION` "convex"; "rrf"
+fuses the two ranks instead); 0 turns fusion off.
 
 Chosen on validation data, never on test, by ``make tune-fusion``: the default reranker (the WiSE-FT
 weights.patch.npz of commit e850aa0) over the hybrid (BM25 + dense RRF) top-100 of the 96 scifact train
-queries held out from reranker training; 0.8 had the best nDCG@10 of the grid 0, 0.05, ..., 1: 0.7193,
-against 0.6655 for the cross-encoder order alone and 0.7114 for the hybrid order alone (0.70 and 0.75 within
-0.0004). Re-run ``make tune-fusion`` after changing the default model and set the weight it prints (the
-previous default model, step 300, peaked at 0.4 instead: the weight depends on the model).
+queries held out from reranker training. Of rrf and convex on the grid 0, 0.05, ..., 1, convex at 0.8 had the
+best nDCG@10: 0.7303, against 0.6655 for the cross-encoder order alone, 0.7114 for the hybrid order alone and
+0.7193 for the best rrf weight (0.8); convex stays >= 0.7146 over 0.35-0.95. Re-run ``make tune-fusion``
+after changing the default model and set what it prints (the previous default model, step 300, had its best
+rrf weight at 0.4: the choice depends on the model).
 """
 
 

@@ -4,9 +4,9 @@ The cross-encoder's sigmoid score is absolute (0..1), so a floor means the same 
 no candidate clears it, the result is empty and flagged ``no_evidence=True``: a RAG system should then say
 it does not know rather than hand the LLM the least-bad junk.
 
-``stage1_weight`` (0 by default here) orders the kept candidates by a weighted RRF of the cross-encoder's
-order and the stage-1 order (see :mod:`funnelrank.rerank.fusion`); which candidates clear the floor is
-still decided by their own cross-encoder score.
+``stage1_weight`` (0 by default here) orders the kept candidates by a weighted fusion (``fusion``: "rrf" or
+"convex") of the cross-encoder's order and the stage-1 order (see :mod:`funnelrank.rerank.fusion`); which
+candidates clear the floor is still decided by their own cross-encoder score.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 from funnelrank.rerank.cross_encoder import ChunkSpec, CrossEncoder
 from funnelrank.rerank.defaults import default_parallelism
-from funnelrank.rerank.fusion import check_stage1_weight, fused_order
+from funnelrank.rerank.fusion import check_fusion, check_stage1_weight, fused_order
 from funnelrank.rerank.scheduler import RerankScheduler, Scores
 from funnelrank.rerank.traces import TraceWriter
 
@@ -72,6 +72,8 @@ class RerankResult:
     """Every candidate's score, in input order."""
     stage1_weight: float = 0.0
     """The rerank-fusion weight that ordered the items (0: cross-encoder order alone)."""
+    fusion: str = "rrf"
+    """The rerank-fusion method ("rrf" or "convex"; irrelevant when ``stage1_weight`` is 0)."""
 
     def __len__(self) -> int:
         return len(self.items)
@@ -117,13 +119,17 @@ def apply_floor(
     top_k: int | None,
     floor: float | None,
     stage1_weight: float = 0.0,
+    fusion: str = "rrf",
 ) -> RerankResult:
     """Keep the candidates whose cross-encoder score >= floor (NaN never does), in fused order (see
     :func:`funnelrank.rerank.fusion.fused_order`; ``stage1_weight`` 0 = by score, ties in input order), and
-    cut to the top-k. Candidates without a stage-1 rank count as ranked by input position."""
+    cut to the top-k. Candidates without a stage-1 rank count as ranked by input position; "convex" fusion
+    needs every candidate's stage-1 score."""
     s = scores.scores
     ranks = [c.rank if c.rank is not None else i + 1 for i, c in enumerate(candidates)]
-    order, fused = fused_order(s, ranks, stage1_weight)
+    order, fused = fused_order(
+        s, ranks, stage1_weight, fusion=fusion, logits=scores.logits, stage1_scores=[c.score for c in candidates]
+    )
     kept: list[RerankedItem] = []
     for i in order:
         if top_k is not None and len(kept) >= top_k:
@@ -147,6 +153,7 @@ def apply_floor(
         query_truncated=scores.query_truncated,
         all_scores=s,
         stage1_weight=check_stage1_weight(stage1_weight),
+        fusion=fusion,
     )
 
 
@@ -178,6 +185,7 @@ class Reranker:
         stage1_weight: default rerank-fusion weight in [0, 1] (:mod:`funnelrank.rerank.fusion`): 0 orders
             by cross-encoder score alone; :class:`funnelrank.Pipeline` and `funnelrank eval` use the tuned
             :data:`funnelrank.rerank.defaults.DEFAULT_STAGE1_WEIGHT`.
+        fusion: default rerank-fusion method, "rrf" or "convex" (:data:`funnelrank.rerank.fusion.FUSION_METHODS`).
         traces: a `TraceWriter` or a JSONL path: every call appends one line per candidate.
         workers: scheduler workers. Loading `model` from a path, each worker gets its own ONNX Runtime
             session; when neither `workers` nor `intra_op_threads` is given both come from
@@ -194,6 +202,7 @@ class Reranker:
         floor: float | None = DEFAULT_FLOOR,
         top_k: int | None = DEFAULT_TOP_K,
         stage1_weight: float = 0.0,
+        fusion: str = "rrf",
         traces: TraceWriter | str | os.PathLike[str] | None = None,
         max_length: int | None = None,
         intra_op_threads: int | None = None,
@@ -204,6 +213,7 @@ class Reranker:
         self.floor = _check_floor(floor)
         self.top_k = _check_top_k(top_k)
         self.stage1_weight = check_stage1_weight(stage1_weight)
+        self.fusion = check_fusion(fusion)
         if scheduler is not None:
             if scheduler_options or workers is not None:
                 raise ValueError("scheduler options given together with an existing scheduler")
@@ -239,6 +249,7 @@ class Reranker:
         top_k: int | None = _UNSET,
         floor: float | None = _UNSET,
         stage1_weight: float = _UNSET,
+        fusion: str = _UNSET,
         timeout: float | None = None,
         query_id: str | None = None,
     ) -> RerankResult:
@@ -246,13 +257,13 @@ class Reranker:
 
         `top_k` and `floor` default to the reranker's (10 and 0.4 unless set); None disables each.
         `stage1_weight` (default: the reranker's, 0 unless set) fuses the order with the candidates'
-        stage-1 ranks (:func:`apply_floor`).
+        stage-1 ranks by `fusion` (default: the reranker's, "rrf" unless set; see :func:`apply_floor`).
         `query_id` is recorded in traces (for `funnelrank calibrate-floor --qrels`).
         Raises `OverloadedError` when the scheduler is full and `TimeoutError` after `timeout` seconds.
         """
-        cands, k, f, w = self._prepare(candidates, top_k, floor, stage1_weight)
+        cands, k, f, w, m = self._prepare(candidates, top_k, floor, stage1_weight, fusion)
         scores = self.scheduler.score(query, [c.text for c in cands], timeout=timeout)
-        return self._finish(query, query_id, cands, scores, k, f, w)
+        return self._finish(query, query_id, cands, scores, k, f, w, m)
 
     async def arerank(
         self,
@@ -262,21 +273,23 @@ class Reranker:
         top_k: int | None = _UNSET,
         floor: float | None = _UNSET,
         stage1_weight: float = _UNSET,
+        fusion: str = _UNSET,
         timeout: float | None = None,
         query_id: str | None = None,
     ) -> RerankResult:
         """`rerank` for asyncio (the same shared scheduler)."""
-        cands, k, f, w = self._prepare(candidates, top_k, floor, stage1_weight)
+        cands, k, f, w, m = self._prepare(candidates, top_k, floor, stage1_weight, fusion)
         scores = await self.scheduler.ascore(query, [c.text for c in cands], timeout=timeout)
-        return self._finish(query, query_id, cands, scores, k, f, w)
+        return self._finish(query, query_id, cands, scores, k, f, w, m)
 
     def _prepare(
-        self, candidates: Sequence[Any], top_k: int | None, floor: float | None, stage1_weight: float
-    ) -> tuple[list[Candidate], int | None, float | None, float]:
+        self, candidates: Sequence[Any], top_k: int | None, floor: float | None, stage1_weight: float, fusion: str
+    ) -> tuple[list[Candidate], int | None, float | None, float, str]:
         k = self.top_k if top_k is _UNSET else _check_top_k(top_k)
         f = self.floor if floor is _UNSET else _check_floor(floor)
         w = self.stage1_weight if stage1_weight is _UNSET else check_stage1_weight(stage1_weight)
-        return as_candidates(candidates), k, f, w
+        m = self.fusion if fusion is _UNSET else check_fusion(fusion)
+        return as_candidates(candidates), k, f, w, m
 
     def _finish(
         self,
@@ -287,8 +300,9 @@ class Reranker:
         top_k: int | None,
         floor: float | None,
         stage1_weight: float,
+        fusion: str,
     ) -> RerankResult:
-        result = apply_floor(cands, scores, top_k=top_k, floor=floor, stage1_weight=stage1_weight)
+        result = apply_floor(cands, scores, top_k=top_k, floor=floor, stage1_weight=stage1_weight, fusion=fusion)
         if self.traces is not None:
             self.traces.record(query, query_id, cands, scores, result)
         return result

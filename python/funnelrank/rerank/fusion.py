@@ -1,5 +1,5 @@
-"""Rerank fusion: the order of the reranked candidates as a weighted RRF of the cross-encoder's ranking and
-the stage-1 ranking.
+"""Rerank fusion: the order of the reranked candidates as a weighted fusion of the cross-encoder's ranking and
+the stage-1 ranking (reciprocal-rank fusion or a convex combination of normalised scores).
 
 A small cross-encoder scores pairs well but its order alone can be worse than stage 1's on candidates that
 dense retrieval brought in; fusing both orders keeps what each gets right. With ``stage1_weight`` w in
@@ -7,9 +7,14 @@ dense retrieval brought in; fusing both orders keeps what each gets right. With 
 
     (1 - w) / (k + rerank_rank(d)) + w / (k + stage1_rank(d))
 
-computed by the core's RRF (:func:`funnelrank._core.rrf`, ``k`` = :data:`RERANK_FUSION_K`). w = 0 is the
-cross-encoder's order alone, w = 1 stage 1's order alone. Only the ORDER is fused: the relevance floor still
-compares each candidate's absolute cross-encoder score (sigmoid) with the floor (see
+computed by the core's RRF (:func:`funnelrank._core.rrf`, ``k`` = :data:`RERANK_FUSION_K`), or with
+``fusion="convex"`` (the core's :func:`funnelrank._core.convex_fusion`, min-max normalisation per query)::
+
+    (1 - w) * minmax(cross-encoder logit)(d) + w * minmax(stage-1 score)(d)
+
+which also weighs by how far apart the scores are, not only by rank (it needs every candidate's stage-1
+score). w = 0 is the cross-encoder's order alone, w = 1 stage 1's order alone. Only the ORDER is fused: the
+relevance floor still compares each candidate's absolute cross-encoder score (sigmoid) with the floor (see
 :func:`funnelrank.rerank.floor.apply_floor`).
 
 Ranks: the cross-encoder ranking sorts by score, best first (ties: input order; NaN last); the stage-1 ranking
@@ -25,10 +30,23 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RERANK_FUSION_K", "check_stage1_weight", "fused_order", "rerank_order", "stage1_order"]
+__all__ = [
+    "FUSION_METHODS", "RERANK_FUSION_K", "check_fusion", "check_stage1_weight", "fused_order", "rerank_order",
+    "stage1_order",
+]
 
 RERANK_FUSION_K = 60.0
 """The RRF constant of rerank fusion (the usual 60, as in hybrid stage-1 fusion)."""
+
+FUSION_METHODS: tuple[str, ...] = ("rrf", "convex")
+"""How the two orders are fused: reciprocal ranks, or a convex combination of min-max normalised scores."""
+
+
+def check_fusion(method: Any) -> str:
+    """`method` if it is one of :data:`FUSION_METHODS`; ValueError listing them otherwise."""
+    if not isinstance(method, str) or method not in FUSION_METHODS:
+        raise ValueError(f"fusion must be one of {', '.join(FUSION_METHODS)}, got {method!r}")
+    return method
 
 
 def check_stage1_weight(weight: Any) -> float:
@@ -58,6 +76,9 @@ def fused_order(
     stage1_ranks: Sequence[int | None],
     stage1_weight: float,
     *,
+    fusion: str = "rrf",
+    logits: np.ndarray | Sequence[float] | None = None,
+    stage1_scores: Sequence[float | None] | None = None,
     k: float = RERANK_FUSION_K,
 ) -> tuple[list[int], np.ndarray | None]:
     """The candidates' fused order (see the module doc).
@@ -65,7 +86,12 @@ def fused_order(
     Args:
         scores: the cross-encoder score of each candidate, in input order.
         stage1_ranks: each candidate's stage-1 rank (1-based; None when unknown), in input order.
-        stage1_weight: w in [0, 1]; 0 returns the cross-encoder order exactly, 1 the stage-1 order.
+        stage1_weight: w in [0, 1]; 0 returns the cross-encoder order exactly, 1 the stage-1 order (for
+            "convex", stage-1 score order).
+        fusion: "rrf" or "convex" (:data:`FUSION_METHODS`).
+        logits: "convex": the cross-encoder logits (default: `scores`); finite where the order uses them.
+        stage1_scores: "convex": every candidate's stage-1 score (ValueError when one is missing or not
+            finite).
         k: the RRF constant.
 
     Returns:
@@ -73,24 +99,43 @@ def fused_order(
         order (None for w = 0, where there is no fusion).
     """
     w = check_stage1_weight(stage1_weight)
+    check_fusion(fusion)
     n = len(scores)
     if len(stage1_ranks) != n:
         raise ValueError(f"{n} scores but {len(stage1_ranks)} stage-1 ranks")
     by_rerank = rerank_order(scores)
     if w == 0.0 or n == 0:
         return by_rerank, None if w == 0.0 else np.zeros(0, dtype=np.float64)
-    from funnelrank._core import rrf
+    from funnelrank._core import convex_fusion, rrf
 
     by_stage1 = stage1_order(stage1_ranks)
     # Zero-padded position ids: the core breaks remaining ties by id byte order, i.e. by input order here.
     width = len(str(n))
     names = [f"{i:0{width}d}" for i in range(n)]
-    rank_scores = -np.arange(n, dtype=np.float64)  # kept for tracing only; RRF reads the positions
-    fused = rrf(
-        [([names[i] for i in by_rerank], rank_scores), ([names[i] for i in by_stage1], rank_scores)],
-        k=k,
-        weights=[1.0 - w, w],
-    )
+    if fusion == "rrf":
+        rank_scores = -np.arange(n, dtype=np.float64)  # kept for tracing only; RRF reads the positions
+        fused = rrf(
+            [([names[i] for i in by_rerank], rank_scores), ([names[i] for i in by_stage1], rank_scores)],
+            k=k,
+            weights=[1.0 - w, w],
+        )
+    else:
+        if stage1_scores is None or len(stage1_scores) != n or any(
+            s is None or not math.isfinite(s) for s in stage1_scores
+        ):
+            raise ValueError("convex rerank fusion needs a finite stage-1 score for every candidate")
+        ce = np.asarray(scores if logits is None else logits, dtype=np.float64)
+        if ce.shape != (n,):
+            raise ValueError(f"{n} scores but {ce.shape[0]} logits")
+        finite = np.isfinite(ce)  # a NaN/-inf logit ranks below every finite one, +inf above
+        low, high = (ce[finite].min() - 1.0, ce[finite].max() + 1.0) if finite.any() else (0.0, 1.0)
+        ce = np.where(finite, ce, np.where(ce == np.inf, high, low))
+        s1 = np.asarray(stage1_scores, dtype=np.float64)
+        fused = convex_fusion(
+            [([names[i] for i in by_rerank], ce[by_rerank]), ([names[i] for i in by_stage1], s1[by_stage1])],
+            weights=[1.0 - w, w],
+            normalization="minmax",
+        )
     order = [int(name) for name in fused.ids]
     values = np.empty(n, dtype=np.float64)
     values[order] = fused.scores

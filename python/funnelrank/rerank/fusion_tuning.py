@@ -2,18 +2,20 @@
 
 The traces of a rerank run (``funnelrank eval ... --rerank-traces FILE``, or ``Reranker(traces=...)``) hold,
 per (query, candidate), the cross-encoder score and the candidate's stage-1 rank: everything rerank fusion
-(:mod:`funnelrank.rerank.fusion`) needs. So every weight of a grid is scored without running the model
-again: the traced candidates of each query are ordered by :func:`~funnelrank.rerank.fusion.fused_order` and
-the order is scored against relevance judgments (nDCG@10 by default, as `funnelrank eval` computes it).
+(:mod:`funnelrank.rerank.fusion`) needs (and the logit and stage-1 score convex fusion needs). So every
+(method, weight) of a grid is scored without running the model again: the traced candidates of each query
+are ordered by :func:`~funnelrank.rerank.fusion.fused_order` and the order is scored against relevance
+judgments (nDCG@10 by default, as `funnelrank eval` computes it).
 
 Choose on validation queries, never on test ones: e.g. the scifact train queries held out from reranker
 training (``python -m funnelrank.training heldout-ids scifact``). Only traced queries that are judged count;
-the mean is over them. The best weight is the one with the highest figure; ties go to the smaller weight
-(closer to the cross-encoder's own order).
+the mean is over them. The best is the one with the highest figure; ties go to the smaller weight (closer to
+the cross-encoder's own order), then to the method listed first.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -21,9 +23,12 @@ from typing import Any
 import numpy as np
 
 from funnelrank.evaluation.metrics import DEFAULT_METRICS, evaluate, parse_metric
-from funnelrank.rerank.fusion import check_stage1_weight, fused_order
+from funnelrank.rerank.fusion import FUSION_METHODS, check_fusion, check_stage1_weight, fused_order
 
-__all__ = ["DEFAULT_GRID", "FusionPoint", "FusionSweep", "TracedQuery", "group_traces", "parse_grid", "sweep_fusion"]
+__all__ = [
+    "DEFAULT_GRID", "FUSION_METHODS", "FusionPoint", "FusionSweep", "TracedQuery", "group_traces", "parse_grid",
+    "sweep_fusion",
+]
 
 DEFAULT_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(21))
 """Weights tried by default: 0, 0.05, ..., 1."""
@@ -31,17 +36,21 @@ DEFAULT_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(21))
 
 @dataclass(frozen=True)
 class TracedQuery:
-    """One query's traced candidates, in trace order: ids, cross-encoder scores and stage-1 ranks."""
+    """One query's traced candidates, in trace order: ids, cross-encoder scores, logits (NaN where not
+    traced), stage-1 ranks and scores."""
 
     ids: list[str]
     scores: np.ndarray
     stage1_ranks: list[int | None]
+    logits: np.ndarray
+    stage1_scores: list[float | None]
 
 
 @dataclass(frozen=True)
 class FusionPoint:
-    """The metrics (mean over the judged traced queries) of one fusion weight."""
+    """The metrics (mean over the judged traced queries) of one fusion method and weight."""
 
+    fusion: str
     stage1_weight: float
     metrics: dict[str, float]
 
@@ -84,6 +93,8 @@ def group_traces(records: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Traced
     ids: dict[str, list[str]] = {}
     scores: dict[str, list[float]] = {}
     ranks: dict[str, list[int | None]] = {}
+    logits: dict[str, list[float]] = {}
+    stage1_scores: dict[str, list[float | None]] = {}
     seen: set[tuple[str, str]] = set()
     skipped = 0
     for rec in records:
@@ -104,7 +115,16 @@ def group_traces(records: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Traced
         ids.setdefault(qid, []).append(doc)
         scores.setdefault(qid, []).append(float(rec["score"]))
         ranks.setdefault(qid, []).append(rank)
-    queries = {q: TracedQuery(ids[q], np.asarray(scores[q], dtype=np.float64), ranks[q]) for q in ids}
+        logit, s1 = rec.get("logit"), rec.get("stage1_score")
+        logits.setdefault(qid, []).append(math.nan if logit is None else float(logit))
+        stage1_scores.setdefault(qid, []).append(None if s1 is None else float(s1))
+    queries = {
+        q: TracedQuery(
+            ids[q], np.asarray(scores[q], dtype=np.float64), ranks[q], np.asarray(logits[q], dtype=np.float64),
+            stage1_scores[q],
+        )
+        for q in ids
+    }
     return queries, skipped
 
 
@@ -113,16 +133,22 @@ def sweep_fusion(
     qrels: Mapping[str, Mapping[str, int]],
     grid: Sequence[float] = DEFAULT_GRID,
     *,
+    fusions: Sequence[str] = ("rrf",),
     metric: str = "ndcg@10",
     metrics: Sequence[str] = DEFAULT_METRICS,
 ) -> FusionSweep:
-    """Score every weight of `grid` on the judged traced queries and pick the best for `metric`.
+    """Score every (method of `fusions`, weight of `grid`) on the judged traced queries and pick the best for
+    `metric` (weight 0 is the same order for every method and is scored once, as the first method's).
 
-    ValueError when no traced query is judged, the grid is empty or holds a weight outside [0, 1].
+    ValueError when no traced query is judged, the grid or `fusions` is empty or holds a bad entry, or
+    "convex" meets traces without logits / stage-1 scores.
     """
     parse_metric(metric)
     if not grid:
         raise ValueError("the weight grid is empty")
+    if not fusions:
+        raise ValueError("no fusion method given")
+    methods = list(dict.fromkeys(check_fusion(f) for f in fusions))
     weights = sorted({check_stage1_weight(w) for w in grid})
     names = list(dict.fromkeys([metric, *metrics]))
     judged = {q: t for q, t in queries.items() if q in qrels}
@@ -136,15 +162,22 @@ def sweep_fusion(
     if no_rank:
         notes.append(f"{no_rank} traced candidates have no stage-1 rank; they rank after the ranked ones")
     sub_qrels = {q: qrels[q] for q in judged}
+    if "convex" in methods and any(np.isnan(t.logits).any() for t in judged.values()):
+        raise ValueError("convex fusion needs traced logits; these traces lack some")
     points = []
-    for w in weights:
-        rankings = {}
-        for q, t in judged.items():
-            order, _ = fused_order(t.scores, t.stage1_ranks, w)
-            rankings[q] = [(t.ids[i], 0.0) for i in order]  # scored in the order given
-        mean = evaluate(rankings, sub_qrels, names).mean
-        points.append(FusionPoint(w, {name: float(mean[name]) for name in names}))
-    best = max(points, key=lambda p: (p.metrics[metric], -p.stage1_weight))
+    for m in methods:
+        for w in weights:
+            if w == 0.0 and m != methods[0]:
+                continue
+            rankings = {}
+            for q, t in judged.items():
+                order, _ = fused_order(
+                    t.scores, t.stage1_ranks, w, fusion=m, logits=t.logits, stage1_scores=t.stage1_scores
+                )
+                rankings[q] = [(t.ids[i], 0.0) for i in order]  # scored in the order given
+            mean = evaluate(rankings, sub_qrels, names).mean
+            points.append(FusionPoint(m, w, {name: float(mean[name]) for name in names}))
+    best = max(points, key=lambda p: (p.metrics[metric], -p.stage1_weight, -methods.index(p.fusion)))
     return FusionSweep(
         metric=metric,
         best=best,

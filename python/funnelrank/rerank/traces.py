@@ -2,8 +2,9 @@
 
 Each line holds ``query_id``, ``query``, ``id`` (candidate), ``stage1_rank``, ``stage1_score``, ``score``
 (sigmoid), ``logit``, ``rerank_rank`` (1-based, by cross-encoder score among all candidates of that call),
-``kept`` (cleared the floor and made the top-k), ``floor``, ``top_k``, ``stage1_weight`` (the rerank-fusion
-weight that ordered the kept ones, see :mod:`funnelrank.rerank.fusion`) and ``ts`` (Unix time). Lines are appended to the file with one
+``kept`` (cleared the floor and made the top-k), ``floor``, ``top_k``, ``stage1_weight`` and ``fusion`` (the
+rerank-fusion weight and method that ordered the kept ones, see :mod:`funnelrank.rerank.fusion`) and ``ts``
+(Unix time). Lines are appended to the file with one
 ``write`` each on a descriptor opened with O_APPEND, so writers in several threads (or processes) never
 interleave inside a line; `read_traces` skips a torn last line (a crash mid-write) with a warning.
 """
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 TRACE_FIELDS = (
     "query_id", "query", "id", "stage1_rank", "stage1_score", "score", "logit", "rerank_rank", "kept", "floor",
-    "top_k", "stage1_weight", "ts",
+    "top_k", "stage1_weight", "fusion", "ts",
 )
 _REQUIRED = ("id", "score")
 
@@ -81,6 +82,7 @@ class TraceWriter:
                     "floor": result.floor,
                     "top_k": result.top_k,
                     "stage1_weight": result.stage1_weight,
+                    "fusion": result.fusion,
                     "ts": now,
                 }
             )
