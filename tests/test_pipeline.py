@@ -150,6 +150,9 @@ def test_rerank_fusion_orders_by_stage1_and_keeps_the_floor(dense_collection: Co
 
     default = Pipeline(dense_collection, reranker=reranker)
     assert (default.stage1_weight, default.fusion) == (DEFAULT_STAGE1_WEIGHT, DEFAULT_FUSION)
+    # The weight was chosen for hybrid candidates: other retrievers default to the cross-encoder order alone.
+    assert Pipeline(dense_collection, "bm25", reranker=reranker).stage1_weight == 0.0
+    assert Pipeline(dense_collection, "dense", reranker=reranker, stage1_weight=0.3).stage1_weight == 0.3
     query = "python module for objects"
     pure = Pipeline(dense_collection, reranker=reranker, top_k=6, floor=None, stage1_weight=0).search(query)
     scores = [r.score for r in pure.results]

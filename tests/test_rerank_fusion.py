@@ -14,7 +14,7 @@ from rerank_fakes import ScoreInTextModel
 
 from funnelrank import cli
 from funnelrank.rerank import Candidate, Reranker, RerankScheduler, read_traces
-from funnelrank.rerank.defaults import DEFAULT_STAGE1_WEIGHT
+from funnelrank.rerank.defaults import DEFAULT_STAGE1_WEIGHT, default_stage1_weight
 from funnelrank.rerank.fusion import RERANK_FUSION_K, check_fusion, check_stage1_weight, fused_order, rerank_order
 from funnelrank.rerank.fusion_tuning import group_traces, parse_grid, sweep_fusion
 
@@ -123,6 +123,8 @@ def test_mismatched_lengths_and_empty_input() -> None:
         fused_order([0.1, 0.2], [1], 0.5)
     assert fused_order([], [], 0.5)[0] == []
     assert 0.0 <= DEFAULT_STAGE1_WEIGHT <= 1.0
+    assert default_stage1_weight("hybrid") == DEFAULT_STAGE1_WEIGHT
+    assert [default_stage1_weight(s) for s in ("bm25", "dense", "run")] == [0.0, 0.0, 0.0]
 
 
 # ---------------------------------------------------------------------------------------------- Reranker

@@ -36,6 +36,7 @@ def test_rerank_stage_reorders_run_candidates_and_traces(tmp_path: Path, capsys:
     )
     stage = report["stages"]["rerank"]
     assert stage["rerank_from"] == "run" and stage["rerank_depth"] == 5 and stage["queries"] == 2
+    assert stage["stage1_weight"] == 0.0  # the tuned weight is for hybrid candidates only
     assert 0.0 <= stage["ndcg@10"] <= 1.0 and stage["latency_ms_p50"] > 0
     records = read_traces(traces)
     assert len(records) == 10 and {r["query_id"] for r in records} == {"q1", "q2"}

@@ -137,8 +137,10 @@ class Pipeline:
         stage1_weight: rerank fusion weight w in [0, 1]: results are ordered by
             ``(1 - w) * minmax(logit) + w * minmax(stage-1 score)`` (fusion "convex") or
             ``(1 - w) / (60 + rerank rank) + w / (60 + stage-1 rank)`` ("rrf"); 0 = cross-encoder order alone.
-            ``"default"`` is :data:`funnelrank.rerank.defaults.DEFAULT_STAGE1_WEIGHT` (chosen on validation
-            queries for the default reranker over hybrid candidates). The floor still applies to each
+            ``"default"`` is :data:`funnelrank.rerank.defaults.DEFAULT_STAGE1_WEIGHT` for the hybrid
+            retriever (chosen on validation queries for the default reranker over hybrid candidates) and 0
+            for bm25 or dense (no weight was chosen for them; see
+            :func:`funnelrank.rerank.defaults.default_stage1_weight`). The floor still applies to each
             result's own rerank score.
         fusion: the rerank fusion method, ``"rrf"`` or ``"convex"`` (min-max normalised cross-encoder logits
             and stage-1 scores); ``"default"`` is :data:`funnelrank.rerank.defaults.DEFAULT_FUSION`.
@@ -178,7 +180,7 @@ class Pipeline:
         self.reranker = _make_reranker(reranker)
         self._owns_reranker = isinstance(reranker, (str, os.PathLike))
         self.floor = _resolve_floor(floor, self.reranker)
-        self.stage1_weight = _resolve_stage1_weight(stage1_weight)
+        self.stage1_weight = _resolve_stage1_weight(stage1_weight, retriever)
         self.fusion = _resolve_fusion(fusion)
 
     def close(self) -> None:
@@ -400,15 +402,15 @@ def _make_reranker(reranker: Any) -> Any:
     return reranker
 
 
-def _resolve_stage1_weight(weight: float | str) -> float:
+def _resolve_stage1_weight(weight: float | str, retriever: str) -> float:
     from funnelrank.rerank.fusion import check_stage1_weight
 
     if isinstance(weight, str):
         if weight != DEFAULT:
             raise ValueError(f"stage1_weight must be a number in [0, 1] or 'default', got {weight!r}")
-        from funnelrank.rerank.defaults import DEFAULT_STAGE1_WEIGHT
+        from funnelrank.rerank.defaults import default_stage1_weight
 
-        return DEFAULT_STAGE1_WEIGHT
+        return default_stage1_weight(retriever)
     return check_stage1_weight(weight)
 
 

@@ -2,10 +2,11 @@
 
 Candidates come from :meth:`StageContext.candidates` (bm25, dense, hybrid, or the dataset's run); each
 query's candidates go through a :class:`~funnelrank.rerank.Reranker` (the shared batch scheduler) with no
-floor and no top-k cut, so the ranking metrics judge the order alone. The order is a weighted RRF of the
-cross-encoder's order and the candidates' order (``--rerank-fusion rrf|convex``, ``--rerank-stage1-weight``, default
-:data:`~funnelrank.rerank.defaults.DEFAULT_STAGE1_WEIGHT`; 0 = cross-encoder order alone, see
-:mod:`funnelrank.rerank.fusion`); each ranked document carries its fused score then, else its
+floor and no top-k cut, so the ranking metrics judge the order alone. The order is a fusion of the
+cross-encoder's order and the candidates' order (``--rerank-fusion rrf|convex``, ``--rerank-stage1-weight W``;
+W = 0 is the cross-encoder order alone; see :mod:`funnelrank.rerank.fusion`). The default W is
+:func:`~funnelrank.rerank.defaults.default_stage1_weight`: the weight chosen on validation for
+``--rerank-from hybrid``, 0 for other sources. Each ranked document carries its fused score then, else its
 cross-encoder score. Queries run one at a time; the latency of each (tokenization + inference) is recorded.
 ``--rerank-traces FILE`` appends score traces with query ids, ready for
 ``funnelrank calibrate-floor FILE --qrels ...`` and ``funnelrank tune-fusion FILE --qrels ...`` (the
@@ -19,7 +20,7 @@ import sys
 import time
 
 from funnelrank.evaluation.harness import Rankings, StageContext, StageOutput, register_stage
-from funnelrank.rerank.defaults import DEFAULT_FUSION, DEFAULT_STAGE1_WEIGHT
+from funnelrank.rerank.defaults import DEFAULT_FUSION, DEFAULT_STAGE1_WEIGHT, default_stage1_weight
 from funnelrank.rerank.fusion import FUSION_METHODS
 
 
@@ -31,10 +32,11 @@ def _add_options(group: argparse._ArgumentGroup) -> None:
                        help="pair token budget (default: the model's limit, at most 512)")
     group.add_argument("--rerank-threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     group.add_argument("--rerank-traces", default=None, help="append score traces (JSONL) to this file")
-    group.add_argument("--rerank-stage1-weight", type=float, default=DEFAULT_STAGE1_WEIGHT, metavar="W",
+    group.add_argument("--rerank-stage1-weight", type=float, default=None, metavar="W",
                        help="rerank fusion weight of the candidates' order against the cross-encoder's (see "
-                       f"--rerank-fusion); 0 = cross-encoder order alone (default {DEFAULT_STAGE1_WEIGHT}, chosen "
-                       "on validation queries with `make tune-fusion`)")
+                       f"--rerank-fusion); 0 = cross-encoder order alone (default: {DEFAULT_STAGE1_WEIGHT} for "
+                       "--rerank-from hybrid, chosen on validation queries with `make tune-fusion`; 0 for other "
+                       "sources)")
     group.add_argument("--rerank-fusion", choices=FUSION_METHODS, default=DEFAULT_FUSION,
                        help="rerank fusion method: rrf, (1-W)/(60+rerank rank) + W/(60+candidate rank), or convex, "
                        "(1-W)*minmax(logit) + W*minmax(candidate score) (needs candidate scores) "
@@ -48,15 +50,15 @@ def rerank_stage(ctx: StageContext) -> StageOutput:
 
     from funnelrank.rerank import Candidate, CrossEncoder, Reranker
     from funnelrank.rerank.defaults import default_reranker_dir
-
     from funnelrank.rerank.fusion import check_fusion, check_stage1_weight
 
     depth = int(ctx.option("rerank_depth"))
     if depth < 1:
         raise ValueError(f"--rerank-depth must be >= 1, got {depth}")
-    stage1_weight = check_stage1_weight(ctx.option("rerank_stage1_weight"))
-    fusion = check_fusion(ctx.option("rerank_fusion"))
     source = ctx.rerank_source()
+    weight = ctx.option("rerank_stage1_weight")
+    stage1_weight = check_stage1_weight(default_stage1_weight(source) if weight is None else weight)
+    fusion = check_fusion(ctx.option("rerank_fusion"))
     candidates = ctx.candidates(depth)
     model_name = ctx.option("rerank_model") or default_reranker_dir()
     start = time.perf_counter()

@@ -15,7 +15,7 @@ from funnelrank.cache import cache_dir
 
 __all__ = [
     "DEFAULT_FUSION", "DEFAULT_RERANKER", "DEFAULT_STAGE1_WEIGHT", "RERANKER_ENV", "default_parallelism",
-    "default_reranker_dir",
+    "default_reranker_dir", "default_stage1_weight",
 ]
 
 RERANKER_ENV = "FUNNELRANK_RERANKER"
@@ -36,8 +36,17 @@ queries held out from reranker training. Of rrf and convex on the grid 0, 0.05, 
 best nDCG@10: 0.7303, against 0.6655 for the cross-encoder order alone, 0.7114 for the hybrid order alone and
 0.7193 for the best rrf weight (0.8); convex stays >= 0.7146 over 0.35-0.95. Re-run ``make tune-fusion``
 after changing the default model and set what it prints (the previous default model, step 300, had its best
-rrf weight at 0.4: the choice depends on the model).
+rrf weight at 0.4: the choice depends on the model). It was chosen for hybrid candidates only, so
+:func:`default_stage1_weight` applies it to those alone.
 """
+
+
+def default_stage1_weight(stage1: str) -> float:
+    """The default rerank-fusion weight for candidates from `stage1` ("hybrid", "bm25", "dense", "run", ...):
+    :data:`DEFAULT_STAGE1_WEIGHT` for "hybrid", where it was chosen on validation queries, and 0 (the
+    cross-encoder's order alone, no fusion) for any other stage 1, where no weight was chosen: a weight
+    tuned against hybrid RRF is not extrapolated to, e.g., a weaker BM25-only stage 1."""
+    return DEFAULT_STAGE1_WEIGHT if stage1 == "hybrid" else 0.0
 
 
 def default_reranker_dir() -> Path:
