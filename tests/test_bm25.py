@@ -355,8 +355,27 @@ def test_allow_filter() -> None:
             assert set(got[0]) <= set(allow)
             assert_same(got, index._search_exhaustive(q, 10, allow=allow))
     assert index.search("w1", allow=[])[0] == []
-    with pytest.raises(KeyError):
-        index.search("w1", allow=["not-there"])
+
+
+@pytest.mark.core
+def test_allow_ignores_unknown_and_deleted_ids() -> None:
+    """An allow-list is a filter, not a lookup (as in HNSWIndex.search): ids not in the index are ignored."""
+    index = BM25Index(analyzer=Analyzer(**PLAIN))
+    index.add(["a", "b", "c", "d"], ["apple pie", "apple tart", "apple cake", "apple jam"])
+    index.delete(["b"])
+    for search in (index.search, index._search_exhaustive):
+        ids, scores = search("apple", 10, allow=["not-there", "zzz"])
+        assert ids == [] and scores.shape == (0,)
+        ids, _ = search("apple", 10, allow=["not-there", "c", "b", "a", "c"])
+        assert sorted(ids) == ["a", "c"]
+        assert search("apple", 10, allow=["b"])[0] == []
+    # Other bad input is still an error.
+    with pytest.raises(TypeError, match="allow"):
+        index.search("apple", allow="a")
+    with pytest.raises(TypeError, match="allow"):
+        index.search("apple", allow=["a", 3])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="allow"):
+        index.search("apple", allow=["a", "bad \udcff id"])
 
 
 @pytest.mark.core

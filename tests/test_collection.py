@@ -151,6 +151,31 @@ def test_dense_round_trip(tmp_path: Path, embedder: object) -> None:
     assert ids2 == ids and np.allclose(scores2, scores)
 
 
+def test_allow_list_is_a_filter_for_bm25_and_dense(embedder: object) -> None:
+    # BM25 and HNSW treat an allow-list alike: ids not in the collection (never added, or deleted after the
+    # filter was resolved, as when another thread deletes between allowed_ids() and the search) are ignored.
+    c = make(dense=True, embedder=embedder)
+    allow = c.allowed_ids({"lang": "en"})
+    assert allow == ["fruit", "py-json", "py-re"]
+    c.delete(["py-json"])
+    query = "module for JSON and regular expressions"
+    vec = c.embed_query(query)
+    stale = [*allow, "never-added"]
+    searches = {
+        "bm25": lambda a: c.search_bm25(query, k=10, allow=a)[0],
+        "bm25 batch": lambda a: c.search_bm25_batch([query], k=10, allow=a)[0][0],
+        "dense": lambda a: c.search_dense(vec, k=10, allow=a)[0],
+        "dense batch": lambda a: c.search_dense_batch(vec[None, :], k=10, allow=a)[0][0],
+    }
+    for name, search in searches.items():
+        assert search(["never-added", "py-json"]) == [], name
+        assert search(["never-added"]) == [], name
+        got = search(stale)
+        assert "py-json" not in got and "never-added" not in got, name
+        assert set(got) <= {"fruit", "py-re"} and "py-re" in got, name
+    assert set(searches["dense"](stale)) == {"fruit", "py-re"}  # dense returns every allowed live id
+
+
 class Boom(RuntimeError):
     pass
 

@@ -214,7 +214,8 @@ the document added first.
                 return to_python(r, self.id_strings);
             },
             py::arg("query"), py::arg("k") = 10, py::arg("allow") = py::none(),
-            "Top-k (ids, float32 scores), best first. `allow` restricts results to those ids.")
+            "Top-k (ids, float32 scores), best first. `allow` restricts results to those ids that are in the "
+            "index (unknown or deleted ids in it are ignored, as in HNSWIndex.search).")
         .def(
             "_search_exhaustive",
             [](PyBM25Index& self, const py::object& query, long long k, const py::object& allow) {

@@ -127,7 +127,7 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
             },
             py::arg("vector"), py::arg("k") = 10, py::arg("ef") = py::none(), py::arg("allow") = py::none(),
             "The k most similar live ids and their similarities, best first. allow: only these ids may be "
-            "returned (ids not in the index are ignored).")
+            "returned (unknown or deleted ids in it are ignored, as in BM25Index.search).")
         .def(
             "search_batch",
             [](PyHNSWIndex& self, const py::object& vectors, std::int64_t k, std::optional<std::int64_t> ef,

@@ -864,7 +864,7 @@ std::vector<std::uint8_t> BM25Index::allow_mask(const std::vector<std::string>& 
     std::vector<std::uint8_t> mask(data_.ext_ids.size(), 0);
     for (const auto& id : allow) {
         auto it = data_.doc_of.find(id);
-        if (it == data_.doc_of.end()) throw NotFound("search(): allow lists an id not in the index: '" + id + "'");
+        if (it == data_.doc_of.end()) continue;  // unknown or deleted: a filter, not a lookup (as in HNSW)
         if (sorted_docs && !mask[it->second]) sorted_docs->push_back(it->second);
         mask[it->second] = 1;
     }

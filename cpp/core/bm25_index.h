@@ -65,7 +65,8 @@ public:
     void remove(const std::vector<std::string>& ids);
 
     // Top-k (k >= 1, else InvalidArgument) documents matching at least one query term. `allow`, when
-    // given, restricts results to those ids (an unknown id raises NotFound).
+    // given, restricts results to those of its ids that are in the index (unknown or deleted ids in it
+    // are ignored, as in HNSWIndex::search: an allow-list is a filter, not a lookup).
     BM25Results search(std::string_view query, std::size_t k,
                        const std::vector<std::string>* allow = nullptr) const;
     // The same result computed by scoring every matching document (reference for tests).

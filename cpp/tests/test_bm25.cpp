@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -210,8 +211,26 @@ TEST(BM25, AllowRestrictsResults) {
             }
         }
     }
-    const std::vector<std::string> unknown{"nope"};
-    EXPECT_THROW(index.search("t1", 10, &unknown), NotFound);
+}
+
+TEST(BM25, AllowIgnoresUnknownAndDeletedIds) {
+    BM25Index index(1.2, 0.75, plain_analyzer());
+    index.add({"a", "b", "c", "d"}, {"apple pie", "apple tart", "apple cake", "apple jam"});
+    index.remove({"b"});
+    for (const std::size_t dense : {BM25Index::kDefaultDenseMaxDocs, std::size_t{0}}) {
+        index.set_dense_max_docs(dense);
+        const std::vector<std::string> unknown{"nope", "zzz"};
+        EXPECT_TRUE(index.search("apple", 10, &unknown).ids.empty());
+        EXPECT_TRUE(index.search_exhaustive("apple", 10, &unknown).ids.empty());
+        // Known, unknown, deleted and repeated ids: just the known live ones come back, each once.
+        const std::vector<std::string> mixed{"nope", "c", "b", "a", "c"};
+        const auto r = index.search("apple", 10, &mixed);
+        EXPECT_EQ(std::set<std::string>(r.ids.begin(), r.ids.end()), (std::set<std::string>{"a", "c"}));
+        EXPECT_EQ(r.ids.size(), 2u);
+        expect_same(r, index.search_exhaustive("apple", 10, &mixed), "apple");
+        const std::vector<std::string> deleted{"b"};
+        EXPECT_TRUE(index.search("apple", 10, &deleted).ids.empty());
+    }
 }
 
 TEST(BM25, EmptyInputs) {

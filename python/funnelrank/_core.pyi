@@ -70,7 +70,8 @@ class BM25Index:
         self, query: str | bytes, k: int = 10, allow: Sequence[str] | None = None
     ) -> tuple[list[str], npt.NDArray[np.float32]]:
         """Top-k (ids, float32 scores), best first; only documents matching a query term. ``allow``
-        restricts results to those ids (unknown id: KeyError). k <= 0: ValueError. An empty or
+        restricts results to those ids that are in the index (unknown or deleted ids in it are ignored,
+        as in HNSWIndex.search). k <= 0: ValueError. An empty or
         all-stopword query, or an empty index, gives empty results."""
     def _search_exhaustive(
         self, query: str | bytes, k: int = 10, allow: Sequence[str] | None = None
@@ -123,7 +124,9 @@ class HNSWIndex:
     def delete(self, ids: Sequence[str]) -> None: ...
     def search(
         self, vector: _Vectors, k: int = 10, ef: int | None = None, allow: Sequence[str] | None = None
-    ) -> _Hits: ...
+    ) -> _Hits:
+        """The k most similar live ids and their similarities, best first. ``allow`` restricts results to
+        those ids that are in the index (unknown or deleted ids in it are ignored, as in BM25Index.search)."""
     def search_batch(self, vectors: _Vectors, k: int = 10, ef: int | None = None, threads: int = 0) -> list[_Hits]: ...
     def search_exact(self, vector: _Vectors, k: int = 10) -> _Hits: ...
     def save(self, path: _StrPath) -> None: ...

@@ -296,7 +296,8 @@ class Collection:
     def search_bm25(
         self, query: str, k: int, allow: list[str] | None = None
     ) -> tuple[list[str], np.ndarray]:
-        """BM25 top-`k` (ids, scores), restricted to `allow` when given."""
+        """BM25 top-`k` (ids, scores), restricted to the ids in `allow` when given (ids not in the collection,
+        e.g. deleted since `allow` was resolved, are ignored)."""
         return self._bm25.search(query, k=k, allow=allow)  # type: ignore[no-any-return]
 
     def search_bm25_batch(
@@ -322,7 +323,8 @@ class Collection:
     def search_dense(
         self, vector: np.ndarray, k: int, allow: list[str] | None = None
     ) -> tuple[list[str], np.ndarray]:
-        """HNSW top-`k` (ids, cosine scores) for a query vector, restricted to `allow` when given."""
+        """HNSW top-`k` (ids, cosine scores) for a query vector, restricted to the ids in `allow` when given
+        (ids not in the collection are ignored, as in :meth:`search_bm25`)."""
         if self._hnsw is None:
             raise ValueError("this collection has no dense index (it was built with dense=False)")
         return self._hnsw.search(vector, k=k, allow=allow)  # type: ignore[no-any-return]
