@@ -421,10 +421,17 @@ def test_add_and_delete_are_all_or_nothing() -> None:
         index.add(["n1", "n2"], ["fine", "bad \udcff text"])
     with pytest.raises(ValueError, match="UTF-8"):
         index.add(["n1", "n2"], ["fine", b"bad \xff bytes"])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="not a single string"):
         index.add("n1", "a single string")
     with pytest.raises(TypeError):
         index.add(["n1"], [None])  # type: ignore[list-item]
+    # Ids go through the bindings' shared string_list: the position of a bad id is named.
+    with pytest.raises(TypeError, match=r"ids\[1\] must be a str, got int"):
+        index.add(["n1", 2], ["x", "y"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"ids\[1\] is not valid Unicode"):
+        index.add(["n1", "bad \udcff id"], ["x", "y"])
+    with pytest.raises(TypeError, match="ids must be a sequence of str .*got set"):
+        index.add({"n1"}, ["x"])  # type: ignore[arg-type]
     assert index.ids() == before
     with pytest.raises(KeyError):
         index.delete(["d1", "missing"])
@@ -511,6 +518,15 @@ def test_save_load_answers_identically(tmp_path: pathlib.Path) -> None:
 
 
 @pytest.mark.core
+def test_save_load_non_utf8_path(tmp_path: pathlib.Path) -> None:
+    # Paths go through the bindings' shared path_arg (os.fsencode): a bytes name that is not UTF-8 works.
+    path = os.fsencode(tmp_path) + b"/caf\xe9.bm25"
+    build(FIXTURE).save(path)
+    assert os.path.exists(path)
+    assert BM25Index.load(path).ids() == build(FIXTURE).ids()
+
+
+@pytest.mark.core
 def test_corrupt_truncated_and_missing_files(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "index.bm25"
     build(FIXTURE).save(path)
@@ -528,5 +544,7 @@ def test_corrupt_truncated_and_missing_files(tmp_path: pathlib.Path) -> None:
             BM25Index.load(bad)
     with pytest.raises(IndexFileError, match="missing.bm25"):
         BM25Index.load(tmp_path / "missing.bm25")
+    with pytest.raises(TypeError):
+        BM25Index.load(3)  # type: ignore[arg-type]
     with pytest.raises(IndexFileError):
         build(FIXTURE).save(tmp_path / "no-such-dir" / "index.bm25")

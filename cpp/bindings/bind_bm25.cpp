@@ -21,46 +21,26 @@ namespace py = pybind11;
 namespace funnelrank::bindings {
 namespace {
 
-// UTF-8 view of a str (or bytes) object; the object must stay alive while the view is used.
+// UTF-8 view of a str (or bytes) object; the object must stay alive while the view is used. Bytes are
+// taken as they are (the core checks that they are valid UTF-8).
 std::string_view text_view(py::handle obj, const std::string& what) {
-    if (PyUnicode_Check(obj.ptr())) {
-        Py_ssize_t size = 0;
-        const char* data = PyUnicode_AsUTF8AndSize(obj.ptr(), &size);
-        if (!data) {
-            const py::error_already_set err;
-            throw InvalidArgument(what + " is not valid Unicode (" + std::string(py::str(err.value())) + ")");
-        }
-        return {data, static_cast<std::size_t>(size)};
-    }
     if (PyBytes_Check(obj.ptr())) {
         char* data = nullptr;
         Py_ssize_t size = 0;
         PyBytes_AsStringAndSize(obj.ptr(), &data, &size);
         return {data, static_cast<std::size_t>(size)};
     }
+    if (PyUnicode_Check(obj.ptr())) return utf8_view(obj, what);
     throw py::type_error(what + " must be str or bytes, not " + std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
 }
 
-// Items of a sequence argument (a lone str/bytes is refused: it is almost always a mistake).
+// The items of a sequence argument of texts, each held here: text views into them stay valid with the
+// GIL released even if another thread changes the sequence meanwhile.
 std::vector<py::object> items_of(const py::handle& seq, const char* name) {
-    if (PyUnicode_Check(seq.ptr()) || PyBytes_Check(seq.ptr())) {
-        throw py::type_error(std::string(name) + " must be a sequence of str, not a single string");
-    }
+    const py::sequence items = sequence_arg(seq, name);
     std::vector<py::object> out;
-    if (py::hasattr(seq, "__len__")) out.reserve(py::len(seq));
-    for (auto item : py::iter(seq)) out.push_back(py::reinterpret_borrow<py::object>(item));
-    return out;
-}
-
-std::vector<std::string> strings_of(const py::handle& seq, const char* name) {
-    std::vector<std::string> out;
-    for (const auto& item : items_of(seq, name)) {
-        if (!PyUnicode_Check(item.ptr())) {
-            throw py::type_error(std::string(name) + " must hold str, found " +
-                                 std::string(py::str(py::type::handle_of(item).attr("__name__"))));
-        }
-        out.emplace_back(text_view(item, std::string("an item of ") + name));
-    }
+    out.reserve(items.size());
+    for (const py::handle item : items) out.push_back(py::reinterpret_borrow<py::object>(item));
     return out;
 }
 
@@ -82,10 +62,6 @@ std::size_t checked_k(long long k) {
     return static_cast<std::size_t>(k);
 }
 
-std::string path_of(const py::object& path) {
-    return py::str(py::module_::import("os").attr("fsdecode")(path));
-}
-
 std::shared_ptr<Analyzer> make_analyzer(bool lowercase, const py::object& stopwords, const py::object& stemmer,
                                         long long min_token_length) {
     AnalyzerConfig cfg;
@@ -101,7 +77,7 @@ std::shared_ptr<Analyzer> make_analyzer(bool lowercase, const py::object& stopwo
                                   "'");
         }
     } else {
-        cfg.stopwords = strings_of(stopwords, "stopwords");
+        cfg.stopwords = string_list(stopwords, "stopwords");
     }
     if (stemmer.is_none()) {
         cfg.stemmer.clear();
@@ -174,7 +150,7 @@ the document added first.
         .def(
             "add",
             [](PyBM25Index& self, const py::object& ids, const py::object& texts) {
-                auto id_list = strings_of(ids, "ids");
+                auto id_list = string_list(ids, "ids");
                 const auto items = items_of(texts, "texts");
                 if (id_list.size() != items.size()) {
                     throw InvalidArgument("add(): got " + std::to_string(id_list.size()) + " ids but " +
@@ -194,7 +170,7 @@ the document added first.
         .def(
             "delete",
             [](PyBM25Index& self, const py::object& ids) {
-                const auto id_list = strings_of(ids, "ids");
+                const auto id_list = string_list(ids, "ids");
                 py::gil_scoped_release release;
                 self.index->remove(id_list);
             },
@@ -205,7 +181,7 @@ the document added first.
                 const auto n = checked_k(k);
                 const std::string q(text_view(query, "query"));
                 std::optional<std::vector<std::string>> allow_list;
-                if (!allow.is_none()) allow_list = strings_of(allow, "allow");
+                if (!allow.is_none()) allow_list = string_list(allow, "allow");
                 BM25Results r;
                 {
                     py::gil_scoped_release release;
@@ -222,7 +198,7 @@ the document added first.
                 const auto n = checked_k(k);
                 const std::string q(text_view(query, "query"));
                 std::optional<std::vector<std::string>> allow_list;
-                if (!allow.is_none()) allow_list = strings_of(allow, "allow");
+                if (!allow.is_none()) allow_list = string_list(allow, "allow");
                 BM25Results r;
                 {
                     py::gil_scoped_release release;
@@ -253,7 +229,7 @@ the document added first.
         .def(
             "save",
             [](const PyBM25Index& self, const py::object& path) {
-                const auto p = path_of(path);
+                const auto p = path_arg(path);
                 py::gil_scoped_release release;
                 self.index->save(p);
             },
@@ -261,7 +237,7 @@ the document added first.
         .def_static(
             "load",
             [](const py::object& path) {
-                const auto p = path_of(path);
+                const auto p = path_arg(path);
                 std::unique_ptr<BM25Index> index;
                 {
                     py::gil_scoped_release release;

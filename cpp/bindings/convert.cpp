@@ -9,31 +9,44 @@ namespace py = pybind11;
 
 namespace funnelrank::bindings {
 
-std::string utf8(const py::handle& s, const char* what) {
-    if (!PyUnicode_Check(s.ptr())) throw py::type_error(std::string(what) + " must be a str");
+namespace {
+// utf8_view, with the name for errors made only when there is an error (string_list's per-item names).
+template <typename Name>
+std::string_view utf8_of(const py::handle& s, const Name& name) {
+    if (!PyUnicode_Check(s.ptr()))
+        throw py::type_error(name() + " must be a str, got " + std::string(py::str(py::type::of(s).attr("__name__"))));
     Py_ssize_t size = 0;
     const char* data = PyUnicode_AsUTF8AndSize(s.ptr(), &size);
     if (data == nullptr) {
         PyErr_Clear();
-        throw InvalidArgument(std::string(what) + " is not valid Unicode (cannot be encoded as UTF-8)");
+        throw InvalidArgument(name() + " is not valid Unicode (lone surrogate: cannot be encoded as UTF-8)");
     }
-    return std::string(data, static_cast<std::size_t>(size));
+    return {data, static_cast<std::size_t>(size)};
+}
+}  // namespace
+
+std::string_view utf8_view(const py::handle& s, const std::string& what) {
+    return utf8_of(s, [&] { return what; });
+}
+
+std::string utf8(const py::handle& s, const char* what) { return std::string(utf8_view(s, what)); }
+
+py::sequence sequence_arg(const py::handle& seq, const char* what) {
+    if (PyUnicode_Check(seq.ptr()) || PyBytes_Check(seq.ptr()))
+        throw py::type_error(std::string(what) + " must be a sequence of str, not a single string");
+    if (!PySequence_Check(seq.ptr()))
+        throw py::type_error(std::string(what) + " must be a sequence of str (a list or tuple), got " +
+                             std::string(py::str(py::type::of(seq).attr("__name__"))));
+    return py::reinterpret_borrow<py::sequence>(seq);
 }
 
 std::vector<std::string> string_list(const py::handle& seq, const char* what) {
-    if (PyUnicode_Check(seq.ptr()) || PyBytes_Check(seq.ptr()))
-        throw py::type_error(std::string(what) + " must be a sequence of str, not a single string");
-    if (!PySequence_Check(seq.ptr())) throw py::type_error(std::string(what) + " must be a sequence of str");
-    const auto items = py::reinterpret_borrow<py::sequence>(seq);
+    const py::sequence items = sequence_arg(seq, what);
     std::vector<std::string> out;
     out.reserve(items.size());
-    std::size_t i = 0;
     for (const py::handle item : items) {
-        if (!PyUnicode_Check(item.ptr()))
-            throw py::type_error(std::string(what) + "[" + std::to_string(i) + "] must be a str, got " +
-                                  std::string(py::str(py::type::of(item).attr("__name__"))));
-        out.push_back(utf8(item, what));
-        ++i;
+        const auto name = [&] { return std::string(what) + "[" + std::to_string(out.size()) + "]"; };
+        out.emplace_back(utf8_of(item, name));
     }
     return out;
 }

@@ -12,17 +12,26 @@
 
 namespace funnelrank::bindings {
 
-// A sequence of str (not a bare str/bytes) -> UTF-8 strings. A non-sequence or non-str item raises
-// TypeError, an unencodable string (lone surrogate) ValueError, naming `what` and the position.
+// `seq` as a sequence; a bare str/bytes ("not a single string": almost always a mistake) or a
+// non-sequence (a set, a generator: no order or length to pair items by) raises TypeError naming `what`.
+pybind11::sequence sequence_arg(const pybind11::handle& seq, const char* what);
+
+// A sequence of str (see sequence_arg) -> UTF-8 strings. A non-str item raises TypeError, an unencodable
+// string (lone surrogate) ValueError, naming `what` and the position ("ids[1] ...").
 std::vector<std::string> string_list(const pybind11::handle& seq, const char* what);
 
-// A Python str -> UTF-8 (ValueError if it cannot be encoded).
+// The UTF-8 bytes of a Python str, valid while `s` lives (TypeError if not a str, ValueError if it
+// cannot be encoded).
+std::string_view utf8_view(const pybind11::handle& s, const std::string& what);
+
+// A Python str -> UTF-8 (as utf8_view, copied).
 std::string utf8(const pybind11::handle& s, const char* what);
 
 // value >= minimum, else ValueError "`name` must be >= minimum".
 std::size_t non_negative(std::int64_t value, const char* name, std::int64_t minimum);
 
-// str / bytes / os.PathLike -> filesystem path string.
+// str / bytes / os.PathLike -> filesystem path: the bytes the OS sees (os.fsencode), so non-UTF-8 names
+// round-trip; anything else raises os.fsencode's TypeError.
 std::string path_arg(const pybind11::handle& path);
 
 // "(3, 4)" for an array's shape, for error messages.
