@@ -1,11 +1,9 @@
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -15,8 +13,8 @@
 #include <vector>
 
 #include "bm25_index.h"
+#include "temp_dir.h"
 
-namespace fs = std::filesystem;
 using funnelrank::Analyzer;
 using funnelrank::AnalyzerConfig;
 using funnelrank::BM25Index;
@@ -114,17 +112,7 @@ std::map<std::string, double> naive_scores(const Corpus& c, const std::string& q
     return out;
 }
 
-class TempDir : public ::testing::Test {
-protected:
-    void SetUp() override {
-        dir_ = fs::temp_directory_path() / ("frk_bm25_" + std::to_string(::getpid()) + "_" +
-                                             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        fs::create_directories(dir_);
-    }
-    void TearDown() override { fs::remove_all(dir_); }
-    std::string path(const std::string& name) const { return (dir_ / name).string(); }
-    fs::path dir_;
-};
+using TempDir = funnelrank::test::TempDirTest;
 
 }  // namespace
 
@@ -408,25 +396,17 @@ TEST_F(TempDir, SaveLoadAnswersIdentically) {
 TEST_F(TempDir, CorruptOrTruncatedFilesRaiseIndexFileError) {
     BM25Index index(1.2, 0.75, nullptr);
     index.add({"a", "b", "c"}, {"running cats", "sleeping dogs", "cats and dogs"});
-    index.save(path("idx.bm25"));
-    std::string bytes;
-    {
-        std::ifstream in(path("idx.bm25"), std::ios::binary);
-        bytes.assign(std::istreambuf_iterator<char>(in), {});
-    }
-    auto write = [&](const std::string& data) {
-        std::ofstream out(path("bad.bm25"), std::ios::binary | std::ios::trunc);
-        out.write(data.data(), static_cast<std::streamsize>(data.size()));
-    };
+    index.save(path_);
+    const std::string bytes = read_raw();
     for (std::size_t cut = 0; cut < bytes.size(); cut += std::max<std::size_t>(1, bytes.size() / 40)) {
-        write(bytes.substr(0, cut));
-        EXPECT_THROW(BM25Index::load(path("bad.bm25")), IndexFileError) << "truncated at " << cut;
+        write_raw(bytes.substr(0, cut));
+        EXPECT_THROW(BM25Index::load(path_), IndexFileError) << "truncated at " << cut;
     }
     for (std::size_t at = 0; at < bytes.size(); at += 7) {
         std::string flipped = bytes;
         flipped[at] = static_cast<char>(flipped[at] ^ 0x5A);
-        write(flipped);
-        EXPECT_THROW(BM25Index::load(path("bad.bm25")), IndexFileError) << "flipped byte " << at;
+        write_raw(flipped);
+        EXPECT_THROW(BM25Index::load(path_), IndexFileError) << "flipped byte " << at;
     }
     try {
         BM25Index::load(path("missing.bm25"));

@@ -1,13 +1,12 @@
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "file_io.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using funnelrank::IndexFileError;
@@ -18,16 +17,8 @@ namespace {
 
 constexpr const char* kMagic = "FRKTEST1";
 
-class FileIoTest : public ::testing::Test {
+class FileIoTest : public funnelrank::test::TempDirTest {
 protected:
-    void SetUp() override {
-        dir_ = fs::temp_directory_path() / ("frk_io_" + std::to_string(::getpid()) + "_" +
-                                             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        fs::create_directories(dir_);
-        path_ = (dir_ / "index.bin").string();
-    }
-    void TearDown() override { fs::remove_all(dir_); }
-
     void write_sample(const std::string& text, std::uint32_t version = 1) {
         AtomicFileWriter w(path_, kMagic, version);
         w.write<std::uint32_t>(42);
@@ -35,18 +26,6 @@ protected:
         w.write_vector(std::vector<float>{1.5F, -2.0F, 3.25F});
         w.commit();
     }
-
-    std::string read_raw() const {
-        std::ifstream in(path_, std::ios::binary);
-        return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    }
-    void write_raw(const std::string& bytes) const {
-        std::ofstream out(path_, std::ios::binary | std::ios::trunc);
-        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    }
-
-    fs::path dir_;
-    std::string path_;
 };
 
 }  // namespace

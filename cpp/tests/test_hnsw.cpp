@@ -1,9 +1,7 @@
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <random>
 #include <set>
 #include <string>
@@ -12,8 +10,8 @@
 #include "errors.h"
 #include "hnsw_index.h"
 #include "inner_product.h"
+#include "temp_dir.h"
 
-namespace fs = std::filesystem;
 using funnelrank::HNSWIndex;
 using funnelrank::HNSWParams;
 using funnelrank::IndexFileError;
@@ -55,25 +53,9 @@ HNSWParams params(std::size_t dim, Metric metric = Metric::Cosine) {
     return p;
 }
 
-class HnswFileTest : public ::testing::Test {
+class HnswFileTest : public funnelrank::test::TempDirTest {
 protected:
-    void SetUp() override {
-        dir_ = fs::temp_directory_path() / ("frk_hnsw_" + std::to_string(::getpid()) + "_" +
-                                             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        fs::create_directories(dir_);
-        path_ = (dir_ / "index.hnsw").string();
-    }
-    void TearDown() override { fs::remove_all(dir_); }
-    std::string read_raw() const {
-        std::ifstream in(path_, std::ios::binary);
-        return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    }
-    void write_raw(const std::string& bytes) const {
-        std::ofstream out(path_, std::ios::binary | std::ios::trunc);
-        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    }
-    fs::path dir_;
-    std::string path_;
+    HnswFileTest() : TempDirTest("index.hnsw") {}
 };
 
 }  // namespace
