@@ -200,6 +200,7 @@ def test_basic_api() -> None:
     index = build(FIXTURE)
     assert len(index) == len(FIXTURE)
     assert "d1" in index and "nope" not in index and 3 not in index
+    assert "\ud800" not in index and None not in index
     assert index.ids() == [d for d, _ in FIXTURE]
     assert index.k1 == 1.2 and index.b == 0.75
     ids, scores = index.search("quick fox", k=2)

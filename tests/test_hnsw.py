@@ -102,6 +102,7 @@ def test_properties_and_membership(built: tuple[HNSWIndex, np.ndarray, list[str]
     index, _, ids = built
     assert len(index) == len(ids)
     assert "d17" in index and "nope" not in index and 17 not in index
+    assert "\ud800" not in index and None not in index  # never an id: False, not an error (as in BM25)
     assert sorted(index.ids()) == sorted(ids)
     assert index.M == 16 and index.ef_construction == 200 and index.ef_search == 64
     assert "HNSWIndex(dim=32" in repr(index)

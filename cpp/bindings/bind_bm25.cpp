@@ -257,14 +257,8 @@ the document added first.
         .def("__len__", [](const PyBM25Index& self) { return self.index->size(); })
         .def("__contains__",
              [](const PyBM25Index& self, const py::object& id) {
-                 if (!PyUnicode_Check(id.ptr())) return false;
-                 Py_ssize_t size = 0;
-                 const char* data = PyUnicode_AsUTF8AndSize(id.ptr(), &size);
-                 if (!data) {
-                     PyErr_Clear();
-                     return false;
-                 }
-                 return self.index->contains(std::string_view(data, static_cast<std::size_t>(size)));
+                 const auto key = utf8_if_str(id);
+                 return key.has_value() && self.index->contains(*key);
              })
         .def_property(
             "_dense_max_docs", [](const PyBM25Index& self) { return self.index->dense_max_docs(); },

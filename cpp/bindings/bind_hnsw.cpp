@@ -180,7 +180,8 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
         .def("__len__", &HNSWIndex::size)
         .def("__contains__",
              [](const PyHNSWIndex& self, const py::object& id) {
-                 return py::isinstance<py::str>(id) && self.contains(id.cast<std::string>());
+                 const auto key = utf8_if_str(id);
+                 return key.has_value() && self.contains(std::string(*key));
              })
         .def("ids", &HNSWIndex::ids, "Live ids in slot order.")
         .def_property_readonly("dim", &HNSWIndex::dim)

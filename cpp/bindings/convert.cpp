@@ -29,6 +29,17 @@ std::string_view utf8_view(const py::handle& s, const std::string& what) {
     return utf8_of(s, [&] { return what; });
 }
 
+std::optional<std::string_view> utf8_if_str(const py::handle& s) {
+    if (!PyUnicode_Check(s.ptr())) return std::nullopt;
+    Py_ssize_t size = 0;
+    const char* data = PyUnicode_AsUTF8AndSize(s.ptr(), &size);
+    if (data == nullptr) {
+        PyErr_Clear();
+        return std::nullopt;
+    }
+    return std::string_view(data, static_cast<std::size_t>(size));
+}
+
 std::string utf8(const py::handle& s, const char* what) { return std::string(utf8_view(s, what)); }
 
 py::sequence sequence_arg(const py::handle& seq, const char* what) {

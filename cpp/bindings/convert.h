@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,10 @@ std::vector<std::string> string_list(const pybind11::handle& seq, const char* wh
 // The UTF-8 bytes of a Python str, valid while `s` lives (TypeError if not a str, ValueError if it
 // cannot be encoded).
 std::string_view utf8_view(const pybind11::handle& s, const std::string& what);
+
+// For membership tests (`id in index`): the UTF-8 bytes of a str, or nullopt for anything that can never be
+// an id (not a str, or a lone surrogate that cannot be encoded). Never raises.
+std::optional<std::string_view> utf8_if_str(const pybind11::handle& s);
 
 // A Python str -> UTF-8 (as utf8_view, copied).
 std::string utf8(const pybind11::handle& s, const char* what);
