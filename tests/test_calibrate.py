@@ -107,3 +107,15 @@ def test_cli_with_and_without_qrels(tmp_path: Path, capsys: pytest.CaptureFixtur
     other.write_text("query-id\tcorpus-id\tscore\nzz\td\t1\n")
     assert cli.main(["calibrate-floor", str(traces), "--qrels", str(other)]) == 2
     assert "qrels" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["calibrate-floor", "tune-fusion"])
+def test_empty_trace_files_are_a_clear_error(tmp_path: Path, command: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Both trace readers refuse empty trace files with one message (read_traces(allow_empty=False))."""
+    empty = tmp_path / "t.jsonl"
+    empty.write_text("")
+    qrels = tmp_path / "q.tsv"
+    qrels.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    assert cli.main([command, str(empty), "--qrels", str(qrels)]) == 2
+    assert "the trace files hold no records" in capsys.readouterr().err

@@ -32,9 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from funnelrank.rerank.calibrate import label_traces, load_qrels, plot_histogram, recommend_floor
     from funnelrank.rerank.traces import read_traces
 
-    records = read_traces(args.traces)
-    if not records:
-        raise ValueError("the trace files hold no records")
+    records = read_traces(args.traces, allow_empty=False)
     labels = None
     if args.qrels:
         scores, labels, qids, skipped = label_traces(records, load_qrels(args.qrels))

@@ -34,9 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from funnelrank.rerank.fusion_tuning import DEFAULT_GRID, group_traces, parse_grid, sweep_fusion
     from funnelrank.rerank.traces import read_traces
 
-    records = read_traces(args.traces)
-    if not records:
-        raise ValueError("the trace files hold no records")
+    records = read_traces(args.traces, allow_empty=False)
     queries, skipped = group_traces(records)
     grid = DEFAULT_GRID if args.grid is None else parse_grid(args.grid)
     fusions = [f.strip() for f in args.fusion.split(",") if f.strip()]

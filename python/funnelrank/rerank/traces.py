@@ -126,8 +126,12 @@ def iter_traces(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
         yield rec
 
 
-def read_traces(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[dict[str, Any]]:
-    """All records of one or more trace files."""
+def read_traces(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
+                allow_empty: bool = True) -> list[dict[str, Any]]:
+    """All records of one or more trace files; ValueError if there are none and `allow_empty` is False."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    return [rec for p in paths for rec in iter_traces(p)]
+    records = [rec for p in paths for rec in iter_traces(p)]
+    if not records and not allow_empty:
+        raise ValueError("the trace files hold no records")
+    return records
