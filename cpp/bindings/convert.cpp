@@ -9,26 +9,6 @@ namespace py = pybind11;
 
 namespace funnelrank::bindings {
 
-namespace {
-// utf8_view, with the name for errors made only when there is an error (string_list's per-item names).
-template <typename Name>
-std::string_view utf8_of(const py::handle& s, const Name& name) {
-    if (!PyUnicode_Check(s.ptr()))
-        throw py::type_error(name() + " must be a str, got " + std::string(py::str(py::type::of(s).attr("__name__"))));
-    Py_ssize_t size = 0;
-    const char* data = PyUnicode_AsUTF8AndSize(s.ptr(), &size);
-    if (data == nullptr) {
-        PyErr_Clear();
-        throw InvalidArgument(name() + " is not valid Unicode (lone surrogate: cannot be encoded as UTF-8)");
-    }
-    return {data, static_cast<std::size_t>(size)};
-}
-}  // namespace
-
-std::string_view utf8_view(const py::handle& s, const std::string& what) {
-    return utf8_of(s, [&] { return what; });
-}
-
 std::optional<std::string_view> utf8_if_str(const py::handle& s) {
     if (!PyUnicode_Check(s.ptr())) return std::nullopt;
     Py_ssize_t size = 0;
@@ -38,6 +18,23 @@ std::optional<std::string_view> utf8_if_str(const py::handle& s) {
         return std::nullopt;
     }
     return std::string_view(data, static_cast<std::size_t>(size));
+}
+
+namespace {
+// utf8_view, with the name for errors made only when there is an error (string_list's per-item names).
+template <typename Name>
+std::string_view utf8_of(const py::handle& s, const Name& name) {
+    if (!PyUnicode_Check(s.ptr()))
+        throw py::type_error(name() + " must be a str, got " + std::string(py::str(py::type::of(s).attr("__name__"))));
+    const std::optional<std::string_view> text = utf8_if_str(s);
+    if (!text) throw InvalidArgument(name() + " is not valid Unicode (lone surrogate: cannot be encoded as UTF-8)");
+    return *text;
+}
+}  // namespace
+
+
+std::string_view utf8_view(const py::handle& s, const std::string& what) {
+    return utf8_of(s, [&] { return what; });
 }
 
 std::string utf8(const py::handle& s, const char* what) { return std::string(utf8_view(s, what)); }
