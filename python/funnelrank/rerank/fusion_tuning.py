@@ -90,11 +90,7 @@ def group_traces(records: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Traced
     """Traced candidates per query id. Returns ``(queries, skipped)``, `skipped` counting records without
     a query id. ValueError when a query traces the same candidate twice (two runs appended to one file:
     write each run's traces to a fresh file) or a record's stage-1 rank is not a positive integer."""
-    ids: dict[str, list[str]] = {}
-    scores: dict[str, list[float]] = {}
-    ranks: dict[str, list[int | None]] = {}
-    logits: dict[str, list[float]] = {}
-    stage1_scores: dict[str, list[float | None]] = {}
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
     seen: set[tuple[str, str]] = set()
     skipped = 0
     for rec in records:
@@ -112,18 +108,17 @@ def group_traces(records: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Traced
         rank = rec.get("stage1_rank")
         if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
             raise ValueError(f"query {qid!r}, candidate {doc!r}: stage1_rank must be a positive integer, got {rank!r}")
-        ids.setdefault(qid, []).append(doc)
-        scores.setdefault(qid, []).append(float(rec["score"]))
-        ranks.setdefault(qid, []).append(rank)
-        logit, s1 = rec.get("logit"), rec.get("stage1_score")
-        logits.setdefault(qid, []).append(math.nan if logit is None else float(logit))
-        stage1_scores.setdefault(qid, []).append(None if s1 is None else float(s1))
+        grouped.setdefault(qid, []).append(rec)
     queries = {
         q: TracedQuery(
-            ids[q], np.asarray(scores[q], dtype=np.float64), ranks[q], np.asarray(logits[q], dtype=np.float64),
-            stage1_scores[q],
+            ids=[str(r["id"]) for r in recs],
+            scores=np.asarray([float(r["score"]) for r in recs], dtype=np.float64),
+            stage1_ranks=[r.get("stage1_rank") for r in recs],
+            logits=np.asarray([math.nan if r.get("logit") is None else float(r["logit"]) for r in recs],
+                              dtype=np.float64),
+            stage1_scores=[None if r.get("stage1_score") is None else float(r["stage1_score"]) for r in recs],
         )
-        for q in ids
+        for q, recs in grouped.items()
     }
     return queries, skipped
 
