@@ -9,6 +9,7 @@ import textwrap
 from typing import Any
 
 from funnelrank.pipeline import RETRIEVERS, SearchResponse
+from funnelrank.rerank.fusion import FUSION_METHODS
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-rerank", action="store_true", help="stage 1 only")
     p.add_argument("--stage1-weight", type=float, default=None, metavar="W",
                    help="rerank fusion weight in [0, 1] (0 = cross-encoder order alone; default: the tuned one)")
-    p.add_argument("--fusion", choices=("rrf", "convex"), default=None,
+    p.add_argument("--fusion", choices=FUSION_METHODS, default=None,
                    help="rerank fusion method (default: the tuned one)")
     p.set_defaults(func=run)
 
