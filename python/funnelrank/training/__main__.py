@@ -21,6 +21,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 DEFAULT_WORK = Path(os.environ.get("FUNNELRANK_TRAIN_WORK", "/work/train-cache/run"))
 
 
+def _checkpoint_arg(text: str) -> Path | None:
+    """A checkpoint path, or None for 'none' (the untrained start)."""
+    return None if text == "none" else Path(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line (see module doc)."""
     p = argparse.ArgumentParser(prog="python -m funnelrank.training", description=__doc__.split("\n\n")[0])
@@ -48,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--resume", action="store_true")
     tp.add_argument("--val-queries", type=int, default=60, help="validation queries per set")
     ep = sub.add_parser("export", help="export a checkpoint to a CrossEncoder model directory")
-    ep.add_argument("checkpoint", type=Path, help="checkpoint .pt ('none': the untrained start)")
+    ep.add_argument("checkpoint", type=_checkpoint_arg, help="checkpoint .pt ('none': the untrained start)")
     ep.add_argument("out", type=Path)
     ep.add_argument("--precision", choices=("fp32", "fp16w", "int8"), default="fp16w")
     ep.add_argument("--n-separate", type=int, default=4)
@@ -61,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     ip.add_argument("--alpha", type=float, default=0.5, help="weight of the trained checkpoint (default 0.5)")
     ip.add_argument("--n-separate", type=int, default=4)
     vp = sub.add_parser("validate", help="validation figures of a checkpoint ('none': the untrained start)")
-    vp.add_argument("checkpoint", type=Path)
+    vp.add_argument("checkpoint", type=_checkpoint_arg)
     vp.add_argument("--work", type=Path, default=DEFAULT_WORK)
     vp.add_argument("--val-queries", type=int, default=60, help="validation queries per set")
     hp = sub.add_parser("heldout-ids", help="print the query ids held out from training (validation), one a line",
@@ -113,21 +118,19 @@ def main() -> None:
         from funnelrank.training.export import load_trained
         from funnelrank.training.train import Cache, validate
 
-        ck = None if str(a.checkpoint) == "none" else a.checkpoint
         cache = Cache(a.work)
         val = json.loads((a.work / "val.json").read_text())
-        figures = validate(load_trained(ck, n_separate=cache.n_separate), cache, val, max_queries=a.val_queries)
+        figures = validate(load_trained(a.checkpoint, n_separate=cache.n_separate), cache, val, max_queries=a.val_queries)
         figures["mean"] = round(sum(figures.values()) / len(figures), 4)
-        print(json.dumps({"checkpoint": str(a.checkpoint), **figures}))
+        print(json.dumps({"checkpoint": str(a.checkpoint or "none"), **figures}))
     else:
         from funnelrank.training.export import export_model_dir, load_trained, randomize
 
-        ck = None if str(a.checkpoint) == "none" else a.checkpoint
-        model = load_trained(ck, n_separate=a.n_separate)
+        model = load_trained(a.checkpoint, n_separate=a.n_separate)
         if a.random_weights:
             model = randomize(model)
         out = export_model_dir(model, a.out, precision=a.precision, max_length=a.max_length, overwrite=a.overwrite)
-        print(f"exported {a.checkpoint} -> {out} ({a.precision})")
+        print(f"exported {a.checkpoint or 'none'} -> {out} ({a.precision})")
 
 
 def _write_patch(trained: Path, base: Path | None, exact: bool) -> None:

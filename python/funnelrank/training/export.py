@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from funnelrank.training.model import SegmentCrossEncoder, base_model_dir
+from funnelrank.training.train import save_checkpoint
 
 OPSET = 17
 PRECISIONS = ("fp32", "fp16w", "int8")
@@ -63,9 +64,7 @@ def interpolate_checkpoint(checkpoint: Path, out: Path, alpha: float = 0.5, n_se
     state = torch.load(checkpoint, weights_only=False)
     mixed = interpolate_params(state["params"], SegmentCrossEncoder.from_base(n_separate=n_separate), alpha)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save({"params": mixed, "step": state.get("step"), "wise_ft": {"from": str(checkpoint), "alpha": alpha}}, tmp)
-    tmp.replace(out)
+    save_checkpoint(out, {"params": mixed, "step": state.get("step"), "wise_ft": {"from": str(checkpoint), "alpha": alpha}})
 
 
 def randomize(model: SegmentCrossEncoder, seed: int = 0) -> SegmentCrossEncoder:

@@ -100,7 +100,8 @@ def validate(model: SegmentCrossEncoder, cache: Cache, val: dict, teacher: bool 
     return res
 
 
-def _save(path: Path, obj: dict) -> None:
+def save_checkpoint(path: Path, obj: dict) -> None:
+    """torch.save `obj` to `path` atomically (temporary file, fsync, rename)."""
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
     with open(tmp, "rb") as f:
@@ -190,8 +191,8 @@ def train(work: Path, out: Path, max_minutes: float, batch_groups: int = 4, lr: 
             print(json.dumps(rec), flush=True)
             logf.write(json.dumps(rec) + "\n")
             logf.flush()
-            _save(out / f"step{step}.pt", {"params": trainable_state(model), "step": step})
+            save_checkpoint(out / f"step{step}.pt", {"params": trainable_state(model), "step": step})
         if step % ckpt_every == 0 or last:
-            _save(ckpt, {"params": trainable_state(model), "opt": opt.state_dict(), "step": step, "log": log,
+            save_checkpoint(ckpt, {"params": trainable_state(model), "opt": opt.state_dict(), "step": step, "log": log,
                          "rng": rng.getstate()})
     bar.close()
