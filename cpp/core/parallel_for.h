@@ -2,12 +2,13 @@
 // A small parallel loop in hnswlib's ParallelFor style: workers pull indices from a shared atomic
 // counter; the first exception thrown by any call stops the remaining work and is rethrown.
 //
-// Unlike hnswlib's, the calling thread works too and never waits for a helper thread that has not
-// claimed an index: it waits only until every index has been processed. On a busy machine a new
-// thread can take a scheduler tick or more to start; if the caller has finished the work by then, the
-// call returns at once, and the late helper finds nothing left and exits on its own (helpers are
-// detached and only touch the heap-allocated loop state, never the caller's frame, once the work is
-// claimed).
+// As in hnswlib's, the work runs on new threads while the caller sleeps. Measured on a 2-core Linux VM
+// after an idle pause (the normal case for a query service): when the caller works too, the scheduler
+// queues the new thread on the caller's own core, and the two share it for the whole loop (100 x 75 us
+// items: 7.5 ms, no faster than serial); when the caller sleeps, the threads spread over both cores
+// (4.0 ms). Unlike hnswlib's, the caller waits only until every index has been processed, never for a
+// helper that has not claimed one (helpers are detached and only touch the heap-allocated loop state,
+// never the caller's frame, once the work is claimed). If no thread can be started, the caller works.
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -66,8 +67,8 @@ struct ParallelLoop {
 
 }  // namespace detail
 
-// Calls fn(i, worker) for every i in [0, n), where worker in [0, threads) identifies the calling thread
-// (worker 0 is the caller). Returns once every call has returned; rethrows the first exception.
+// Calls fn(i, worker) for every i in [0, n), where worker in [0, threads) identifies the calling thread.
+// Returns once every call has returned; rethrows the first exception. One thread: runs on the caller.
 template <typename Fn>
 void parallel_for(std::size_t n, std::size_t threads, Fn&& fn) {
     threads = resolve_threads(threads, n);
@@ -77,14 +78,15 @@ void parallel_for(std::size_t n, std::size_t threads, Fn&& fn) {
     }
     auto loop = std::make_shared<detail::ParallelLoop>(n);
     auto* body = &fn;
-    for (std::size_t w = 1; w < threads; ++w) {
+    std::size_t started = 0;
+    for (; started < threads; ++started) {
         try {
-            std::thread([loop, body, w] { loop->work(body, w); }).detach();
+            std::thread([loop, body, w = started] { loop->work(body, w); }).detach();
         } catch (const std::system_error&) {
             break;  // cannot start another thread: the ones running (and the caller) do the work
         }
     }
-    loop->work(body, 0);
+    if (started < threads) loop->work(body, started);
     {
         std::unique_lock<std::mutex> lock(loop->mutex);
         loop->all_done.wait(lock, [&] { return loop->finished.load(std::memory_order_acquire) == n; });

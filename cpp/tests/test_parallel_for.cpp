@@ -16,7 +16,7 @@ using funnelrank::resolve_threads;
 TEST(ParallelFor, ResolveThreads) {
     EXPECT_EQ(resolve_threads(3, 10), 3u);
     EXPECT_EQ(resolve_threads(8, 2), 2u);   // never more threads than work
-    EXPECT_EQ(resolve_threads(4, 0), 1u);   // no work: still one (the caller)
+    EXPECT_EQ(resolve_threads(4, 0), 1u);   // no work: still one
     EXPECT_GE(resolve_threads(0, 1000), 1u);  // 0 = every hardware thread
 }
 
@@ -38,7 +38,7 @@ TEST(ParallelFor, EveryIndexExactlyOnceWithValidWorkerIds) {
 }
 
 TEST(ParallelFor, AllWorkDoneOnReturnEvenWithSlowItems) {
-    // Slow items keep helpers busy past the caller's own last item: the caller must wait for them.
+    // Slow items keep some workers busy past the others' last item: the caller must wait for them.
     const std::size_t n = 16;
     std::vector<int> out(n, 0);
     parallel_for(n, 4, [&](std::size_t i, std::size_t) {
@@ -49,8 +49,8 @@ TEST(ParallelFor, AllWorkDoneOnReturnEvenWithSlowItems) {
 }
 
 TEST(ParallelFor, LateHelpersNeverTouchTheCallersState) {
-    // Many tiny loops: the caller usually finishes before its helper threads start, returns, and frees
-    // the state fn writes to. A helper that still called fn afterwards would write freed memory, which
+    // Many tiny loops: the first worker to start usually does every item before the others start, so
+    // the caller returns and frees the state fn writes to while helpers are still starting. A helper that still called fn afterwards would write freed memory, which
     // AddressSanitizer (make test-sanitize) reports; without it the counts below still catch extra calls.
     std::atomic<int> extra{0};
     for (int round = 0; round < 300; ++round) {
