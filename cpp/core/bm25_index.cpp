@@ -4,14 +4,13 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
-#include <exception>
 #include <functional>
 #include <limits>
 #include <mutex>
-#include <thread>
 #include <unordered_set>
 
 #include "file_io.h"
+#include "parallel_for.h"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define FUNNELRANK_BM25_AVX512 1
@@ -921,31 +920,8 @@ std::vector<BM25Results> BM25Index::search_batch(const std::vector<std::string>&
     if (k == 0) throw InvalidArgument("search_batch(): k must be >= 1");
     std::vector<BM25Results> out(queries.size());
     const auto lock = read_lock();
-    if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-    const auto workers = static_cast<unsigned>(std::min<std::size_t>(threads, queries.size()));
-    std::atomic<std::size_t> next{0};
-    std::exception_ptr error;
-    std::mutex error_mutex;
-    auto work = [&]() {
-        try {
-            for (std::size_t i = next++; i < queries.size(); i = next++) {
-                out[i] = search_locked(queries[i], k, nullptr, false);
-            }
-        } catch (...) {
-            std::lock_guard g(error_mutex);
-            if (!error) error = std::current_exception();
-            next = queries.size();
-        }
-    };
-    if (workers <= 1) {
-        work();
-    } else {
-        std::vector<std::thread> pool;
-        pool.reserve(workers);
-        for (unsigned t = 0; t < workers; ++t) pool.emplace_back(work);
-        for (auto& th : pool) th.join();
-    }
-    if (error) std::rethrow_exception(error);
+    parallel_for(queries.size(), threads,
+                 [&](std::size_t i, std::size_t) { out[i] = search_locked(queries[i], k, nullptr, false); });
     return out;
 }
 
