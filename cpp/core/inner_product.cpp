@@ -23,13 +23,19 @@ float inner_product_scalar(const float* a, const float* b, std::size_t dim) {
 #if defined(FUNNELRANK_X86) && (defined(__GNUC__) || defined(__clang__))
 namespace {
 
+// Four independent accumulators (a chain of dim/64 dependent FMAs instead of dim/16) and a shuffle-tree
+// horizontal sum: the walk of an HNSW graph is a sequence of these calls, so their latency is the cost.
 __attribute__((target("avx512f"))) float inner_product_avx512(const float* a, const float* b, std::size_t dim) {
     __m512 acc0 = _mm512_setzero_ps();
     __m512 acc1 = _mm512_setzero_ps();
+    __m512 acc2 = _mm512_setzero_ps();
+    __m512 acc3 = _mm512_setzero_ps();
     std::size_t i = 0;
-    for (; i + 32 <= dim; i += 32) {
+    for (; i + 64 <= dim; i += 64) {
         acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
         acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+        acc2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), acc2);
+        acc3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), acc3);
     }
     for (; i + 16 <= dim; i += 16) {
         acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
@@ -38,12 +44,16 @@ __attribute__((target("avx512f"))) float inner_product_avx512(const float* a, co
         const auto mask = static_cast<__mmask16>((1u << (dim - i)) - 1u);
         acc1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, a + i), _mm512_maskz_loadu_ps(mask, b + i), acc1);
     }
-    // Horizontal sum by hand: GCC 12's _mm512_reduce_add_ps trips -Werror=uninitialized.
-    alignas(64) float lanes[16];
-    _mm512_store_ps(lanes, _mm512_add_ps(acc0, acc1));
-    float sum = 0.f;
-    for (int l = 0; l < 8; ++l) sum += lanes[l] + lanes[l + 8];
-    return sum;
+    const __m512 acc = _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3));
+    // 16 -> 8 -> 4 -> 2 -> 1 lanes with AVX-512F shuffles. GCC 12's unmasked shuffles (and
+    // _mm512_reduce_add_ps) start from _mm512_undefined_ps and trip -Werror=uninitialized; the
+    // all-lanes masked forms compute the same.
+    constexpr __mmask16 all = 0xFFFF;
+    const __m512 h8 = _mm512_add_ps(acc, _mm512_mask_shuffle_f32x4(acc, all, acc, acc, _MM_SHUFFLE(1, 0, 3, 2)));
+    const __m512 h4 = _mm512_add_ps(h8, _mm512_mask_shuffle_f32x4(h8, all, h8, h8, _MM_SHUFFLE(2, 3, 0, 1)));
+    const __m512 h2 = _mm512_add_ps(h4, _mm512_mask_permute_ps(h4, all, h4, _MM_SHUFFLE(1, 0, 3, 2)));
+    const __m512 h1 = _mm512_add_ps(h2, _mm512_mask_permute_ps(h2, all, h2, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm512_cvtss_f32(h1);
 }
 
 __attribute__((target("avx2,fma"))) float inner_product_avx2(const float* a, const float* b, std::size_t dim) {
