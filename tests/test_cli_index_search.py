@@ -69,7 +69,10 @@ def test_index_beir_and_text(tmp_path: Path) -> None:
         (lambda p: None, "no such file"),
         (lambda p: p.write_text('{"id": "a", "text": "x"}\n{"id": "b", "text": \n'), "docs.jsonl:2: malformed JSON"),
         (lambda p: p.write_text('{"id": "a"}\n'), 'field \'text\''),
-        (lambda p: p.write_text('{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n'), "repeats 'a'"),
+        (
+            lambda p: p.write_text('{"id": "a", "text": "x"}\n{"id": "b", "text": "y"}\n{"id": "a", "text": "z"}\n'),
+            "docs.jsonl:3: duplicate document id 'a' (first seen at ",
+        ),
         (lambda p: p.write_bytes(b'{"id": "a", "text": "\xff"}\n'), "invalid UTF-8"),
         (lambda p: p.write_text(""), "hold no documents"),
     ],
@@ -80,6 +83,18 @@ def test_index_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], set
     assert main(["index", str(src), "--out", str(tmp_path / "col"), "--no-dense"]) == 2
     assert fragment in capsys.readouterr().err
     assert not (tmp_path / "col" / "manifest.json").exists()
+
+
+def test_index_duplicate_id_across_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An id repeated in a second source names both places; nothing is written."""
+    first = _jsonl(tmp_path / "one.jsonl", [{"id": "n1", "text": "alpha"}, {"id": "dup", "text": "beta"}])
+    second = tmp_path / "notes"
+    second.mkdir()
+    (second / "x.jsonl").write_text('{"id": "dup", "text": "gamma"}\n', encoding="utf-8")
+    assert main(["index", str(first), str(second), "--out", str(tmp_path / "col"), "--no-dense"]) == 2
+    err = capsys.readouterr().err
+    assert f"{second / 'x.jsonl'}:1: duplicate document id 'dup' (first seen at {first}:2)" in err
+    assert not (tmp_path / "col").exists()
 
 
 def test_search_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,7 +1,8 @@
 """Reading documents to index from files: JSONL, BEIR dataset directories, and plain text.
 
-Used by ``funnelrank index``. Every reader yields :class:`funnelrank.collection.Document` objects and
-raises ValueError naming the file (and line) for malformed input, FileNotFoundError for missing paths.
+Used by ``funnelrank index``. :func:`read_sources` yields :class:`funnelrank.collection.Document` objects
+and raises ValueError naming the file (and line) for malformed input or an id seen before (with where it
+was first seen), FileNotFoundError for missing paths.
 
 * ``*.jsonl`` / ``*.json`` lines: one JSON object per line; the id, text, optional title and metadata come
   from configurable fields (:class:`JsonlFields`). Numeric ids are turned into strings.
@@ -44,7 +45,7 @@ def _read_text(path: Path) -> str:
         raise ValueError(f"{path}: invalid UTF-8 at byte {exc.start} ({exc.reason})") from None
 
 
-def _read_jsonl(path: Path, fields: JsonlFields) -> Iterator[Document]:
+def _read_jsonl(path: Path, fields: JsonlFields) -> Iterator[tuple[str, Document]]:
     from funnelrank.evaluation.beir import DatasetFormatError, _read_jsonl as read_objects
 
     for lineno, obj in read_objects(path):
@@ -70,33 +71,47 @@ def _read_jsonl(path: Path, fields: JsonlFields) -> Iterator[Document]:
         for name in fields.metadata_fields:
             if name in obj:
                 metadata[name] = obj[name]
-        yield Document(doc_id, f"{title} {text}" if title else text, metadata)
+        yield f"{path}:{lineno}", Document(doc_id, f"{title} {text}" if title else text, metadata)
 
 
-def _read_beir(root: Path) -> Iterator[Document]:
+def _read_beir(root: Path) -> Iterator[tuple[str, Document]]:
     from funnelrank.evaluation.beir import load_corpus
 
-    for doc in load_corpus(root / "corpus.jsonl").values():
-        yield Document(doc.id, doc.full_text, dict(doc.metadata))
+    path = root / "corpus.jsonl"
+    for doc in load_corpus(path).values():  # ids already checked unique within the file
+        yield str(path), Document(doc.id, doc.full_text, dict(doc.metadata))
 
 
-def _read_txt(path: Path, doc_id: str, mode: str) -> Iterator[Document]:
+def _read_txt(path: Path, doc_id: str, mode: str) -> Iterator[tuple[str, Document]]:
     text = _read_text(path)
     if mode == "file":
-        yield Document(doc_id, text, {"source": doc_id})
+        yield str(path), Document(doc_id, text, {"source": doc_id})
         return
     for lineno, line in enumerate(text.splitlines(), start=1):
         if line.strip():
-            yield Document(f"{doc_id}:{lineno}", line, {"source": doc_id, "line": lineno})
+            yield f"{path}:{lineno}", Document(f"{doc_id}:{lineno}", line, {"source": doc_id, "line": lineno})
 
 
 def read_sources(
     sources: Sequence[str | Path], *, fields: JsonlFields | None = None, txt_mode: str = "file"
 ) -> Iterator[Document]:
-    """Yield the documents of every source path in order (see the module docstring for the formats)."""
+    """Yield the documents of every source path in order (see the module docstring for the formats).
+
+    An id may appear once across all sources: a repeat raises ValueError naming both places."""
+    first_seen: dict[str, str] = {}
+    for origin, doc in _located_documents(sources, fields or JsonlFields(), txt_mode):
+        if doc.id in first_seen:
+            raise ValueError(f"{origin}: duplicate document id {doc.id!r} (first seen at {first_seen[doc.id]})")
+        first_seen[doc.id] = origin
+        yield doc
+
+
+def _located_documents(
+    sources: Sequence[str | Path], fields: JsonlFields, txt_mode: str
+) -> Iterator[tuple[str, Document]]:
+    """(where, document) for every document of every source, in order."""
     if txt_mode not in TXT_MODES:
         raise ValueError(f"txt_mode must be one of {', '.join(TXT_MODES)}, got {txt_mode!r}")
-    fields = fields or JsonlFields()
     for source in sources:
         path = Path(source)
         if not path.exists():
