@@ -342,10 +342,9 @@ def test_search_batch_matches_search(built: tuple[HNSWIndex, np.ndarray, list[st
 
 
 def test_small_batches_on_many_threads_match_search(built: tuple[HNSWIndex, np.ndarray, list[str]]) -> None:
-    """Batches smaller than the thread count, many times over: search_batch returns as soon as its own
-    thread has answered everything, while helper threads may still be starting; every answer must still
-    be complete and equal to search()'s (run under ASan in test-sanitize, which reports a late helper
-    touching freed memory)."""
+    """Batches smaller than the thread count, many times over (the first worker thread usually answers
+    everything before the others start): every answer must be complete and equal to search()'s (run under
+    ASan in test-sanitize, which reports a worker touching freed memory)."""
     index, _, _ = built
     queries = mixture(30, seed=12)
     expected = [index.search(q, k=5, ef=24) for q in queries]

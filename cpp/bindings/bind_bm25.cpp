@@ -51,10 +51,7 @@ struct PyBM25Index {
 };
 
 py::tuple to_python(const BM25Results& r, IdStrings& id_strings) {
-    py::list ids = id_strings.list(r.slots, r.ids);
-    py::array_t<float> scores(static_cast<py::ssize_t>(r.scores.size()));
-    std::copy(r.scores.begin(), r.scores.end(), scores.mutable_data());
-    return py::make_tuple(std::move(ids), std::move(scores));
+    return ranked_to_python(id_strings, r.slots, r.ids, r.scores);
 }
 
 std::size_t checked_k(long long k) {

@@ -53,10 +53,7 @@ struct PyHNSWIndex : HNSWIndex {
 };
 
 py::tuple hits_to_python(const SearchHits& hits, IdStrings& id_strings) {
-    py::list ids = id_strings.list(hits.slots, hits.ids);
-    py::array_t<float> scores(static_cast<py::ssize_t>(hits.scores.size()));
-    std::copy(hits.scores.begin(), hits.scores.end(), scores.mutable_data());
-    return py::make_tuple(std::move(ids), std::move(scores));
+    return ranked_to_python(id_strings, hits.slots, hits.ids, hits.scores);
 }
 
 std::size_t ef_arg(const std::optional<std::int64_t>& ef) {

@@ -1,6 +1,6 @@
 #include "convert.h"
 
-#include <cstring>
+#include <algorithm>
 #include <stdexcept>
 
 #include "errors.h"
@@ -122,6 +122,15 @@ py::list IdStrings::list(const std::vector<std::uint32_t>& slots, const std::vec
         PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), fresh.release().ptr());
     }
     return out;
+}
+
+py::tuple ranked_to_python(IdStrings& id_strings, const std::vector<std::uint32_t>& slots,
+                           const std::vector<std::string>& ids, const std::vector<float>& scores) {
+    if (scores.size() != ids.size()) throw std::logic_error("ranked_to_python: ids and scores differ in length");
+    py::list id_list = id_strings.list(slots, ids);
+    py::array_t<float> score_array(static_cast<py::ssize_t>(scores.size()));
+    std::copy(scores.begin(), scores.end(), score_array.mutable_data());
+    return py::make_tuple(std::move(id_list), std::move(score_array));
 }
 
 }  // namespace funnelrank::bindings

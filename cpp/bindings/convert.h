@@ -61,4 +61,9 @@ private:
     std::vector<pybind11::object> by_slot_;
 };
 
+// A ranked result as Python: (ids as a list of str through `id_strings`, scores as a float32 array), the
+// result type of every BM25Index and HNSWIndex search.
+pybind11::tuple ranked_to_python(IdStrings& id_strings, const std::vector<std::uint32_t>& slots,
+                                 const std::vector<std::string>& ids, const std::vector<float>& scores);
+
 }  // namespace funnelrank::bindings
