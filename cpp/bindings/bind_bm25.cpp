@@ -209,7 +209,7 @@ the document added first.
             "search_batch",
             [](PyBM25Index& self, const py::object& queries, long long k, long long threads) {
                 const auto n = checked_k(k);
-                if (threads < 0) throw InvalidArgument("threads must be >= 0 (0 = all cores)");
+                if (threads < 0) throw InvalidArgument("threads must be >= 0 (0 = every CPU this process may use)");
                 std::vector<std::string> qs;
                 for (const auto& item : items_of(queries, "queries")) qs.emplace_back(text_view(item, "query"));
                 std::vector<BM25Results> rs;
@@ -222,7 +222,7 @@ the document added first.
                 return out;
             },
             py::arg("queries"), py::arg("k") = 10, py::arg("threads") = 0,
-            "search() for many queries, in parallel on `threads` threads (0 = all cores).")
+            "search() for many queries, in parallel on `threads` threads (0 = every CPU this process may use).")
         .def(
             "save",
             [](const PyBM25Index& self, const py::object& path) {

@@ -97,7 +97,7 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
                 self.add(id_list, data, n, t);
             },
             py::arg("ids"), py::arg("vectors"), py::arg("threads") = 0,
-            "Add vectors (n x dim) under string ids; all-or-nothing validation. threads=0 uses every core.")
+            "Add vectors (n x dim) under string ids; all-or-nothing validation. threads=0 uses every CPU this process may use.")
         .def(
             "delete",
             [](PyHNSWIndex& self, const py::object& ids) {
@@ -144,7 +144,7 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
                 return out;
             },
             py::arg("vectors"), py::arg("k") = 10, py::arg("ef") = py::none(), py::arg("threads") = 0,
-            "search() for every row, in parallel (threads=0 uses every core).")
+            "search() for every row, in parallel (threads=0 uses every CPU this process may use).")
         .def(
             "search_exact",
             [](PyHNSWIndex& self, const py::object& vector, std::int64_t k) {

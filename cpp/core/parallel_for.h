@@ -23,12 +23,29 @@
 #include <thread>
 #include <vector>
 
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
 namespace funnelrank {
 
-// Number of worker threads to use for `requested` (0 = all hardware threads), never more than `work`.
+// CPUs this process may run on: its affinity mask on Linux (taskset, a container's cpuset), as Python's
+// os.sched_getaffinity; elsewhere (or if that fails) every hardware thread. At least 1.
+inline std::size_t usable_cpus() {
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        const int n = CPU_COUNT(&set);
+        if (n > 0) return static_cast<std::size_t>(n);
+    }
+#endif
+    return std::max<std::size_t>(1, std::thread::hardware_concurrency());
+}
+
+// Number of worker threads to use for `requested` (0 = every usable CPU), never more than `work`.
 inline std::size_t resolve_threads(std::size_t requested, std::size_t work) {
-    std::size_t n = requested;
-    if (n == 0) n = std::max<std::size_t>(1, std::thread::hardware_concurrency());
+    const std::size_t n = requested == 0 ? usable_cpus() : requested;
     return std::max<std::size_t>(1, std::min(n, work));
 }
 

@@ -10,6 +10,10 @@
 
 #include "parallel_for.h"
 
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
 using funnelrank::parallel_for;
 using funnelrank::resolve_threads;
 
@@ -19,6 +23,25 @@ TEST(ParallelFor, ResolveThreads) {
     EXPECT_EQ(resolve_threads(4, 0), 1u);   // no work: still one
     EXPECT_GE(resolve_threads(0, 1000), 1u);  // 0 = every hardware thread
 }
+
+#if defined(__linux__)
+TEST(ParallelFor, AllThreadsMeansTheCpusThisProcessMayUse) {
+    // Restricted to one CPU (as by taskset or a container's cpuset), threads=0 means one thread, not
+    // every CPU of the machine.
+    cpu_set_t saved;
+    ASSERT_EQ(sched_getaffinity(0, sizeof(saved), &saved), 0);
+    EXPECT_EQ(resolve_threads(0, 1000), static_cast<std::size_t>(CPU_COUNT(&saved)));
+    int first = 0;
+    while (!CPU_ISSET(first, &saved)) ++first;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+    const std::size_t restricted = resolve_threads(0, 1000);
+    ASSERT_EQ(sched_setaffinity(0, sizeof(saved), &saved), 0);
+    EXPECT_EQ(restricted, 1u);
+}
+#endif
 
 TEST(ParallelFor, EveryIndexExactlyOnceWithValidWorkerIds) {
     for (const std::size_t threads : {1u, 2u, 3u, 8u}) {

@@ -80,7 +80,7 @@ class BM25Index:
     def search_batch(
         self, queries: Sequence[str | bytes], k: int = 10, threads: int = 0
     ) -> list[tuple[list[str], npt.NDArray[np.float32]]]:
-        """search() for each query, in parallel on ``threads`` threads (0 = all cores)."""
+        """search() for each query, in parallel on ``threads`` threads (0 = every CPU this process may use)."""
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index atomically (temporary file, fsync, rename); deleted documents are dropped."""
     @staticmethod
