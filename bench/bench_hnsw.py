@@ -1,12 +1,12 @@
 """HNSW speed and recall: funnelrank's HNSWIndex vs the hnswlib Python package vs faiss-cpu IndexHNSWFlat.
 
     python bench/bench_hnsw.py [--n 100000] [--dim 384] [--queries 1000] [--efs 16,32,64,128,256]
-                               [--rounds 9] [--no-scifact] [--filter] [--json PATH]
+                               [--rounds 9] [--no-scifact] [--batch-threads N] [--filter] [--json PATH]
 
 Every library indexes the same vectors with the same parameters (inner product on L2-normalised float32,
 M=16, ef_construction=200) and answers the same held-out queries at each ef. Per library and ef:
 recall@10 against exact search (numpy brute force), single-query QPS (one thread, one query per call, in a
-Python loop, as an application would call it) and batch QPS (100 queries per call, all threads; each
+Python loop, as an application would call it) and batch QPS (100 queries per call, all threads or --batch-threads; each
 library returns what its batch call returns: ours a (ids, scores) pair per query with str ids, hnswlib and
 faiss numpy label/distance arrays). Build time (all threads) per library.
 
@@ -52,6 +52,7 @@ DATA = Path(os.environ.get("FUNNELRANK_SHARED_DATA", REPO.parent / "shared" / "d
 CACHE = Path(os.environ.get("FUNNELRANK_BENCH_CACHE", "/tmp/funnelrank-bench"))
 M, EF_CONSTRUCTION, K = 16, 200, 10
 BATCH = 100  # queries per batch call
+BATCH_THREADS = 0  # threads per batch call, every library (0 = all; --batch-threads)
 SETTLE_SECONDS = 0.01  # untimed pause before each timed call (see interleaved_rounds)
 LIBRARIES = ("funnelrank", "hnswlib", "faiss")
 
@@ -175,7 +176,7 @@ class Ours(Adapter):
         return [search(q, K, ef)[0] for q in queries]
 
     def batch(self, queries: np.ndarray) -> list:
-        return self.index.search_batch(queries, K, self.ef)
+        return self.index.search_batch(queries, K, self.ef, threads=BATCH_THREADS)
 
     @staticmethod
     def rows(results: list) -> list[np.ndarray]:
@@ -200,7 +201,7 @@ class Hnswlib(Adapter):
         return [query(q, k=K, num_threads=1)[0][0] for q in queries]
 
     def batch(self, queries: np.ndarray) -> np.ndarray:
-        return self.index.knn_query(queries, k=K, num_threads=-1)[0]
+        return self.index.knn_query(queries, k=K, num_threads=BATCH_THREADS or -1)[0]
 
 
 class Faiss(Adapter):
@@ -227,7 +228,13 @@ class Faiss(Adapter):
             self.faiss.omp_set_num_threads(self.threads)
 
     def batch(self, queries: np.ndarray) -> np.ndarray:
-        return self.index.search(queries, K)[1]
+        if not BATCH_THREADS:
+            return self.index.search(queries, K)[1]
+        self.faiss.omp_set_num_threads(BATCH_THREADS)
+        try:
+            return self.index.search(queries, K)[1]
+        finally:
+            self.faiss.omp_set_num_threads(self.threads)
 
 
 ADAPTERS: dict[str, type[Adapter]] = {"funnelrank": Ours, "hnswlib": Hnswlib, "faiss": Faiss}
@@ -371,7 +378,8 @@ def target_ratio(rows: list[Row], target: float) -> dict[str, float | int | None
 
 def print_report(report: Report) -> None:
     print(f"\n## {report.dataset}: {report.n} x {report.dim} float32 (normalised), {report.queries} queries, "
-          f"M={M}, ef_construction={EF_CONSTRUCTION}, k={K}, {os.cpu_count()} CPUs, {report.rounds} rounds, "
+          f"M={M}, ef_construction={EF_CONSTRUCTION}, k={K}, {os.cpu_count()} CPUs, batch threads "
+          f"{BATCH_THREADS or 'all'}, {report.rounds} rounds, "
           f"load average {min(report.load_average):.2f}-{max(report.load_average):.2f}")
     print("build (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report.build_seconds.items()))
     print(f"{'ef':>5} {'library':<11} {'recall@10':>9} {'single QPS':>11} {'batch QPS':>10}   "
@@ -453,10 +461,16 @@ def main() -> int:
                         help="interleaved timing rounds per ef; QPS and ratios are medians (see interleaved_rounds)")
     parser.add_argument("--libraries", default=",".join(LIBRARIES))
     parser.add_argument("--no-scifact", action="store_true")
+    parser.add_argument("--batch-threads", type=int, default=0,
+                        help="threads per batch call for every library (default 0: all)")
     parser.add_argument("--filter", action="store_true", help="also sweep allow-list sizes (ours only)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     efs = [int(x) for x in args.efs.split(",")]
+    if args.batch_threads < 0:
+        parser.error("--batch-threads must be >= 0")
+    global BATCH_THREADS
+    BATCH_THREADS = args.batch_threads
     libraries = [x for x in args.libraries.split(",") if x]
     unknown = set(libraries) - set(ADAPTERS)
     if unknown:
