@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from funnelrank.cache import atomic_directory
+from funnelrank.tools.onnx_export import torch_to_onnx
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -69,25 +70,11 @@ def export_onnx(model: Any, onnx_path: str | os.PathLike[str], *, token_type_ids
     ids = torch.randint(min(5, vocab - 1), vocab, (2, 16), generator=gen)
     mask = torch.ones_like(ids)
     mask[1, 11:] = 0  # a padded row, so the mask path is traced
-    names = list(_INPUTS if token_type_ids else _INPUTS[:2])
+    names = _INPUTS if token_type_ids else _INPUTS[:2]
     args: tuple[Any, ...] = (ids, mask, torch.zeros_like(ids)) if token_type_ids else (ids, mask)
-    axes = {name: {0: "batch", 1: "sequence"} for name in names}
-    axes["logits"] = {0: "batch"}
-    with torch.no_grad(), warnings.catch_warnings():
-        # The legacy (TorchScript) exporter is deprecated but needs no onnxscript; its tracer warnings are
-        # about shape checks that are constant for encoder-only models. check_onnx_matches verifies the result.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            wrapped,
-            args,
-            os.fspath(onnx_path),
-            input_names=names,
-            output_names=["logits"],
-            dynamic_axes=axes,
-            opset_version=EXPORT_OPSET,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+    # check_onnx_matches verifies the result against PyTorch.
+    torch_to_onnx(wrapped, args, onnx_path, input_names=names, output_name="logits", output_axes={0: "batch"},
+                  opset=EXPORT_OPSET)
     return bool(token_type_ids)
 
 

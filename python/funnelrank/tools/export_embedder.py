@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from funnelrank.cache import atomic_directory
+from funnelrank.tools.onnx_export import torch_to_onnx
 
 # Copied next to the ONNX file (whichever exist in the source); the weights themselves are not.
 CONFIG_FILES: tuple[str, ...] = (
@@ -79,26 +80,15 @@ def export(source: Path, out: Path, *, opset: int = MIN_OPSET, force: bool = Fal
     ids = torch.tensor([[101, 7592, 2088, 102, 0], [101, 2023, 2003, 1037, 102]], dtype=torch.int64)
     mask = (ids != 0).to(torch.int64)
     types = torch.zeros_like(ids)
-    axes = {0: "batch", 1: "sequence"}
 
     with atomic_directory(out, overwrite=True) as staging:
         for rel in CONFIG_FILES:
             if (source / rel).is_file():
                 (staging / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source / rel, staging / rel)
-        with torch.no_grad():
-            torch.onnx.export(
-                wrapper,
-                (ids, mask, types),
-                str(staging / "model.onnx"),
-                input_names=["input_ids", "attention_mask", "token_type_ids"],
-                output_names=["last_hidden_state"],
-                dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
-                              "last_hidden_state": axes},
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
+        torch_to_onnx(wrapper, (ids, mask, types), staging / "model.onnx",
+                      input_names=("input_ids", "attention_mask", "token_type_ids"), output_name="last_hidden_state",
+                      output_axes={0: "batch", 1: "sequence"}, opset=opset)
         _check(wrapper, staging / "model.onnx")
     print(f"export_embedder: wrote {target}", file=sys.stderr)
     return target

@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from funnelrank.tools.onnx_export import torch_to_onnx
 from funnelrank.training.model import SegmentCrossEncoder, base_model_dir
 from funnelrank.training.train import save_checkpoint
 
@@ -84,13 +84,8 @@ def export_fp32(model: SegmentCrossEncoder, path: Path) -> None:
     am[1, 18:] = 0
     tt = torch.zeros_like(ids)
     tt[:, 9:] = 1
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    axes = {n: {0: "batch", 1: "sequence"} for n in names}
-    axes["logits"] = {0: "batch"}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (ids, am, tt), str(path), input_names=names, output_names=["logits"],
-                          dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True, dynamo=False)
+    torch_to_onnx(model, (ids, am, tt), path, input_names=("input_ids", "attention_mask", "token_type_ids"),
+                  output_name="logits", output_axes={0: "batch"}, opset=OPSET)
 
 
 def to_fp16_weights(src: Path, dst: Path, min_size: int = 1024) -> None:
