@@ -88,6 +88,26 @@ def test_delete_is_all_or_nothing() -> None:
     assert c.get("py-json").metadata == {"year": 1999}
 
 
+def test_changing_handed_out_metadata_changes_nothing_stored() -> None:
+    """Metadata is copied in and copied out: neither the caller's dict (nested values included) nor a
+    Document from get(), iteration or a search result can change what filters see or what delete removes."""
+    mine = {"year": 2020, "tags": ["stdlib"]}
+    c = Collection(dense=False)
+    c.add(["a", "b"], ["alpha text", "beta text"], [mine, {"year": 2021}])
+    mine["year"] = 1999
+    mine["tags"].append("changed")
+    got = c.get("a")
+    got.metadata["year"] = 1998
+    got.metadata["tags"].append("again")
+    next(iter(c)).metadata["year"] = 1997
+    assert c.get("a").metadata == {"year": 2020, "tags": ["stdlib"]}
+    assert c.allowed_ids({"year": 2020}) == ["a"]
+    assert c.allowed_ids({"year": {"lt": 2020}}) == []
+    c.delete(["a"])  # removes what was indexed, not what was handed out
+    assert c.allowed_ids({"year": 2020}) == []
+    assert c.allowed_ids({"year": 2021}) is None  # "b" is all that is left: no restriction
+
+
 def test_filter_keeps_stage1_full() -> None:
     # 60 documents share a word; only the even ones pass the filter. Filtering happens inside the search,
     # so asking for 20 still gives 20 (all allowed), and asking for 50 gives the 30 that exist.

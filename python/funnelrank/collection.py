@@ -11,6 +11,7 @@ whole, ``load`` checks every part and raises :class:`funnelrank.IndexFileError` 
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import threading
@@ -33,11 +34,20 @@ _ADD_CHUNK = 2048
 
 @dataclass(frozen=True)
 class Document:
-    """One stored document."""
+    """One stored document.
+
+    A collection keeps its own copy of the metadata and hands out copies (:meth:`Collection.get`,
+    iteration, search results), so changing a Document's metadata changes nothing stored: its filters
+    stay consistent. To change a document's metadata, delete it and add it again."""
 
     id: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _copy(doc: Document) -> Document:
+    """`doc` with a metadata dict of its own (nested values included)."""
+    return Document(doc.id, doc.text, copy.deepcopy(doc.metadata) if doc.metadata else {})
 
 
 def _check_ids(ids: Any, what: str) -> list[str]:
@@ -133,16 +143,17 @@ class Collection:
         return doc_id in self._docs
 
     def __iter__(self) -> Iterator[Document]:
-        return iter(list(self._docs.values()))
+        """The documents in insertion order (copies: see :class:`Document`)."""
+        return (_copy(doc) for doc in list(self._docs.values()))
 
     def ids(self) -> list[str]:
         """Document ids, in insertion order."""
         return list(self._docs)
 
     def get(self, doc_id: str) -> Document:
-        """The document with id `doc_id`; KeyError when there is none."""
+        """The document with id `doc_id` (a copy: see :class:`Document`); KeyError when there is none."""
         try:
-            return self._docs[doc_id]
+            return _copy(self._docs[doc_id])
         except KeyError:
             raise KeyError(f"no document with id {doc_id!r}") from None
 
@@ -188,7 +199,7 @@ class Collection:
             if len(metadata) != len(ids):
                 raise ValueError(f"got {len(ids)} ids but {len(metadata)} metadata entries")
             metas = [
-                {} if m is None else dict(validate_metadata(m, where=f"metadata[{i}] (id {ids[i]!r})"))
+                {} if m is None else copy.deepcopy(validate_metadata(m, where=f"metadata[{i}] (id {ids[i]!r})"))
                 for i, m in enumerate(metadata)
             ]
         if not ids:
