@@ -91,6 +91,27 @@ def test_truncation_and_lengths(fp32: Embedder) -> None:
     assert lengths[2] == 2  # "" -> [CLS] [SEP]
 
 
+def test_huge_text_is_cut_before_tokenizing(fp32: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A multi-megabyte document reaches the tokenizer cut to what max_seq_length tokens can span (it used
+    to be tokenized whole: 30 s and 3 GB for 20 MB), and embeds exactly like its first 2,000 words."""
+    from funnelrank.text import CHARS_PER_TOKEN_CAP
+
+    huge = "lorem ipsum dolor sit amet " * 100_000  # 2.7 MB
+    seen: list[int] = []
+    real = fp32._tokenizer.encode_batch
+
+    def recording(texts: list[str], **kwargs: object) -> object:
+        seen.extend(len(t) for t in texts)
+        return real(texts, **kwargs)
+
+    monkeypatch.setattr(fp32._tokenizer, "encode_batch", recording, raising=False)
+    vector = fp32.embed([huge])[0]
+    assert seen and max(seen) <= fp32.max_seq_length * CHARS_PER_TOKEN_CAP
+    monkeypatch.undo()
+    head = " ".join(huge.split()[:2000])
+    np.testing.assert_allclose(vector, fp32.embed([head])[0], atol=1e-6)
+
+
 def test_default_fp32_missing_says_how_to_create(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FUNNELRANK_CACHE", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="export_embedder"):

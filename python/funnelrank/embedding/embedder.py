@@ -31,7 +31,7 @@ import numpy as np
 from funnelrank.batching import token_budget_batches
 from funnelrank.cache import hash_file
 from funnelrank.embedding.model_dir import ModelFiles, read_model_dir
-from funnelrank.text import check_text
+from funnelrank.text import cap_for_tokens, check_text
 
 __all__ = ["DEFAULT_MAX_BATCH_SIZE", "DEFAULT_MAX_TOKENS", "Embedder"]
 
@@ -228,7 +228,8 @@ class Embedder:
     # ------------------------------------------------------------------ internals
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
-        return [enc.ids for enc in self._tokenizer.encode_batch(texts, add_special_tokens=True)]
+        capped = [cap_for_tokens(text, self.max_seq_length) for text in texts]
+        return [enc.ids for enc in self._tokenizer.encode_batch(capped, add_special_tokens=True)]
 
     def _run(self, batch: list[list[int]]) -> np.ndarray:
         """Run the model on token-id lists (unpadded) and return pooled, maybe normalized, vectors."""

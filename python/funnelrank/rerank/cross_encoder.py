@@ -33,15 +33,12 @@ from typing import Any
 import numpy as np
 
 from funnelrank.batching import plan_batches
-from funnelrank.text import check_text
+from funnelrank.text import cap_for_tokens, check_text
 
 # Files looked for in a model directory, in order of preference.
 _ONNX_CANDIDATES = ("model.onnx", "onnx/model.onnx")
 _REQUIRED_FILES = ("tokenizer.json", "config.json")
 _HUB_PATTERNS = ["model.onnx", "onnx/model.onnx", "tokenizer.json", "config.json", "tokenizer_config.json"]
-# Passages are cut to this many characters per allowed token before tokenization (only the first
-# max_length tokens count, and no WordPiece/BPE token of real text spans this many characters).
-_CHARS_PER_TOKEN_CAP = 100
 
 
 @dataclass(frozen=True)
@@ -281,13 +278,12 @@ class CrossEncoder:
         query, cut = self._cut_query(query)
         if self.chunking is not None:
             return self._encode_chunked(query, texts, cut)
-        cap = self.max_length * _CHARS_PER_TOKEN_CAP
-        pairs = [(query, t if len(t) <= cap else t[:cap]) for t in texts]
+        pairs = [(query, cap_for_tokens(t, self.max_length)) for t in texts]
         encodings = self._tokenizer.encode_batch(pairs) if pairs else []
         return self._pack(encodings, len(texts), None, cut)
 
     def _cut_query(self, query: str) -> tuple[str, bool]:
-        q = self._plain.encode(query[: self.max_length * _CHARS_PER_TOKEN_CAP], add_special_tokens=False)
+        q = self._plain.encode(cap_for_tokens(query, self.max_length), add_special_tokens=False)
         if len(q.ids) <= self.max_query_tokens:
             return query, False
         end = q.offsets[self.max_query_tokens - 1][1]
@@ -299,8 +295,12 @@ class CrossEncoder:
         q_len = len(self._plain.encode(query, add_special_tokens=False).ids)
         window = max(1, min(spec.window, self.max_length - self.n_special - q_len))
         step = max(1, window - spec.stride)
-        limit = (spec.max_chunks * step + window) * _CHARS_PER_TOKEN_CAP
-        plain = self._plain.encode_batch([t[:limit] for t in texts], add_special_tokens=False) if texts else []
+        limit = spec.max_chunks * step + window  # tokens any window can reach
+        plain = (
+            self._plain.encode_batch([cap_for_tokens(t, limit) for t in texts], add_special_tokens=False)
+            if texts
+            else []
+        )
         pieces: list[tuple[str, str]] = []
         owner: list[int] = []
         for idx, (text, enc) in enumerate(zip(texts, plain)):
