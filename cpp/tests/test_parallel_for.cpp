@@ -90,14 +90,20 @@ TEST(ParallelFor, NoCallAfterReturnWithMoreThreadsThanItems) {
 }
 
 TEST(ParallelFor, FirstExceptionIsRethrownAndStopsTheRest) {
+    // Every other item takes at least 100 us, so the 2000 items need at least 50 ms on 4 threads: far
+    // longer than throwing and catching item 5 takes, even under AddressSanitizer. (With instant items
+    // the other workers could finish all of them while item 5's exception is still being thrown, as one
+    // sanitizer run did.)
+    const std::size_t n = 2000;
     for (const std::size_t threads : {1u, 2u, 4u}) {
         std::atomic<std::size_t> ran{0};
-        EXPECT_THROW(parallel_for(10000, threads,
+        EXPECT_THROW(parallel_for(n, threads,
                                   [&](std::size_t i, std::size_t) {
                                       ran.fetch_add(1);
                                       if (i == 5) throw std::runtime_error("item 5");
+                                      std::this_thread::sleep_for(std::chrono::microseconds(100));
                                   }),
                      std::runtime_error);
-        EXPECT_LT(ran.load(), 10000u);  // the remaining items were skipped
+        EXPECT_LT(ran.load(), n);  // the remaining items were skipped
     }
 }
