@@ -101,6 +101,9 @@ def test_changing_handed_out_metadata_changes_nothing_stored() -> None:
     got.metadata["tags"].append("again")
     next(iter(c)).metadata["year"] = 1997
     assert c.get("a").metadata == {"year": 2020, "tags": ["stdlib"]}
+    assert c.text("a") == "alpha text"
+    with pytest.raises(KeyError, match="nope"):
+        c.text("nope")
     assert c.allowed_ids({"year": 2020}) == ["a"]
     assert c.allowed_ids({"year": {"lt": 2020}}) == []
     c.delete(["a"])  # removes what was indexed, not what was handed out

@@ -150,6 +150,14 @@ class Collection:
         """Document ids, in insertion order."""
         return list(self._docs)
 
+    def text(self, doc_id: str) -> str:
+        """The text of document `doc_id` (what :meth:`get` gives, without copying the metadata); KeyError
+        when there is none."""
+        try:
+            return self._docs[doc_id].text
+        except KeyError:
+            raise KeyError(f"no document with id {doc_id!r}") from None
+
     def get(self, doc_id: str) -> Document:
         """The document with id `doc_id` (a copy: see :class:`Document`); KeyError when there is none."""
         try:

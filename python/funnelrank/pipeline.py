@@ -316,7 +316,7 @@ class Pipeline:
     def _candidates(self, stage1: _Stage1) -> list[dict[str, Any]]:
         docs = self.collection
         return [
-            {"id": doc_id, "text": docs.get(doc_id).text if doc_id in docs else "", "rank": i + 1, "score": score}
+            {"id": doc_id, "text": docs.text(doc_id) if doc_id in docs else "", "rank": i + 1, "score": score}
             for i, (doc_id, score) in enumerate(zip(stage1.ids, stage1.scores))
         ]
 
