@@ -1,6 +1,7 @@
 #include "convert.h"
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 
 #include "errors.h"
@@ -31,7 +32,6 @@ std::string_view utf8_of(const py::handle& s, const Name& name) {
     return *text;
 }
 }  // namespace
-
 
 std::string_view utf8_view(const py::handle& s, const std::string& what) {
     return utf8_of(s, [&] { return what; });

@@ -72,7 +72,8 @@ public:
     // The same result computed by scoring every matching document (reference for tests).
     BM25Results search_exhaustive(std::string_view query, std::size_t k,
                                   const std::vector<std::string>* allow = nullptr) const;
-    // Queries answered in parallel on `threads` threads (0 = all cores; see parallel_for.h).
+    // Queries answered in parallel on `threads` threads (0 = every CPU this process may use; see
+    // parallel_for.h).
     std::vector<BM25Results> search_batch(const std::vector<std::string>& queries, std::size_t k,
                                           unsigned threads) const;
 
