@@ -31,10 +31,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import interleaved_rounds  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 K_VALUES = (10, 100)
@@ -65,19 +67,6 @@ def proc_status_kib(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def interleaved_rounds(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[tuple[float, float]]]:
-    """(wall seconds, process CPU seconds) of each variant in each round; every round runs each variant
-    once, in an order that alternates between rounds (forward, reversed, ...)."""
-    names = list(variants)
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            w0, c0 = time.perf_counter(), time.process_time()
-            variants[name]()
-            times[name].append((time.perf_counter() - w0, time.process_time() - c0))
-    return times
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -128,7 +117,7 @@ def bench_beir(data_dir: Path, name: str, repeat: int) -> dict[str, float] | Non
     for k in K_VALUES:
         ours.search(qtexts[0], k)  # warm-up
         run_bm25s(k)  # warm-up: numba compiles here
-        times = interleaved_rounds({"ours": lambda: [ours.search(q, k) for q in qtexts],
+        times, _ = interleaved_rounds({"ours": lambda: [ours.search(q, k) for q in qtexts],
                                     "batch": lambda: ours.search_batch(qtexts, k, threads=1),
                                     "bm25s": lambda: run_bm25s(k)}, repeat)
         for clock, idx in (("wall", 0), ("cpu", 1)):

@@ -47,6 +47,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import interleaved_rounds  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FUNNELRANK_SHARED_DATA", REPO.parent / "shared" / "data"))
 CACHE = Path(os.environ.get("FUNNELRANK_BENCH_CACHE", "/tmp/funnelrank-bench"))
@@ -274,32 +277,6 @@ def recall_at_k(found: list[np.ndarray] | np.ndarray, truth: np.ndarray) -> floa
     return hits / truth.size
 
 
-def interleaved_rounds(
-    variants: dict[str, Callable[[], object]], rounds: int, settle: float = SETTLE_SECONDS
-) -> tuple[dict[str, list[tuple[float, float]]], dict[str, object]]:
-    """(wall, process CPU) seconds of each variant in each of `rounds` rounds, and each variant's result
-    (last round).
-
-    Every round runs each variant once, in a fresh (seeded) random order, so a load burst from other
-    processes on a shared machine lands on every variant alike and no variant always runs right after
-    another; ratios are then taken within a round and their median over rounds reported (as
-    bench_bm25.py does). Before each timed call the process sleeps `settle` seconds, untimed, so that
-    helper threads left spinning by the previous call (faiss's OpenMP workers) are idle again and slow
-    none of the others."""
-    names = list(variants)
-    order_rng = np.random.default_rng(0)
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
-    results: dict[str, object] = {}
-    for _ in range(rounds):
-        for i in order_rng.permutation(len(names)):
-            name = names[int(i)]
-            time.sleep(settle)
-            w0, c0 = time.perf_counter(), time.process_time()
-            results[name] = variants[name]()
-            times[name].append((time.perf_counter() - w0, time.process_time() - c0))
-    return times, results
-
-
 def batched(adapter: Adapter, queries: np.ndarray, chunk: int = BATCH) -> Callable[[], list[object]]:
     """All queries through `adapter.batch`, `chunk` queries per call."""
     return lambda: [adapter.batch(queries[i : i + chunk]) for i in range(0, len(queries), chunk)]
@@ -326,9 +303,12 @@ def run(dataset: str, data: np.ndarray, queries: np.ndarray, efs: list[int], rou
         # Single-query and batch variants are timed in separate rounds: threads left spinning by one
         # library's batch call would otherwise slow whichever single-threaded loop comes next.
         single, results = interleaved_rounds(
-            {name: (lambda a=a: a.single(queries)) for name, a in adapters.items()}, rounds
+            {name: (lambda a=a: a.single(queries)) for name, a in adapters.items()}, rounds, shuffle=True,
+            settle=SETTLE_SECONDS,
         )
-        batch, _ = interleaved_rounds({name: batched(a, queries) for name, a in adapters.items()}, rounds)
+        batch, _ = interleaved_rounds(
+            {name: batched(a, queries) for name, a in adapters.items()}, rounds, shuffle=True, settle=SETTLE_SECONDS
+        )
         for name in libraries:
             found = results[name]
             rows = Ours.rows(found) if name == "funnelrank" else found  # type: ignore[arg-type]
@@ -435,7 +415,7 @@ def filter_sweep(
             allow = [str(i) for i in rows]
             sub = data[rows]
             modes = {"graph": filtered(index, ef, allow, 0.0, qs), "exact": filtered(index, ef, allow, float("inf"), qs)}
-            seconds, results = interleaved_rounds(modes, min(rounds, 5), settle=0.0)
+            seconds, results = interleaved_rounds(modes, min(rounds, 5), shuffle=True)
             timings = {mode: 1000 * float(np.median([wall for wall, _ in s])) / len(qs) for mode, s in seconds.items()}
             found = results["graph"]
             truth = rows[exact_top_k(sub, qs)]
