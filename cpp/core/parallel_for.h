@@ -1,24 +1,28 @@
 #pragma once
-// A small parallel loop in hnswlib's ParallelFor style: `threads` new threads pull indices from a shared
-// atomic counter while the caller sleeps in join(); the first exception thrown by any call stops the
-// remaining work and is rethrown.
+// A small parallel loop in hnswlib's ParallelFor style: `threads` threads pull indices from a shared
+// atomic counter while the caller sleeps until they are done; the first exception thrown by any call
+// stops the remaining work and is rethrown. The threads are the process's worker pool (parallel_for.cpp:
+// one per usable CPU, started on first use, parked on a condition variable between loops); when the pool
+// cannot take a loop (more threads asked than it has, another caller's loop running, a nested loop, a
+// forked child) the loop starts its own threads and joins them, as hnswlib does on every call.
 //
 // Why this shape, measured on the 2-core dev VM with HNSWIndex.search_batch (5183 x 384, 100 queries per
 // call) and with a synthetic loop:
 // - The caller working alongside one new helper: after an idle pause (how a service calls it) Linux
 //   queued the helper on the caller's own core and the two shared it for the whole call (100 x 75 us
 //   items: 7.5 ms on 2 threads, no faster than serial). With the caller asleep: 4.0 ms.
-// - The caller asleep on a condition variable that the last worker signals (detached helpers): 1953
+// - The caller asleep on a condition variable that the last of its new, detached helpers signals: 1953
 //   context switches and 241 CPU migrations per 600 calls, and 19% more CPU than hnswlib for the same
-//   searches. Joining the threads, as here: 1034 and 17, and 8% more.
-// - A persistent pool (threads parked on a condition variable, the caller asleep until they finish): 6%
-//   faster than this on 100 items of 8 us over 2 threads, 3% on 100 of 75 us. Not worth what a
-//   process-wide pool needs (fork handling, threads that must outlive static destruction).
-// If no thread can be started, the caller does the work.
+//   searches. Joining the threads: 1034 and 17, and 8% more.
+// - The pool against new joined threads, same process, calls alternated, 40-60 rounds of 3 x 100 scifact
+//   queries on 2 threads, as a ratio to hnswlib's time in the same round: 1.00-1.04 against 0.96-1.00.
+//   Starting and joining two threads costs about as much as 2-4% of such a call.
+// If no thread can be started at all, the caller does the work.
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -78,6 +82,13 @@ struct ParallelLoop {
     }
 };
 
+// Runs task(w) for every w in [0, helpers), each on its own thread of the process's worker pool, and
+// returns when all have returned. Returns false, having run nothing, when the pool cannot take the job
+// right now: more helpers than pool threads, the pool busy with another caller's job, the caller itself a
+// pool thread (a nested loop), or a child forked after the pool started (it has none of the pool's
+// threads). `task` must not throw.
+bool run_on_pool(std::size_t helpers, const std::function<void(std::size_t)>& task);
+
 }  // namespace detail
 
 // Calls fn(i, worker) for every i in [0, n), where worker in [0, threads) identifies the calling thread.
@@ -90,17 +101,21 @@ void parallel_for(std::size_t n, std::size_t threads, Fn&& fn) {
         return;
     }
     detail::ParallelLoop loop(n);
-    std::vector<std::thread> pool;
-    pool.reserve(threads);
+    if (detail::run_on_pool(threads, [&loop, &fn](std::size_t w) { loop.work(fn, w); })) {
+        if (loop.error) std::rethrow_exception(loop.error);
+        return;
+    }
+    std::vector<std::thread> started;
+    started.reserve(threads);
     for (std::size_t w = 0; w < threads; ++w) {
         try {
-            pool.emplace_back([&loop, &fn, w] { loop.work(fn, w); });
+            started.emplace_back([&loop, &fn, w] { loop.work(fn, w); });
         } catch (...) {
             break;  // cannot start another thread: the ones running (and the caller) do the work
         }
     }
-    if (pool.size() < threads) loop.work(fn, pool.size());
-    for (std::thread& t : pool) t.join();
+    if (started.size() < threads) loop.work(fn, started.size());
+    for (std::thread& t : started) t.join();
     if (loop.error) std::rethrow_exception(loop.error);
 }
 

@@ -12,6 +12,12 @@
 
 #if defined(__linux__)
 #include <sched.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <set>
 #endif
 
 using funnelrank::parallel_for;
@@ -107,3 +113,81 @@ TEST(ParallelFor, FirstExceptionIsRethrownAndStopsTheRest) {
         EXPECT_LT(ran.load(), n);  // the remaining items were skipped
     }
 }
+
+TEST(ParallelFor, NestedLoopsRunEveryInnerIndex) {
+    // An inner loop inside an outer loop's item must not wait for the pool that runs the outer loop.
+    const std::size_t outer = 8, inner = 50;
+    std::vector<std::atomic<int>> calls(outer * inner);
+    parallel_for(outer, 2, [&](std::size_t i, std::size_t) {
+        parallel_for(inner, 2, [&](std::size_t j, std::size_t) { calls[i * inner + j].fetch_add(1); });
+    });
+    for (std::size_t i = 0; i < calls.size(); ++i) EXPECT_EQ(calls[i].load(), 1) << "index " << i;
+}
+
+TEST(ParallelFor, ConcurrentCallersEachGetAllTheirWork) {
+    // Callers on several threads at once: one gets the pool, the others start threads of their own; no
+    // call may lose, repeat or mix up items.
+    std::atomic<int> wrong{0};
+    std::vector<std::thread> callers;
+    for (int c = 0; c < 4; ++c) {
+        callers.emplace_back([&wrong, c] {
+            for (int round = 0; round < 50; ++round) {
+                const std::size_t n = 100 + static_cast<std::size_t>(c);
+                std::vector<int> out(n, 0);
+                parallel_for(n, 2, [&](std::size_t i, std::size_t) { out[i] += static_cast<int>(i) + c; });
+                for (std::size_t i = 0; i < n; ++i)
+                    if (out[i] != static_cast<int>(i) + c) wrong.fetch_add(1);
+            }
+        });
+    }
+    for (std::thread& t : callers) t.join();
+    EXPECT_EQ(wrong.load(), 0);
+}
+
+#if defined(__linux__)
+namespace {
+long thread_tid() { return static_cast<long>(syscall(SYS_gettid)); }
+
+// The kernel thread ids that ran the items of one 2-thread loop (items slow enough that both workers get some).
+std::set<long> loop_tids() {
+    std::mutex m;
+    std::set<long> tids;
+    parallel_for(64, 2, [&](std::size_t, std::size_t) {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        std::lock_guard<std::mutex> lock(m);
+        tids.insert(thread_tid());
+    });
+    return tids;
+}
+}  // namespace
+
+TEST(ParallelFor, LoopsReuseThePoolThreads) {
+    if (funnelrank::usable_cpus() < 2) GTEST_SKIP() << "the pool has one thread on one usable CPU";
+    // Kernel thread ids are not reused right away, so threads started per loop would show new ids.
+    const std::set<long> first = loop_tids();
+    const std::set<long> second = loop_tids();
+    EXPECT_EQ(first, second);
+    EXPECT_EQ(first.count(thread_tid()), 0u);  // the caller sleeps; pool threads do the items
+    EXPECT_TRUE(funnelrank::detail::run_on_pool(2, [](std::size_t) {}));
+}
+
+TEST(ParallelFor, ForkedChildRunsLoopsOnItsOwnThreads) {
+    if (funnelrank::usable_cpus() < 2) GTEST_SKIP() << "the pool has one thread on one usable CPU";
+    loop_tids();  // the pool exists before the fork
+    const pid_t child = fork();
+    ASSERT_NE(child, -1);
+    if (child == 0) {
+        // The child has none of the parent's pool threads: handing them work would hang forever.
+        int status = funnelrank::detail::run_on_pool(2, [](std::size_t) {}) ? 3 : 0;
+        std::vector<int> out(500, 0);
+        parallel_for(out.size(), 2, [&](std::size_t i, std::size_t) { out[i] = 1; });
+        for (int v : out)
+            if (v != 1) status = 4;
+        _exit(status);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "3: the child used the pool; 4: items missing";
+}
+#endif
