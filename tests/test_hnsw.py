@@ -341,6 +341,41 @@ def test_search_batch_matches_search(built: tuple[HNSWIndex, np.ndarray, list[st
         np.testing.assert_array_equal(scores, single_scores)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("metric", ["cosine", "ip"])
+def test_search_batch_names_the_first_bad_row_at_any_thread_count(metric: str, threads: int) -> None:
+    """Rows are checked before any search, so the error names the first bad row however the work is split."""
+    index = HNSWIndex(DIM, metric=metric)
+    index.add(ids_for(50), normalise(mixture(50, seed=3)))
+    queries = mixture(40, seed=4)
+    queries[31, 5] = np.inf
+    queries[17, 2] = np.nan
+    with pytest.raises(ValueError, match="query 17 has a non-finite value at 2"):
+        index.search_batch(queries, threads=threads)
+    queries[17, 2] = 0.5
+    queries[31, 5] = 0.5
+    queries[23] = 0.0
+    if metric == "cosine":
+        with pytest.raises(ValueError, match="query 23 is a zero vector"):
+            index.search_batch(queries, threads=threads)
+    else:  # a zero vector has inner product 0 with everything: a valid, if useless, query
+        assert len(index.search_batch(queries, threads=threads)) == 40
+
+
+def test_inner_product_queries_match_their_normalised_cosine_search() -> None:
+    """Under "ip" the caller's rows are searched in place, under "cosine" a normalised copy: on normalised
+    data and queries both must find the same neighbours with the same scores."""
+    data = normalise(mixture(1500, seed=5))
+    queries = normalise(mixture(30, seed=6))
+    cosine, ip = HNSWIndex(DIM, metric="cosine", seed=3), HNSWIndex(DIM, metric="ip", seed=3)
+    cosine.add(ids_for(len(data)), data, threads=1)
+    ip.add(ids_for(len(data)), data, threads=1)
+    scaled = cosine.search_batch(queries * 3.0, k=5)  # cosine normalises its copy of each row
+    for (ids_c, scores_c), (ids_i, scores_i) in zip(scaled, ip.search_batch(queries, k=5)):
+        assert ids_c == ids_i
+        np.testing.assert_allclose(scores_c, scores_i, rtol=0, atol=1e-6)
+
+
 def test_small_batches_on_many_threads_match_search(built: tuple[HNSWIndex, np.ndarray, list[str]]) -> None:
     """Batches smaller than the thread count, many times over (the first worker thread usually answers
     everything before the others start): every answer must be complete and equal to search()'s (run under

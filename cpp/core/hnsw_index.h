@@ -4,7 +4,7 @@
 // allow-list filtered search (with an exact fallback for selective filters), per-query ef, a
 // reader/writer lock so searches run concurrently with each other but never with a write, and a
 // checksummed file format. Construction, updates and storage are hnswlib's; the base-layer search loop
-// is ours (hnswlib's with a filter hook and whole-vector prefetching).
+// is ours (hnswlib's with a filter hook, and distances computed four at a time).
 #include <cstddef>
 #include <cstdint>
 #include <memory>

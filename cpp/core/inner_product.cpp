@@ -23,6 +23,21 @@ float inner_product_scalar(const float* a, const float* b, std::size_t dim) {
 #if defined(FUNNELRANK_X86) && (defined(__GNUC__) || defined(__clang__))
 namespace {
 
+// The sum of four accumulators' lanes, in one fixed order (both AVX-512 kernels use it, so a product
+// comes out bit-identical from either). 16 -> 8 -> 4 -> 2 -> 1 lanes with AVX-512F shuffles. GCC 12's
+// unmasked shuffles (and _mm512_reduce_add_ps) start from _mm512_undefined_ps and trip
+// -Werror=uninitialized; the all-lanes masked forms compute the same.
+__attribute__((target("avx512f"), always_inline)) inline float sum_avx512(__m512 acc0, __m512 acc1, __m512 acc2,
+                                                                          __m512 acc3) {
+    const __m512 acc = _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3));
+    constexpr __mmask16 all = 0xFFFF;
+    const __m512 h8 = _mm512_add_ps(acc, _mm512_mask_shuffle_f32x4(acc, all, acc, acc, _MM_SHUFFLE(1, 0, 3, 2)));
+    const __m512 h4 = _mm512_add_ps(h8, _mm512_mask_shuffle_f32x4(h8, all, h8, h8, _MM_SHUFFLE(2, 3, 0, 1)));
+    const __m512 h2 = _mm512_add_ps(h4, _mm512_mask_permute_ps(h4, all, h4, _MM_SHUFFLE(1, 0, 3, 2)));
+    const __m512 h1 = _mm512_add_ps(h2, _mm512_mask_permute_ps(h2, all, h2, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm512_cvtss_f32(h1);
+}
+
 // Four independent accumulators (a chain of dim/64 dependent FMAs instead of dim/16) and a shuffle-tree
 // horizontal sum: the walk of an HNSW graph is a sequence of these calls, so their latency is the cost.
 __attribute__((target("avx512f"))) float inner_product_avx512(const float* a, const float* b, std::size_t dim) {
@@ -44,16 +59,48 @@ __attribute__((target("avx512f"))) float inner_product_avx512(const float* a, co
         const auto mask = static_cast<__mmask16>((1u << (dim - i)) - 1u);
         acc1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, a + i), _mm512_maskz_loadu_ps(mask, b + i), acc1);
     }
-    const __m512 acc = _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3));
-    // 16 -> 8 -> 4 -> 2 -> 1 lanes with AVX-512F shuffles. GCC 12's unmasked shuffles (and
-    // _mm512_reduce_add_ps) start from _mm512_undefined_ps and trip -Werror=uninitialized; the
-    // all-lanes masked forms compute the same.
-    constexpr __mmask16 all = 0xFFFF;
-    const __m512 h8 = _mm512_add_ps(acc, _mm512_mask_shuffle_f32x4(acc, all, acc, acc, _MM_SHUFFLE(1, 0, 3, 2)));
-    const __m512 h4 = _mm512_add_ps(h8, _mm512_mask_shuffle_f32x4(h8, all, h8, h8, _MM_SHUFFLE(2, 3, 0, 1)));
-    const __m512 h2 = _mm512_add_ps(h4, _mm512_mask_permute_ps(h4, all, h4, _MM_SHUFFLE(1, 0, 3, 2)));
-    const __m512 h1 = _mm512_add_ps(h2, _mm512_mask_permute_ps(h2, all, h2, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm512_cvtss_f32(h1);
+    return sum_avx512(acc0, acc1, acc2, acc3);
+}
+
+// inner_product_avx512 of `a` with four vectors at once, each with exactly its arithmetic (so each result
+// is bit-identical): the four vectors' loads are in flight together, and each load of `a` serves four FMAs.
+__attribute__((target("avx512f"))) void inner_product4_avx512(const float* a, const float* const* b,
+                                                               std::size_t dim, float* out) {
+    const float* b0 = b[0];
+    const float* b1 = b[1];
+    const float* b2 = b[2];
+    const float* b3 = b[3];
+    __m512 acc[4][4];
+    for (auto& row : acc)
+        for (auto& x : row) x = _mm512_setzero_ps();
+    std::size_t i = 0;
+    for (; i + 64 <= dim; i += 64) {
+#pragma GCC unroll 4
+        for (std::size_t c = 0; c < 4; ++c) {
+            const __m512 q = _mm512_loadu_ps(a + i + 16 * c);
+            acc[0][c] = _mm512_fmadd_ps(q, _mm512_loadu_ps(b0 + i + 16 * c), acc[0][c]);
+            acc[1][c] = _mm512_fmadd_ps(q, _mm512_loadu_ps(b1 + i + 16 * c), acc[1][c]);
+            acc[2][c] = _mm512_fmadd_ps(q, _mm512_loadu_ps(b2 + i + 16 * c), acc[2][c]);
+            acc[3][c] = _mm512_fmadd_ps(q, _mm512_loadu_ps(b3 + i + 16 * c), acc[3][c]);
+        }
+    }
+    for (; i + 16 <= dim; i += 16) {
+        const __m512 q = _mm512_loadu_ps(a + i);
+        acc[0][0] = _mm512_fmadd_ps(q, _mm512_loadu_ps(b0 + i), acc[0][0]);
+        acc[1][0] = _mm512_fmadd_ps(q, _mm512_loadu_ps(b1 + i), acc[1][0]);
+        acc[2][0] = _mm512_fmadd_ps(q, _mm512_loadu_ps(b2 + i), acc[2][0]);
+        acc[3][0] = _mm512_fmadd_ps(q, _mm512_loadu_ps(b3 + i), acc[3][0]);
+    }
+    if (i < dim) {
+        const auto mask = static_cast<__mmask16>((1u << (dim - i)) - 1u);
+        const __m512 q = _mm512_maskz_loadu_ps(mask, a + i);
+        acc[0][1] = _mm512_fmadd_ps(q, _mm512_maskz_loadu_ps(mask, b0 + i), acc[0][1]);
+        acc[1][1] = _mm512_fmadd_ps(q, _mm512_maskz_loadu_ps(mask, b1 + i), acc[1][1]);
+        acc[2][1] = _mm512_fmadd_ps(q, _mm512_maskz_loadu_ps(mask, b2 + i), acc[2][1]);
+        acc[3][1] = _mm512_fmadd_ps(q, _mm512_maskz_loadu_ps(mask, b3 + i), acc[3][1]);
+    }
+#pragma GCC unroll 4
+    for (std::size_t v = 0; v < 4; ++v) out[v] = sum_avx512(acc[v][0], acc[v][1], acc[v][2], acc[v][3]);
 }
 
 __attribute__((target("avx2,fma"))) float inner_product_avx2(const float* a, const float* b, std::size_t dim) {
@@ -76,6 +123,17 @@ __attribute__((target("avx2,fma"))) float inner_product_avx2(const float* a, con
     return sum;
 }
 
+__attribute__((target("avx512f"))) void distance4_avx512(const float* a, const float* const* b, std::size_t dim,
+                                                          float* out) {
+    inner_product4_avx512(a, b, dim, out);
+    for (std::size_t v = 0; v < 4; ++v) out[v] = 1.f - out[v];
+}
+
+__attribute__((target("avx2,fma"))) void distance4_avx2(const float* a, const float* const* b, std::size_t dim,
+                                                        float* out) {
+    for (std::size_t v = 0; v < 4; ++v) out[v] = 1.f - inner_product_avx2(a, b[v], dim);
+}
+
 __attribute__((target("avx512f"))) float distance_avx512(const void* a, const void* b, const void* dim_ptr) {
     return 1.f - inner_product_avx512(static_cast<const float*>(a), static_cast<const float*>(b),
                                       *static_cast<const std::size_t*>(dim_ptr));
@@ -91,18 +149,23 @@ float distance_scalar(const void* a, const void* b, const void* dim_ptr) {
                                       *static_cast<const std::size_t*>(dim_ptr));
 }
 
+void distance4_scalar(const float* a, const float* const* b, std::size_t dim, float* out) {
+    for (std::size_t v = 0; v < 4; ++v) out[v] = 1.f - inner_product_scalar(a, b[v], dim);
+}
+
 struct Kernel {
     InnerProductFn fn;
     InnerProductDistanceFn distance;
+    InnerProductDistance4Fn distance4;
     const char* name;
 };
 
 Kernel pick_kernel() {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return {inner_product_avx512, distance_avx512, "avx512"};
+    if (__builtin_cpu_supports("avx512f")) return {inner_product_avx512, distance_avx512, distance4_avx512, "avx512"};
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return {inner_product_avx2, distance_avx2, "avx2"};
-    return {inner_product_scalar, distance_scalar, "scalar"};
+        return {inner_product_avx2, distance_avx2, distance4_avx2, "avx2"};
+    return {inner_product_scalar, distance_scalar, distance4_scalar, "scalar"};
 }
 
 }  // namespace
@@ -112,12 +175,17 @@ float distance_scalar(const void* a, const void* b, const void* dim_ptr) {
     return 1.f - inner_product_scalar(static_cast<const float*>(a), static_cast<const float*>(b),
                                       *static_cast<const std::size_t*>(dim_ptr));
 }
+
+void distance4_scalar(const float* a, const float* const* b, std::size_t dim, float* out) {
+    for (std::size_t v = 0; v < 4; ++v) out[v] = 1.f - inner_product_scalar(a, b[v], dim);
+}
 struct Kernel {
     InnerProductFn fn;
     InnerProductDistanceFn distance;
+    InnerProductDistance4Fn distance4;
     const char* name;
 };
-Kernel pick_kernel() { return {inner_product_scalar, distance_scalar, "scalar"}; }
+Kernel pick_kernel() { return {inner_product_scalar, distance_scalar, distance4_scalar, "scalar"}; }
 }  // namespace
 #endif
 
@@ -130,6 +198,7 @@ const Kernel& kernel() {
 
 InnerProductFn best_inner_product() { return kernel().fn; }
 InnerProductDistanceFn best_inner_product_distance() { return kernel().distance; }
+InnerProductDistance4Fn best_inner_product_distance4() { return kernel().distance4; }
 const char* inner_product_kernel_name() { return kernel().name; }
 
 }  // namespace funnelrank

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -72,6 +73,33 @@ TEST(InnerProduct, KernelsAgreeWithScalarForEveryTailLength) {
         for (std::size_t i = 0; i < dim; ++i) exact += static_cast<double>(a[i]) * b[i];
         EXPECT_NEAR(fn(a.data(), b.data(), dim), exact, 1e-4 * (1 + std::abs(exact))) << "dim " << dim;
         EXPECT_NEAR(funnelrank::inner_product_scalar(a.data(), b.data(), dim), exact, 1e-4 * (1 + std::abs(exact)));
+    }
+}
+
+TEST(InnerProduct, FourAtOnceIsBitIdenticalToOneAtATime) {
+    // The graph walk mixes both forms (groups of four, then the rest one by one), and search results are
+    // compared with exact search's: every distance must be the same float whichever form computed it.
+    std::mt19937 rng(11);
+    std::normal_distribution<float> normal(0.f, 1.f);
+    const auto one = funnelrank::best_inner_product_distance();
+    const auto four = funnelrank::best_inner_product_distance4();
+    std::vector<std::size_t> dims;
+    for (std::size_t dim = 1; dim <= 140; ++dim) dims.push_back(dim);
+    dims.insert(dims.end(), {384, 385, 768, 1024});
+    for (const std::size_t dim : dims) {
+        std::vector<float> a(dim);
+        std::vector<std::vector<float>> b(4, std::vector<float>(dim));
+        for (auto& x : a) x = normal(rng);
+        for (auto& v : b)
+            for (auto& x : v) x = normal(rng);
+        const float* rows[4] = {b[0].data(), b[1].data(), b[2].data(), b[3].data()};
+        float got[4];
+        four(a.data(), rows, dim, got);
+        for (std::size_t v = 0; v < 4; ++v) {
+            const float want = one(a.data(), rows[v], &dim);
+            EXPECT_EQ(std::memcmp(&got[v], &want, sizeof want), 0)
+                << "dim " << dim << " vector " << v << ": " << got[v] << " vs " << want;
+        }
     }
 }
 
