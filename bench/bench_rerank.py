@@ -20,6 +20,14 @@ Figures:
   (d) --clients threads each reranking its own query's candidates at once vs the same requests one at a
       time: throughput ratio (target >= 1.3), p50/p99 request latency.
   (e) padding waste = padded tokens / real tokens - 1 of our path (target < 5%).
+  (f) the compute bound on (c): the model's FLOPs on the subset (linear layers 2 * (4h^2 + 2hi) per token and
+      layer, attention 4 * L^2 * h per pair and layer, from config.json) over (a)'s time gives the GFLOP/s our
+      path sustains; ONNX Runtime's own MatMul on the model's largest product (a token-budget batch times the
+      h x i feed-forward matrix), on sessions threaded as ours and run side by side, gives the most it
+      reaches on this CPU (numpy/BLAS on the same product for reference). (c) x that peak / sustained is
+      the (c) ratio a run with every FLOP at ONNX Runtime's best MatMul rate would reach: an upper bound.
+      Also printed: where ONNX Runtime's time goes, by operator type (its profiler, one 1-thread session,
+      a token-budget batch of max_length pairs).
 
 (a)-(c) are compared on the same --subset queries, measured interleaved query by query (rotating the order)
 so that load drifting on a shared machine hits every engine alike. Run: `python bench/bench_rerank.py`.
@@ -171,6 +179,94 @@ def run_clients(sched: object, requests: list[tuple[str, list[str]]]) -> tuple[f
     return time.perf_counter() - t0, time.process_time() - c0, latency
 
 
+def model_flops(config: dict, lengths: np.ndarray) -> float:
+    """Forward FLOPs of a BERT-style encoder over pairs of these token lengths (multiply-adds x 2; the
+    classifier head and embeddings are negligible)."""
+    h, i, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    lengths = lengths.astype(np.float64)
+    linear = 2.0 * (4 * h * h + 2 * h * i) * layers * lengths.sum()
+    attention = 4.0 * h * layers * np.square(lengths).sum()
+    return float(linear + attention)
+
+
+def matmul_peak(m: int, k: int, n: int, sessions: int, threads: int, seconds: float = 3.0) -> tuple[float, float]:
+    """GFLOP/s of (m x k) @ (k x n): ONNX Runtime MatMul on `sessions` sessions of `threads` intra-op
+    threads each, all running at once (as our workers do), and numpy on sessions * threads BLAS threads.
+    Each figure is the best of 3 timed stretches of about `seconds` / 3."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["A", "B"], ["Y"])], "matmul",
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, [None, k])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, n])],
+        [numpy_helper.from_array(b, "B")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    runners = [ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+               for _ in range(sessions)]
+    flops = 2.0 * m * k * n
+
+    def ort_rate(reps: int) -> float:
+        def loop(sess: object) -> None:
+            for _ in range(reps):
+                sess.run(None, {"A": a})  # type: ignore[attr-defined]
+        pool = [threading.Thread(target=loop, args=(r,)) for r in runners]
+        t0 = time.perf_counter()
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        return flops * reps * sessions / (time.perf_counter() - t0) / 1e9
+
+    def numpy_rate(reps: int) -> float:
+        with threadpool_limits(sessions * threads):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                a @ b
+            return flops * reps / (time.perf_counter() - t0) / 1e9
+
+    best = []
+    for rate in (ort_rate, numpy_rate):
+        rate(2)  # warm-up
+        reps = max(2, int(seconds / 3 / (flops * sessions / 1e9 / max(rate(2), 1e-3))))
+        best.append(max(rate(reps) for _ in range(3)))
+        time.sleep(0.2)  # let spinning threads go idle
+    return best[0], best[1]
+
+
+def op_time_shares(model_path: Path, feed: dict[str, np.ndarray], runs: int = 5) -> list[tuple[str, float]]:
+    """Share of ONNX Runtime's kernel time per operator type over `runs` runs of `feed` (its profiler, one
+    1-thread session; the profile file goes to a temporary directory), largest first."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(Path(tmp) / "profile")
+        session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        session.run(None, feed)  # warm-up (profiled too; one run in 1 + runs)
+        for _ in range(runs):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    per_op: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            op = event["args"]["op_name"]
+            per_op[op] = per_op.get(op, 0.0) + float(event["dur"])
+    total = sum(per_op.values()) or 1.0
+    return sorted(((op, t / total) for op, t in per_op.items()), key=lambda kv: -kv[1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("FUNNELRANK_SHARED_DATA", REPO.parent / "shared" / "data")) / "scifact")
@@ -289,6 +385,19 @@ def main() -> int:
     conc_stats = sched.stats()
     sched.close()
 
+    # (f) compute bound on (c): our sustained GFLOP/s vs ONNX Runtime's MatMul peak on the model's largest product.
+    config = json.loads((onnx_dir / "config.json").read_text())
+    sub_lengths = np.concatenate([enc[q].lengths for q, _, _ in subset])
+    sub_flops = model_flops(config, sub_lengths)
+    peak_ort, peak_blas = matmul_peak(sched.max_batch_tokens, config["hidden_size"], config["intermediate_size"],
+                                      n_workers, per_worker)
+    rows = sched.max_batch_tokens // args.max_length
+    profile_feed = {"input_ids": np.full((rows, args.max_length), 1000, np.int64),
+                    "attention_mask": np.ones((rows, args.max_length), np.int64)}
+    if ce.uses_token_type_ids:
+        profile_feed["token_type_ids"] = np.zeros((rows, args.max_length), np.int64)
+    shares = op_time_shares(onnx_dir / "model.onnx", profile_feed)
+
     # ------------------------------------------------------------------ report
     sub_tokens = sum(real_tokens[q] for q, _, _ in subset)
     sub_pairs = sum(len(d) for _, _, d in subset)
@@ -335,6 +444,15 @@ def main() -> int:
           f"CPU cores kept busy {conc_cpu / conc_total:.2f}")
     print(f"(e) padding waste, one request at a time: {waste:.2%} ({seq_stats.batches} batches, mean "
           f"{statistics.mean(seq_stats.batch_sizes):.1f} pairs)  target < {TARGETS['padding']:.0%}: {verdict(waste < TARGETS['padding'])}")
+    sustained = sub_flops / times["ours"] / 1e9
+    bound_st = r_st * peak_ort / sustained
+    print(f"(f) model FLOPs on the subset {sub_flops / 1e12:.2f} TFLOP: our path sustains {sustained:.0f} GFLOP/s; "
+          f"ONNX Runtime MatMul {sched.max_batch_tokens}x{config['hidden_size']} @ {config['hidden_size']}x"
+          f"{config['intermediate_size']} peaks at {peak_ort:.0f} GFLOP/s ({n_workers} x {per_worker}-thread sessions; "
+          f"numpy/BLAS {peak_blas:.0f}); (c) at that peak for every FLOP: {bound_st:.2f}x "
+          f"({'below' if bound_st < TARGETS['st'] else 'not below'} the {TARGETS['st']:.1f}x target)")
+    print(f"    ONNX Runtime time by operator ({rows} x {args.max_length} tokens, 1 thread): "
+          + ", ".join(f"{op} {share:.1%}" for op, share in shares if share >= 0.001))
     print(f"total {time.perf_counter() - t_start:.0f}s")
     if args.json:
         args.json.write_text(json.dumps({
@@ -345,6 +463,8 @@ def main() -> int:
             "padding_waste": waste, "padding_waste_concurrent": conc_stats.padding_waste,
             "sequential_latency_ms_p50": pct(seq_latency, 50), "sequential_latency_ms_p99": pct(seq_latency, 99),
             "cores_busy_single_client": ours_cpu / seq_total, "cores_busy_concurrent": conc_cpu / conc_total,
+            "model_gflop_subset": sub_flops / 1e9, "sustained_gflops": sustained, "ort_matmul_peak_gflops": peak_ort,
+            "blas_matmul_peak_gflops": peak_blas, "ratio_st_bound": bound_st, "ort_op_time_shares": dict(shares),
             "load_start": load_start, "load_end": os.getloadavg()[0], "workers": n_workers, "threads_per_worker": per_worker,
         }, indent=2) + "\n")
     return 0
