@@ -171,6 +171,18 @@ def test_top_k_cuts_the_fused_order_after_the_floor(reranker: Reranker) -> None:
     assert [i.id for i in res] == ["e", "d"]
 
 
+def test_candidates_without_a_stage1_rank_come_after_the_ranked_ones(reranker: Reranker) -> None:
+    # "x" (no rank) sits first in the input; its input position (1) must not count as stage-1 rank 1, which
+    # "b" holds: at w = 1 the order is the stage-1 order with the unranked last, as fused_order gives it.
+    cands = [Candidate("x", "x [s=0.8]", None, None), Candidate("a", "a [s=0.3]", 2, None),
+             Candidate("b", "b [s=0.45]", 1, None)]
+    res = reranker.rerank("q", cands, top_k=None, floor=None, stage1_weight=1.0)
+    assert [i.id for i in res] == ["b", "a", "x"]
+    order, _ = fused_order([0.8, 0.3, 0.45], [None, 2, 1], 1.0)
+    assert [cands[i].id for i in order] == [i.id for i in res]
+    assert res.items[2].stage1_rank is None
+
+
 def test_reranker_convex_fusion_keeps_the_floor(reranker: Reranker) -> None:
     # Stage-1 scores of CANDS fall with the rank; w = 1 gives the stage-1 order among the kept.
     res = reranker.rerank("q", CANDS, top_k=None, floor=0.5, stage1_weight=1.0, fusion="convex")

@@ -123,12 +123,13 @@ def apply_floor(
 ) -> RerankResult:
     """Keep the candidates whose cross-encoder score >= floor (NaN never does), in fused order (see
     :func:`funnelrank.rerank.fusion.fused_order`; ``stage1_weight`` 0 = by score, ties in input order), and
-    cut to the top-k. Candidates without a stage-1 rank count as ranked by input position; "convex" fusion
-    needs every candidate's stage-1 score."""
+    cut to the top-k. Candidates without a stage-1 rank come after the ranked ones in the stage-1 order, in
+    input order (as in :func:`~funnelrank.rerank.fusion.fused_order` and ``funnelrank tune-fusion``, so a
+    weight chosen from traces orders candidates the same way); "convex" fusion needs every candidate's
+    stage-1 score."""
     s = scores.scores
-    ranks = [c.rank if c.rank is not None else i + 1 for i, c in enumerate(candidates)]
     order, fused = fused_order(
-        s, ranks, stage1_weight, fusion=fusion, logits=scores.logits, stage1_scores=[c.score for c in candidates]
+        s, [c.rank for c in candidates], stage1_weight, fusion=fusion, logits=scores.logits, stage1_scores=[c.score for c in candidates]
     )
     kept: list[RerankedItem] = []
     for i in order:
