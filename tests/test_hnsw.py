@@ -488,3 +488,34 @@ def test_save_into_missing_directory_fails_cleanly(tmp_path: Path) -> None:
     index = HNSWIndex(4)
     with pytest.raises(OSError):
         index.save(tmp_path / "no" / "such" / "dir" / "x.hnsw")
+
+
+_FORKED: dict[str, object] = {}  # what forked children inherit (an HNSWIndex cannot be pickled to them)
+
+
+def _search_in_child(queries: np.ndarray) -> list[list[str]]:
+    fresh = HNSWIndex(DIM)
+    fresh.add(ids_for(300), mixture(300, seed=7), threads=2)  # a parallel add in the child too
+    index = _FORKED["index"]
+    assert isinstance(index, HNSWIndex)
+    return [ids for ids, _ in index.search_batch(queries, k=3, threads=2)]
+
+
+def test_forked_children_search_and_add_in_parallel(built: tuple[HNSWIndex, np.ndarray, list[str]]) -> None:
+    """The core's worker pool lives in the parent; a fork()ed child (multiprocessing's default start method on
+    Linux) has none of its threads, so its parallel calls must start their own instead of waiting forever."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork() on this platform")
+    index, data, _ = built
+    index.search_batch(data[:20], k=3, threads=2)  # the pool exists before the fork
+    queries = data[:8]
+    expected = [ids for ids, _ in index.search_batch(queries, k=3, threads=2)]
+    _FORKED["index"] = index
+    try:
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            results = [pool.apply_async(_search_in_child, (queries,)) for _ in range(2)]
+            assert all(r.get(timeout=120) == expected for r in results)
+    finally:
+        _FORKED.clear()
