@@ -359,6 +359,26 @@ def test_allow_filter() -> None:
 
 
 @pytest.mark.core
+@pytest.mark.parametrize("threads", [1, 2])
+def test_search_batch_with_allow_equals_search_per_query(threads: int) -> None:
+    """One allow-list for the whole batch, resolved once, gives each query what search() gives it."""
+    rng = np.random.default_rng(2)
+    docs = random_corpus(rng, 3000, 100, 40)
+    index = build(docs, analyzer=Analyzer(**PLAIN))
+    index.delete([docs[5][0]])
+    queries = random_queries(rng, 30, 100)
+    for allow in ([docs[i][0] for i in rng.choice(len(docs), 2500, replace=False)],  # filtered traversal
+                  [docs[i][0] for i in rng.choice(len(docs), 20, replace=False)],  # scoring the allowed only
+                  [docs[5][0], "not-there"], []):
+        batch = index.search_batch(queries, k=10, threads=threads, allow=allow)
+        assert len(batch) == len(queries)
+        for q, got in zip(queries, batch):
+            assert_same(got, index.search(q, 10, allow=allow))
+    with pytest.raises(TypeError, match="allow"):
+        index.search_batch(queries, allow=["d1", 3])  # type: ignore[list-item]
+
+
+@pytest.mark.core
 def test_allow_ignores_unknown_and_deleted_ids() -> None:
     """An allow-list is a filter, not a lookup (as in HNSWIndex.search): ids not in the index are ignored."""
     index = BM25Index(analyzer=Analyzer(**PLAIN))

@@ -376,6 +376,27 @@ def test_inner_product_queries_match_their_normalised_cosine_search() -> None:
         np.testing.assert_allclose(scores_c, scores_i, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_search_batch_with_allow_equals_search_per_row(
+    built: tuple[HNSWIndex, np.ndarray, list[str]], threads: int
+) -> None:
+    """One allow-list for the whole batch, resolved once, gives each row what search() gives it: small lists
+    scored exactly, large ones walked in the graph with the filter, unknown ids ignored."""
+    index, _, ids = built
+    rng = np.random.default_rng(12)
+    queries = mixture(24, seed=13)
+    for allow in ([ids[i] for i in rng.choice(len(ids), 3000, replace=False)],
+                  [ids[i] for i in rng.choice(len(ids), 15, replace=False)] + ["not-there"], []):
+        batch = index.search_batch(queries, k=5, ef=32, threads=threads, allow=allow)
+        assert len(batch) == len(queries)
+        for q, (got_ids, got_scores) in zip(queries, batch):
+            want_ids, want_scores = index.search(q, k=5, ef=32, allow=allow)
+            assert got_ids == want_ids and set(got_ids) <= set(allow)
+            np.testing.assert_array_equal(got_scores, want_scores)
+    with pytest.raises(TypeError, match="allow"):
+        index.search_batch(queries, allow="d1")
+
+
 def test_small_batches_on_many_threads_match_search(built: tuple[HNSWIndex, np.ndarray, list[str]]) -> None:
     """Batches smaller than the thread count, many times over (the first worker thread usually answers
     everything before the others start): every answer must be complete and equal to search()'s (run under

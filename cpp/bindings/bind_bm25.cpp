@@ -207,22 +207,26 @@ the document added first.
             "search() computed without pruning (reference for tests).")
         .def(
             "search_batch",
-            [](PyBM25Index& self, const py::object& queries, long long k, long long threads) {
+            [](PyBM25Index& self, const py::object& queries, long long k, long long threads, const py::object& allow) {
                 const auto n = checked_k(k);
                 if (threads < 0) throw InvalidArgument("threads must be >= 0 (0 = every CPU this process may use)");
                 std::vector<std::string> qs;
                 for (const auto& item : items_of(queries, "queries")) qs.emplace_back(text_view(item, "query"));
+                std::optional<std::vector<std::string>> allow_list;
+                if (!allow.is_none()) allow_list = string_list(allow, "allow");
                 std::vector<BM25Results> rs;
                 {
                     py::gil_scoped_release release;
-                    rs = self.index->search_batch(qs, n, static_cast<unsigned>(threads));
+                    rs = self.index->search_batch(qs, n, static_cast<unsigned>(threads),
+                                                  allow_list ? &*allow_list : nullptr);
                 }
                 py::list out(rs.size());
                 for (std::size_t i = 0; i < rs.size(); ++i) out[i] = to_python(rs[i], self.id_strings);
                 return out;
             },
-            py::arg("queries"), py::arg("k") = 10, py::arg("threads") = 0,
-            "search() for many queries, in parallel on `threads` threads (0 = every CPU this process may use).")
+            py::arg("queries"), py::arg("k") = 10, py::arg("threads") = 0, py::arg("allow") = py::none(),
+            "search() for many queries, in parallel on `threads` threads (0 = every CPU this process may use); "
+            "`allow` (as in search) applies to every query and is resolved once for the batch.")
         .def(
             "save",
             [](const PyBM25Index& self, const py::object& path) {

@@ -128,23 +128,27 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
         .def(
             "search_batch",
             [](PyHNSWIndex& self, const py::object& vectors, std::int64_t k, std::optional<std::int64_t> ef,
-               std::int64_t threads) {
+               std::int64_t threads, const py::object& allow) {
                 FloatArray a = matrix_arg(vectors, self.dim(), "query vectors");
                 const auto n = static_cast<std::size_t>(a.shape(0));
                 const std::size_t kk = non_negative(k, "k", 1);
                 const std::size_t e = ef_arg(ef);
                 const std::size_t t = non_negative(threads, "threads", 0);
+                std::optional<std::vector<std::string>> allowed;
+                if (!allow.is_none()) allowed = string_list(allow, "allow");
                 std::vector<SearchHits> all;
                 {
                     py::gil_scoped_release release;
-                    all = self.search_batch(a.data(), n, kk, e, t);
+                    all = self.search_batch(a.data(), n, kk, e, t, allowed ? &*allowed : nullptr);
                 }
                 py::list out(all.size());
                 for (std::size_t i = 0; i < all.size(); ++i) out[i] = hits_to_python(all[i], self.id_strings);
                 return out;
             },
             py::arg("vectors"), py::arg("k") = 10, py::arg("ef") = py::none(), py::arg("threads") = 0,
-            "search() for every row, in parallel (threads=0 uses every CPU this process may use).")
+            py::arg("allow") = py::none(),
+            "search() for every row, in parallel (threads=0 uses every CPU this process may use); `allow` (as in "
+            "search) applies to every row and is resolved once for the batch.")
         .def(
             "search_exact",
             [](PyHNSWIndex& self, const py::object& vector, std::int64_t k) {

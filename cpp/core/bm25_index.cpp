@@ -7,6 +7,7 @@
 #include <functional>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <unordered_set>
 
 #include "file_io.h"
@@ -858,17 +859,17 @@ std::vector<BM25Index::Hit> BM25Index::top_k_exhaustive(const std::vector<QueryT
     return hits;
 }
 
-std::vector<std::uint8_t> BM25Index::allow_mask(const std::vector<std::string>& allow,
-                                                std::vector<std::uint32_t>* sorted_docs) const {
-    std::vector<std::uint8_t> mask(data_.ext_ids.size(), 0);
+BM25Index::Allowed BM25Index::resolve_allow(const std::vector<std::string>& allow) const {
+    Allowed out;
+    out.mask.assign(data_.ext_ids.size(), 0);
     for (const auto& id : allow) {
         auto it = data_.doc_of.find(id);
         if (it == data_.doc_of.end()) continue;  // unknown or deleted: a filter, not a lookup (as in HNSW)
-        if (sorted_docs && !mask[it->second]) sorted_docs->push_back(it->second);
-        mask[it->second] = 1;
+        if (!out.mask[it->second]) out.docs.push_back(it->second);
+        out.mask[it->second] = 1;
     }
-    if (sorted_docs) std::sort(sorted_docs->begin(), sorted_docs->end());
-    return mask;
+    std::sort(out.docs.begin(), out.docs.end());
+    return out;
 }
 
 BM25Results BM25Index::to_results(const std::vector<Hit>& hits) const {
@@ -884,44 +885,48 @@ BM25Results BM25Index::to_results(const std::vector<Hit>& hits) const {
     return r;
 }
 
-BM25Results BM25Index::search_locked(std::string_view query, std::size_t k, const std::vector<std::string>* allow,
+BM25Results BM25Index::search_locked(std::string_view query, std::size_t k, const Allowed* allowed,
                                      bool exhaustive) const {
     if (k == 0) throw InvalidArgument("search(): k must be >= 1");
-    std::vector<std::uint8_t> mask;
-    std::vector<std::uint32_t> allowed_docs;
-    if (allow) mask = allow_mask(*allow, &allowed_docs);
     const auto q = prepare(query);
-    if (q.empty() || data_.live_docs == 0 || (allow && allowed_docs.empty())) return {};
-    if (exhaustive) return to_results(top_k_exhaustive(q, k, allow ? &mask : nullptr));
-    if (allow) {
+    if (q.empty() || data_.live_docs == 0 || (allowed && allowed->docs.empty())) return {};
+    const std::vector<std::uint8_t>* mask = allowed ? &allowed->mask : nullptr;
+    if (exhaustive) return to_results(top_k_exhaustive(q, k, mask));
+    if (allowed) {
         std::size_t postings = 0;
         for (const auto& t : q) postings += t.list->docs.size();
         // Few allowed documents: score just those; else filter while traversing the lists.
-        if (allowed_docs.size() * q.size() * 4 < postings) return to_results(top_k_docs(q, k, allowed_docs));
+        if (allowed->docs.size() * q.size() * 4 < postings) return to_results(top_k_docs(q, k, allowed->docs));
     }
-    const std::vector<std::uint8_t>* m = allow ? &mask : nullptr;
-    if (data_.ext_ids.size() <= dense_max_docs_) return to_results(top_k_dense(q, k, m));
-    return to_results(top_k_pruned(q, k, m));
+    if (data_.ext_ids.size() <= dense_max_docs_) return to_results(top_k_dense(q, k, mask));
+    return to_results(top_k_pruned(q, k, mask));
 }
 
 BM25Results BM25Index::search(std::string_view query, std::size_t k, const std::vector<std::string>* allow) const {
     const auto lock = read_lock();
-    return search_locked(query, k, allow, false);
+    if (!allow) return search_locked(query, k, nullptr, false);
+    const Allowed allowed = resolve_allow(*allow);
+    return search_locked(query, k, &allowed, false);
 }
 
 BM25Results BM25Index::search_exhaustive(std::string_view query, std::size_t k,
                                          const std::vector<std::string>* allow) const {
     const auto lock = read_lock();
-    return search_locked(query, k, allow, true);
+    if (!allow) return search_locked(query, k, nullptr, true);
+    const Allowed allowed = resolve_allow(*allow);
+    return search_locked(query, k, &allowed, true);
 }
 
 std::vector<BM25Results> BM25Index::search_batch(const std::vector<std::string>& queries, std::size_t k,
-                                                 unsigned threads) const {
+                                                 unsigned threads, const std::vector<std::string>* allow) const {
     if (k == 0) throw InvalidArgument("search_batch(): k must be >= 1");
     std::vector<BM25Results> out(queries.size());
     const auto lock = read_lock();
+    std::optional<Allowed> allowed;
+    if (allow) allowed = resolve_allow(*allow);
+    const Allowed* a = allowed ? &*allowed : nullptr;
     parallel_for(queries.size(), threads,
-                 [&](std::size_t i, std::size_t) { out[i] = search_locked(queries[i], k, nullptr, false); });
+                 [&](std::size_t i, std::size_t) { out[i] = search_locked(queries[i], k, a, false); });
     return out;
 }
 

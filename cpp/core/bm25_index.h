@@ -73,9 +73,9 @@ public:
     BM25Results search_exhaustive(std::string_view query, std::size_t k,
                                   const std::vector<std::string>* allow = nullptr) const;
     // Queries answered in parallel on `threads` threads (0 = every CPU this process may use; see
-    // parallel_for.h).
+    // parallel_for.h), each as search() would with the same `allow` (resolved once for the batch).
     std::vector<BM25Results> search_batch(const std::vector<std::string>& queries, std::size_t k,
-                                          unsigned threads) const;
+                                          unsigned threads, const std::vector<std::string>* allow = nullptr) const;
 
     // Atomic (temporary file + fsync + rename); deleted documents are left out of the file.
     void save(const std::string& path) const;
@@ -152,10 +152,13 @@ private:
     // when an update invalidated it).
     std::shared_lock<WriterPreferringSharedMutex> read_lock() const;
     void compute_impacts() const;
-    std::vector<std::uint8_t> allow_mask(const std::vector<std::string>& allow,
-                                         std::vector<std::uint32_t>* sorted_docs) const;
-    BM25Results search_locked(std::string_view query, std::size_t k, const std::vector<std::string>* allow,
-                              bool exhaustive) const;
+    // An allow-list resolved against the index (under the lock): what every search with it needs.
+    struct Allowed {
+        std::vector<std::uint8_t> mask;   // per document slot: 1 = allowed and live
+        std::vector<std::uint32_t> docs;  // the allowed live slots, ascending
+    };
+    Allowed resolve_allow(const std::vector<std::string>& allow) const;
+    BM25Results search_locked(std::string_view query, std::size_t k, const Allowed* allowed, bool exhaustive) const;
     std::vector<Hit> top_k_pruned(const std::vector<QueryTerm>& q, std::size_t k,
                                   const std::vector<std::uint8_t>* mask) const;
     std::vector<Hit> top_k_dense(const std::vector<QueryTerm>& q, std::size_t k,

@@ -12,6 +12,7 @@
 #include <limits>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <shared_mutex>  // std::shared_lock
 #include <sstream>
 #include <string_view>
@@ -397,13 +398,39 @@ struct HNSWIndex::Impl {
         return scored;
     }
 
-    // Approximate search on a prepared query; caller holds the lock (shared or exclusive).
-    std::vector<DistId> search_unlocked(const float* q, std::size_t k, std::size_t ef,
-                                        const std::vector<std::string>* allow, SearchScratch& scratch) const {
+    // An allow-list resolved against the graph (caller holds the lock): its live ids, deduplicated, as
+    // internal ids, and the same as a bit set. Resolved once, it serves any number of queries.
+    struct Allowed {
+        std::vector<std::uint64_t> bits;
+        std::vector<tableint> internal;
+    };
+
+    Allowed resolve_allow(const std::vector<std::string>& allow) const {
+        const Graph& g = *graph;
+        Allowed out;
+        out.bits.assign((g.cur_element_count + 63) / 64, 0);
+        out.internal.reserve(std::min(allow.size(), live));
+        for (const std::string& id : allow) {
+            const auto it = label_of.find(id);
+            if (it == label_of.end()) continue;
+            const tableint internal = internal_of[it->second];
+            std::uint64_t& word = out.bits[internal / 64];
+            const std::uint64_t bit = std::uint64_t{1} << (internal % 64);
+            if (word & bit) continue;
+            word |= bit;
+            out.internal.push_back(internal);
+        }
+        return out;
+    }
+
+    // Approximate search on a prepared query, restricted to `allowed` when given; caller holds the lock
+    // (shared or exclusive).
+    std::vector<DistId> search_unlocked(const float* q, std::size_t k, std::size_t ef, const Allowed* allowed,
+                                        SearchScratch& scratch) const {
         if (live == 0 || k == 0) return {};
         const Graph& g = *graph;
         const std::size_t ef_eff = std::max(ef == 0 ? ef_search.load(std::memory_order_relaxed) : ef, k);
-        if (allow == nullptr) {
+        if (allowed == nullptr) {
             const std::size_t want = std::min(k, live);
             const tableint entry = descend(g, q);
             if (g.num_deleted_)
@@ -416,29 +443,16 @@ struct HNSWIndex::Impl {
             if (found.size() < want) return exact(q, k, nullptr);
             return found;
         }
-        // Allowed live ids, deduplicated, as internal ids.
-        std::vector<std::uint64_t> bits((g.cur_element_count + 63) / 64, 0);
-        std::vector<tableint> allowed;
-        allowed.reserve(std::min(allow->size(), live));
-        for (const std::string& id : *allow) {
-            const auto it = label_of.find(id);
-            if (it == label_of.end()) continue;
-            const tableint internal = internal_of[it->second];
-            std::uint64_t& word = bits[internal / 64];
-            const std::uint64_t bit = std::uint64_t{1} << (internal % 64);
-            if (word & bit) continue;
-            word |= bit;
-            allowed.push_back(internal);
-        }
-        if (allowed.empty()) return {};
-        const std::size_t want = std::min(k, allowed.size());
-        if (allowed.size() <= exact_threshold(ef_eff)) return exact(q, k, &allowed);
+        if (allowed->internal.empty()) return {};
+        const std::size_t want = std::min(k, allowed->internal.size());
+        if (allowed->internal.size() <= exact_threshold(ef_eff)) return exact(q, k, &allowed->internal);
+        const std::vector<std::uint64_t>& bits = allowed->bits;
         const auto accept = [&](tableint id) {
             return ((bits[id / 64] >> (id % 64)) & 1u) != 0 && !g.isMarkedDeleted(id);
         };
         filtered_base_layer_search(g, descend(g, q), q, ef_eff, accept, scratch);
         std::vector<DistId> found = best_first(scratch.top, k);
-        if (found.size() < want) return exact(q, k, &allowed);
+        if (found.size() < want) return exact(q, k, &allowed->internal);
         return found;
     }
 
@@ -558,11 +572,13 @@ SearchHits HNSWIndex::search(const float* query, std::size_t k, std::size_t ef,
     SearchScratch scratch;
     const float* q = s.query_for_search(query, s.check_vector(query, "query", 0), scratch.query);
     std::shared_lock lock(s.mutex);
-    return s.to_hits(s.search_unlocked(q, k, ef, allow, scratch));
+    if (!allow) return s.to_hits(s.search_unlocked(q, k, ef, nullptr, scratch));
+    const Impl::Allowed allowed = s.resolve_allow(*allow);
+    return s.to_hits(s.search_unlocked(q, k, ef, &allowed, scratch));
 }
 
 std::vector<SearchHits> HNSWIndex::search_batch(const float* queries, std::size_t n, std::size_t k, std::size_t ef,
-                                                std::size_t threads) const {
+                                                std::size_t threads, const std::vector<std::string>* allow) const {
     const Impl& s = *impl_;
     const std::size_t dim = s.params.dim;
     // Every row is checked before any search, so a bad row is reported the same way at any thread count;
@@ -573,10 +589,13 @@ std::vector<SearchHits> HNSWIndex::search_batch(const float* queries, std::size_
     const std::size_t workers = resolve_threads(threads, n);
     std::vector<SearchScratch> scratch(workers);  // one per worker, reused by its queries
     std::shared_lock lock(s.mutex);
+    std::optional<Impl::Allowed> allowed;
+    if (allow) allowed = s.resolve_allow(*allow);  // once for the batch
+    const Impl::Allowed* a = allowed ? &*allowed : nullptr;
     parallel_for(n, workers, [&](std::size_t i, std::size_t worker) {
         SearchScratch& mine = scratch[worker];
         const float* q = s.query_for_search(queries + i * dim, scales[i], mine.query);
-        out[i] = s.to_hits(s.search_unlocked(q, k, ef, nullptr, mine));
+        out[i] = s.to_hits(s.search_unlocked(q, k, ef, a, mine));
     });
     return out;
 }

@@ -64,8 +64,11 @@ public:
     // min(k, number of allowed live ids) hits come back.
     SearchHits search(const float* query, std::size_t k, std::size_t ef = 0,
                       const std::vector<std::string>* allow = nullptr) const;
+    // search() for each of n queries in parallel (threads = 0: every CPU this process may use), with the
+    // same `allow` for all (resolved once for the batch).
     std::vector<SearchHits> search_batch(const float* queries, std::size_t n, std::size_t k, std::size_t ef = 0,
-                                         std::size_t threads = 0) const;
+                                         std::size_t threads = 0,
+                                         const std::vector<std::string>* allow = nullptr) const;
 
     // Exact (brute-force) k nearest live vectors; the reference the approximate search is measured against.
     SearchHits search_exact(const float* query, std::size_t k) const;

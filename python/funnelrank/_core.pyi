@@ -78,9 +78,10 @@ class BM25Index:
     ) -> tuple[list[str], npt.NDArray[np.float32]]:
         """search() computed by scoring every matching document (reference for tests)."""
     def search_batch(
-        self, queries: Sequence[str | bytes], k: int = 10, threads: int = 0
+        self, queries: Sequence[str | bytes], k: int = 10, threads: int = 0, allow: Sequence[str] | None = None
     ) -> list[tuple[list[str], npt.NDArray[np.float32]]]:
-        """search() for each query, in parallel on ``threads`` threads (0 = every CPU this process may use)."""
+        """search() for each query, in parallel on ``threads`` threads (0 = every CPU this process may use);
+        ``allow`` (as in search()) applies to every query and is resolved once for the batch."""
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index atomically (temporary file, fsync, rename); deleted documents are dropped."""
     @staticmethod
@@ -127,7 +128,11 @@ class HNSWIndex:
     ) -> _Hits:
         """The k most similar live ids and their similarities, best first. ``allow`` restricts results to
         those ids that are in the index (unknown or deleted ids in it are ignored, as in BM25Index.search)."""
-    def search_batch(self, vectors: _Vectors, k: int = 10, ef: int | None = None, threads: int = 0) -> list[_Hits]: ...
+    def search_batch(
+        self, vectors: _Vectors, k: int = 10, ef: int | None = None, threads: int = 0, allow: Sequence[str] | None = None
+    ) -> list[_Hits]:
+        """search() for every row, in parallel (``threads`` 0 = every CPU this process may use); ``allow`` (as in
+        search()) applies to every row and is resolved once for the batch."""
     def search_exact(self, vector: _Vectors, k: int = 10) -> _Hits: ...
     def save(self, path: _StrPath) -> None: ...
     @staticmethod

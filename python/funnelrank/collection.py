@@ -322,10 +322,8 @@ class Collection:
     def search_bm25_batch(
         self, queries: Sequence[str], k: int, allow: list[str] | None = None
     ) -> list[tuple[list[str], np.ndarray]]:
-        """BM25 top-`k` for many queries (parallel in the core)."""
-        if allow is None:
-            return list(self._bm25.search_batch(list(queries), k=k))
-        return [self._bm25.search(q, k=k, allow=allow) for q in queries]
+        """BM25 top-`k` for many queries (parallel in the core; `allow` is resolved once for all of them)."""
+        return list(self._bm25.search_batch(list(queries), k=k, allow=allow))
 
     def embed_query(self, query: str) -> np.ndarray:
         """The query's embedding (the collection must be dense)."""
@@ -351,12 +349,10 @@ class Collection:
     def search_dense_batch(
         self, vectors: np.ndarray, k: int, allow: list[str] | None = None
     ) -> list[tuple[list[str], np.ndarray]]:
-        """HNSW top-`k` for many query vectors (parallel in the core when there is no allow-list)."""
+        """HNSW top-`k` for many query vectors (parallel in the core; `allow` is resolved once for all of them)."""
         if self._hnsw is None:
             raise ValueError("this collection has no dense index (it was built with dense=False)")
-        if allow is None:
-            return list(self._hnsw.search_batch(np.ascontiguousarray(vectors, dtype=np.float32), k=k))
-        return [self._hnsw.search(v, k=k, allow=allow) for v in vectors]
+        return list(self._hnsw.search_batch(np.ascontiguousarray(vectors, dtype=np.float32), k=k, allow=allow))
 
     # ------------------------------------------------------------------ persistence
 
