@@ -127,6 +127,13 @@ def test_filter_keeps_stage1_full() -> None:
     assert c.search_bm25("common", k=5, allow=c.allowed_ids({"i": -1}))[0] == []
     with pytest.raises(ValueError, match="unknown operator"):
         c.allowed_ids({"i": {"between": [1, 2]}})
+    # Unsorted (what the pipeline passes to searches): the same ids, and the same search results.
+    unsorted = c.allowed_ids({"parity": 0}, sort=False)
+    assert unsorted is not None and sorted(unsorted) == allow
+    got_sorted, scores_sorted = c.search_bm25("common", k=20, allow=allow)
+    got_reversed, scores_reversed = c.search_bm25("common", k=20, allow=allow[::-1])
+    assert got_sorted == got_reversed and list(scores_sorted) == list(scores_reversed)
+    assert c.allowed_ids({"i": {"gte": 0}}, sort=False) is None
 
 
 def _same(a: Collection, b: Collection, queries: list[str]) -> None:

@@ -250,7 +250,7 @@ class Pipeline:
         query = self._check_query(query)
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        allow = self.collection.allowed_ids(filter)
+        allow = self.collection.allowed_ids(filter, sort=False)
         if filter is not None:
             timings["filter"] = _ms(t)
         bm25 = dense = None
@@ -268,7 +268,7 @@ class Pipeline:
         return self._fuse(bm25, dense, timings)
 
     def _retrieve_batch(self, queries: list[str], filter: Mapping[str, Any] | None) -> list[_Stage1]:
-        allow = self.collection.allowed_ids(filter)
+        allow = self.collection.allowed_ids(filter, sort=False)
         n = len(queries)
         bm25: list[Any] = [None] * n
         dense: list[Any] = [None] * n
