@@ -154,8 +154,8 @@ struct alignas(64) SearchScratch {
     heap.pop_back();
 }
 
-// Replaces the top (largest) entry of a non-empty max-heap with a smaller one: one sift-down, where a
-// push followed by a pop would sift twice. Leaves the same entries as heap_push + heap_pop.
+// Replaces the top (largest) entry of a non-empty max-heap: one sift-down, where a pop and a push would
+// sift twice. Leaves the same entries as heap_pop + heap_push (or, for a smaller entry, push + pop).
 [[gnu::always_inline]] inline void heap_replace_top(std::vector<DistId>& heap, float d, tableint id) {
     const std::size_t n = heap.size();
     std::size_t hole = 0;
@@ -225,9 +225,17 @@ void filtered_base_layer_search(const Graph& g, tableint entry, const void* quer
     const std::size_t dim = *static_cast<const std::size_t*>(g.dist_func_param_);
     // One neighbour at distance d: a candidate to expand, and a result if accepted, when it beats the
     // current ef-th best (or fewer than ef are held).
+    // The node being expanded stays on top of `candidates` until its first new candidate replaces it (one
+    // sift-down instead of a pop and a push); popped at the end of its expansion if none came.
+    bool expanded_on_top = false;
     auto consider = [&](tableint candidate, float d) {
         if (top.size() < ef || lower_bound > d) {
-            heap_push(candidates, -d, candidate);
+            if (expanded_on_top) {
+                heap_replace_top(candidates, -d, candidate);
+                expanded_on_top = false;
+            } else {
+                heap_push(candidates, -d, candidate);
+            }
             prefetch_links(candidates.front().second);  // the next node to expand, as hnswlib does
             if (accept(candidate)) {
                 if (top.size() < ef)
@@ -242,7 +250,7 @@ void filtered_base_layer_search(const Graph& g, tableint entry, const void* quer
     while (!candidates.empty()) {
         const DistId current = candidates.front();
         if (-current.first > lower_bound && top.size() == ef) break;
-        heap_pop(candidates);
+        expanded_on_top = true;
         hnswlib::linklistsizeint* list = g.get_linklist0(current.second);
         const std::size_t size = g.getListCount(list);
         const auto* neighbours = reinterpret_cast<const tableint*>(list + 1);
@@ -269,6 +277,10 @@ void filtered_base_layer_search(const Graph& g, tableint entry, const void* quer
         }
         for (; j < n_fresh; ++j)
             consider(fresh[j], g.fstdistfunc_(query, g.getDataByInternalId(fresh[j]), g.dist_func_param_));
+        if (expanded_on_top) {
+            heap_pop(candidates);
+            expanded_on_top = false;
+        }
     }
 }
 
