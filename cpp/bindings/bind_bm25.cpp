@@ -177,8 +177,7 @@ the document added first.
             [](PyBM25Index& self, const py::object& query, long long k, const py::object& allow) {
                 const auto n = checked_k(k);
                 const std::string q(text_view(query, "query"));
-                std::optional<std::vector<std::string>> allow_list;
-                if (!allow.is_none()) allow_list = string_list(allow, "allow");
+                const std::optional<std::vector<std::string>> allow_list = allow_arg(allow);
                 BM25Results r;
                 {
                     py::gil_scoped_release release;
@@ -194,8 +193,7 @@ the document added first.
             [](PyBM25Index& self, const py::object& query, long long k, const py::object& allow) {
                 const auto n = checked_k(k);
                 const std::string q(text_view(query, "query"));
-                std::optional<std::vector<std::string>> allow_list;
-                if (!allow.is_none()) allow_list = string_list(allow, "allow");
+                const std::optional<std::vector<std::string>> allow_list = allow_arg(allow);
                 BM25Results r;
                 {
                     py::gil_scoped_release release;
@@ -212,8 +210,7 @@ the document added first.
                 if (threads < 0) throw InvalidArgument("threads must be >= 0 (0 = every CPU this process may use)");
                 std::vector<std::string> qs;
                 for (const auto& item : items_of(queries, "queries")) qs.emplace_back(text_view(item, "query"));
-                std::optional<std::vector<std::string>> allow_list;
-                if (!allow.is_none()) allow_list = string_list(allow, "allow");
+                const std::optional<std::vector<std::string>> allow_list = allow_arg(allow);
                 std::vector<BM25Results> rs;
                 {
                     py::gil_scoped_release release;

@@ -113,8 +113,7 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
                 FloatArray q = vector_arg(vector, self.dim());
                 const std::size_t kk = non_negative(k, "k", 1);
                 const std::size_t e = ef_arg(ef);
-                std::optional<std::vector<std::string>> allowed;
-                if (!allow.is_none()) allowed = string_list(allow, "allow");
+                const std::optional<std::vector<std::string>> allowed = allow_arg(allow);
                 SearchHits hits;
                 {
                     py::gil_scoped_release release;
@@ -134,8 +133,7 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
                 const std::size_t kk = non_negative(k, "k", 1);
                 const std::size_t e = ef_arg(ef);
                 const std::size_t t = non_negative(threads, "threads", 0);
-                std::optional<std::vector<std::string>> allowed;
-                if (!allow.is_none()) allowed = string_list(allow, "allow");
+                const std::optional<std::vector<std::string>> allowed = allow_arg(allow);
                 std::vector<SearchHits> all;
                 {
                     py::gil_scoped_release release;

@@ -59,6 +59,11 @@ std::vector<std::string> string_list(const py::handle& seq, const char* what) {
     return out;
 }
 
+std::optional<std::vector<std::string>> allow_arg(const py::handle& allow) {
+    if (allow.is_none()) return std::nullopt;
+    return string_list(allow, "allow");
+}
+
 std::size_t non_negative(std::int64_t value, const char* name, std::int64_t minimum) {
     if (value < minimum)
         throw InvalidArgument(std::string(name) + " must be >= " + std::to_string(minimum) + ", got " +

@@ -21,6 +21,9 @@ pybind11::sequence sequence_arg(const pybind11::handle& seq, const char* what);
 // string (lone surrogate) ValueError, naming `what` and the position ("ids[1] ...").
 std::vector<std::string> string_list(const pybind11::handle& seq, const char* what);
 
+// A search's `allow=` argument: None -> nullopt (no filter), else string_list(allow, "allow").
+std::optional<std::vector<std::string>> allow_arg(const pybind11::handle& allow);
+
 // The UTF-8 bytes of a Python str, valid while `s` lives (TypeError if not a str, ValueError if it
 // cannot be encoded).
 std::string_view utf8_view(const pybind11::handle& s, const std::string& what);

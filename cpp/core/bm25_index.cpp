@@ -859,10 +859,11 @@ std::vector<BM25Index::Hit> BM25Index::top_k_exhaustive(const std::vector<QueryT
     return hits;
 }
 
-BM25Index::Allowed BM25Index::resolve_allow(const std::vector<std::string>& allow) const {
+std::optional<BM25Index::Allowed> BM25Index::resolve_allow(const std::vector<std::string>* allow) const {
+    if (!allow) return std::nullopt;
     Allowed out;
     out.mask.assign(data_.ext_ids.size(), 0);
-    for (const auto& id : allow) {
+    for (const auto& id : *allow) {
         auto it = data_.doc_of.find(id);
         if (it == data_.doc_of.end()) continue;  // unknown or deleted: a filter, not a lookup (as in HNSW)
         if (!out.mask[it->second]) out.docs.push_back(it->second);
@@ -885,7 +886,7 @@ BM25Results BM25Index::to_results(const std::vector<Hit>& hits) const {
     return r;
 }
 
-BM25Results BM25Index::search_locked(std::string_view query, std::size_t k, const Allowed* allowed,
+BM25Results BM25Index::search_locked(std::string_view query, std::size_t k, const std::optional<Allowed>& allowed,
                                      bool exhaustive) const {
     if (k == 0) throw InvalidArgument("search(): k must be >= 1");
     const auto q = prepare(query);
@@ -904,17 +905,13 @@ BM25Results BM25Index::search_locked(std::string_view query, std::size_t k, cons
 
 BM25Results BM25Index::search(std::string_view query, std::size_t k, const std::vector<std::string>* allow) const {
     const auto lock = read_lock();
-    if (!allow) return search_locked(query, k, nullptr, false);
-    const Allowed allowed = resolve_allow(*allow);
-    return search_locked(query, k, &allowed, false);
+    return search_locked(query, k, resolve_allow(allow), false);
 }
 
 BM25Results BM25Index::search_exhaustive(std::string_view query, std::size_t k,
                                          const std::vector<std::string>* allow) const {
     const auto lock = read_lock();
-    if (!allow) return search_locked(query, k, nullptr, true);
-    const Allowed allowed = resolve_allow(*allow);
-    return search_locked(query, k, &allowed, true);
+    return search_locked(query, k, resolve_allow(allow), true);
 }
 
 std::vector<BM25Results> BM25Index::search_batch(const std::vector<std::string>& queries, std::size_t k,
@@ -922,11 +919,9 @@ std::vector<BM25Results> BM25Index::search_batch(const std::vector<std::string>&
     if (k == 0) throw InvalidArgument("search_batch(): k must be >= 1");
     std::vector<BM25Results> out(queries.size());
     const auto lock = read_lock();
-    std::optional<Allowed> allowed;
-    if (allow) allowed = resolve_allow(*allow);
-    const Allowed* a = allowed ? &*allowed : nullptr;
+    const std::optional<Allowed> allowed = resolve_allow(allow);  // once for the batch
     parallel_for(queries.size(), threads,
-                 [&](std::size_t i, std::size_t) { out[i] = search_locked(queries[i], k, a, false); });
+                 [&](std::size_t i, std::size_t) { out[i] = search_locked(queries[i], k, allowed, false); });
     return out;
 }
 

@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -157,8 +158,10 @@ private:
         std::vector<std::uint8_t> mask;   // per document slot: 1 = allowed and live
         std::vector<std::uint32_t> docs;  // the allowed live slots, ascending
     };
-    Allowed resolve_allow(const std::vector<std::string>& allow) const;
-    BM25Results search_locked(std::string_view query, std::size_t k, const Allowed* allowed, bool exhaustive) const;
+    // nullopt for no allow-list (no filter).
+    std::optional<Allowed> resolve_allow(const std::vector<std::string>* allow) const;
+    BM25Results search_locked(std::string_view query, std::size_t k, const std::optional<Allowed>& allowed,
+                              bool exhaustive) const;
     std::vector<Hit> top_k_pruned(const std::vector<QueryTerm>& q, std::size_t k,
                                   const std::vector<std::uint8_t>* mask) const;
     std::vector<Hit> top_k_dense(const std::vector<QueryTerm>& q, std::size_t k,

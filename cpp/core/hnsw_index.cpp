@@ -175,8 +175,8 @@ struct alignas(64) SearchScratch {
 // loop we carry ourselves. It follows searchBaseLayerST<has_deletions=true>, except that it first
 // collects a node's unvisited neighbours, then computes their distances four at a time while the next
 // four vectors are prefetched whole (hnswlib computes one at a time and prefetches only the first cache
-// line of the next neighbour), and a full result heap has its farthest entry replaced in one sift
-// instead of a push and a pop. Both give the same results as hnswlib's loop, faster (bench_hnsw.py).
+// line of the next neighbour), and both heaps replace their top entry in one sift where hnswlib pops and
+// pushes. The results are hnswlib's loop's, faster (bench_hnsw.py).
 // Leaves the (up to ef) nearest accepted nodes in scratch.top, a max-heap on distance.
 template <typename Accept>
 void filtered_base_layer_search(const Graph& g, tableint entry, const void* query, std::size_t ef,
@@ -223,11 +223,11 @@ void filtered_base_layer_search(const Graph& g, tableint entry, const void* quer
 
     const InnerProductDistance4Fn distance4 = best_inner_product_distance4();
     const std::size_t dim = *static_cast<const std::size_t*>(g.dist_func_param_);
-    // One neighbour at distance d: a candidate to expand, and a result if accepted, when it beats the
-    // current ef-th best (or fewer than ef are held).
     // The node being expanded stays on top of `candidates` until its first new candidate replaces it (one
     // sift-down instead of a pop and a push); popped at the end of its expansion if none came.
     bool expanded_on_top = false;
+    // One neighbour at distance d: a candidate to expand, and a result if accepted, when it beats the
+    // current ef-th best (or fewer than ef are held).
     auto consider = [&](tableint candidate, float d) {
         if (top.size() < ef || lower_bound > d) {
             if (expanded_on_top) {
@@ -417,12 +417,14 @@ struct HNSWIndex::Impl {
         std::vector<tableint> internal;
     };
 
-    Allowed resolve_allow(const std::vector<std::string>& allow) const {
+    // nullopt for no allow-list (no filter).
+    std::optional<Allowed> resolve_allow(const std::vector<std::string>* allow) const {
+        if (!allow) return std::nullopt;
         const Graph& g = *graph;
         Allowed out;
         out.bits.assign((g.cur_element_count + 63) / 64, 0);
-        out.internal.reserve(std::min(allow.size(), live));
-        for (const std::string& id : allow) {
+        out.internal.reserve(std::min(allow->size(), live));
+        for (const std::string& id : *allow) {
             const auto it = label_of.find(id);
             if (it == label_of.end()) continue;
             const tableint internal = internal_of[it->second];
@@ -437,12 +439,12 @@ struct HNSWIndex::Impl {
 
     // Approximate search on a prepared query, restricted to `allowed` when given; caller holds the lock
     // (shared or exclusive).
-    std::vector<DistId> search_unlocked(const float* q, std::size_t k, std::size_t ef, const Allowed* allowed,
-                                        SearchScratch& scratch) const {
+    std::vector<DistId> search_unlocked(const float* q, std::size_t k, std::size_t ef,
+                                        const std::optional<Allowed>& allowed, SearchScratch& scratch) const {
         if (live == 0 || k == 0) return {};
         const Graph& g = *graph;
         const std::size_t ef_eff = std::max(ef == 0 ? ef_search.load(std::memory_order_relaxed) : ef, k);
-        if (allowed == nullptr) {
+        if (!allowed) {
             const std::size_t want = std::min(k, live);
             const tableint entry = descend(g, q);
             if (g.num_deleted_)
@@ -584,9 +586,7 @@ SearchHits HNSWIndex::search(const float* query, std::size_t k, std::size_t ef,
     SearchScratch scratch;
     const float* q = s.query_for_search(query, s.check_vector(query, "query", 0), scratch.query);
     std::shared_lock lock(s.mutex);
-    if (!allow) return s.to_hits(s.search_unlocked(q, k, ef, nullptr, scratch));
-    const Impl::Allowed allowed = s.resolve_allow(*allow);
-    return s.to_hits(s.search_unlocked(q, k, ef, &allowed, scratch));
+    return s.to_hits(s.search_unlocked(q, k, ef, s.resolve_allow(allow), scratch));
 }
 
 std::vector<SearchHits> HNSWIndex::search_batch(const float* queries, std::size_t n, std::size_t k, std::size_t ef,
@@ -601,13 +601,11 @@ std::vector<SearchHits> HNSWIndex::search_batch(const float* queries, std::size_
     const std::size_t workers = resolve_threads(threads, n);
     std::vector<SearchScratch> scratch(workers);  // one per worker, reused by its queries
     std::shared_lock lock(s.mutex);
-    std::optional<Impl::Allowed> allowed;
-    if (allow) allowed = s.resolve_allow(*allow);  // once for the batch
-    const Impl::Allowed* a = allowed ? &*allowed : nullptr;
+    const std::optional<Impl::Allowed> allowed = s.resolve_allow(allow);  // once for the batch
     parallel_for(n, workers, [&](std::size_t i, std::size_t worker) {
         SearchScratch& mine = scratch[worker];
         const float* q = s.query_for_search(queries + i * dim, scales[i], mine.query);
-        out[i] = s.to_hits(s.search_unlocked(q, k, ef, a, mine));
+        out[i] = s.to_hits(s.search_unlocked(q, k, ef, allowed, mine));
     });
     return out;
 }
