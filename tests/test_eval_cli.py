@@ -69,8 +69,9 @@ def test_table_output(animals: Path, capsys: pytest.CaptureFixture[str]) -> None
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     assert lines[0].startswith("animals / test: 3 judged queries, 5 documents")
-    assert lines[1].split() == ["stage", "nDCG@10", "Recall@100", "MRR@10", "QPS", "p50", "ms", "p99", "ms", "index", "s"]
-    assert lines[3].split()[:5] == ["run", "1.0000", "1.0000", "1.0000", "-"]
+    assert lines[1].split() == ["stage", "nDCG@10", "Recall@100", "MRR@10", "nDCG@10", "95%", "CI", "QPS", "p50", "ms",
+                                "p99", "ms", "index", "s"]
+    assert lines[3].split()[:6] == ["run", "1.0000", "1.0000", "1.0000", "1.0000-1.0000", "-"]
     assert captured.err == ""  # --quiet
 
 
@@ -82,6 +83,35 @@ def test_errors_are_clear(animals: Path, capsys: pytest.CaptureFixture[str]) -> 
     (animals / "run.bm25.tsv").unlink()
     assert main(["eval", str(animals), "--stages", "run"]) == 2
     assert 'stage "run" needs' in capsys.readouterr().err
+
+
+def test_confidence_intervals_and_paired_comparisons(animals: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A run that is perfect on q1 and q2 but misses q3's only relevant document.
+    (animals / "run.bm25.tsv").write_text(
+        "query-id\tcorpus-id\trank\tscore\nq1\tcat\t1\t3.0\nq2\tdog\t1\t5.0\nq3\tfish\t1\t2.0\n", encoding="utf-8"
+    )
+    report = _eval_json(capsys, str(animals), "--stages", "bm25,run", "--compare", "run:bm25", "--quiet")
+    run, bm25 = report["stages"]["run"], report["stages"]["bm25"]
+    assert run["ndcg@10"] == pytest.approx(2 / 3) and bm25["ndcg@10"] == 1.0
+    lo, hi = run["ci"]["ndcg@10"]
+    assert 0.0 <= lo < 2 / 3 < hi == 1.0  # resampling the 3 queries: anywhere from 0 to 3 perfect ones
+    assert bm25["ci"] == {"ndcg@10": [1.0, 1.0], "recall@100": [1.0, 1.0], "mrr@10": [1.0, 1.0]}
+    comparisons = {c["metric"]: c for c in report["comparisons"]}
+    assert set(comparisons) == {"ndcg@10", "recall@100", "mrr@10"}
+    c = comparisons["ndcg@10"]
+    assert (c["a"], c["b"], c["queries"], c["wins"], c["losses"], c["ties"]) == ("run", "bm25", 3, 0, 1, 2)
+    assert c["difference"] == pytest.approx(-1 / 3) and c["ci_low"] == pytest.approx(-1.0) and c["ci_high"] == 0.0
+    # One query differs: either sign of it is as extreme as observed, so one query is no evidence at all.
+    assert c["p_value"] == 1.0
+    # No --compare: nothing to compare here (no rerank stage); the table prints none.
+    assert _eval_json(capsys, str(animals), "--stages", "bm25,run", "--quiet")["comparisons"] == []
+    assert main(["eval", str(animals), "--stages", "bm25,run", "--compare", "run:bm25", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "paired comparisons" in out and "run - bm25  ndcg@10" in out and "0 better, 1 worse, 2 equal of 3" in out
+    for bad, message in (("run:rerank", 'stage "rerank" is not among the evaluated stages'),
+                         ("run", 'two different stages as "A:B"'), ("run:run", "two different stages")):
+        assert main(["eval", str(animals), "--stages", "bm25,run", "--compare", bad, "--quiet"]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_json_stdout_is_one_object_in_a_subprocess(animals: Path) -> None:

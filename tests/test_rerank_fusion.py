@@ -257,6 +257,11 @@ def test_sweep_finds_the_order_that_is_right(tmp_path: Path, stage1_right: bool,
     assert by_w[best] == pytest.approx(1.0)
     assert by_w[1.0 - best] == 0.0  # the relevant doc is 20th: outside the top 10
     assert sweep.best.stage1_weight == best and {p.fusion for p in sweep.points} == {fusion}
+    # The best is compared with the other end only (it IS one of the ends here): 1 - 0 in nDCG@10 on all 6.
+    (c,) = sweep.comparisons
+    assert c["b"] == ("cross-encoder alone" if best == 1.0 else "stage-1 order alone")
+    assert c["difference"] == pytest.approx(1.0) and (c["wins"], c["losses"], c["ties"]) == (6, 0, 0)
+    assert c["p_value"] == pytest.approx(2 / 64, abs=0.01)  # 2 of the 2^6 sign assignments are as extreme
 
 
 def test_sweep_over_both_methods(tmp_path: Path) -> None:
@@ -312,9 +317,13 @@ def test_tune_fusion_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert cli.main(["tune-fusion", str(traces), "--qrels", str(qrels), "--grid", "0,1"]) == 0
     out = capsys.readouterr().out
     assert "best: fusion rrf, stage1_weight 1" in out and "<- best" in out and "(cross-encoder order alone)" in out
+    assert "the best against" in out and "cross-encoder alone  +1.0000  [+1.0000, +1.0000]" in out
+    assert "6 better, 0 worse, 0 equal" in out
     assert cli.main(["tune-fusion", str(traces), "--qrels", str(qrels), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     # Equal weights tie "rel" (ranks 1 and 20) with the candidate ranked 20 and 1; input order puts rel first.
     assert report["best"]["stage1_weight"] == 0.5 and len(report["points"]) == 21 + 20  # rrf, convex (w > 0)
     assert report["best"]["metrics"]["ndcg@10"] == 1.0
     assert report["metric"] == "ndcg@10" and report["n_queries"] == 6
+    assert [c["b"] for c in report["comparisons"]] == ["cross-encoder alone", "stage-1 order alone"]
+    assert report["comparisons"][1]["difference"] == 0.0 and report["comparisons"][1]["p_value"] == 1.0

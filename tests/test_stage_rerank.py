@@ -36,6 +36,12 @@ def test_rerank_stage_reorders_run_candidates_and_traces(tmp_path: Path, capsys:
     )
     stage = report["stages"]["rerank"]
     assert stage["rerank_from"] == "run" and stage["rerank_depth"] == 5 and stage["queries"] == 2
+    # By default the rerank stage is compared with its candidate source, on every metric.
+    assert [(c["a"], c["b"], c["metric"]) for c in report["comparisons"]] == [
+        ("rerank", "run", m) for m in ("ndcg@10", "recall@100", "mrr@10")
+    ]
+    for c in report["comparisons"]:
+        assert c["difference"] == pytest.approx(stage[c["metric"]] - report["stages"]["run"][c["metric"]], abs=2e-6)
     assert stage["stage1_weight"] == 0.0  # the tuned weight is for hybrid candidates only
     assert 0.0 <= stage["ndcg@10"] <= 1.0 and stage["latency_ms_p50"] > 0
     records = read_traces(traces)

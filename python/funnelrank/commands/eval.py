@@ -10,13 +10,20 @@ import sys
 from typing import Any
 
 from funnelrank.evaluation.beir import load_beir, read_query_ids
-from funnelrank.evaluation.harness import add_harness_options, get_stage, known_stages, run_evaluation
+from funnelrank.evaluation.harness import (
+    add_harness_options,
+    get_stage,
+    known_stages,
+    parse_comparison,
+    run_evaluation,
+)
 
 # Table columns: (header, report key, format).
 _COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("nDCG@10", "ndcg@10", "{:.4f}"),
     ("Recall@100", "recall@100", "{:.4f}"),
     ("MRR@10", "mrr@10", "{:.4f}"),
+    ("nDCG@10 95% CI", "ci", "ndcg@10"),
     ("QPS", "qps", "{:.1f}"),
     ("p50 ms", "latency_ms_p50", "{:.2f}"),
     ("p99 ms", "latency_ms_p99", "{:.2f}"),
@@ -41,7 +48,11 @@ def format_table(report: dict[str, Any]) -> str:
         cells = [name]
         for _, key, fmt in _COLUMNS:
             value = stage.get(key)
-            cells.append("-" if value is None else fmt.format(value))
+            if key == "ci":
+                value = (value or {}).get(fmt)
+                cells.append("-" if value is None else f"{value[0]:.4f}-{value[1]:.4f}")
+            else:
+                cells.append("-" if value is None else fmt.format(value))
         rows.append(cells)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [
@@ -52,6 +63,16 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append("  ".join(c.ljust(widths[0]) if j == 0 else c.rjust(widths[j]) for j, c in enumerate(r)))
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    comparisons = report.get("comparisons") or []
+    if comparisons:
+        lines.append("")
+        lines.append("paired comparisons (difference of means, 95% paired-bootstrap CI, two-sided randomization test):")
+        for c in comparisons:
+            lines.append(
+                f"  {c['a']} - {c['b']}  {c['metric']:<10} {c['difference']:+.4f}  "
+                f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]  p = {c['p_value']:.3f}  "
+                f"({c['wins']} better, {c['losses']} worse, {c['ties']} equal of {c['queries']})"
+            )
     return "\n".join(lines)
 
 
@@ -66,9 +87,10 @@ def run(args: argparse.Namespace) -> int:
         dataset = dataset.with_queries(read_query_ids(args.query_ids))
         if progress:
             print(f"evaluating the {len(dataset.queries)} queries listed in {args.query_ids}", file=sys.stderr)
-    skip = {"data_dir", "split", "stages", "json", "quiet", "func", "command", "query_ids"}
+    skip = {"data_dir", "split", "stages", "json", "quiet", "func", "command", "query_ids", "compare"}
     options = {k: v for k, v in vars(args).items() if k not in skip}
-    report = run_evaluation(dataset, stages, options, progress=progress)
+    compare = None if args.compare is None else [parse_comparison(c) for c in args.compare]
+    report = run_evaluation(dataset, stages, options, progress=progress, compare=compare)
     if args.query_ids is not None:
         report["query_ids_file"] = str(args.query_ids)
     if args.json:
@@ -99,6 +121,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="evaluate only these judged queries of the split (one id per line, '#' comments); e.g. a "
         "validation slice: `python -m funnelrank.training heldout-ids scifact` lists the scifact train "
         "queries held out from reranker training",
+    )
+    p.add_argument(
+        "--compare",
+        metavar="A:B",
+        action="append",
+        default=None,
+        help="compare stage A with stage B on the same queries (repeatable; both must be in --stages): mean "
+        "difference per metric, its 95%% paired-bootstrap interval and the paired randomization test's p-value. "
+        "Default: rerank against its candidate source when both are evaluated",
     )
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")

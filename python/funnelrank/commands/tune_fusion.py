@@ -59,6 +59,12 @@ def run(args: argparse.Namespace) -> int:
             mark += "  (stage-1 order alone)" if point.fusion == "rrf" else "  (stage-1 scores alone)"
         figures = " ".join(f"{point.metrics[n]:10.4f}" for n in names)
         print(f"{point.fusion:>7} {point.stage1_weight:7.2f} {figures}{mark}")
+    if sweep.comparisons:
+        print(f"the best against (difference in {sweep.metric}, 95% paired-bootstrap CI, randomization test; "
+              f"the best of {len(sweep.points)} points, so its margin is biased upward):")
+        for c in sweep.comparisons:
+            print(f"  {c['b']:<20} {c['difference']:+.4f}  [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]  "
+                  f"p = {c['p_value']:.3f}  ({c['wins']} better, {c['losses']} worse, {c['ties']} equal)")
     for note in sweep.notes:
         print(f"note: {note}")
     return 0

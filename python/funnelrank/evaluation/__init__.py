@@ -1,4 +1,5 @@
-"""Evaluation: BEIR loading, ranking metrics, and the stage harness behind `funnelrank eval`."""
+"""Evaluation: BEIR loading, ranking metrics, significance (bootstrap intervals, paired tests), and the stage
+harness behind `funnelrank eval`."""
 
 from __future__ import annotations
 
@@ -11,18 +12,28 @@ from funnelrank.evaluation.harness import (
     run_evaluation,
 )
 from funnelrank.evaluation.metrics import DEFAULT_METRICS, evaluate
+from funnelrank.evaluation.significance import (
+    PairedComparison,
+    bootstrap_ci,
+    compare_per_query,
+    paired_randomization_test,
+)
 
 __all__ = [
     "DEFAULT_METRICS",
     "BeirDataset",
     "DatasetFormatError",
     "Document",
+    "PairedComparison",
     "Query",
     "StageContext",
     "StageOutput",
+    "bootstrap_ci",
+    "compare_per_query",
     "evaluate",
     "known_stages",
     "load_beir",
+    "paired_randomization_test",
     "register_stage",
     "run_evaluation",
 ]

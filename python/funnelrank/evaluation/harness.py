@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from funnelrank.evaluation.beir import BeirDataset
-from funnelrank.evaluation.metrics import DEFAULT_METRICS, evaluate
+from funnelrank.evaluation.metrics import DEFAULT_METRICS, EvalResult, evaluate
+from funnelrank.evaluation.significance import bootstrap_ci, compare_per_query
 
 __all__ = [
     "RERANK_SOURCES",
@@ -44,6 +45,7 @@ __all__ = [
     "default_options",
     "get_stage",
     "known_stages",
+    "parse_comparison",
     "register_stage",
     "run_evaluation",
     "time_queries",
@@ -276,8 +278,7 @@ def time_queries(
     return rankings, time.perf_counter() - start, latencies
 
 
-def _stage_report(ctx: StageContext, output: StageOutput, metrics: Sequence[str]) -> dict[str, Any]:
-    result = evaluate(output.rankings, ctx.dataset.qrels, metrics)
+def _stage_report(output: StageOutput, result: EvalResult) -> dict[str, Any]:
     report: dict[str, Any] = {name: round(value, 6) for name, value in result.mean.items()}
     n = output.num_queries if output.num_queries is not None else len(output.rankings)
     qs = output.query_seconds
@@ -289,8 +290,30 @@ def _stage_report(ctx: StageContext, output: StageOutput, metrics: Sequence[str]
         lat = np.asarray(output.latencies_ms, dtype=np.float64)
         report["latency_ms_p50"] = round(float(np.percentile(lat, 50)), 4)
         report["latency_ms_p99"] = round(float(np.percentile(lat, 99)), 4)
+    if result.num_queries:
+        report["ci"] = {
+            name: [round(v, 6) for v in bootstrap_ci(list(values.values()))] for name, values in result.per_query.items()
+        }
     report.update(output.extra)
     return report
+
+
+def parse_comparison(text: str) -> tuple[str, str]:
+    """ "A:B" -> (A, B), two stage names to compare (stage A against stage B); ValueError otherwise."""
+    parts = [p.strip() for p in text.split(":")]
+    if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+        raise ValueError(f'a comparison is two different stages as "A:B" (e.g. "rerank:hybrid"), got "{text}"')
+    return parts[0], parts[1]
+
+
+def _default_comparisons(ctx: StageContext, stages: Sequence[str]) -> list[tuple[str, str]]:
+    """A reranking stage against its candidate source, when both are evaluated in this run."""
+    pairs = []
+    if "rerank" in stages:
+        source = ctx.rerank_source()
+        if source in stages:
+            pairs.append(("rerank", source))
+    return pairs
 
 
 def run_evaluation(
@@ -300,17 +323,32 @@ def run_evaluation(
     *,
     metrics: Sequence[str] = DEFAULT_METRICS,
     progress: bool = True,
+    compare: Sequence[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Run `stages` (in order, dependencies computed once and reused) on `dataset` and return the report:
 
     ``{"dataset", "split", "num_queries", "num_docs", "stages": {name: {"ndcg@10", "recall@100", "mrr@10",
-    "qps", ...}}}``. Only the requested stages appear under "stages". Unknown stages fail before any work.
+    "qps", "ci", ...}}, "comparisons": [...]}``. Only the requested stages appear under "stages"; each one's
+    "ci" holds every metric's 95% bootstrap interval over the judged queries
+    (:func:`funnelrank.evaluation.significance.bootstrap_ci`).
+
+    "comparisons" holds, for each pair (A, B) in `compare` and each metric, A against B on the same queries:
+    the mean difference, its paired bootstrap interval, the paired randomization test's p-value and the
+    per-query wins/losses/ties (:class:`funnelrank.evaluation.significance.PairedComparison`). Both stages
+    of a pair must be in `stages`. ``compare=None`` (the default) compares the rerank stage with its
+    candidate source when both are evaluated; ``[]`` compares nothing. Unknown stages fail before any work.
     """
     if not stages:
         raise ValueError(f"no stages given; known stages: {', '.join(known_stages())}")
     for name in stages:
         get_stage(name)  # fail fast, listing the known stages
+    for a, b in compare or ():
+        for name in (a, b):
+            if name not in stages:
+                raise ValueError(f'cannot compare "{a}" with "{b}": stage "{name}" is not among the evaluated '
+                                 f"stages ({', '.join(stages)})")
     ctx = StageContext(dataset, options, progress=progress)
+    pairs = _default_comparisons(ctx, stages) if compare is None else list(dict.fromkeys(compare))
     report: dict[str, Any] = {
         "dataset": dataset.name,
         "split": dataset.split,
@@ -318,6 +356,15 @@ def run_evaluation(
         "num_docs": len(dataset.corpus),
         "stages": {},
     }
+    results: dict[str, EvalResult] = {}
     for name in dict.fromkeys(stages):
-        report["stages"][name] = _stage_report(ctx, ctx.stage(name), metrics)
+        output = ctx.stage(name)
+        results[name] = evaluate(output.rankings, dataset.qrels, metrics)
+        report["stages"][name] = _stage_report(output, results[name])
+    report["comparisons"] = [
+        compare_per_query(a, results[a].per_query[metric], b, results[b].per_query[metric], metric).as_dict()
+        for a, b in pairs
+        for metric in metrics
+        if results[a].num_queries
+    ]
     return report

@@ -11,6 +11,12 @@ Choose on validation queries, never on test ones: e.g. the scifact train queries
 training (``python -m funnelrank.training heldout-ids scifact``). Only traced queries that are judged count;
 the mean is over them. The best is the one with the highest figure; ties go to the smaller weight (closer to
 the cross-encoder's own order), then to the method listed first.
+
+The sweep also compares the best point with the cross-encoder's order alone (weight 0) and with the stage-1
+order alone (weight 1), when the grid holds them, on the same queries
+(:func:`funnelrank.evaluation.significance.compare_per_query`: paired-bootstrap interval and randomization
+test). The best point is the maximum of the whole grid, so its margin is biased upward (the winner's curse)
+and its p-values are not corrected for that choice: read them as an upper bound on the evidence.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from funnelrank.evaluation.metrics import DEFAULT_METRICS, evaluate, parse_metric
+from funnelrank.evaluation.significance import compare_per_query
 from funnelrank.rerank.fusion import FUSION_METHODS, check_fusion, check_stage1_weight, fused_order
 
 __all__ = [
@@ -65,6 +72,9 @@ class FusionSweep:
     n_queries: int
     n_pairs: int
     notes: list[str] = field(default_factory=list)
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
+    """The best point against the cross-encoder order alone and the stage-1 order alone, on `metric`
+    (:meth:`funnelrank.evaluation.significance.PairedComparison.as_dict`; both only when the grid holds 0 / 1)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -160,6 +170,7 @@ def sweep_fusion(
     if "convex" in methods and any(np.isnan(t.logits).any() for t in judged.values()):
         raise ValueError("convex fusion needs traced logits; these traces lack some")
     points = []
+    per_query: dict[tuple[str, float], dict[str, float]] = {}
     for m in methods:
         for w in weights:
             if w == 0.0 and m != methods[0]:
@@ -170,9 +181,18 @@ def sweep_fusion(
                     t.scores, t.stage1_ranks, w, fusion=m, logits=t.logits, stage1_scores=t.stage1_scores
                 )
                 rankings[q] = [(t.ids[i], 0.0) for i in order]  # scored in the order given
-            mean = evaluate(rankings, sub_qrels, names).mean
-            points.append(FusionPoint(m, w, {name: float(mean[name]) for name in names}))
+            result = evaluate(rankings, sub_qrels, names)
+            per_query[(m, w)] = result.per_query[metric]
+            points.append(FusionPoint(m, w, {name: float(result.mean[name]) for name in names}))
     best = max(points, key=lambda p: (p.metrics[metric], -p.stage1_weight, -methods.index(p.fusion)))
+    best_label = f"best ({best.fusion} {best.stage1_weight:g})"
+    stage1_alone = next(((m, 1.0) for m in ("rrf", *methods) if (m, 1.0) in per_query), None)
+    comparisons = [
+        compare_per_query(best_label, per_query[(best.fusion, best.stage1_weight)], label, per_query[key],
+                          metric).as_dict()
+        for label, key in (("cross-encoder alone", (methods[0], 0.0)), ("stage-1 order alone", stage1_alone))
+        if key is not None and key in per_query and key != (best.fusion, best.stage1_weight)
+    ]
     return FusionSweep(
         metric=metric,
         best=best,
@@ -180,4 +200,5 @@ def sweep_fusion(
         n_queries=len(judged),
         n_pairs=sum(len(t.ids) for t in judged.values()),
         notes=notes,
+        comparisons=comparisons,
     )
