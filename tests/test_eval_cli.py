@@ -103,6 +103,14 @@ def test_confidence_intervals_and_paired_comparisons(animals: Path, capsys: pyte
     assert c["difference"] == pytest.approx(-1 / 3) and c["ci_low"] == pytest.approx(-1.0) and c["ci_high"] == 0.0
     # One query differs: either sign of it is as extreme as observed, so one query is no evidence at all.
     assert c["p_value"] == 1.0
+    # Per-query figures, one JSON line per (stage, judged query), agree with the means.
+    per_query = animals / "out" / "per_query.jsonl"
+    report = _eval_json(capsys, str(animals), "--stages", "bm25,run", "--per-query", str(per_query), "--quiet")
+    assert report["per_query_file"] == str(per_query) and "per_query" not in report
+    rows = [json.loads(line) for line in per_query.read_text(encoding="utf-8").splitlines()]
+    assert [(r["stage"], r["query_id"]) for r in rows] == [(s, q) for s in ("bm25", "run") for q in ("q1", "q2", "q3")]
+    assert {r["query_id"]: r["ndcg@10"] for r in rows if r["stage"] == "run"} == {"q1": 1.0, "q2": 1.0, "q3": 0.0}
+    assert set(rows[0]) == {"stage", "query_id", "ndcg@10", "recall@100", "mrr@10"}
     # No --compare: nothing to compare here (no rerank stage); the table prints none.
     assert _eval_json(capsys, str(animals), "--stages", "bm25,run", "--quiet")["comparisons"] == []
     assert main(["eval", str(animals), "--stages", "bm25,run", "--compare", "run:bm25", "--quiet"]) == 0

@@ -76,6 +76,21 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_per_query(path: str, per_query: dict[str, dict[str, dict[str, float]]]) -> int:
+    """Write one JSON line per (stage, judged query) with every metric, atomically; returns the lines written."""
+    from funnelrank.cache import atomic_writer
+
+    lines = []
+    for stage, metrics in per_query.items():
+        names = list(metrics)
+        qids = list(metrics[names[0]]) if names else []
+        for qid in qids:
+            lines.append(json.dumps({"stage": stage, "query_id": qid, **{m: metrics[m][qid] for m in names}}))
+    with atomic_writer(path) as fh:
+        fh.write("".join(line + "\n" for line in lines).encode("utf-8"))
+    return len(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of `funnelrank eval`."""
     stages = _parse_stages(args.stages)
@@ -87,10 +102,17 @@ def run(args: argparse.Namespace) -> int:
         dataset = dataset.with_queries(read_query_ids(args.query_ids))
         if progress:
             print(f"evaluating the {len(dataset.queries)} queries listed in {args.query_ids}", file=sys.stderr)
-    skip = {"data_dir", "split", "stages", "json", "quiet", "func", "command", "query_ids", "compare"}
+    skip = {"data_dir", "split", "stages", "json", "quiet", "func", "command", "query_ids", "compare", "per_query"}
     options = {k: v for k, v in vars(args).items() if k not in skip}
     compare = None if args.compare is None else [parse_comparison(c) for c in args.compare]
-    report = run_evaluation(dataset, stages, options, progress=progress, compare=compare)
+    report = run_evaluation(
+        dataset, stages, options, progress=progress, compare=compare, keep_per_query=args.per_query is not None
+    )
+    if args.per_query is not None:
+        written = write_per_query(args.per_query, report.pop("per_query"))
+        report["per_query_file"] = str(args.per_query)
+        if progress:
+            print(f"wrote {written} per-query lines to {args.per_query}", file=sys.stderr)
     if args.query_ids is not None:
         report["query_ids_file"] = str(args.query_ids)
     if args.json:
@@ -130,6 +152,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="compare stage A with stage B on the same queries (repeatable; both must be in --stages): mean "
         "difference per metric, its 95%% paired-bootstrap interval and the paired randomization test's p-value. "
         "Default: rerank against its candidate source when both are evaluated",
+    )
+    p.add_argument(
+        "--per-query",
+        metavar="FILE",
+        default=None,
+        help="also write every judged query's metrics, one JSON line per (stage, query): "
+        '{"stage", "query_id", "ndcg@10", ...} (like trec_eval -q; written atomically)',
     )
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")

@@ -324,6 +324,7 @@ def run_evaluation(
     metrics: Sequence[str] = DEFAULT_METRICS,
     progress: bool = True,
     compare: Sequence[tuple[str, str]] | None = None,
+    keep_per_query: bool = False,
 ) -> dict[str, Any]:
     """Run `stages` (in order, dependencies computed once and reused) on `dataset` and return the report:
 
@@ -336,7 +337,9 @@ def run_evaluation(
     the mean difference, its paired bootstrap interval, the paired randomization test's p-value and the
     per-query wins/losses/ties (:class:`funnelrank.evaluation.significance.PairedComparison`). Both stages
     of a pair must be in `stages`. ``compare=None`` (the default) compares the rerank stage with its
-    candidate source when both are evaluated; ``[]`` compares nothing. Unknown stages fail before any work.
+    candidate source when both are evaluated; ``[]`` compares nothing. `keep_per_query` adds
+    ``"per_query": {stage: {metric: {query id: value}}}`` (every judged query). Unknown stages fail before any
+    work.
     """
     if not stages:
         raise ValueError(f"no stages given; known stages: {', '.join(known_stages())}")
@@ -367,4 +370,6 @@ def run_evaluation(
         for metric in metrics
         if results[a].num_queries
     ]
+    if keep_per_query:
+        report["per_query"] = {name: result.per_query for name, result in results.items()}
     return report
