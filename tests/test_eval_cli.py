@@ -111,6 +111,29 @@ def test_confidence_intervals_and_paired_comparisons(animals: Path, capsys: pyte
     assert [(r["stage"], r["query_id"]) for r in rows] == [(s, q) for s in ("bm25", "run") for q in ("q1", "q2", "q3")]
     assert {r["query_id"]: r["ndcg@10"] for r in rows if r["stage"] == "run"} == {"q1": 1.0, "q2": 1.0, "q3": 0.0}
     assert set(rows[0]) == {"stage", "query_id", "ndcg@10", "recall@100", "mrr@10"}
+    # `funnelrank compare` reads two such files: here the run (file 1) against BM25 (file 2).
+    only_bm25 = animals / "out" / "bm25.jsonl"
+    _eval_json(capsys, str(animals), "--stages", "bm25", "--per-query", str(only_bm25), "--quiet")
+    assert main(["compare", str(per_query), str(only_bm25), "--stage-a", "run", "--json"]) == 0
+    saved = {c["metric"]: c for c in json.loads(capsys.readouterr().out)["comparisons"]}
+    assert saved["ndcg@10"] == {**comparisons["ndcg@10"], "a": "per_query.jsonl:run", "b": "bm25.jsonl:bm25"}
+    assert main(["compare", str(per_query), str(only_bm25), "--stage-a", "run", "--metrics", "mrr@10"]) == 0
+    out = capsys.readouterr().out
+    assert "per_query.jsonl:run - bm25.jsonl:bm25 on 3 queries" in out and "mrr@10" in out and "ndcg@10" not in out
+    (animals / "out" / "bad.jsonl").write_text('{"stage": "x", "query_id": "q1", "ndcg@10": "high"}\n', encoding="utf-8")
+    (animals / "out" / "q1.jsonl").write_text('{"stage": "x", "query_id": "q1", "ndcg@10": 1.0}\n', encoding="utf-8")
+    (animals / "out" / "twice.jsonl").write_text('{"stage": "x", "query_id": "q1", "ndcg@10": 1.0}\n' * 2, encoding="utf-8")
+    for argv, message in (
+        ([str(per_query), str(only_bm25)], "holds stages bm25, run: say which one"),
+        ([str(per_query), str(only_bm25), "--stage-a", "rerank"], 'has no stage "rerank"'),
+        ([str(per_query), str(only_bm25), "--stage-a", "run", "--metrics", "map"], 'metric "map" is not in both'),
+        ([str(animals / "out" / "bad.jsonl"), str(only_bm25)], 'bad.jsonl:1: metric "ndcg@10" is not a number'),
+        ([str(animals / "nope.jsonl"), str(only_bm25)], "nope.jsonl: file not found"),
+        ([str(animals / "out" / "q1.jsonl"), str(only_bm25)], 'query "q2" is scored only by bm25.jsonl:bm25'),
+        ([str(animals / "out" / "twice.jsonl"), str(only_bm25)], 'twice.jsonl:2: query "q1" appears twice'),
+    ):
+        assert main(["compare", *argv]) == 2
+        assert message in capsys.readouterr().err
     # No --compare: nothing to compare here (no rerank stage); the table prints none.
     assert _eval_json(capsys, str(animals), "--stages", "bm25,run", "--quiet")["comparisons"] == []
     assert main(["eval", str(animals), "--stages", "bm25,run", "--compare", "run:bm25", "--quiet"]) == 0

@@ -318,7 +318,7 @@ def test_tune_fusion_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     out = capsys.readouterr().out
     assert "best: fusion rrf, stage1_weight 1" in out and "<- best" in out and "(cross-encoder order alone)" in out
     assert "the best against" in out and "cross-encoder alone  +1.0000  [+1.0000, +1.0000]" in out
-    assert "6 better, 0 worse, 0 equal" in out
+    assert "6 better, 0 worse, 0 equal of 6" in out
     assert cli.main(["tune-fusion", str(traces), "--qrels", str(qrels), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     # Equal weights tie "rel" (ranks 1 and 20) with the candidate ranked 20 and 1; input order puts rel first.

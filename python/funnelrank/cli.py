@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "funnelrank.commands.index",
     "funnelrank.commands.search",
     "funnelrank.commands.eval",
+    "funnelrank.commands.compare",
     "funnelrank.commands.calibrate_floor",
     "funnelrank.commands.tune_fusion",
     "funnelrank.commands.serve",

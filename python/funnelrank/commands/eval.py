@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from funnelrank.evaluation.beir import load_beir, read_query_ids
+from funnelrank.evaluation.significance import describe_comparison
 from funnelrank.evaluation.harness import (
     add_harness_options,
     get_stage,
@@ -68,11 +69,7 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append("")
         lines.append("paired comparisons (difference of means, 95% paired-bootstrap CI, two-sided randomization test):")
         for c in comparisons:
-            lines.append(
-                f"  {c['a']} - {c['b']}  {c['metric']:<10} {c['difference']:+.4f}  "
-                f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]  p = {c['p_value']:.3f}  "
-                f"({c['wins']} better, {c['losses']} worse, {c['ties']} equal of {c['queries']})"
-            )
+            lines.append(f"  {c['a']} - {c['b']}  {c['metric']:<10} {describe_comparison(c)}")
     return "\n".join(lines)
 
 

@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     """Execute `tune-fusion`."""
+    from funnelrank.evaluation.significance import describe_comparison
     from funnelrank.rerank.calibrate import load_qrels
     from funnelrank.rerank.fusion_tuning import DEFAULT_GRID, group_traces, parse_grid, sweep_fusion
     from funnelrank.rerank.traces import read_traces
@@ -63,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"the best against (difference in {sweep.metric}, 95% paired-bootstrap CI, randomization test; "
               f"the best of {len(sweep.points)} points, so its margin is biased upward):")
         for c in sweep.comparisons:
-            print(f"  {c['b']:<20} {c['difference']:+.4f}  [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]  "
-                  f"p = {c['p_value']:.3f}  ({c['wins']} better, {c['losses']} worse, {c['ties']} equal)")
+            print(f"  {c['b']:<20} {describe_comparison(c)}")
     for note in sweep.notes:
         print(f"note: {note}")
     return 0

@@ -33,6 +33,7 @@ __all__ = [
     "PairedComparison",
     "bootstrap_ci",
     "compare_per_query",
+    "describe_comparison",
     "paired_randomization_test",
 ]
 
@@ -191,4 +192,13 @@ def compare_per_query(
         wins=int(np.count_nonzero(diff > 0)),
         losses=int(np.count_nonzero(diff < 0)),
         ties=int(np.count_nonzero(diff == 0)),
+    )
+
+
+def describe_comparison(c: Mapping[str, Any]) -> str:
+    """One line for a comparison (:meth:`PairedComparison.as_dict`): the difference, its interval, the p-value and
+    the per-query counts, e.g. ``+0.0065  [-0.0261, +0.0386]  p = 0.689  (70 better, 57 worse, 173 equal of 300)``."""
+    return (
+        f"{c['difference']:+.4f}  [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]  p = {c['p_value']:.3f}  "
+        f"({c['wins']} better, {c['losses']} worse, {c['ties']} equal of {c['queries']})"
     )
