@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from funnelrank.evaluation.beir import DatasetFormatError
+from funnelrank.evaluation.beir import _read_jsonl as read_objects
 from funnelrank.evaluation.significance import compare_per_query, describe_comparison
 
 PerQuery = dict[str, dict[str, dict[str, float]]]
@@ -20,32 +22,21 @@ PerQuery = dict[str, dict[str, dict[str, float]]]
 
 
 def read_per_query(path: str | Path) -> PerQuery:
-    """Load an ``eval --per-query`` file; ValueError naming the file and line for anything malformed."""
+    """Load an ``eval --per-query`` file; ValueError naming the file and line for anything malformed (the
+    lines are read as every dataset JSONL file is, by :mod:`funnelrank.evaluation.beir`)."""
     out: PerQuery = {}
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: file not found") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("stage"), str) or not isinstance(row.get("query_id"), str):
-            raise ValueError(f'{path}:{lineno}: expected an object with "stage" and "query_id" strings')
-        stage, qid = row["stage"], row["query_id"]
+    for lineno, row in read_objects(Path(path)):
+        stage, qid = row.get("stage"), row.get("query_id")
+        if not isinstance(stage, str) or not isinstance(qid, str):
+            raise DatasetFormatError(path, lineno, 'expected an object with "stage" and "query_id" strings')
         for metric, value in row.items():
             if metric in ("stage", "query_id"):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f'{path}:{lineno}: metric "{metric}" is not a number: {value!r}')
+                raise DatasetFormatError(path, lineno, f'metric "{metric}" is not a number: {value!r}')
             per_query = out.setdefault(stage, {}).setdefault(metric, {})
             if qid in per_query:
-                raise ValueError(f'{path}:{lineno}: query "{qid}" appears twice for stage "{stage}"')
+                raise DatasetFormatError(path, lineno, f'query "{qid}" appears twice for stage "{stage}"')
             per_query[qid] = float(value)
     if not out:
         raise ValueError(f"{path}: no per-query lines (write them with `funnelrank eval ... --per-query FILE`)")

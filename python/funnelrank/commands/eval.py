@@ -10,7 +10,6 @@ import sys
 from typing import Any
 
 from funnelrank.evaluation.beir import load_beir, read_query_ids
-from funnelrank.evaluation.significance import describe_comparison
 from funnelrank.evaluation.harness import (
     add_harness_options,
     get_stage,
@@ -18,6 +17,7 @@ from funnelrank.evaluation.harness import (
     parse_comparison,
     run_evaluation,
 )
+from funnelrank.evaluation.significance import describe_comparison
 
 # Table columns: (header, report key, format).
 _COLUMNS: tuple[tuple[str, str, str], ...] = (

@@ -58,11 +58,9 @@ def _values(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
-def _check(trials: int, confidence: float) -> None:
+def _check_trials(trials: int) -> None:
     if isinstance(trials, bool) or not isinstance(trials, (int, np.integer)) or trials < 1:
         raise ValueError(f"trials must be a positive integer, got {trials!r}")
-    if not (isinstance(confidence, (int, float)) and 0.0 < confidence < 1.0):
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
 
 
 def _chunks(trials: int, n: int) -> list[int]:
@@ -82,7 +80,9 @@ def bootstrap_ci(
     For the interval of a *difference* between two systems, pass the per-query differences (the paired
     bootstrap). Deterministic for a given `seed`.
     """
-    _check(trials, confidence)
+    _check_trials(trials)
+    if not (isinstance(confidence, (int, float)) and 0.0 < confidence < 1.0):
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     arr = _values(values, "values")
     rng = np.random.default_rng(seed)
     means = np.empty(trials, dtype=np.float64)
@@ -106,7 +106,7 @@ def paired_randomization_test(
     """Two-sided p-value of Fisher's paired randomization test that systems `a` and `b` (one value per query,
     same queries in the same order) have the same mean. ``(hits + 1) / (trials + 1)``, hits being the random
     sign assignments whose |mean difference| is at least the observed one; 1.0 when every difference is 0."""
-    _check(trials, 0.5)
+    _check_trials(trials)
     x = _values(a, "a")
     y = _values(b, "b")
     if x.shape != y.shape:
@@ -175,8 +175,8 @@ def compare_per_query(
     qids = sorted(per_query_a)
     x = np.array([per_query_a[q] for q in qids], dtype=np.float64)
     y = np.array([per_query_b[q] for q in qids], dtype=np.float64)
-    low, high = bootstrap_ci(x - y, confidence=confidence, trials=trials, seed=seed)
     diff = x - y
+    low, high = bootstrap_ci(diff, confidence=confidence, trials=trials, seed=seed)
     return PairedComparison(
         a=a,
         b=b,
