@@ -121,12 +121,15 @@ def test_confidence_intervals_and_paired_comparisons(animals: Path, capsys: pyte
     out = capsys.readouterr().out
     assert "per_query.jsonl:run - bm25.jsonl:bm25 on 3 queries" in out and "mrr@10" in out and "ndcg@10" not in out
     (animals / "out" / "bad.jsonl").write_text('{"stage": "x", "query_id": "q1", "ndcg@10": "high"}\n', encoding="utf-8")
+    (animals / "out" / "other.jsonl").write_text('{"stage": "x", "query_id": "q1", "map": 1.0}\n', encoding="utf-8")
     (animals / "out" / "q1.jsonl").write_text('{"stage": "x", "query_id": "q1", "ndcg@10": 1.0}\n', encoding="utf-8")
     (animals / "out" / "twice.jsonl").write_text('{"stage": "x", "query_id": "q1", "ndcg@10": 1.0}\n' * 2, encoding="utf-8")
     for argv, message in (
         ([str(per_query), str(only_bm25)], "holds stages bm25, run: say which one"),
         ([str(per_query), str(only_bm25), "--stage-a", "rerank"], 'has no stage "rerank"'),
         ([str(per_query), str(only_bm25), "--stage-a", "run", "--metrics", "map"], 'metric "map" is not in both'),
+        ([str(per_query), str(only_bm25), "--stage-a", "run", "--metrics", ","], "no metric to compare: --metrics is empty"),
+        ([str(animals / "out" / "other.jsonl"), str(only_bm25)], "no metric to compare: the files share none"),
         ([str(animals / "out" / "bad.jsonl"), str(only_bm25)], 'bad.jsonl:1: metric "ndcg@10" is not a number'),
         ([str(animals / "nope.jsonl"), str(only_bm25)], "nope.jsonl: file not found"),
         ([str(animals / "out" / "q1.jsonl"), str(only_bm25)], 'query "q2" is scored only by bm25.jsonl:bm25'),

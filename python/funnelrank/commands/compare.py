@@ -62,6 +62,8 @@ def compare_files(
     sa, sb = _pick_stage(path_a, a, stage_a), _pick_stage(path_b, b, stage_b)
     shared = [m for m in a[sa] if m in b[sb]]
     names = shared if metrics is None else metrics
+    if not names:
+        raise ValueError("no metric to compare: " + ("the files share none" if metrics is None else "--metrics is empty"))
     for m in names:
         if m not in shared:
             raise ValueError(f'metric "{m}" is not in both files (shared: {", ".join(shared) or "none"})')
