@@ -77,7 +77,7 @@ def bench_beir(data_dir: Path, name: str, repeat: int) -> dict[str, float] | Non
     import bm25s
     import Stemmer
 
-    from funnelrank import Analyzer, BM25Index
+    from funnelrank.core import Analyzer, BM25Index
     from funnelrank.evaluation.beir import load_corpus, load_qrels, load_queries
     from funnelrank.evaluation.metrics import evaluate
 
@@ -193,7 +193,7 @@ def worker(library: str, corpus_path: Path) -> None:
     c0 = time.process_time()
     t0 = time.perf_counter()
     if library == "ours":
-        from funnelrank import BM25Index
+        from funnelrank.core import BM25Index
 
         index = BM25Index()
         index.add(ids, texts)
@@ -202,7 +202,7 @@ def worker(library: str, corpus_path: Path) -> None:
         import bm25s
         import Stemmer
 
-        from funnelrank import Analyzer
+        from funnelrank.core import Analyzer
 
         tokens = bm25s.tokenize(texts, stopwords=Analyzer().stopwords, stemmer=Stemmer.Stemmer("english"),
                                 show_progress=False)

@@ -164,7 +164,7 @@ class Ours(Adapter):
     name = "funnelrank"
 
     def build(self, data: np.ndarray) -> None:
-        from funnelrank import HNSWIndex
+        from funnelrank.core import HNSWIndex
 
         self.index = HNSWIndex(data.shape[1], metric="ip", M=M, ef_construction=EF_CONSTRUCTION,
                                initial_capacity=len(data))

@@ -38,7 +38,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from funnelrank import Analyzer, BM25Index, HNSWIndex, rrf
+    from funnelrank.core import Analyzer, BM25Index, HNSWIndex, rrf
     from funnelrank.embedding import Embedder, embed_corpus
     from funnelrank.evaluation.beir import load_beir
 

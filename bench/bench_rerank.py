@@ -74,7 +74,7 @@ def load_scifact(root: Path, n_queries: int, seed: int) -> tuple[dict[str, str],
 def bm25_top100(corpus: dict[str, str], queries: list[tuple[str, str]]) -> tuple[dict[str, list[str]], str]:
     ids, texts = list(corpus), list(corpus.values())
     try:
-        from funnelrank import Analyzer, BM25Index  # type: ignore[attr-defined]
+        from funnelrank.core import Analyzer, BM25Index
 
         index = BM25Index(k1=1.2, b=0.75, analyzer=Analyzer())
         index.add(ids, texts)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from funnelrank import Analyzer, BM25Index, IndexFileError
+from funnelrank.core import Analyzer, BM25Index, IndexFileError
 
 FIXTURE = [
     ("d1", "The quick brown fox jumps over the lazy dog."),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from funnelrank import cli
-from funnelrank.rerank.calibrate import floor_point, load_qrels, otsu_threshold, recommend_floor
+from funnelrank.evaluation.calibrate import floor_point, load_qrels, otsu_threshold, recommend_floor
 
 
 def synthetic(rng: np.random.Generator, n_queries: int = 40, overlap: bool = False):

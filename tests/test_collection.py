@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import funnelrank.collection_store as store
-from funnelrank import IndexFileError
+from funnelrank.core import IndexFileError
 from funnelrank.collection import Collection, Document
 
 TEXTS = {

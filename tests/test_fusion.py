@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from funnelrank import FusedResult, HNSWIndex, convex_fusion, rrf
+from funnelrank.core import FusedResult, HNSWIndex, convex_fusion, rrf
 
 pytestmark = pytest.mark.core
 

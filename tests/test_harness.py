@@ -30,6 +30,7 @@ def _count(name: str) -> None:
 @pytest.fixture(autouse=True)
 def fake_stages() -> Iterator[None]:
     """Register the fake stages for one test, then restore the registry as it was."""
+    harness._load_stage_modules()  # the real stages, so that restoring the registry keeps them
     saved = dict(harness._REGISTRY)
 
     @register_stage("fake_perfect", help="test: the qrels' relevant docs, best grade first")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from funnelrank import HNSWIndex, IndexFileError
+from funnelrank.core import HNSWIndex, IndexFileError
 
 pytestmark = pytest.mark.core
 

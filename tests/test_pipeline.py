@@ -50,7 +50,7 @@ def reranker() -> Iterator[object]:
 
 def test_bm25_only_without_reranker(bm25_collection: Collection) -> None:
     pipe = Pipeline(bm25_collection, reranker=None, top_k=3)
-    assert pipe.retriever == "bm25"
+    assert pipe.retriever.name == "bm25"
     resp = pipe.search("module for JSON documents")
     assert isinstance(resp, SearchResponse) and not resp.no_evidence
     assert [r.id for r in resp.results][0] == "json" and len(resp.results) == 3
@@ -91,7 +91,7 @@ def test_filter_applies_in_stage1(bm25_collection: Collection, reranker: object)
 
 def test_hybrid_traces(dense_collection: Collection, reranker: object) -> None:
     pipe = Pipeline(dense_collection, reranker=reranker, candidates=6, top_k=6, floor=None)
-    assert pipe.retriever == "hybrid"
+    assert pipe.retriever.name == "hybrid"
     resp = pipe.search("serialize python objects")
     assert {"bm25", "embed", "dense", "fusion", "rerank", "total"} <= set(resp.timings_ms)
     assert resp.results[0].id == "pickle"

@@ -13,10 +13,10 @@ import pytest
 from rerank_fakes import ScoreInTextModel
 
 from funnelrank import cli
+from funnelrank.evaluation.fusion_tuning import group_traces, parse_grid, sweep_fusion
 from funnelrank.rerank import Candidate, Reranker, RerankScheduler, read_traces
 from funnelrank.rerank.defaults import DEFAULT_STAGE1_WEIGHT, default_stage1_weight
 from funnelrank.rerank.fusion import RERANK_FUSION_K, check_fusion, check_stage1_weight, fused_order, rerank_order
-from funnelrank.rerank.fusion_tuning import group_traces, parse_grid, sweep_fusion
 
 BAD_WEIGHTS = [-0.1, 1.5, math.nan, math.inf, True, "0.5", None]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ import pytest
 
 from funnelrank.batching import plan_batches
 from funnelrank.rerank.cross_encoder import EncodedPairs, sigmoid
-from funnelrank.rerank.scheduler import OverloadedError, RerankScheduler, SchedulerClosedError
+from funnelrank.rerank.scheduler import OverloadedError, RerankScheduler, SchedulerClosedError, SchedulerStats
 
 
 class FakeModel:
@@ -217,7 +218,7 @@ def test_model_errors_reach_only_that_batch() -> None:
         assert model.entered.wait(5)
         bad = sched.submit("q1", ["p0:5", "p666:7", "p2:9"])
         good = sched.submit("q2", ["p0:5", "p1:8"])
-        model.gate.set()  # both now run in one round
+        model.gate.set()  # both now run
         with pytest.raises(RuntimeError, match="boom"):
             bad.result(5)
         np.testing.assert_allclose(good.result(5).logits, expected(2, 2))
@@ -264,6 +265,13 @@ def test_small_request_waits_only_briefly_and_empty_is_fine() -> None:
         assert empty.scores.shape == (0,)
     with pytest.raises(ValueError):
         RerankScheduler(model, max_batch_tokens=0)
+
+
+def test_no_round_option_or_counter() -> None:
+    """Scheduling has no rounds: the old ignored `max_round_pairs` option and always-zero `rounds` counter are gone."""
+    with pytest.raises(TypeError):
+        RerankScheduler(FakeModel(), max_round_pairs=512)  # type: ignore[call-arg]
+    assert "rounds" not in {f.name for f in dataclasses.fields(SchedulerStats)}
 
 
 def test_oldest_request_completes_before_later_ones_run() -> None:

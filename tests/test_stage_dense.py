@@ -55,11 +55,11 @@ def test_dense_finds_paraphrases_and_caches_the_corpus(dataset, tmp_path: Path, 
     assert [d for d, _ in again.rankings["q2"]] == [d for d, _ in dense.rankings["q2"]]
 
 
-def test_hybrid_is_rrf_of_the_same_runs_stages(dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_hybrid_is_rrf_of_the_bm25_and_dense_stages(dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     _isolated_cache(tmp_path, monkeypatch)
     ctx = StageContext(dataset, {"depth": 6, "embed_threads": 1, "hybrid_weights": "1,2"}, progress=False)
     hybrid = ctx.stage("hybrid")
-    bm25, dense = ctx.stage("bm25"), ctx.stage("dense")  # already computed: the same objects hybrid fused
+    bm25, dense = ctx.stage("bm25"), ctx.stage("dense")  # the same collection's retrievers, run on their own
     for qid in ("q1", "q2"):
         expected: dict[str, float] = {}
         for weight, ranking in ((1.0, bm25.rankings[qid]), (2.0, dense.rankings[qid])):
@@ -70,9 +70,8 @@ def test_hybrid_is_rrf_of_the_same_runs_stages(dataset, tmp_path: Path, monkeypa
         for doc, score in expected.items():
             assert got[doc] == pytest.approx(score, rel=1e-5)
         assert [s for _, s in hybrid.rankings[qid]] == sorted(got.values(), reverse=True)
-    assert hybrid.latencies_ms is not None and all(
-        h >= b + d for h, b, d in zip(hybrid.latencies_ms, bm25.latencies_ms or [], dense.latencies_ms or [])
-    )
+    # Measured on the hybrid query itself (both searches, the query embedding and the fusion), one per query.
+    assert hybrid.latencies_ms is not None and len(hybrid.latencies_ms) == 2 and min(hybrid.latencies_ms) > 0
     assert hybrid.extra["fusion"] == "rrf" and hybrid.extra["weights"] == [1.0, 2.0]
 
 

@@ -1,38 +1,46 @@
 """funnelrank: retrieve-and-rerank for RAG and search.
 
+Rerank your own documents with the shipped cross-encoder::
+
+    >>> from funnelrank import Reranker
+    >>> with Reranker() as reranker:
+    ...     print(reranker.rank("compress data with gzip", ["gzip.compress(data): compress data",
+    ...                                                      "json.dumps(obj): serialize to JSON"]))
+
+or retrieve and rerank a collection::
+
+    >>> from funnelrank import Pipeline
+    >>> with Pipeline.from_texts(["Cats sleep on mats.", "Dogs chase cats."]) as pipe:
+    ...     response = pipe.search("where do cats sleep?")
+
 Stage 1 (recall): BM25 over an inverted index and dense vectors in an HNSW graph, fused with
-reciprocal-rank fusion, all in a C++ core. Stage 2 (precision): an ONNX Runtime cross-encoder
-re-scores the candidates; its sigmoid scores are absolute, so a relevance floor can refuse junk.
+reciprocal-rank fusion, all in a C++ core (:mod:`funnelrank.core`, behind :mod:`funnelrank.retrieval`).
+Stage 2 (precision): an ONNX Runtime cross-encoder re-scores the candidates; its sigmoid scores are
+absolute, so a relevance floor can refuse junk ("no evidence").
 """
 
 from __future__ import annotations
 
-from funnelrank._core import Analyzer, BM25Index, FusedResult, HNSWIndex, IndexFileError, convex_fusion, rrf
+from funnelrank._core import IndexFileError
+from funnelrank.candidates import Candidate
 from funnelrank.collection import Collection, Document
-from funnelrank.models import default_reranker_path
 from funnelrank.pipeline import Pipeline, Result, SearchResponse
-from funnelrank.rerank import CrossEncoder, OverloadedError, Reranker, RerankResult, RerankScheduler
+from funnelrank.rerank import CrossEncoder, OverloadedError, RerankedItem, Reranker, RerankResult
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Analyzer",
-    "BM25Index",
+    "Candidate",
     "Collection",
     "CrossEncoder",
     "Document",
-    "FusedResult",
-    "HNSWIndex",
     "IndexFileError",
     "OverloadedError",
     "Pipeline",
     "RerankResult",
-    "RerankScheduler",
+    "RerankedItem",
     "Reranker",
     "Result",
     "SearchResponse",
     "__version__",
-    "convex_fusion",
-    "default_reranker_path",
-    "rrf",
 ]

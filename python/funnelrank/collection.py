@@ -16,11 +16,11 @@ import os
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from funnelrank.documents import Document, copy_document
 from funnelrank.filters import MetadataIndex, validate_metadata
 from funnelrank.text import check_text
 
@@ -30,24 +30,6 @@ PROGRESS_MIN_DOCS = 5000
 """Indexing at least this many documents at once shows progress bars (unless told otherwise)."""
 _ADD_CHUNK = 2048
 """Documents per BM25 add call when showing progress (the index grows incrementally)."""
-
-
-@dataclass(frozen=True)
-class Document:
-    """One stored document.
-
-    A collection keeps its own copy of the metadata and hands out copies (:meth:`Collection.get`,
-    iteration, search results), so changing a Document's metadata changes nothing stored: its filters
-    stay consistent. To change a document's metadata, delete it and add it again."""
-
-    id: str
-    text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def _copy(doc: Document) -> Document:
-    """`doc` with a metadata dict of its own (nested values included)."""
-    return Document(doc.id, doc.text, copy.deepcopy(doc.metadata) if doc.metadata else {})
 
 
 def _check_ids(ids: Any, what: str) -> list[str]:
@@ -85,8 +67,8 @@ class Collection:
             the given `embedder`, else the default all-MiniLM-L6-v2 if it is installed.
         embedder: the bi-encoder for documents and queries (anything with ``embed(texts, show_progress=)``,
             ``embed_query(text)``, ``dim``, ``name`` and ``fingerprint``).
-        bm25: keyword arguments for :class:`funnelrank.BM25Index` (``k1``, ``b``, ``analyzer``).
-        hnsw: keyword arguments for :class:`funnelrank.HNSWIndex` (``M``, ``ef_construction``, ``ef_search``).
+        bm25: keyword arguments for :class:`funnelrank.core.BM25Index` (``k1``, ``b``, ``analyzer``).
+        hnsw: keyword arguments for :class:`funnelrank.core.HNSWIndex` (``M``, ``ef_construction``, ``ef_search``).
 
     Reads (search, get, filters) may run from many threads at once, also while another thread adds or
     deletes; writes are serialized. A search racing a delete may find a just-deleted id in stage 1; the
@@ -144,7 +126,7 @@ class Collection:
 
     def __iter__(self) -> Iterator[Document]:
         """The documents in insertion order (copies: see :class:`Document`)."""
-        return (_copy(doc) for doc in list(self._docs.values()))
+        return (copy_document(doc) for doc in list(self._docs.values()))
 
     def ids(self) -> list[str]:
         """Document ids, in insertion order."""
@@ -158,10 +140,15 @@ class Collection:
         except KeyError:
             raise KeyError(f"no document with id {doc_id!r}") from None
 
+    def stored(self, doc_id: str) -> Document | None:
+        """The stored document `doc_id` itself, not a copy (None when there is none): for readers that
+        only read, such as the retrievers, which hand its metadata on without copying it."""
+        return self._docs.get(doc_id)
+
     def get(self, doc_id: str) -> Document:
         """The document with id `doc_id` (a copy: see :class:`Document`); KeyError when there is none."""
         try:
-            return _copy(self._docs[doc_id])
+            return copy_document(self._docs[doc_id])
         except KeyError:
             raise KeyError(f"no document with id {doc_id!r}") from None
 
@@ -179,6 +166,7 @@ class Collection:
         *,
         show_progress: bool | None = None,
         embedding_cache: str | None = None,
+        vectors: Any | None = None,
     ) -> None:
         """Add documents. All-or-nothing: every input is checked before anything changes.
 
@@ -190,6 +178,10 @@ class Collection:
         Unicode ``str``, mismatched lengths, or metadata that is not a JSON-serializable dict.
         `show_progress` (default: when adding at least :data:`PROGRESS_MIN_DOCS` documents) shows
         progress bars for embedding and indexing.
+
+        `vectors` (``[len(ids), dim]``, a dense collection only) are the documents' embeddings, already
+        computed by this collection's embedder: they are indexed as given instead of embedding `texts`
+        (ValueError for the wrong shape or a non-finite value).
         """
         ids = _check_ids(ids, "ids")
         if isinstance(texts, (str, bytes)):
@@ -210,6 +202,15 @@ class Collection:
                 {} if m is None else copy.deepcopy(validate_metadata(m, where=f"metadata[{i}] (id {ids[i]!r})"))
                 for i, m in enumerate(metadata)
             ]
+        given = None
+        if vectors is not None:
+            if self._hnsw is None:
+                raise ValueError("vectors given, but this collection has no dense index (dense=False)")
+            given = np.ascontiguousarray(vectors, dtype=np.float32)
+            if given.ndim != 2 or given.shape != (len(ids), int(self._hnsw.dim)):
+                raise ValueError(f"vectors must have shape ({len(ids)}, {self._hnsw.dim}), got {given.shape}")
+            if not np.isfinite(given).all():
+                raise ValueError("vectors hold a NaN or infinite value")
         if not ids:
             return
         progress = len(ids) >= PROGRESS_MIN_DOCS if show_progress is None else show_progress
@@ -221,8 +222,8 @@ class Collection:
                     f"{len(present)} id(s) already in the collection, e.g. {present[0]!r} (delete them first)"
                 )
             # Embed before touching any index: a failure here changes nothing.
-            vectors = None
-            if self._hnsw is not None:
+            vectors = given
+            if self._hnsw is not None and vectors is None:
                 assert self.embedder is not None
                 if embedding_cache is not None:
                     from funnelrank.embedding import embed_corpus

@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from funnelrank._core import IndexFileError
 from funnelrank.cache import atomic_writer
+from funnelrank.documents import Document
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # only for annotations: Collection imports this module (save/load), never the reverse
     from funnelrank.collection import Collection
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "load_collection", "save_collection"]
@@ -173,9 +174,7 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     return manifest
 
 
-def _read_docs(path: Path, sha256: str, count: int) -> list[Any]:
-    from funnelrank.collection import Document
-
+def _read_docs(path: Path, sha256: str, count: int) -> list[Document]:
     if not path.is_file():
         raise IndexFileError(f"{path}: missing documents file")
     raw = path.read_bytes()

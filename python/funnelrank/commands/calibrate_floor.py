@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     """Execute `calibrate-floor`."""
-    from funnelrank.rerank.calibrate import label_traces, load_qrels, plot_histogram, recommend_floor
+    from funnelrank.evaluation.calibrate import label_traces, load_qrels, plot_histogram, recommend_floor
     from funnelrank.rerank.traces import read_traces
 
     records = read_traces(args.traces, allow_empty=False)

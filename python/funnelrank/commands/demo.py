@@ -1,6 +1,8 @@
 """`funnelrank demo`: the README's main job. Offline, it builds (or reuses from its cache) the embedded default
 corpus, the documentation of the installed Python standard library (see :mod:`funnelrank.demo_corpus`),
-indexes it with BM25 and answers a few queries, printing the top results with scores and timings.
+indexes it in a :class:`funnelrank.Collection` and answers a few queries through :class:`funnelrank.Pipeline`
+(the same retriever -> reranker -> floor path as every other entry point), printing the top results with
+scores and timings.
 
 The output is built from sections, one per stage, printed for every query by :func:`answer`: BM25's order,
 then (when a cross-encoder is available: ``--model DIR`` or the default reranker) the reranked order of BM25's
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from funnelrank.demo_corpus import Passage, load_demo_corpus
 
 if TYPE_CHECKING:
-    from funnelrank import BM25Index
+    from funnelrank.pipeline import Pipeline, Result
 
 DEFAULT_QUERIES: tuple[str, ...] = (
     "parse command line arguments and options",
@@ -30,122 +32,88 @@ OFF_TOPIC_QUERY = "a good recipe for chocolate chip cookies"
 """Shown after the others: nothing in the standard library's documentation answers it."""
 RERANK_CANDIDATES = 30
 """BM25 candidates the demo reranks per query (small, so the demo stays quick on a laptop CPU)."""
-INDEX_CHUNK = 500  # passages per BM25Index.add call (progress bar granularity)
 SNIPPET_CHARS = 90
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One result line: the passage, its score and rank."""
-
-    rank: int
-    score: float
-    passage: Passage
 
 
 @dataclass
 class DemoState:
-    """What the sections share: the corpus (by id) and the indexes built for it."""
+    """What the sections share: the corpus (by id, for display) and the pipeline over it."""
 
     passages: dict[str, Passage]
-    bm25: BM25Index
-    top_k: int
-    reranker: Any | None = None
-    """A :class:`funnelrank.Reranker` (with its floor), or None when no cross-encoder is available."""
-    candidates: int = RERANK_CANDIDATES
+    pipeline: Pipeline
+    """BM25 retriever over the passages (title + text), the reranker (or None) and its floor."""
 
 
-def build_bm25(passages: list[Passage], progress: bool) -> tuple[BM25Index, float]:
-    """Index the passages (title + text) with BM25 and default analyzer; returns (index, seconds)."""
-    from tqdm import tqdm
+def build_pipeline(passages: list[Passage], reranker: Any | None, *, top_k: int, candidates: int,
+                   floor: float | None, progress: bool) -> tuple[Pipeline, float]:
+    """A :class:`funnelrank.Pipeline` over the passages (BM25 over title + text, `reranker` as stage 2);
+    returns (pipeline, indexing seconds)."""
+    from funnelrank.collection import Collection
+    from funnelrank.pipeline import DEFAULT, Pipeline
 
-    from funnelrank import Analyzer, BM25Index
-
-    index = BM25Index(k1=1.2, b=0.75, analyzer=Analyzer())
+    collection = Collection(dense=False)
     start = time.perf_counter()
-    with tqdm(total=len(passages), desc="indexing (BM25)", unit="passage", disable=not progress,
-              file=sys.stderr, leave=False) as bar:
-        for i in range(0, len(passages), INDEX_CHUNK):
-            chunk = passages[i : i + INDEX_CHUNK]
-            index.add([p.id for p in chunk], [f"{p.title} {p.text}" for p in chunk])
-            bar.update(len(chunk))
-    return index, time.perf_counter() - start
+    collection.add([p.id for p in passages], [f"{p.title} {p.text}" for p in passages], show_progress=progress)
+    seconds = time.perf_counter() - start
+    pipe = Pipeline(collection, "bm25", reranker=reranker, top_k=top_k, candidates=candidates,
+                    floor=DEFAULT if floor is None else floor)
+    return pipe, seconds
 
 
-def bm25_hits(state: DemoState, query: str) -> tuple[list[Hit], float]:
-    """BM25's top-k for `query` and the milliseconds the search took."""
-    start = time.perf_counter()
-    ids, scores = state.bm25.search(query, state.top_k)
-    ms = (time.perf_counter() - start) * 1000.0
-    hits = [Hit(i + 1, float(s), state.passages[d]) for i, (d, s) in enumerate(zip(ids, scores))]
-    return hits, ms
+def _print_result(state: DemoState, rank: int, result: Result, label: str, out: TextIO) -> None:
+    text = state.passages[result.id].text
+    snippet = text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 3] + "..."
+    print(f"    {rank}. {result.score:7.3f}  {label}{result.id}", file=out)
+    print(f"                {snippet}", file=out)
 
 
-def print_hits(heading: str, hits: list[Hit], out: TextIO) -> None:
-    """A section: heading, then per hit a line with rank, score and passage id, and a snippet line."""
-    print(f"  {heading}", file=out)
-    if not hits:
+def print_bm25(state: DemoState, query: str, out: TextIO) -> None:
+    """A section: BM25's top-k (stage 1 alone) with scores and the search time."""
+    resp = state.pipeline.search(query, rerank=False)
+    print(f"  BM25 top {state.pipeline.top_k} ({resp.timings_ms.get('bm25', 0.0):.2f} ms)", file=out)
+    if not resp.results:
         print("     (no results)", file=out)
-    for hit in hits:
-        text = hit.passage.text
-        snippet = text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 3] + "..."
-        print(f"    {hit.rank}. {hit.score:7.3f}  {hit.passage.id}", file=out)
-        print(f"                {snippet}", file=out)
+    for rank, result in enumerate(resp.results, start=1):
+        _print_result(state, rank, result, "", out)
 
 
 def print_reranked(state: DemoState, query: str, out: TextIO) -> None:
     """A section: the cross-encoder's order of BM25's top `candidates`, with rerank score and BM25 rank,
     cut by the relevance floor; "no evidence" when nothing clears it."""
-    assert state.reranker is not None
-    ids, scores = state.bm25.search(query, state.candidates)
-    candidates = [
-        {"id": d, "text": f"{state.passages[d].title} {state.passages[d].text}", "rank": i + 1, "score": float(s)}
-        for i, (d, s) in enumerate(zip(ids, scores))
-    ]
-    start = time.perf_counter()
-    result = state.reranker.rerank(query, candidates, top_k=state.top_k)
-    ms = (time.perf_counter() - start) * 1000.0
-    floor = state.reranker.floor
-    print(
-        f"  Reranked: cross-encoder over BM25's top {len(candidates)}, floor {floor:.2f} ({ms:.0f} ms)"
-        if floor is not None
-        else f"  Reranked: cross-encoder over BM25's top {len(candidates)} ({ms:.0f} ms)",
-        file=out,
-    )
-    if result.no_evidence:
-        best = "none" if result.max_score is None else f"{result.max_score:.3f}"
+    pipe = state.pipeline
+    resp = pipe.search(query)
+    ms = resp.timings_ms.get("rerank", 0.0)
+    print(f"  Reranked: cross-encoder over BM25's top {resp.candidates}, floor {pipe.floor:.2f} ({ms:.0f} ms)",
+          file=out)
+    if resp.no_evidence:
+        best = "none" if resp.max_score is None else f"{resp.max_score:.3f}"
         print(f"     no evidence: no passage clears the floor (best score {best}); answer \"I don't know\"", file=out)
         return
-    for rank, item in enumerate(result.items, start=1):
-        text = state.passages[item.id].text
-        snippet = text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 3] + "..."
-        print(f"    {rank}. {item.score:7.3f}  (BM25 #{item.stage1_rank:<3}) {item.id}", file=out)
-        print(f"                {snippet}", file=out)
+    for rank, result in enumerate(resp.results, start=1):
+        hit = result.stage1.get("bm25")
+        _print_result(state, rank, result, f"(BM25 #{'-' if hit is None else hit.rank:<3}) ", out)
 
 
 def answer(state: DemoState, query: str, out: TextIO, heading: str = "Query") -> None:
     """Print every section for one query: BM25 order (stage 1), then the reranked order with the relevance
     floor (stage 2) when a reranker is loaded."""
     print(f'\n{heading}: "{query}"', file=out)
-    hits, ms = bm25_hits(state, query)
-    print_hits(f"BM25 top {state.top_k} ({ms:.2f} ms)", hits, out)
-    if state.reranker is not None:
+    print_bm25(state, query, out)
+    if state.pipeline.reranker is not None:
         print_reranked(state, query, out)
 
 
 def load_reranker(args: argparse.Namespace, out: TextIO) -> Any | None:
     """The cross-encoder named by --model, else the default one; None (saying why) when there is none."""
-    from funnelrank.pipeline import default_reranker
     from funnelrank.rerank import Reranker
 
-    options: dict[str, Any] = {} if args.floor is None else {"floor": args.floor}
     if args.no_rerank:
         return None
-    if args.model is not None:
-        return Reranker(args.model, **options)
     try:
-        return default_reranker(**options)
+        return Reranker(args.model)
     except FileNotFoundError as exc:
+        if args.model is not None:
+            raise
         print(f"Reranking skipped: {exc}", file=out)
         return None
 
@@ -156,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.quiet
     if args.top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.candidates < 1:
+        raise ValueError(f"--candidates must be >= 1, got {args.candidates}")
     start = time.perf_counter()
     passages, cache_file, built = load_demo_corpus(rebuild=args.rebuild_corpus)
     corpus_s = time.perf_counter() - start
@@ -165,16 +135,12 @@ def run(args: argparse.Namespace) -> int:
         f"documentation, {len(passages)} passages ({how}: {cache_file})",
         file=out,
     )
-    index, index_s = build_bm25(passages, progress)
-    print(f"Indexed {len(passages)} passages with BM25 in {index_s:.2f} s", file=out)
-    if args.candidates < 1:
-        raise ValueError(f"--candidates must be >= 1, got {args.candidates}")
     reranker = load_reranker(args, out)
-    state = DemoState(
-        passages={p.id: p for p in passages}, bm25=index, top_k=args.top_k, reranker=reranker,
-        candidates=args.candidates,
-    )
     try:
+        pipe, index_s = build_pipeline(passages, reranker, top_k=args.top_k, candidates=args.candidates,
+                                       floor=args.floor, progress=progress)
+        print(f"Indexed {len(passages)} passages with BM25 in {index_s:.2f} s", file=out)
+        state = DemoState(passages={p.id: p for p in passages}, pipeline=pipe)
         for query in args.query or DEFAULT_QUERIES:
             answer(state, query, out)
         if reranker is not None and not args.query:

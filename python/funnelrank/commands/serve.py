@@ -42,8 +42,7 @@ def run(args: argparse.Namespace) -> int:
     require_serve_extra()
     import uvicorn
 
-    from funnelrank.pipeline import default_reranker
-    from funnelrank.rerank.floor import Reranker
+    from funnelrank.rerank import Reranker
     from funnelrank.service.app import create_app
 
     if not 0 <= args.port <= 65535:
@@ -65,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         reranker = Reranker(model_path, max_queue_pairs=args.max_queue_pairs)
         name = model_path.resolve().name
     else:
-        reranker = default_reranker(max_queue_pairs=args.max_queue_pairs)
+        reranker = Reranker(max_queue_pairs=args.max_queue_pairs)
         name = "funnelrank-default"
     app = create_app(reranker, collection=collection, model_name=name, limits=limits)
     print(

@@ -30,9 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     """Execute `tune-fusion`."""
+    from funnelrank.evaluation.calibrate import load_qrels
+    from funnelrank.evaluation.fusion_tuning import DEFAULT_GRID, group_traces, parse_grid, sweep_fusion
     from funnelrank.evaluation.significance import describe_comparison
-    from funnelrank.rerank.calibrate import load_qrels
-    from funnelrank.rerank.fusion_tuning import DEFAULT_GRID, group_traces, parse_grid, sweep_fusion
     from funnelrank.rerank.traces import read_traces
 
     records = read_traces(args.traces, allow_empty=False)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from funnelrank.embedding.corpus_cache import corpus_cache_path, embed_corpus
-from funnelrank.embedding.defaults import DEFAULT_MODEL, DEFAULT_PRECISION, PRECISIONS, default_embedder
-from funnelrank.embedding.embedder import Embedder
+from funnelrank.embedding.defaults import DEFAULT_MODEL, DEFAULT_PRECISION, PRECISIONS
+from funnelrank.embedding.embedder import Embedder, default_embedder
 from funnelrank.embedding.model_dir import ModelFiles, read_model_dir
 
 __all__ = [

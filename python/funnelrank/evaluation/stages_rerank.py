@@ -1,13 +1,14 @@
 """The `rerank` stage: the cross-encoder re-scores the top ``--rerank-depth`` candidates of ``--rerank-from``.
 
-Candidates come from :meth:`StageContext.candidates` (bm25, dense, hybrid, or the dataset's run); each
-query's candidates go through a :class:`~funnelrank.rerank.Reranker` (the shared batch scheduler) with no
-floor and no top-k cut, so the ranking metrics judge the order alone. The order is a fusion of the
+Each query runs through :class:`funnelrank.Pipeline`, the product's path: the ``--rerank-from`` retriever
+(bm25, dense, hybrid over the run's collection, or the dataset's run) and a
+:class:`~funnelrank.rerank.Reranker` (the shared batch scheduler) with no floor and no top-k cut, so the
+ranking metrics judge the order alone. The order is a fusion of the
 cross-encoder's order and the candidates' order (``--rerank-fusion rrf|convex``, ``--rerank-stage1-weight W``;
 W = 0 is the cross-encoder order alone; see :mod:`funnelrank.rerank.fusion`). The default W is
 :func:`~funnelrank.rerank.defaults.default_stage1_weight`: the weight chosen on validation for
 ``--rerank-from hybrid``, 0 for other sources. Each ranked document carries its fused score then, else its
-cross-encoder score. Queries run one at a time; the latency of each (tokenization + inference) is recorded.
+cross-encoder score. Queries run one at a time; the latency of each (stage 1 + tokenization + inference) is recorded.
 ``--rerank-traces FILE`` appends score traces with query ids, ready for
 ``funnelrank calibrate-floor FILE --qrels ...`` and ``funnelrank tune-fusion FILE --qrels ...`` (the
 traces do not depend on the fusion weight).
@@ -16,10 +17,9 @@ traces do not depend on the fusion weight).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
-from funnelrank.evaluation.harness import Rankings, StageContext, StageOutput, register_stage
+from funnelrank.evaluation.harness import StageContext, StageOutput, pipeline_output, register_stage
 from funnelrank.rerank.defaults import DEFAULT_FUSION, DEFAULT_STAGE1_WEIGHT, default_stage1_weight
 from funnelrank.rerank.fusion import FUSION_METHODS
 
@@ -45,10 +45,10 @@ def _add_options(group: argparse._ArgumentGroup) -> None:
 
 @register_stage("rerank", help="cross-encoder reranking of --rerank-from's top candidates", add_options=_add_options)
 def rerank_stage(ctx: StageContext) -> StageOutput:
-    """Rerank every judged query's candidates; rankings are the candidates sorted by cross-encoder score."""
-    from tqdm import tqdm
-
-    from funnelrank.rerank import Candidate, CrossEncoder, Reranker
+    """Every judged query through :class:`funnelrank.Pipeline` with the ``--rerank-from`` retriever and the
+    cross-encoder, no floor and no top-k cut: the ranking is the reranked (fused) order of all candidates."""
+    from funnelrank.pipeline import Pipeline
+    from funnelrank.rerank import CrossEncoder, Reranker
     from funnelrank.rerank.defaults import default_reranker_dir
     from funnelrank.rerank.fusion import check_fusion, check_stage1_weight
 
@@ -59,39 +59,20 @@ def rerank_stage(ctx: StageContext) -> StageOutput:
     weight = ctx.option("rerank_stage1_weight")
     stage1_weight = check_stage1_weight(default_stage1_weight(source) if weight is None else weight)
     fusion = check_fusion(ctx.option("rerank_fusion"))
-    candidates = ctx.candidates(depth)
+    retriever = ctx.retriever(source)
     model_name = ctx.option("rerank_model") or default_reranker_dir()
     start = time.perf_counter()
     model = CrossEncoder.from_pretrained(
         model_name, max_length=ctx.option("rerank_max_length"), intra_op_threads=ctx.option("rerank_threads")
     )
     load_seconds = time.perf_counter() - start
-    corpus = ctx.dataset.corpus
-    rankings: Rankings = {}
-    latencies: list[float] = []
-    missing = 0
-    with Reranker(
-        model, floor=None, top_k=None, stage1_weight=stage1_weight, fusion=fusion, traces=ctx.option("rerank_traces")
-    ) as reranker:
-        queries = list(ctx.dataset.queries.values())
-        start = time.perf_counter()
-        for query in tqdm(queries, desc="rerank", unit="q", disable=not ctx.progress, file=sys.stderr, leave=False):
-            cands = []
-            for rank, (doc_id, score) in enumerate(candidates.get(query.id, []), start=1):
-                doc = corpus.get(doc_id)
-                if doc is None:
-                    missing += 1
-                    continue
-                cands.append(Candidate(doc_id, doc.full_text, rank, score))
-            t0 = time.perf_counter()
-            result = reranker.rerank(query.text, cands, query_id=query.id)
-            latencies.append((time.perf_counter() - t0) * 1000.0)
-            rankings[query.id] = [
-                (item.id, item.score if item.fused_score is None else item.fused_score) for item in result.items
-            ]
-        query_seconds = time.perf_counter() - start
+    with Reranker(model, traces=ctx.option("rerank_traces")) as reranker:
+        pipe = Pipeline(retriever, reranker=reranker, candidates=depth, top_k=depth, floor=None,
+                        stage1_weight=stage1_weight, fusion=fusion)
+        output = pipeline_output(ctx, pipe, "rerank")
         stats = reranker.scheduler.stats()
-    extra = {
+    query_seconds = output.query_seconds or 0.0
+    output.extra.update({
         "rerank_from": source,
         "rerank_depth": depth,
         "stage1_weight": stage1_weight,
@@ -101,7 +82,9 @@ def rerank_stage(ctx: StageContext) -> StageOutput:
         "pairs_per_second": round(stats.pairs / query_seconds, 2) if query_seconds > 0 else None,
         "padding_waste": round(stats.padding_waste, 4),
         "model_load_seconds": round(load_seconds, 3),
-    }
+        "latency": "stage 1 + rerank per query",
+    })
+    missing = getattr(retriever, "missing", 0)
     if missing:
-        extra["candidates_missing_from_corpus"] = missing
-    return StageOutput(rankings=rankings, query_seconds=query_seconds, latencies_ms=latencies, extra=extra)
+        output.extra["candidates_missing_from_corpus"] = missing
+    return output

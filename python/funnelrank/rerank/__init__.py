@@ -8,9 +8,10 @@ Typical use::
         if result.no_evidence: ...
 """
 
+from funnelrank.candidates import Candidate
 from funnelrank.rerank.cross_encoder import ChunkSpec, CrossEncoder, EncodedPairs
 from funnelrank.rerank.fusion import fused_order
-from funnelrank.rerank.floor import Candidate, RerankedItem, Reranker, RerankResult
+from funnelrank.rerank.floor import RerankedItem, Reranker, RerankResult
 from funnelrank.rerank.scheduler import (
     OverloadedError,
     RerankFuture,

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from funnelrank.candidates import Candidate
 from funnelrank.rerank.cross_encoder import ChunkSpec, CrossEncoder
 from funnelrank.rerank.defaults import default_parallelism
 from funnelrank.rerank.fusion import check_fusion, check_stage1_weight, fused_order
@@ -27,16 +28,6 @@ from funnelrank.rerank.traces import TraceWriter
 
 DEFAULT_FLOOR = 0.4
 DEFAULT_TOP_K = 10
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A stage-1 candidate: its id, text, and optionally its stage-1 rank (1-based) and score."""
-
-    id: str
-    text: str
-    rank: int | None = None
-    score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +71,15 @@ class RerankResult:
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.items)
+
+    def __str__(self) -> str:
+        """One line per kept item: score, ``[index]`` in the input, and the text's start."""
+        lines = [f"RerankResult(no_evidence={self.no_evidence}, floor={self.floor}, items=["]
+        for item in self.items:
+            text = item.text if len(item.text) <= 72 else item.text[:69] + "..."
+            lines.append(f"  {item.score:.3f}  [{item.index}] {text}")
+        lines.append("])")
+        return "\n".join(lines)
 
 
 _UNSET: Any = object()
@@ -178,8 +178,15 @@ def _check_top_k(top_k: int | None) -> int | None:
 class Reranker:
     """Cross-encoder reranking with a relevance floor, on a shared `RerankScheduler`.
 
+        >>> with Reranker() as reranker:  # the default cross-encoder, shipped with funnelrank
+        ...     result = reranker.rank("compress data with gzip", ["gzip.compress(data): compress data",
+        ...                                                        "json.dumps(obj): serialize to JSON"])
+        >>> [(item.index, round(item.score, 3)) for item in result], result.no_evidence
+        ([(0, 1.0)], False)
+
     Args:
-        model: a `CrossEncoder`, or a model directory / Hub id to load one from.
+        model: a `CrossEncoder`, or a model directory / Hub id to load one from; None (the default) loads
+            the default cross-encoder (:func:`funnelrank.rerank.defaults.default_reranker_dir`).
         scheduler: share an existing scheduler (then `model` may be None and `close()` leaves it open).
         floor: default relevance floor (0..1; None disables it).
         top_k: default number of results (None: all that clear the floor).
@@ -222,7 +229,9 @@ class Reranker:
             self._owns_scheduler = False
         else:
             if model is None:
-                raise ValueError("Reranker needs a model (CrossEncoder, directory or Hub id) or a scheduler")
+                from funnelrank.rerank.defaults import default_reranker_dir
+
+                model = default_reranker_dir()
             if not isinstance(model, CrossEncoder):
                 if workers is None and intra_op_threads is None:
                     workers, intra_op_threads = default_parallelism()
@@ -265,6 +274,30 @@ class Reranker:
         cands, k, f, w, m = self._prepare(candidates, top_k, floor, stage1_weight, fusion)
         scores = self.scheduler.score(query, [c.text for c in cands], timeout=timeout)
         return self._finish(query, query_id, cands, scores, k, f, w, m)
+
+    def rank(
+        self,
+        query: str,
+        documents: Sequence[Any],
+        *,
+        top_k: int | None = _UNSET,
+        floor: float | None = _UNSET,
+        timeout: float | None = None,
+    ) -> RerankResult:
+        """Rank `documents` (strings, or candidates as in :meth:`rerank`) for `query`: the top-k that clear
+        the floor, best first, each with its ``index`` in `documents`, ``score`` (sigmoid, 0..1) and
+        ``text``; ``no_evidence`` is True when none clears the floor.
+
+            >>> result = reranker.rank("compress data with gzip", ["gzip.compress(data): compress data",
+            ...                                                    "json.dumps(obj): serialize to JSON"])
+            >>> print(result)
+            RerankResult(no_evidence=False, floor=0.4, items=[
+              1.000  [0] gzip.compress(data): compress data
+            ])
+
+        The same as :meth:`rerank` with the reranker's stage-1 fusion turned off (plain documents have no
+        stage-1 order to fuse with)."""
+        return self.rerank(query, documents, top_k=top_k, floor=floor, stage1_weight=0.0, timeout=timeout)
 
     async def arerank(
         self,

@@ -81,8 +81,6 @@ class SchedulerStats:
     requests: int = 0
     pairs: int = 0
     batches: int = 0
-    rounds: int = 0
-    """Always 0: kept for compatibility (scheduling no longer works in rounds; see `shared_batches`)."""
     real_tokens: int = 0
     padded_tokens: int = 0
     infer_seconds: float = 0.0
@@ -150,7 +148,6 @@ class RerankScheduler:
             later request may add when it tops up a request's last batch.
         max_wait_ms: how long a request smaller than one batch waits for others to share a batch with.
         max_queue_pairs: most pairs admitted at once (queued + running); beyond it `OverloadedError`.
-        max_round_pairs: ignored; kept so that older callers still construct (there are no rounds).
         workers: worker threads pulling batches from the queue (default: one per model given).
         timeout: default per-request timeout in seconds (None: wait forever).
 
@@ -166,15 +163,14 @@ class RerankScheduler:
         batch_overhead_tokens: int = 32,
         max_wait_ms: float = 2.0,
         max_queue_pairs: int = 4096,
-        max_round_pairs: int = 512,
         workers: int | None = None,
         timeout: float | None = None,
     ) -> None:
         models = list(model) if isinstance(model, (list, tuple)) else [model]
         if not models:
             raise ValueError("model: give a model or a non-empty sequence of models (one per worker)")
-        if max_batch_tokens < 1 or max_batch_pairs < 1 or max_round_pairs < 1 or max_queue_pairs < 1:
-            raise ValueError("batch, round and queue limits must be >= 1")
+        if max_batch_tokens < 1 or max_batch_pairs < 1 or max_queue_pairs < 1:
+            raise ValueError("batch and queue limits must be >= 1")
         if batch_overhead_tokens < 0:
             raise ValueError("batch_overhead_tokens must be >= 0")
         if max_wait_ms < 0:
@@ -194,7 +190,6 @@ class RerankScheduler:
         self.batch_overhead_tokens = int(batch_overhead_tokens)
         self.max_wait = float(max_wait_ms) / 1000.0
         self.max_queue_pairs = int(max_queue_pairs)
-        self.max_round_pairs = int(max_round_pairs)
         self.timeout = timeout
         self._cond = threading.Condition()
         self._queue: deque[_Request] = deque()  # requests with pairs not yet handed out, oldest first

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from funnelrank.rerank.fusion import rerank_order
 
 if TYPE_CHECKING:
-    from funnelrank.rerank.floor import Candidate, RerankResult
+    from funnelrank.candidates import Candidate
+    from funnelrank.rerank.floor import RerankResult
     from funnelrank.rerank.scheduler import Scores
 
 TRACE_FIELDS = (

@@ -98,6 +98,16 @@ def create_app(
             f"{scheduler.max_queue_pairs}: such requests could never be admitted"
         )
 
+    pipelines: dict[str | None, Pipeline] = {}
+
+    def pipeline(retriever: str | None) -> Pipeline:
+        """The one pipeline per retriever that every /v1/search request shares (per-call settings)."""
+        pipe = pipelines.get(retriever)
+        if pipe is None:
+            pipe = Pipeline(collection, retriever, candidates=defaults["candidates"], reranker=reranker)
+            pipelines[retriever] = pipe
+        return pipe
+
     app = FastAPI(title="funnelrank", version="1", docs_url="/docs", redoc_url=None)
     app.state.reranker = reranker
     app.state.collection = collection
@@ -193,22 +203,15 @@ def create_app(
         if retriever is not None and retriever not in RETRIEVERS:
             raise ServiceError(400, f"retriever must be one of {', '.join(RETRIEVERS)}")
         try:
-            pipe = Pipeline(
-                collection,
-                retriever,
-                candidates=body.candidates or max(defaults["candidates"], body.top_k),
-                reranker=reranker if body.rerank else None,
-                top_k=body.top_k,
-                floor=body.floor if body.floor is not None else defaults["floor"],
-            )
-        except ValueError as exc:
-            raise ServiceError(400, str(exc)) from None
-        try:
+            pipe = pipeline(retriever)
+            candidates = body.candidates or max(pipe.candidates, body.top_k)
             response = await run_rerank(
-                min(pipe.candidates, len(collection)) if body.rerank else 0,
-                lambda: pipe.asearch(body.query, body.filter, timeout=limits.timeout_s),
+                min(candidates, len(collection)) if body.rerank else 0,
+                lambda: pipe.asearch(body.query, body.filter, top_k=body.top_k, candidates=candidates,
+                                     floor=body.floor if body.floor is not None else defaults["floor"],
+                                     rerank=body.rerank, timeout=limits.timeout_s),
             )
-        except ValueError as exc:  # a bad filter is found while stage 1 runs
+        except ValueError as exc:  # a bad setting, retriever or filter
             raise ServiceError(400, str(exc)) from None
         return {"id": str(uuid.uuid4()), "model": model_name if body.rerank else None, **response.to_dict()}
 

@@ -127,14 +127,14 @@ BM25_BACKEND = ""
 
 
 def bm25_search(doc_texts: list[str], queries: list[str], k: int) -> list[list[int]]:
-    """Top-k doc positions per query with the project's BM25 (`funnelrank.BM25Index`) when it is built,
+    """Top-k doc positions per query with the project's BM25 (`funnelrank.core.BM25Index`) when it is built,
     else bm25s with the same Lucene-style scoring (k1=1.2, b=0.75, English stemming)."""
     global BM25_BACKEND
     try:
-        from funnelrank import BM25Index  # type: ignore[attr-defined]
+        from funnelrank.core import BM25Index
     except ImportError:
         BM25Index = None
-    BM25_BACKEND = "funnelrank.BM25Index" if BM25Index is not None else "bm25s (funnelrank core not built)"
+    BM25_BACKEND = "funnelrank.core.BM25Index" if BM25Index is not None else "bm25s (funnelrank core not built)"
     if BM25Index is not None:
         idx = BM25Index()
         idx.add([str(i) for i in range(len(doc_texts))], doc_texts)
