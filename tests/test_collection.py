@@ -154,13 +154,20 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     _same(c, loaded, ["json module", "köln", "bananas"])
     assert loaded.allowed_ids({"lang": "de"}) == ["unicode"]
     manifest = json.loads((tmp_path / "col" / "manifest.json").read_text())
-    assert manifest["format"] == "funnelrank-collection" and manifest["version"] == 1
+    assert manifest["format"] == "funnelrank-collection" and manifest["version"] == 2
     assert manifest["documents"] == 4 and manifest["dense"] is None
-    # Saving again replaces it and leaves exactly one data directory.
+    assert manifest["checksum"] == store.manifest_checksum(manifest)
+    # Saving again replaces it; the replaced generation's data directory is kept (for readers still on it),
+    # older ones are removed: never more than two.
+    first = manifest["data"]
     loaded.add(["more"], ["another document"])
     loaded.save(tmp_path / "col")
     assert len(Collection.load(tmp_path / "col")) == 5
-    assert len([p for p in (tmp_path / "col").iterdir() if p.name.startswith("data-")]) == 1
+    data_dirs = {p.name for p in (tmp_path / "col").iterdir() if p.name.startswith("data-")}
+    assert len(data_dirs) == 2 and first in data_dirs
+    loaded.save(tmp_path / "col")
+    data_dirs = {p.name for p in (tmp_path / "col").iterdir() if p.name.startswith("data-")}
+    assert len(data_dirs) == 2 and first not in data_dirs
 
 
 def test_dense_round_trip(tmp_path: Path, embedder: object) -> None:

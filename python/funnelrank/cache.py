@@ -9,13 +9,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["CACHE_ENV", "atomic_directory", "atomic_writer", "cache_dir", "file_sha256", "hash_file"]
+__all__ = [
+    "CACHE_ENV",
+    "atomic_directory",
+    "atomic_writer",
+    "atomic_writer_leftovers",
+    "cache_dir",
+    "file_sha256",
+    "hash_file",
+]
 
 CACHE_ENV = "FUNNELRANK_CACHE"
 """Environment variable overriding the cache directory."""
@@ -57,6 +66,25 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _writer_temp_pattern(name: str) -> re.Pattern[str]:
+    """What :func:`atomic_writer`'s temporary files for a target called `name` are called: ``.{name}.`` +
+    :func:`tempfile.mkstemp`'s random part (8 of ``[a-z0-9_]``) + ``.tmp``."""
+    return re.compile(re.escape(f".{name}.") + r"[a-z0-9_]{8}" + re.escape(".tmp"))
+
+
+def atomic_writer_leftovers(path: str | os.PathLike[str]) -> list[Path]:
+    """Temporary files that :func:`atomic_writer` for `path` left next to it (a process killed mid-write
+    leaves its temporary file behind; nothing else has these names). Only the caller can know that no
+    writer is still busy with one (e.g. it holds a lock all writers take); removing them is its call."""
+    target = Path(path)
+    pattern = _writer_temp_pattern(target.name)
+    try:
+        entries = list(target.parent.iterdir())
+    except FileNotFoundError:
+        return []
+    return sorted(p for p in entries if pattern.fullmatch(p.name) and p.is_file() and not p.is_symlink())
 
 
 def hash_file(digest: Any, path: str | os.PathLike[str]) -> Any:

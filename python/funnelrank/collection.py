@@ -6,12 +6,15 @@ documents' embeddings from a bi-encoder (:class:`funnelrank.embedding.Embedder`)
 stage-1 searches honour.
 
 On disk a collection is one directory (see :mod:`funnelrank.collection_store`): ``save`` is atomic as a
-whole, ``load`` checks every part and raises :class:`funnelrank.IndexFileError` on a missing or corrupt one.
+whole (saves from several processes into one directory run one at a time; a load running meanwhile sees the
+old or the new collection, never a mix), ``load`` checks every part and raises
+:class:`funnelrank.IndexFileError` on a missing or corrupt one.
 """
 
 from __future__ import annotations
 
 import copy
+import operator
 import os
 import sys
 import threading
@@ -45,6 +48,20 @@ def _check_ids(ids: Any, what: str) -> list[str]:
             raise ValueError(f"{what} repeats {doc_id!r}")
         seen.add(doc_id)
     return out
+
+
+def _clamp_k(k: Any, size: int) -> Any:
+    """`k` capped at `size` (at least 1): asking for more hits than there are documents returns them all, and
+    must not make the core allocate for 10**12 results. A `k` that is not an integer, or is below 1, is passed
+    on unchanged for the core to refuse."""
+    if isinstance(k, bool):
+        return k
+    try:
+        value = operator.index(k)
+    except TypeError:
+        return k
+    cap = max(int(size), 1)
+    return cap if value > cap else k
 
 
 def _default_embedder() -> Any | None:
@@ -175,7 +192,10 @@ class Collection:
         evaluation harness fills the same cache), and caches them otherwise.
 
         Raises ValueError for an empty, repeated or already present id, a text that is not a valid
-        Unicode ``str``, mismatched lengths, or metadata that is not a JSON-serializable dict.
+        Unicode ``str``, mismatched lengths, or metadata that is not a storable JSON dict (see
+        :func:`funnelrank.filters.validate_metadata`: no lone surrogates in keys or strings, no NaN/inf or
+        integer beyond a double's range, at most :data:`funnelrank.filters.MAX_DEPTH` levels deep). A failure
+        while indexing (an embedder error, a full disk, KeyboardInterrupt) rolls back whatever was added.
         `show_progress` (default: when adding at least :data:`PROGRESS_MIN_DOCS` documents) shows
         progress bars for embedding and indexing.
 
@@ -239,9 +259,32 @@ class Collection:
                 except BaseException:
                     self._bm25.delete(ids)
                     raise
-            for doc_id, text, meta in zip(ids, texts, metas):
-                self._docs[doc_id] = Document(doc_id, text, meta)
-                self._meta.add(doc_id, meta)
+            try:
+                for doc_id, text, meta in zip(ids, texts, metas):
+                    self._docs[doc_id] = Document(doc_id, text, meta)
+                    self._meta.add(doc_id, meta)
+            except BaseException:
+                self._undo_add(ids, metas, dense=vectors is not None)
+                raise
+
+    def _undo_add(self, ids: list[str], metas: list[dict[str, Any]], *, dense: bool) -> None:
+        """Take back a half-done add (caller holds the write lock): every step is tried, so that one
+        failing does not leave the others behind; the caller re-raises the original error."""
+        for doc_id, meta in zip(ids, metas):
+            self._docs.pop(doc_id, None)
+            try:
+                self._meta.remove(doc_id, meta)
+            except Exception:  # noqa: BLE001 - best effort; the original error is what the caller sees
+                pass
+        if dense and self._hnsw is not None:
+            try:
+                self._hnsw.delete(ids)
+            except Exception:  # noqa: BLE001
+                pass
+        try:
+            self._bm25.delete(ids)
+        except Exception:  # noqa: BLE001
+            pass
 
     def _add_bm25(self, ids: list[str], texts: list[str], progress: bool) -> None:
         if not progress:
@@ -322,14 +365,18 @@ class Collection:
         self, query: str, k: int, allow: list[str] | None = None
     ) -> tuple[list[str], np.ndarray]:
         """BM25 top-`k` (ids, scores), restricted to the ids in `allow` when given (ids not in the collection,
-        e.g. deleted since `allow` was resolved, are ignored)."""
-        return self._bm25.search(query, k=k, allow=allow)  # type: ignore[no-any-return]
+        e.g. deleted since `allow` was resolved, are ignored).
+
+        `k` larger than the collection is capped at its size (every match is returned; ``k=10**12`` costs no
+        more than ``k=len(collection)``); `k` below 1 is a ValueError."""
+        return self._bm25.search(query, k=_clamp_k(k, len(self._bm25)), allow=allow)  # type: ignore[no-any-return]
 
     def search_bm25_batch(
         self, queries: Sequence[str], k: int, allow: list[str] | None = None
     ) -> list[tuple[list[str], np.ndarray]]:
-        """BM25 top-`k` for many queries (parallel in the core; `allow` is resolved once for all of them)."""
-        return list(self._bm25.search_batch(list(queries), k=k, allow=allow))
+        """BM25 top-`k` for many queries (parallel in the core; `allow` is resolved once for all of them; `k` is
+        capped at the collection's size as in :meth:`search_bm25`)."""
+        return list(self._bm25.search_batch(list(queries), k=_clamp_k(k, len(self._bm25)), allow=allow))
 
     def embed_query(self, query: str) -> np.ndarray:
         """The query's embedding (the collection must be dense)."""
@@ -347,23 +394,44 @@ class Collection:
         self, vector: np.ndarray, k: int, allow: list[str] | None = None
     ) -> tuple[list[str], np.ndarray]:
         """HNSW top-`k` (ids, cosine scores) for a query vector, restricted to the ids in `allow` when given
-        (ids not in the collection are ignored, as in :meth:`search_bm25`)."""
+        (ids not in the collection are ignored, as in :meth:`search_bm25`).
+
+        `k` is capped at the collection's size, and so is the search beam (``ef_search``, e.g. from
+        ``Collection(hnsw={"ef_search": ...})``): a beam wider than the index holds nothing more, so the
+        results are the same, without allocating for 2**40 entries."""
         if self._hnsw is None:
             raise ValueError("this collection has no dense index (it was built with dense=False)")
-        return self._hnsw.search(vector, k=k, allow=allow)  # type: ignore[no-any-return]
+        k, ef = self._dense_limits(k)
+        return self._hnsw.search(vector, k=k, ef=ef, allow=allow)  # type: ignore[no-any-return]
 
     def search_dense_batch(
         self, vectors: np.ndarray, k: int, allow: list[str] | None = None
     ) -> list[tuple[list[str], np.ndarray]]:
-        """HNSW top-`k` for many query vectors (parallel in the core; `allow` is resolved once for all of them)."""
+        """HNSW top-`k` for many query vectors (parallel in the core; `allow` is resolved once for all of them;
+        `k` and the beam are capped as in :meth:`search_dense`)."""
         if self._hnsw is None:
             raise ValueError("this collection has no dense index (it was built with dense=False)")
-        return list(self._hnsw.search_batch(np.ascontiguousarray(vectors, dtype=np.float32), k=k, allow=allow))
+        k, ef = self._dense_limits(k)
+        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+        return list(self._hnsw.search_batch(matrix, k=k, ef=ef, allow=allow))
+
+    def _dense_limits(self, k: Any) -> tuple[Any, int | None]:
+        """(k, ef) for an HNSW search: both capped at the number of live vectors (ef None: the index's own
+        ef_search, when that is no wider than the index)."""
+        assert self._hnsw is not None
+        size = len(self._hnsw)
+        k = _clamp_k(k, size)
+        widest = max(size, k if isinstance(k, int) and not isinstance(k, bool) and k > 0 else 1)
+        return k, (widest if int(self._hnsw.ef_search) > widest else None)
 
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Save to directory `path`, atomically as a whole (see :mod:`funnelrank.collection_store`)."""
+        """Save to directory `path`, atomically as a whole (see :mod:`funnelrank.collection_store`).
+
+        Another process saving into the same directory is waited for (a lock file, ``.save.lock``); processes
+        loading from it meanwhile get the old or the new collection. The replaced generation's data is kept
+        until the next save (for readers still on it), so the directory holds up to two copies of the data."""
         from funnelrank.collection_store import save_collection
 
         with self._write_lock:
@@ -375,7 +443,8 @@ class Collection:
 
         A dense collection needs the same embedder it was built with: pass it, or it is found from the
         manifest (the default all-MiniLM-L6-v2, or the model directory recorded at save time) and checked
-        by fingerprint. Raises :class:`funnelrank.IndexFileError` for a missing or corrupt part.
+        by fingerprint. Raises :class:`funnelrank.IndexFileError` for a missing or corrupt part (the manifest
+        included: it is checksummed and strictly checked). Safe while another process saves into `path`.
         """
         from funnelrank.collection_store import load_collection
 

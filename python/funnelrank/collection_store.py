@@ -2,48 +2,86 @@
 
 Layout::
 
-    DIR/manifest.json          format name + version, document count, embedder identity, which data dir
-    DIR/data-<random>/docs.jsonl   one {"id", "text", "metadata"} object per line (sha256 in the manifest)
-    DIR/data-<random>/bm25.idx     the BM25 index (checksummed index file)
-    DIR/data-<random>/hnsw.idx     the HNSW index, for dense collections (checksummed index file)
+    DIR/manifest.json              format name + version, document count, embedder identity, which data dir,
+                                   and a sha256 checksum of the manifest itself
+    DIR/.save.lock                 locked (flock) by every save: saves into one directory run one at a time
+    DIR/data-<12 hex>/docs.jsonl   one {"id", "text", "metadata"} object per line (sha256 in the manifest)
+    DIR/data-<12 hex>/bm25.idx     the BM25 index (checksummed index file)
+    DIR/data-<12 hex>/hnsw.idx     the HNSW index, for dense collections (checksummed index file)
 
-Saving writes a fresh ``data-<random>`` directory, fsyncs every file and the directory, and only then
-replaces ``manifest.json`` atomically (temporary file + fsync + rename): the manifest is the commit
-point. A crash at any moment before it leaves the old manifest pointing at the old, untouched data
-directory; after it, the new one is complete. Data directories no manifest points at (from an earlier
-save, or a crashed one) are removed by the next successful save.
+**Saving** takes the directory's lock (another process saving into the same directory waits for it), writes a
+fresh ``data-<random>`` directory, fsyncs every file and the directory, and only then replaces
+``manifest.json`` atomically (temporary file + fsync + rename): the manifest is the commit point. A crash or
+kill at any moment before it leaves the old manifest pointing at the old, untouched data directory; after
+it, the new one is complete. The data directory of the generation just replaced is *kept*, so that a reader
+that read the old manifest an instant earlier can still finish; older generations and the leftovers of
+failed or killed saves (data directories no manifest points at, the manifest writer's temporary files; only
+names this module creates) are removed by the next successful save. After a successful save the directory
+holds at most two data directories.
 
-Loading verifies the manifest, the docs file's sha256 and document count, and lets each index file
-verify its own checksum; anything missing or corrupt raises :class:`funnelrank.IndexFileError` naming
-the file.
+**Loading** takes no lock. It reads the manifest, then the generation the manifest names; when a part of it
+is missing because saves meanwhile replaced the manifest and removed that generation, it starts over on the
+new manifest (up to :data:`LOAD_ATTEMPTS` times). A reader sees one whole generation, old or new, never a mix.
+
+The manifest is checked strictly (exact key set, types, ranges, safe file names) and, from format version 2
+on, by a ``checksum`` field: the sha256 of its canonical JSON (sorted keys, no whitespace, ASCII) without
+that field. Version 1 manifests (written before the checksum) still load, with every other check. The docs
+file's sha256 and document count are verified, and each index file verifies its own checksum. Anything
+missing or corrupt raises :class:`funnelrank.IndexFileError` naming the file (``manifest.json``,
+``docs.jsonl``, ...) and what is wrong.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
+import reprlib
 import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from funnelrank._core import IndexFileError
-from funnelrank.cache import atomic_writer
+from funnelrank.cache import atomic_writer, atomic_writer_leftovers
 from funnelrank.documents import Document
 
 if TYPE_CHECKING:  # only for annotations: Collection imports this module (save/load), never the reverse
     from funnelrank.collection import Collection
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "load_collection", "save_collection"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "LOAD_ATTEMPTS", "LOCK_FILE", "MANIFEST", "load_collection", "save_collection"]
 
 FORMAT = "funnelrank-collection"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The manifest version written; 2 added the ``checksum`` field."""
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
+LOCK_FILE = ".save.lock"
 DOCS_FILE = "docs.jsonl"
 BM25_FILE = "bm25.idx"
 HNSW_FILE = "hnsw.idx"
+LOAD_ATTEMPTS = 5
+"""How many manifests a load tries when saves keep replacing the generation it is reading."""
+
 _DATA_PREFIX = "data-"
+_DATA_RE = re.compile(r"data-[0-9a-f]{12}")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_MANIFEST_MAX_BYTES = 1 << 20  # a real manifest is under 2 KB
+_MAX_DIM = 1 << 20
+_MAX_COUNT = (1 << 63) - 1
+_KEYS_V1 = frozenset({"format", "version", "data", "documents", "docs", "bm25", "dense"})
+_KEYS = {1: _KEYS_V1, 2: _KEYS_V1 | {"checksum"}}
+_EMBEDDER_KEYS = frozenset({"name", "fingerprint", "dim", "model_dir", "onnx_path"})
+_DOC_KEYS = frozenset({"id", "text", "metadata"})
+
+_brief = reprlib.Repr()
+_brief.maxlevel = 2
+_brief.maxstring = 60
+_brief.maxother = 60
+_brief.maxlong = 30
 
 
 def _fsync_dir(path: Path) -> None:
@@ -72,120 +110,280 @@ def _embedder_identity(embedder: Any) -> dict[str, Any]:
     }
 
 
+def manifest_checksum(manifest: dict[str, Any]) -> str:
+    """sha256 (hex) of the manifest's canonical JSON without its ``checksum`` field."""
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------- saving
+
+
+@contextlib.contextmanager
+def _save_lock(root: Path) -> Iterator[None]:
+    """Hold the directory's save lock (an exclusive flock on DIR/.save.lock; released when the process dies,
+    so a killed save never blocks the next one). The lock file is never removed: removing it would let two
+    savers lock different files. Without fcntl (not POSIX) saves are not serialized."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(root / LOCK_FILE, flags, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _ours(name: str, manifest_leftovers: set[str]) -> bool:
+    """Whether an entry of a collection directory has a name this module creates."""
+    return name == LOCK_FILE or bool(_DATA_RE.fullmatch(name)) or name in manifest_leftovers
+
+
+def _check_target(root: Path) -> str | None:
+    """Refuse (ValueError) a directory that holds something other than a funnelrank collection; returns the
+    data directory the current manifest names (None when there is none or it cannot be read)."""
+    manifest_path = root / MANIFEST
+    if manifest_path.exists():
+        try:
+            with open(manifest_path, "rb") as fh:
+                current = json.loads(fh.read(_MANIFEST_MAX_BYTES + 1).decode("utf-8"))
+            ours = isinstance(current, dict) and current.get("format") == FORMAT
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            ours = False
+        if not ours:
+            raise ValueError(f"{manifest_path} is not a funnelrank collection manifest; choose a new directory")
+        data = current.get("data")
+        return data if isinstance(data, str) and _DATA_RE.fullmatch(data) else None
+    leftovers = {p.name for p in atomic_writer_leftovers(manifest_path)}
+    if any(not _ours(p.name, leftovers) for p in root.iterdir()):
+        raise ValueError(f"{root} is not empty and holds no funnelrank collection; choose a new directory")
+    return None
+
+
+def _remove_stale(root: Path, keep: set[str | None]) -> None:
+    """Remove data directories other than `keep` and the manifest writer's leftovers (call under the lock:
+    then no other save is writing any of them)."""
+    for entry in root.iterdir():
+        if _DATA_RE.fullmatch(entry.name) and entry.name not in keep and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+    for leftover in atomic_writer_leftovers(root / MANIFEST):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+
+
 def save_collection(collection: Collection, path: str | os.PathLike[str]) -> None:
     """Write `collection` to directory `path` (created if needed) atomically; see the module docstring.
 
     Refuses (ValueError) a non-empty directory that is not a collection, so user files are never mixed in.
+    Waits while another process (or thread) saves into the same directory.
     """
     root = Path(path)
     if root.exists() and not root.is_dir():
         raise ValueError(f"{root} exists and is not a directory")
     root.mkdir(parents=True, exist_ok=True)
-    manifest_path = root / MANIFEST
-    if manifest_path.exists():
+    _check_target(root)  # before creating the lock file: never drop one into a user's directory
+    with _save_lock(root):
+        previous = _check_target(root)  # again under the lock: another save may have got here first
+        while True:
+            data_name = _DATA_PREFIX + secrets.token_hex(6)
+            data = root / data_name
+            try:
+                data.mkdir()
+                break
+            except FileExistsError:  # pragma: no cover - 48 random bits
+                continue
         try:
-            ours = json.loads(manifest_path.read_text(encoding="utf-8")).get("format") == FORMAT
-        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-            ours = False
-        if not ours:
-            raise ValueError(f"{manifest_path} is not a funnelrank collection manifest; choose a new directory")
-    elif any(not p.name.startswith(_DATA_PREFIX) for p in root.iterdir()):
-        raise ValueError(f"{root} is not empty and holds no funnelrank collection; choose a new directory")
+            docs = list(collection._docs.values())
+            digest = hashlib.sha256()
+            with open(data / DOCS_FILE, "wb") as fh:
+                for doc in docs:
+                    line = json.dumps(
+                        {"id": doc.id, "text": doc.text, "metadata": doc.metadata},
+                        ensure_ascii=False,
+                        allow_nan=False,
+                    ).encode("utf-8") + b"\n"
+                    digest.update(line)
+                    fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+            collection._bm25.save(str(data / BM25_FILE))
+            _fsync_file(data / BM25_FILE)
+            if collection._hnsw is not None:
+                collection._hnsw.save(str(data / HNSW_FILE))
+                _fsync_file(data / HNSW_FILE)
+            _fsync_dir(data)
+            _fsync_dir(root)
 
-    data_name = _DATA_PREFIX + secrets.token_hex(6)
-    data = root / data_name
-    data.mkdir()
-    try:
-        docs = list(collection._docs.values())
-        digest = hashlib.sha256()
-        with open(data / DOCS_FILE, "wb") as fh:
-            for doc in docs:
-                line = json.dumps(
-                    {"id": doc.id, "text": doc.text, "metadata": doc.metadata}, ensure_ascii=False, allow_nan=False
-                ).encode("utf-8") + b"\n"
-                digest.update(line)
-                fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
-        collection._bm25.save(str(data / BM25_FILE))
-        _fsync_file(data / BM25_FILE)
-        if collection._hnsw is not None:
-            collection._hnsw.save(str(data / HNSW_FILE))
-            _fsync_file(data / HNSW_FILE)
-        _fsync_dir(data)
-        _fsync_dir(root)
-
-        manifest = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "data": data_name,
-            "documents": len(docs),
-            "docs": {"file": DOCS_FILE, "sha256": digest.hexdigest()},
-            "bm25": {"file": BM25_FILE},
-            "dense": (
-                {"file": HNSW_FILE, "embedder": _embedder_identity(collection.embedder)}
-                if collection._hnsw is not None
-                else None
-            ),
-        }
-        with atomic_writer(root / MANIFEST) as fh:
-            fh.write(json.dumps(manifest, indent=2).encode("utf-8"))
-    except BaseException:
-        shutil.rmtree(data, ignore_errors=True)
-        raise
-    for stale in root.iterdir():  # earlier saves' data, and leftovers of crashed saves
-        if stale.is_dir() and stale.name.startswith(_DATA_PREFIX) and stale.name != data_name:
-            shutil.rmtree(stale, ignore_errors=True)
+            manifest: dict[str, Any] = {
+                "format": FORMAT,
+                "version": FORMAT_VERSION,
+                "data": data_name,
+                "documents": len(docs),
+                "docs": {"file": DOCS_FILE, "sha256": digest.hexdigest()},
+                "bm25": {"file": BM25_FILE},
+                "dense": (
+                    {"file": HNSW_FILE, "embedder": _embedder_identity(collection.embedder)}
+                    if collection._hnsw is not None
+                    else None
+                ),
+            }
+            manifest["checksum"] = manifest_checksum(manifest)
+            with atomic_writer(root / MANIFEST) as fh:
+                fh.write(json.dumps(manifest, indent=2).encode("utf-8"))
+        except BaseException:
+            shutil.rmtree(data, ignore_errors=True)
+            raise
+        _remove_stale(root, keep={data_name, previous})
 
 
-def _read_manifest(root: Path) -> dict[str, Any]:
+# ---------------------------------------------------------------------------------------------------- loading
+
+
+def _corrupt(path: Path, what: str) -> IndexFileError:
+    return IndexFileError(f"{path}: corrupt manifest ({what})")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {_brief.repr(key)} appears twice")
+        out[key] = value
+    return out
+
+
+def _object(value: Any, keys: frozenset[str], where: str, path: Path) -> dict[str, Any]:
+    """`value` if it is a JSON object with exactly `keys`; IndexFileError otherwise."""
+    if not isinstance(value, dict):
+        raise _corrupt(path, f"{where} must be an object, got {type(value).__name__}")
+    missing, extra = keys - value.keys(), value.keys() - keys
+    if missing:
+        raise _corrupt(path, f"bad or missing {where} field(s): {', '.join(map(repr, sorted(missing)))}")
+    if extra:
+        shown = ", ".join(_brief.repr(k) for k in sorted(extra)[:5])
+        raise _corrupt(path, f"unexpected {where} field(s): {shown}")
+    return value
+
+
+def _integer(value: Any, lo: int, hi: int, where: str, path: Path) -> int:
+    if type(value) is not int or not lo <= value <= hi:
+        raise _corrupt(path, f"{where} must be an integer in [{lo}, {hi}], got {_brief.repr(value)}")
+    return value
+
+
+def _string(value: Any, where: str, path: Path, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or "\x00" in value:
+        raise _corrupt(path, f"{where} must be a string, got {_brief.repr(value)}")
+    return value
+
+
+def _file_name(value: Any, path: Path) -> str:
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= 255
+        or any(c in value for c in "/\\\x00")
+        or value in (".", "..")
+    ):
+        raise _corrupt(path, f"bad file name {_brief.repr(value)}")
+    return value
+
+
+def _check_manifest(manifest: dict[str, Any], version: int, path: Path) -> None:
+    """The strict schema: exact keys, types and ranges (IndexFileError naming the manifest and the field)."""
+    _object(manifest, _KEYS[version], "top-level", path)
+    data = manifest["data"]
+    if not isinstance(data, str) or not _DATA_RE.fullmatch(data):
+        raise _corrupt(path, f"bad data directory {_brief.repr(data)}")
+    _integer(manifest["documents"], 0, _MAX_COUNT, "'documents'", path)
+    docs = _object(manifest["docs"], frozenset({"file", "sha256"}), "'docs'", path)
+    _file_name(docs["file"], path)
+    if not isinstance(docs["sha256"], str) or not _SHA256_RE.fullmatch(docs["sha256"]):
+        raise _corrupt(path, f"'docs' sha256 must be 64 hex digits, got {_brief.repr(docs['sha256'])}")
+    _file_name(_object(manifest["bm25"], frozenset({"file"}), "'bm25'", path)["file"], path)
+    dense = manifest["dense"]
+    if dense is not None:
+        dense = _object(dense, frozenset({"file", "embedder"}), "'dense'", path)
+        _file_name(dense["file"], path)
+        identity = _object(dense["embedder"], _EMBEDDER_KEYS, "'dense.embedder'", path)
+        _string(identity["name"], "'dense.embedder.name'", path)
+        _string(identity["fingerprint"], "'dense.embedder.fingerprint'", path)
+        _integer(identity["dim"], 1, _MAX_DIM, "'dense.embedder.dim'", path)
+        _string(identity["model_dir"], "'dense.embedder.model_dir'", path, optional=True)
+        _string(identity["onnx_path"], "'dense.embedder.onnx_path'", path, optional=True)
+    if version >= 2:
+        checksum = manifest["checksum"]
+        if not isinstance(checksum, str) or not _SHA256_RE.fullmatch(checksum):
+            raise _corrupt(path, f"'checksum' must be 64 hex digits, got {_brief.repr(checksum)}")
+        if checksum != manifest_checksum(manifest):
+            raise _corrupt(path, "checksum mismatch: it was changed or damaged after it was written")
+
+
+def _read_manifest(root: Path) -> tuple[bytes, dict[str, Any]]:
+    """(the manifest's bytes, the checked manifest)."""
     path = root / MANIFEST
     if not root.is_dir():
         raise IndexFileError(f"{root}: no such collection directory")
-    if not path.is_file():
-        raise IndexFileError(f"{root} is not a funnelrank collection: {MANIFEST} is missing")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IndexFileError(f"{path}: corrupt manifest ({exc})") from None
+        with open(path, "rb") as fh:
+            raw = fh.read(_MANIFEST_MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise IndexFileError(f"{root} is not a funnelrank collection: {MANIFEST} is missing") from None
+    except OSError as exc:
+        raise IndexFileError(f"{path}: cannot read the manifest ({exc})") from None
+    if len(raw) > _MANIFEST_MAX_BYTES:
+        raise _corrupt(path, f"larger than {_MANIFEST_MAX_BYTES} bytes")
+    try:
+        manifest = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except RecursionError:
+        raise _corrupt(path, "nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise _corrupt(path, str(exc)) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise IndexFileError(f"{path}: not a funnelrank collection manifest")
-    if manifest.get("version") != FORMAT_VERSION:
+    version = manifest.get("version")
+    if type(version) is not int or version not in READABLE_VERSIONS:
         raise IndexFileError(
-            f"{path}: collection format version {manifest.get('version')!r} is not supported "
-            f"(this funnelrank reads version {FORMAT_VERSION}); re-index with `funnelrank index`"
+            f"{path}: collection format version {_brief.repr(version)} is not supported "
+            f"(this funnelrank reads versions {', '.join(map(str, READABLE_VERSIONS))}); "
+            "re-index with `funnelrank index`"
         )
-    try:
-        for key in ("data", "documents", "docs", "bm25"):
-            if key not in manifest:
-                raise KeyError(key)
-        int(manifest["documents"])
-        str(manifest["docs"]["file"]), str(manifest["docs"]["sha256"]), str(manifest["bm25"]["file"])
-        if manifest.get("dense") is not None:
-            str(manifest["dense"]["file"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise IndexFileError(f"{path}: corrupt manifest (bad or missing {exc})") from None
-    for name in (manifest["docs"]["file"], manifest["bm25"]["file"], (manifest.get("dense") or {}).get("file", "x")):
-        if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
-            raise IndexFileError(f"{path}: corrupt manifest (bad file name {name!r})")
-    data = manifest["data"]
-    if not isinstance(data, str) or not data.startswith(_DATA_PREFIX) or "/" in data or "\\" in data:
-        raise IndexFileError(f"{path}: corrupt manifest (bad data directory {data!r})")
-    return manifest
+    _check_manifest(manifest, version, path)
+    return raw, manifest
 
 
 def _read_docs(path: Path, sha256: str, count: int) -> list[Document]:
-    if not path.is_file():
-        raise IndexFileError(f"{path}: missing documents file")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        raise IndexFileError(f"{path}: missing documents file") from None
+    except OSError as exc:
+        raise IndexFileError(f"{path}: cannot read the documents file ({exc})") from None
     if hashlib.sha256(raw).hexdigest() != sha256:
         raise IndexFileError(f"{path}: documents file is corrupt (checksum mismatch)")
     docs = []
+    seen: set[str] = set()
     try:
-        for line in raw.splitlines():
+        for lineno, line in enumerate(raw.splitlines(), start=1):
             obj = json.loads(line)
-            docs.append(Document(obj["id"], obj["text"], obj.get("metadata") or {}))
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            if not isinstance(obj, dict) or obj.keys() != _DOC_KEYS:
+                raise ValueError(f"line {lineno} is not an {{id, text, metadata}} object")
+            doc_id, text, metadata = obj["id"], obj["text"], obj["metadata"]
+            if not isinstance(doc_id, str) or not doc_id or doc_id in seen:
+                raise ValueError(f"line {lineno}: bad or repeated id {_brief.repr(doc_id)}")
+            if not isinstance(text, str) or not isinstance(metadata, dict):
+                raise ValueError(f"line {lineno}: the text must be a string and the metadata an object")
+            seen.add(doc_id)
+            docs.append(Document(doc_id, text, metadata))
+    except RecursionError:
+        raise IndexFileError(f"{path}: documents file is corrupt (nested too deeply)") from None
+    except (UnicodeDecodeError, ValueError) as exc:
         raise IndexFileError(f"{path}: documents file is corrupt ({exc})") from None
     if len(docs) != count:
         raise IndexFileError(f"{path}: holds {len(docs)} documents, the manifest says {count}")
@@ -220,16 +418,16 @@ def _find_embedder(identity: dict[str, Any], manifest_path: Path) -> Any:
     )
 
 
-def load_collection(cls: type[Collection], path: str | os.PathLike[str], *, embedder: Any | None = None) -> Collection:
-    """Load the collection in directory `path`; see the module docstring."""
+def _load_generation(
+    cls: type[Collection], root: Path, manifest: dict[str, Any], embedder: Any | None, found: dict[str, Any]
+) -> Collection:
+    """The collection generation `manifest` names (`found` caches embedders found from manifests)."""
     from funnelrank._core import BM25Index
 
-    root = Path(path)
-    manifest = _read_manifest(root)
     data = root / manifest["data"]
     if not data.is_dir():
         raise IndexFileError(f"{data}: the collection's data directory is missing")
-    docs = _read_docs(data / manifest["docs"]["file"], manifest["docs"]["sha256"], int(manifest["documents"]))
+    docs = _read_docs(data / manifest["docs"]["file"], manifest["docs"]["sha256"], manifest["documents"])
     bm25_path = data / manifest["bm25"]["file"]
     if not bm25_path.is_file():
         raise IndexFileError(f"{bm25_path}: missing BM25 index file")
@@ -238,17 +436,20 @@ def load_collection(cls: type[Collection], path: str | os.PathLike[str], *, embe
         raise IndexFileError(f"{bm25_path}: holds {len(bm25)} documents, the collection {len(docs)}")
 
     hnsw = None
-    dense = manifest.get("dense")
+    dense = manifest["dense"]
     if dense:
         from funnelrank._core import HNSWIndex
 
-        identity = dense.get("embedder") or {}
+        identity = dense["embedder"]
         if embedder is None:
-            embedder = _find_embedder(identity, root / MANIFEST)
-        elif identity.get("fingerprint") and getattr(embedder, "fingerprint", None) != identity["fingerprint"]:
+            key = json.dumps(identity, sort_keys=True)
+            if key not in found:
+                found[key] = _find_embedder(identity, root / MANIFEST)
+            embedder = found[key]
+        elif identity["fingerprint"] and getattr(embedder, "fingerprint", None) != identity["fingerprint"]:
             raise ValueError(
                 f"{root}: embedder {getattr(embedder, 'name', '?')!r} is not the one the collection was built "
-                f"with ({identity.get('name')!r}); its vectors would not match the index"
+                f"with ({identity['name']!r}); its vectors would not match the index"
             )
         hnsw_path = data / dense["file"]
         if not hnsw_path.is_file():
@@ -256,8 +457,37 @@ def load_collection(cls: type[Collection], path: str | os.PathLike[str], *, embe
         hnsw = HNSWIndex.load(str(hnsw_path))
         if len(hnsw) != len(docs):
             raise IndexFileError(f"{hnsw_path}: holds {len(hnsw)} vectors, the collection {len(docs)} documents")
+        if int(hnsw.dim) != identity["dim"]:
+            raise IndexFileError(
+                f"{hnsw_path}: holds {hnsw.dim}-dimensional vectors, the manifest says {identity['dim']}"
+            )
     else:
         embedder = None
     return cls._from_parts(
         docs=docs, bm25_index=bm25, hnsw_index=hnsw, embedder=embedder, bm25_params={}, hnsw_params={}
     )
+
+
+def _manifest_bytes(root: Path) -> bytes | None:
+    try:
+        with open(root / MANIFEST, "rb") as fh:
+            return fh.read(_MANIFEST_MAX_BYTES + 1)
+    except OSError:
+        return None
+
+
+def load_collection(cls: type[Collection], path: str | os.PathLike[str], *, embedder: Any | None = None) -> Collection:
+    """Load the collection in directory `path`; see the module docstring."""
+    root = Path(path)
+    found: dict[str, Any] = {}
+    attempt = 0
+    while True:
+        attempt += 1
+        raw, manifest = _read_manifest(root)
+        try:
+            return _load_generation(cls, root, manifest, embedder, found)
+        except IndexFileError:
+            # A save may have replaced the manifest and removed this generation while we read it: then the
+            # new manifest names a complete generation; try it. An unchanged manifest means real damage.
+            if attempt >= LOAD_ATTEMPTS or _manifest_bytes(root) == raw:
+                raise

@@ -12,6 +12,13 @@ Types are JSON's: ``true`` is not ``1``, ``1`` equals ``1.0``. A document withou
 nothing but ``ne``/``nin``/``exists: false``. Only scalar values (str, number, bool, null) and lists of
 scalars are indexed; nested objects are stored with the document but cannot be filtered on.
 
+What metadata may hold (:func:`validate_metadata`): a dict with non-empty string keys whose values are JSON
+(str, int, float, bool, None, lists/tuples, dicts with string keys), nested at most :data:`MAX_DEPTH`
+levels, with every string (keys too) valid Unicode (no lone surrogates) and every number finite and within
+a double's range (an int beyond about 1.8e308, NaN or infinity is refused). Filter fields and operands follow
+the same rules (:func:`validate_filter`), and :func:`parse_filter` reads a filter from JSON text. Every
+violation is a ValueError saying where it is.
+
 :class:`MetadataIndex` keeps ``field -> value -> ids``: equality and in-list are dictionary look-ups; range
 operators scan the *distinct* values of one field (not the documents).
 """
@@ -20,13 +27,55 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["FILTER_OPERATORS", "MetadataIndex", "validate_filter", "validate_metadata"]
+__all__ = ["FILTER_OPERATORS", "MAX_DEPTH", "MetadataIndex", "parse_filter", "validate_filter", "validate_metadata"]
 
 FILTER_OPERATORS: tuple[str, ...] = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte", "exists")
 """Operators allowed in a ``{"field": {op: value}}`` condition."""
+
+MAX_DEPTH = 32
+"""Deepest nesting allowed in metadata (the metadata dict itself is level 1, ``{"a": {"b": 1}}`` is 2). Deeper
+(or self-referencing) values are refused with a ValueError instead of failing later with a RecursionError."""
+
+_short = reprlib.Repr()
+_short.maxlevel = 3
+_short.maxstring = 60
+_short.maxother = 60
+_short.maxlong = 40
+
+
+def _brief(value: Any) -> str:
+    """A bounded repr for messages (never recurses deeply, never prints a 400-digit number in full)."""
+    try:
+        return _short.repr(value)
+    except Exception:  # noqa: BLE001 - a repr that fails must not hide the real error
+        return f"<{type(value).__name__}>"
+
+
+def _number_problem(value: int | float) -> str | None:
+    """Why a JSON number (not a bool) cannot be stored or compared, or None when it is fine."""
+    try:
+        as_float = float(value)
+    except OverflowError:
+        return "an integer beyond the range of a double (about 1.8e308)"
+    if not math.isfinite(as_float):
+        return f"{value!r} (NaN and infinity are not JSON)"
+    return None
+
+
+def _string_problem(text: str) -> str | None:
+    """Why a string cannot be saved as UTF-8 (a lone surrogate), or None when it is fine."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"not valid Unicode ({exc.reason} at character {exc.start})"
+    return None
+
 
 _RANGE_OPS = ("gt", "gte", "lt", "lte")
 
@@ -41,7 +90,11 @@ def _key(value: Any) -> _Key | None:
     if isinstance(value, bool):
         return ("bool", value)
     if isinstance(value, (int, float)):
-        return ("num", float(value)) if math.isfinite(value) else None
+        try:
+            as_float = float(value)
+        except OverflowError:  # an int beyond a double: not filterable (validate_metadata refuses it)
+            return None
+        return ("num", as_float) if math.isfinite(as_float) else None
     if isinstance(value, str):
         return ("str", value)
     return None
@@ -56,56 +109,130 @@ def _keys_of(value: Any) -> list[_Key]:
     return [k] if k is not None else []
 
 
-def validate_metadata(metadata: Any, *, where: str = "metadata") -> dict[str, Any]:
-    """Check that `metadata` is a JSON-serializable dict with string keys (no NaN/inf); returns it.
+def _path(parts: tuple[Any, ...]) -> str:
+    """`` at ['a'][0]`` for the place of a value inside metadata ('' for the top; a deep one is shortened)."""
+    if not parts:
+        return ""
+    shown = [f"[{_brief(p)}]" for p in (parts if len(parts) <= 8 else (*parts[:3], *parts[-3:]))]
+    if len(parts) > 8:
+        shown.insert(3, f"...({len(parts) - 6} more)...")
+    return " at " + "".join(shown)
 
-    Raises ValueError saying what is wrong.
+
+def _value_problem(value: Any) -> str | None:
+    """Why a value inside metadata is not storable JSON, for anything but a dict, list or tuple (None: fine)."""
+    kind = type(value)
+    if kind is str:  # the common cases first, without a call each
+        return None if value.isascii() else _string_problem(value)
+    if kind is int:
+        return None if value.bit_length() <= 1023 else _number_problem(value)
+    if kind is float:
+        return None if math.isfinite(value) else _number_problem(value)
+    if value is None or kind is bool:
+        return None
+    if isinstance(value, str):
+        return _string_problem(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _number_problem(value)
+    return f"of type {kind.__name__} ({_brief(value)})"
+
+
+def _check_json(container: Any, where: str, parts: tuple[Any, ...] = (), depth: int = 1) -> None:
+    """Raise ValueError when `container` (a dict, list or tuple reached by keys/indexes `parts` inside `where`,
+    at nesting level `depth`) holds anything that is not storable JSON."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"{where} is nested more than {MAX_DEPTH} levels deep{_path(parts)} (or refers to itself)")
+    is_dict = isinstance(container, dict)
+    for key, item in container.items() if is_dict else enumerate(container):
+        if is_dict and (type(key) is not str or not key.isascii()):
+            problem = "not a string" if not isinstance(key, str) else _string_problem(key)
+            if problem is not None:
+                raise ValueError(f"{where} is not JSON-serializable: key {_brief(key)}{_path(parts)} is {problem}")
+        if isinstance(item, (dict, list, tuple)):
+            _check_json(item, where, (*parts, key), depth + 1)
+            continue
+        problem = _value_problem(item)
+        if problem is not None:
+            raise ValueError(f"{where} is not JSON-serializable: the value{_path((*parts, key))} is {problem}")
+
+
+def validate_metadata(metadata: Any, *, where: str = "metadata") -> dict[str, Any]:
+    """Check that `metadata` is storable: a dict with non-empty string keys holding JSON values (see the
+    module docstring: valid Unicode, finite numbers within a double's range, at most :data:`MAX_DEPTH`
+    levels deep); returns it.
+
+    Raises ValueError saying what is wrong and where (e.g. ``the value at ['a'][0] is ...``).
     """
     if not isinstance(metadata, dict):
         raise ValueError(f"{where} must be a dict, got {type(metadata).__name__}")
     for field in metadata:
         if not isinstance(field, str) or not field:
-            raise ValueError(f"{where} keys must be non-empty strings, got {field!r}")
-    try:
-        json.dumps(metadata, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where} is not JSON-serializable: {exc}") from None
+            raise ValueError(f"{where} keys must be non-empty strings, got {_brief(field)}")
+    _check_json(metadata, where)  # accepts exactly what json.dumps(allow_nan=False) writes and reads back alike
     return metadata
 
 
+def _scalar_problem(value: Any) -> str | None:
+    """Why `value` is not a usable scalar operand (str, finite number, bool, null), or None."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        return _string_problem(value)
+    if isinstance(value, (int, float)):
+        return _number_problem(value)
+    return f"of type {type(value).__name__}: {_brief(value)}"
+
+
 def _check_operand(field: str, op: str, value: Any) -> None:
+    where = f"filter on {_brief(field)}"
     if op in ("in", "nin"):
-        if not isinstance(value, list) or any(_key(v) is None for v in value):
-            raise ValueError(f"filter on {field!r}: {op!r} takes a list of scalars (str, number, bool, null)")
+        if not isinstance(value, list):
+            raise ValueError(f"{where}: {op!r} takes a list of scalars (str, number, bool, null)")
+        for i, item in enumerate(value):
+            problem = _scalar_problem(item)
+            if problem is not None:
+                raise ValueError(
+                    f"{where}: {op!r} takes a list of scalars (str, number, bool, null); item {i} is {problem}"
+                )
     elif op == "exists":
         if not isinstance(value, bool):
-            raise ValueError(f"filter on {field!r}: 'exists' takes true or false")
+            raise ValueError(f"{where}: 'exists' takes true or false")
     elif op in _RANGE_OPS:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)) or _key(value) is None:
-            raise ValueError(f"filter on {field!r}: {op!r} takes a finite number or a string, got {value!r}")
-    elif _key(value) is None:
-        raise ValueError(f"filter on {field!r}: {op!r} takes a scalar (str, number, bool, null), got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(f"{where}: {op!r} takes a finite number or a string, got {_brief(value)}")
+        problem = _scalar_problem(value)
+        if problem is not None:
+            raise ValueError(f"{where}: {op!r} takes a finite number or a string; the operand is {problem}")
+    else:
+        problem = _scalar_problem(value)
+        if problem is not None:
+            raise ValueError(f"{where}: {op!r} takes a scalar (str, number, bool, null); the operand is {problem}")
 
 
 def validate_filter(filter: Any) -> dict[str, dict[str, Any]]:
     """Check a filter and return it normalized to ``{field: {op: value, ...}}``.
 
-    Raises ValueError for a filter that is not a dict, an unknown operator, or an operand of the wrong type.
+    Raises ValueError for a filter that is not a dict, an unknown operator, or an operand of the wrong type
+    (also: a string that is not valid Unicode, a number that is NaN, infinite or beyond a double's range).
     """
     if not isinstance(filter, Mapping):
         raise ValueError(f"filter must be a JSON object (dict), got {type(filter).__name__}")
     out: dict[str, dict[str, Any]] = {}
     for field, cond in filter.items():
         if not isinstance(field, str) or not field:
-            raise ValueError(f"filter fields must be non-empty strings, got {field!r}")
+            raise ValueError(f"filter fields must be non-empty strings, got {_brief(field)}")
+        problem = _string_problem(field)
+        if problem is not None:
+            raise ValueError(f"filter field {_brief(field)} is {problem}")
         if isinstance(cond, Mapping):
             if not cond:
-                raise ValueError(f"filter on {field!r}: empty condition")
+                raise ValueError(f"filter on {_brief(field)}: empty condition")
             ops = dict(cond)
             for op, value in ops.items():
                 if op not in FILTER_OPERATORS:
                     raise ValueError(
-                        f"filter on {field!r}: unknown operator {op!r} (use one of {', '.join(FILTER_OPERATORS)})"
+                        f"filter on {_brief(field)}: unknown operator {_brief(op)} "
+                        f"(use one of {', '.join(FILTER_OPERATORS)})"
                     )
                 _check_operand(field, op, value)
         elif isinstance(cond, list):
@@ -116,6 +243,35 @@ def validate_filter(filter: Any) -> dict[str, dict[str, Any]]:
             _check_operand(field, "eq", cond)
         out[field] = ops
     return out
+
+
+def parse_filter(raw: str | bytes, *, what: str = "filter") -> dict[str, Any]:
+    """Read a filter from JSON text and validate it (:func:`validate_filter`); returns the parsed dict.
+
+    Raises ValueError naming `what` (e.g. ``"--filter"``) for text that is not JSON (no RecursionError
+    however deeply it nests), not an object, or not a valid filter (a filter nests at most 3 levels: field,
+    operator, list of operands; anything deeper is refused by :func:`validate_filter`).
+    """
+    if isinstance(raw, (bytes, bytearray)):
+        try:
+            raw = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise ValueError(f"{what} is nested too deeply (a filter is at most 3 levels: field, operator, list)") from None
+    except ValueError as exc:  # e.g. an integer literal of more than 4300 digits
+        raise ValueError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a JSON object")
+    try:
+        validate_filter(value)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+    return value
 
 
 def _in_range(key: _Key, ops: Mapping[str, Any]) -> bool:

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from funnelrank.filters import MAX_DEPTH
 from funnelrank.sources import TXT_MODES, JsonlFields, read_sources
 
 
@@ -53,7 +54,13 @@ def run(args: argparse.Namespace) -> int:
         metadata_fields=tuple(f for f in args.metadata_fields.split(",") if f),
     )
     start = time.perf_counter()
-    docs = list(read_sources(args.sources, fields=fields, txt_mode=args.txt_mode))
+    try:
+        docs = list(read_sources(args.sources, fields=fields, txt_mode=args.txt_mode))
+    except RecursionError:  # a JSON line nested thousands of levels deep: a clear error, not a traceback
+        raise ValueError(
+            f"a JSON value in {', '.join(args.sources)} is nested too deeply to read "
+            f"(metadata may nest at most {MAX_DEPTH} levels)"
+        ) from None
     if not docs:
         raise ValueError("the sources hold no documents")
     collection = Collection(dense=args.dense)

@@ -33,15 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _parse_filter(raw: str | None) -> dict[str, Any] | None:
+    """The --filter JSON, checked before the collection is loaded (ValueError: exit status 2 with the message)."""
     if raw is None:
         return None
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--filter is not valid JSON: {exc.msg} at column {exc.colno}") from None
-    if not isinstance(value, dict):
-        raise ValueError("--filter must be a JSON object")
-    return value
+    from funnelrank.filters import parse_filter
+
+    return parse_filter(raw, what="--filter")
 
 
 def format_table(response: SearchResponse, reranked: bool) -> str:
