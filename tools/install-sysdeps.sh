@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the C/C++ libraries the native core builds against (Debian/Ubuntu package names).
 set -euo pipefail
-PKGS=(libhnswlib-dev libstemmer-dev libutf8proc-dev zlib1g-dev libgtest-dev cmake ninja-build g++)
+# wordnet-base + wordnet-sense-index: WordNet offline, for the reranker training tool's near-miss negatives.
+PKGS=(libhnswlib-dev libstemmer-dev libutf8proc-dev zlib1g-dev libgtest-dev cmake ninja-build g++ wordnet-base wordnet-sense-index)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "funnelrank.commands.search",
     "funnelrank.commands.eval",
     "funnelrank.commands.compare",
+    "funnelrank.commands.nearmiss",
     "funnelrank.commands.calibrate_floor",
     "funnelrank.commands.tune_fusion",
     "funnelrank.commands.serve",

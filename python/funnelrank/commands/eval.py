@@ -41,6 +41,13 @@ def _parse_stages(text: str) -> list[str]:
     return names
 
 
+def _share(promise: dict[str, Any], key: str) -> str:
+    value, ci = promise.get(key), promise.get(f"{key}_ci")
+    if value is None:
+        return "-"
+    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.3f}"
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The report as a fixed-width table, one row per stage ("-" where a figure does not apply)."""
     header = ["stage", *(c[0] for c in _COLUMNS)]
@@ -64,6 +71,14 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append("  ".join(c.ljust(widths[0]) if j == 0 else c.rjust(widths[j]) for j, c in enumerate(r)))
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    for name, stage in report["stages"].items():
+        promise = stage.get("floor_promise")
+        if promise:
+            lines.append("")
+            lines.append(f"{name}: the floor's promise at floor {promise['floor']:.2f}, top {promise['top_k']}: "
+                         f"{_share(promise, 'answerable_kept')} of {promise['answerable_queries']} answerable "
+                         f"queries keep an answer; {_share(promise, 'unanswerable_refused')} of "
+                         f"{promise['unanswerable_queries']} made unanswerable are refused")
     comparisons = report.get("comparisons") or []
     if comparisons:
         lines.append("")

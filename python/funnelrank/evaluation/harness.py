@@ -363,13 +363,17 @@ def time_queries(
 
 
 def pipeline_output(ctx: StageContext, pipe: Any, desc: str, extra: dict[str, Any] | None = None,
-                    index_seconds: float | None = None) -> StageOutput:
+                    index_seconds: float | None = None,
+                    scores: dict[str, list[tuple[str, float]]] | None = None) -> StageOutput:
     """Run every query through :meth:`funnelrank.Pipeline.search` (the product's path, one query at a time)
     and return the stage's output: each query's results in order, scored by their fused score when rerank
-    fusion ordered them, else their score."""
+    fusion ordered them, else their score. `scores`, when given, receives each query's results as
+    ``(doc_id, result score)`` in the same order (the rerank score even when fusion ordered them)."""
 
     def search(query: Query) -> tuple[list[str], list[float]]:
         results = pipe.search(query.text, query_id=query.id).results
+        if scores is not None:
+            scores[query.id] = [(r.id, r.score) for r in results]
         return [r.id for r in results], [r.score if r.fused_score is None else r.fused_score for r in results]
 
     rankings, query_seconds, latencies = time_queries(ctx, search, desc)

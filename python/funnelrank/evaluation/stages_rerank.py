@@ -9,7 +9,10 @@ W = 0 is the cross-encoder order alone; see :mod:`funnelrank.rerank.fusion`). Th
 :func:`~funnelrank.rerank.defaults.default_stage1_weight`: the weight chosen on validation for
 ``--rerank-from hybrid``, 0 for other sources. Each ranked document carries its fused score then, else its
 cross-encoder score. Queries run one at a time; the latency of each (stage 1 + tokenization + inference) is recorded.
-``--rerank-traces FILE`` appends score traces with query ids, ready for
+The floor's promise at ``--rerank-floor`` (default: the reranker's default floor) and ``--rerank-top-k`` is
+measured from the same pass (:mod:`funnelrank.evaluation.floor_promise`): the share of answerable queries
+that keep a judged-relevant result, and of the same queries made unanswerable (judged-relevant candidates
+removed) that are refused; ``"floor_promise"`` in the report. ``--rerank-traces FILE`` appends score traces with query ids, ready for
 ``funnelrank calibrate-floor FILE --qrels ...`` and ``funnelrank tune-fusion FILE --qrels ...`` (the
 traces do not depend on the fusion weight).
 """
@@ -19,8 +22,10 @@ from __future__ import annotations
 import argparse
 import time
 
+from funnelrank.evaluation.floor_promise import floor_promise
 from funnelrank.evaluation.harness import StageContext, StageOutput, pipeline_output, register_stage
 from funnelrank.rerank.defaults import DEFAULT_FUSION, DEFAULT_STAGE1_WEIGHT, default_stage1_weight
+from funnelrank.rerank.floor import DEFAULT_FLOOR
 from funnelrank.rerank.fusion import FUSION_METHODS
 
 
@@ -37,6 +42,12 @@ def _add_options(group: argparse._ArgumentGroup) -> None:
                        f"--rerank-fusion); 0 = cross-encoder order alone (default: {DEFAULT_STAGE1_WEIGHT} for "
                        "--rerank-from hybrid, chosen on validation queries with `make tune-fusion`; 0 for other "
                        "sources)")
+    group.add_argument("--rerank-floor", type=float, default=None, metavar="F",
+                       help="the relevance floor whose promise is measured (answerable queries keeping an answer, "
+                       "unanswerable ones refused; see funnelrank.evaluation.floor_promise); default: the "
+                       f"reranker's default floor, {DEFAULT_FLOOR}")
+    group.add_argument("--rerank-top-k", type=int, default=10, metavar="K",
+                       help="results returned when measuring the floor's promise (default 10, the pipeline's)")
     group.add_argument("--rerank-fusion", choices=FUSION_METHODS, default=DEFAULT_FUSION,
                        help="rerank fusion method: rrf, (1-W)/(60+rerank rank) + W/(60+candidate rank), or convex, "
                        "(1-W)*minmax(logit) + W*minmax(candidate score) (needs candidate scores) "
@@ -69,8 +80,11 @@ def rerank_stage(ctx: StageContext) -> StageOutput:
     with Reranker(model, traces=ctx.option("rerank_traces")) as reranker:
         pipe = Pipeline(retriever, reranker=reranker, candidates=depth, top_k=depth, floor=None,
                         stage1_weight=stage1_weight, fusion=fusion)
-        output = pipeline_output(ctx, pipe, "rerank")
+        scores: dict[str, list[tuple[str, float]]] = {}
+        output = pipeline_output(ctx, pipe, "rerank", scores=scores)
         stats = reranker.scheduler.stats()
+    floor = DEFAULT_FLOOR if ctx.option("rerank_floor") is None else float(ctx.option("rerank_floor"))
+    promise = floor_promise(scores, ctx.dataset.qrels, floor=floor, top_k=int(ctx.option("rerank_top_k")))
     query_seconds = output.query_seconds or 0.0
     output.extra.update({
         "rerank_from": source,
@@ -83,6 +97,7 @@ def rerank_stage(ctx: StageContext) -> StageOutput:
         "padding_waste": round(stats.padding_waste, 4),
         "model_load_seconds": round(load_seconds, 3),
         "latency": "stage 1 + rerank per query",
+        "floor_promise": promise,
     })
     missing = getattr(retriever, "missing", 0)
     if missing:
