@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--n-squad", type=int, default=2000, help="squad training questions")
     pp.add_argument("--n-separate", type=int, default=4, help="per-segment (frozen) layers below the joint ones")
     pp.add_argument("--max-p", type=int, default=128, help="passage tokens kept for training")
+    pp.add_argument("--no-msmarco", action="store_true", help="leave out msmarco-dev-sample's train/validation splits")
+    pp.add_argument("--near-misses", type=int, default=1500,
+                    help="near-miss groups made from positives with WordNet swaps (0: none)")
     tp = sub.add_parser("train", help="train the joint layers")
     tp.add_argument("--work", type=Path, default=DEFAULT_WORK)
     tp.add_argument("--out", type=Path, default=None, help="checkpoint directory (default WORK/train)")
@@ -97,7 +100,8 @@ def main() -> None:
     if a.cmd == "prepare":
         from funnelrank.training.prepare import prepare
 
-        prepare(a.data, a.work, n_squad=a.n_squad, max_p=a.max_p, n_separate=a.n_separate)
+        prepare(a.data, a.work, n_squad=a.n_squad, max_p=a.max_p, n_separate=a.n_separate, msmarco=not a.no_msmarco,
+                near_misses=a.near_misses)
     elif a.cmd == "train":
         from funnelrank.training.train import train
 

@@ -68,6 +68,8 @@ class Retrieval:
     qrels: dict[str, dict[str, int]]
     train_qids: list[str]
     val_qids: list[str]
+    val_candidates: dict[str, list[str]] | None = None
+    """Validation candidates per query (default: BM25's top over `doc_texts`), e.g. a dataset's own run."""
 
 
 def load_scifact(root: Path, val_fraction: float = 0.12) -> Retrieval:
@@ -81,6 +83,30 @@ def load_scifact(root: Path, val_fraction: float = 0.12) -> Retrieval:
         {q: queries[q] for q in qids}, qrels,
         [q for q in qids if not _held_out("scifact" + q, val_fraction)],
         [q for q in qids if _held_out("scifact" + q, val_fraction)])
+
+
+def load_msmarco(root: Path) -> Retrieval:
+    """msmarco-dev-sample: the train split's queries train, the validation split's validate, each over its
+    Anserini BM25 top 20 (``run.bm25.tsv``, what ``funnelrank eval --stages run,rerank`` reranks)."""
+    base = root / "msmarco-dev-sample"
+    corpus = _read_jsonl(base / "corpus.jsonl")
+    queries = {q["_id"]: q["text"] for q in _read_jsonl(base / "queries.jsonl")}
+    train = _read_qrels(base / "qrels" / "train.tsv")
+    val = _read_qrels(base / "qrels" / "validation.tsv")
+    if set(train) & set(val):
+        raise ValueError("msmarco-dev-sample: train and validation queries overlap")
+    run: dict[str, list[str]] = {}
+    with (base / "run.bm25.tsv").open(encoding="utf-8") as f:
+        rows = csv.reader(f, delimiter="\t")
+        next(rows)
+        for qid, did, _rank, _score in rows:
+            run.setdefault(qid, []).append(did)
+    train_q, val_q = sorted(q for q in train if q in queries), sorted(q for q in val if q in queries)
+    keep = set(train_q) | set(val_q)
+    return Retrieval(
+        "msmarco", [d["_id"] for d in corpus], [(d.get("title", "") + " " + d["text"]).strip() for d in corpus],
+        {q: queries[q] for q in keep}, {**train, **val}, train_q, val_q,
+        val_candidates={q: run.get(q, [])[:20] for q in val_q})
 
 
 def load_squad(root: Path, n_train: int, n_val: int, seed: int = 0) -> Retrieval:

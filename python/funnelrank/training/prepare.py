@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from funnelrank.training.cache import build_cache
-from funnelrank.training.data import GROUP, Retrieval, TextStore, bm25_search, load_scifact, load_squad, load_wikiqa
+from funnelrank.training.data import (GROUP, Retrieval, TextStore, bm25_search, load_msmarco, load_scifact, load_squad,
+                                      load_wikiqa)
 from funnelrank.training.model import SegmentCrossEncoder
 
 
@@ -43,8 +44,13 @@ def _retrieval_groups(ret: Retrieval, store: TextStore, emb: np.ndarray, rng: ra
         rel = {d for d, g in ret.qrels[q].items() if g > 0}
         qk = store.index[f"q:{ret.name}:{q}"]
         if n >= n_train:
-            cands = [dkeys[i] for i in bm[n][:val_depth]]
-            labels = [int(ret.doc_ids[i] in rel) for i in bm[n][:val_depth]]
+            if ret.val_candidates is not None:
+                pos = {d: i for i, d in enumerate(ret.doc_ids)}
+                picked = [pos[d] for d in ret.val_candidates.get(q, []) if d in pos][:val_depth]
+            else:
+                picked = bm[n][:val_depth]
+            cands = [dkeys[i] for i in picked]
+            labels = [int(ret.doc_ids[i] in rel) for i in picked]
             val.append({"q": qk, "docs": cands, "labels": labels, "n_rel": len(rel)})
             continue
         bm_neg = [i for i in bm[n][:20] if ret.doc_ids[i] not in rel]
@@ -65,11 +71,47 @@ def _retrieval_groups(ret: Retrieval, store: TextStore, emb: np.ndarray, rng: ra
     return train, val, stats
 
 
+def _near_miss_variants(pairs: list[tuple[int, int]], store: TextStore, rng: random.Random,
+                        limit: int) -> dict[tuple[int, int], list[int]]:
+    """Near-miss variants (:func:`funnelrank.training.near_misses.make_near_misses`) of the positives of up
+    to `limit` (query, positive) text pairs, added to `store` so that they are encoded with the rest."""
+    from funnelrank.training.near_misses import make_near_misses
+    from funnelrank.training.wordnet import load_wordnet
+
+    wn = load_wordnet()
+    out: dict[tuple[int, int], list[int]] = {}
+    for q, p in rng.sample(pairs, len(pairs)):
+        if len(out) >= limit:
+            break
+        variants = make_near_misses(store.texts[q], store.texts[p], wn, rng)
+        if variants:
+            out[(q, p)] = [store.add(f"p:nearmiss:{v}", v) for v in variants]
+    return out
+
+
+def _near_miss_groups(train: list[dict], variants: dict[tuple[int, int], list[int]]) -> list[dict]:
+    """A "nearmiss" group per training group whose positive has variants: the query, the positive, its
+    variants, then the group's mined negatives. No distillation for them (``"kd": False``): the
+    bi-encoder teacher cannot tell a near-miss from the answer."""
+    out = []
+    for g in train:
+        v = variants.get((g["q"], g["docs"][0]))
+        if v:
+            docs = [g["docs"][0], *v, *[d for d in g["docs"][1:] if d not in v]][:GROUP]
+            out.append({"src": "nearmiss", "q": g["q"], "docs": docs, "labels": [1] + [0] * (GROUP - 1),
+                        "kd": False, "from": g["src"]})
+    return out
+
+
 def prepare(data: Path, work: Path, n_squad: int = 2000, n_squad_val: int = 300, max_q: int = 32,
-            max_p: int = 128, n_separate: int = 4, seed: int = 0) -> None:
-    """Build the cache and the groups under `work` (see module doc)."""
+            max_p: int = 128, n_separate: int = 4, seed: int = 0, msmarco: bool = True,
+            near_misses: int = 1500) -> None:
+    """Build the cache and the groups under `work` (see module doc). `msmarco` adds msmarco-dev-sample's
+    train split (and its validation split to validation); `near_misses` caps the near-miss groups."""
     rng = random.Random(seed)
     sets = [load_scifact(data), load_squad(data, n_squad, n_squad_val, seed)]
+    if msmarco:
+        sets.append(load_msmarco(data))
     wq_train, wq_dev = load_wikiqa(data, "train"), load_wikiqa(data, "dev")
     store = TextStore()
     for ret in sets:
@@ -86,6 +128,11 @@ def prepare(data: Path, work: Path, n_squad: int = 2000, n_squad_val: int = 300,
             for s in sents:
                 store.add(f"p:wikiqa:{s}", s)
                 wiki_pool.append(s)
+    pairs = [(store.index[f"q:{ret.name}:{q}"], store.index[f"p:{ret.name}:{d}"]) for ret in sets
+             for q in ret.train_qids for d, g in ret.qrels[q].items() if g > 0 and f"p:{ret.name}:{d}" in store.index]
+    pairs += [(store.index[f"q:wikiqa:{q}"], store.index[f"p:wikiqa:{s}"]) for q, sents, labels in wq_train
+              for s, lab in zip(sents, labels) if lab == 1]
+    variants = _near_miss_variants(pairs, store, rng, near_misses) if near_misses > 0 else {}
     model = SegmentCrossEncoder.from_base(n_separate=n_separate)
     cache = build_cache(model, store.keys, store.texts, work / "cache", max_q=max_q, max_p=max_p)
     train, val, stats = [], {}, {}
@@ -110,6 +157,9 @@ def prepare(data: Path, work: Path, n_squad: int = 2000, n_squad_val: int = 300,
             wq.append({"src": "wikiqa", "q": store.index[f"q:wikiqa:{q}"],
                        "docs": [store.index[f"p:wikiqa:{x}"] for x in [s] + pick], "labels": [1] + [0] * (GROUP - 1)})
     train += wq
+    nm = _near_miss_groups(train, variants)
+    train += nm
+    stats["nearmiss"] = {"train_groups": len(nm), "variants": sum(len(v) for v in variants.values())}
     val["wikiqa"] = [{"q": store.index[f"q:wikiqa:{q}"], "docs": [store.index[f"p:wikiqa:{s}"] for s in sents],
                       "labels": labels, "n_rel": sum(labels)} for q, sents, labels in wq_dev if any(labels)]
     stats["wikiqa"] = {"train_groups": len(wq), "val_queries": len(val["wikiqa"])}

@@ -97,6 +97,7 @@ def validate(model: SegmentCrossEncoder, cache: Cache, val: dict, teacher: bool 
             else:
                 vals.append(next((1.0 / (r + 1) for r, g in enumerate(ranked[:10]) if g), 0.0))
         res[f"{name}_{'ndcg10' if name == 'scifact' else 'mrr10'}"] = round(float(np.mean(vals)), 4)
+    res["mean"] = round(float(np.mean(list(res.values()))), 4) if res else 0.0
     return res
 
 
@@ -169,7 +170,9 @@ def train(work: Path, out: Path, max_minutes: float, batch_groups: int = 4, lr: 
         logp = F.log_softmax(logits, dim=-1)
         loss = -(logp * labels / labels.sum(1, keepdim=True)).sum(1).mean()
         if kd:
-            loss = loss + kd * F.kl_div(logp, F.log_softmax(teacher, dim=-1), log_target=True, reduction="batchmean")
+            use = torch.tensor([float(g.get("kd", True)) for g in batch])  # near-miss groups take none
+            kl = F.kl_div(logp, F.log_softmax(teacher, dim=-1), log_target=True, reduction="none").sum(1)
+            loss = loss + kd * (kl * use).sum() / len(batch)
         if bce:
             loss = loss + bce * F.binary_cross_entropy_with_logits(logits, labels)
         opt.zero_grad()
