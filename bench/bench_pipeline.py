@@ -2,10 +2,10 @@
 on the core's indexes directly, in one run, on scifact.
 
     python bench/bench_pipeline.py [--data ../shared/data/scifact] [--split test] [--depth 100]
-                                   [--rounds 5] [--json]
+                                   [--top-k 10] [--rounds 5] [--json]
 
 For each retriever (bm25, hybrid) every query runs both ways, interleaved round by round
-(bench/timing.py): ``Pipeline(collection, retriever, reranker=None, candidates=depth).search(q)`` and the
+(bench/timing.py): ``Pipeline(collection, retriever, reranker=None, candidates=depth, top_k=top_k).search(q)`` and the
 bare calls it stands for (``BM25Index.search``; for hybrid also the query embedding, ``HNSWIndex.search``
 and ``rrf``) on the very indexes inside the collection. Printed per retriever: the median per-query
 milliseconds of each and ``ratio`` = pipeline / bare (1.00 = no overhead), the median of per-round ratios
@@ -32,6 +32,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--split", default="test")
     parser.add_argument("--depth", type=int, default=100)
+    parser.add_argument("--top-k", type=int, default=10, help="results the pipeline returns (default 10, its own)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -62,9 +63,10 @@ def main() -> int:
         return rrf([(list(b[0]), b[1]), (list(d[0]), d[1])], k=60.0, top_k=depth)
 
     report: dict[str, object] = {"dataset": f"{ds.name}/{args.split}", "queries": len(queries), "depth": depth,
+                                 "top_k": args.top_k,
                                  "rounds": args.rounds, "retrievers": {}}
     for name, bare in (("bm25", bare_bm25), ("hybrid", bare_hybrid)):
-        pipe = Pipeline(collection, name, reranker=None, candidates=depth, top_k=depth)
+        pipe = Pipeline(collection, name, reranker=None, candidates=depth, top_k=args.top_k)
         for q in queries[:5]:  # warm-up
             pipe.search(q)
             bare(q)
@@ -85,7 +87,8 @@ def main() -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{report['dataset']}: {len(queries)} queries, depth {depth}, {args.rounds} interleaved rounds")
+    print(f"{report['dataset']}: {len(queries)} queries, depth {depth}, top {args.top_k}, "
+          f"{args.rounds} interleaved rounds")
     for name, row in report["retrievers"].items():  # type: ignore[attr-defined]
         print(f"  {name:7s} pipeline {row['pipeline_ms']:8.3f} ms   bare core {row['bare_ms']:8.3f} ms   "
               f"ratio x{row['ratio']:.3f} ({row['ratio_range'][0]:.3f}-{row['ratio_range'][1]:.3f})")

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["Candidate", "Stage1Hit"]
 
 
-@dataclass(frozen=True)
-class Stage1Hit:
-    """A document's place in one stage-1 ranking: 1-based `rank` and that retriever's `score`."""
+class Stage1Hit(NamedTuple):
+    """A document's place in one stage-1 ranking: 1-based `rank` and that retriever's `score` (a named
+    tuple: one is made per candidate per ranking, on the search path)."""
 
     rank: int
     score: float
