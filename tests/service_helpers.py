@@ -28,10 +28,12 @@ class OverlapModel:
     """A toy cross-encoder for the scheduler (`PairModel`): the logit of (query, passage) is
     ``8 * (fraction of query words in the passage) - 4``, so a passage holding every query word scores
     sigmoid(4) = 0.98 and one holding none sigmoid(-4) = 0.018. `delay_s` makes every batch slow
-    (to fill the queue in overload tests)."""
+    (to fill the queue in overload tests); `token_delay_s` adds that much per token in the batch (model time
+    that grows with tokens, as a real cross-encoder's does). A token is a word (or the separator)."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, delay_s: float = 0.0, token_delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
+        self.token_delay_s = token_delay_s
         self.batches = 0
 
     def encode(self, query: str, passages: Sequence[str]) -> EncodedPairs:
@@ -40,8 +42,9 @@ class OverlapModel:
         return EncodedPairs(input_ids=pairs, type_ids=None, n_passages=len(passages))
 
     def infer(self, input_ids: Sequence[np.ndarray], type_ids: Sequence[np.ndarray] | None = None) -> np.ndarray:
-        if self.delay_s:
-            time.sleep(self.delay_s)
+        delay = self.delay_s + self.token_delay_s * sum(len(ids) for ids in input_ids)
+        if delay:
+            time.sleep(delay)
         self.batches += 1
         out = np.empty(len(input_ids))
         for i, ids in enumerate(input_ids):
@@ -52,13 +55,13 @@ class OverlapModel:
         return out
 
 
-def overlap_reranker(delay_s: float = 0.0, **scheduler_options: Any) -> Any:
+def overlap_reranker(delay_s: float = 0.0, token_delay_s: float = 0.0, **scheduler_options: Any) -> Any:
     """A `Reranker` over :class:`OverlapModel` with its own scheduler (close ``reranker.scheduler`` after use)."""
     from funnelrank.rerank.floor import Reranker
     from funnelrank.rerank.scheduler import RerankScheduler
 
     scheduler_options.setdefault("max_wait_ms", 1.0)
-    scheduler = RerankScheduler(OverlapModel(delay_s), **scheduler_options)
+    scheduler = RerankScheduler(OverlapModel(delay_s, token_delay_s), **scheduler_options)
     return Reranker(scheduler=scheduler)
 
 
@@ -70,12 +73,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(app: Any, timeout_s: float = 20.0) -> Iterator[str]:
-    """Serve `app` with uvicorn on 127.0.0.1:<free port> in a thread; yields the base URL."""
+def running_server(app: Any, timeout_s: float = 20.0, limits: Any | None = None) -> Iterator[str]:
+    """Serve `app` with uvicorn on 127.0.0.1:<free port> in a thread, with the settings `funnelrank serve` uses
+    (:func:`funnelrank.service.server.server_config`; `limits` for its header timeout); yields the base URL."""
     import uvicorn
 
+    from funnelrank.service.server import server_config
+
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
+    config = server_config(app, host="127.0.0.1", port=port, limits=limits, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()

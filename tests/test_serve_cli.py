@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -121,3 +122,84 @@ def test_cli_works_without_the_serve_extra_and_serve_says_what_is_missing() -> N
     assert "usage: funnelrank eval" in proc.stdout
     assert "funnelrank[serve]" in proc.stderr and "fastapi" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture
+def serve_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """`funnelrank serve ...` run in process up to the point where uvicorn would start: returns
+    ``run(argv) -> (exit code, uvicorn config)``, with the toy overlap model instead of a real one."""
+    from service_helpers import overlap_reranker
+
+    made: list[Any] = []
+    configs: list[Any] = []
+
+    class NoServer:
+        def __init__(self, config: Any) -> None:
+            configs.append(config)
+
+        def run(self) -> None:
+            pass
+
+    def reranker(*args: Any, **kwargs: Any) -> Any:
+        made.append(overlap_reranker())
+        return made[-1]
+
+    monkeypatch.setattr("uvicorn.Server", NoServer)
+    monkeypatch.setattr("funnelrank.rerank.Reranker", reranker)
+    monkeypatch.delenv("FUNNELRANK_API_KEY", raising=False)
+
+    def run(argv: list[str]) -> tuple[int, Any]:
+        code = main(["serve", "--no-collection", *argv])
+        return code, configs[-1] if configs else None
+
+    yield run
+    for r in made:
+        r.scheduler.close()
+
+
+def test_serve_access_defaults_and_options(serve_app: Any, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from fastapi.testclient import TestClient
+
+    from funnelrank.service.server import HeaderTimeoutH11Protocol
+
+    body = {"query": "q", "documents": ["q"]}
+    # Defaults: loopback bind, loopback Host headers only (DNS rebinding), no key, docs on.
+    code, config = serve_app([])
+    assert code == 0 and config.host == "127.0.0.1"
+    assert issubclass(config.http, HeaderTimeoutH11Protocol) and config.http.header_timeout_s == 10.0
+    assert config.timeout_keep_alive == 5 and config.h11_max_incomplete_event_size == 16 * 1024
+    local = TestClient(config.app, base_url="http://127.0.0.1:8000")
+    assert local.post("/v1/rerank", json=body).status_code == 200
+    assert local.get("/docs").status_code == 200
+    assert TestClient(config.app, base_url="http://localhost").get("/health").status_code == 200
+    r = TestClient(config.app, base_url="http://rebound.example").get("/health")
+    assert r.status_code == 400 and "not a trusted host" in r.json()["message"]
+    assert "no API key" in capsys.readouterr().err
+
+    # The key from the environment; --cors-origin; --no-docs; --trusted-host; --header-timeout.
+    monkeypatch.setenv("FUNNELRANK_API_KEY", "env-key")
+    code, config = serve_app(["--cors-origin", "https://a.example", "--cors-origin", "https://b.example", "--no-docs",
+                              "--trusted-host", "api.example", "--header-timeout", "3"])
+    assert code == 0 and config.http.header_timeout_s == 3.0
+    client = TestClient(config.app, base_url="http://api.example")
+    assert client.post("/v1/rerank", json=body).status_code == 401
+    assert client.post("/v1/rerank", json=body, headers={"Authorization": "Bearer env-key"}).status_code == 200
+    assert client.get("/health").status_code == 200
+    assert client.get("/docs", headers={"Authorization": "Bearer env-key"}).status_code == 404
+    preflight = client.options("/v1/rerank",
+                               headers={"Origin": "https://b.example", "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == "https://b.example"
+    assert TestClient(config.app, base_url="http://127.0.0.1").get("/health").status_code == 400  # not listed
+    assert "API key required" in capsys.readouterr().err
+
+    # --api-key wins over the environment; a non-loopback bind accepts any Host and warns when there is no key.
+    code, config = serve_app(["--api-key", "flag-key", "--host", "0.0.0.0"])
+    client = TestClient(config.app, base_url="http://anything.example")
+    assert client.post("/v1/rerank", json=body, headers={"Authorization": "Bearer env-key"}).status_code == 401
+    assert client.post("/v1/rerank", json=body, headers={"Authorization": "Bearer flag-key"}).status_code == 200
+    assert "warning" not in capsys.readouterr().err
+    monkeypatch.delenv("FUNNELRANK_API_KEY")
+    code, config = serve_app(["--host", "0.0.0.0", "--trusted-host", "*"])
+    assert TestClient(config.app, base_url="http://anything.example").get("/health").status_code == 200
+    assert "reachable from other machines and no API key is set" in capsys.readouterr().err

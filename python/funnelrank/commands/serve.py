@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
 import sys
 from pathlib import Path
 
 from funnelrank.service.limits import ServiceLimits
 
 _DEFAULT_LIMITS = ServiceLimits()
+
+API_KEY_ENV = "FUNNELRANK_API_KEY"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+"""Host header values accepted by default when the server binds a loopback address (against DNS rebinding:
+a web page whose name resolves to 127.0.0.1 cannot talk to the service under that name)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -17,22 +24,52 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "serve",
         help="serve /v1/rerank (Cohere-compatible), /v1/search, /health and /metrics over HTTP",
         description="Run the HTTP service. All requests share one dynamic batch scheduler; when it is full "
-        "requests get 429 (or 503) with Retry-After instead of waiting forever.",
+        "requests get 429 (or 503) with Retry-After instead of waiting forever. By default it listens on "
+        "127.0.0.1 only, accepts only loopback Host headers, and needs no API key.",
     )
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("collection", nargs="?", metavar="DIR", help="collection directory for /v1/search")
     where.add_argument("--no-collection", action="store_true", help="serve /v1/rerank only")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", metavar="PATH", default=None, help="cross-encoder directory (default: shipped model)")
     p.add_argument("--max-queue-pairs", type=int, default=4096, help="rerank queue bound (pairs); beyond it 429")
     p.add_argument("--max-documents", type=int, default=_DEFAULT_LIMITS.max_documents)
     p.add_argument("--max-document-chars", type=int, default=_DEFAULT_LIMITS.max_document_chars)
     p.add_argument("--max-query-chars", type=int, default=_DEFAULT_LIMITS.max_query_chars)
+    p.add_argument("--max-request-tokens", type=int, default=_DEFAULT_LIMITS.max_request_tokens,
+                   help="most model tokens one /v1/rerank call may need, estimated from its characters "
+                   f"(default {_DEFAULT_LIMITS.max_request_tokens}, sized for a 2-core CPU; raise it on faster "
+                   "hardware)")
+    p.add_argument("--max-body-bytes", type=int, default=_DEFAULT_LIMITS.max_body_bytes)
     p.add_argument("--max-inflight", type=int, default=_DEFAULT_LIMITS.max_inflight)
     p.add_argument("--timeout", type=float, default=_DEFAULT_LIMITS.timeout_s, help="per-request rerank timeout (s)")
+    p.add_argument("--body-timeout", type=float, default=_DEFAULT_LIMITS.body_timeout_s,
+                   help="seconds a client has to send a request body (408 beyond)")
+    p.add_argument("--header-timeout", type=float, default=_DEFAULT_LIMITS.header_timeout_s,
+                   help="seconds a connection has to send a request's headers, after connecting or after its "
+                   "previous response (408 and closed beyond)")
+    p.add_argument("--api-key", default=None,
+                   help=f"require 'Authorization: Bearer KEY' on every endpoint but /health (default: ${API_KEY_ENV} "
+                   "if set; prefer the variable: a command line is visible to other users)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="allow browser calls from this origin, e.g. https://app.example.com (repeatable)")
+    p.add_argument("--trusted-host", action="append", default=None, metavar="HOST",
+                   help="accept only requests whose Host header is HOST ('*.example.com' wildcards, '*' for any; "
+                   "repeatable). Default: 127.0.0.1, localhost and [::1] when --host is a loopback address, else any")
+    p.add_argument("--no-docs", action="store_true", help="do not serve /docs and /openapi.json")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the server reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,16 +81,28 @@ def run(args: argparse.Namespace) -> int:
 
     from funnelrank.rerank import Reranker
     from funnelrank.service.app import create_app
+    from funnelrank.service.server import server_config
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
     limits = ServiceLimits(
+        max_body_bytes=args.max_body_bytes,
         max_documents=args.max_documents,
         max_document_chars=args.max_document_chars,
         max_query_chars=args.max_query_chars,
+        max_request_tokens=args.max_request_tokens,
         max_inflight=args.max_inflight,
         timeout_s=args.timeout,
+        body_timeout_s=args.body_timeout,
+        header_timeout_s=args.header_timeout,
+        max_receiving_bytes=max(_DEFAULT_LIMITS.max_receiving_bytes, args.max_body_bytes),
     )
+    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV)
+    api_key = api_key or None
+    if args.trusted_host is not None:
+        trusted_hosts: list[str] | None = None if "*" in args.trusted_host else list(args.trusted_host)
+    else:
+        trusted_hosts = list(LOOPBACK_HOSTS) if is_loopback(args.host) else None
     collection = None
     if args.collection is not None:
         from funnelrank.collection import Collection
@@ -66,16 +115,22 @@ def run(args: argparse.Namespace) -> int:
     else:
         reranker = Reranker(max_queue_pairs=args.max_queue_pairs)
         name = "funnelrank-default"
-    app = create_app(reranker, collection=collection, model_name=name, limits=limits)
+    app = create_app(reranker, collection=collection, model_name=name, limits=limits, api_key=api_key,
+                     cors_origins=args.cors_origin, trusted_hosts=trusted_hosts, docs=not args.no_docs)
+    access = "API key required" if api_key else "no API key"
     print(
         f"funnelrank serve: model {name}, "
         + (f"collection {args.collection} ({len(collection)} documents)" if collection is not None else "no collection")
-        + f", listening on http://{args.host}:{args.port}",
+        + f", listening on http://{args.host}:{args.port} ({access})",
         file=sys.stderr,
         flush=True,
     )
+    if not is_loopback(args.host) and not api_key:
+        print(f"funnelrank serve: warning: --host {args.host} is reachable from other machines and no API key is "
+              f"set (--api-key or ${API_KEY_ENV}): anyone who can reach it can use it", file=sys.stderr, flush=True)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+        uvicorn.Server(server_config(app, host=args.host, port=args.port, limits=limits,
+                                     log_level=args.log_level)).run()
     finally:
         reranker.close()
     return 0

@@ -13,27 +13,39 @@ Endpoints:
 
 Every rerank goes through ONE shared scheduler (the reranker's), so concurrent requests share batches.
 Overload is answered at once, never queued forever: 429 when the scheduler's queue is full or when the
-measured throughput says the request would outlive ``timeout_s`` in the queue
-(:mod:`funnelrank.service.admission`), 503 when too many requests are in flight or a request does outlive
-``timeout_s``; both carry ``Retry-After``. Size limits
-(:class:`~funnelrank.service.limits.ServiceLimits`) answer 413, semantic problems 400, malformed JSON and
-wrong types 422; every error body is ``{"message": ...}``.
+measured throughput says the request would outlive 80% of ``timeout_s`` behind the work ahead of it
+(:mod:`funnelrank.service.admission`, which counts tokens), 503 when too many requests are in flight or a
+request does outlive ``timeout_s``; both carry ``Retry-After``. Size limits
+(:class:`~funnelrank.service.limits.ServiceLimits`) answer 413, and so does a request that the measured
+throughput says could not finish in time even alone; a body not received within ``body_timeout_s`` 408;
+semantic problems 400; malformed JSON (not UTF-8, NaN/Infinity, numbers beyond float64 or integers beyond 64
+bits, nesting too deep to parse, more than 64 top-level fields) and wrong types 422; a missing or wrong API key
+401; unknown paths 404, wrong methods 405. Every error body is ``{"message": ...}``
+(:class:`~funnelrank.service.middleware.JSONErrors` rewrites the few plain-text ones Starlette's middleware
+produces, and answers an unexpected exception with a JSON 500).
+
+Access (all off by default; ``funnelrank serve`` binds 127.0.0.1): `api_key` (clients send
+``Authorization: Bearer <key>``; ``/health`` stays open), `cors_origins` (Starlette's CORSMiddleware),
+`trusted_hosts` (Starlette's TrustedHostMiddleware: requests whose Host header is not listed get 400, against
+DNS rebinding) and `docs` (False: no ``/docs`` or ``/openapi.json``).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from funnelrank.service.admission import WaitEstimator
 from funnelrank.service.limits import ServiceLimits
 from funnelrank.service.metrics import CONTENT_TYPE, ServiceMetrics
-from funnelrank.service.middleware import ServiceMiddleware
+from funnelrank.service.middleware import PARSED_JSON_KEY, JSONErrors, ServiceMiddleware
 from funnelrank.service.schemas import RerankRequest, SearchRequest
 
 __all__ = ["ENDPOINTS", "ServiceError", "create_app"]
@@ -49,6 +61,27 @@ class ServiceError(Exception):
         self.status = status
         self.message = message
         self.headers = headers
+
+
+class _ParsedBodyRequest(Request):
+    """A request whose JSON body the middleware already parsed (strictly, off the event loop when large)."""
+
+    async def json(self) -> Any:
+        if PARSED_JSON_KEY in self.scope:
+            return self.scope[PARSED_JSON_KEY]
+        return await super().json()
+
+
+class _ParsedBodyRoute(APIRoute):
+    """Routes that hand FastAPI the middleware's parsed body instead of parsing it a second time."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def parsed_body_handler(request: Request) -> Response:
+            return await handler(_ParsedBodyRequest(request.scope, request.receive))
+
+        return parsed_body_handler
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> str:
@@ -72,6 +105,10 @@ def create_app(
     model_name: str = "funnelrank-reranker",
     limits: ServiceLimits | None = None,
     pipeline_defaults: dict[str, Any] | None = None,
+    api_key: str | None = None,
+    cors_origins: Sequence[str] = (),
+    trusted_hosts: Sequence[str] | None = None,
+    docs: bool = True,
 ) -> FastAPI:
     """Build the service app.
 
@@ -82,6 +119,10 @@ def create_app(
         limits: request limits and overload behaviour.
         pipeline_defaults: default keyword arguments for :class:`funnelrank.pipeline.Pipeline`
             (``retriever``, ``candidates``, ``floor``).
+        api_key: when set, every endpoint but ``/health`` needs ``Authorization: Bearer <api_key>`` (else 401).
+        cors_origins: browser origins allowed to call the API (CORS); none by default.
+        trusted_hosts: Host header values accepted (``"*.example.com"`` wildcards allowed); None: any.
+        docs: serve the interactive docs at ``/docs`` and the schema at ``/openapi.json``.
     """
     from funnelrank.pipeline import RETRIEVERS, Pipeline
     from funnelrank.rerank.scheduler import OverloadedError, SchedulerClosedError
@@ -108,7 +149,9 @@ def create_app(
             pipelines[retriever] = pipe
         return pipe
 
-    app = FastAPI(title="funnelrank", version="1", docs_url="/docs", redoc_url=None)
+    app = FastAPI(title="funnelrank", version="1", docs_url="/docs" if docs else None, redoc_url=None,
+                  openapi_url="/openapi.json" if docs else None)
+    app.router.route_class = _ParsedBodyRoute
     app.state.reranker = reranker
     app.state.collection = collection
     app.state.metrics = metrics
@@ -120,8 +163,22 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = jsonable_encoder(exc.errors())
-        return JSONResponse({"message": _validation_message(errors), "detail": errors}, status_code=422)
+        # The message only: pydantic's error list echoes the input, which may be huge or hold NaN (not JSON).
+        return JSONResponse({"message": _validation_message(list(exc.errors()))}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        where = f"{request.method} {request.url.path}"
+        if exc.status_code == 404:
+            message = f"not found: {where}"
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            message = f"method not allowed: {where}" + (f" (allowed: {allowed})" if allowed else "")
+        elif exc.status_code == 400:
+            message = f"invalid request: {exc.detail}"
+        else:
+            message = str(exc.detail)
+        return JSONResponse({"message": message}, status_code=exc.status_code, headers=exc.headers)
 
     def check_query(query: str) -> None:
         if len(query) > limits.max_query_chars:
@@ -133,15 +190,25 @@ def create_app(
         except UnicodeEncodeError:
             raise ServiceError(400, "query is not valid Unicode (lone surrogate)") from None
 
-    async def run_rerank(n_pairs: int, make_call: Any) -> Any:
-        refused = estimator.admit(n_pairs, limits.timeout_s)
+    async def run_rerank(n_pairs: int, n_tokens: int, make_call: Any) -> Any:
+        refused = estimator.admit(n_tokens, limits.timeout_s) if n_pairs else None
         if refused is not None:
-            wait, retry_after = refused
+            r = refused
+            what = f"this request ({n_pairs} pairs, about {r.tokens} tokens)"
+            rate = f"at the measured {r.tokens_per_s:.0f} tokens/s"
+            allowed = f"{estimator.headroom:.0%} of the {limits.timeout_s:g} s timeout ({r.limit_s:.1f} s)"
+            if r.alone:
+                raise ServiceError(
+                    413,
+                    f"request too large for this server: {what} needs about {r.tokens / r.tokens_per_s:.1f} s "
+                    f"of model time {rate} even with nothing queued ahead, more than the {allowed} a request "
+                    "may take; send fewer or shorter documents per request",
+                )
             raise ServiceError(
                 429,
-                f"overloaded: the rerank queue needs about {wait:.1f} s for this request, more than the "
-                f"{limits.timeout_s:g} s timeout; retry later",
-                {"Retry-After": str(retry_after)},
+                f"overloaded: behind the work queued ahead, {what} would finish in about {r.wait_s:.1f} s {rate}, "
+                f"later than the {allowed} a request may take; retry later",
+                {"Retry-After": str(r.retry_after_s)},
             )
         try:
             return await make_call()
@@ -152,7 +219,8 @@ def create_app(
         except SchedulerClosedError as exc:
             raise ServiceError(503, f"shutting down: {exc}", retry) from None
         finally:
-            estimator.release(n_pairs)
+            if n_pairs:
+                estimator.release(n_tokens)
 
     @app.post("/v1/rerank")
     async def rerank(body: RerankRequest) -> dict[str, Any]:
@@ -170,8 +238,18 @@ def create_app(
                 text.encode("utf-8")
             except UnicodeEncodeError:
                 raise ServiceError(400, f"documents[{i}] is not valid Unicode (lone surrogate)") from None
+        n_tokens = estimator.estimate_tokens(len(body.query), [len(t) for t in texts])
+        if n_tokens > limits.max_request_tokens:
+            raise ServiceError(
+                413,
+                f"{len(texts)} documents of {sum(len(t) for t in texts)} characters need about {n_tokens} model "
+                f"tokens; the limit is {limits.max_request_tokens} per request (about "
+                f"{estimator.chars_per_token:g} characters per token, at most {estimator.max_length} per "
+                "document); send fewer or shorter documents",
+            )
         result = await run_rerank(
             len(texts),
+            n_tokens,
             lambda: reranker.arerank(body.query, texts, top_k=body.top_n, floor=body.floor, timeout=limits.timeout_s),
         )
         results = []
@@ -205,8 +283,10 @@ def create_app(
         try:
             pipe = pipeline(retriever)
             candidates = body.candidates or max(pipe.candidates, body.top_k)
+            n_pairs = min(candidates, len(collection)) if body.rerank else 0
             response = await run_rerank(
-                min(candidates, len(collection)) if body.rerank else 0,
+                n_pairs,
+                estimator.estimate_pairs(n_pairs),
                 lambda: pipe.asearch(body.query, body.filter, top_k=body.top_k, candidates=candidates,
                                      floor=body.floor if body.floor is not None else defaults["floor"],
                                      rerank=body.rerank, timeout=limits.timeout_s),
@@ -232,6 +312,7 @@ def create_app(
         """Prometheus text exposition."""
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
+    # Starlette runs the middleware added LAST outermost: JSONErrors > trusted hosts > CORS > ServiceMiddleware.
     app.add_middleware(
         ServiceMiddleware,
         metrics=metrics,
@@ -239,5 +320,21 @@ def create_app(
         max_inflight=limits.max_inflight,
         retry_after_s=limits.retry_after_s,
         endpoints=ENDPOINTS,
+        body_timeout_s=limits.body_timeout_s,
+        max_receiving_bytes=limits.max_receiving_bytes,
+        api_key=api_key or None,
+        max_documents=limits.max_documents,
     )
+    if cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"], expose_headers=["Retry-After"],
+        )
+    if trusted_hosts is not None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(trusted_hosts), www_redirect=False)
+    app.add_middleware(JSONErrors)
     return app

@@ -2,9 +2,11 @@
 
 Exposed at ``GET /metrics`` in the Prometheus text format:
 
-* ``funnelrank_http_requests_total{endpoint, status}`` -- responses by endpoint and status code.
+* ``funnelrank_http_requests_total{endpoint, status}`` -- responses by endpoint and status code (``499``: the
+  client disconnected before its body was complete, so nothing was answered).
 * ``funnelrank_http_request_duration_seconds{endpoint}`` -- latency histogram.
-* ``funnelrank_http_inflight_requests`` -- requests being served now.
+* ``funnelrank_http_inflight_requests`` -- ``/v1/rerank`` and ``/v1/search`` requests being served now: body
+  received, response not started (the ``max_inflight`` slots).
 * ``funnelrank_rerank_queue_pairs`` -- pairs admitted by the shared rerank scheduler (queued + running).
 * ``funnelrank_rerank_queue_capacity_pairs`` -- the scheduler's ``max_queue_pairs``.
 * ``funnelrank_rerank_pairs_total``, ``funnelrank_rerank_batches_total``, ``funnelrank_rerank_rejected_total``,

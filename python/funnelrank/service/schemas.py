@@ -1,4 +1,5 @@
-"""Request bodies of the HTTP service (pydantic models: wrong types are answered with 422).
+"""Request bodies of the HTTP service (pydantic models: wrong types are answered with 422). The middleware
+already refuses NaN, Infinity and out-of-range numbers in the JSON itself; ``floor`` also refuses them here.
 
 ``/v1/rerank`` follows Cohere's rerank API: ``query``, ``documents`` (strings or ``{"text": ...}``
 objects), ``top_n``, ``return_documents``, ``model``; unknown fields Cohere clients may send
@@ -31,7 +32,7 @@ class RerankRequest(BaseModel):
     return_documents: StrictBool = False
     model: StrictStr | None = None
     floor: StrictFloat | StrictInt | None = Field(
-        default=None, ge=0, le=1, description="funnelrank extension: drop results scoring below it"
+        default=None, ge=0, le=1, allow_inf_nan=False, description="funnelrank extension: drop results scoring below it"
     )
 
     def texts(self) -> list[str]:
@@ -47,6 +48,6 @@ class SearchRequest(BaseModel):
     top_k: StrictInt = Field(default=10, ge=1)
     candidates: StrictInt | None = Field(default=None, ge=1)
     filter: dict[str, Any] | None = None
-    floor: StrictFloat | StrictInt | None = Field(default=None, ge=0, le=1)
+    floor: StrictFloat | StrictInt | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
     retriever: StrictStr | None = None
     rerank: StrictBool = True
