@@ -25,7 +25,7 @@ def test_packaged_model_is_complete() -> None:
     # what the repository carries for the model (model.onnx committed once, plus any weight patch) stays < 50 MB
     import funnelrank.models
 
-    pkg = Path(funnelrank.models.__file__).parent / funnelrank.models.DEFAULT_RERANKER
+    pkg = Path(funnelrank.models.__file__).parent / funnelrank.models.PACKAGED_RERANKER
     assert sum(f.stat().st_size for f in pkg.iterdir() if f.is_file()) < 50 * 1000 * 1000
 
 

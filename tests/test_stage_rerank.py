@@ -65,7 +65,7 @@ def test_rerank_stage_reorders_run_candidates_and_traces(tmp_path: Path, capsys:
 def test_rerank_stage_without_model_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FUNNELRANK_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("FUNNELRANK_RERANKER", raising=False)
-    monkeypatch.setattr("funnelrank.models.DEFAULT_RERANKER", "no-such-model")  # as if the package lacked it
+    monkeypatch.setattr("funnelrank.models.PACKAGED_RERANKER", "no-such-model")  # as if the package lacked it
     root = write_beir(tmp_path / "tiny", [{"_id": "d1", "text": "x"}], [{"_id": "q1", "text": "x"}],
                       {"test": [("q1", "d1", 1)]}, [("q1", "d1", 1, 1.0)])
     with pytest.raises(FileNotFoundError, match="FUNNELRANK_RERANKER"):

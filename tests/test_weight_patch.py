@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import funnelrank.models
-from funnelrank.models import DEFAULT_RERANKER, PATCH_FILE, default_reranker_path
+from funnelrank.models import PACKAGED_RERANKER, PATCH_FILE, default_reranker_path
 from funnelrank.cache import file_sha256
 from funnelrank.models.weight_patch import apply_patch, make_patch
 
@@ -113,7 +113,7 @@ def test_corrupt_or_missing_files_give_clear_errors(pair, tmp_path: Path) -> Non
 
 def test_packaged_patch_fits_the_packaged_model() -> None:
     """When the package carries a weight patch, it was made from the committed model.onnx and loads."""
-    pkg = Path(funnelrank.models.__file__).parent / DEFAULT_RERANKER
+    pkg = Path(funnelrank.models.__file__).parent / PACKAGED_RERANKER
     if not (pkg / PATCH_FILE).is_file():
         pytest.skip("the packaged default reranker has no weight patch")
     with np.load(pkg / PATCH_FILE, allow_pickle=False) as z:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from funnelrank.cache import atomic_directory, cache_dir, file_sha256
 
-__all__ = ["DEFAULT_RERANKER", "PATCH_FILE", "default_reranker_path"]
+__all__ = ["PACKAGED_RERANKER", "PATCH_FILE", "default_reranker_path"]
 
-DEFAULT_RERANKER = "reranker-minilm-l6"
+PACKAGED_RERANKER = "reranker-minilm-l6"
 """Directory name of the default cross-encoder under this package."""
 
 PATCH_FILE = "weights.patch.npz"
@@ -32,7 +32,7 @@ def default_reranker_path() -> Path:
     Without a weight patch this is the package directory itself. With one, it is the patched model directory in
     funnelrank's cache, written (atomically) on first use. Raises FileNotFoundError (naming the missing file)
     if the installed package lacks part of the model, ValueError if its patch does not fit its model."""
-    path = Path(__file__).resolve().parent / DEFAULT_RERANKER
+    path = Path(__file__).resolve().parent / PACKAGED_RERANKER
     for name in _MODEL_FILES:
         if not (path / name).is_file():
             raise FileNotFoundError(f"the default reranker is incomplete: {path / name} is missing")
@@ -45,7 +45,7 @@ def default_reranker_path() -> Path:
 def _patched_copy(path: Path, patch: Path) -> Path:
     from funnelrank.models.weight_patch import apply_patch
 
-    target = cache_dir("models", f"{DEFAULT_RERANKER}-{file_sha256(patch)[:16]}")
+    target = cache_dir("models", f"{PACKAGED_RERANKER}-{file_sha256(patch)[:16]}")
     if all((target / name).is_file() for name in _MODEL_FILES):
         return target
     try:

@@ -14,12 +14,13 @@ from pathlib import Path
 from funnelrank.cache import cache_dir
 
 __all__ = [
-    "DEFAULT_FUSION", "DEFAULT_RERANKER", "DEFAULT_STAGE1_WEIGHT", "RERANKER_ENV", "default_parallelism",
+    "DEFAULT_FUSION", "OVERRIDE_RERANKER_DIR", "DEFAULT_STAGE1_WEIGHT", "RERANKER_ENV", "default_parallelism",
     "default_reranker_dir", "default_stage1_weight",
 ]
 
 RERANKER_ENV = "FUNNELRANK_RERANKER"
-DEFAULT_RERANKER = "funnelrank-reranker"
+OVERRIDE_RERANKER_DIR = "funnelrank-reranker"
+"""Name of the user-installed override under funnelrank's cache (``<cache>/models/funnelrank-reranker``)."""
 
 DEFAULT_FUSION = "convex"
 """Rerank-fusion method used with :data:`DEFAULT_STAGE1_WEIGHT` ("rrf" or "convex"), chosen with it."""
@@ -50,14 +51,17 @@ def default_stage1_weight(stage1: str) -> float:
 
 
 def default_reranker_dir() -> Path:
-    """The default cross-encoder directory; FileNotFoundError (saying what to do) when there is none."""
+    """The one resolver of "the default reranker": ``$FUNNELRANK_RERANKER``, else the override in the cache,
+    else the model shipped in the package (:func:`funnelrank.models.default_reranker_path`). What
+    ``Reranker()``, ``Pipeline(reranker="default")``, the demo, the service and eval load. FileNotFoundError
+    (saying what to do) when there is none."""
     env = os.environ.get(RERANKER_ENV)
     if env:
         path = Path(env).expanduser()
         if not path.is_dir():
             raise FileNotFoundError(f"${RERANKER_ENV} points to {path}, which is not a directory")
         return path
-    path = cache_dir("models", DEFAULT_RERANKER)
+    path = cache_dir("models", OVERRIDE_RERANKER_DIR)
     if path.is_dir():
         return path
     from funnelrank.models import default_reranker_path

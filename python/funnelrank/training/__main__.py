@@ -141,10 +141,10 @@ def _write_patch(trained: Path, base: Path | None, exact: bool) -> None:
     """Patch file + config.json of `trained` into the base directory (see funnelrank.models.weight_patch)."""
     import shutil
 
-    from funnelrank.models import DEFAULT_RERANKER, PATCH_FILE
+    from funnelrank.models import PACKAGED_RERANKER, PATCH_FILE
     from funnelrank.models.weight_patch import make_patch
 
-    base = base or Path(__file__).resolve().parents[1] / "models" / DEFAULT_RERANKER
+    base = base or Path(__file__).resolve().parents[1] / "models" / PACKAGED_RERANKER
     stats = make_patch(base / "model.onnx", trained / "model.onnx", base / PATCH_FILE, quantize=not exact)
     shutil.copyfile(trained / "config.json", base / "config.json")
     print(f"{base / PATCH_FILE}: {stats.tensors} tensors, {stats.elements:,} weights, "
