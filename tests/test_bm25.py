@@ -569,3 +569,83 @@ def test_corrupt_truncated_and_missing_files(tmp_path: pathlib.Path) -> None:
         BM25Index.load(3)  # type: ignore[arg-type]
     with pytest.raises(IndexFileError):
         build(FIXTURE).save(tmp_path / "no-such-dir" / "index.bm25")
+
+
+@pytest.mark.core
+def test_huge_k_is_clamped_to_the_live_documents() -> None:
+    """k beyond len(index) acts as len(index) on every search path (dense, pruned, allow-list, exhaustive)."""
+    index = build(FIXTURE)
+    index.delete(["d3"])
+    for dense in (1 << 16, 0):
+        index._dense_max_docs = dense
+        for q in QUERIES:
+            everything = index.search(q, k=len(index))
+            for k in (10**12, 2**62, 2**63 - 1):
+                got = index.search(q, k=k)
+                assert got[0] == everything[0]
+                np.testing.assert_array_equal(got[1], everything[1])
+                assert index._search_exhaustive(q, k=k)[0] == everything[0]
+                allow = ["d1", "d2", "d3"]
+                assert index.search(q, k=k, allow=allow)[0] == index.search(q, k=3, allow=allow)[0]
+                assert [r[0] for r in index.search_batch([q, q], k=k, threads=2)] == [everything[0]] * 2
+    assert index.search_batch(["fox"], k=3, threads=2**40)[0][0] == index.search("fox", k=3)[0]  # threads clamped
+
+
+@pytest.mark.core
+def test_ints_too_large_for_64_bits_are_value_errors() -> None:
+    """They used to be pybind11's 'incompatible function arguments' TypeError."""
+    index = build(FIXTURE)
+    for call, message in [
+        (lambda: index.search("fox", k=2**64), r"k must be <= 9223372036854775807, got 18446744073709551616"),
+        (lambda: index.search("fox", k=-(2**70)), r"k must be >= 1, got -1180591620717411303424"),
+        (lambda: index._search_exhaustive("fox", k=2**64), "k must be <="),
+        (lambda: index.search_batch(["fox"], k=2**64), "k must be <="),
+        (lambda: index.search_batch(["fox"], threads=2**64), "threads must be <="),
+        (lambda: index.search_batch(["fox"], threads=-1), "threads must be >= 0"),
+        (lambda: Analyzer(min_token_length=2**64), "min_token_length must be <="),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            call()
+    with pytest.raises(TypeError):  # a float is still not an int
+        index.search("fox", k=2.0)  # type: ignore[arg-type]
+    assert index.search("fox", k=np.int32(1))[0] == index.search("fox", k=1)[0]  # NumPy integers are ints
+
+
+@pytest.mark.core
+def test_k1_is_bounded_and_overlong_queries_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"k1 must be in \[0, 1000\]"):
+        BM25Index(k1=1e308)  # made every impact infinite, and scores undefined
+    with pytest.raises(ValueError, match="k1 must be"):
+        BM25Index(k1=float("nan"))
+    index = BM25Index(k1=1000.0)
+    index.add(["a", "b"], ["rare words", "common words"])
+    assert index.search("rare rare", k=2)[0] == ["a"]
+    with pytest.raises(ValueError, match="query too long"):
+        index.search("rare " * 3_000_000, k=2)  # its scores would overflow the fixed-point sums
+
+
+@pytest.mark.core
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_loading_a_directory_or_fifo_is_an_index_file_error(tmp_path: pathlib.Path) -> None:
+    """A directory used to give ValueError('basic_string::_M_replace_aux'), a FIFO to block forever."""
+    with pytest.raises(IndexFileError, match="is a directory, not a regular file"):
+        BM25Index.load(tmp_path)
+    fifo = tmp_path / "pipe.bm25"
+    os.mkfifo(fifo)
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            BM25Index.load(fifo)
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            errors.append(exc)
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():  # blocked in open(2): a writer appearing releases it, so the test can end
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(10)
+        pytest.fail("BM25Index.load blocked on a FIFO")
+    assert len(errors) == 1 and isinstance(errors[0], IndexFileError), errors
+    assert "is a FIFO (named pipe), not a regular file" in str(errors[0]) and str(fifo) in str(errors[0])

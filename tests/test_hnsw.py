@@ -3,7 +3,10 @@ concurrency, persistence and input validation."""
 
 from __future__ import annotations
 
+import os
+import struct
 import threading
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -540,3 +543,148 @@ def test_forked_children_search_and_add_in_parallel(built: tuple[HNSWIndex, np.n
             assert all(r.get(timeout=120) == expected for r in results)
     finally:
         _FORKED.clear()
+
+
+def test_huge_k_and_ef_are_clamped_to_the_index_size() -> None:
+    """k and ef beyond len(index) act as len(index); they used to size allocations (MemoryError)."""
+    index = HNSWIndex(4, initial_capacity=8)
+    data = mixture(30, dim=4, seed=30)
+    index.add(ids_for(30), data)
+    index.delete(["d2"])
+    everything = index.search_exact(data[0], k=30)[0]
+    assert len(everything) == 29
+    assert index.search(data[0], k=10**12)[0] == everything
+    assert index.search(data[0], k=3, ef=2**40)[0] == index.search(data[0], k=3, ef=29)[0]
+    assert index.search(data[0], k=2**63 - 1, ef=2**63 - 1)[0] == everything
+    assert [r[0] for r in index.search_batch(data[:2], k=10**12, ef=2**40)] == [
+        everything,
+        index.search_exact(data[1], k=30)[0],
+    ]
+    assert len(index.search(data[0], k=10**12, allow=["d0", "d1", "d2", "d9"])[0]) == 3
+    assert index.search_exact(data[0], k=10**12)[0] == everything
+    index.add(["more"], data[:1], threads=10**12)  # (threads beyond the work are never started)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"ef_search": 2**40}, r"ef_search must be <= 1048576, got 1099511627776"),
+        ({"ef_search": 2**20 + 1}, "ef_search must be <= 1048576"),
+        ({"ef_construction": 2**16 + 1}, "ef_construction must be <= 65536"),
+        ({"M": 2**70}, r"M must be <= 1024, got 1180591620717411303424"),
+        ({"initial_capacity": 2**40}, "initial_capacity must be <= 4294967295"),  # was a 40 TB MemoryError
+        ({"seed": 2**64}, "seed must be <= 18446744073709551615"),
+        ({"seed": -1}, "seed must be >= 0"),
+    ],
+)
+def test_construction_parameters_beyond_their_bounds_are_value_errors(kwargs: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        HNSWIndex(4, **kwargs)
+
+
+def test_ints_too_large_for_64_bits_are_value_errors() -> None:
+    index = HNSWIndex(4, ef_search=2**20, ef_construction=2**16, seed=2**64 - 1)  # the bounds themselves are fine
+    index.add(["a"], np.ones((1, 4), np.float32))
+    q = np.ones(4, np.float32)
+    for call, message in [
+        (lambda: HNSWIndex(2**64), r"dim must be <= 65536, got 18446744073709551616"),
+        (lambda: index.search(q, k=2**64), r"k must be <= 9223372036854775807, got 18446744073709551616"),
+        (lambda: index.search(q, k=-(2**70)), r"k must be >= 1, got -1180591620717411303424"),
+        (lambda: index.search(q, ef=2**64), "ef must be <="),
+        (lambda: index.search_batch(q[None, :], k=2**64), "k must be <="),
+        (lambda: index.search_batch(q[None, :], threads=2**64), "threads must be <="),
+        (lambda: index.search_exact(q, k=2**100), "k must be <="),
+        (lambda: index.add(["b"], q[None, :], threads=-(2**64)), "threads must be >= 0"),
+        (lambda: index.exact_filter_threshold(2**64), "ef must be <="),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            call()
+    with pytest.raises(ValueError, match=r"ef_search must be <= 1048576, got 1099511627776"):
+        index.ef_search = 2**40
+    assert index.ef_search == 2**20
+    with pytest.raises(TypeError):  # a float is still not an int
+        index.search(q, k=1.5)  # type: ignore[arg-type]
+    assert index.search(q, k=np.int64(1))[0] == ["a"]  # NumPy integers are ints
+
+
+def _forge_u64(data: bytes, offset: int, value: int) -> bytes:
+    """`data` with the u64 at `offset` replaced and the trailer's CRC-32 recomputed (cpp/core/file_io.h)."""
+    out = bytearray(data)
+    struct.pack_into("<Q", out, offset, value)
+    payload = bytes(out[12:-20])
+    struct.pack_into("<I", out, len(out) - 12, zlib.crc32(payload))
+    return bytes(out)
+
+
+CAPACITY_OFFSET = 12 + 8 + 4 + 4 * 8  # after the header, dim, metric, M, ef_construction, ef_search, seed
+
+
+@pytest.mark.parametrize("claim", [10**7, 5 * 10**7])
+def test_forged_capacity_is_not_allocated(tmp_path: Path, claim: int) -> None:
+    """A 32 KB file claiming 10^7 slots allocated 460 MB at load (5 x 10^7: 2.1 GB); now what load allocates is
+    bounded by the file's size and the claim is not restored."""
+    index = HNSWIndex(8, initial_capacity=200)
+    index.add(ids_for(180), mixture(180, dim=8, seed=31))
+    path = tmp_path / "forged.hnsw"
+    index.save(path)
+    good = path.read_bytes()
+    assert len(good) < 40_000 and struct.unpack_from("<Q", good, CAPACITY_OFFSET)[0] == 200
+    path.write_bytes(_forge_u64(good, CAPACITY_OFFSET, claim))
+    loaded = HNSWIndex.load(path)  # a consistent (checksummed) file: it loads, without the claim
+    assert 180 <= loaded.capacity < 200_000
+    assert loaded.ids() == index.ids()
+    q = mixture(1, dim=8, seed=32)[0]
+    assert loaded.search(q, k=5)[0] == index.search(q, k=5)[0]
+    path.write_bytes(_forge_u64(good, CAPACITY_OFFSET, 2**40))
+    with pytest.raises(IndexFileError, match="capacity"):
+        HNSWIndex.load(path)
+
+
+def test_forged_parameters_are_rejected(tmp_path: Path) -> None:
+    index = HNSWIndex(8)
+    index.add(ids_for(20), mixture(20, dim=8, seed=33))
+    path = tmp_path / "forged.hnsw"
+    index.save(path)
+    good = path.read_bytes()
+    for offset, value, message in [
+        (12 + 8 + 4 + 16, 2**40, "ef_search"),  # loaded fine, then every search was a MemoryError
+        (12 + 8 + 4 + 8, 2**40, "ef_construction"),
+        (CAPACITY_OFFSET + 8, 10**6, "exceeds"),  # element count
+    ]:
+        path.write_bytes(_forge_u64(good, offset, value))
+        with pytest.raises(IndexFileError, match=message):
+            HNSWIndex.load(path)
+
+
+def _load_in_thread(load: Callable[[], object], fifo: Path | None = None) -> BaseException | None:
+    """Runs `load()` in a thread; fails if it blocks (releasing a thread blocked on `fifo` so the test ends)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            load()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive() and fifo is not None:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # a writer appears: the blocked open returns
+        os.close(fd)
+        thread.join(10)
+    assert outcome, "load() blocked"
+    return outcome[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_loading_a_directory_or_fifo_is_an_index_file_error(tmp_path: Path) -> None:
+    """A directory used to give ValueError('basic_string::_M_replace_aux'), a FIFO to hang forever."""
+    error = _load_in_thread(lambda: HNSWIndex.load(tmp_path))
+    assert isinstance(error, IndexFileError) and "is a directory, not a regular file" in str(error)
+    fifo = tmp_path / "pipe.hnsw"
+    os.mkfifo(fifo)
+    error = _load_in_thread(lambda: HNSWIndex.load(fifo), fifo)
+    assert isinstance(error, IndexFileError), error
+    assert "is a FIFO (named pipe), not a regular file" in str(error) and str(fifo) in str(error)

@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,13 +56,11 @@ py::tuple to_python(const BM25Results& r, IdStrings& id_strings) {
     return ranked_to_python(id_strings, r.slots, r.ids, r.scores);
 }
 
-std::size_t checked_k(long long k) {
-    if (k <= 0) throw InvalidArgument("k must be >= 1, got " + std::to_string(k));
-    return static_cast<std::size_t>(k);
-}
+// k >= 1 (one beyond len(index) is len(index)); an int too large for 64 bits is a ValueError too.
+std::size_t checked_k(const IntArg& k) { return int_arg(k, "k", 1); }
 
 std::shared_ptr<Analyzer> make_analyzer(bool lowercase, const py::object& stopwords, const py::object& stemmer,
-                                        long long min_token_length) {
+                                        const IntArg& min_token_length) {
     AnalyzerConfig cfg;
     cfg.lowercase = lowercase;
     if (stopwords.is_none()) {
@@ -82,8 +82,7 @@ std::shared_ptr<Analyzer> make_analyzer(bool lowercase, const py::object& stopwo
         cfg.stemmer = stemmer.cast<std::string>();
         if (cfg.stemmer.empty()) throw InvalidArgument("stemmer must be a Snowball algorithm name or None");
     }
-    if (min_token_length < 1) throw InvalidArgument("min_token_length must be >= 1");
-    cfg.min_token_length = static_cast<std::size_t>(min_token_length);
+    cfg.min_token_length = int_arg(min_token_length, "min_token_length", 1);
     return std::make_shared<Analyzer>(std::move(cfg));
 }
 
@@ -174,7 +173,7 @@ the document added first.
             py::arg("ids"), "Delete documents. An unknown id raises KeyError and deletes nothing.")
         .def(
             "search",
-            [](PyBM25Index& self, const py::object& query, long long k, const py::object& allow) {
+            [](PyBM25Index& self, const py::object& query, const IntArg& k, const py::object& allow) {
                 const auto n = checked_k(k);
                 const std::string q(text_view(query, "query"));
                 const std::optional<std::vector<std::string>> allow_list = allow_arg(allow);
@@ -187,10 +186,11 @@ the document added first.
             },
             py::arg("query"), py::arg("k") = 10, py::arg("allow") = py::none(),
             "Top-k (ids, float32 scores), best first. `allow` restricts results to those ids that are in the "
-            "index (unknown or deleted ids in it are ignored, as in HNSWIndex.search).")
+            "index (unknown or deleted ids in it are ignored, as in HNSWIndex.search). A k beyond len(index) "
+            "is the same as len(index).")
         .def(
             "_search_exhaustive",
-            [](PyBM25Index& self, const py::object& query, long long k, const py::object& allow) {
+            [](PyBM25Index& self, const py::object& query, const IntArg& k, const py::object& allow) {
                 const auto n = checked_k(k);
                 const std::string q(text_view(query, "query"));
                 const std::optional<std::vector<std::string>> allow_list = allow_arg(allow);
@@ -205,16 +205,20 @@ the document added first.
             "search() computed without pruning (reference for tests).")
         .def(
             "search_batch",
-            [](PyBM25Index& self, const py::object& queries, long long k, long long threads, const py::object& allow) {
+            [](PyBM25Index& self, const py::object& queries, const IntArg& k, const IntArg& threads,
+               const py::object& allow) {
                 const auto n = checked_k(k);
-                if (threads < 0) throw InvalidArgument("threads must be >= 0 (0 = every CPU this process may use)");
+                // 0 = every CPU this process may use; more threads than queries are never started, so a
+                // larger count is the same as UINT_MAX.
+                const auto t = static_cast<unsigned>(
+                    std::min<std::size_t>(int_arg(threads, "threads", 0), std::numeric_limits<unsigned>::max()));
                 std::vector<std::string> qs;
                 for (const auto& item : items_of(queries, "queries")) qs.emplace_back(text_view(item, "query"));
                 const std::optional<std::vector<std::string>> allow_list = allow_arg(allow);
                 std::vector<BM25Results> rs;
                 {
                     py::gil_scoped_release release;
-                    rs = self.index->search_batch(qs, n, static_cast<unsigned>(threads),
+                    rs = self.index->search_batch(qs, n, t,
                                                   allow_list ? &*allow_list : nullptr);
                 }
                 py::list out(rs.size());
@@ -243,7 +247,8 @@ the document added first.
                 }
                 return std::make_shared<PyBM25Index>(PyBM25Index{std::shared_ptr<BM25Index>(std::move(index)), {}});
             },
-            py::arg("path"), "Read an index written by save(); IndexFileError if missing, truncated or corrupt.")
+            py::arg("path"),
+            "Read an index written by save(); IndexFileError if missing, not a regular file, truncated or corrupt.")
         .def(
             "compact",
             [](PyBM25Index& self) {
@@ -251,7 +256,7 @@ the document added first.
                 self.index->compact();
             },
             "Reclaim deleted documents' postings now (delete() does it when over a quarter are deleted).")
-        .def("ids", [](const PyBM25Index& self) { return self.index->ids(); }, "Live ids in insertion order.")
+        .def("ids", [](const PyBM25Index& self) { return id_list(self.index->ids()); }, "Live ids in insertion order.")
         .def("__len__", [](const PyBM25Index& self) { return self.index->size(); })
         .def("__contains__",
              [](const PyBM25Index& self, const py::object& id) {

@@ -56,9 +56,9 @@ py::tuple hits_to_python(const SearchHits& hits, IdStrings& id_strings) {
     return ranked_to_python(id_strings, hits.slots, hits.ids, hits.scores);
 }
 
-std::size_t ef_arg(const std::optional<std::int64_t>& ef) {
-    return ef ? non_negative(*ef, "ef", 1) : 0;
-}
+// A per-query ef: any value >= 1 (one beyond len(index) searches as ef = len(index)); None -> 0, the
+// index's ef_search.
+std::size_t ef_arg(const std::optional<IntArg>& ef) { return ef ? int_arg(*ef, "ef", 1) : 0; }
 
 }  // namespace
 
@@ -70,16 +70,16 @@ metric "cosine" L2-normalises vectors on add and query and scores by cosine simi
 inner product. Searches run concurrently from many threads; add/delete wait for running searches.
 Deleted slots are reused by later adds, so delete+add cycles do not grow the index.
 )doc")
-        .def(py::init([](std::int64_t dim, const std::string& metric, std::int64_t M, std::int64_t ef_construction,
-                         std::int64_t ef_search, std::int64_t initial_capacity, std::int64_t seed) {
+        .def(py::init([](const IntArg& dim, const std::string& metric, const IntArg& M, const IntArg& ef_construction,
+                         const IntArg& ef_search, const IntArg& initial_capacity, const IntArg& seed) {
                  HNSWParams p;
-                 p.dim = non_negative(dim, "dim", 1);
+                 p.dim = int_arg(dim, "dim", 1, HNSWIndex::kMaxDim);
                  p.metric = parse_metric(metric);
-                 p.M = non_negative(M, "M", 2);
-                 p.ef_construction = non_negative(ef_construction, "ef_construction", 1);
-                 p.ef_search = non_negative(ef_search, "ef_search", 1);
-                 p.initial_capacity = non_negative(initial_capacity, "initial_capacity", 0);
-                 p.seed = non_negative(seed, "seed", 0);
+                 p.M = int_arg(M, "M", 2, HNSWIndex::kMaxM);
+                 p.ef_construction = int_arg(ef_construction, "ef_construction", 1, HNSWIndex::kMaxEfConstruction);
+                 p.ef_search = int_arg(ef_search, "ef_search", 1, HNSWIndex::kMaxEfSearch);
+                 p.initial_capacity = int_arg(initial_capacity, "initial_capacity", 0, HNSWIndex::kMaxCapacity);
+                 p.seed = int_arg(seed, "seed", 0, UINT64_MAX);
                  return PyHNSWIndex(HNSWIndex(p));
              }),
              py::arg("dim"), py::kw_only(), py::arg("metric") = "cosine", py::arg("M") = 16,
@@ -87,11 +87,11 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
              py::arg("seed") = 100)
         .def(
             "add",
-            [](PyHNSWIndex& self, const py::object& ids, const py::object& vectors, std::int64_t threads) {
+            [](PyHNSWIndex& self, const py::object& ids, const py::object& vectors, const IntArg& threads) {
                 std::vector<std::string> id_list = string_list(ids, "ids");
                 FloatArray a = matrix_arg(vectors, self.dim(), "vectors");
                 const auto n = static_cast<std::size_t>(a.shape(0));
-                const std::size_t t = non_negative(threads, "threads", 0);
+                const std::size_t t = int_arg(threads, "threads", 0);
                 const float* data = a.data();
                 py::gil_scoped_release release;
                 self.add(id_list, data, n, t);
@@ -108,10 +108,10 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
             py::arg("ids"), "Delete ids (KeyError for an unknown id; nothing is deleted then).")
         .def(
             "search",
-            [](PyHNSWIndex& self, const py::object& vector, std::int64_t k, std::optional<std::int64_t> ef,
+            [](PyHNSWIndex& self, const py::object& vector, const IntArg& k, const std::optional<IntArg>& ef,
                const py::object& allow) {
                 FloatArray q = vector_arg(vector, self.dim());
-                const std::size_t kk = non_negative(k, "k", 1);
+                const std::size_t kk = int_arg(k, "k", 1);
                 const std::size_t e = ef_arg(ef);
                 const std::optional<std::vector<std::string>> allowed = allow_arg(allow);
                 SearchHits hits;
@@ -123,16 +123,17 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
             },
             py::arg("vector"), py::arg("k") = 10, py::arg("ef") = py::none(), py::arg("allow") = py::none(),
             "The k most similar live ids and their similarities, best first. allow: only these ids may be "
-            "returned (unknown or deleted ids in it are ignored, as in BM25Index.search).")
+            "returned (unknown or deleted ids in it are ignored, as in BM25Index.search). k and ef beyond "
+            "len(index) are the same as len(index).")
         .def(
             "search_batch",
-            [](PyHNSWIndex& self, const py::object& vectors, std::int64_t k, std::optional<std::int64_t> ef,
-               std::int64_t threads, const py::object& allow) {
+            [](PyHNSWIndex& self, const py::object& vectors, const IntArg& k, const std::optional<IntArg>& ef,
+               const IntArg& threads, const py::object& allow) {
                 FloatArray a = matrix_arg(vectors, self.dim(), "query vectors");
                 const auto n = static_cast<std::size_t>(a.shape(0));
-                const std::size_t kk = non_negative(k, "k", 1);
+                const std::size_t kk = int_arg(k, "k", 1);
                 const std::size_t e = ef_arg(ef);
-                const std::size_t t = non_negative(threads, "threads", 0);
+                const std::size_t t = int_arg(threads, "threads", 0);
                 const std::optional<std::vector<std::string>> allowed = allow_arg(allow);
                 std::vector<SearchHits> all;
                 {
@@ -149,9 +150,9 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
             "search) applies to every row and is resolved once for the batch.")
         .def(
             "search_exact",
-            [](PyHNSWIndex& self, const py::object& vector, std::int64_t k) {
+            [](PyHNSWIndex& self, const py::object& vector, const IntArg& k) {
                 FloatArray q = vector_arg(vector, self.dim());
-                const std::size_t kk = non_negative(k, "k", 1);
+                const std::size_t kk = int_arg(k, "k", 1);
                 SearchHits hits;
                 {
                     py::gil_scoped_release release;
@@ -175,25 +176,32 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
                 py::gil_scoped_release release;
                 return PyHNSWIndex(HNSWIndex::load(p));
             },
-            py::arg("path"), "Load a saved index; IndexFileError if missing, truncated or corrupt.")
+            py::arg("path"),
+            "Load a saved index; IndexFileError if missing, not a regular file, truncated or corrupt.")
         .def("__len__", &HNSWIndex::size)
         .def("__contains__",
              [](const PyHNSWIndex& self, const py::object& id) {
                  const auto key = utf8_if_str(id);
                  return key.has_value() && self.contains(std::string(*key));
              })
-        .def("ids", &HNSWIndex::ids, "Live ids in slot order.")
+        .def(
+            "ids", [](const PyHNSWIndex& self) { return id_list(self.ids()); }, "Live ids in slot order.")
         .def_property_readonly("dim", &HNSWIndex::dim)
         .def_property_readonly("metric", [](const PyHNSWIndex& self) { return metric_name(self.metric()); })
         .def_property_readonly("M", [](const PyHNSWIndex& self) { return self.params().M; })
         .def_property_readonly("ef_construction", [](const PyHNSWIndex& self) { return self.params().ef_construction; })
         .def_property(
             "ef_search", &HNSWIndex::ef_search,
-            [](PyHNSWIndex& self, std::int64_t ef) { self.set_ef_search(non_negative(ef, "ef_search", 1)); },
-            "Default ef for searches that pass none.")
+            [](PyHNSWIndex& self, const IntArg& ef) {
+                self.set_ef_search(int_arg(ef, "ef_search", 1, HNSWIndex::kMaxEfSearch));
+            },
+            "Default ef for searches that pass none, in [1, 2**20].")
         .def_property_readonly("capacity", &HNSWIndex::capacity,
                                "Slots allocated in the graph (grows by doubling; deleted slots are reused).")
-        .def("exact_filter_threshold", &HNSWIndex::exact_filter_threshold, py::arg("ef"),
+        .def(
+            "exact_filter_threshold",
+            [](const PyHNSWIndex& self, const IntArg& ef) { return self.exact_filter_threshold(int_arg(ef, "ef", 0)); },
+            py::arg("ef"),
              "Allow-lists with at most this many live ids are scored exactly rather than searched in the graph.")
         .def_property("exact_filter_crossover", &HNSWIndex::exact_filter_crossover,
                       &HNSWIndex::set_exact_filter_crossover,

@@ -71,6 +71,18 @@ std::size_t non_negative(std::int64_t value, const char* name, std::int64_t mini
     return static_cast<std::size_t>(value);
 }
 
+std::uint64_t int_arg(const IntArg& arg, const char* name, std::uint64_t minimum, std::uint64_t maximum) {
+    const std::string got = arg.overflow != 0 ? arg.text : std::to_string(arg.value);
+    const bool below =
+        arg.overflow < 0 || (arg.overflow == 0 && (arg.value < 0 || static_cast<std::uint64_t>(arg.value) < minimum));
+    if (below) throw InvalidArgument(std::string(name) + " must be >= " + std::to_string(minimum) + ", got " + got);
+    const bool fits = arg.overflow == 0 || arg.overflow == 1;
+    const std::uint64_t value = arg.overflow == 1 ? arg.above : static_cast<std::uint64_t>(arg.value);
+    if (!fits || value > maximum)
+        throw InvalidArgument(std::string(name) + " must be <= " + std::to_string(maximum) + ", got " + got);
+    return value;
+}
+
 std::string path_arg(const py::handle& path) {
     // os.fsencode gives the bytes the OS sees (non-UTF-8 names included).
     const py::bytes encoded = py::module_::import("os").attr("fsencode")(path);
@@ -91,6 +103,13 @@ py::object id_str(std::string_view id) {
     PyObject* s = PyUnicode_DecodeUTF8(id.data(), static_cast<Py_ssize_t>(id.size()), "surrogateescape");
     if (s == nullptr) throw py::error_already_set();
     return py::reinterpret_steal<py::object>(s);
+}
+
+py::list id_list(const std::vector<std::string>& ids) {
+    py::list out(ids.size());
+    for (std::size_t i = 0; i < ids.size(); ++i)
+        PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), id_str(ids[i]).release().ptr());
+    return out;
 }
 
 namespace {

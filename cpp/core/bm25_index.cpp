@@ -211,7 +211,9 @@ void BM25Index::Postings::append(std::uint32_t doc, std::uint32_t tf) {
 
 BM25Index::BM25Index(double k1, double b, std::shared_ptr<const Analyzer> analyzer)
     : k1_(k1), b_(b), analyzer_(std::move(analyzer)), epoch_(next_epoch()) {
-    if (!std::isfinite(k1) || k1 < 0.0) throw InvalidArgument("k1 must be finite and >= 0");
+    if (!(k1 >= 0.0 && k1 <= kMaxK1))  // (NaN fails too)
+        throw InvalidArgument("k1 must be in [0, " + std::to_string(static_cast<int>(kMaxK1)) + "], got " +
+                              std::to_string(k1));
     if (!std::isfinite(b) || b < 0.0 || b > 1.0) throw InvalidArgument("b must be in [0, 1]");
     if (!analyzer_) analyzer_ = std::make_shared<const Analyzer>(AnalyzerConfig{});
 }
@@ -226,6 +228,7 @@ void BM25Index::add(const std::vector<std::string>& ids, const std::vector<std::
         seen.reserve(ids.size());
         for (const auto& id : ids) {
             if (id.empty()) throw InvalidArgument("add(): document ids must be non-empty strings");
+            if (!io::is_valid_utf8(id)) throw InvalidArgument("add(): document id is not valid UTF-8");
             if (!seen.insert(id).second) throw InvalidArgument("add(): duplicate id in batch: '" + id + "'");
         }
     }
@@ -538,6 +541,15 @@ std::vector<BM25Index::QueryTerm> BM25Index::prepare(std::string_view query) con
         const double df = static_cast<double>(p.df);
         q.push_back(QueryTerm{&p, static_cast<double>(count[pos]) * std::log(1.0 + (n - df + 0.5) / (df + 0.5))});
     }
+    // A document's score is summed in int64 units of 2^-32 and an impact is at most k1 + 1, so this bounds
+    // every sum (and every contribution's double -> int64 conversion). Only a query repeating indexed
+    // terms about a million times (at k1 = kMaxK1; a billion at k1 = 1.2) can exceed it: refused rather
+    // than overflowed.
+    double max_sum = 0.0;
+    for (const QueryTerm& t : q) max_sum += t.weight * Scorer::kScale * (k1_ + 1.0) + 2.0;
+    if (!(max_sum < 0x1p62))
+        throw InvalidArgument("query too long: " + std::to_string(found.size()) +
+                              " indexed terms could overflow the score range");
     return q;
 }
 
@@ -891,6 +903,8 @@ BM25Results BM25Index::search_locked(std::string_view query, std::size_t k, cons
     if (k == 0) throw InvalidArgument("search(): k must be >= 1");
     const auto q = prepare(query);
     if (q.empty() || data_.live_docs == 0 || (allowed && allowed->docs.empty())) return {};
+    // No more than the live documents can come back; k must never size an allocation beyond them.
+    k = std::min<std::size_t>(k, static_cast<std::size_t>(data_.live_docs));
     const std::vector<std::uint8_t>* mask = allowed ? &allowed->mask : nullptr;
     if (exhaustive) return to_results(top_k_exhaustive(q, k, mask));
     if (allowed) {
@@ -1038,7 +1052,7 @@ std::unique_ptr<BM25Index> BM25Index::load(const std::string& path) {
     Data& d = index->data_;
     const auto n_docs = r.read_count(std::min<std::uint64_t>(r.remaining() / 8, kMaxDocs), "documents");
     for (std::uint64_t i = 0; i < n_docs; ++i) {
-        d.ext_ids.push_back(r.read_string());
+        d.ext_ids.push_back(r.read_utf8_string("document id"));
         if (d.ext_ids.back().empty()) r.fail("empty document id");
         if (!d.doc_of.emplace(d.ext_ids.back(), static_cast<std::uint32_t>(i)).second) {
             r.fail("duplicate document id '" + d.ext_ids.back() + "'");
@@ -1049,7 +1063,8 @@ std::unique_ptr<BM25Index> BM25Index::load(const std::string& path) {
     d.alive.assign(n_docs, 1);
     std::vector<std::uint64_t> len_check(n_docs, 0);
     std::vector<std::uint32_t> terms_per_doc(n_docs, 0);
-    const auto n_terms = r.read_count(r.remaining() / 24, "terms");
+    // Each term takes at least 24 bytes (three lengths); term ids are 32-bit.
+    const auto n_terms = r.read_count(std::min<std::uint64_t>(r.remaining() / 24, kMaxDocs), "terms");
     for (std::uint64_t t = 0; t < n_terms; ++t) {
         d.terms.push_back(r.read_string());
         if (!d.term_of.emplace(d.terms.back(), static_cast<std::uint32_t>(t)).second) {

@@ -54,18 +54,22 @@ class BM25Index {
 public:
     static constexpr std::size_t kBlockSize = 128;
 
-    // k1 >= 0 and finite, 0 <= b <= 1; else InvalidArgument. A null analyzer means the default one.
+    // 0 <= k1 <= kMaxK1, 0 <= b <= 1; else InvalidArgument. A null analyzer means the default one.
+    // (k1 beyond a few is already linear tf; the bound keeps every score inside the fixed-point range.)
+    static constexpr double kMaxK1 = 1000.0;
     BM25Index(double k1, double b, std::shared_ptr<const Analyzer> analyzer);
     BM25Index(const BM25Index&) = delete;
     BM25Index& operator=(const BM25Index&) = delete;
 
-    // All-or-nothing: a size mismatch, an empty or duplicate id (in the batch or already indexed) or
-    // invalid UTF-8 raises InvalidArgument and inserts nothing.
+    // All-or-nothing: a size mismatch, an empty, duplicate (in the batch or already indexed) or non-UTF-8
+    // id or invalid UTF-8 text raises InvalidArgument and inserts nothing.
     void add(const std::vector<std::string>& ids, const std::vector<std::string_view>& texts);
     // All-or-nothing: an unknown id raises NotFound, a repeated id InvalidArgument; nothing is deleted.
     void remove(const std::vector<std::string>& ids);
 
-    // Top-k (k >= 1, else InvalidArgument) documents matching at least one query term. `allow`, when
+    // Top-k (k >= 1, else InvalidArgument; a k beyond size() is size()) documents matching at least one
+    // query term. A query so long (millions of tokens) that a score could overflow the fixed-point sums
+    // is refused with InvalidArgument. `allow`, when
     // given, restricts results to those of its ids that are in the index (unknown or deleted ids in it
     // are ignored, as in HNSWIndex::search: an allow-list is a filter, not a lookup).
     BM25Results search(std::string_view query, std::size_t k,
@@ -80,7 +84,9 @@ public:
 
     // Atomic (temporary file + fsync + rename); deleted documents are left out of the file.
     void save(const std::string& path) const;
-    // IndexFileError (mentioning the path) on a missing, truncated or corrupt file.
+    // IndexFileError (mentioning the path) on a missing, truncated or corrupt file, or a path that is not
+    // a regular file. Every count in the file is checked against the bytes that remain before anything is
+    // allocated for it, so memory use is proportional to the file's size.
     static std::unique_ptr<BM25Index> load(const std::string& path);
 
     std::size_t size() const;

@@ -7,7 +7,6 @@
 
 #include <array>
 #include <cerrno>
-#include <fstream>
 #include <limits>
 #include <random>
 #include <sstream>
@@ -144,6 +143,49 @@ std::string BinaryReader::read_string() {
     return s;
 }
 
+std::string BinaryReader::read_utf8_string(const char* what) {
+    const std::size_t at = pos_;
+    std::string s = read_string();
+    if (!is_valid_utf8(s)) {
+        pos_ = at;
+        fail(std::string(what) + " is not valid UTF-8");
+    }
+    return s;
+}
+
+bool is_valid_utf8(std::string_view s) {
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    const std::size_t n = s.size();
+    std::size_t i = 0;
+    while (i < n) {
+        const unsigned char c = p[i];
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        std::size_t len;
+        unsigned char lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
+        if (c >= 0xC2 && c <= 0xDF) {
+            len = 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            if (c == 0xE0) lo = 0xA0;  // overlong
+            if (c == 0xED) hi = 0x9F;  // UTF-16 surrogates
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            if (c == 0xF0) lo = 0x90;  // overlong
+            if (c == 0xF4) hi = 0x8F;  // above U+10FFFF
+        } else {
+            return false;  // a continuation byte, an overlong 2-byte lead (C0, C1) or F5..FF
+        }
+        if (n - i < len || p[i + 1] < lo || p[i + 1] > hi) return false;
+        for (std::size_t j = 2; j < len; ++j)
+            if (p[i + j] < 0x80 || p[i + j] > 0xBF) return false;
+        i += len;
+    }
+    return true;
+}
+
 std::uint64_t BinaryReader::read_count(std::uint64_t max, const char* what) {
     const auto n = read<std::uint64_t>();
     if (n > max) fail(std::string(what) + " count " + std::to_string(n) + " exceeds limit " + std::to_string(max));
@@ -154,17 +196,73 @@ void BinaryReader::expect_end() const {
     if (remaining() != 0) fail(std::to_string(remaining()) + " unexpected trailing bytes");
 }
 
+namespace {
+
+// What a non-regular file is, for the error message.
+const char* file_kind(mode_t mode) {
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "not a regular file";
+}
+
+[[noreturn]] void not_regular(const std::string& path, mode_t mode) {
+    throw IndexFileError("cannot load index file " + path + ": it is " + file_kind(mode) +
+                         ", not a regular file");
+}
+
+// Closes a file descriptor on every exit path.
+class FileDescriptor {
+public:
+    explicit FileDescriptor(int fd) : fd_(fd) {}
+    ~FileDescriptor() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    FileDescriptor(const FileDescriptor&) = delete;
+    FileDescriptor& operator=(const FileDescriptor&) = delete;
+    int get() const { return fd_; }
+
+private:
+    int fd_;
+};
+
+}  // namespace
+
 IndexFile::IndexFile(std::string path, std::string_view magic, std::uint32_t max_version)
     : path_(std::move(path)) {
     check_magic(magic);
-    std::ifstream in(path_, std::ios::binary);
-    if (!in) throw IndexFileError("cannot open index file " + path_ + ": " + errno_text());
-    in.seekg(0, std::ios::end);
-    const std::streamoff size = in.tellg();
-    if (size < 0) throw IndexFileError("cannot read index file " + path_);
-    in.seekg(0, std::ios::beg);
-    bytes_.resize(static_cast<std::size_t>(size));
-    if (size > 0 && !in.read(bytes_.data(), size)) throw IndexFileError("cannot read index file " + path_);
+    // Only regular files are read. A directory would "open" and then fail obscurely, and opening a FIFO
+    // blocks until a writer appears (forever, usually), as would reading a terminal or a socket, so the
+    // type is checked before opening. The file is opened non-blocking all the same (a FIFO swapped in
+    // after the stat must not hang us either) and checked again on the open descriptor, whose size is
+    // then what is read.
+    struct stat st {};
+    if (::stat(path_.c_str(), &st) != 0)
+        throw IndexFileError("cannot open index file " + path_ + ": " + errno_text());
+    if (!S_ISREG(st.st_mode)) not_regular(path_, st.st_mode);
+    const FileDescriptor fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+    if (fd.get() < 0) throw IndexFileError("cannot open index file " + path_ + ": " + errno_text());
+    if (::fstat(fd.get(), &st) != 0) throw IndexFileError("cannot read index file " + path_ + ": " + errno_text());
+    if (!S_ISREG(st.st_mode)) not_regular(path_, st.st_mode);
+    if (st.st_size < 0 ||
+        static_cast<std::uint64_t>(st.st_size) > std::numeric_limits<std::size_t>::max() / 2)
+        throw IndexFileError("cannot read index file " + path_ + ": size " + std::to_string(st.st_size) +
+                             " is out of range");
+    bytes_.resize(static_cast<std::size_t>(st.st_size));
+    std::size_t done = 0;
+    while (done < bytes_.size()) {
+        const ssize_t n = ::read(fd.get(), bytes_.data() + done, bytes_.size() - done);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw IndexFileError("cannot read index file " + path_ + ": " + errno_text());
+        }
+        if (n == 0)
+            throw IndexFileError("cannot read index file " + path_ + ": it shrank while being read (" +
+                                 std::to_string(done) + " of " + std::to_string(bytes_.size()) + " bytes)");
+        done += static_cast<std::size_t>(n);
+    }
 
     const std::string corrupt = path_ + ": not a valid funnelrank index file (";
     if (bytes_.size() < kHeaderSize + kTrailerSize)

@@ -77,6 +77,8 @@ public:
         return value;
     }
     std::string read_string();
+    // read_string(), failing unless the bytes are valid UTF-8 (`what` names the string in the error).
+    std::string read_utf8_string(const char* what);
     template <typename T>
     std::vector<T> read_vector() {
         static_assert(std::is_trivially_copyable_v<T>, "read_vector() returns plain values");
@@ -111,6 +113,10 @@ private:
     std::string bytes_;
     std::uint32_t version_ = 0;
 };
+
+// Whether `s` is well-formed UTF-8 (what Python's strict decoder accepts: no overlong forms, surrogates or
+// code points above U+10FFFF). Index ids must be, so that every id an index holds is a Python str.
+bool is_valid_utf8(std::string_view s);
 
 // CRC-32 (zlib's), exposed for tests.
 std::uint32_t crc32(std::uint32_t crc, const void* data, std::size_t size);

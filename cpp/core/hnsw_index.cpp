@@ -13,6 +13,7 @@
 #include <mutex>
 #include <new>
 #include <optional>
+#include <random>
 #include <shared_mutex>  // std::shared_lock
 #include <sstream>
 #include <string_view>
@@ -37,8 +38,15 @@ using DistId = std::pair<float, tableint>;
 
 constexpr std::string_view kMagic = "FRK-HNSW";
 constexpr std::uint32_t kFormatVersion = 1;
-constexpr std::size_t kMaxM = 1024;               // keeps 2*M within hnswlib's 16-bit link counts
-constexpr std::size_t kMaxDim = 1u << 16;
+constexpr std::size_t kMaxM = HNSWIndex::kMaxM;
+constexpr std::size_t kMaxDim = HNSWIndex::kMaxDim;
+constexpr std::size_t kMaxEfSearch = HNSWIndex::kMaxEfSearch;
+constexpr std::size_t kMaxEfConstruction = HNSWIndex::kMaxEfConstruction;
+constexpr std::size_t kMaxCapacity = HNSWIndex::kMaxCapacity;
+static_assert(kMaxCapacity <= std::numeric_limits<tableint>::max(), "hnswlib's internal ids are 32-bit");
+// Graph slots that load() allocates beyond twice the elements the file holds (so beyond what the file's
+// own bytes pay for): at most this many bytes' worth. A saved capacity above both is not restored.
+constexpr std::size_t kLoadSpareCapacityBytes = std::size_t{32} << 20;
 
 // hnswlib distance space for inner product, using our run-time dispatched SIMD kernel (hnswlib 0.6.2
 // picks its kernel at compile time, so a portable build would otherwise run its SSE code).
@@ -102,8 +110,15 @@ void validate_params(const HNSWParams& p) {
         throw InvalidArgument("dim must be in [1, " + std::to_string(kMaxDim) + "], got " + std::to_string(p.dim));
     if (p.M < 2 || p.M > kMaxM)
         throw InvalidArgument("M must be in [2, " + std::to_string(kMaxM) + "], got " + std::to_string(p.M));
-    if (p.ef_construction == 0) throw InvalidArgument("ef_construction must be >= 1");
-    if (p.ef_search == 0) throw InvalidArgument("ef_search must be >= 1");
+    if (p.ef_construction == 0 || p.ef_construction > kMaxEfConstruction)
+        throw InvalidArgument("ef_construction must be in [1, " + std::to_string(kMaxEfConstruction) + "], got " +
+                              std::to_string(p.ef_construction));
+    if (p.ef_search == 0 || p.ef_search > kMaxEfSearch)
+        throw InvalidArgument("ef_search must be in [1, " + std::to_string(kMaxEfSearch) + "], got " +
+                              std::to_string(p.ef_search));
+    if (p.initial_capacity > kMaxCapacity)
+        throw InvalidArgument("initial_capacity must be <= " + std::to_string(kMaxCapacity) + ", got " +
+                              std::to_string(p.initial_capacity));
 }
 
 // Greedy descent through the upper layers (as in HierarchicalNSW::searchKnn, minus its shared metric
@@ -443,7 +458,12 @@ struct HNSWIndex::Impl {
                                         const std::optional<Allowed>& allowed, SearchScratch& scratch) const {
         if (live == 0 || k == 0) return {};
         const Graph& g = *graph;
-        const std::size_t ef_eff = std::max(ef == 0 ? ef_search.load(std::memory_order_relaxed) : ef, k);
+        k = std::min(k, live);  // no more than the live vectors can come back
+        // The ef asked for (at least k) decides exact scoring of allow-lists, as documented; the walk itself
+        // never holds more than `live` results, so an ef beyond that is the same search as ef = live (and
+        // must not size the heaps: ef = 2**40 would be a 16 TB reservation).
+        const std::size_t ef_asked = std::max(ef == 0 ? ef_search.load(std::memory_order_relaxed) : ef, k);
+        const std::size_t ef_eff = std::min(ef_asked, live);
         if (!allowed) {
             const std::size_t want = std::min(k, live);
             const tableint entry = descend(g, q);
@@ -459,7 +479,7 @@ struct HNSWIndex::Impl {
         }
         if (allowed->internal.empty()) return {};
         const std::size_t want = std::min(k, allowed->internal.size());
-        if (allowed->internal.size() <= exact_threshold(ef_eff)) return exact(q, k, &allowed->internal);
+        if (allowed->internal.size() <= exact_threshold(ef_asked)) return exact(q, k, &allowed->internal);
         const std::vector<std::uint64_t>& bits = allowed->bits;
         const auto accept = [&](tableint id) {
             return ((bits[id / 64] >> (id % 64)) & 1u) != 0 && !g.isMarkedDeleted(id);
@@ -482,7 +502,10 @@ struct HNSWIndex::Impl {
     void grow_to(std::size_t needed) {
         Graph& g = *graph;
         if (needed <= g.max_elements_) return;
-        g.resizeIndex(std::max(needed, 2 * g.max_elements_));
+        if (needed > kMaxCapacity)
+            throw InvalidArgument("an HNSWIndex holds at most " + std::to_string(kMaxCapacity) +
+                                  " slots; this add needs " + std::to_string(needed));
+        g.resizeIndex(std::min(std::max(needed, 2 * g.max_elements_), kMaxCapacity));
     }
 };
 
@@ -506,6 +529,7 @@ void HNSWIndex::add(const std::vector<std::string>& ids, const float* vectors, s
         seen.reserve(n);
         for (const std::string& id : ids) {
             if (id.empty()) throw InvalidArgument("ids must be non-empty strings");
+            if (!io::is_valid_utf8(id)) throw InvalidArgument("id is not valid UTF-8");
             if (!seen.insert(id).second) throw InvalidArgument("duplicate id in batch: \"" + id + "\"");
         }
     }
@@ -651,7 +675,9 @@ const HNSWParams& HNSWIndex::params() const { return impl_->params; }
 std::size_t HNSWIndex::ef_search() const { return impl_->ef_search.load(); }
 
 void HNSWIndex::set_ef_search(std::size_t ef) {
-    if (ef == 0) throw InvalidArgument("ef_search must be >= 1");
+    if (ef == 0 || ef > kMaxEfSearch)
+        throw InvalidArgument("ef_search must be in [1, " + std::to_string(kMaxEfSearch) + "], got " +
+                              std::to_string(ef));
     impl_->ef_search.store(ef);
 }
 
@@ -726,14 +752,22 @@ HNSWIndex HNSWIndex::load(const std::string& path) {
     const std::int32_t max_level = r.read<std::int32_t>();
     const std::uint32_t entry = r.read<std::uint32_t>();
     if (count > capacity) r.fail("element count exceeds capacity");
-    if (capacity > std::numeric_limits<tableint>::max()) r.fail("capacity too large");
-    p.initial_capacity = std::max<std::size_t>(1, capacity);
+    if (capacity > kMaxCapacity) r.fail("capacity too large");
 
     // hnswlib's level-0 row: link count + 2*M links, the vector, the label.
     const std::size_t expected_row = sizeof(hnswlib::linklistsizeint) + 2 * p.M * sizeof(tableint) +
                                      p.dim * sizeof(float) + sizeof(labeltype);
     if (row_bytes != expected_row) r.fail("level-0 row size does not match the parameters");
     if (count > r.remaining() / row_bytes) r.fail("level-0 block exceeds the file");
+    // Everything allocated below is bounded by the file's size: `count` rows are in it (just checked), and
+    // the saved capacity, a claim no byte of the file backs (a forged 32 KB file could claim 10^7 slots,
+    // 460 MB), is restored only up to twice the elements or kLoadSpareCapacityBytes' worth of slots, beyond
+    // which the loaded graph grows again on demand as any graph does.
+    const std::size_t slot_bytes = row_bytes + sizeof(void*) + sizeof(int) + sizeof(std::mutex) +
+                                   sizeof(hnswlib::vl_type);  // + link list pointer, level, lock, visited mark
+    const std::size_t spare_slots = std::max<std::size_t>(1, kLoadSpareCapacityBytes / slot_bytes);
+    p.initial_capacity = std::max<std::size_t>(
+        1, std::min<std::size_t>(capacity, std::max<std::size_t>(2 * count, spare_slots)));
 
     auto impl = std::make_unique<Impl>(p);
     Impl& s = *impl;
@@ -773,6 +807,12 @@ HNSWIndex HNSWIndex::load(const std::string& path) {
         for (int level = 1; level <= g.element_levels_[i]; ++level)
             check_list(g.get_linklist(static_cast<tableint>(i), level), g.maxM_, level);
     }
+    // Every stored vector (deleted slots' too: searches walk through them) must be finite: a NaN distance
+    // would break the heaps' ordering.
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto* v = reinterpret_cast<const float*>(g.getDataByInternalId(static_cast<tableint>(i)));
+        if (first_non_finite(v, p.dim) != p.dim) r.fail("non-finite value in stored vector " + std::to_string(i));
+    }
     g.enterpoint_node_ = n > 0 ? entry : static_cast<tableint>(-1);
     g.maxlevel_ = n > 0 ? max_level : -1;
 
@@ -782,7 +822,7 @@ HNSWIndex HNSWIndex::load(const std::string& path) {
     g.num_deleted_ = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const auto internal = static_cast<tableint>(i);
-        std::string id = r.read_string();
+        std::string id = r.read_utf8_string("id");
         const bool deleted = g.isMarkedDeleted(internal);
         if (deleted != id.empty()) r.fail("deleted marks and ids disagree");
         g.setExternalLabel(internal, i);
@@ -800,7 +840,24 @@ HNSWIndex HNSWIndex::load(const std::string& path) {
     std::reverse(s.free_labels.begin(), s.free_labels.end());  // reuse the lowest slot first
     std::istringstream rng(r.read_string());
     rng >> g.level_generator_ >> std::ws >> g.update_probability_generator_;  // engines clear skipws
-    if (!rng) r.fail("bad random generator state");
+    if (!rng || !(rng >> std::ws).eof()) r.fail("bad random generator state");
+    {
+        // The engines' states are parsed from text the file supplies. hnswlib draws each new element's
+        // level as (int)(-log(u) * mult) with u uniform in [0, 1) from level_generator_: a u of exactly 0
+        // would be an infinite level (undefined behaviour), and a state outside the engine's cycle (for
+        // std::minstd_rand0, 0 or a multiple of its modulus: it then returns 0 forever, below its min())
+        // yields out-of-range numbers. A state a real engine reaches does neither, so probe copies.
+        auto level_probe = g.level_generator_;
+        auto update_probe = g.update_probability_generator_;
+        using Engine = decltype(level_probe);
+        std::uniform_real_distribution<double> uniform(0.0, 1.0);
+        for (int draw = 0; draw < 256; ++draw) {
+            const auto a = level_probe(), b = update_probe();
+            if (a < Engine::min() || a > Engine::max() || b < Engine::min() || b > Engine::max() ||
+                !(uniform(level_probe) > 0.0))
+                r.fail("degenerate random generator state");
+        }
+    }
     r.expect_end();
     return HNSWIndex(std::move(impl));
 }

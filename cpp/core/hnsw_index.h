@@ -22,6 +22,8 @@ enum class Metric {
 Metric parse_metric(const std::string& name);
 const char* metric_name(Metric metric);
 
+// Bounds (HNSWIndex::kMax*; beyond them the constructor throws InvalidArgument): dim in [1, 65536], M in
+// [2, 1024], ef_construction in [1, 65536], ef_search in [1, 2^20], initial_capacity <= 2^32 - 1.
 struct HNSWParams {
     std::size_t dim = 0;
     Metric metric = Metric::Cosine;
@@ -51,8 +53,8 @@ public:
     HNSWIndex& operator=(const HNSWIndex&) = delete;
 
     // Adds n vectors (row-major, n x dim) under the given ids. Validates everything first and changes
-    // nothing on error: wrong count, non-finite values, zero vectors under cosine, empty or duplicate
-    // ids (within the batch or already live) -> InvalidArgument. threads = 0 uses every core.
+    // nothing on error: wrong count, non-finite values, zero vectors under cosine, empty, non-UTF-8 or
+    // duplicate ids (within the batch or already live) -> InvalidArgument. threads = 0 uses every core.
     void add(const std::vector<std::string>& ids, const float* vectors, std::size_t n, std::size_t threads = 0);
 
     // Marks the ids deleted; they are never returned again and their slots are reused by later adds.
@@ -61,7 +63,9 @@ public:
 
     // The k nearest live vectors. ef = 0 uses ef_search; the effective ef is max(ef, k). With an
     // allow-list only those ids can be returned (unknown or deleted ids in it are ignored), and
-    // min(k, number of allowed live ids) hits come back.
+    // min(k, number of allowed live ids) hits come back. Any k and ef are accepted: k beyond size() is
+    // size(), and an ef beyond size() searches as ef = size() does (the whole reachable graph), so neither
+    // sizes any allocation.
     SearchHits search(const float* query, std::size_t k, std::size_t ef = 0,
                       const std::vector<std::string>* allow = nullptr) const;
     // search() for each of n queries in parallel (threads = 0: every CPU this process may use), with the
@@ -73,7 +77,10 @@ public:
     // Exact (brute-force) k nearest live vectors; the reference the approximate search is measured against.
     SearchHits search_exact(const float* query, std::size_t k) const;
 
-    // Atomic, checksummed save; load throws IndexFileError on a missing, truncated or corrupt file.
+    // Atomic, checksummed save; load throws IndexFileError on a missing, truncated or corrupt file, or a
+    // path that is not a regular file. What load allocates is bounded by the file's size: the saved
+    // capacity is restored up to max(2 * stored slots, 32 MiB worth of slots), beyond that the graph
+    // grows again on demand.
     void save(const std::string& path) const;
     static HNSWIndex load(const std::string& path);
 
@@ -90,6 +97,12 @@ public:
     // Allow-lists with at most sqrt(crossover * ef * live) live ids are scored exactly instead of searched
     // in the graph. 0 = always the graph (still exact when it finds fewer than k), infinity = always exact.
     static constexpr double kDefaultFilterCrossover = 16.0;
+
+    static constexpr std::size_t kMaxDim = std::size_t{1} << 16;
+    static constexpr std::size_t kMaxM = 1024;  // keeps 2*M within hnswlib's 16-bit link counts
+    static constexpr std::size_t kMaxEfConstruction = std::size_t{1} << 16;
+    static constexpr std::size_t kMaxEfSearch = std::size_t{1} << 20;
+    static constexpr std::size_t kMaxCapacity = 0xFFFFFFFFu;  // hnswlib's internal ids are 32-bit
     std::size_t exact_filter_threshold(std::size_t ef) const;
     double exact_filter_crossover() const;
     void set_exact_filter_crossover(double crossover);

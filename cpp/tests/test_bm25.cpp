@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "bm25_index.h"
+#include "file_io.h"
 #include "temp_dir.h"
 
 using funnelrank::Analyzer;
@@ -432,4 +434,76 @@ TEST(BM25, RejectsBadParameters) {
     EXPECT_THROW(BM25Index(-1.0, 0.75, nullptr), InvalidArgument);
     EXPECT_THROW(BM25Index(1.2, 1.5, nullptr), InvalidArgument);
     EXPECT_THROW(BM25Index(std::nan(""), 0.75, nullptr), InvalidArgument);
+}
+
+TEST(BM25, HugeKIsClampedToTheLiveDocuments) {
+    // k = 2^63 used to make the dense selection's 2k wrap to 0 (out-of-bounds nth_element).
+    std::mt19937 rng(31);
+    BM25Index index(1.2, 0.75, plain_analyzer());
+    add_all(index, random_corpus(rng, 300, 20, 10));
+    index.remove({"d3"});
+    const auto queries = random_queries(rng, 10, 20);
+    for (const std::size_t dense : {BM25Index::kDefaultDenseMaxDocs, std::size_t{0}}) {
+        index.set_dense_max_docs(dense);
+        for (const auto& q : queries) {
+            const BM25Results all = index.search(q, index.size());
+            for (const std::size_t k : {std::size_t{1'000'000'000'000}, std::size_t{1} << 63, SIZE_MAX}) {
+                expect_same(index.search(q, k), all, q);
+                expect_same(index.search_exhaustive(q, k), all, q);
+                const std::vector<std::string> allow = {"d1", "d2", "d3", "d200"};
+                expect_same(index.search(q, k, &allow), index.search(q, 4, &allow), q);
+                const auto batch = index.search_batch({q, q}, k, 2);
+                ASSERT_EQ(batch.size(), 2u);
+                expect_same(batch[1], all, q);
+            }
+        }
+    }
+}
+
+TEST_F(TempDir, LoadRejectsDirectories) {
+    try {
+        BM25Index::load(dir_.string());
+        FAIL() << "no exception";
+    } catch (const IndexFileError& e) {
+        EXPECT_NE(std::string(e.what()).find("is a directory"), std::string::npos) << e.what();
+    }
+    // (FIFOs: FileIoTest.FifoIsRejectedWithoutBlocking, through the same IndexFile.)
+}
+
+TEST(BM25, K1IsBoundedAndOverlongQueriesAreRefused) {
+    // k1 = 1e308 made every impact infinite (t * (k1 + 1) overflows), and the contributions' double ->
+    // int64 conversion undefined; so did ~2.2 million repetitions of a term (idf ~1) at k1 = 1000.
+    EXPECT_THROW(BM25Index(1e308, 0.75, nullptr), InvalidArgument);
+    EXPECT_THROW(BM25Index(BM25Index::kMaxK1 * 1.01, 0.75, nullptr), InvalidArgument);
+    BM25Index index(BM25Index::kMaxK1, 0.75, plain_analyzer());
+    index.add({"a", "b", "c"}, {"rare word", "common word", "common thing"});
+    EXPECT_EQ(index.search("rare rare rare", 5).ids, std::vector<std::string>{"a"});
+    std::string flood;
+    for (int i = 0; i < 3'000'000; ++i) flood += "rare ";
+    EXPECT_THROW(index.search(flood, 5), InvalidArgument);
+    EXPECT_THROW(index.search_batch({"rare", flood}, 5, 2), InvalidArgument);
+    flood += "unknownterm";  // tokens that no document has cost nothing and count for nothing
+    BM25Index normal(1.2, 0.75, plain_analyzer());
+    normal.add({"a"}, {"word"});
+    EXPECT_EQ(normal.search(flood + " word", 5).ids, std::vector<std::string>{"a"});
+}
+
+TEST_F(TempDir, IdsAreValidUtf8InMemoryAndOnDisk) {
+    // Python can only pass UTF-8 ids, so a non-UTF-8 id in a file is corruption (it could not even be
+    // returned as a str); add() refuses one too, so that every saved index loads.
+    BM25Index index(1.2, 0.75, plain_analyzer());
+    EXPECT_THROW(index.add({"ok", "bad\xff"}, {"x", "y"}), InvalidArgument);
+    EXPECT_EQ(index.size(), 0u);
+    index.add({"caf\xc3\xa9", "abc"}, {"x", "y"});
+    index.save(path_);
+    std::string bytes = read_raw();
+    const auto at = bytes.find("caf\xc3\xa9");
+    ASSERT_NE(at, std::string::npos);
+    bytes[at + 3] = '\xff';
+    // (the checksum: recomputed, so only the id check can object)
+    const std::size_t payload = bytes.size() - 12 - 20;
+    const std::uint32_t crc = funnelrank::io::crc32(0, bytes.data() + 12, payload);
+    std::memcpy(&bytes[bytes.size() - 12], &crc, sizeof crc);
+    write_raw(bytes);
+    EXPECT_THROW(BM25Index::load(path_), IndexFileError);
 }

@@ -1,7 +1,13 @@
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -110,4 +116,84 @@ TEST_F(FileIoTest, ReaderNeverReadsPastTheEnd) {
     EXPECT_THROW(r.read<std::uint8_t>(), IndexFileError);
     auto r2 = f.reader();
     EXPECT_THROW(r2.read_count(3, "things"), IndexFileError);  // 42 > 3
+}
+
+namespace {
+// The IndexFileError message of opening `path`, or "" if it opened.
+std::string open_error(const std::string& path) {
+    try {
+        IndexFile f(path, kMagic, 1);
+    } catch (const IndexFileError& e) {
+        return e.what();
+    }
+    return "";
+}
+}  // namespace
+
+TEST_F(FileIoTest, DirectoryIsRejectedByType) {
+    // Used to "open" (std::ifstream opens a directory) and fail with basic_string::_M_replace_aux.
+    const std::string error = open_error(dir_.string());
+    EXPECT_NE(error.find("is a directory, not a regular file"), std::string::npos) << error;
+    EXPECT_NE(error.find(dir_.string()), std::string::npos) << error;
+}
+
+TEST_F(FileIoTest, FifoIsRejectedWithoutBlocking) {
+    const std::string fifo = path("pipe");
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    auto loading = std::async(std::launch::async, [&] { return open_error(fifo); });
+    const bool finished = loading.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+    if (!finished) {
+        // A blocked open(2) of the FIFO returns once a writer appears: release it so the test can end.
+        const int writer = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+        if (writer >= 0) ::close(writer);
+    }
+    EXPECT_TRUE(finished) << "opening a FIFO blocked";
+    const std::string error = loading.get();
+    EXPECT_NE(error.find("is a FIFO (named pipe), not a regular file"), std::string::npos) << error;
+}
+
+TEST_F(FileIoTest, DevicesAreRejectedByType) {
+    if (!std::filesystem::exists("/dev/zero")) GTEST_SKIP() << "no /dev/zero";
+    const std::string error = open_error("/dev/zero");
+    EXPECT_NE(error.find("is a character device, not a regular file"), std::string::npos) << error;
+}
+
+TEST_F(FileIoTest, SymlinkToAFileStillLoads) {
+    write_sample("linked");
+    const std::string link = path("link");
+    std::filesystem::create_symlink(path_, link);
+    EXPECT_EQ(open_error(link), "");
+    const std::string dangling = path("dangling");
+    std::filesystem::create_symlink(path("nothing-here"), dangling);
+    EXPECT_NE(open_error(dangling).find("cannot open index file"), std::string::npos);
+}
+
+TEST(Utf8, ValidatorMatchesPythonsStrictDecoder) {
+    using funnelrank::io::is_valid_utf8;
+    const std::vector<std::string> valid = {
+        "", "abc", "caf\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xed\x9f\xbf", "\xee\x80\x80",
+        "\xf4\x8f\xbf\xbf", std::string("a\0b", 3)};
+    const std::vector<std::string> invalid = {
+        "\xff", "\x80", "caf\xc3", "\xc0\xaf", "\xc1\xbf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf0\x80\x80\xaf",
+        "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xe2\x82", "\xe2\x28\xa1"};
+    for (const std::string& s : valid) EXPECT_TRUE(is_valid_utf8(s)) << s;
+    for (const std::string& s : invalid) EXPECT_FALSE(is_valid_utf8(s)) << s;
+}
+
+TEST_F(FileIoTest, ReadUtf8StringRejectsInvalidBytes) {
+    {
+        AtomicFileWriter w(path_, kMagic, 1);
+        w.write_string("ok");
+        w.write_string("bad\xff");
+        w.commit();
+    }
+    IndexFile f(path_, kMagic, 1);
+    auto r = f.reader();
+    EXPECT_EQ(r.read_utf8_string("first"), "ok");
+    try {
+        r.read_utf8_string("second");
+        FAIL() << "no exception";
+    } catch (const IndexFileError& e) {
+        EXPECT_NE(std::string(e.what()).find("second is not valid UTF-8 at byte 10"), std::string::npos) << e.what();
+    }
 }

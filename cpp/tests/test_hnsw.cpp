@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "file_io.h"
 #include "hnsw_index.h"
 #include "inner_product.h"
 #include "temp_dir.h"
@@ -431,4 +432,197 @@ TEST_F(HnswFileTest, SaveOfEmptyIndexRoundTrips) {
     EXPECT_TRUE(loaded.search(v.data(), 3).ids.empty());
     loaded.add({"a"}, v.data(), 1);
     EXPECT_EQ(loaded.search(v.data(), 3).ids, std::vector<std::string>{"a"});
+}
+
+namespace {
+// Overwrites the u64 at `offset` of an index file's bytes and recomputes its checksum (file_io.h layout:
+// 12-byte header, payload, then u64 payload size, u32 CRC-32 of the payload, 8-byte end marker).
+void forge_u64(std::string& file, std::size_t offset, std::uint64_t value) {
+    std::memcpy(&file[offset], &value, sizeof value);
+    constexpr std::size_t kHeader = 12, kTrailer = 20;
+    const std::size_t payload = file.size() - kHeader - kTrailer;
+    const std::uint32_t crc = funnelrank::io::crc32(0, file.data() + kHeader, payload);
+    std::memcpy(&file[file.size() - kTrailer + 8], &crc, sizeof crc);
+}
+constexpr std::size_t kCapacityOffset = 12 + 8 + 4 + 4 * 8;  // after dim, metric, M, ef_c, ef_s, seed
+}  // namespace
+
+TEST_F(HnswFileTest, ForgedCapacityIsNotAllocated) {
+    // A 32 KB file claiming 10^7 slots used to allocate them all up front (460 MB; 5 x 10^7: 2.1 GB)
+    // before reading a single element. The claim is capped by what the file's bytes back.
+    const std::size_t n = 180, dim = 8;
+    HNSWIndex index(params(dim));
+    index.add(make_ids(n), clustered(n, dim, 40).data(), n, 1);
+    index.save(path_);
+    std::string bytes = read_raw();
+    ASSERT_LT(bytes.size(), 40000u);
+    std::uint64_t saved = 0;
+    std::memcpy(&saved, &bytes[kCapacityOffset], sizeof saved);
+    ASSERT_EQ(saved, index.capacity());  // the offset is the capacity field
+    for (const std::uint64_t claim :
+         {std::uint64_t{10'000'000}, std::uint64_t{50'000'000}, std::uint64_t{0xFFFFFFFFu}}) {
+        forge_u64(bytes, kCapacityOffset, claim);
+        write_raw(bytes);
+        HNSWIndex loaded = HNSWIndex::load(path_);  // a consistent file (checksum recomputed): it loads ...
+        EXPECT_LT(loaded.capacity(), std::size_t{200'000}) << "claim " << claim;  // ... without the claim
+        EXPECT_GE(loaded.capacity(), n);
+        EXPECT_EQ(loaded.ids(), index.ids());
+        const auto q = clustered(1, dim, 41);
+        EXPECT_EQ(loaded.search(q.data(), 5).ids, index.search(q.data(), 5).ids);
+        loaded.add({"new"}, q.data(), 1);  // and keeps growing on demand
+        EXPECT_TRUE(loaded.contains("new"));
+    }
+    forge_u64(bytes, kCapacityOffset, std::uint64_t{1} << 40);  // beyond hnswlib's 32-bit ids
+    write_raw(bytes);
+    EXPECT_THROW(HNSWIndex::load(path_), IndexFileError);
+}
+
+TEST_F(HnswFileTest, CapacityWithinTheLoadBoundRoundTrips) {
+    HNSWParams p = params(8);
+    p.initial_capacity = 5000;  // well above 2 x elements, within 32 MiB of slots
+    HNSWIndex index(p);
+    index.add(make_ids(10), clustered(10, 8, 42).data(), 10, 1);
+    index.save(path_);
+    EXPECT_EQ(HNSWIndex::load(path_).capacity(), 5000u);
+}
+
+TEST_F(HnswFileTest, ForgedCountsAndParametersAreRejected) {
+    const std::size_t n = 50, dim = 8;
+    HNSWIndex index(params(dim));
+    index.add(make_ids(n), clustered(n, dim, 43).data(), n, 1);
+    index.save(path_);
+    const std::string good = read_raw();
+    const std::size_t count_offset = kCapacityOffset + 8;
+    // (offset, value): element count beyond the file, then beyond capacity; ef_search / ef_construction /
+    // M / dim beyond their bounds; the level-0 row size.
+    const std::vector<std::pair<std::size_t, std::uint64_t>> forgeries = {
+        {count_offset, 1'000'000},      {count_offset, std::uint64_t{1} << 62},
+        {kCapacityOffset, 10},          {12 + 8 + 4 + 16, std::uint64_t{1} << 40},
+        {12 + 8 + 4 + 8, std::uint64_t{1} << 40}, {12 + 8 + 4, 1 << 20},
+        {12, std::uint64_t{1} << 30},   {count_offset + 8, 1u << 20},
+    };
+    for (const auto& [offset, value] : forgeries) {
+        std::string bad = good;
+        forge_u64(bad, offset, value);
+        write_raw(bad);
+        EXPECT_THROW(HNSWIndex::load(path_), IndexFileError) << "offset " << offset << " value " << value;
+    }
+}
+
+TEST(Hnsw, HugeKAndEfAreClampedToTheIndexSize) {
+    const std::size_t n = 40, dim = 6;
+    HNSWIndex index(params(dim));
+    const auto data = clustered(n, dim, 44);
+    index.add(make_ids(n), data.data(), n, 1);
+    index.remove({"doc1"});
+    const std::size_t huge_k = 1'000'000'000'000;  // used to reserve k + 1 heap entries: std::bad_alloc
+    const std::size_t huge_ef = std::size_t{1} << 40;
+    const SearchHits all = index.search_exact(data.data(), n);
+    ASSERT_EQ(all.ids.size(), n - 1);
+    EXPECT_EQ(index.search(data.data(), huge_k).ids, all.ids);
+    EXPECT_EQ(index.search(data.data(), 3, huge_ef).ids, index.search(data.data(), 3, n).ids);
+    EXPECT_EQ(index.search(data.data(), huge_k, huge_ef).ids, all.ids);
+    EXPECT_EQ(index.search_exact(data.data(), huge_k).ids, all.ids);
+    const auto batch = index.search_batch(data.data(), 2, huge_k, huge_ef, 1);
+    ASSERT_EQ(batch.size(), 2u);
+    EXPECT_EQ(batch[0].ids, all.ids);
+    const std::vector<std::string> allow = {"doc0", "doc1", "doc2", "doc30"};
+    EXPECT_EQ(index.search(data.data(), huge_k, huge_ef, &allow).ids.size(), 3u);
+    index.set_exact_filter_crossover(0.0);  // the graph walk, with ef clamped
+    EXPECT_EQ(index.search(data.data(), huge_k, huge_ef, &allow).ids.size(), 3u);
+}
+
+TEST(Hnsw, ParametersBeyondTheirBoundsAreRejected) {
+    const auto rejects = [](auto change) {
+        HNSWParams p = params(4);
+        change(p);
+        EXPECT_THROW(HNSWIndex{p}, InvalidArgument);
+    };
+    rejects([](HNSWParams& p) { p.ef_search = HNSWIndex::kMaxEfSearch + 1; });
+    rejects([](HNSWParams& p) { p.ef_search = std::size_t{1} << 40; });
+    rejects([](HNSWParams& p) { p.ef_construction = HNSWIndex::kMaxEfConstruction + 1; });
+    rejects([](HNSWParams& p) { p.M = HNSWIndex::kMaxM + 1; });
+    rejects([](HNSWParams& p) { p.dim = HNSWIndex::kMaxDim + 1; });
+    rejects([](HNSWParams& p) { p.initial_capacity = std::size_t{1} << 40; });  // was std::bad_alloc
+    HNSWParams ok = params(4);
+    ok.ef_search = HNSWIndex::kMaxEfSearch;
+    ok.ef_construction = HNSWIndex::kMaxEfConstruction;
+    HNSWIndex index(ok);
+    EXPECT_EQ(index.ef_search(), HNSWIndex::kMaxEfSearch);
+    EXPECT_THROW(index.set_ef_search(HNSWIndex::kMaxEfSearch + 1), InvalidArgument);
+    EXPECT_THROW(index.set_ef_search(0), InvalidArgument);
+    index.set_ef_search(7);
+    EXPECT_EQ(index.ef_search(), 7u);
+}
+
+namespace {
+// Replaces the payload of an index file's bytes from `from` (an offset into the file) to its end, then
+// rewrites the trailer (size, CRC-32): a consistent file with forged contents.
+std::string forge_payload_tail(const std::string& file, std::size_t from, const std::string& tail) {
+    constexpr std::size_t kHeader = 12;
+    std::string out = file.substr(0, from) + tail;
+    const std::uint64_t payload = out.size() - kHeader;
+    const std::uint32_t crc = funnelrank::io::crc32(0, out.data() + kHeader, payload);
+    out.append(reinterpret_cast<const char*>(&payload), sizeof payload);
+    out.append(reinterpret_cast<const char*>(&crc), sizeof crc);
+    out += "FRK-END!";
+    return out;
+}
+}  // namespace
+
+TEST_F(HnswFileTest, ForgedVectorsAndGeneratorStatesAreRejected) {
+    const std::size_t n = 30, dim = 8;
+    HNSWParams p = params(dim);
+    HNSWIndex index(p);
+    index.add(make_ids(n), clustered(n, dim, 45).data(), n, 1);
+    index.save(path_);
+    const std::string good = read_raw();
+    // The last payload field is the generators' state as text: u64 length, then the text.
+    const std::size_t payload_end = good.size() - 20;
+    std::size_t text_size = 0;
+    for (std::size_t len = 1; len < 200 && text_size == 0; ++len) {
+        std::uint64_t stored = 0;
+        std::memcpy(&stored, &good[payload_end - len - 8], sizeof stored);
+        if (stored == len) text_size = len;
+    }
+    ASSERT_GT(text_size, 0u);
+    const std::size_t rng_at = payload_end - text_size - 8;
+    const auto with_rng = [&](const std::string& text) {
+        std::string field(8, '\0');
+        const std::uint64_t len = text.size();
+        std::memcpy(&field[0], &len, sizeof len);
+        return forge_payload_tail(good, rng_at, field + text);
+    };
+    write_raw(with_rng(good.substr(rng_at + 8, text_size)));  // the helper itself changes nothing
+    EXPECT_NO_THROW(HNSWIndex::load(path_));
+    // An engine state of 0 (or a multiple of the modulus) returns 0 forever; trailing text; no number.
+    for (const std::string bad : {"0 5", "5 0", "2147483647 5", "5 5 junk", "x 5", "5"}) {
+        write_raw(with_rng(bad));
+        EXPECT_THROW(HNSWIndex::load(path_), IndexFileError) << bad;
+    }
+    // A NaN or infinite coordinate in a stored vector (row 0; its vector follows the link count and 2M links).
+    const std::size_t vector_at = 12 + 5 * 8 + 4 + 3 * 8 + 4 + 4 + 4 + 2 * p.M * 4;
+    for (const float bad : {std::nanf(""), INFINITY}) {
+        std::string forged = good;
+        std::memcpy(&forged[vector_at + 4], &bad, sizeof bad);
+        forged = forge_payload_tail(forged, payload_end, "");
+        write_raw(forged);
+        EXPECT_THROW(HNSWIndex::load(path_), IndexFileError);
+    }
+    {
+        std::string finite = good;  // a finite change in the same place is a valid (different) vector
+        const float value = 0.25f;
+        std::memcpy(&finite[vector_at + 4], &value, sizeof value);
+        write_raw(forge_payload_tail(finite, payload_end, ""));
+        EXPECT_EQ(HNSWIndex::load(path_).size(), n);
+    }
+}
+
+TEST(Hnsw, NonUtf8IdsAreRejected) {
+    HNSWIndex index(params(2));
+    const std::vector<float> v = {1, 2, 3, 4};
+    EXPECT_THROW(index.add({"ok", "bad\xc3"}, v.data(), 2), InvalidArgument);
+    EXPECT_EQ(index.size(), 0u);
+    index.add({"ok", "caf\xc3\xa9"}, v.data(), 2);
+    EXPECT_EQ(index.size(), 2u);
 }

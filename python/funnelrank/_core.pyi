@@ -9,7 +9,8 @@ import numpy as np
 import numpy.typing as npt
 
 class IndexFileError(OSError):
-    """A missing, truncated or corrupt index file."""
+    """A missing, truncated or corrupt index file, or a path that is not a regular file (a directory, a FIFO,
+    a device: refused by type before it is opened, so loading one never blocks)."""
 
 class Analyzer:
     """Text analysis shared by documents and queries.
@@ -58,6 +59,9 @@ class BM25Index:
     (MaxScore with block-max bounds); ties go to the document added first. Empty documents are indexed
     with length 0 and never match. The GIL is released while indexing, searching, saving and loading;
     searches may run from many threads while another thread adds or deletes.
+
+    k1 must be in [0, 1000] and b in [0, 1] (else ValueError). Integer arguments (k, threads) take any Python
+    int: one outside the accepted range, however large, is a ValueError naming the argument and the range.
     """
 
     def __init__(self, *, k1: float = 1.2, b: float = 0.75, analyzer: Analyzer | None = None) -> None: ...
@@ -71,8 +75,10 @@ class BM25Index:
     ) -> tuple[list[str], npt.NDArray[np.float32]]:
         """Top-k (ids, float32 scores), best first; only documents matching a query term. ``allow``
         restricts results to those ids that are in the index (unknown or deleted ids in it are ignored,
-        as in HNSWIndex.search). k <= 0: ValueError. An empty or
-        all-stopword query, or an empty index, gives empty results."""
+        as in HNSWIndex.search). k <= 0: ValueError; a k beyond len(index) is the same as len(index) (it never
+        sizes an allocation), up to 2**63 - 1 (beyond: ValueError). An empty or all-stopword query, or an empty
+        index, gives empty results. A query repeating indexed terms about a million times or more, whose
+        scores could overflow the fixed-point sums, is a ValueError."""
     def _search_exhaustive(
         self, query: str | bytes, k: int = 10, allow: Sequence[str] | None = None
     ) -> tuple[list[str], npt.NDArray[np.float32]]:
@@ -80,13 +86,16 @@ class BM25Index:
     def search_batch(
         self, queries: Sequence[str | bytes], k: int = 10, threads: int = 0, allow: Sequence[str] | None = None
     ) -> list[tuple[list[str], npt.NDArray[np.float32]]]:
-        """search() for each query, in parallel on ``threads`` threads (0 = every CPU this process may use);
-        ``allow`` (as in search()) applies to every query and is resolved once for the batch."""
+        """search() for each query, in parallel on ``threads`` threads (0 = every CPU this process may use; never
+        more threads than queries); ``allow`` (as in search()) applies to every query and is resolved once for
+        the batch. k as in search()."""
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index atomically (temporary file, fsync, rename); deleted documents are dropped."""
     @staticmethod
     def load(path: str | os.PathLike[str]) -> BM25Index:
-        """Read a saved index. IndexFileError (naming the path) if missing, truncated or corrupt."""
+        """Read a saved index. IndexFileError (naming the path) if missing, not a regular file, truncated or
+        corrupt. Every count in the file is checked against the bytes that remain before anything is allocated
+        for it, so memory use is proportional to the file's size."""
     def compact(self) -> None:
         """Reclaim deleted documents' postings now (delete() does it when over a quarter are deleted)."""
     def ids(self) -> list[str]:
@@ -108,7 +117,12 @@ _Vectors = npt.ArrayLike
 _Hits = tuple[list[str], npt.NDArray[np.float32]]
 
 class HNSWIndex:
-    """Approximate nearest-neighbour index (hnswlib's HNSW graph) keyed by string ids."""
+    """Approximate nearest-neighbour index (hnswlib's HNSW graph) keyed by string ids.
+
+    Parameter bounds (ValueError beyond them): dim in [1, 65536], M in [2, 1024], ef_construction in
+    [1, 65536], ef_search in [1, 2**20], initial_capacity in [0, 2**32 - 1], seed in [0, 2**64 - 1]. Integer
+    arguments take any Python int: one outside its range, however large, is a ValueError naming it.
+    """
 
     def __init__(
         self,
@@ -127,16 +141,23 @@ class HNSWIndex:
         self, vector: _Vectors, k: int = 10, ef: int | None = None, allow: Sequence[str] | None = None
     ) -> _Hits:
         """The k most similar live ids and their similarities, best first. ``allow`` restricts results to
-        those ids that are in the index (unknown or deleted ids in it are ignored, as in BM25Index.search)."""
+        those ids that are in the index (unknown or deleted ids in it are ignored, as in BM25Index.search).
+        ef (>= 1; None: ``ef_search``) is the search breadth, at least k. k and ef beyond len(index) are the
+        same as len(index) (neither sizes an allocation), up to 2**63 - 1 (beyond: ValueError)."""
     def search_batch(
         self, vectors: _Vectors, k: int = 10, ef: int | None = None, threads: int = 0, allow: Sequence[str] | None = None
     ) -> list[_Hits]:
         """search() for every row, in parallel (``threads`` 0 = every CPU this process may use); ``allow`` (as in
         search()) applies to every row and is resolved once for the batch."""
-    def search_exact(self, vector: _Vectors, k: int = 10) -> _Hits: ...
+    def search_exact(self, vector: _Vectors, k: int = 10) -> _Hits:
+        """Brute-force k nearest live ids (the recall reference); k as in search()."""
     def save(self, path: _StrPath) -> None: ...
     @staticmethod
-    def load(path: _StrPath) -> HNSWIndex: ...
+    def load(path: _StrPath) -> HNSWIndex:
+        """Load a saved index. IndexFileError (naming the path) if missing, not a regular file, truncated or
+        corrupt (every count, link, level and vector is checked). What it allocates is bounded by the file's
+        size: the saved capacity is restored up to max(2 x stored slots, 32 MiB of slots); beyond that the
+        graph grows again on demand."""
     def ids(self) -> list[str]: ...
     def exact_filter_threshold(self, ef: int) -> int: ...
     @property
@@ -154,11 +175,13 @@ class HNSWIndex:
     @property
     def ef_construction(self) -> int: ...
     @property
-    def ef_search(self) -> int: ...
+    def ef_search(self) -> int:
+        """Default ef for searches that pass none, in [1, 2**20] (ValueError beyond)."""
     @ef_search.setter
     def ef_search(self, value: int) -> None: ...
     @property
-    def capacity(self) -> int: ...
+    def capacity(self) -> int:
+        """Slots allocated in the graph (grows by doubling; deleted slots are reused)."""
 
 # ---- rank fusion (cpp/core/fusion.h) ----
 
