@@ -38,7 +38,6 @@ import hashlib
 import json
 import os
 import re
-import reprlib
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -48,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from funnelrank._core import IndexFileError
 from funnelrank.cache import atomic_writer, atomic_writer_leftovers
 from funnelrank.documents import Document
+from funnelrank.text import brief
 
 if TYPE_CHECKING:  # only for annotations: Collection imports this module (save/load), never the reverse
     from funnelrank.collection import Collection
@@ -76,13 +76,6 @@ _KEYS_V1 = frozenset({"format", "version", "data", "documents", "docs", "bm25", 
 _KEYS = {1: _KEYS_V1, 2: _KEYS_V1 | {"checksum"}}
 _EMBEDDER_KEYS = frozenset({"name", "fingerprint", "dim", "model_dir", "onnx_path"})
 _DOC_KEYS = frozenset({"id", "text", "metadata"})
-
-_brief = reprlib.Repr()
-_brief.maxlevel = 2
-_brief.maxstring = 60
-_brief.maxother = 60
-_brief.maxlong = 30
-
 
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -252,7 +245,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise ValueError(f"key {_brief.repr(key)} appears twice")
+            raise ValueError(f"key {brief(key)} appears twice")
         out[key] = value
     return out
 
@@ -265,14 +258,14 @@ def _object(value: Any, keys: frozenset[str], where: str, path: Path) -> dict[st
     if missing:
         raise _corrupt(path, f"bad or missing {where} field(s): {', '.join(map(repr, sorted(missing)))}")
     if extra:
-        shown = ", ".join(_brief.repr(k) for k in sorted(extra)[:5])
+        shown = ", ".join(brief(k) for k in sorted(extra)[:5])
         raise _corrupt(path, f"unexpected {where} field(s): {shown}")
     return value
 
 
 def _integer(value: Any, lo: int, hi: int, where: str, path: Path) -> int:
     if type(value) is not int or not lo <= value <= hi:
-        raise _corrupt(path, f"{where} must be an integer in [{lo}, {hi}], got {_brief.repr(value)}")
+        raise _corrupt(path, f"{where} must be an integer in [{lo}, {hi}], got {brief(value)}")
     return value
 
 
@@ -280,7 +273,7 @@ def _string(value: Any, where: str, path: Path, *, optional: bool = False) -> st
     if value is None and optional:
         return None
     if not isinstance(value, str) or "\x00" in value:
-        raise _corrupt(path, f"{where} must be a string, got {_brief.repr(value)}")
+        raise _corrupt(path, f"{where} must be a string, got {brief(value)}")
     return value
 
 
@@ -291,7 +284,7 @@ def _file_name(value: Any, path: Path) -> str:
         or any(c in value for c in "/\\\x00")
         or value in (".", "..")
     ):
-        raise _corrupt(path, f"bad file name {_brief.repr(value)}")
+        raise _corrupt(path, f"bad file name {brief(value)}")
     return value
 
 
@@ -300,12 +293,12 @@ def _check_manifest(manifest: dict[str, Any], version: int, path: Path) -> None:
     _object(manifest, _KEYS[version], "top-level", path)
     data = manifest["data"]
     if not isinstance(data, str) or not _DATA_RE.fullmatch(data):
-        raise _corrupt(path, f"bad data directory {_brief.repr(data)}")
+        raise _corrupt(path, f"bad data directory {brief(data)}")
     _integer(manifest["documents"], 0, _MAX_COUNT, "'documents'", path)
     docs = _object(manifest["docs"], frozenset({"file", "sha256"}), "'docs'", path)
     _file_name(docs["file"], path)
     if not isinstance(docs["sha256"], str) or not _SHA256_RE.fullmatch(docs["sha256"]):
-        raise _corrupt(path, f"'docs' sha256 must be 64 hex digits, got {_brief.repr(docs['sha256'])}")
+        raise _corrupt(path, f"'docs' sha256 must be 64 hex digits, got {brief(docs['sha256'])}")
     _file_name(_object(manifest["bm25"], frozenset({"file"}), "'bm25'", path)["file"], path)
     dense = manifest["dense"]
     if dense is not None:
@@ -320,7 +313,7 @@ def _check_manifest(manifest: dict[str, Any], version: int, path: Path) -> None:
     if version >= 2:
         checksum = manifest["checksum"]
         if not isinstance(checksum, str) or not _SHA256_RE.fullmatch(checksum):
-            raise _corrupt(path, f"'checksum' must be 64 hex digits, got {_brief.repr(checksum)}")
+            raise _corrupt(path, f"'checksum' must be 64 hex digits, got {brief(checksum)}")
         if checksum != manifest_checksum(manifest):
             raise _corrupt(path, "checksum mismatch: it was changed or damaged after it was written")
 
@@ -350,7 +343,7 @@ def _read_manifest(root: Path) -> tuple[bytes, dict[str, Any]]:
     version = manifest.get("version")
     if type(version) is not int or version not in READABLE_VERSIONS:
         raise IndexFileError(
-            f"{path}: collection format version {_brief.repr(version)} is not supported "
+            f"{path}: collection format version {brief(version)} is not supported "
             f"(this funnelrank reads versions {', '.join(map(str, READABLE_VERSIONS))}); "
             "re-index with `funnelrank index`"
         )
@@ -376,7 +369,7 @@ def _read_docs(path: Path, sha256: str, count: int) -> list[Document]:
                 raise ValueError(f"line {lineno} is not an {{id, text, metadata}} object")
             doc_id, text, metadata = obj["id"], obj["text"], obj["metadata"]
             if not isinstance(doc_id, str) or not doc_id or doc_id in seen:
-                raise ValueError(f"line {lineno}: bad or repeated id {_brief.repr(doc_id)}")
+                raise ValueError(f"line {lineno}: bad or repeated id {brief(doc_id)}")
             if not isinstance(text, str) or not isinstance(metadata, dict):
                 raise ValueError(f"line {lineno}: the text must be a string and the metadata an object")
             seen.add(doc_id)

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import json
 import math
-import reprlib
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from funnelrank.text import brief
 
 __all__ = ["FILTER_OPERATORS", "MAX_DEPTH", "MetadataIndex", "parse_filter", "validate_filter", "validate_metadata"]
 
@@ -39,21 +40,6 @@ FILTER_OPERATORS: tuple[str, ...] = ("eq", "ne", "in", "nin", "gt", "gte", "lt",
 MAX_DEPTH = 32
 """Deepest nesting allowed in metadata (the metadata dict itself is level 1, ``{"a": {"b": 1}}`` is 2). Deeper
 (or self-referencing) values are refused with a ValueError instead of failing later with a RecursionError."""
-
-_short = reprlib.Repr()
-_short.maxlevel = 3
-_short.maxstring = 60
-_short.maxother = 60
-_short.maxlong = 40
-
-
-def _brief(value: Any) -> str:
-    """A bounded repr for messages (never recurses deeply, never prints a 400-digit number in full)."""
-    try:
-        return _short.repr(value)
-    except Exception:  # noqa: BLE001 - a repr that fails must not hide the real error
-        return f"<{type(value).__name__}>"
-
 
 def _number_problem(value: int | float) -> str | None:
     """Why a JSON number (not a bool) cannot be stored or compared, or None when it is fine."""
@@ -113,7 +99,7 @@ def _path(parts: tuple[Any, ...]) -> str:
     """`` at ['a'][0]`` for the place of a value inside metadata ('' for the top; a deep one is shortened)."""
     if not parts:
         return ""
-    shown = [f"[{_brief(p)}]" for p in (parts if len(parts) <= 8 else (*parts[:3], *parts[-3:]))]
+    shown = [f"[{brief(p)}]" for p in (parts if len(parts) <= 8 else (*parts[:3], *parts[-3:]))]
     if len(parts) > 8:
         shown.insert(3, f"...({len(parts) - 6} more)...")
     return " at " + "".join(shown)
@@ -134,7 +120,7 @@ def _value_problem(value: Any) -> str | None:
         return _string_problem(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return _number_problem(value)
-    return f"of type {kind.__name__} ({_brief(value)})"
+    return f"of type {kind.__name__} ({brief(value)})"
 
 
 def _check_json(container: Any, where: str, parts: tuple[Any, ...] = (), depth: int = 1) -> None:
@@ -147,7 +133,7 @@ def _check_json(container: Any, where: str, parts: tuple[Any, ...] = (), depth: 
         if is_dict and (type(key) is not str or not key.isascii()):
             problem = "not a string" if not isinstance(key, str) else _string_problem(key)
             if problem is not None:
-                raise ValueError(f"{where} is not JSON-serializable: key {_brief(key)}{_path(parts)} is {problem}")
+                raise ValueError(f"{where} is not JSON-serializable: key {brief(key)}{_path(parts)} is {problem}")
         if isinstance(item, (dict, list, tuple)):
             _check_json(item, where, (*parts, key), depth + 1)
             continue
@@ -167,7 +153,7 @@ def validate_metadata(metadata: Any, *, where: str = "metadata") -> dict[str, An
         raise ValueError(f"{where} must be a dict, got {type(metadata).__name__}")
     for field in metadata:
         if not isinstance(field, str) or not field:
-            raise ValueError(f"{where} keys must be non-empty strings, got {_brief(field)}")
+            raise ValueError(f"{where} keys must be non-empty strings, got {brief(field)}")
     _check_json(metadata, where)  # accepts exactly what json.dumps(allow_nan=False) writes and reads back alike
     return metadata
 
@@ -180,11 +166,11 @@ def _scalar_problem(value: Any) -> str | None:
         return _string_problem(value)
     if isinstance(value, (int, float)):
         return _number_problem(value)
-    return f"of type {type(value).__name__}: {_brief(value)}"
+    return f"of type {type(value).__name__}: {brief(value)}"
 
 
 def _check_operand(field: str, op: str, value: Any) -> None:
-    where = f"filter on {_brief(field)}"
+    where = f"filter on {brief(field)}"
     if op in ("in", "nin"):
         if not isinstance(value, list):
             raise ValueError(f"{where}: {op!r} takes a list of scalars (str, number, bool, null)")
@@ -199,7 +185,7 @@ def _check_operand(field: str, op: str, value: Any) -> None:
             raise ValueError(f"{where}: 'exists' takes true or false")
     elif op in _RANGE_OPS:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ValueError(f"{where}: {op!r} takes a finite number or a string, got {_brief(value)}")
+            raise ValueError(f"{where}: {op!r} takes a finite number or a string, got {brief(value)}")
         problem = _scalar_problem(value)
         if problem is not None:
             raise ValueError(f"{where}: {op!r} takes a finite number or a string; the operand is {problem}")
@@ -220,18 +206,18 @@ def validate_filter(filter: Any) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for field, cond in filter.items():
         if not isinstance(field, str) or not field:
-            raise ValueError(f"filter fields must be non-empty strings, got {_brief(field)}")
+            raise ValueError(f"filter fields must be non-empty strings, got {brief(field)}")
         problem = _string_problem(field)
         if problem is not None:
-            raise ValueError(f"filter field {_brief(field)} is {problem}")
+            raise ValueError(f"filter field {brief(field)} is {problem}")
         if isinstance(cond, Mapping):
             if not cond:
-                raise ValueError(f"filter on {_brief(field)}: empty condition")
+                raise ValueError(f"filter on {brief(field)}: empty condition")
             ops = dict(cond)
             for op, value in ops.items():
                 if op not in FILTER_OPERATORS:
                     raise ValueError(
-                        f"filter on {_brief(field)}: unknown operator {_brief(op)} "
+                        f"filter on {brief(field)}: unknown operator {brief(op)} "
                         f"(use one of {', '.join(FILTER_OPERATORS)})"
                     )
                 _check_operand(field, op, value)

@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
-__all__ = ["CHARS_PER_TOKEN_CAP", "cap_for_tokens", "check_text"]
+import reprlib
+
+__all__ = ["CHARS_PER_TOKEN_CAP", "brief", "cap_for_tokens", "check_text"]
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel = 3
+_BRIEF.maxstring = 60
+_BRIEF.maxother = 60
+_BRIEF.maxlong = 40
+
+
+def brief(value: object) -> str:
+    """A bounded repr of a user-supplied value, for error messages: it never recurses deeply and never prints a
+    400-digit number or a megabyte string in full (``brief(10**400)`` is ``'100000000000000000...0000000000000000000'``)."""
+    try:
+        return _BRIEF.repr(value)
+    except Exception:  # noqa: BLE001 - a repr that fails must not hide the real error
+        return f"<{type(value).__name__}>"
 
 CHARS_PER_TOKEN_CAP = 100
 """Characters kept per token that can count, when a text is cut before tokenization: no WordPiece/BPE token
