@@ -297,14 +297,15 @@ def test_search_cli_refuses_bad_filters_at_parse_time(
 N_DOCS = 600
 
 
-def two_states() -> tuple[Collection, Collection]:
-    """State A (N_DOCS documents) and state B (A plus one document holding the word "zebra")."""
+def two_states(dense: bool = False) -> tuple[Collection, Collection]:
+    """State A (N_DOCS documents) and state B (A plus one document holding the word "zebra"); with `dense`,
+    each also has an HNSW index (over FakeEmbedder vectors), so a save writes both kinds of index file."""
     ids = [f"d{i}" for i in range(N_DOCS)]
     texts = [f"document {i} about topic{i % 37} and words w{i % 101} w{i % 13}" for i in range(N_DOCS)]
     metas = [{"i": i, "g": i % 5} for i in range(N_DOCS)]
-    a = Collection(dense=False)
+    a = Collection(dense=dense, embedder=FakeEmbedder() if dense else None)
     a.add(ids, texts, metas)
-    b = Collection(dense=False)
+    b = Collection(dense=dense, embedder=FakeEmbedder() if dense else None)
     b.add([*ids, "extra"], [*texts, "a zebra appears"], [*metas, {"i": -1}])
     return a, b
 
@@ -397,8 +398,10 @@ def _leftovers(root: Path) -> int:
     return max(0, len(data_dirs) - 2) + len(temps)
 
 
-def test_sigkill_during_save_leaves_the_old_or_the_new_collection(tmp_path: Path) -> None:
-    a, b = two_states()
+@pytest.mark.parametrize("dense", [False, True], ids=["bm25", "bm25+hnsw"])
+def test_sigkill_during_save_leaves_the_old_or_the_new_collection(tmp_path: Path, dense: bool) -> None:
+    a, b = two_states(dense)
+    embedder = FakeEmbedder() if dense else None
     root = tmp_path / "col"
     start = time.perf_counter()
     a.save(root)
@@ -415,15 +418,18 @@ def test_sigkill_during_save_leaves_the_old_or_the_new_collection(tmp_path: Path
         kills += 1
         mid_save += _leftovers(root) > 0
         try:
-            seen[state_of(Collection.load(root))] += 1
+            loaded = Collection.load(root, embedder=embedder)
+            assert loaded.dense == dense
+            seen[state_of(loaded)] += 1
         except Exception:  # noqa: BLE001 - counted
             failures += 1
-    print(f"\nSIGKILL during save: {kills} kills ({mid_save} left partial files), {dict(seen)}, {failures} failures")
+    print(f"\nSIGKILL during save (dense={dense}): {kills} kills ({mid_save} left partial files), {dict(seen)}, "
+          f"{failures} failures")
     assert failures == 0 and sum(seen.values()) == kills
     assert mid_save > 0  # some kills did land mid-save
     # The next save removes whatever the killed ones left behind (a killed save's lock is released too).
     a.save(root)
-    assert state_of(Collection.load(root)) == "A"
+    assert state_of(Collection.load(root, embedder=embedder)) == "A"
     assert _leftovers(root) == 0
     assert len([p for p in root.iterdir() if p.name.startswith("data-")]) == 2
     assert not list(root.rglob("*.tmp-*"))  # partial index files of killed saves
