@@ -40,6 +40,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +48,8 @@ from typing import TYPE_CHECKING, Any
 from funnelrank._core import IndexFileError
 from funnelrank.cache import atomic_writer, atomic_writer_leftovers
 from funnelrank.documents import Document
-from funnelrank.text import brief
+from funnelrank.filters import validate_metadata
+from funnelrank.text import brief, check_text
 
 if TYPE_CHECKING:  # only for annotations: Collection imports this module (save/load), never the reverse
     from funnelrank.collection import Collection
@@ -88,6 +90,16 @@ def _fsync_dir(path: Path) -> None:
 def _fsync_file(path: Path) -> None:
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
+
+
+def _open_regular(path: Path) -> Any:
+    """`path` opened for reading in binary mode; OSError when it is not a regular file (a FIFO, a device, a
+    directory: refused without blocking, as the index loaders do)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path} is not a regular file")
+    return os.fdopen(fd, "rb")
 
 
 def _embedder_identity(embedder: Any) -> dict[str, Any]:
@@ -143,7 +155,7 @@ def _check_target(root: Path) -> str | None:
     manifest_path = root / MANIFEST
     if manifest_path.exists():
         try:
-            with open(manifest_path, "rb") as fh:
+            with _open_regular(manifest_path) as fh:
                 current = json.loads(fh.read(_MANIFEST_MAX_BYTES + 1).decode("utf-8"))
             ours = isinstance(current, dict) and current.get("format") == FORMAT
         except (OSError, UnicodeDecodeError, ValueError, RecursionError):
@@ -324,7 +336,7 @@ def _read_manifest(root: Path) -> tuple[bytes, dict[str, Any]]:
     if not root.is_dir():
         raise IndexFileError(f"{root}: no such collection directory")
     try:
-        with open(path, "rb") as fh:
+        with _open_regular(path) as fh:
             raw = fh.read(_MANIFEST_MAX_BYTES + 1)
     except FileNotFoundError:
         raise IndexFileError(f"{root} is not a funnelrank collection: {MANIFEST} is missing") from None
@@ -353,7 +365,8 @@ def _read_manifest(root: Path) -> tuple[bytes, dict[str, Any]]:
 
 def _read_docs(path: Path, sha256: str, count: int) -> list[Document]:
     try:
-        raw = path.read_bytes()
+        with _open_regular(path) as fh:
+            raw = fh.read()
     except (FileNotFoundError, NotADirectoryError):
         raise IndexFileError(f"{path}: missing documents file") from None
     except OSError as exc:
@@ -364,7 +377,7 @@ def _read_docs(path: Path, sha256: str, count: int) -> list[Document]:
     seen: set[str] = set()
     try:
         for lineno, line in enumerate(raw.splitlines(), start=1):
-            obj = json.loads(line)
+            obj = json.loads(line.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)  # strict UTF-8
             if not isinstance(obj, dict) or obj.keys() != _DOC_KEYS:
                 raise ValueError(f"line {lineno} is not an {{id, text, metadata}} object")
             doc_id, text, metadata = obj["id"], obj["text"], obj["metadata"]
@@ -372,6 +385,9 @@ def _read_docs(path: Path, sha256: str, count: int) -> list[Document]:
                 raise ValueError(f"line {lineno}: bad or repeated id {brief(doc_id)}")
             if not isinstance(text, str) or not isinstance(metadata, dict):
                 raise ValueError(f"line {lineno}: the text must be a string and the metadata an object")
+            check_text(doc_id, f"line {lineno}: the id", type_error=ValueError)  # no lone surrogates
+            check_text(text, f"line {lineno}: the text", type_error=ValueError)
+            validate_metadata(metadata, where=f"line {lineno}: the metadata")  # what add() accepts, no more
             seen.add(doc_id)
             docs.append(Document(doc_id, text, metadata))
     except RecursionError:
@@ -427,6 +443,8 @@ def _load_generation(
     bm25 = BM25Index.load(str(bm25_path))
     if len(bm25) != len(docs):
         raise IndexFileError(f"{bm25_path}: holds {len(bm25)} documents, the collection {len(docs)}")
+    if bm25.ids() != [doc.id for doc in docs]:  # a save writes both in insertion order
+        raise IndexFileError(f"{bm25_path}: its document ids are not those of {manifest['docs']['file']}, in order")
 
     hnsw = None
     dense = manifest["dense"]
@@ -463,7 +481,7 @@ def _load_generation(
 
 def _manifest_bytes(root: Path) -> bytes | None:
     try:
-        with open(root / MANIFEST, "rb") as fh:
+        with _open_regular(root / MANIFEST) as fh:
             return fh.read(_MANIFEST_MAX_BYTES + 1)
     except OSError:
         return None
