@@ -46,7 +46,7 @@ test-sanitize: $(BIN)/python
 	test -x $(ASAN_VENV)/bin/python || $(PYTHON) -m venv --system-site-packages $(ASAN_VENV)
 	$(ASAN_VENV)/bin/python -m pip install -q --upgrade "scikit-build-core>=0.10" "pybind11>=2.12"
 	$(ASAN_VENV)/bin/python -m pip install -q --no-build-isolation $(CMAKE_FLAGS) \
-	  -C cmake.define.FUNNELRANK_SANITIZE=ON -C cmake.build-type=Debug -C build-dir=build/asan-py ".[test,dev]"
+	  -C cmake.define.FUNNELRANK_SANITIZE=ON -C cmake.build-type=Debug -C build-dir=build/asan-py ".[test,dev,serve]"
 	LD_PRELOAD="$$(g++ -print-file-name=libasan.so) $$(g++ -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(ASAN_VENV)/bin/python -m pytest -m core -p no:cacheprovider $(PYTEST_ARGS)
