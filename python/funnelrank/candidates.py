@@ -15,7 +15,7 @@ This module depends on nothing else in funnelrank, so every layer can use it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 __all__ = ["Candidate", "Stage1Hit"]
@@ -29,9 +29,11 @@ class Stage1Hit(NamedTuple):
     score: float
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """A stage-1 candidate.
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class Candidate(NamedTuple):
+    """A stage-1 candidate (a named tuple: a retriever makes one per candidate, on the search path).
 
     Attributes:
         id, text: the document.
@@ -47,5 +49,5 @@ class Candidate:
     text: str
     rank: int | None = None
     score: float | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    stage1: Mapping[str, Stage1Hit | None] = field(default_factory=dict, compare=False, repr=False)
+    metadata: Mapping[str, Any] = _EMPTY
+    stage1: Mapping[str, Stage1Hit | None] = _EMPTY

@@ -29,6 +29,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from funnelrank.candidates import Candidate, Stage1Hit
+
+Hits = tuple[Sequence[str], Any]
+"""A retriever's raw top-k: (ids, scores as a float32 array), best first."""
 from funnelrank.text import check_text
 
 __all__ = [
@@ -162,13 +165,20 @@ class CollectionRetriever:
         timings["filter"] = _ms(t)
         return allow
 
-    def _search(self, query: str, k: int, allow: list[str] | None, timings: dict[str, float]) -> list[Candidate]:
+    def _hits(self, query: str, k: int, allow: list[str] | None, timings: dict[str, float]) -> Hits:
+        """The raw top-`k` (ids, scores) of one query."""
         raise NotImplementedError
+
+    def _hits_batch(self, queries: list[str], k: int, allow: list[str] | None, timings: dict[str, float]) -> list[Hits]:
+        return [self._hits(q, k, allow, timings) for q in queries]
+
+    def _search(self, query: str, k: int, allow: list[str] | None, timings: dict[str, float]) -> list[Candidate]:
+        return self._candidates(*self._hits(query, k, allow, timings))
 
     def _search_batch(
         self, queries: list[str], k: int, allow: list[str] | None, timings: dict[str, float]
     ) -> list[list[Candidate]]:
-        return [self._search(q, k, allow, timings) for q in queries]
+        return [self._candidates(ids, scores) for ids, scores in self._hits_batch(queries, k, allow, timings)]
 
     def _candidates(self, ids: Sequence[str], scores: Any) -> list[Candidate]:
         out: list[Candidate] = []
@@ -188,19 +198,17 @@ class BM25Retriever(CollectionRetriever):
 
     name = "bm25"
 
-    def _search(self, query: str, k: int, allow: list[str] | None, timings: dict[str, float]) -> list[Candidate]:
+    def _hits(self, query: str, k: int, allow: list[str] | None, timings: dict[str, float]) -> Hits:
         t = time.perf_counter()
-        ids, scores = self.collection.search_bm25(query, k, allow)
+        hits: Hits = self.collection.search_bm25(query, k, allow)
         timings["bm25"] = _ms(t)
-        return self._candidates(ids, scores)
+        return hits
 
-    def _search_batch(
-        self, queries: list[str], k: int, allow: list[str] | None, timings: dict[str, float]
-    ) -> list[list[Candidate]]:
+    def _hits_batch(self, queries: list[str], k: int, allow: list[str] | None, timings: dict[str, float]) -> list[Hits]:
         t = time.perf_counter()
-        hits = self.collection.search_bm25_batch(queries, k, allow)
+        hits: list[Hits] = self.collection.search_bm25_batch(queries, k, allow)
         timings["bm25"] = _ms(t)
-        return [self._candidates(ids, scores) for ids, scores in hits]
+        return hits
 
 
 class DenseRetriever(CollectionRetriever):
@@ -217,25 +225,23 @@ class DenseRetriever(CollectionRetriever):
             )
         super().__init__(collection)
 
-    def _search(self, query: str, k: int, allow: list[str] | None, timings: dict[str, float]) -> list[Candidate]:
+    def _hits(self, query: str, k: int, allow: list[str] | None, timings: dict[str, float]) -> Hits:
         t = time.perf_counter()
         vector = self.collection.embed_query(query)
         timings["embed"] = _ms(t)
         t = time.perf_counter()
-        ids, scores = self.collection.search_dense(vector, k, allow)
+        hits: Hits = self.collection.search_dense(vector, k, allow)
         timings["dense"] = _ms(t)
-        return self._candidates(ids, scores)
+        return hits
 
-    def _search_batch(
-        self, queries: list[str], k: int, allow: list[str] | None, timings: dict[str, float]
-    ) -> list[list[Candidate]]:
+    def _hits_batch(self, queries: list[str], k: int, allow: list[str] | None, timings: dict[str, float]) -> list[Hits]:
         t = time.perf_counter()
         vectors = self.collection.embed_queries(queries)
         timings["embed"] = _ms(t)
         t = time.perf_counter()
-        hits = self.collection.search_dense_batch(vectors, k, allow)
+        hits: list[Hits] = self.collection.search_dense_batch(vectors, k, allow)
         timings["dense"] = _ms(t)
-        return [self._candidates(ids, scores) for ids, scores in hits]
+        return hits
 
 
 class HybridRetriever(CollectionRetriever):
@@ -316,35 +322,63 @@ class HybridRetriever(CollectionRetriever):
             out.append(Retrieved(self._fuse(x.candidates, y.candidates, k, timings), timings))
         return out
 
+    # Over one collection: the inputs' raw hits are fused, and only the fused list becomes candidates.
     def _search(self, query: str, k: int, allow: list[str] | None, timings: dict[str, float]) -> list[Candidate]:
-        a = self.first._search(query, k, allow, timings)  # type: ignore[attr-defined]
-        b = self.second._search(query, k, allow, timings)  # type: ignore[attr-defined]
-        return self._fuse(a, b, k, timings)
+        a = self.first._hits(query, k, allow, timings)  # type: ignore[attr-defined]
+        b = self.second._hits(query, k, allow, timings)  # type: ignore[attr-defined]
+        t = time.perf_counter()
+        out = self._fused_candidates(self._fuse_hits(a, b, k))
+        timings["fusion"] = _ms(t)
+        return out
 
     def _search_batch(
         self, queries: list[str], k: int, allow: list[str] | None, timings: dict[str, float]
     ) -> list[list[Candidate]]:
-        a = self.first._search_batch(queries, k, allow, timings)  # type: ignore[attr-defined]
-        b = self.second._search_batch(queries, k, allow, timings)  # type: ignore[attr-defined]
+        a = self.first._hits_batch(queries, k, allow, timings)  # type: ignore[attr-defined]
+        b = self.second._hits_batch(queries, k, allow, timings)  # type: ignore[attr-defined]
         t = time.perf_counter()
-        fused = [self._fuse(x, y, k, None) for x, y in zip(a, b)]
+        fused = [self._fused_candidates(self._fuse_hits(x, y, k)) for x, y in zip(a, b)]
         timings["fusion"] = _ms(t)
         return fused
+
+    def _hits(self, query: str, k: int, allow: list[str] | None, timings: dict[str, float]) -> Hits:
+        fused = self._fuse_hits(self.first._hits(query, k, allow, timings),  # type: ignore[attr-defined]
+                                self.second._hits(query, k, allow, timings), k)  # type: ignore[attr-defined]
+        return list(fused.ids), fused.scores
+
+    def _fuse_hits(self, a: Hits, b: Hits, k: int) -> Any:
+        from funnelrank._core import convex_fusion, rrf
+
+        inputs = [(list(a[0]), a[1]), (list(b[0]), b[1])]
+        if self.method == "rrf":
+            return rrf(inputs, k=self.rrf_k, weights=self.weights, top_k=k)
+        return convex_fusion(inputs, weights=self.weights, normalization="minmax", top_k=k)
+
+    def _fused_candidates(self, fused: Any) -> list[Candidate]:
+        stored = self.collection.stored
+        names = (self.first.name, self.second.name)
+        ranks, in_scores, scores = fused.ranks, fused.input_scores, fused.scores
+        out: list[Candidate] = []
+        for i, doc_id in enumerate(fused.ids):
+            doc = stored(doc_id)
+            if doc is None:  # deleted since the search ran
+                continue
+            trace: dict[str, Stage1Hit | None] = {
+                name: Stage1Hit(int(ranks[i, r]), float(in_scores[i, r])) if ranks[i, r] > 0 else None
+                for r, name in enumerate(names)
+            }
+            s = float(scores[i])
+            trace["fused"] = Stage1Hit(len(out) + 1, s)
+            out.append(Candidate(doc_id, doc.text, len(out) + 1, s, doc.metadata, trace))
+        return out
 
     def _fuse(
         self, a: list[Candidate], b: list[Candidate], k: int, timings: dict[str, float] | None
     ) -> list[Candidate]:
-        from funnelrank._core import convex_fusion, rrf
-
         t = time.perf_counter()
-        inputs = [
-            ([c.id for c in cands], np.fromiter((c.score or 0.0 for c in cands), np.float32, len(cands)))
-            for cands in (a, b)
-        ]
-        if self.method == "rrf":
-            fused = rrf(inputs, k=self.rrf_k, weights=self.weights, top_k=k)
-        else:
-            fused = convex_fusion(inputs, weights=self.weights, normalization="minmax", top_k=k)
+        fused = self._fuse_hits(
+            *[([c.id for c in cands], np.fromiter((c.score or 0.0 for c in cands), np.float32, len(cands)))
+              for cands in (a, b)], k)
         by_id = [{c.id: c for c in cands} for cands in (a, b)]
         names = (self.first.name, self.second.name)
         ranks, in_scores, scores = fused.ranks, fused.input_scores, fused.scores
