@@ -182,14 +182,13 @@ class CollectionRetriever:
 
     def _candidates(self, ids: Sequence[str], scores: Any) -> list[Candidate]:
         out: list[Candidate] = []
-        stored = self.collection.stored
-        for doc_id, score in zip(ids, scores):
+        stored, name = self.collection.stored, self.name
+        for doc_id, s in zip(ids, scores.tolist() if hasattr(scores, "tolist") else map(float, scores)):
             doc = stored(doc_id)
             if doc is None:  # deleted since the search ran
                 continue
-            s = float(score)
-            hit = Stage1Hit(len(out) + 1, s)
-            out.append(Candidate(doc.id, doc.text, hit.rank, s, doc.metadata, {self.name: hit}))
+            rank = len(out) + 1
+            out.append(Candidate(doc.id, doc.text, rank, s, doc.metadata, {name: Stage1Hit(rank, s)}))
         return out
 
 
@@ -357,17 +356,17 @@ class HybridRetriever(CollectionRetriever):
     def _fused_candidates(self, fused: Any) -> list[Candidate]:
         stored = self.collection.stored
         names = (self.first.name, self.second.name)
-        ranks, in_scores, scores = fused.ranks, fused.input_scores, fused.scores
+        ranks, in_scores, scores = fused.ranks.tolist(), fused.input_scores.tolist(), fused.scores.tolist()
         out: list[Candidate] = []
         for i, doc_id in enumerate(fused.ids):
             doc = stored(doc_id)
             if doc is None:  # deleted since the search ran
                 continue
             trace: dict[str, Stage1Hit | None] = {
-                name: Stage1Hit(int(ranks[i, r]), float(in_scores[i, r])) if ranks[i, r] > 0 else None
+                name: Stage1Hit(ranks[i][r], in_scores[i][r]) if ranks[i][r] > 0 else None
                 for r, name in enumerate(names)
             }
-            s = float(scores[i])
+            s = scores[i]
             trace["fused"] = Stage1Hit(len(out) + 1, s)
             out.append(Candidate(doc_id, doc.text, len(out) + 1, s, doc.metadata, trace))
         return out
