@@ -6,9 +6,10 @@ per-query rankings ``{qid: [(doc_id, score), ...]}`` (best first) plus its timin
 rankings (nDCG@10, Recall@100, MRR@10 by default) and reports throughput.
 
 Each stage lives in its own module, and every stage module is listed once, in :data:`STAGE_MODULES`.
-A stage that builds on others asks the context for them with :meth:`StageContext.stage` (hybrid: bm25 and
-dense) or :meth:`StageContext.candidates` (rerank: the candidate source chosen by ``--rerank-from``);
-each stage is computed at most once per run and reused.
+Stages search the run's one collection through :class:`funnelrank.Pipeline`: :meth:`StageContext.retriever`
+gives the retriever (bm25, dense, hybrid over :meth:`StageContext.collection`, or the dataset's run; rerank
+takes the one ``--rerank-from`` names), and :meth:`StageContext.stage` gives another stage's output, each
+stage computed at most once per run and reused.
 
 Timing conventions (reported per stage):
 
@@ -281,12 +282,6 @@ class StageContext:
             self.collection(dense=name in DENSE_STAGES), name, hybrid_method=str(self.option("hybrid_fusion")),
             rrf_k=float(self.option("rrf_k")), hybrid_weights=hybrid_weights(self.option("hybrid_weights")),
         )
-
-    def candidates(self, depth: int | None = None) -> Rankings:
-        """The top-`depth` (default ``--depth``) candidates per query from :meth:`rerank_source`."""
-        n = self.depth if depth is None else depth
-        rankings = self.stage(self.rerank_source()).rankings
-        return {qid: ranking[:n] for qid, ranking in rankings.items()}
 
 
 DENSE_STAGES: frozenset[str] = frozenset({"dense", "hybrid"})
