@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from funnelrank.candidates import Candidate, Stage1Hit
+from funnelrank.candidates import Candidate, CandidateList, Stage1Hit
 from funnelrank.collection import Collection
 from funnelrank.retrieval import (BM25Retriever, DenseRetriever, HybridRetriever, Retriever, RunRetriever,
                                   make_retriever)
@@ -71,3 +71,49 @@ def test_hybrid_of_a_collection_and_a_run(collection: Collection) -> None:
         HybridRetriever(BM25Retriever(collection), BM25Retriever(collection))
     with pytest.raises(ValueError, match="weights"):
         HybridRetriever(BM25Retriever(collection), run, weights=(0, 0))
+
+
+def test_candidate_list_makes_each_candidate_once_and_only_when_read() -> None:
+    made: list[int] = []
+
+    def make(i: int) -> Candidate:
+        made.append(i)
+        return Candidate(f"d{i}", f"text {i}", rank=i + 1)
+
+    cands = CandidateList(100, make)
+    assert len(cands) == 100 and made == []
+    assert [c.id for c in cands[:3]] == ["d0", "d1", "d2"] and made == [0, 1, 2]
+    assert cands[-1].rank == 100 and cands[2] is cands[:3][2] and made == [0, 1, 2, 99]
+    with pytest.raises(IndexError, match="out of range"):
+        cands[100]
+    assert list(cands) == [make(i) for i in range(100)] == cands  # iteration fills in the rest, once
+    assert sorted(made[:100]) == list(range(100)) and cands != [make(0)]
+
+
+def test_pipeline_without_rerank_makes_only_what_it_returns(collection: Collection,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from funnelrank import candidates as cand_module
+    from funnelrank.pipeline import Pipeline
+
+    calls = {"n": 0}
+    real = cand_module.CandidateList._at
+
+    def counting(self: CandidateList, i: int) -> Candidate:
+        if self._made[i] is None:
+            calls["n"] += 1
+        return real(self, i)
+
+    monkeypatch.setattr(cand_module.CandidateList, "_at", counting)
+    resp = Pipeline(collection, "bm25", reranker=None, candidates=5, top_k=2).search("module files")
+    assert len(resp.results) == 2 and resp.candidates >= 3 and calls["n"] == 2
+
+
+def test_candidates_of_documents_deleted_after_the_search_are_dropped_and_ranks_renumbered() -> None:
+    c = Collection(dense=False)
+    c.add(["a", "b", "c"], ["cats sleep on mats", "cats chase mice", "cats and dogs"])
+    retriever = BM25Retriever(c)
+    ids, scores = retriever._hits("cats", 3, None, {})
+    c.delete([ids[0]])
+    got = retriever._candidates(ids, scores)
+    assert [x.id for x in got] == list(ids[1:]) and [x.rank for x in got] == [1, 2]
+    assert [x.stage1["bm25"].rank for x in got] == [1, 2] and got[0].score == pytest.approx(float(scores[1]))

@@ -14,11 +14,11 @@ This module depends on nothing else in funnelrank, so every layer can use it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
-__all__ = ["Candidate", "Stage1Hit"]
+__all__ = ["Candidate", "CandidateList", "Stage1Hit"]
 
 
 class Stage1Hit(NamedTuple):
@@ -51,3 +51,63 @@ class Candidate(NamedTuple):
     score: float | None = None
     metadata: Mapping[str, Any] = _EMPTY
     stage1: Mapping[str, Stage1Hit | None] = _EMPTY
+
+
+class CandidateList(Sequence[Candidate]):
+    """A retriever's candidates, best first, each made the first time it is read: a pipeline that returns
+    stage 1's top 10 of 100 candidates (``rerank=False``) makes 10, a reranker that reads all makes all.
+    It reads like a list (``len``, indexing, slices, iteration; equal to a list of the same candidates).
+
+        >>> cands = CandidateList(2, lambda i: Candidate(f"d{i}", "text", rank=i + 1))
+        >>> [c.id for c in cands], cands[-1].rank, cands[:1] == [Candidate("d0", "text", rank=1)]
+        (['d0', 'd1'], 2, True)
+
+    `make(i)` builds candidate `i` (0-based); it is called at most once per index.
+    """
+
+    __slots__ = ("_make", "_made")
+
+    def __init__(self, n: int, make: Callable[[int], Candidate]) -> None:
+        self._make = make
+        self._made: list[Candidate | None] = [None] * n
+
+    def __len__(self) -> int:
+        return len(self._made)
+
+    def _at(self, i: int) -> Candidate:
+        c = self._made[i]
+        if c is None:
+            c = self._made[i] = self._make(i)
+        return c
+
+    @overload
+    def __getitem__(self, index: int) -> Candidate: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Candidate]: ...
+
+    def __getitem__(self, index: int | slice) -> Candidate | list[Candidate]:
+        n = len(self._made)
+        if isinstance(index, slice):
+            return [self._at(i) for i in range(*index.indices(n))]
+        i = index.__index__()
+        if not -n <= i < n:
+            raise IndexError(f"candidate index {index} out of range for {n} candidates")
+        return self._at(i % n)
+
+    def __iter__(self) -> Iterator[Candidate]:
+        return iter(self.tolist())
+
+    def tolist(self) -> list[Candidate]:
+        """All the candidates as a list (each made once)."""
+        return [self._at(i) for i in range(len(self._made))]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (CandidateList, list, tuple)):
+            return self.tolist() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"CandidateList({self.tolist()!r})"

@@ -162,6 +162,10 @@ class Collection:
         only read, such as the retrievers, which hand its metadata on without copying it."""
         return self._docs.get(doc_id)
 
+    def stored_many(self, ids: Iterable[str]) -> list[Document | None]:
+        """:meth:`stored` for many ids at once (None for each id with no document)."""
+        return list(map(self._docs.get, ids))
+
     def get(self, doc_id: str) -> Document:
         """The document with id `doc_id` (a copy: see :class:`Document`); KeyError when there is none."""
         try:

@@ -28,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from funnelrank.candidates import Candidate, Stage1Hit
+from funnelrank.candidates import Candidate, CandidateList, Stage1Hit
 
 Hits = tuple[Sequence[str], Any]
 """A retriever's raw top-k: (ids, scores as a float32 array), best first."""
@@ -57,7 +57,7 @@ class Retrieved:
     """What a retriever returns for one query: `candidates` best first, and milliseconds per stage
     (``filter``, ``bm25``, ``embed``, ``dense``, ``fusion``; a batch call gives each query its share)."""
 
-    candidates: list[Candidate]
+    candidates: Sequence[Candidate]
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -172,24 +172,26 @@ class CollectionRetriever:
     def _hits_batch(self, queries: list[str], k: int, allow: list[str] | None, timings: dict[str, float]) -> list[Hits]:
         return [self._hits(q, k, allow, timings) for q in queries]
 
-    def _search(self, query: str, k: int, allow: list[str] | None, timings: dict[str, float]) -> list[Candidate]:
+    def _search(self, query: str, k: int, allow: list[str] | None, timings: dict[str, float]) -> Sequence[Candidate]:
         return self._candidates(*self._hits(query, k, allow, timings))
 
     def _search_batch(
         self, queries: list[str], k: int, allow: list[str] | None, timings: dict[str, float]
-    ) -> list[list[Candidate]]:
+    ) -> list[Sequence[Candidate]]:
         return [self._candidates(ids, scores) for ids, scores in self._hits_batch(queries, k, allow, timings)]
 
-    def _candidates(self, ids: Sequence[str], scores: Any) -> list[Candidate]:
-        out: list[Candidate] = []
-        stored, name = self.collection.stored, self.name
-        for doc_id, s in zip(ids, scores.tolist() if hasattr(scores, "tolist") else map(float, scores)):
-            doc = stored(doc_id)
-            if doc is None:  # deleted since the search ran
-                continue
-            rank = len(out) + 1
-            out.append(Candidate(doc.id, doc.text, rank, s, doc.metadata, {name: Stage1Hit(rank, s)}))
-        return out
+    def _candidates(self, ids: Sequence[str], scores: Any) -> CandidateList:
+        name = self.name
+        values = scores.tolist() if hasattr(scores, "tolist") else [float(s) for s in scores]
+        docs = self.collection.stored_many(ids)
+        if not all(docs):  # None: deleted since the search ran
+            docs, values = [d for d in docs if d is not None], [s for d, s in zip(docs, values) if d is not None]
+
+        def make(i: int) -> Candidate:
+            doc, s = docs[i], values[i]
+            return Candidate(doc.id, doc.text, i + 1, s, doc.metadata, {name: Stage1Hit(i + 1, s)})
+
+        return CandidateList(len(docs), make)
 
 
 class BM25Retriever(CollectionRetriever):
@@ -322,7 +324,7 @@ class HybridRetriever(CollectionRetriever):
         return out
 
     # Over one collection: the inputs' raw hits are fused, and only the fused list becomes candidates.
-    def _search(self, query: str, k: int, allow: list[str] | None, timings: dict[str, float]) -> list[Candidate]:
+    def _search(self, query: str, k: int, allow: list[str] | None, timings: dict[str, float]) -> Sequence[Candidate]:
         a = self.first._hits(query, k, allow, timings)  # type: ignore[attr-defined]
         b = self.second._hits(query, k, allow, timings)  # type: ignore[attr-defined]
         t = time.perf_counter()
@@ -332,7 +334,7 @@ class HybridRetriever(CollectionRetriever):
 
     def _search_batch(
         self, queries: list[str], k: int, allow: list[str] | None, timings: dict[str, float]
-    ) -> list[list[Candidate]]:
+    ) -> list[Sequence[Candidate]]:
         a = self.first._hits_batch(queries, k, allow, timings)  # type: ignore[attr-defined]
         b = self.second._hits_batch(queries, k, allow, timings)  # type: ignore[attr-defined]
         t = time.perf_counter()
@@ -353,26 +355,27 @@ class HybridRetriever(CollectionRetriever):
             return rrf(inputs, k=self.rrf_k, weights=self.weights, top_k=k)
         return convex_fusion(inputs, weights=self.weights, normalization="minmax", top_k=k)
 
-    def _fused_candidates(self, fused: Any) -> list[Candidate]:
-        stored = self.collection.stored
+    def _fused_candidates(self, fused: Any) -> CandidateList:
         names = (self.first.name, self.second.name)
         ranks, in_scores, scores = fused.ranks.tolist(), fused.input_scores.tolist(), fused.scores.tolist()
-        out: list[Candidate] = []
-        for i, doc_id in enumerate(fused.ids):
-            doc = stored(doc_id)
-            if doc is None:  # deleted since the search ran
-                continue
+        docs = self.collection.stored_many(fused.ids)
+        rows = range(len(docs)) if all(docs) else [r for r, d in enumerate(docs) if d is not None]  # None: deleted
+
+        def make(i: int) -> Candidate:
+            row = rows[i]
+            doc = docs[row]
             trace: dict[str, Stage1Hit | None] = {
-                name: Stage1Hit(ranks[i][r], in_scores[i][r]) if ranks[i][r] > 0 else None
+                name: Stage1Hit(ranks[row][r], in_scores[row][r]) if ranks[row][r] > 0 else None
                 for r, name in enumerate(names)
             }
-            s = scores[i]
-            trace["fused"] = Stage1Hit(len(out) + 1, s)
-            out.append(Candidate(doc_id, doc.text, len(out) + 1, s, doc.metadata, trace))
-        return out
+            s = scores[row]
+            trace["fused"] = Stage1Hit(i + 1, s)
+            return Candidate(doc.id, doc.text, i + 1, s, doc.metadata, trace)
+
+        return CandidateList(len(rows), make)
 
     def _fuse(
-        self, a: list[Candidate], b: list[Candidate], k: int, timings: dict[str, float] | None
+        self, a: Sequence[Candidate], b: Sequence[Candidate], k: int, timings: dict[str, float] | None
     ) -> list[Candidate]:
         t = time.perf_counter()
         fused = self._fuse_hits(
