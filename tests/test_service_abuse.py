@@ -87,7 +87,7 @@ CASES: list[tuple[str, str, bytes, dict[str, str]]] = [
         json.dumps({"query": "q" * 3000, "documents": ["x"]}).encode(),  # query too long: 413
         json.dumps({"query": "q", "documents": ["x" * 2001]}).encode(),  # document too long: 413
     )],
-    *[("wrong path/method", path, b"", {}) for path in ("/", "/v2/rerank", "/v1/rerank/../health", "/%00")],
+    *[("wrong path/method", path, b"", {}) for path in ("/", "/v9/rerank", "/v1/rerank/../health", "/%00")],
 ]
 
 

@@ -6,12 +6,26 @@ Endpoints:
   "model"?}`` -> ``{"id", "results": [{"index", "relevance_score", "document"?: {"text"}}], "meta"}``.
   ``relevance_score`` is the cross-encoder's sigmoid score (absolute, 0..1). The ``model`` field is
   accepted for compatibility and ignored: the served model is named in ``meta.model``.
+* ``POST /v2/rerank`` -- Cohere v2 rerank: ``{"query", "documents": [str], "top_n"?, "max_tokens_per_doc"?,
+  "model"?}`` -> ``{"id", "results": [{"index", "relevance_score"}], "meta": {"api_version": {"version": "2"},
+  "billed_units", "tokens": {"input_tokens"}, ...}, "usage": {"total_tokens"}}``. ``usage.total_tokens`` (Jina's
+  name) and ``meta.tokens.input_tokens`` are the tokens the model read (query and documents, after truncation).
+  The model reads at most its ``max_length`` tokens per pair, so a ``max_tokens_per_doc`` at or above what it
+  reads of a document changes nothing; a smaller one is refused with 400 (this service cannot cut documents
+  shorter than the model does).
+* ``POST /rerank`` -- the text-embeddings-inference (TEI) shape: ``{"query", "texts", "raw_scores"?,
+  "return_text"?, "truncate"?, "truncation_direction"?}`` -> ``[{"index", "score", "text"?}]``, every text, best
+  first; ``score`` is the sigmoid score, or the logit with ``raw_scores``. Pairs are always truncated on the
+  right to the model's ``max_length`` (``truncate: false`` does not make long inputs an error;
+  ``truncation_direction: "left"`` is refused with 400).
 * ``POST /v1/search`` -- retrieve-and-rerank over the loaded collection: ``{"query", "top_k"?, "filter"?,
   "floor"?, "candidates"?, "retriever"?, "rerank"?}`` -> :meth:`funnelrank.pipeline.SearchResponse.to_dict`.
 * ``GET /health`` -- liveness plus model, collection and queue state.
 * ``GET /metrics`` -- Prometheus text format (see :mod:`funnelrank.service.metrics`).
 
-Every rerank goes through ONE shared scheduler (the reranker's), so concurrent requests share batches.
+The three rerank shapes run one code path (the same checks, limits, admission and scheduler call) and differ
+only in how they read the request and write the response. Every rerank goes through ONE shared scheduler (the
+reranker's), so concurrent requests share batches.
 Overload is answered at once, never queued forever: 429 when the scheduler's queue is full or when the
 measured throughput says the request would outlive 80% of ``timeout_s`` behind the work ahead of it
 (:mod:`funnelrank.service.admission`, which counts tokens), 503 when too many requests are in flight or a
@@ -32,6 +46,7 @@ DNS rebinding) and `docs` (False: no ``/docs`` or ``/openapi.json``).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -46,11 +61,11 @@ from funnelrank.service.admission import WaitEstimator
 from funnelrank.service.limits import ServiceLimits
 from funnelrank.service.metrics import CONTENT_TYPE, ServiceMetrics
 from funnelrank.service.middleware import PARSED_JSON_KEY, JSONErrors, ServiceMiddleware
-from funnelrank.service.schemas import RerankRequest, SearchRequest
+from funnelrank.service.schemas import RerankRequest, RerankV2Request, SearchRequest, TEIRerankRequest
 
 __all__ = ["ENDPOINTS", "ServiceError", "create_app"]
 
-ENDPOINTS: tuple[str, ...] = ("/v1/rerank", "/v1/search", "/health", "/metrics")
+ENDPOINTS: tuple[str, ...] = ("/v1/rerank", "/v2/rerank", "/rerank", "/v1/search", "/health", "/metrics")
 
 
 class ServiceError(Exception):
@@ -96,6 +111,16 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
         parts.append(f"{loc}: {err.get('msg', 'invalid')}")
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     return "invalid request: " + "; ".join(parts) + more
+
+
+def _document_tokens_read(model: Any, max_length: int, chunking: Any | None) -> int:
+    """The most tokens of one document the model reads: ``max_length`` less the pair's special tokens (the
+    query takes at least one more), or, when it chunks long documents, what its windows reach."""
+    special = int(getattr(model, "n_special", None) or 3)
+    if chunking is None:
+        return max_length - special
+    window = max(1, min(int(chunking.window), max_length - special - 1))
+    return int(chunking.max_chunks) * max(1, window - int(chunking.stride)) + window
 
 
 def create_app(
@@ -222,52 +247,107 @@ def create_app(
             if n_pairs:
                 estimator.release(n_tokens)
 
-    @app.post("/v1/rerank")
-    async def rerank(body: RerankRequest) -> dict[str, Any]:
-        """Cohere-compatible rerank of `documents` against `query`."""
-        check_query(body.query)
-        texts = body.texts()
+    doc_tokens_read = _document_tokens_read(scheduler.model, estimator.max_length, estimator.chunking)
+
+    def count_tokens(query: str, texts: list[str]) -> int:
+        """Tokens the model reads for these pairs (query and documents, after truncation; every window when it
+        chunks): the model's own tokenization, counted."""
+        return int(scheduler.model.encode(query, texts).lengths.sum()) if texts else 0
+
+    async def rerank_texts(
+        query: str, texts: list[str], *, field: str, top_n: int | None, floor: float | None, tokens: bool = False
+    ) -> tuple[Any, int | None]:
+        """The one rerank path of /v1/rerank, /v2/rerank and /rerank: check `query` and `texts` (the request's
+        `field`) against the limits, admit the request, rerank on the shared scheduler (plain documents: the
+        cross-encoder's order, no stage-1 fusion). Returns the `RerankResult` and, with `tokens`, the tokens read."""
+        check_query(query)
         if len(texts) > limits.max_documents:
-            raise ServiceError(413, f"{len(texts)} documents; the limit is {limits.max_documents} per request")
+            raise ServiceError(413, f"{len(texts)} {field}; the limit is {limits.max_documents} per request")
         for i, text in enumerate(texts):
             if len(text) > limits.max_document_chars:
                 raise ServiceError(
-                    413, f"documents[{i}] is {len(text)} characters; the limit is {limits.max_document_chars}"
+                    413, f"{field}[{i}] is {len(text)} characters; the limit is {limits.max_document_chars}"
                 )
             try:
                 text.encode("utf-8")
             except UnicodeEncodeError:
-                raise ServiceError(400, f"documents[{i}] is not valid Unicode (lone surrogate)") from None
-        n_tokens = estimator.estimate_tokens(len(body.query), [len(t) for t in texts])
+                raise ServiceError(400, f"{field}[{i}] is not valid Unicode (lone surrogate)") from None
+        n_tokens = estimator.estimate_tokens(len(query), [len(t) for t in texts])
         if n_tokens > limits.max_request_tokens:
             raise ServiceError(
                 413,
-                f"{len(texts)} documents of {sum(len(t) for t in texts)} characters need about {n_tokens} model "
+                f"{len(texts)} {field} of {sum(len(t) for t in texts)} characters need about {n_tokens} model "
                 f"tokens; the limit is {limits.max_request_tokens} per request (about "
                 f"{estimator.chars_per_token:g} characters per token, at most {estimator.max_length} per "
-                "document); send fewer or shorter documents",
+                f"document); send fewer or shorter {field}",
             )
-        result = await run_rerank(
-            len(texts),
-            n_tokens,
-            lambda: reranker.arerank(body.query, texts, top_k=body.top_n, floor=body.floor, timeout=limits.timeout_s),
-        )
+
+        async def call() -> tuple[Any, int | None]:
+            scored = reranker.arerank(query, texts, top_k=top_n, floor=floor, stage1_weight=0.0,
+                                      timeout=limits.timeout_s)
+            if not tokens:
+                return await scored, None
+            counted = asyncio.get_running_loop().run_in_executor(None, count_tokens, query, texts)
+            result, n_read = await asyncio.gather(scored, counted)
+            return result, n_read
+
+        return await run_rerank(len(texts), n_tokens, call)
+
+    def rerank_meta(version: str, result: Any, floor: float | None) -> dict[str, Any]:
+        return {
+            "api_version": {"version": version},
+            "billed_units": {"search_units": 1},
+            "model": model_name,
+            "no_evidence": bool(result.no_evidence) if floor is not None else False,
+        }
+
+    @app.post("/v1/rerank")
+    async def rerank(body: RerankRequest) -> dict[str, Any]:
+        """Cohere-compatible (v1) rerank of `documents` against `query`."""
+        texts = body.texts()
+        result, _ = await rerank_texts(body.query, texts, field="documents", top_n=body.top_n, floor=body.floor)
         results = []
         for item in result.items:
             entry: dict[str, Any] = {"index": item.index, "relevance_score": item.score}
             if body.return_documents:
                 entry["document"] = {"text": texts[item.index]}
             results.append(entry)
+        return {"id": str(uuid.uuid4()), "results": results, "meta": rerank_meta("1", result, body.floor)}
+
+    @app.post("/v2/rerank")
+    async def rerank_v2(body: RerankV2Request) -> dict[str, Any]:
+        """Cohere v2 rerank of `documents` (strings) against `query`, with Jina-style ``usage.total_tokens``."""
+        if body.max_tokens_per_doc is not None and body.max_tokens_per_doc < doc_tokens_read:
+            raise ServiceError(
+                400,
+                f"max_tokens_per_doc={body.max_tokens_per_doc} is below the {doc_tokens_read} document tokens this "
+                f"model reads per pair (max_length {estimator.max_length}); documents cannot be cut shorter than "
+                f"the model cuts them: omit it or send at least {doc_tokens_read}",
+            )
+        result, n_read = await rerank_texts(body.query, body.documents, field="documents", top_n=body.top_n,
+                                            floor=body.floor, tokens=True)
+        meta = rerank_meta("2", result, body.floor)
+        meta["tokens"] = {"input_tokens": n_read}
         return {
             "id": str(uuid.uuid4()),
-            "results": results,
-            "meta": {
-                "api_version": {"version": "1"},
-                "billed_units": {"search_units": 1},
-                "model": model_name,
-                "no_evidence": bool(result.no_evidence) if body.floor is not None else False,
-            },
+            "results": [{"index": item.index, "relevance_score": item.score} for item in result.items],
+            "meta": meta,
+            "usage": {"total_tokens": n_read},
         }
+
+    @app.post("/rerank")
+    async def rerank_tei(body: TEIRerankRequest) -> list[dict[str, Any]]:
+        """text-embeddings-inference's rerank: every text, best first, as ``{"index", "score", "text"?}``."""
+        if body.truncation_direction.lower() != "right":
+            raise ServiceError(400, "truncation_direction must be 'right': the model truncates pairs on the right")
+        result, _ = await rerank_texts(body.query, body.texts, field="texts", top_n=None, floor=None)
+        out = []
+        for item in result.items:
+            entry: dict[str, Any] = {"index": item.index, "score": item.logit if body.raw_scores else item.score}
+            if body.return_text:
+                entry["text"] = body.texts[item.index]
+            out.append(entry)
+        return out
 
     @app.post("/v1/search")
     async def search(body: SearchRequest) -> dict[str, Any]:

@@ -23,7 +23,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Endpoints admitted through the in-flight limit (cheap ones -- health, metrics -- always answer).
-_HEAVY = ("/v1/rerank", "/v1/search")
+_HEAVY = ("/v1/rerank", "/v2/rerank", "/rerank", "/v1/search")
 # Endpoints answered without the API key.
 _OPEN = ("/health",)
 
@@ -99,9 +99,10 @@ def check_shape(value: Any, *, max_documents: int) -> tuple[int, str] | None:
         return 422, "invalid request: the body must be a JSON object"
     if len(value) > MAX_FIELDS:
         return 422, f"invalid request: the body has {len(value)} fields (at most {MAX_FIELDS})"
-    documents = value.get("documents")
-    if isinstance(documents, list) and len(documents) > max_documents:
-        return 413, f"{len(documents)} documents; the limit is {max_documents} per request"
+    for field in ("documents", "texts"):  # /v1/rerank and /v2/rerank, TEI's /rerank
+        documents = value.get(field)
+        if isinstance(documents, list) and len(documents) > max_documents:
+            return 413, f"{len(documents)} {field}; the limit is {max_documents} per request"
     return None
 
 
@@ -127,7 +128,7 @@ class ServiceMiddleware:
     2. the body is read fully here, within `body_timeout_s` of the headers (408, connection closed), at most
        `max_body_bytes` (413, by its Content-Length or while it streams in), with at most `max_receiving_bytes`
        buffered across all requests still being received (503);
-    3. the body of ``/v1/rerank`` and ``/v1/search`` must be strict JSON (:func:`parse_json`; 422), parsed once
+    3. the body of the rerank endpoints and ``/v1/search`` must be strict JSON (:func:`parse_json`; 422), parsed once
        (in a worker thread when large) and left in the scope for the app (:data:`PARSED_JSON_KEY`), of a shape
        that is cheap to validate (:func:`check_shape`; 422 or 413);
     4. only then does such a request count as in flight: when `max_inflight` already are, 503 at once. It stops
