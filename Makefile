@@ -9,7 +9,7 @@ ASAN_VENV := .venv-asan
 CMAKE_FLAGS := -C cmake.define.FUNNELRANK_WERROR=ON
 PYTEST_ARGS ?=
 
-.PHONY: setup build demo test test-cpp test-py test-sanitize bench tune-fusion clean
+.PHONY: setup build demo test test-cpp test-py test-sanitize bench tune-fusion clean wheel-smoke docs typecheck
 
 $(BIN)/python:
 	./tools/install-sysdeps.sh
@@ -50,6 +50,12 @@ test-sanitize: $(BIN)/python
 	LD_PRELOAD="$$(g++ -print-file-name=libasan.so) $$(g++ -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(ASAN_VENV)/bin/python -m pytest -m core -p no:cacheprovider $(PYTEST_ARGS)
+
+# Build the wheel as `pip wheel .` does, repair it to manylinux (auditwheel), install it into a fresh venv
+# (no system site-packages) and run `funnelrank demo` + the quick start from it with no compiler on PATH,
+# offline (tools/wheel-smoke.sh; everything under build/wheel-smoke/).
+wheel-smoke: $(BIN)/python
+	./tools/wheel-smoke.sh $(BIN)/python
 
 bench: build
 	$(BIN)/python bench/run_all.py
