@@ -1,9 +1,11 @@
-"""The README's quick start runs as printed: each Python example, executed, prints the text block after it."""
+"""The README's quick start and framework integration examples run as printed: each Python example, executed,
+prints the text block after it."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 from pathlib import Path
 
@@ -11,12 +13,24 @@ import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # the Haystack example stays offline
+
+
+def examples(heading: str) -> list[tuple[str, str]]:
+    """(code, expected output) for each ```python block of the section `heading` followed by a ```text block."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## " + heading, 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```\n```text\n(.*?)```", section, flags=re.S)
+
 
 def quick_start_examples() -> list[tuple[str, str]]:
     """(code, expected output) for each ```python block of the Quick start followed by a ```text block."""
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```\n```text\n(.*?)```", section, flags=re.S)
+    return examples("Quick start")
+
+
+def integration_examples() -> list[tuple[str, str]]:
+    """The same for the framework integrations (LangChain, LlamaIndex, Haystack)."""
+    return examples("Framework integrations")
 
 
 def test_the_quick_start_has_two_examples() -> None:
@@ -29,4 +43,20 @@ def test_quick_start_example_prints_what_the_readme_says(index: int) -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, f"README quick start example {index + 1}", "exec"), {})
+    assert out.getvalue() == expected
+
+
+def test_the_integrations_section_has_one_example_per_framework() -> None:
+    codes = [code for code, _ in integration_examples()]
+    assert len(codes) == 3
+    for code, module in zip(codes, ("langchain", "llamaindex", "haystack")):
+        assert f"from funnelrank.integrations.{module} import" in code
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_integration_example_prints_what_the_readme_says(index: int) -> None:
+    code, expected = integration_examples()[index]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, f"README integration example {index + 1}", "exec"), {})
     assert out.getvalue() == expected
