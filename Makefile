@@ -57,6 +57,10 @@ test-sanitize: $(BIN)/python
 wheel-smoke: $(BIN)/python
 	./tools/wheel-smoke.sh $(BIN)/python
 
+# mypy over python/funnelrank: strict on the public modules, plain on the rest ([tool.mypy] in pyproject.toml).
+typecheck: build
+	$(BIN)/python -m mypy
+
 bench: build
 	$(BIN)/python bench/run_all.py
 

@@ -373,7 +373,7 @@ class Collection:
 
         `k` larger than the collection is capped at its size (every match is returned; ``k=10**12`` costs no
         more than ``k=len(collection)``); `k` below 1 is a ValueError."""
-        return self._bm25.search(query, k=_clamp_k(k, len(self._bm25)), allow=allow)  # type: ignore[no-any-return]
+        return self._bm25.search(query, k=_clamp_k(k, len(self._bm25)), allow=allow)
 
     def search_bm25_batch(
         self, queries: Sequence[str], k: int, allow: list[str] | None = None

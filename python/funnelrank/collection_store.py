@@ -41,7 +41,7 @@ import re
 import secrets
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -403,10 +403,10 @@ def _find_embedder(identity: dict[str, Any], manifest_path: Path) -> Any:
     from funnelrank.embedding import Embedder, default_embedder
 
     name = str(identity.get("name", ""))
-    candidates = []
+    candidates: list[Callable[[], Any]] = []
     for precision in ("fp32", "int8"):
         if name.endswith(f"-{precision}"):
-            candidates.append(lambda p=precision: default_embedder(p))
+            candidates.append(lambda p=precision: default_embedder(p))  # type: ignore[misc]
     if identity.get("model_dir"):
         candidates.append(lambda: Embedder(identity["model_dir"], onnx_path=identity.get("onnx_path"), name=name))
     errors = []

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     collection.save(out)
     print(
         f"indexed {len(collection)} documents into {out} "
-        f"({'BM25 + dense ' + collection.embedder.name if collection.dense else 'BM25 only'}) "
+        f"({'BM25 + dense ' + collection.embedder.name if collection.dense else 'BM25 only'}) "  # type: ignore[union-attr]
         f"in {time.perf_counter() - start:.1f} s",
         file=sys.stderr,
     )

@@ -17,6 +17,7 @@ pooling; L2 normalization on (vectors are meant for cosine / inner-product searc
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ def _read_json(path: Path) -> Any:
         raise ValueError(f"cannot read model config {path}: {exc}") from exc
 
 
-def _find_onnx(root: Path, onnx_path: str | Path | None) -> Path:
+def _find_onnx(root: Path, onnx_path: str | os.PathLike[str] | None) -> Path:
     if onnx_path is not None:
         path = Path(onnx_path).expanduser()
         if not path.is_file():
@@ -99,7 +100,7 @@ def _pooling(root: Path, modules: list[dict[str, Any]] | None) -> tuple[tuple[st
     return modes, (int(dim) * len(modes) if isinstance(dim, int) else None)
 
 
-def read_model_dir(model_dir: str | Path, *, onnx_path: str | Path | None = None) -> ModelFiles:
+def read_model_dir(model_dir: str | Path, *, onnx_path: str | os.PathLike[str] | None = None) -> ModelFiles:
     """Inspect `model_dir` and return its :class:`ModelFiles`.
 
     `onnx_path` overrides where the network is read from (e.g. a quantized ONNX file shipped apart from

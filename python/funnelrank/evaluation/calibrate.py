@@ -255,7 +255,7 @@ def plot_histogram(
     fig = Figure(figsize=(7, 4), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    bins = np.linspace(0.0, 1.0, 41)
+    bins: Any = np.linspace(0.0, 1.0, 41)  # matplotlib's stubs ask for a Sequence; it takes arrays
     if labels is None:
         ax.hist(scores, bins=bins, color="tab:gray", alpha=0.8, label=f"all candidates ({scores.shape[0]})")
     else:

@@ -56,7 +56,8 @@ def dense_stage(ctx: StageContext) -> StageOutput:
     info = ctx.collection_info
     extra = {"model": info["model"], "embed_seconds": round(info["embed_seconds"], 3),
              "embed_cached": info["embed_cached"], "hnsw": info["hnsw"]}
-    pipe.collection.embed_query("warm-up")  # the first ONNX run allocates; keep it out of the latencies
+    # The first ONNX run allocates; keep it out of the latencies. (A dense retriever has a collection.)
+    pipe.collection.embed_query("warm-up")  # type: ignore[union-attr]
     return pipeline_output(ctx, pipe, "dense search", extra, index_seconds=info.get("index_seconds"))
 
 
@@ -71,5 +72,5 @@ def hybrid_stage(ctx: StageContext) -> StageOutput:
                              "latency": "bm25 + query embedding + dense + fusion per query"}
     if retriever.method == "rrf":
         extra["rrf_k"] = retriever.rrf_k
-    pipe.collection.embed_query("warm-up")
+    pipe.collection.embed_query("warm-up")  # type: ignore[union-attr]  # a dense retriever has a collection
     return pipeline_output(ctx, pipe, "hybrid search", extra)

@@ -79,7 +79,8 @@ def build_cache(model: SegmentCrossEncoder, keys: list[str], texts: list[str], o
     emb = np.lib.format.open_memmap(out / "emb.npy", mode=mode, dtype=np.float32, shape=(len(keys), hid))
     done = np.load(out / "done.npy")
     todo = sorted((i for i in range(len(keys)) if not done[i]), key=lambda i: lens[i])
-    batches, cur = [], []
+    batches: list[list[int]] = []
+    cur: list[int] = []
     for i in todo:
         if cur and (len(cur) + 1) * lens[i] > batch_tokens:
             batches.append(cur)

@@ -159,7 +159,7 @@ def bm25_search(doc_texts: list[str], queries: list[str], k: int) -> list[list[i
     try:
         from funnelrank.core import BM25Index
     except ImportError:
-        BM25Index = None
+        BM25Index = None  # type: ignore[misc, assignment]
     BM25_BACKEND = "funnelrank.core.BM25Index" if BM25Index is not None else "bm25s (funnelrank core not built)"
     if BM25Index is not None:
         idx = BM25Index()

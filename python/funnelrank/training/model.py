@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,7 +53,7 @@ class SegmentCrossEncoder(nn.Module):
         self.cls_id = int(cls_id)
 
     @classmethod
-    def from_base(cls, path: str | os.PathLike[str] | None = None, **kw: float) -> "SegmentCrossEncoder":
+    def from_base(cls, path: str | os.PathLike[str] | None = None, **kw: Any) -> "SegmentCrossEncoder":
         """Build from the bi-encoder's BERT weights (default: the pip-installed all-MiniLM-L6-v2)."""
         from transformers import BertModel
 

@@ -7,6 +7,7 @@ import json
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -135,12 +136,15 @@ def prepare(data: Path, work: Path, n_squad: int = 2000, n_squad_val: int = 300,
     variants = _near_miss_variants(pairs, store, rng, near_misses) if near_misses > 0 else {}
     model = SegmentCrossEncoder.from_base(n_separate=n_separate)
     cache = build_cache(model, store.keys, store.texts, work / "cache", max_q=max_q, max_p=max_p)
-    train, val, stats = [], {}, {}
+    train: list[dict[str, Any]] = []
+    val: dict[str, Any] = {}
+    stats: dict[str, Any] = {}
     for ret in sets:
-        t, v, s = _retrieval_groups(ret, store, cache.emb, rng, val_depth=30 if ret.name == "scifact" else 20)
-        train += t
+        ret_groups, v, counts = _retrieval_groups(ret, store, cache.emb, rng,
+                                                  val_depth=30 if ret.name == "scifact" else 20)
+        train += ret_groups
         val[ret.name] = v
-        stats[ret.name] = {"train_groups": len(t), "val_queries": len(v), **s}
+        stats[ret.name] = {"train_groups": len(ret_groups), "val_queries": len(v), **counts}
     wq = []
     for q, sents, labels in wq_train:
         if not any(labels):
