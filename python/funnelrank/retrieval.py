@@ -250,7 +250,8 @@ class HybridRetriever(CollectionRetriever):
     hit under its own name, None where a document was not in that input).
 
     Args:
-        first, second: the retrievers (different names); over one collection they share the allow-list.
+        first: one retriever.
+        second: the other, named differently; over one collection the two share the allow-list.
         method: ``"rrf"``, sum of ``weight / (rrf_k + rank)``, or ``"convex"``, sum of ``weight *
             minmax(score)`` (the core's :func:`funnelrank.core.rrf` / :func:`funnelrank.core.convex_fusion`).
         rrf_k: the RRF constant.
