@@ -61,6 +61,14 @@ wheel-smoke: $(BIN)/python
 typecheck: build
 	$(BIN)/python -m mypy
 
+# The documentation site (mkdocs.yml, docs/; the guides are README sections) into build/site, warnings as
+# errors. Installs the docs extra's packages only: the API reference is read from the sources.
+docs: $(BIN)/python
+	mkdir -p build
+	$(BIN)/python tools/extra-requirements.py docs > build/docs-requirements.txt
+	$(BIN)/python -m pip install -q -r build/docs-requirements.txt
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
 bench: build
 	$(BIN)/python bench/run_all.py
 
