@@ -128,6 +128,7 @@ class CrossEncoder:
         from tokenizers import Tokenizer
 
         self.session = session
+        self._split: Any = None  # a funnelrank.rerank.split.SplitScorer when passage states are reused
         self._load_args: tuple[Any, dict[str, Any]] | None = None
         self.config = config
         self.source = source
@@ -180,6 +181,8 @@ class CrossEncoder:
         allow_spinning: bool = True,
         warmup: bool = True,
         revision: str | None = None,
+        reuse_passage_states: bool | str = False,
+        state_store: Any = None,
     ) -> CrossEncoder:
         """Load a cross-encoder from a local directory or a Hugging Face Hub repository id.
 
@@ -195,6 +198,14 @@ class CrossEncoder:
             allow_spinning: let ONNX Runtime's worker threads spin between runs (lower latency, more CPU).
             warmup: run one small batch at load so the first request is not slow.
             revision: Hub revision (branch, tag or commit) when loading by id.
+            reuse_passage_states: for a segment cross-encoder (the default reranker), compute each passage's
+                lower-layer states once and reuse them for every query (`funnelrank.rerank.split`): True (or
+                ``"exact"``) reuses them only where the pair holds the passage exactly as stored, so scores
+                equal the whole graph's; ``"prefix"`` also lets a truncated passage reuse the states
+                `precompute_passages` stored for its longest form (approximate; measure it first with
+                ``funnelrank optimize``). ValueError for any other model.
+            state_store: a `funnelrank.rerank.split.StateStore` to keep the states in (shared by replicas;
+                default: a new one of 256 MiB).
         """
         directory = _resolve_model_dir(name_or_path, onnx_file=onnx_file, revision=revision)
         onnx_path = _find_onnx(directory, onnx_file)
@@ -233,9 +244,19 @@ class CrossEncoder:
         session = ort.InferenceSession(str(onnx_path), options, providers=providers)
         tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         model = cls(session, tokenizer, config, max_length=int(max_length), chunking=chunking, source=str(onnx_path))
+        if reuse_passage_states not in (False, True, "exact", "prefix"):
+            raise ValueError(f"reuse_passage_states must be False, True, 'exact' or 'prefix', got {reuse_passage_states!r}")
+        if reuse_passage_states:
+            from funnelrank.rerank.split import SplitScorer, StateStore
+
+            state_store = state_store if state_store is not None else StateStore()
+            model._split = SplitScorer.for_model(
+                onnx_path, config, store=state_store, prefix=reuse_passage_states == "prefix",
+                session_factory=lambda path: ort.InferenceSession(str(path), options, providers=providers))
         model._load_args = (name_or_path, {
             "max_length": max_length, "device": device, "intra_op_threads": intra_op_threads, "onnx_file": onnx_file,
             "chunking": chunking, "allow_spinning": allow_spinning, "warmup": warmup, "revision": revision,
+            "reuse_passage_states": reuse_passage_states, "state_store": state_store,
         })
         if warmup:
             model.warmup()
@@ -352,8 +373,36 @@ class CrossEncoder:
                 for row, a in enumerate(type_ids):
                     types[row, : a.shape[0]] = a
             feed["token_type_ids"] = types
-        out = np.asarray(self.session.run([self._output], feed)[0], dtype=np.float64)
+        if self._split is not None:
+            out = np.asarray(self._split.run(feed, [a.shape[0] for a in input_ids]), dtype=np.float64)
+        else:
+            out = np.asarray(self.session.run([self._output], feed)[0], dtype=np.float64)
         return self._combine(out.reshape(n, -1))
+
+    @property
+    def state_store(self) -> Any:
+        """The `funnelrank.rerank.split.StateStore` of reused passage states (None unless loaded with
+        ``reuse_passage_states``)."""
+        return None if self._split is None else self._split.store
+
+    def precompute_passages(self, passages: Sequence[str], *, show_progress: bool = False) -> int:
+        """Compute and keep the lower-layer states of `passages` (index time), each cut to the most passage
+        tokens a pair can hold, so that reranking them later costs only the joint layers. Needs
+        ``reuse_passage_states``; returns how many passages were new.
+
+            >>> ce = CrossEncoder.from_pretrained(path, reuse_passage_states=True)   # doctest: +SKIP
+            >>> ce.precompute_passages(["Children's ibuprofen: 5-10 mg/kg.", "Adults: 200-400 mg."])  # doctest: +SKIP
+            2
+        """
+        if self._split is None:
+            raise ValueError("precompute_passages needs a CrossEncoder loaded with reuse_passage_states=True")
+        budget = self.max_length - self.n_special - 1  # the longest passage a pair holds (1-token query)
+        lists = []
+        for p in passages:
+            ids = self._plain.encode(check_text(p, "passage")).ids  # [CLS] p [SEP]
+            body = ids[1:-1][:budget]
+            lists.append(np.asarray([ids[0], *body, ids[-1]], dtype=self._int_dtype))
+        return int(self._split.precompute(lists, int_dtype=self._int_dtype, show_progress=show_progress))
 
     def _combine(self, logits: np.ndarray) -> np.ndarray:
         if logits.shape[1] == 1:
