@@ -28,6 +28,8 @@ from funnelrank.rerank.traces import TraceWriter
 
 DEFAULT_FLOOR = 0.4
 DEFAULT_TOP_K = 10
+DEFAULT_CACHE_ENTRIES = 65536
+"""(query, passage) scores a `Reranker`'s scheduler keeps for repeats (``cache_entries=0`` turns it off)."""
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,8 @@ class Reranker:
             session; when neither `workers` nor `intra_op_threads` is given both come from
             `default_parallelism` (2 workers x 1 thread on 2 cores). A given `CrossEncoder` is replicated
             for `workers` > 1 when it was built by `CrossEncoder.from_pretrained`, else shared.
-        **scheduler_options: passed to `RerankScheduler` when this reranker makes its own.
+        **scheduler_options: passed to `RerankScheduler` when this reranker makes its own; its score cache
+            (``cache_entries``) defaults to :data:`DEFAULT_CACHE_ENTRIES` pairs here.
     """
 
     def __init__(
@@ -239,6 +242,7 @@ class Reranker:
                     model, max_length=max_length, intra_op_threads=intra_op_threads, chunking=chunking
                 )
             workers = 1 if workers is None else workers
+            scheduler_options.setdefault("cache_entries", DEFAULT_CACHE_ENTRIES)
             if workers > 1 and model.replicable:
                 self.scheduler = RerankScheduler(model.replicas(workers), **scheduler_options)
             else:

@@ -74,6 +74,13 @@ class Scores:
     """The query was cut to leave room for the passage."""
 
 
+def _cached_scores(entries: Sequence[tuple[float, bool] | None]) -> Scores:
+    """Scores from cache entries (every entry filled in)."""
+    logits = np.asarray([e[0] for e in entries if e is not None], dtype=np.float64)
+    truncated = any(e[1] for e in entries if e is not None)
+    return Scores(sigmoid(logits), logits, truncated)
+
+
 @dataclass
 class SchedulerStats:
     """Counters since the scheduler started (a snapshot; see `RerankScheduler.stats`)."""
@@ -150,6 +157,9 @@ class RerankScheduler:
         max_queue_pairs: most pairs admitted at once (queued + running); beyond it `OverloadedError`.
         workers: worker threads pulling batches from the queue (default: one per model given).
         timeout: default per-request timeout in seconds (None: wait forever).
+        cache_entries: keep the scores of up to this many (query, passage) pairs and answer repeats from
+            them (`funnelrank.rerank.score_cache.ScoreCache`, in `cache`); 0 (the default here) keeps none.
+            `Reranker` turns it on (:data:`funnelrank.rerank.floor.DEFAULT_CACHE_ENTRIES`).
 
     Use as a context manager, or call `close()`.
     """
@@ -165,6 +175,7 @@ class RerankScheduler:
         max_queue_pairs: int = 4096,
         workers: int | None = None,
         timeout: float | None = None,
+        cache_entries: int = 0,
     ) -> None:
         models = list(model) if isinstance(model, (list, tuple)) else [model]
         if not models:
@@ -191,6 +202,9 @@ class RerankScheduler:
         self.max_wait = float(max_wait_ms) / 1000.0
         self.max_queue_pairs = int(max_queue_pairs)
         self.timeout = timeout
+        from funnelrank.rerank.score_cache import ScoreCache
+
+        self.cache: ScoreCache | None = ScoreCache(cache_entries) if cache_entries else None
         self._cond = threading.Condition()
         self._queue: deque[_Request] = deque()  # requests with pairs not yet handed out, oldest first
         self._queued_tokens = 0
@@ -277,11 +291,40 @@ class RerankScheduler:
 
         `timeout` (seconds, default the scheduler's) raises `TimeoutError` and cancels the pending pairs.
         """
+        if self.cache is not None:
+            hits, todo = self._from_cache(query, passages)
+            if not todo:
+                return _cached_scores(hits)
+            fresh = self._wait(self.submit(query, [passages[i] for i in todo]),
+                               self.timeout if timeout is None else timeout)
+            return self._merge(query, passages, hits, todo, fresh)
         future = self.submit(query, passages)
         return self._wait(future, self.timeout if timeout is None else timeout)
 
+    def _from_cache(self, query: str, passages: Sequence[str]) -> tuple[list[tuple[float, bool] | None], list[int]]:
+        assert self.cache is not None
+        hits = [self.cache.get(query, p) for p in passages]
+        return hits, [i for i, h in enumerate(hits) if h is None]
+
+    def _merge(self, query: str, passages: Sequence[str], hits: list[tuple[float, bool] | None], todo: list[int],
+               fresh: Scores) -> Scores:
+        assert self.cache is not None
+        for i, logit in zip(todo, fresh.logits.tolist()):
+            self.cache.put(query, passages[i], logit, fresh.query_truncated)
+            hits[i] = (logit, fresh.query_truncated)
+        return _cached_scores(hits)
+
     async def ascore(self, query: str, passages: Sequence[str], *, timeout: float | None = None) -> Scores:
         """`score` for asyncio: tokenizes in the default executor and awaits the shared workers."""
+        if self.cache is not None:
+            hits, todo = self._from_cache(query, passages)
+            if not todo:
+                return _cached_scores(hits)
+            fresh = await self._ascore(query, [passages[i] for i in todo], timeout)
+            return self._merge(query, passages, hits, todo, fresh)
+        return await self._ascore(query, passages, timeout)
+
+    async def _ascore(self, query: str, passages: Sequence[str], timeout: float | None) -> Scores:
         self._precheck(len(passages))
         loop = asyncio.get_running_loop()
         enc = await loop.run_in_executor(None, self.model.encode, query, passages)

@@ -11,6 +11,8 @@ Exposed at ``GET /metrics`` in the Prometheus text format:
 * ``funnelrank_rerank_queue_capacity_pairs`` -- the scheduler's ``max_queue_pairs``.
 * ``funnelrank_rerank_pairs_total``, ``funnelrank_rerank_batches_total``, ``funnelrank_rerank_rejected_total``,
   ``funnelrank_rerank_timeouts_total`` -- the scheduler's counters.
+* ``funnelrank_rerank_cache_hits_total``, ``funnelrank_rerank_cache_misses_total``,
+  ``funnelrank_rerank_cache_hit_ratio``, ``funnelrank_rerank_cache_entries`` -- the score cache (when on).
 """
 
 from __future__ import annotations
@@ -53,6 +55,17 @@ class _SchedulerCollector:
             ("funnelrank_rerank_timeouts", "Rerank requests that timed out", stats.timed_out),
         ):
             yield CounterMetricFamily(name, doc, value=value)
+        cache = getattr(s, "cache", None)
+        if cache is not None:
+            c = cache.stats()
+            yield CounterMetricFamily("funnelrank_rerank_cache_hits", "Pairs answered from the score cache",
+                                      value=c["hits"])
+            yield CounterMetricFamily("funnelrank_rerank_cache_misses", "Pairs the score cache did not hold",
+                                      value=c["misses"])
+            yield GaugeMetricFamily("funnelrank_rerank_cache_hit_ratio", "Score cache hits / lookups",
+                                    value=c["hit_ratio"])
+            yield GaugeMetricFamily("funnelrank_rerank_cache_entries", "Pairs in the score cache",
+                                    value=c["entries"])
 
 
 class ServiceMetrics:

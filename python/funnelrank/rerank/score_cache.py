@@ -1,0 +1,79 @@
+"""A bounded cache of cross-encoder scores for repeated (query, passage) pairs.
+
+A cross-encoder is deterministic, so a pair scored once need not be scored again: a service that sees the same
+question twice (retries, popular queries, paging through results) answers the repeat from memory. Keys are
+BLAKE2b digests of the pair (16 bytes; the texts themselves are not kept), values the logit and whether the
+query was cut. At most `max_entries` pairs are kept, least recently used out first.
+
+    >>> cache = ScoreCache(max_entries=2)
+    >>> cache.put("q", "p", 1.5, False)
+    >>> cache.get("q", "p"), cache.get("q", "other")
+    ((1.5, False), None)
+    >>> cache.stats()
+    {'entries': 1, 'hits': 1, 'misses': 1, 'hit_ratio': 0.5}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+
+__all__ = ["ScoreCache"]
+
+
+def _key(query: str, passage: str) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(query.encode("utf-8", "surrogatepass"))
+    h.update(b"\x00")
+    h.update(passage.encode("utf-8", "surrogatepass"))
+    return h.digest()
+
+
+class ScoreCache:
+    """Thread-safe LRU of (query, passage) -> (logit, query_truncated); see the module doc."""
+
+    def __init__(self, max_entries: int = 65536) -> None:
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            raise ValueError(f"max_entries must be an int >= 1, got {max_entries!r}")
+        self.max_entries = max_entries
+        self._items: OrderedDict[bytes, tuple[float, bool]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, query: str, passage: str) -> tuple[float, bool] | None:
+        """The cached (logit, query_truncated) of the pair, or None."""
+        key = _key(query, passage)
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, query: str, passage: str, logit: float, query_truncated: bool) -> None:
+        """Remember the pair's logit (evicting the least recently used pair when full)."""
+        key = _key(query, passage)
+        with self._lock:
+            self._items[key] = (float(logit), bool(query_truncated))
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every pair (the counters stay)."""
+        with self._lock:
+            self._items.clear()
+
+    def stats(self) -> dict[str, float]:
+        """Entries, hits, misses and hits / lookups (0.0 before any lookup)."""
+        with self._lock:
+            lookups = self.hits + self.misses
+            return {"entries": len(self._items), "hits": self.hits, "misses": self.misses,
+                    "hit_ratio": self.hits / lookups if lookups else 0.0}
