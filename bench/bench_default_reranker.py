@@ -29,23 +29,7 @@ import numpy as np
 from funnelrank.evaluation.beir import load_beir
 from funnelrank.models import default_reranker_path
 from funnelrank.rerank import CrossEncoder
-
-
-def fp32_copy(src: Path, dst: Path) -> None:
-    """`src` with every float16 weight that feeds a Cast to float stored as float32 instead (Cast removed)."""
-    import onnx
-    from onnx import TensorProto, numpy_helper
-
-    m = onnx.load(str(src))
-    g = m.graph
-    fp16 = {i.name: i for i in g.initializer if i.data_type == TensorProto.FLOAT16}
-    casts = [n for n in g.node if n.op_type == "Cast" and len(n.input) == 1 and n.input[0] in fp16]
-    for n in casts:
-        arr = numpy_helper.to_array(fp16[n.input[0]]).astype(np.float32)
-        g.initializer.remove(fp16[n.input[0]])
-        g.initializer.append(numpy_helper.from_array(arr, n.output[0]))
-        g.node.remove(n)
-    onnx.save(m, str(dst))
+from funnelrank.rerank.variants import fp32_weights
 
 
 def time_models(models: dict[str, CrossEncoder], work: list[tuple[str, list[str]]], rounds: int) -> tuple[dict, dict]:
@@ -72,7 +56,7 @@ def compare_precisions(shipped: Path, work: list[tuple[str, list[str]]], rounds:
             d = Path(tmp) / name
             shutil.copytree(shipped, d)
             dirs[name] = d
-        fp32_copy(shipped / "model.onnx", dirs["fp32"] / "model.onnx")
+        fp32_weights(shipped / "model.onnx", dirs["fp32"] / "model.onnx")
         quantize_dynamic(str(dirs["fp32"] / "model.onnx"), str(dirs["int8"] / "model.onnx"), weight_type=QuantType.QInt8)
         models = {"fp16w (shipped)": CrossEncoder.from_pretrained(shipped, intra_op_threads=threads),
                   "fp32": CrossEncoder.from_pretrained(dirs["fp32"], intra_op_threads=threads),

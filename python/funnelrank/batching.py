@@ -59,6 +59,10 @@ def token_budget_batches(
 # batch_overhead_tokens * number of batches`` subject to the same budget and size cap (a dynamic programme
 # over the sorted lengths, O(n * max_batch_pairs)); greedy filling can cost measurably more padding.
 
+DEFAULT_BATCH_OVERHEAD_TOKENS = 32
+"""The per-batch fixed cost, in token equivalents, that `RerankScheduler` and `CrossEncoder.predict` plan with."""
+
+
 def plan_batches(
     sorted_lengths: Sequence[int] | np.ndarray,
     *,

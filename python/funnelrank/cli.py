@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "funnelrank.commands.eval",
     "funnelrank.commands.compare",
     "funnelrank.commands.nearmiss",
+    "funnelrank.commands.optimize",
     "funnelrank.commands.calibrate_floor",
     "funnelrank.commands.tune_fusion",
     "funnelrank.commands.serve",

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from funnelrank.batching import plan_batches
+from funnelrank.batching import DEFAULT_BATCH_OVERHEAD_TOKENS, plan_batches
 from funnelrank.text import cap_for_tokens, check_text
 
 # Files looked for in a model directory, in order of preference.
@@ -183,6 +183,7 @@ class CrossEncoder:
         revision: str | None = None,
         reuse_passage_states: bool | str = False,
         state_store: Any = None,
+        precision: str = "fp32",
     ) -> CrossEncoder:
         """Load a cross-encoder from a local directory or a Hugging Face Hub repository id.
 
@@ -206,9 +207,20 @@ class CrossEncoder:
                 ``funnelrank optimize``). ValueError for any other model.
             state_store: a `funnelrank.rerank.split.StateStore` to keep the states in (shared by replicas;
                 default: a new one of 256 MiB).
+            precision: ``"fp32"`` (the model file as it is) or ``"int8"`` (ONNX Runtime's dynamic int8
+                quantization of its MatMul weights, per channel, derived once into the cache; int8 compute
+                moves scores, so check it with ``funnelrank optimize`` before using it).
         """
         directory = _resolve_model_dir(name_or_path, onnx_file=onnx_file, revision=revision)
         onnx_path = _find_onnx(directory, onnx_file)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "int8":
+            if reuse_passage_states:
+                raise ValueError("precision='int8' and reuse_passage_states cannot be combined")
+            from funnelrank.rerank.variants import int8_variant
+
+            onnx_path = int8_variant(onnx_path)
         config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
         tok_config_path = directory / "tokenizer_config.json"
         tok_config = json.loads(tok_config_path.read_text(encoding="utf-8")) if tok_config_path.is_file() else {}
@@ -256,7 +268,7 @@ class CrossEncoder:
         model._load_args = (name_or_path, {
             "max_length": max_length, "device": device, "intra_op_threads": intra_op_threads, "onnx_file": onnx_file,
             "chunking": chunking, "allow_spinning": allow_spinning, "warmup": warmup, "revision": revision,
-            "reuse_passage_states": reuse_passage_states, "state_store": state_store,
+            "reuse_passage_states": reuse_passage_states, "state_store": state_store, "precision": precision,
         })
         if warmup:
             model.warmup()
@@ -423,14 +435,15 @@ class CrossEncoder:
         """Score passages against one query in this thread, without a scheduler.
 
         Returns ``(scores, logits)`` in passage order. Pairs are sorted by length and cut into batches by
-        the padded-token budget, as `RerankScheduler` does within one request.
+        the padded-token budget and the per-batch overhead, as `RerankScheduler` does within one request.
         """
         enc = self.encode(query, passages)
         lengths = enc.lengths
         order = np.argsort(lengths, kind="stable")
         pair_logits = np.empty(len(enc))
         for start, end in plan_batches(
-            lengths[order], max_batch_tokens=max_batch_tokens, max_batch_pairs=max_batch_pairs
+            lengths[order], max_batch_tokens=max_batch_tokens, max_batch_pairs=max_batch_pairs,
+            batch_overhead_tokens=DEFAULT_BATCH_OVERHEAD_TOKENS,
         ):
             idx = order[start:end]
             pair_logits[idx] = self.infer(
@@ -441,6 +454,10 @@ class CrossEncoder:
 
 
 # ---------------------------------------------------------------------- helpers
+PRECISIONS: tuple[str, ...] = ("fp32", "int8")
+"""What `CrossEncoder.from_pretrained(precision=...)` accepts."""
+
+
 def _num_labels(config: dict[str, Any]) -> int:
     id2label = config.get("id2label")
     if isinstance(id2label, dict) and id2label:

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from funnelrank.batching import plan_batches
+from funnelrank.batching import DEFAULT_BATCH_OVERHEAD_TOKENS, plan_batches
 from funnelrank.rerank.cross_encoder import EncodedPairs, reduce_to_passages, sigmoid
 
 
@@ -170,7 +170,7 @@ class RerankScheduler:
         *,
         max_batch_tokens: int = 4096,
         max_batch_pairs: int = 64,
-        batch_overhead_tokens: int = 32,
+        batch_overhead_tokens: int = DEFAULT_BATCH_OVERHEAD_TOKENS,
         max_wait_ms: float = 2.0,
         max_queue_pairs: int = 4096,
         workers: int | None = None,

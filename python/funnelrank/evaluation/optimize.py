@@ -1,0 +1,180 @@
+"""The quality guard for faster stage-2 variants: measure each against the original on validation data and
+keep only those that lose nothing measurable.
+
+The rule, fixed before measuring: a variant is *kept* when the 95% paired-bootstrap interval of its nDCG@10
+difference from the original (``variant - fp32``, over the validation queries) lies inside
+``[-GUARD_MARGIN, +GUARD_MARGIN]`` (0.01). A variant whose interval reaches past the margin is dropped even
+when its mean difference is small: the data cannot vouch for it.
+
+Variants (:data:`VARIANTS`; each is a set of ``CrossEncoder.from_pretrained`` options):
+
+* ``fp32``: the model as it is (the reference);
+* ``int8``: dynamic int8 quantization (:func:`funnelrank.rerank.variants.int8_variant`);
+* ``states``: reused passage states, exact (segment cross-encoders only, :mod:`funnelrank.rerank.split`);
+* ``states-prefix``: reused passage states where truncated passages reuse their precomputed longest form.
+
+For the ``states`` variants every candidate passage's states are precomputed first (what an index would do);
+that time is reported as ``index_s``, apart from the per-query rerank time.
+
+    >>> report = guard(model_dir, load_beir(data, "validation"), candidates=20)   # doctest: +SKIP
+    >>> {v["variant"]: v["kept"] for v in report["variants"]}                     # doctest: +SKIP
+    {'fp32': True, 'int8': False, 'states': True, 'states-prefix': True}
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from funnelrank.evaluation.beir import BeirDataset
+from funnelrank.evaluation.metrics import ndcg_at_k
+from funnelrank.evaluation.significance import compare_per_query
+
+__all__ = ["GUARD_MARGIN", "VARIANTS", "candidate_lists", "guard", "kendall_tau"]
+
+GUARD_MARGIN = 0.01
+"""A kept variant's 95% interval of the nDCG@10 difference lies within +-GUARD_MARGIN."""
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "fp32": {},
+    "int8": {"precision": "int8"},
+    "states": {"reuse_passage_states": True},
+    "states-prefix": {"reuse_passage_states": "prefix"},
+}
+"""Variant name -> the ``CrossEncoder.from_pretrained`` options that load it."""
+
+
+def candidate_lists(ds: BeirDataset, candidates: int) -> dict[str, list[str]]:
+    """Each judged query's stage-1 candidates: the dataset's BM25 run when it has one, else the project's BM25
+    over the corpus (:class:`funnelrank.retrieval.BM25Retriever`), cut to `candidates`."""
+    if ds.run is not None:
+        return {q: [d for d, _ in ds.run.get(q, [])[:candidates] if d in ds.corpus] for q in ds.queries}
+    from funnelrank.collection import Collection
+    from funnelrank.retrieval import BM25Retriever
+
+    collection = Collection(dense=False)
+    collection.add(ds.doc_ids(), ds.doc_texts())
+    retriever = BM25Retriever(collection)
+    got = retriever.retrieve_batch([ds.queries[q].text for q in ds.queries], candidates)
+    return {q: [c.id for c in r.candidates] for q, r in zip(ds.queries, got)}
+
+
+def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
+    """Kendall's tau-b between two score vectors (1.0 = same order; 1.0 for fewer than two items)."""
+    if len(a) < 2:
+        return 1.0
+    from scipy.stats import kendalltau
+
+    value = kendalltau(a, b).statistic
+    return 1.0 if np.isnan(value) else float(value)
+
+
+def guard(
+    model: str | Path,
+    ds: BeirDataset,
+    *,
+    variants: Sequence[str] = tuple(VARIANTS),
+    candidates: int = 100,
+    max_length: int | None = None,
+    threads: int = 2,
+    margin: float = GUARD_MARGIN,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Measure `variants` of the cross-encoder `model` against its fp32 original on `ds` (a validation split):
+    nDCG@10 of the reranked candidates per query, the paired comparison with fp32, agreement with fp32's scores
+    (largest |logit difference|, mean per-query Kendall tau), per-query rerank milliseconds, and ``kept`` by
+    the rule in the module doc. Variants a model cannot take (``states`` for a model whose layers all read the
+    pair jointly) are reported with ``"skipped"`` and the reason. Returns a JSON-ready report."""
+    from funnelrank.rerank import CrossEncoder
+
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    order = ["fp32", *[v for v in variants if v != "fp32"]]
+    lists = candidate_lists(ds, candidates)
+    qids = [q for q in ds.queries if lists.get(q)]
+    if not qids:
+        raise ValueError(f"{ds.name}/{ds.split}: no judged query has candidates")
+    texts = {d: ds.corpus[d].full_text for q in qids for d in lists[q]}
+    rows: list[dict[str, Any]] = []
+    logits_of: dict[str, list[np.ndarray]] = {}
+    ndcg_of: dict[str, dict[str, float]] = {}
+    for name in order:
+        say = progress or (lambda _m: None)
+        try:
+            ce = CrossEncoder.from_pretrained(model, max_length=max_length, intra_op_threads=threads,
+                                              **VARIANTS[name])
+        except ValueError as exc:
+            rows.append({"variant": name, "skipped": str(exc), "kept": False})
+            say(f"{name}: skipped ({exc})")
+            continue
+        index_s = 0.0
+        if ce.state_store is not None:
+            t = time.perf_counter()
+            ce.precompute_passages(list(texts.values()))
+            index_s = time.perf_counter() - t
+        per_query_ms, logits, ndcg = [], [], {}
+        for i, q in enumerate(qids):
+            ids = lists[q]
+            t = time.perf_counter()
+            _, lg = ce.predict(ds.queries[q].text, [texts[d] for d in ids])
+            per_query_ms.append((time.perf_counter() - t) * 1000.0)
+            logits.append(lg)
+            ranked = [ids[j] for j in np.argsort(-lg, kind="stable")]
+            ndcg[q] = ndcg_at_k(ranked, ds.qrels.get(q, {}), 10)
+            if (i + 1) % 25 == 0:
+                say(f"{name}: {i + 1}/{len(qids)} queries")
+        logits_of[name], ndcg_of[name] = logits, ndcg
+        row: dict[str, Any] = {
+            "variant": name, "options": VARIANTS[name], "queries": len(qids),
+            "ndcg@10": float(np.mean(list(ndcg.values()))),
+            "p50_ms": float(np.percentile(per_query_ms, 50)), "p99_ms": float(np.percentile(per_query_ms, 99)),
+            "pairs_per_s": sum(len(lists[q]) for q in qids) / (sum(per_query_ms) / 1000.0),
+            "index_s": round(index_s, 3),
+        }
+        if name == "fp32":
+            row["kept"] = True
+        else:
+            c = compare_per_query(name, ndcg, "fp32", ndcg_of["fp32"], "ndcg@10").as_dict()
+            row["vs_fp32"] = c
+            row["max_abs_logit_diff"] = float(max(np.abs(a - b).max() for a, b in zip(logits, logits_of["fp32"])))
+            row["kendall_tau"] = float(np.mean([kendall_tau(a, b) for a, b in zip(logits, logits_of["fp32"])]))
+            row["kept"] = bool(-margin <= c["ci_low"] and c["ci_high"] <= margin)
+        if ce.state_store is not None:
+            row["state_store"] = ce.state_store.stats()
+        rows.append(row)
+        say(f"{name}: nDCG@10 {row['ndcg@10']:.4f}, p50 {row['p50_ms']:.0f} ms/query, kept {row['kept']}")
+        del ce
+    fp32 = next(r for r in rows if r["variant"] == "fp32")
+    for r in rows:
+        if "p50_ms" in r:
+            r["speedup_vs_fp32"] = fp32["p50_ms"] / r["p50_ms"]
+    kept = [r for r in rows if r.get("kept") and "p50_ms" in r]
+    fastest = min(kept, key=lambda r: r["p50_ms"])
+    return {
+        "model": str(model), "dataset": f"{ds.name}/{ds.split}", "candidates": candidates, "max_length": max_length,
+        "threads": threads, "rule": f"kept when the 95% interval of nDCG@10(variant) - nDCG@10(fp32) lies within "
+                                   f"+-{margin}", "variants": rows,
+        "fastest_kept": fastest["variant"], "speedup_of_fastest_kept": fastest["speedup_vs_fp32"],
+    }
+
+
+def describe(report: Mapping[str, Any]) -> str:
+    """The report as a table, one line per variant."""
+    lines = [f"{report['dataset']}: {report['variants'][0].get('queries', 0)} queries x {report['candidates']} "
+             f"candidates; {report['rule']}"]
+    for r in report["variants"]:
+        if "skipped" in r:
+            lines.append(f"  {r['variant']:14s} skipped: {r['skipped']}")
+            continue
+        vs = r.get("vs_fp32")
+        diff = (f"{vs['difference']:+.4f} [{vs['ci_low']:+.4f}, {vs['ci_high']:+.4f}] p={vs['p_value']:.3f}  "
+                f"tau {r['kendall_tau']:.3f}" if vs else "reference")
+        lines.append(f"  {r['variant']:14s} nDCG@10 {r['ndcg@10']:.4f}  {diff:52s} p50 {r['p50_ms']:7.0f} ms  "
+                     f"x{r['speedup_vs_fp32']:.2f}  {'KEPT' if r['kept'] else 'dropped'}")
+    lines.append(f"fastest kept: {report['fastest_kept']} (x{report['speedup_of_fastest_kept']:.2f} at p50)")
+    return "\n".join(lines)
