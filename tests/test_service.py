@@ -41,7 +41,8 @@ def test_rerank_contract(server: str) -> None:
     r = post(server, "/v1/rerank", {"query": "capital of France", "documents": DOCS, "top_n": 3})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"id", "results", "meta"}
+    assert set(body) == {"id", "results", "meta", "usage"}
+    assert body["usage"]["total_tokens"] > 0  # Jina-style: the tokens the model read
     assert isinstance(body["id"], str) and body["id"]
     results = body["results"]
     assert len(results) == 3

@@ -3,8 +3,8 @@
 Endpoints:
 
 * ``POST /v1/rerank`` -- Cohere-compatible rerank: ``{"query", "documents", "top_n"?, "return_documents"?,
-  "model"?}`` -> ``{"id", "results": [{"index", "relevance_score", "document"?: {"text"}}], "meta"}``.
-  ``relevance_score`` is the cross-encoder's sigmoid score (absolute, 0..1). The ``model`` field is
+  "model"?}`` -> ``{"id", "results": [{"index", "relevance_score", "document"?: {"text"}}], "meta",
+  "usage": {"total_tokens"}}`` (also Jina's rerank shape). ``relevance_score`` is the cross-encoder's sigmoid score (absolute, 0..1). The ``model`` field is
   accepted for compatibility and ignored: the served model is named in ``meta.model``.
 * ``POST /v2/rerank`` -- Cohere v2 rerank: ``{"query", "documents": [str], "top_n"?, "max_tokens_per_doc"?,
   "model"?}`` -> ``{"id", "results": [{"index", "relevance_score"}], "meta": {"api_version": {"version": "2"},
@@ -305,14 +305,16 @@ def create_app(
     async def rerank(body: RerankRequest) -> dict[str, Any]:
         """Cohere-compatible (v1) rerank of `documents` against `query`."""
         texts = body.texts()
-        result, _ = await rerank_texts(body.query, texts, field="documents", top_n=body.top_n, floor=body.floor)
+        result, n_read = await rerank_texts(body.query, texts, field="documents", top_n=body.top_n,
+                                            floor=body.floor, tokens=True)
         results = []
         for item in result.items:
             entry: dict[str, Any] = {"index": item.index, "relevance_score": item.score}
             if body.return_documents:
                 entry["document"] = {"text": texts[item.index]}
             results.append(entry)
-        return {"id": str(uuid.uuid4()), "results": results, "meta": rerank_meta("1", result, body.floor)}
+        return {"id": str(uuid.uuid4()), "results": results, "meta": rerank_meta("1", result, body.floor),
+                "usage": {"total_tokens": n_read}}  # Jina's rerank API shape, which Jina clients read here
 
     @app.post("/v2/rerank")
     async def rerank_v2(body: RerankV2Request) -> dict[str, Any]:
