@@ -83,3 +83,15 @@ def test_state_store_is_bounded() -> None:
     assert store.get(bytes([0])) is None and store.get(bytes([9])) is not None
     with pytest.raises(ValueError):
         StateStore(max_bytes=-1)
+
+
+def test_a_reranker_can_reuse_passage_states_across_its_workers() -> None:
+    from funnelrank.rerank.floor import Reranker
+
+    with Reranker(reuse_passage_states=True, workers=2, intra_op_threads=1, cache_entries=0) as reranker:
+        stores = {id(m.state_store) for m in reranker.scheduler.models}
+        assert len(stores) == 1 and None not in {m.state_store for m in reranker.scheduler.models}
+        first = reranker.rank(QUERIES[0], PASSAGES[:3])
+        second = reranker.rank(QUERIES[0] + "?", PASSAGES[:3])  # another query, the same passages
+        assert reranker.scheduler.models[0].state_store.stats()["hits"] >= 3
+        assert [i.index for i in first.items][:1] == [i.index for i in second.items][:1] == [0]

@@ -201,6 +201,8 @@ class Reranker:
             session; when neither `workers` nor `intra_op_threads` is given both come from
             `default_parallelism` (2 workers x 1 thread on 2 cores). A given `CrossEncoder` is replicated
             for `workers` > 1 when it was built by `CrossEncoder.from_pretrained`, else shared.
+        reuse_passage_states: load the model with reused passage states (a segment cross-encoder such as the
+            default one: see `CrossEncoder.from_pretrained`); its workers share one state store.
         **scheduler_options: passed to `RerankScheduler` when this reranker makes its own; its score cache
             (``cache_entries``) defaults to :data:`DEFAULT_CACHE_ENTRIES` pairs here.
     """
@@ -219,6 +221,7 @@ class Reranker:
         intra_op_threads: int | None = None,
         chunking: ChunkSpec | None = None,
         workers: int | None = None,
+        reuse_passage_states: bool | str = False,
         **scheduler_options: Any,
     ) -> None:
         self.floor = _check_floor(floor)
@@ -239,7 +242,8 @@ class Reranker:
                 if workers is None and intra_op_threads is None:
                     workers, intra_op_threads = default_parallelism()
                 model = CrossEncoder.from_pretrained(
-                    model, max_length=max_length, intra_op_threads=intra_op_threads, chunking=chunking
+                    model, max_length=max_length, intra_op_threads=intra_op_threads, chunking=chunking,
+                    reuse_passage_states=reuse_passage_states,
                 )
             workers = 1 if workers is None else workers
             scheduler_options.setdefault("cache_entries", DEFAULT_CACHE_ENTRIES)

@@ -5,11 +5,14 @@ passage *separately* in its first N layers ("[CLS] text [SEP]" at positions 0.. 
 layers attend across the pair. So a passage's lower-layer states do not depend on the query: computed once,
 they serve every query that reranks that passage, and a pair then costs only the joint layers.
 
-:func:`split_graphs` cuts the model's ONNX graph at the output of layer N into two graphs (cached on disk,
-derived from the model file itself; no torch):
+:func:`split_graphs` cuts the model's ONNX graph at the output of layer N (cached on disk, derived from the
+model file itself; no torch):
 
 * the *segment* graph: the usual inputs -> the states after layer N (run on one text at a time, as a query);
-* the *joint* graph: those states plus the usual pair inputs -> the logit.
+* the *joint* graph: those states plus the usual pair inputs -> the logit;
+* the *whole* graph: the model with those states as a second output. A batch with a passage not stored yet
+  runs it (the model's own cost) and keeps the new passages' states, so a first sight is never dearer than
+  the model and a second one costs only the joint layers.
 
 :class:`SplitScorer` runs them. Its :class:`StateStore` keeps passage states keyed by the passage's token ids
 exactly as the pair holds them (after truncation), so a reused state is the state the whole graph would
@@ -54,16 +57,18 @@ def is_segment_model(config: dict[str, Any]) -> bool:
     return isinstance(n, int) and isinstance(layers, int) and 0 < n < layers
 
 
-def split_graphs(onnx_path: str | Path, n_separate: int, num_layers: int) -> tuple[Path, Path]:
-    """The (segment, joint) ONNX files cut from `onnx_path` at the output of layer `n_separate`, derived once
-    and cached under the funnelrank cache (keyed by the model file's SHA-256). ValueError when the graph does
-    not have the 1 + 2 * `num_layers` LayerNormalization nodes of a BERT encoder, in order."""
+def split_graphs(onnx_path: str | Path, n_separate: int, num_layers: int) -> tuple[Path, Path, Path]:
+    """The (segment, joint, whole) ONNX files cut from `onnx_path` at the output of layer `n_separate`, derived
+    once and cached under the funnelrank cache (keyed by the model file's SHA-256). *whole* is the model itself
+    with that cut as a second output, so a batch whose passages are new costs one run of the model and yields
+    their states on the way. ValueError when the graph does not have the 1 + 2 * `num_layers`
+    LayerNormalization nodes of a BERT encoder, in order."""
     onnx_path = Path(onnx_path)
     digest = file_sha256(onnx_path)[:16]
     out = cache_dir("split", f"{digest}-{n_separate}")
-    segment, joint = out / "segment.onnx", out / "joint.onnx"
-    if segment.is_file() and joint.is_file():
-        return segment, joint
+    segment, joint, whole = out / "segment.onnx", out / "joint.onnx", out / "whole.onnx"
+    if segment.is_file() and joint.is_file() and whole.is_file():
+        return segment, joint, whole
     import onnx
     from onnx.utils import Extractor
 
@@ -75,13 +80,15 @@ def split_graphs(onnx_path: str | Path, n_separate: int, num_layers: int) -> tup
     cut = norms[2 * n_separate].output[0]
     inputs = [i.name for i in model.graph.input if i.name in _PAIR_INPUTS]
     extractor = Extractor(model)
+    logits = model.graph.output[0].name
     parts = {segment: extractor.extract_model(inputs, [cut]),
-             joint: extractor.extract_model([cut, *inputs], [model.graph.output[0].name])}
+             joint: extractor.extract_model([cut, *inputs], [logits]),
+             whole: extractor.extract_model(inputs, [logits, cut])}
     out.mkdir(parents=True, exist_ok=True)
     for path, part in parts.items():
         with atomic_writer(path) as f:
             f.write(part.SerializeToString())
-    return segment, joint
+    return segment, joint, whole
 
 
 class StateStore:
@@ -170,9 +177,10 @@ class SplitScorer:
     module doc). Built by :meth:`for_model`; used by :class:`funnelrank.rerank.CrossEncoder` when it is loaded
     with ``reuse_passage_states``."""
 
-    def __init__(self, segment: Any, joint: Any, *, hidden_size: int, cls_id: int, store: StateStore,
+    def __init__(self, segment: Any, joint: Any, whole: Any, *, hidden_size: int, cls_id: int, store: StateStore,
                  state_dtype: Any = np.float16, prefix: bool = False) -> None:
-        self.segment, self.joint = segment, joint
+        self.segment, self.joint, self.whole = segment, joint, whole
+        self._whole_inputs = [i.name for i in whole.get_inputs()]
         names = [i.name for i in joint.get_inputs()]
         states_inputs = [n for n in names if n not in _PAIR_INPUTS]
         if len(states_inputs) != 1:
@@ -198,8 +206,9 @@ class SplitScorer:
                              "n_separate_layers below num_hidden_layers); this model reads query and passage "
                              "jointly from its first layer, so its passage states depend on the query")
         n_sep = int(config["funnelrank"]["n_separate_layers"])
-        seg_path, joint_path = split_graphs(onnx_path, n_sep, int(config["num_hidden_layers"]))
-        return cls(session_factory(seg_path), session_factory(joint_path), hidden_size=int(config["hidden_size"]),
+        seg_path, joint_path, whole_path = split_graphs(onnx_path, n_sep, int(config["num_hidden_layers"]))
+        return cls(session_factory(seg_path), session_factory(joint_path), session_factory(whole_path),
+                   hidden_size=int(config["hidden_size"]),
                    cls_id=int(config.get("cls_token_id", 101)), store=store or StateStore(), state_dtype=state_dtype,
                    prefix=prefix)
 
@@ -256,33 +265,42 @@ class SplitScorer:
 
     # ------------------------------------------------------------------ scoring
     def run(self, feed: dict[str, np.ndarray], lengths: Sequence[int]) -> np.ndarray:
-        """The joint graph's output for a padded pair batch (`feed`: input_ids, attention_mask,
-        token_type_ids; `lengths`: each pair's real length), with passage states from the store or computed."""
+        """The model's output for a padded pair batch (`feed`: input_ids, attention_mask, token_type_ids;
+        `lengths`: each pair's real length). When every passage's states are stored, only the joint layers run;
+        otherwise the whole model runs once and the new passages' states are kept from it."""
         ids, types = feed["input_ids"], feed["token_type_ids"]
         n, longest = ids.shape
         int_dtype = ids.dtype
-        states = np.zeros((n, longest + 1, self.hidden_size), dtype=np.float32)
-        missing: list[tuple[int, bytes, np.ndarray]] = []
-        n_query: list[int] = []
+        n_query = [int(int(lengths[r]) - types[r, : int(lengths[r])].sum()) for r in range(n)]
+        found: list[np.ndarray | None] = []
         for row in range(n):
-            length = int(lengths[row])
-            nq = int(length - types[row, :length].sum())
-            n_query.append(nq)
-            states[row, :nq] = self._query_states(ids[row, :nq], int_dtype)
-            body = ids[row, nq:length]  # passage tokens + [SEP]
-            key = body.tobytes()
-            found = self.store.get(key)
-            if found is None and self.prefix:
-                found = self.store.get_prefix(body[:-1])
-            if found is None:
-                missing.append((row, key, np.concatenate([[self.cls_id], body]).astype(int_dtype)))
-            else:
-                states[row, nq:length + 1] = found
-        if missing:
-            computed = self._segments([t for _, _, t in missing], int_dtype)
-            for (row, key, _), st in zip(missing, computed):
+            body = ids[row, n_query[row]:int(lengths[row])]  # passage tokens + [SEP]
+            got = self.store.get(body.tobytes())
+            if got is None and self.prefix:
+                got = self.store.get_prefix(body[:-1])
+            found.append(got)
+        result: np.ndarray | None = None
+        miss = [r for r, got in enumerate(found) if got is None]
+        hit = [r for r, got in enumerate(found) if got is not None]
+        if miss:  # the whole model for these rows, keeping their passages' states
+            rows = np.asarray(miss)
+            out, cut = self.whole.run(None, {k: feed[k][rows] for k in self._whole_inputs})
+            result = np.empty((n, *np.shape(out)[1:]), dtype=np.float32)
+            result[rows] = out
+            for j, row in enumerate(miss):
                 nq, length = n_query[row], int(lengths[row])
-                states[row, nq:length + 1] = st
-                self.store.put(key, st.astype(self.state_dtype))
-        joint_feed = {self._states_input: states, **{k: feed[k] for k in self._pair_inputs}}
-        return np.asarray(self.joint.run(None, joint_feed)[0])
+                self.store.put(ids[row, nq:length].tobytes(), cut[j, nq:length + 1].astype(self.state_dtype))
+        if hit:  # only the joint layers for rows whose passages are stored
+            rows = np.asarray(hit)
+            states = np.zeros((len(hit), longest + 1, self.hidden_size), dtype=np.float32)
+            for j, row in enumerate(hit):
+                nq, length = n_query[row], int(lengths[row])
+                states[j, :nq] = self._query_states(ids[row, :nq], int_dtype)
+                states[j, nq:length + 1] = found[row]
+            out = np.asarray(self.joint.run(None, {self._states_input: states,
+                                                   **{k: feed[k][rows] for k in self._pair_inputs}})[0])
+            if result is None:
+                result = np.empty((n, *out.shape[1:]), dtype=np.float32)
+            result[rows] = out
+        assert result is not None
+        return result
