@@ -540,8 +540,41 @@ def _resolve_model_dir(name_or_path: str | os.PathLike[str], *, onnx_file: str |
     try:
         _check_dir(local, onnx_file)
     except FileNotFoundError as exc:
-        raise FileNotFoundError(
-            f"Hub repository {name!r} has no ONNX export ({exc}); download the checkpoint and export it with "
-            "`python -m funnelrank.tools.export_cross_encoder`"
-        ) from None
+        if onnx_file is not None:
+            raise
+        return _exported_hub_checkpoint(name, revision, snapshot_download, reason=str(exc))
     return local
+
+
+_HUB_CHECKPOINT_PATTERNS = ["config.json", "*.safetensors", "pytorch_model.bin", "tokenizer.json",
+                            "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "*.model",
+                            "merges.txt", "vocab.json"]
+
+
+def _exported_hub_checkpoint(name: str, revision: str | None, snapshot_download: Any, *, reason: str) -> Path:
+    """A Hub repository without an ONNX file: its checkpoint, downloaded, exported to ONNX once and cached
+    (``<cache>/hub-onnx/<org>--<name>--<commit>``); later loads, online or offline, use the cached export."""
+    from funnelrank.cache import cache_dir
+
+    checkpoint = Path(snapshot_download(repo_id=name, revision=revision, allow_patterns=_HUB_CHECKPOINT_PATTERNS))
+    out = cache_dir("hub-onnx", f"{name.replace('/', '--')}--{checkpoint.name}")
+    if (out / "model.onnx").is_file():
+        return out
+    if not (checkpoint / "config.json").is_file() or not any(
+            (checkpoint / f).is_file() for f in ("model.safetensors", "pytorch_model.bin")):
+        raise FileNotFoundError(f"Hub repository {name!r} has no ONNX export ({reason}) and no transformers "
+                                "checkpoint (config.json + model.safetensors or pytorch_model.bin) to export")
+    try:
+        from funnelrank.tools.export_cross_encoder import export_cross_encoder
+    except ImportError as exc:
+        raise FileNotFoundError(
+            f"Hub repository {name!r} has no ONNX export ({reason}); exporting its checkpoint once needs torch and "
+            f"transformers (`pip install 'funnelrank[dev]'`), or export it yourself with "
+            f"`python -m funnelrank.tools.export_cross_encoder` and pass the directory ({exc})") from None
+    tokenizer_dir = checkpoint
+    if not (checkpoint / "tokenizer.json").is_file():  # a slow-tokenizer repository: write its tokenizer.json
+        from transformers import AutoTokenizer
+
+        tokenizer_dir = out.parent / f"{out.name}.tokenizer"
+        AutoTokenizer.from_pretrained(str(checkpoint), use_fast=True).save_pretrained(str(tokenizer_dir))
+    return export_cross_encoder(checkpoint, out, tokenizer_dir=tokenizer_dir, overwrite=True)
