@@ -28,7 +28,8 @@ Models:
 Every query runs every (model, variant) once, in an order that rotates from query to query, so load bursts on
 the shared machine hit all of them alike. Printed per variant: p50 / p99 milliseconds per query, pairs/s,
 ``speedup_vs_fp32`` (fp32 p50 / variant p50, same model), and ``kept`` from a guard report
-(``funnelrank optimize ... --out FILE`` on validation data; null when none is given). Per model
+(``funnelrank optimize ... --out FILE`` on validation data; kept by every report given; null when none is
+given). Per model
 ``fastest_kept`` and its speed-up; ``ratio_vs_peer`` = the peer's fastest p50 / ours (bert's fastest kept
 variant, and fp32). Agreement with fp32 on this workload (largest |logit difference|, mean Kendall tau) is
 shown for information; the keep decision comes from the guard, on validation data.
@@ -71,11 +72,14 @@ def bert_checkpoint(root: Path, seed: int = 0) -> tuple[Path, Path]:
     return hf, onnx_dir
 
 
-def _kept(guard_file: str | None) -> dict[str, bool]:
-    if guard_file is None:
+def _kept(guard_files: list[str] | None) -> dict[str, bool]:
+    """Variant -> kept by every given guard report (a variant missing from one of them is not kept)."""
+    if not guard_files:
         return {}
-    report = json.loads(Path(guard_file).read_text())
-    return {r["variant"]: bool(r.get("kept")) for r in report["variants"]}
+    reports = [json.loads(Path(f).read_text()) for f in guard_files]
+    names = {r["variant"] for report in reports for r in report["variants"]}
+    return {name: all(any(r["variant"] == name and r.get("kept") for r in report["variants"]) for report in reports)
+            for name in names}
 
 
 def main() -> int:
@@ -86,8 +90,10 @@ def main() -> int:
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--guard-default", default=None, help="funnelrank optimize report for the default model")
-    parser.add_argument("--guard-bert", default=None, help="funnelrank optimize report for the bert model")
+    parser.add_argument("--guard-default", action="append", default=None,
+                        help="funnelrank optimize report for the default model (repeat: kept by all of them)")
+    parser.add_argument("--guard-bert", action="append", default=None,
+                        help="funnelrank optimize report for the bert model (repeat: kept by all of them)")
     parser.add_argument("--bert-dir", type=Path, default=None, help="where to build the bert model (default: cache)")
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--peer-python", default=None,
