@@ -339,7 +339,7 @@ class HybridRetriever(CollectionRetriever):
         a = self.first._hits_batch(queries, k, allow, timings)  # type: ignore[attr-defined]
         b = self.second._hits_batch(queries, k, allow, timings)  # type: ignore[attr-defined]
         t = time.perf_counter()
-        fused = [self._fused_candidates(self._fuse_hits(x, y, k)) for x, y in zip(a, b)]
+        fused: list[Sequence[Candidate]] = [self._fused_candidates(self._fuse_hits(x, y, k)) for x, y in zip(a, b)]
         timings["fusion"] = _ms(t)
         return fused
 
@@ -379,9 +379,10 @@ class HybridRetriever(CollectionRetriever):
         self, a: Sequence[Candidate], b: Sequence[Candidate], k: int, timings: dict[str, float] | None
     ) -> list[Candidate]:
         t = time.perf_counter()
-        fused = self._fuse_hits(
-            *[([c.id for c in cands], np.fromiter((c.score or 0.0 for c in cands), np.float32, len(cands)))
-              for cands in (a, b)], k)
+        def hits(cands: Sequence[Candidate]) -> Hits:
+            return [c.id for c in cands], np.fromiter((c.score or 0.0 for c in cands), np.float32, len(cands))
+
+        fused = self._fuse_hits(hits(a), hits(b), k)
         by_id = [{c.id: c for c in cands} for cands in (a, b)]
         names = (self.first.name, self.second.name)
         ranks, in_scores, scores = fused.ranks, fused.input_scores, fused.scores

@@ -72,7 +72,8 @@ class FunnelRankRerank(BaseNodePostprocessor):
 
     def __init__(self, reranker: Any = None, top_n: int | None = DEFAULT_TOP_K, floor: FloorSetting = DEFAULT,
                  **kwargs: Any) -> None:
-        super().__init__(top_n=check_top_n(top_n), floor=check_floor_setting(floor), **kwargs)
+        # pydantic fields of this class; mypy (without the pydantic plugin) sees only the base's signature
+        super().__init__(top_n=check_top_n(top_n), floor=check_floor_setting(floor), **kwargs)  # type: ignore[call-arg]
         self._holder = RerankerHolder(reranker)
 
     @classmethod

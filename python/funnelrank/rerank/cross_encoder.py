@@ -418,10 +418,10 @@ class CrossEncoder:
 
     def _combine(self, logits: np.ndarray) -> np.ndarray:
         if logits.shape[1] == 1:
-            return logits[:, 0]
+            return np.asarray(logits[:, 0], dtype=np.float64)
         if logits.shape[1] == 2:
             pos = self.positive_label
-            return logits[:, pos] - logits[:, 1 - pos]
+            return np.asarray(logits[:, pos] - logits[:, 1 - pos], dtype=np.float64)
         raise ValueError(f"model returned {logits.shape[1]} logits per pair; expected 1 or 2")
 
     def predict(

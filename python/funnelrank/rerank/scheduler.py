@@ -177,7 +177,7 @@ class RerankScheduler:
         timeout: float | None = None,
         cache_entries: int = 0,
     ) -> None:
-        models = list(model) if isinstance(model, (list, tuple)) else [model]
+        models: list[PairModel] = list(model) if isinstance(model, (list, tuple)) else [model]  # type: ignore[list-item]
         if not models:
             raise ValueError("model: give a model or a non-empty sequence of models (one per worker)")
         if max_batch_tokens < 1 or max_batch_pairs < 1 or max_queue_pairs < 1:
@@ -194,8 +194,8 @@ class RerankScheduler:
             raise ValueError(f"{len(models)} models given for {workers} workers; give one model per worker, or one")
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be > 0 (or None)")
-        self.model = models[0]
-        self.models = models
+        self.model: PairModel = models[0]
+        self.models: list[PairModel] = models
         self.max_batch_tokens = int(max_batch_tokens)
         self.max_batch_pairs = int(max_batch_pairs)
         self.batch_overhead_tokens = int(batch_overhead_tokens)

@@ -170,6 +170,7 @@ def create_app(
         """The one pipeline per retriever that every /v1/search request shares (per-call settings)."""
         pipe = pipelines.get(retriever)
         if pipe is None:
+            assert collection is not None  # /v1/search answers 404 before asking for a pipeline without one
             pipe = Pipeline(collection, retriever, candidates=defaults["candidates"], reranker=reranker)
             pipelines[retriever] = pipe
         return pipe
