@@ -49,6 +49,18 @@ def test_scheduler_answers_repeats_from_the_cache() -> None:
         assert hits == len(DOCS) + 2
 
 
+def test_a_closed_scheduler_refuses_even_cached_pairs() -> None:
+    from funnelrank.rerank.scheduler import SchedulerClosedError
+
+    scheduler = RerankScheduler(OverlapModel(), max_wait_ms=0.0, cache_entries=100)
+    scheduler.score("q", DOCS)
+    scheduler.close()
+    with pytest.raises(SchedulerClosedError):
+        scheduler.score("q", DOCS)
+    with pytest.raises(SchedulerClosedError):
+        asyncio.run(scheduler.ascore("q", DOCS))
+
+
 def test_async_scoring_uses_the_cache_too() -> None:
     with RerankScheduler(OverlapModel(), max_wait_ms=0.0, cache_entries=100) as scheduler:
         async def twice() -> tuple[np.ndarray, np.ndarray, int, int]:

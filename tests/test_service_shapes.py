@@ -92,7 +92,7 @@ def test_v2_floor_extension_and_no_evidence(server: str) -> None:
         ({"query": "q", "documents": ["a"], "top_n": 0}, 422, "top_n"),
         ({"query": "q", "documents": ["a"], "top_n": "3"}, 422, "top_n"),
         ({"query": "q", "documents": ["a"], "max_tokens_per_doc": 0}, 422, "max_tokens_per_doc"),
-        ({"query": "q", "documents": ["a"], "max_tokens_per_doc": 100}, 400, "max_tokens_per_doc=100"),
+        ({"query": "q", "documents": ["a"], "max_tokens_per_doc": 100}, 400, "max_tokens_per_doc=100"),  # toy model: no tokenizer
         ({"query": "   ", "documents": ["a"]}, 400, "query is empty"),
         ({"query": "q", "documents": ["x" * 201]}, 413, "documents[0]"),
         ({"query": "q", "documents": ["x"] * 9}, 413, "9 documents"),
@@ -220,3 +220,20 @@ def test_readme_curl_example_works(server: str, index: int) -> None:
     results = r.json() if path == "/rerank" else r.json()["results"]
     documents = body["texts"] if path == "/rerank" else body["documents"]
     assert results and "ibuprofen" in documents[results[0]["index"]].lower()
+
+
+def test_v2_max_tokens_per_doc_cuts_documents_with_the_models_tokenizer() -> None:
+    from funnelrank.rerank.floor import Reranker
+
+    doc = "The weather was pleasant all week. Children's ibuprofen is dosed at 5-10 mg per kg every 6 hours."
+    with Reranker(workers=1, cache_entries=0) as reranker:
+        app = create_app(reranker, model_name="default")
+        with running_server(app) as url:
+            body = {"query": "ibuprofen dose for a child", "documents": [doc]}
+            whole = post(url, "/v2/rerank", body).json()
+            cut = post(url, "/v2/rerank", {**body, "max_tokens_per_doc": 6}).json()
+        assert cut["usage"]["total_tokens"] < whole["usage"]["total_tokens"]
+        assert cut["results"][0]["relevance_score"] < 0.5 < whole["results"][0]["relevance_score"]
+        model = reranker.scheduler.model
+        assert model.truncate_text(doc, 6) == "The weather was pleasant all week"
+        assert model.truncate_text("short", 6) == "short"

@@ -391,6 +391,20 @@ class CrossEncoder:
             out = np.asarray(self.session.run([self._output], feed)[0], dtype=np.float64)
         return self._combine(out.reshape(n, -1))
 
+    def truncate_text(self, text: str, max_tokens: int) -> str:
+        """`text` cut after its first `max_tokens` tokens of this model's tokenizer (whole, when it has no more),
+        e.g. for a client's per-document token budget.
+
+            >>> ce.truncate_text("Children's ibuprofen is dosed by weight.", 3)   # doctest: +SKIP
+            "Children's"
+        """
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError(f"max_tokens must be an int >= 1, got {max_tokens!r}")
+        enc = self._plain.encode(check_text(text, "text"), add_special_tokens=False)
+        if len(enc.ids) <= max_tokens:
+            return text
+        return text[: enc.offsets[max_tokens - 1][1]]
+
     @property
     def state_store(self) -> Any:
         """The `funnelrank.rerank.split.StateStore` of reused passage states (None unless loaded with

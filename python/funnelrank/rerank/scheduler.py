@@ -303,6 +303,7 @@ class RerankScheduler:
 
     def _from_cache(self, query: str, passages: Sequence[str]) -> tuple[list[tuple[float, bool] | None], list[int]]:
         assert self.cache is not None
+        self._precheck(0)  # a closed scheduler refuses, even what it could answer from the cache
         hits = [self.cache.get(query, p) for p in passages]
         return hits, [i for i, h in enumerate(hits) if h is None]
 

@@ -320,14 +320,19 @@ def create_app(
     @app.post("/v2/rerank")
     async def rerank_v2(body: RerankV2Request) -> dict[str, Any]:
         """Cohere v2 rerank of `documents` (strings) against `query`, with Jina-style ``usage.total_tokens``."""
+        documents = body.documents
         if body.max_tokens_per_doc is not None and body.max_tokens_per_doc < doc_tokens_read:
-            raise ServiceError(
-                400,
-                f"max_tokens_per_doc={body.max_tokens_per_doc} is below the {doc_tokens_read} document tokens this "
-                f"model reads per pair (max_length {estimator.max_length}); documents cannot be cut shorter than "
-                f"the model cuts them: omit it or send at least {doc_tokens_read}",
-            )
-        result, n_read = await rerank_texts(body.query, body.documents, field="documents", top_n=body.top_n,
+            cut = getattr(scheduler.model, "truncate_text", None)
+            if cut is None:
+                raise ServiceError(
+                    400,
+                    f"max_tokens_per_doc={body.max_tokens_per_doc} is below the {doc_tokens_read} document tokens "
+                    f"this model reads per pair (max_length {estimator.max_length}), and this model cannot cut "
+                    f"documents by tokens: omit it or send at least {doc_tokens_read}",
+                )
+            if all(len(d) <= limits.max_document_chars for d in documents):  # else the limits answer 413
+                documents = [cut(d, body.max_tokens_per_doc) for d in documents]
+        result, n_read = await rerank_texts(body.query, documents, field="documents", top_n=body.top_n,
                                             floor=body.floor, tokens=True)
         meta = rerank_meta("2", result, body.floor)
         meta["tokens"] = {"input_tokens": n_read}
