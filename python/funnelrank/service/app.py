@@ -11,8 +11,8 @@ Endpoints:
   "billed_units", "tokens": {"input_tokens"}, ...}, "usage": {"total_tokens"}}``. ``usage.total_tokens`` (Jina's
   name) and ``meta.tokens.input_tokens`` are the tokens the model read (query and documents, after truncation).
   The model reads at most its ``max_length`` tokens per pair, so a ``max_tokens_per_doc`` at or above what it
-  reads of a document changes nothing; a smaller one is refused with 400 (this service cannot cut documents
-  shorter than the model does).
+  reads of a document changes nothing; a smaller one cuts each document after that many tokens of the model's
+  tokenizer (a model without one, such as a test double, answers 400).
 * ``POST /rerank`` -- the text-embeddings-inference (TEI) shape: ``{"query", "texts", "raw_scores"?,
   "return_text"?, "truncate"?, "truncation_direction"?}`` -> ``[{"index", "score", "text"?}]``, every text, best
   first; ``score`` is the sigmoid score, or the logit with ``raw_scores``. Pairs are always truncated on the
