@@ -109,35 +109,44 @@ class StateStore:
         self.prefix_hits = 0
         self.misses = 0
 
+    def _exact(self, key: bytes) -> np.ndarray | None:  # under the lock
+        found = self._pinned.get(key)
+        if found is None:
+            found = self._lru.get(key)
+            if found is not None:
+                self._lru.move_to_end(key)
+        return found
+
+    def _count(self, found: np.ndarray | None) -> np.ndarray | None:  # under the lock
+        if found is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return found
+
     def get(self, key: bytes) -> np.ndarray | None:
         """The states stored under `key` (a passage's token ids as bytes), or None."""
         with self._lock:
-            found = self._pinned.get(key)
-            if found is None:
-                found = self._lru.get(key)
-                if found is not None:
-                    self._lru.move_to_end(key)
-            if found is None:
-                self.misses += 1
-            else:
-                self.hits += 1
-            return found
+            return self._count(self._exact(key))
 
     def __contains__(self, key: object) -> bool:
         with self._lock:
             return key in self._pinned or key in self._lru
 
-    def get_prefix(self, tokens: np.ndarray) -> np.ndarray | None:
-        """Precomputed states of a longer passage that starts with `tokens` (without its final [SEP]): its
-        [CLS] and first ``len(tokens)`` token states, then its [SEP] state. None when there is none."""
+    def lookup(self, body: np.ndarray, *, prefix: bool = False) -> np.ndarray | None:
+        """The states of a passage as a pair holds it (`body`: its token ids and final [SEP]), or None. With
+        `prefix`, a passage not stored as it is may be served by the precomputed states of a longer passage
+        that starts with it: that one's [CLS] and first ``len(body) - 1`` token states, then its [SEP] state."""
         with self._lock:
-            for full, states in self._by_prefix.get(tokens[:_PREFIX_TOKENS].tobytes(), ()):
-                if full.shape[0] > tokens.shape[0] and np.array_equal(full[: tokens.shape[0]], tokens):
-                    self.prefix_hits += 1
-                    self.misses -= 1  # the exact lookup that preceded this one missed
-                    self.hits += 1
-                    return np.concatenate([states[: tokens.shape[0] + 1], states[-1:]])
-        return None
+            found = self._exact(body.tobytes())
+            if found is None and prefix:
+                tokens = body[:-1]
+                for full, states in self._by_prefix.get(tokens[:_PREFIX_TOKENS].tobytes(), ()):
+                    if full.shape[0] > tokens.shape[0] and np.array_equal(full[: tokens.shape[0]], tokens):
+                        self.prefix_hits += 1
+                        found = np.concatenate([states[: tokens.shape[0] + 1], states[-1:]])
+                        break
+            return self._count(found)
 
     def put(self, key: bytes, states: np.ndarray) -> None:
         """Keep `states` in the LRU (evicting the least recently used beyond `max_bytes`)."""
@@ -275,10 +284,7 @@ class SplitScorer:
         found: list[np.ndarray | None] = []
         for row in range(n):
             body = ids[row, n_query[row]:int(lengths[row])]  # passage tokens + [SEP]
-            got = self.store.get(body.tobytes())
-            if got is None and self.prefix:
-                got = self.store.get_prefix(body[:-1])
-            found.append(got)
+            found.append(self.store.lookup(body, prefix=self.prefix))
         result: np.ndarray | None = None
         miss = [r for r, got in enumerate(found) if got is None]
         hit = [r for r, got in enumerate(found) if got is not None]
