@@ -20,6 +20,7 @@ refused explicitly with 429/503; connection errors, timeouts and other statuses 
 
     .venv/bin/python bench/load_test.py                       # 1, 8, 32 clients
     .venv/bin/python bench/load_test.py --levels 32 --requests 200 --docs 32 --json
+    .venv/bin/python bench/load_test.py --cache-entries 65536   # the server's score cache on (repeats hit it)
 """
 
 from __future__ import annotations
@@ -203,7 +204,8 @@ async def main_async(args: argparse.Namespace) -> int:
     direct_before = direct_pairs_per_s(model, payloads, args.direct_requests)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    extra = ["--max-queue-pairs", str(args.max_queue_pairs), "--timeout", str(args.server_timeout)]
+    extra = ["--max-queue-pairs", str(args.max_queue_pairs), "--timeout", str(args.server_timeout),
+             "--cache-entries", str(args.cache_entries)]
     proc = start_server(model, port, extra)
     try:
         await wait_ready(url, proc)
@@ -230,7 +232,8 @@ async def main_async(args: argparse.Namespace) -> int:
         "docs_per_request": args.docs,
         "max_chars_per_doc": args.max_chars,
         "workload": "scifact" if (SHARED / "scifact").is_dir() else "generated",
-        "server": {"max_queue_pairs": args.max_queue_pairs, "timeout_s": args.server_timeout},
+        "server": {"max_queue_pairs": args.max_queue_pairs, "timeout_s": args.server_timeout,
+                   "cache_entries": args.cache_entries},
         "cpu_count": os.cpu_count(),
         "levels": levels,
     }
@@ -240,7 +243,7 @@ async def main_async(args: argparse.Namespace) -> int:
         print(f"model: {model_desc}")
         print(f"workload: {report['workload']}, {args.docs} documents (<= {args.max_chars} chars) per /v1/rerank "
               "request, top_n 10, "
-              f"{os.cpu_count()} CPUs, loopback")
+              f"{os.cpu_count()} CPUs, loopback; server score cache: {args.cache_entries or 'off'}")
         print(f"peer: the same model in-process (CrossEncoder.predict, no HTTP): {direct_before:.1f} pairs/s before, "
               f"{direct_after:.1f} after the levels")
         print(f"{'clients':>7} {'requests':>8} {'ok':>5} {'req/s':>7} {'pairs/s':>8} {'x direct':>8} {'p50 ms':>8} "
@@ -271,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--client-timeout", type=float, default=120.0, help="client gives up after this (a failure)")
     p.add_argument("--direct-requests", type=int, default=5,
                    help="payloads scored in-process before and after the levels (the no-HTTP peer)")
+    p.add_argument("--cache-entries", type=int, default=0,
+                   help="the server's score cache (default 0: off, every pair reaches the model; the payloads repeat "
+                        "cyclically, so with a cache repeats are answered from it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)

@@ -203,3 +203,35 @@ def test_serve_access_defaults_and_options(serve_app: Any, monkeypatch: pytest.M
     code, config = serve_app(["--host", "0.0.0.0", "--trusted-host", "*"])
     assert TestClient(config.app, base_url="http://anything.example").get("/health").status_code == 200
     assert "reachable from other machines and no API key is set" in capsys.readouterr().err
+
+
+def test_serve_cache_entries_reaches_the_reranker(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("uvicorn")
+    from service_helpers import overlap_reranker
+
+    from funnelrank.rerank.floor import DEFAULT_CACHE_ENTRIES
+
+    seen: list[dict[str, Any]] = []
+    made: list[Any] = []
+
+    class NoServer:
+        def __init__(self, config: Any) -> None:
+            pass
+
+        def run(self) -> None:
+            pass
+
+    def reranker(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs)
+        made.append(overlap_reranker())
+        return made[-1]
+
+    monkeypatch.setattr("uvicorn.Server", NoServer)
+    monkeypatch.setattr("funnelrank.rerank.Reranker", reranker)
+    try:
+        assert main(["serve", "--no-collection"]) == 0 and seen[-1]["cache_entries"] == DEFAULT_CACHE_ENTRIES
+        assert main(["serve", "--no-collection", "--cache-entries", "0"]) == 0 and seen[-1]["cache_entries"] == 0
+        assert main(["serve", "--no-collection", "--cache-entries", "-1"]) == 2
+    finally:
+        for r in made:
+            r.scheduler.close()

@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", metavar="PATH", default=None, help="cross-encoder directory (default: shipped model)")
     p.add_argument("--max-queue-pairs", type=int, default=4096, help="rerank queue bound (pairs); beyond it 429")
+    p.add_argument("--cache-entries", type=int, default=None,
+                   help="(query, passage) scores kept to answer repeats (default: the Reranker's, 65536; 0: off)")
     p.add_argument("--max-documents", type=int, default=_DEFAULT_LIMITS.max_documents)
     p.add_argument("--max-document-chars", type=int, default=_DEFAULT_LIMITS.max_document_chars)
     p.add_argument("--max-query-chars", type=int, default=_DEFAULT_LIMITS.max_query_chars)
@@ -108,12 +110,17 @@ def run(args: argparse.Namespace) -> int:
         from funnelrank.collection import Collection
 
         collection = Collection.load(args.collection)
+    from funnelrank.rerank.floor import DEFAULT_CACHE_ENTRIES
+
+    cache_entries = DEFAULT_CACHE_ENTRIES if args.cache_entries is None else args.cache_entries
+    if cache_entries < 0:
+        raise ValueError(f"--cache-entries must be >= 0, got {cache_entries}")
     if args.model is not None:
         model_path = Path(args.model)
-        reranker = Reranker(model_path, max_queue_pairs=args.max_queue_pairs)
+        reranker = Reranker(model_path, max_queue_pairs=args.max_queue_pairs, cache_entries=cache_entries)
         name = model_path.resolve().name
     else:
-        reranker = Reranker(max_queue_pairs=args.max_queue_pairs)
+        reranker = Reranker(max_queue_pairs=args.max_queue_pairs, cache_entries=cache_entries)
         name = "funnelrank-default"
     app = create_app(reranker, collection=collection, model_name=name, limits=limits, api_key=api_key,
                      cors_origins=args.cors_origin, trusted_hosts=trusted_hosts, docs=not args.no_docs)
