@@ -95,3 +95,28 @@ def running_server(app: Any, timeout_s: float = 20.0, limits: Any | None = None)
     finally:
         server.should_exit = True
         thread.join(timeout_s)
+
+
+TOY_DOCS = [
+    "The capital of France is Paris.",
+    "Bananas are yellow and rich in potassium.",
+    "Paris hosts the Louvre, the most visited museum in France.",
+    "Completely unrelated text about knitting.",
+]
+"""Documents the toy-server tests rerank (:class:`OverlapModel` scores them by shared words)."""
+
+
+@contextmanager
+def toy_server() -> Iterator[str]:
+    """The service over :class:`OverlapModel` with small limits (8 documents of at most 200 characters, queries
+    of at most 50, bodies of at most 4096 bytes), served by :func:`running_server`; yields the base URL."""
+    from funnelrank.service import ServiceLimits, create_app
+
+    reranker = overlap_reranker()
+    app = create_app(reranker, model_name="overlap-toy", limits=ServiceLimits(max_documents=8, max_document_chars=200,
+                                                                              max_query_chars=50, max_body_bytes=4096))
+    try:
+        with running_server(app) as url:
+            yield url
+    finally:
+        reranker.scheduler.close()

@@ -19,18 +19,11 @@ from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
 from haystack.core.errors import SerializationError
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 
+from integration_cases import OFF_TOPIC, QUERY, TEXTS
+
 from funnelrank import Pipeline, Reranker
 from funnelrank.integrations.haystack import FunnelRankRanker, FunnelRankRetriever
 
-# The relevant passage comes LAST, behind near-miss baits (adults, aspirin) and junk.
-TEXTS = [
-    "Bananas are rich in potassium.",
-    "Aspirin is not for children with a viral fever.",
-    "Ibuprofen dosing for adults: 200-400 mg.",
-    "Ibuprofen for children is dosed by body weight.",
-]
-QUERY = "ibuprofen dose for a child"
-OFF_TOPIC = "a recipe for chocolate chip cookies"
 MODULE = "funnelrank.integrations.haystack"
 
 

@@ -16,18 +16,11 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnablePassthrough
 
+from integration_cases import OFF_TOPIC, QUERY, TEXTS
+
 from funnelrank import Collection, Pipeline, Reranker
 from funnelrank.integrations.langchain import FunnelRankCompressor, FunnelRankRetriever
 
-# The relevant passage comes LAST, behind near-miss baits (adults, aspirin) and junk.
-TEXTS = [
-    "Bananas are rich in potassium.",
-    "Aspirin is not for children with a viral fever.",
-    "Ibuprofen dosing for adults: 200-400 mg.",
-    "Ibuprofen for children is dosed by body weight.",
-]
-QUERY = "ibuprofen dose for a child"
-OFF_TOPIC = "a recipe for chocolate chip cookies"
 
 
 class ListRetriever(BaseRetriever):

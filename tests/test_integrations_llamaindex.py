@@ -18,18 +18,11 @@ from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.response_synthesizers.no_text import NoText
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
+from integration_cases import OFF_TOPIC, QUERY, TEXTS
+
 from funnelrank import Pipeline, Reranker
 from funnelrank.integrations.llamaindex import FunnelRankRerank, FunnelRankRetriever
 
-# The relevant passage comes LAST, behind near-miss baits (adults, aspirin) and junk.
-TEXTS = [
-    "Bananas are rich in potassium.",
-    "Aspirin is not for children with a viral fever.",
-    "Ibuprofen dosing for adults: 200-400 mg.",
-    "Ibuprofen for children is dosed by body weight.",
-]
-QUERY = "ibuprofen dose for a child"
-OFF_TOPIC = "a recipe for chocolate chip cookies"
 
 
 class ListRetriever(BaseRetriever):

@@ -9,28 +9,17 @@ from typing import Any
 
 import httpx
 import pytest
-from service_helpers import OverlapModel, overlap_reranker, running_server
+from service_helpers import TOY_DOCS, OverlapModel, overlap_reranker, running_server, toy_server
 
 from funnelrank.service import ServiceLimits, create_app
 
-DOCS = [
-    "The capital of France is Paris.",
-    "Bananas are yellow and rich in potassium.",
-    "Paris hosts the Louvre, the most visited museum in France.",
-    "Completely unrelated text about knitting.",
-]
+DOCS = TOY_DOCS
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    reranker = overlap_reranker()
-    app = create_app(reranker, model_name="overlap-toy", limits=ServiceLimits(max_documents=8, max_document_chars=200,
-                                                                              max_query_chars=50, max_body_bytes=4096))
-    try:
-        with running_server(app) as url:
-            yield url
-    finally:
-        reranker.scheduler.close()
+    with toy_server() as url:
+        yield url
 
 
 def post(url: str, path: str, body: Any, **kwargs: Any) -> httpx.Response:
