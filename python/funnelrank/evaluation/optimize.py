@@ -103,8 +103,8 @@ def guard(
     rows: list[dict[str, Any]] = []
     logits_of: dict[str, list[np.ndarray]] = {}
     ndcg_of: dict[str, dict[str, float]] = {}
+    say = progress or (lambda _m: None)
     for name in order:
-        say = progress or (lambda _m: None)
         try:
             ce = CrossEncoder.from_pretrained(model, max_length=max_length, intra_op_threads=threads,
                                               **VARIANTS[name])
