@@ -40,6 +40,7 @@ import numpy as np
 
 from funnelrank.batching import DEFAULT_BATCH_OVERHEAD_TOKENS, plan_batches
 from funnelrank.rerank.cross_encoder import EncodedPairs, reduce_to_passages, sigmoid
+from funnelrank.rerank.score_cache import ScoreCache
 
 
 class OverloadedError(RuntimeError):
@@ -202,8 +203,6 @@ class RerankScheduler:
         self.max_wait = float(max_wait_ms) / 1000.0
         self.max_queue_pairs = int(max_queue_pairs)
         self.timeout = timeout
-        from funnelrank.rerank.score_cache import ScoreCache
-
         self.cache: ScoreCache | None = ScoreCache(cache_entries) if cache_entries else None
         self._cond = threading.Condition()
         self._queue: deque[_Request] = deque()  # requests with pairs not yet handed out, oldest first
