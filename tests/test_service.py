@@ -276,7 +276,12 @@ def test_requests_that_cannot_finish_in_time_are_refused_at_once() -> None:
             runner = threading.Thread(
                 target=lambda: first.append(post(url, "/v1/rerank", {"query": "q", "documents": ["q"] * 60})))
             runner.start()
-            time.sleep(0.15)  # the first one is admitted and running (>= 0.6 s of model time)
+            # Send the second only once the first is admitted and queued (a fixed sleep raced with the first
+            # request's connect on a busy machine: the second got in first and both ran past the timeout).
+            deadline = time.monotonic() + 5.0
+            while reranker.scheduler.pending_pairs < 30 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert reranker.scheduler.pending_pairs >= 30, "the first request never reached the scheduler"
             r = post(url, "/v1/rerank", {"query": "q", "documents": ["q"] * 60})
             runner.join()
             assert first[0].status_code == 200, first[0].text
