@@ -12,12 +12,13 @@ transformers = pytest.importorskip("transformers")
 from funnelrank.training.model import SegmentCrossEncoder  # noqa: E402
 
 
-def _tiny(n_separate: int, seed: int = 0) -> SegmentCrossEncoder:
+def _tiny(n_separate: int, seed: int = 0, interaction: bool = False) -> SegmentCrossEncoder:
     torch.manual_seed(seed)
     cfg = transformers.BertConfig(vocab_size=200, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
                                   intermediate_size=64, max_position_embeddings=64)
     model = SegmentCrossEncoder(transformers.BertModel(cfg, add_pooling_layer=False), n_separate=n_separate,
-                                cross_bias_init=-1.0, scale_init=5.0, bias_init=0.5, cls_id=101)
+                                cross_bias_init=-1.0, scale_init=5.0, bias_init=0.5, cls_id=101,
+                                interaction=interaction)
     return model.eval()
 
 
@@ -33,9 +34,13 @@ def _segment(model: SegmentCrossEncoder, toks: list[int], n_layers: int | None =
     return model.encode_segment(ids, torch.ones_like(ids), torch.arange(ids.shape[1])[None], n_layers=n_layers)
 
 
+@pytest.mark.parametrize("interaction", [False, True])
 @pytest.mark.parametrize("n_separate", [0, 1, 2, 3])
-def test_full_graph_equals_cached_training_path(n_separate: int) -> None:
-    model = _tiny(n_separate)
+def test_full_graph_equals_cached_training_path(n_separate: int, interaction: bool) -> None:
+    model = _tiny(n_separate, interaction=interaction)
+    if interaction:
+        with torch.no_grad():  # a non-zero interaction term, so the check covers it
+            model.interact.weight.normal_(0.0, 0.5)
     q, p = [5, 6, 7], [8, 9, 10, 11, 12]
     with torch.no_grad():
         full = model(*_pair(q, p))[0, 0]
@@ -94,3 +99,13 @@ def test_wise_ft_rejects_bad_alpha_and_foreign_parameters() -> None:
         interpolate_params({"nope": torch.zeros(1)}, start, 0.5)
     with pytest.raises(ValueError, match="shape"):
         interpolate_params({"scale": torch.zeros(3)}, start, 0.5)
+
+
+def test_interaction_head_starts_at_zero_and_learns() -> None:
+    plain, with_head = _tiny(2, seed=3), _tiny(2, seed=3, interaction=True)
+    q, p = [5, 6, 7], [8, 9, 10, 11]
+    with torch.no_grad():
+        assert float(with_head(*_pair(q, p))[0, 0]) == pytest.approx(float(plain(*_pair(q, p))[0, 0]), abs=1e-6)
+    with_head.train()
+    with_head(*_pair(q, p)).sum().backward()
+    assert float(with_head.interact.weight.grad.abs().sum()) > 0.0  # the head gets a gradient from the start

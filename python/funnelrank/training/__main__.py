@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--ckpt-every", type=int, default=50)
     tp.add_argument("--eval-every", type=int, default=300)
     tp.add_argument("--resume", action="store_true")
+    tp.add_argument("--cross-bias-init", type=float, default=-6.0,
+                    help="initial cross-segment attention bias of the joint layers (-6: nearly closed, the bi-encoder)")
+    tp.add_argument("--cross-lr", type=float, default=None, help="learning rate of the cross-segment biases "
+                    "(default --head-lr)")
+    tp.add_argument("--interaction", action="store_true",
+                    help="add a zero-initialised linear term on the joint query [CLS] state to the score")
     tp.add_argument("--val-queries", type=int, default=60, help="validation queries per set")
     ep = sub.add_parser("export", help="export a checkpoint to a CrossEncoder model directory")
     ep.add_argument("checkpoint", type=_checkpoint_arg, help="checkpoint .pt ('none': the untrained start)")
@@ -108,7 +114,8 @@ def main() -> None:
         train(a.work, a.out or a.work / "train", a.max_minutes, batch_groups=a.batch_groups, lr=a.lr,
               head_lr=a.head_lr, kd=a.kd, bce=a.bce, mix=a.mix, ckpt_every=a.ckpt_every,
               eval_every=a.eval_every, max_steps=a.max_steps, resume=a.resume,
-              val_queries=a.val_queries)
+              val_queries=a.val_queries, cross_bias_init=a.cross_bias_init, interaction=a.interaction,
+              cross_lr=a.cross_lr)
     elif a.cmd == "patch":
         _write_patch(a.trained, a.base, exact=a.exact)
     elif a.cmd == "interpolate":

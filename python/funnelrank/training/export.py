@@ -28,11 +28,18 @@ OPSET = 17
 PRECISIONS = ("fp32", "fp16w", "int8")
 
 
+def has_interaction(params: dict[str, torch.Tensor]) -> bool:
+    """Whether trained parameters come from a model with the interaction head (``interact.*``)."""
+    return any(k.startswith("interact.") for k in params)
+
+
 def load_trained(checkpoint: Path | None, n_separate: int = 4, seed: int = 0) -> SegmentCrossEncoder:
-    """The base model with a checkpoint's trained parameters applied (None: the untrained start)."""
-    model = SegmentCrossEncoder.from_base(n_separate=n_separate)
-    if checkpoint is not None:
-        state = torch.load(checkpoint, weights_only=False)
+    """The base model with a checkpoint's trained parameters applied (None: the untrained start); the
+    interaction head is built when the checkpoint has one."""
+    state = torch.load(checkpoint, weights_only=False) if checkpoint is not None else None
+    model = SegmentCrossEncoder.from_base(n_separate=n_separate,
+                                          interaction=state is not None and has_interaction(state["params"]))
+    if checkpoint is not None and state is not None:
         missing = set(state["params"]) - set(dict(model.named_parameters()))
         if missing:
             raise ValueError(f"{checkpoint}: unknown parameters {sorted(missing)[:3]}")
@@ -62,7 +69,8 @@ def interpolate_checkpoint(checkpoint: Path, out: Path, alpha: float = 0.5, n_se
     """Write `interpolate_params` of a checkpoint and the untrained start (the bi-encoder) as a checkpoint,
     atomically."""
     state = torch.load(checkpoint, weights_only=False)
-    mixed = interpolate_params(state["params"], SegmentCrossEncoder.from_base(n_separate=n_separate), alpha)
+    start = SegmentCrossEncoder.from_base(n_separate=n_separate, interaction=has_interaction(state["params"]))
+    mixed = interpolate_params(state["params"], start, alpha)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, {"params": mixed, "step": state.get("step"), "wise_ft": {"from": str(checkpoint), "alpha": alpha}})
 
@@ -172,7 +180,8 @@ def export_model_dir(model: SegmentCrossEncoder, out: Path, precision: str = "fp
         cfg.update({"architectures": ["FunnelrankSegmentCrossEncoder"], "num_labels": 1,
                     "id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0},
                     "funnelrank": {"n_separate_layers": model.n_separate, "precision": precision,
-                                   "score": "sigmoid(scale * cos(mean(query segment), mean(passage segment)) + bias)",
+                                   "score": "sigmoid(scale * cos(mean(query segment), mean(passage segment)) + bias"
+                                            + (" + w . joint(query [CLS]))" if model.interact is not None else ")"),
                                    **(extra_config or {})}})
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         if out.exists():

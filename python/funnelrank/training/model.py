@@ -2,7 +2,9 @@
 separately (block-diagonal attention, as in PreTTR, MacAvaney et al. 2020) and whose upper layers attend
 jointly across the pair, with a learned per-head bias on cross-segment attention. The score is a scaled
 cosine between the mean-pooled query and passage segments: with cross-attention closed it equals the
-all-MiniLM-L6-v2 bi-encoder, which is where training starts.
+all-MiniLM-L6-v2 bi-encoder, which is where training starts. With ``interaction=True`` a linear term on the
+query's [CLS] state after the joint layers is added to it (zero-initialised, so the start is unchanged): the
+joint layers then have a direct path to the score that the cosine of two pooled segments does not give.
 
 The whole graph takes the usual cross-encoder inputs (input_ids, attention_mask, token_type_ids of
 "[CLS] q [SEP] p [SEP]") and returns one logit per pair, so any BERT cross-encoder runtime can run it.
@@ -37,7 +39,8 @@ class SegmentCrossEncoder(nn.Module):
     """Cross-encoder with `n_separate` per-segment layers below the joint ones (see module doc)."""
 
     def __init__(self, bert: nn.Module, n_separate: int = 4, cross_bias_init: float = -6.0,
-                 scale_init: float = 20.0, bias_init: float = -10.0, cls_id: int = 101) -> None:
+                 scale_init: float = 20.0, bias_init: float = -10.0, cls_id: int = 101,
+                 interaction: bool = False) -> None:
         super().__init__()
         cfg = bert.config
         self.n_separate = n_separate
@@ -51,6 +54,11 @@ class SegmentCrossEncoder(nn.Module):
         self.scale = nn.Parameter(torch.tensor(scale_init))
         self.bias = nn.Parameter(torch.tensor(bias_init))
         self.cls_id = int(cls_id)
+        self.interact: nn.Linear | None = None
+        if interaction:
+            self.interact = nn.Linear(cfg.hidden_size, 1)
+            nn.init.zeros_(self.interact.weight)
+            nn.init.zeros_(self.interact.bias)
 
     @classmethod
     def from_base(cls, path: str | os.PathLike[str] | None = None, **kw: Any) -> "SegmentCrossEncoder":
@@ -114,7 +122,10 @@ class SegmentCrossEncoder(nn.Module):
         q = (x * mq[..., None]).sum(1) / mq.sum(1, keepdim=True).clamp(min=1.0)
         p = (x * mp[..., None]).sum(1) / mp.sum(1, keepdim=True).clamp(min=1.0)
         cos = F.cosine_similarity(q, p, dim=-1, eps=1e-6)
-        return self.scale * cos + self.bias
+        logit = self.scale * cos + self.bias
+        if self.interact is not None:
+            logit = logit + self.interact(x[:, 0]).squeeze(-1)  # position 0: the query's [CLS]
+        return logit
 
     # -- the exported graph -------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,

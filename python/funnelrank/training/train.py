@@ -118,8 +118,11 @@ def trainable_state(model: SegmentCrossEncoder) -> dict[str, torch.Tensor]:
 def train(work: Path, out: Path, max_minutes: float, batch_groups: int = 4, lr: float = 5e-5,
           head_lr: float = 3e-3, kd: float = 1.0, bce: float = 0.2, mix: str = "squad:0.4,scifact:0.35,wikiqa:0.25",
           ckpt_every: int = 100, eval_every: int = 300, max_steps: int = 100000, resume: bool = False,
-          seed: int = 0, val_queries: int = 60) -> None:
-    """Run (or resume) training; see module doc."""
+          seed: int = 0, val_queries: int = 60, cross_bias_init: float = -6.0, interaction: bool = False,
+          cross_lr: float | None = None) -> None:
+    """Run (or resume) training; see module doc. `cross_bias_init` opens the joint layers' cross-segment
+    attention at the start (-6: nearly closed, the bi-encoder); `interaction` adds the zero-initialised
+    [CLS] term to the head; `cross_lr` is the cross-segment biases' learning rate (default `head_lr`)."""
     out.mkdir(parents=True, exist_ok=True)
     cache = Cache(work)
     groups = json.loads((work / "train_groups.json").read_text())
@@ -129,13 +132,18 @@ def train(work: Path, out: Path, max_minutes: float, batch_groups: int = 4, lr: 
         by_src.setdefault(g["src"], []).append(g)
     weights = {k: float(v) for k, v in (kv.split(":") for kv in mix.split(","))}
     srcs = [s for s in weights if s in by_src]
-    model = SegmentCrossEncoder.from_base(n_separate=cache.n_separate)
+    model = SegmentCrossEncoder.from_base(n_separate=cache.n_separate, cross_bias_init=cross_bias_init,
+                                          interaction=interaction)
     for n, p in model.named_parameters():
-        p.requires_grad = n.startswith(("cross_bias", "scale", "bias")) or (
+        p.requires_grad = n.startswith(("cross_bias", "scale", "bias", "interact")) or (
             n.startswith("layers.") and int(n.split(".")[1]) >= cache.n_separate)
-    head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("layers.")]
+    head = [p for n, p in model.named_parameters()
+            if p.requires_grad and not n.startswith(("layers.", "cross_bias"))]
     body = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("layers.")]
-    opt = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": head, "lr": head_lr, "weight_decay": 0.0}])
+    cross = [model.cross_bias]
+    rates = [lr, head_lr, head_lr if cross_lr is None else cross_lr]
+    opt = torch.optim.AdamW([{"params": body, "lr": rates[0]}, {"params": head, "lr": rates[1], "weight_decay": 0.0},
+                             {"params": cross, "lr": rates[2], "weight_decay": 0.0}])
     step, log = 0, []
     ckpt = out / "checkpoint.pt"
     rng = random.Random(seed)
@@ -158,8 +166,7 @@ def train(work: Path, out: Path, max_minutes: float, batch_groups: int = 4, lr: 
     run_loss, n_pairs, t0 = 0.0, 0, time.time()
     while step < max_steps and time.time() < t_end:
         model.train()
-        for gi, g in enumerate(opt.param_groups):
-            base = lr if gi == 0 else head_lr
+        for g, base in zip(opt.param_groups, rates):
             g["lr"] = base * min(1.0, (step + 1) / warm)
         batch = [rng.choice(by_src[rng.choices(srcs, [weights[s] for s in srcs])[0]]) for _ in range(batch_groups)]
         pairs = [(g["q"], d) for g in batch for d in g["docs"]]
