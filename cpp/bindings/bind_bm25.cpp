@@ -56,6 +56,39 @@ py::tuple to_python(const BM25Results& r, IdStrings& id_strings) {
     return ranked_to_python(id_strings, r.slots, r.ids, r.scores);
 }
 
+// A ranked result with its exact (float64) scores too: (ids, float32 scores, float64 scores).
+py::tuple to_python_exact(const BM25Results& r, IdStrings& id_strings) {
+    const py::tuple base = to_python(r, id_strings);
+    py::array_t<double> exact(static_cast<py::ssize_t>(r.exact_scores.size()));
+    std::copy(r.exact_scores.begin(), r.exact_scores.end(), exact.mutable_data());
+    return py::make_tuple(base[0], base[1], std::move(exact));
+}
+
+// The corpus-wide statistics of search_global(), checked at the edge: counts are ints >= 0 (any magnitude
+// refused with a ValueError naming it), df a dict of str -> int.
+BM25CorpusStats corpus_stats_arg(const IntArg& documents, const IntArg& total_length, const py::handle& df) {
+    BM25CorpusStats stats;
+    stats.docs = int_arg(documents, "documents", 0);
+    stats.total_length = int_arg(total_length, "total_length", 0);
+    if (!PyDict_Check(df.ptr())) {
+        throw py::type_error("df must be a dict of str -> int, not " +
+                             std::string(py::str(py::type::handle_of(df).attr("__name__"))));
+    }
+    for (const auto& item : py::reinterpret_borrow<py::dict>(df)) {
+        if (!PyUnicode_Check(item.first.ptr())) throw py::type_error("df keys must be str (analyzed terms)");
+        std::string term(utf8_view(item.first, "df term"));
+        IntArg value;
+        try {
+            value = item.second.cast<IntArg>();
+        } catch (const py::cast_error&) {
+            throw py::type_error("df['" + term + "'] must be an int");
+        }
+        const std::string name = "df['" + term + "']";
+        stats.df[std::move(term)] = int_arg(value, name.c_str(), 0);
+    }
+    return stats;
+}
+
 // k >= 1 (one beyond len(index) is len(index)); an int too large for 64 bits is a ValueError too.
 std::size_t checked_k(const IntArg& k) { return int_arg(k, "k", 1); }
 
@@ -228,6 +261,63 @@ the document added first.
             py::arg("queries"), py::arg("k") = 10, py::arg("threads") = 0, py::arg("allow") = py::none(),
             "search() for many queries, in parallel on `threads` threads (0 = every CPU this process may use); "
             "`allow` (as in search) applies to every query and is resolved once for the batch.")
+        .def(
+            "search_global",
+            [](PyBM25Index& self, const py::object& queries, const IntArg& k, const IntArg& documents,
+               const IntArg& total_length, const py::object& df, const IntArg& threads, const py::object& allow) {
+                const auto n = checked_k(k);
+                const auto t = static_cast<unsigned>(
+                    std::min<std::size_t>(int_arg(threads, "threads", 0), std::numeric_limits<unsigned>::max()));
+                const BM25CorpusStats stats = corpus_stats_arg(documents, total_length, df);
+                std::vector<std::string> qs;
+                for (const auto& item : items_of(queries, "queries")) qs.emplace_back(text_view(item, "query"));
+                const std::optional<std::vector<std::string>> allow_list = allow_arg(allow);
+                std::vector<BM25Results> rs;
+                {
+                    py::gil_scoped_release release;
+                    rs = self.index->search_batch(qs, n, t, allow_list ? &*allow_list : nullptr, &stats);
+                }
+                py::list out(rs.size());
+                for (std::size_t i = 0; i < rs.size(); ++i) out[i] = to_python_exact(rs[i], self.id_strings);
+                return out;
+            },
+            py::arg("queries"), py::arg("k") = 10, py::kw_only(), py::arg("documents"), py::arg("total_length"),
+            py::arg("df"), py::arg("threads") = 0, py::arg("allow") = py::none(),
+            "search_batch() scored with corpus-wide statistics (a shard of a larger corpus): `documents` and "
+            "`total_length` of the whole corpus, `df` the corpus-wide document frequency of every analyzed query "
+            "term this index holds. Returns (ids, float32 scores, float64 exact scores) per query; ValueError when "
+            "the statistics cannot include this index's.")
+        .def(
+            "corpus_stats",
+            [](const PyBM25Index& self) {
+                const auto s = self.index->corpus_stats();
+                return py::make_tuple(s.docs, s.total_length);
+            },
+            "(live documents, their total length in analyzed terms): a shard's share of the corpus statistics.")
+        .def(
+            "query_terms",
+            [](const PyBM25Index& self, const py::object& query) {
+                const std::string q(text_view(query, "query"));
+                std::vector<std::string> terms;
+                {
+                    py::gil_scoped_release release;
+                    terms = self.index->query_terms(q);
+                }
+                return terms;
+            },
+            py::arg("query"), "The distinct analyzed terms of `query`, in order of first occurrence.")
+        .def(
+            "doc_freqs",
+            [](const PyBM25Index& self, const py::object& terms) {
+                const auto list = string_list(terms, "terms");
+                std::vector<std::uint64_t> out;
+                {
+                    py::gil_scoped_release release;
+                    out = self.index->doc_freqs(list);
+                }
+                return out;
+            },
+            py::arg("terms"), "The live documents holding each analyzed term (0 for one this index lacks).")
         .def(
             "save",
             [](const PyBM25Index& self, const py::object& path) {

@@ -503,7 +503,7 @@ private:
 };
 }  // namespace
 
-std::vector<BM25Index::QueryTerm> BM25Index::prepare(std::string_view query) const {
+std::vector<BM25Index::QueryTerm> BM25Index::prepare(std::string_view query, const BM25CorpusStats* global) const {
     thread_local QueryTokenCache cache;
     cache.use(this, epoch_);
     // The ids of the query's terms that occur in live documents, in query order, with their positions.
@@ -535,10 +535,25 @@ std::vector<BM25Index::QueryTerm> BM25Index::prepare(std::string_view query) con
     std::sort(first.begin(), first.end());
     std::vector<QueryTerm> q;
     q.reserve(first.size());
-    const double n = static_cast<double>(data_.live_docs);
+    const double n = static_cast<double>(global ? global->docs : data_.live_docs);
     for (const auto& [pos, id] : first) {
         const Postings& p = data_.postings[id];
-        const double df = static_cast<double>(p.df);
+        std::uint64_t term_df = p.df;
+        if (global) {
+            const auto it = global->df.find(data_.terms[id]);
+            if (it == global->df.end()) {
+                throw InvalidArgument("search(): the corpus statistics give no document frequency for the query "
+                                      "term '" + data_.terms[id] + "', which this index holds");
+            }
+            if (it->second < p.df || it->second > global->docs) {
+                throw InvalidArgument("search(): the corpus document frequency of '" + data_.terms[id] + "' (" +
+                                      std::to_string(it->second) + ") is below this index's (" +
+                                      std::to_string(p.df) + ") or above the corpus's documents (" +
+                                      std::to_string(global->docs) + ")");
+            }
+            term_df = it->second;
+        }
+        const double df = static_cast<double>(term_df);
         q.push_back(QueryTerm{&p, static_cast<double>(count[pos]) * std::log(1.0 + (n - df + 0.5) / (df + 0.5))});
     }
     // A document's score is summed in int64 units of 2^-32 and an impact is at most k1 + 1, so this bounds
@@ -783,10 +798,12 @@ std::vector<BM25Index::Hit> BM25Index::top_k_dense(const std::vector<QueryTerm>&
     return hits;
 }
 
-void BM25Index::compute_impacts() const {
+void BM25Index::compute_impacts(const CorpusStats& stats) const {
     const Data& d = data_;
+    // The same expression as for the local statistics: equal integers give the same avgdl, bit for bit.
     const Scorer scorer(k1_, b_,
-                        d.live_docs > 0 ? static_cast<double>(d.live_len) / static_cast<double>(d.live_docs) : 0.0);
+                        stats.docs > 0 ? static_cast<double>(stats.total_length) / static_cast<double>(stats.docs)
+                                       : 0.0);
     for (const Postings& p : d.postings) {
         const std::size_t n = p.docs.size();
         p.impacts.resize(n);
@@ -800,16 +817,29 @@ void BM25Index::compute_impacts() const {
     }
 }
 
-std::shared_lock<WriterPreferringSharedMutex> BM25Index::read_lock() const {
-    for (;;) {
-        std::shared_lock lock(mutex_);
-        if (impacts_valid_) return lock;
-        lock.unlock();
-        std::unique_lock write(mutex_);  // double-checked: another reader may have recomputed meanwhile
-        if (!impacts_valid_) {
-            compute_impacts();
-            impacts_valid_ = true;
-        }
+BM25Index::ReadGuard BM25Index::read_lock(const BM25CorpusStats* global) const {
+    ReadGuard guard;
+    guard.shared = std::shared_lock(mutex_);
+    const auto wanted = [&] { return global ? CorpusStats{global->docs, global->total_length} : local_stats(); };
+    if (impacts_valid_ && impacts_for_ == wanted()) return guard;
+    guard.shared.unlock();
+    guard.exclusive = std::unique_lock(mutex_);  // double-checked: another reader may have recomputed meanwhile
+    const CorpusStats stats = wanted();
+    if (!(impacts_valid_ && impacts_for_ == stats)) {
+        if (global) check_global(*global);  // before the cache changes: a refused search changes nothing
+        compute_impacts(stats);
+        impacts_valid_ = true;
+        impacts_for_ = stats;
+    }
+    return guard;
+}
+
+void BM25Index::check_global(const BM25CorpusStats& global) const {
+    if (global.docs < data_.live_docs || global.total_length < data_.live_len) {
+        throw InvalidArgument("search(): the corpus statistics (" + std::to_string(global.docs) + " documents, total "
+                              "length " + std::to_string(global.total_length) + ") are smaller than this index's (" +
+                              std::to_string(data_.live_docs) + ", " + std::to_string(data_.live_len) +
+                              "): they must count every shard, this one included");
     }
 }
 
@@ -890,18 +920,21 @@ BM25Results BM25Index::to_results(const std::vector<Hit>& hits) const {
     r.ids.reserve(hits.size());
     r.scores.reserve(hits.size());
     r.slots.reserve(hits.size());
+    r.exact_scores.reserve(hits.size());
     for (const Hit& h : hits) {
         r.ids.push_back(data_.ext_ids[h.doc]);
         r.scores.push_back(static_cast<float>(h.score));
+        r.exact_scores.push_back(h.score);
         r.slots.push_back(h.doc);
     }
     return r;
 }
 
 BM25Results BM25Index::search_locked(std::string_view query, std::size_t k, const std::optional<Allowed>& allowed,
-                                     bool exhaustive) const {
+                                     bool exhaustive, const BM25CorpusStats* global) const {
     if (k == 0) throw InvalidArgument("search(): k must be >= 1");
-    const auto q = prepare(query);
+    if (global) check_global(*global);
+    const auto q = prepare(query, global);
     if (q.empty() || data_.live_docs == 0 || (allowed && allowed->docs.empty())) return {};
     // No more than the live documents can come back; k must never size an allocation beyond them.
     k = std::min<std::size_t>(k, static_cast<std::size_t>(data_.live_docs));
@@ -917,25 +950,29 @@ BM25Results BM25Index::search_locked(std::string_view query, std::size_t k, cons
     return to_results(top_k_pruned(q, k, mask));
 }
 
-BM25Results BM25Index::search(std::string_view query, std::size_t k, const std::vector<std::string>* allow) const {
-    const auto lock = read_lock();
-    return search_locked(query, k, resolve_allow(allow), false);
+BM25Results BM25Index::search(std::string_view query, std::size_t k, const std::vector<std::string>* allow,
+                              const BM25CorpusStats* global) const {
+    const auto lock = read_lock(global);
+    return search_locked(query, k, resolve_allow(allow), false, global);
 }
 
 BM25Results BM25Index::search_exhaustive(std::string_view query, std::size_t k,
-                                         const std::vector<std::string>* allow) const {
-    const auto lock = read_lock();
-    return search_locked(query, k, resolve_allow(allow), true);
+                                         const std::vector<std::string>* allow,
+                                         const BM25CorpusStats* global) const {
+    const auto lock = read_lock(global);
+    return search_locked(query, k, resolve_allow(allow), true, global);
 }
 
 std::vector<BM25Results> BM25Index::search_batch(const std::vector<std::string>& queries, std::size_t k,
-                                                 unsigned threads, const std::vector<std::string>* allow) const {
+                                                 unsigned threads, const std::vector<std::string>* allow,
+                                                 const BM25CorpusStats* global) const {
     if (k == 0) throw InvalidArgument("search_batch(): k must be >= 1");
     std::vector<BM25Results> out(queries.size());
-    const auto lock = read_lock();
+    const auto lock = read_lock(global);
+    if (global) check_global(*global);
     const std::optional<Allowed> allowed = resolve_allow(allow);  // once for the batch
     parallel_for(queries.size(), threads,
-                 [&](std::size_t i, std::size_t) { out[i] = search_locked(queries[i], k, allowed, false); });
+                 [&](std::size_t i, std::size_t) { out[i] = search_locked(queries[i], k, allowed, false, global); });
     return out;
 }
 
@@ -958,6 +995,33 @@ std::vector<std::string> BM25Index::ids() const {
     out.reserve(data_.live_docs);
     for (std::size_t doc = 0; doc < data_.ext_ids.size(); ++doc) {
         if (data_.alive[doc]) out.push_back(data_.ext_ids[doc]);
+    }
+    return out;
+}
+
+BM25Index::CorpusStats BM25Index::corpus_stats() const {
+    std::shared_lock lock(mutex_);
+    return local_stats();
+}
+
+std::vector<std::string> BM25Index::query_terms(std::string_view query) const {
+    // The analyzer is immutable: no lock needed.
+    std::vector<std::string> out;
+    std::unordered_set<std::string> seen;
+    std::string term;
+    analyzer_->split(query, [&](std::string_view raw) {
+        if (analyzer_->normalize(raw, term) && seen.insert(term).second) out.push_back(term);
+    });
+    return out;
+}
+
+std::vector<std::uint64_t> BM25Index::doc_freqs(const std::vector<std::string>& terms) const {
+    std::shared_lock lock(mutex_);
+    std::vector<std::uint64_t> out;
+    out.reserve(terms.size());
+    for (const auto& t : terms) {
+        const auto it = data_.term_of.find(t);
+        out.push_back(it == data_.term_of.end() ? 0 : data_.postings[it->second].df);
     }
     return out;
 }

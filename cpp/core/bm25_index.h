@@ -23,6 +23,16 @@
 // strategy and exhaustive search give bit-identical scores. Ties are broken by insertion order (earlier
 // document first).
 //
+// Sharded (distributed) scoring, as Elasticsearch's DFS query-then-fetch: an index holding one shard of a
+// corpus scores like an index over the whole corpus when it is given the corpus-wide statistics
+// (BM25CorpusStats: N, the total length and so avgdl, and df of the query's terms), which the shards
+// report (corpus_stats(), query_terms(), doc_freqs()) and a coordinator sums. The impacts are then
+// computed with the global avgdl (cached like the local ones, keyed by (N, total length); an index
+// alternating between local and global searches recomputes them at each switch), idf with the global N
+// and df, and everything else is unchanged: the same double arithmetic on the same integers, the same
+// fixed-point sums, so every score is bit-identical to the union index's (exact_scores too, the double
+// the top-k was ranked by, which a coordinator merges on).
+//
 // Thread safety: any number of concurrent readers (search, save, ...) with writers (add, remove,
 // compact) serialized by a writer-preferring shared mutex. add() analyzes its batch before taking the
 // write lock.
@@ -45,9 +55,22 @@ namespace funnelrank {
 struct BM25Results {
     std::vector<std::string> ids;  // best first
     std::vector<float> scores;
+    // The scores before rounding to float32: what the top-k was ranked by (a document's fixed-point sum
+    // as a double). Merging several shards' results on these (ties by corpus-wide insertion order)
+    // gives exactly the order of one index over their union.
+    std::vector<double> exact_scores;
     // The document slot each id was found at (as of the search; a slot's id changes only when its
     // document is deleted and the slots are compacted). Lets callers cache per-slot data, checked by id.
     std::vector<std::uint32_t> slots;
+};
+
+// The corpus-wide statistics a shard scores with (see the header comment). docs and total_length count
+// the live documents of the whole corpus; df maps analyzed terms (as query_terms() gives them) to the
+// number of live documents in the whole corpus that hold them.
+struct BM25CorpusStats {
+    std::uint64_t docs = 0;
+    std::uint64_t total_length = 0;
+    std::unordered_map<std::string, std::uint64_t> df;
 };
 
 class BM25Index {
@@ -72,15 +95,36 @@ public:
     // is refused with InvalidArgument. `allow`, when
     // given, restricts results to those of its ids that are in the index (unknown or deleted ids in it
     // are ignored, as in HNSWIndex::search: an allow-list is a filter, not a lookup).
-    BM25Results search(std::string_view query, std::size_t k,
-                       const std::vector<std::string>* allow = nullptr) const;
+    //
+    // `global`, when given, replaces this index's own N, avgdl and df by the corpus-wide ones (sharded
+    // scoring, see the header comment). They must be consistent with this index (InvalidArgument
+    // otherwise): global->docs >= size(), global->total_length >= this index's total length, and for every
+    // query term this index holds a df entry with this index's df <= df <= global->docs.
+    BM25Results search(std::string_view query, std::size_t k, const std::vector<std::string>* allow = nullptr,
+                       const BM25CorpusStats* global = nullptr) const;
     // The same result computed by scoring every matching document (reference for tests).
     BM25Results search_exhaustive(std::string_view query, std::size_t k,
-                                  const std::vector<std::string>* allow = nullptr) const;
+                                  const std::vector<std::string>* allow = nullptr,
+                                  const BM25CorpusStats* global = nullptr) const;
     // Queries answered in parallel on `threads` threads (0 = every CPU this process may use; see
-    // parallel_for.h), each as search() would with the same `allow` (resolved once for the batch).
+    // parallel_for.h), each as search() would with the same `allow` (resolved once for the batch) and
+    // `global` (whose df then covers the terms of every query).
     std::vector<BM25Results> search_batch(const std::vector<std::string>& queries, std::size_t k,
-                                          unsigned threads, const std::vector<std::string>* allow = nullptr) const;
+                                          unsigned threads, const std::vector<std::string>* allow = nullptr,
+                                          const BM25CorpusStats* global = nullptr) const;
+
+    // This index's statistics, for a coordinator to sum into BM25CorpusStats.
+    struct CorpusStats {
+        std::uint64_t docs = 0;          // live documents (N)
+        std::uint64_t total_length = 0;  // sum of their lengths (avgdl = total_length / docs)
+        bool operator==(const CorpusStats& o) const { return docs == o.docs && total_length == o.total_length; }
+    };
+    CorpusStats corpus_stats() const;
+    // The distinct terms of `query` after analysis (stopwords dropped, stemmed), in order of first
+    // occurrence, whether or not this index holds them: the keys a coordinator collects df for.
+    std::vector<std::string> query_terms(std::string_view query) const;
+    // The number of live documents holding each (analyzed) term; 0 for a term this index does not hold.
+    std::vector<std::uint64_t> doc_freqs(const std::vector<std::string>& terms) const;
 
     // Atomic (temporary file + fsync + rename); deleted documents are left out of the file.
     void save(const std::string& path) const;
@@ -151,14 +195,23 @@ private:
         std::uint32_t doc;
     };
 
-    std::vector<QueryTerm> prepare(std::string_view query) const;
+    std::vector<QueryTerm> prepare(std::string_view query, const BM25CorpusStats* global) const;
     // The term id of a raw (split) query token, kNoTerm for a stopword or a term no live document has.
     static constexpr std::uint32_t kNoTerm = 0xFFFFFFFFu;
     std::uint32_t query_term_id(std::string_view raw, std::string& scratch) const;
-    // Takes the shared lock with the impact cache valid (recomputing it under the exclusive lock first
-    // when an update invalidated it).
-    std::shared_lock<WriterPreferringSharedMutex> read_lock() const;
-    void compute_impacts() const;
+    // A read lock with the impact cache valid for the wanted statistics (global, or this index's own when
+    // null): the shared lock, or, when the cache had to be recomputed, the exclusive lock it was
+    // recomputed under (kept for the search, so a reader always makes progress even while others keep
+    // asking for other statistics).
+    struct ReadGuard {
+        std::shared_lock<WriterPreferringSharedMutex> shared;
+        std::unique_lock<WriterPreferringSharedMutex> exclusive;
+    };
+    ReadGuard read_lock(const BM25CorpusStats* global) const;
+    CorpusStats local_stats() const { return CorpusStats{data_.live_docs, data_.live_len}; }
+    // InvalidArgument when `global` cannot be a superset of this index (see search()).
+    void check_global(const BM25CorpusStats& global) const;
+    void compute_impacts(const CorpusStats& stats) const;
     // An allow-list resolved against the index (under the lock): what every search with it needs.
     struct Allowed {
         std::vector<std::uint8_t> mask;   // per document slot: 1 = allowed and live
@@ -167,7 +220,7 @@ private:
     // nullopt for no allow-list (no filter).
     std::optional<Allowed> resolve_allow(const std::vector<std::string>* allow) const;
     BM25Results search_locked(std::string_view query, std::size_t k, const std::optional<Allowed>& allowed,
-                              bool exhaustive) const;
+                              bool exhaustive, const BM25CorpusStats* global) const;
     std::vector<Hit> top_k_pruned(const std::vector<QueryTerm>& q, std::size_t k,
                                   const std::vector<std::uint8_t>* mask) const;
     std::vector<Hit> top_k_dense(const std::vector<QueryTerm>& q, std::size_t k,
@@ -185,6 +238,7 @@ private:
     mutable WriterPreferringSharedMutex mutex_;
     Data data_;
     mutable bool impacts_valid_ = false;  // read under the shared lock, written under the exclusive one
+    mutable CorpusStats impacts_for_;     // the statistics the cache was computed with (same locking)
     // A value no other index state ever had (from a process-wide counter), renewed by every update;
     // keys the per-thread cache of query tokens' term ids. Written under the exclusive lock.
     std::uint64_t epoch_;

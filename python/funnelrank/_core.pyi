@@ -89,6 +89,34 @@ class BM25Index:
         """search() for each query, in parallel on ``threads`` threads (0 = every CPU this process may use; never
         more threads than queries); ``allow`` (as in search()) applies to every query and is resolved once for
         the batch. k as in search()."""
+    def search_global(
+        self,
+        queries: Sequence[str | bytes],
+        k: int = 10,
+        *,
+        documents: int,
+        total_length: int,
+        df: dict[str, int],
+        threads: int = 0,
+        allow: Sequence[str] | None = None,
+    ) -> list[tuple[list[str], npt.NDArray[np.float32], npt.NDArray[np.float64]]]:
+        """search_batch() for a shard of a larger corpus, scored with the corpus-wide statistics (Elasticsearch's
+        DFS query-then-fetch): N = `documents`, avgdl = `total_length` / `documents`, and `df` (analyzed term ->
+        documents holding it, for every query term this index holds; see query_terms()). The scores are then
+        bit-identical to one index over the whole corpus. Each result is (ids, float32 scores, float64 exact
+        scores: what the top-k was ranked by, to merge shards on). ValueError when the statistics cannot include
+        this index's (fewer documents or a smaller df than here, a missing df).
+
+            >>> shard.search_global(["cat"], 2, documents=10, total_length=40, df={"cat": 3})
+            [(['a'], array([0.98], dtype=float32), array([0.98...]))]
+        """
+    def corpus_stats(self) -> tuple[int, int]:
+        """(live documents, their total length in analyzed terms), e.g. ``(2, 7)``."""
+    def query_terms(self, query: str | bytes) -> list[str]:
+        """The distinct analyzed terms of `query` in order of first occurrence, e.g. ``['cat', 'sleep']`` for
+        "the cats sleep, cats!" (stopwords dropped, stemmed), whether or not this index holds them."""
+    def doc_freqs(self, terms: Sequence[str]) -> list[int]:
+        """The live documents holding each analyzed term (0 for a term this index lacks), e.g. ``[2, 0]``."""
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index atomically (temporary file, fsync, rename); deleted documents are dropped."""
     @staticmethod
