@@ -109,3 +109,51 @@ def test_service_answers_a_repeated_rerank_from_the_cache_and_reports_the_hit_ra
     assert values["funnelrank_rerank_cache_misses_total"] == len(DOCS)
     assert values["funnelrank_rerank_cache_hit_ratio"] == 0.5
     assert values["funnelrank_rerank_cache_entries"] == len(DOCS)
+
+
+def test_cache_missing_is_a_peek() -> None:
+    cache = ScoreCache(4)
+    cache.put("q", "a", 1.0, False)
+    assert cache.missing("q", ["a", "b", "a"]) == [1]
+    assert cache.stats()["hits"] == 0 and cache.stats()["misses"] == 0
+
+
+def test_a_cached_request_skips_admission_when_a_fresh_one_would_be_refused() -> None:
+    # 10 ms per pair; timeout 3 s (80%: 2.4 s). While 100 pairs (>= 1 s) run, a fresh request of 100 pairs
+    # cannot finish in time (429), but 100 pairs already cached cost no model time: served at once.
+    import threading
+    import time
+
+    from funnelrank.service import ServiceLimits, create_app
+
+    reranker = overlap_reranker(delay_s=0.01, max_batch_pairs=1, cache_entries=1000)
+    app = create_app(reranker, limits=ServiceLimits(timeout_s=3.0, max_documents=400))
+    cached = {"query": "q", "documents": [f"cached {i}" for i in range(100)]}
+    try:
+        with running_server(app) as url:
+            for _ in range(2):  # let the estimator measure the throughput; also fills the cache for `cached`
+                assert httpx.post(url + "/v1/rerank", json=cached, timeout=10).status_code == 200
+            for i in range(2):
+                fresh_warm = {"query": "q", "documents": [f"warm {i} {j}" for j in range(40)]}
+                assert httpx.post(url + "/v1/rerank", json=fresh_warm, timeout=10).status_code == 200
+            time.sleep(0.6)  # the estimate refreshes every 0.5 s
+            long = {"query": "q", "documents": [f"long {i}" for i in range(100)]}
+            statuses: list[int] = []
+            runner = threading.Thread(
+                target=lambda: statuses.append(httpx.post(url + "/v1/rerank", json=long, timeout=10).status_code))
+            runner.start()
+            deadline = time.monotonic() + 5.0
+            while reranker.scheduler.pending_pairs < 50 and time.monotonic() < deadline and not statuses:
+                time.sleep(0.005)
+            assert reranker.scheduler.pending_pairs >= 50, f"the long request was not queued: {statuses}"
+            fresh = httpx.post(url + "/v1/rerank", json={"query": "q", "documents": [f"new {i}" for i in range(100)]},
+                               timeout=10)
+            again = httpx.post(url + "/v1/rerank", json=cached, timeout=10)
+            pending = reranker.scheduler.pending_pairs
+            runner.join()
+    finally:
+        reranker.scheduler.close()
+    assert fresh.status_code == 429, fresh.text
+    assert again.status_code == 200, again.text
+    assert pending > 0  # it was answered while the long request was still running
+    assert statuses == [200]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 
 __all__ = ["ScoreCache"]
 
@@ -56,6 +57,17 @@ class ScoreCache:
                 self.hits += 1
                 self._items.move_to_end(key)
             return found
+
+    def missing(self, query: str, passages: Sequence[str]) -> list[int]:
+        """Indices of the passages whose pair with `query` is not cached, best effort (a pair may be evicted
+        before it is read); a peek: counters and recency are left alone.
+
+            >>> c = ScoreCache(4); c.put("q", "a", 1.0, False); c.missing("q", ["a", "b"])
+            [1]
+        """
+        keys = [_key(query, p) for p in passages]
+        with self._lock:
+            return [i for i, k in enumerate(keys) if k not in self._items]
 
     def put(self, query: str, passage: str, logit: float, query_truncated: bool) -> None:
         """Remember the pair's logit (evicting the least recently used pair when full)."""

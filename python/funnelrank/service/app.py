@@ -292,7 +292,16 @@ def create_app(
             result, n_read = await asyncio.gather(scored, counted)
             return result, n_read
 
-        return await run_rerank(len(texts), n_tokens, call)
+        # Admission counts only the work the model will do: pairs the score cache answers cost nothing, so a
+        # repeated request is served even when the queue is too long for a fresh one.
+        n_pairs = len(texts)
+        cache = getattr(scheduler, "cache", None)
+        if cache is not None and texts:
+            missing = cache.missing(query, texts)
+            if len(missing) < n_pairs:
+                n_pairs = len(missing)
+                n_tokens = estimator.estimate_tokens(len(query), [len(texts[i]) for i in missing]) if missing else 0
+        return await run_rerank(n_pairs, n_tokens, call)
 
     def rerank_meta(version: str, result: Any, floor: float | None) -> dict[str, Any]:
         return {
