@@ -15,10 +15,12 @@ COMMAND_MODULES: tuple[str, ...] = (
     "funnelrank.commands.index",
     "funnelrank.commands.search",
     "funnelrank.commands.eval",
+    "funnelrank.commands.rerank_run",
     "funnelrank.commands.compare",
     "funnelrank.commands.nearmiss",
     "funnelrank.commands.optimize",
     "funnelrank.commands.calibrate_floor",
+    "funnelrank.commands.advise_depth",
     "funnelrank.commands.tune_fusion",
     "funnelrank.commands.serve",
 )
