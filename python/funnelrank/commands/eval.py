@@ -109,12 +109,13 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.quiet
     if progress:
         print(f"loading {args.data_dir} (split {args.split})", file=sys.stderr, flush=True)
-    dataset = load_beir(args.data_dir, args.split)
+    dataset = load_beir(args.data_dir, args.split, run_path=args.run_file)
     if args.query_ids is not None:
         dataset = dataset.with_queries(read_query_ids(args.query_ids))
         if progress:
             print(f"evaluating the {len(dataset.queries)} queries listed in {args.query_ids}", file=sys.stderr)
-    skip = {"data_dir", "split", "stages", "json", "quiet", "func", "command", "query_ids", "compare", "per_query"}
+    skip = {"data_dir", "split", "stages", "json", "quiet", "func", "command", "query_ids", "compare", "per_query",
+            "run_file"}
     options = {k: v for k, v in vars(args).items() if k not in skip}
     compare = None if args.compare is None else [parse_comparison(c) for c in args.compare]
     report = run_evaluation(
@@ -155,6 +156,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="evaluate only these judged queries of the split (one id per line, '#' comments); e.g. a "
         "validation slice: `python -m funnelrank.training heldout-ids scifact` lists the scifact train "
         "queries held out from reranker training",
+    )
+    p.add_argument(
+        "--run-file",
+        metavar="FILE",
+        default=None,
+        help="the run the `run` stage scores (and --rerank-from run reranks) instead of DATA_DIR/run.bm25.tsv: "
+        "BEIR (query-id corpus-id rank score) or TREC (qid Q0 docid rank score tag) format, e.g. the output "
+        "of `funnelrank rerank-run`",
     )
     p.add_argument(
         "--compare",

@@ -105,6 +105,8 @@ class BeirDataset:
     qrels: Qrels
     run: Run | None = None
     qrels_docs_missing: int = 0
+    run_file: Path | None = None
+    """The file `run` was read from (``root/run.bm25.tsv`` unless :func:`load_beir` was given another)."""
 
     def doc_ids(self) -> list[str]:
         """Document ids in corpus order."""
@@ -138,6 +140,7 @@ class BeirDataset:
             qrels={q: self.qrels[q] for q in keep},
             run=None if self.run is None else {q: r for q, r in self.run.items() if q in wanted},
             qrels_docs_missing=len({d for q in keep for d in self.qrels[q] if d not in self.corpus}),
+            run_file=self.run_file,
         )
 
 
@@ -222,9 +225,9 @@ def load_queries(path: Path | str) -> dict[str, Query]:
     return queries
 
 
-def _tsv_rows(path: Path, header: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
-    """Yield (line number, fields) of a tab-separated file, checking the width; a first line equal to
-    `header` is skipped (BEIR files have it; plain TREC-style files may not)."""
+def _tsv_rows(path: Path, header: tuple[str, ...], *, also: int | None = None) -> Iterator[tuple[int, list[str]]]:
+    """Yield (line number, fields) of a tab-separated file, checking the width (that of `header`, or `also`
+    when given); a first line equal to `header` is skipped (BEIR files have it; plain TREC-style files may not)."""
     for lineno, line in _read_lines(path):
         if not line.strip():
             continue
@@ -234,9 +237,10 @@ def _tsv_rows(path: Path, header: tuple[str, ...]) -> Iterator[tuple[int, list[s
         fields = [f.strip() for f in fields]
         if lineno == 1 and tuple(f.lower() for f in fields) == header:
             continue
-        if len(fields) != len(header):
+        if len(fields) != len(header) and len(fields) != also:
+            alt = f" or {also} (TREC)" if also else ""
             raise DatasetFormatError(
-                path, lineno, f"expected {len(header)} columns ({', '.join(header)}), got {len(fields)}"
+                path, lineno, f"expected {len(header)} columns ({', '.join(header)}){alt}, got {len(fields)}"
             )
         yield lineno, fields
 
@@ -261,12 +265,17 @@ def load_qrels(path: Path | str) -> Qrels:
 
 
 def load_run(path: Path | str) -> Run:
-    """Load a run TSV (`query-id corpus-id rank score`) into {qid: [(doc_id, score), ...]} ordered by the
-    rank column. Non-finite scores, repeated documents for a query and repeated ranks are errors."""
+    """Load a run TSV (`query-id corpus-id rank score`) or a TREC run file (`query-id Q0 corpus-id rank score
+    tag`, whitespace-separated) into {qid: [(doc_id, score), ...]} ordered by the rank column. Non-finite
+    scores, repeated documents for a query and repeated ranks are errors."""
     path = Path(path)
     rows: dict[str, list[tuple[int, str, float, int]]] = {}
     seen: dict[str, dict[str, int]] = {}
-    for lineno, (qid, doc_id, rank_s, score_s) in _tsv_rows(path, ("query-id", "corpus-id", "rank", "score")):
+    for lineno, fields in _tsv_rows(path, ("query-id", "corpus-id", "rank", "score"), also=6):
+        if len(fields) == 6:  # TREC: qid Q0 docid rank score tag
+            qid, _, doc_id, rank_s, score_s, _ = fields
+        else:
+            qid, doc_id, rank_s, score_s = fields
         try:
             rank = int(rank_s)
             score = float(score_s)
@@ -297,8 +306,11 @@ def available_splits(root: Path | str) -> list[str]:
     return sorted(p.stem for p in qdir.glob("*.tsv")) if qdir.is_dir() else []
 
 
-def load_beir(root: Path | str, split: str = "test", *, with_run: bool = True) -> BeirDataset:
-    """Load a BEIR dataset directory for one split (and its ``run.bm25.tsv`` when present and `with_run`).
+def load_beir(
+    root: Path | str, split: str = "test", *, with_run: bool = True, run_path: Path | str | None = None
+) -> BeirDataset:
+    """Load a BEIR dataset directory for one split (and its ``run.bm25.tsv`` when present and `with_run`;
+    `run_path` reads that run file instead, BEIR or TREC format, and must exist).
 
     Raises FileNotFoundError for a missing directory, file or split (listing the available splits) and
     DatasetFormatError for malformed content or judged queries missing from queries.jsonl.
@@ -328,7 +340,12 @@ def load_beir(root: Path | str, split: str = "test", *, with_run: bool = True) -
     queries = {qid: all_queries[qid] for qid in qrels}
     qrels_docs = {d for judged in qrels.values() for d in judged}
     run: Run | None = None
-    run_path = root / RUN_FILE
+    if run_path is not None:
+        run_path = Path(run_path)
+        if not run_path.is_file():
+            raise FileNotFoundError(f"{run_path}: run file not found")
+    else:
+        run_path = root / RUN_FILE
     if with_run and run_path.is_file():
         run = load_run(run_path)
         unknown = {d for ranking in run.values() for d, _ in ranking if d not in corpus}
@@ -346,6 +363,7 @@ def load_beir(root: Path | str, split: str = "test", *, with_run: bool = True) -
         qrels=qrels,
         run=run,
         qrels_docs_missing=sum(1 for d in qrels_docs if d not in corpus),
+        run_file=run_path if run is not None else None,
     )
 
 

@@ -63,6 +63,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "funnelrank.evaluation.stages_bm25",
     "funnelrank.evaluation.stages_dense",
     "funnelrank.evaluation.stages_rerank",
+    "funnelrank.evaluation.stages_postgres",
 )
 """Every module defining stages; importing one registers its stages. Add new stage modules here."""
 
