@@ -219,8 +219,10 @@ def build_demo_corpus(
     for module, path in _stdlib_sources(root):
         try:
             tree = ast.parse(path.read_bytes(), filename=str(path))
-        except (SyntaxError, ValueError, OSError, UnicodeDecodeError):
-            continue  # e.g. a file for another Python version; the demo corpus just lacks it
+        except (SyntaxError, ValueError, OSError, UnicodeDecodeError, RecursionError, SystemError):
+            # e.g. a file for another Python version, or one CPython 3.11's parser refuses ("AST constructor
+            # recursion depth mismatch", CPython gh-106905); the demo corpus just lacks it
+            continue
         add(_documented(module, tree))
     if include_compiled:
         for module in _compiled_modules():
