@@ -65,6 +65,15 @@ def overlap_reranker(delay_s: float = 0.0, token_delay_s: float = 0.0, **schedul
     return Reranker(scheduler=scheduler)
 
 
+def wait_until_pending(scheduler: Any, pairs: int, timeout_s: float = 5.0, stop: Any = None) -> None:
+    """Block until `scheduler` holds at least `pairs` pending pairs (a request admitted and queued), polling
+    every 5 ms; stops early once `stop()` is true. AssertionError if it never does within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while scheduler.pending_pairs < pairs and time.monotonic() < deadline and not (stop and stop()):
+        time.sleep(0.005)
+    assert scheduler.pending_pairs >= pairs, f"no request reached the scheduler ({scheduler.pending_pairs} pending)"
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

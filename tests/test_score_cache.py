@@ -8,7 +8,7 @@ import asyncio
 import httpx
 import numpy as np
 import pytest
-from service_helpers import OverlapModel, overlap_reranker, running_server
+from service_helpers import OverlapModel, overlap_reranker, running_server, wait_until_pending
 
 from funnelrank.rerank.scheduler import RerankScheduler
 from funnelrank.rerank.score_cache import ScoreCache
@@ -142,10 +142,7 @@ def test_a_cached_request_skips_admission_when_a_fresh_one_would_be_refused() ->
             runner = threading.Thread(
                 target=lambda: statuses.append(httpx.post(url + "/v1/rerank", json=long, timeout=10).status_code))
             runner.start()
-            deadline = time.monotonic() + 5.0
-            while reranker.scheduler.pending_pairs < 50 and time.monotonic() < deadline and not statuses:
-                time.sleep(0.005)
-            assert reranker.scheduler.pending_pairs >= 50, f"the long request was not queued: {statuses}"
+            wait_until_pending(reranker.scheduler, 50, stop=lambda: bool(statuses))  # statuses: refused early
             fresh = httpx.post(url + "/v1/rerank", json={"query": "q", "documents": [f"new {i}" for i in range(100)]},
                                timeout=10)
             again = httpx.post(url + "/v1/rerank", json=cached, timeout=10)

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from service_helpers import TOY_DOCS, OverlapModel, overlap_reranker, running_server, toy_server
+from service_helpers import TOY_DOCS, OverlapModel, overlap_reranker, running_server, toy_server, wait_until_pending
 
 from funnelrank.service import ServiceLimits, create_app
 
@@ -278,10 +278,7 @@ def test_requests_that_cannot_finish_in_time_are_refused_at_once() -> None:
             runner.start()
             # Send the second only once the first is admitted and queued (a fixed sleep raced with the first
             # request's connect on a busy machine: the second got in first and both ran past the timeout).
-            deadline = time.monotonic() + 5.0
-            while reranker.scheduler.pending_pairs < 30 and time.monotonic() < deadline:
-                time.sleep(0.005)
-            assert reranker.scheduler.pending_pairs >= 30, "the first request never reached the scheduler"
+            wait_until_pending(reranker.scheduler, 30)
             r = post(url, "/v1/rerank", {"query": "q", "documents": ["q"] * 60})
             runner.join()
             assert first[0].status_code == 200, first[0].text

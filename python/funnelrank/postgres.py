@@ -56,7 +56,7 @@ import numpy as np
 
 from funnelrank.candidates import Candidate, Stage1Hit
 from funnelrank.filters import validate_filter, validate_metadata
-from funnelrank.retrieval import HybridRetriever, Retrieved, Retriever, check_k, check_query
+from funnelrank.retrieval import HybridRetriever, Retrieved, Retriever, check_k, check_queries, check_query
 
 if TYPE_CHECKING:
     from funnelrank.embedding import Embedder
@@ -432,15 +432,6 @@ def _candidates(rows: Sequence[tuple[str, str, dict[str, Any], float]], name: st
     ]
 
 
-def _check_batch(queries: Sequence[str], query_ids: Sequence[str | None] | None) -> list[str]:
-    if isinstance(queries, str):
-        raise ValueError("queries must be a sequence of str, not a single string")
-    texts = [check_query(q) for q in queries]
-    if query_ids is not None and len(query_ids) != len(texts):
-        raise ValueError(f"got {len(texts)} queries but {len(query_ids)} query ids")
-    return texts
-
-
 class PgVectorRetriever:
     """pgvector search over a :class:`PgCorpus` (``stage1["dense"]``): the query embedded by the corpus's
     bi-encoder (``timings_ms["embed"]``), the table's HNSW index searched by cosine distance
@@ -483,7 +474,7 @@ class PgVectorRetriever:
         query_ids: Sequence[str | None] | None = None,
     ) -> list[Retrieved]:
         """:meth:`retrieve` for many queries: embedded in one batch, then one SQL query each."""
-        texts, k = _check_batch(queries, query_ids), check_k(k)
+        texts, k = check_queries(queries, query_ids)[0], check_k(k)
         if not texts:
             return []
         t = time.perf_counter()
@@ -531,7 +522,7 @@ class PgTextRetriever:
         query_ids: Sequence[str | None] | None = None,
     ) -> list[Retrieved]:
         """:meth:`retrieve` for each query."""
-        texts, k = _check_batch(queries, query_ids), check_k(k)
+        texts, k = check_queries(queries, query_ids)[0], check_k(k)
         return [self.retrieve(q, k, filter=filter) for q in texts]
 
 

@@ -104,7 +104,13 @@ def check_k(k: Any, what: str = "k") -> int:
     return int(k)
 
 
-def _check_queries(queries: Sequence[str], query_ids: Sequence[str | None] | None) -> tuple[list[str], list[Any]]:
+def check_queries(queries: Sequence[str], query_ids: Sequence[str | None] | None) -> tuple[list[str], list[Any]]:
+    """The checked queries (each as :func:`check_query`) and their ids (None each when `query_ids` is None);
+    ValueError for a single string or a length mismatch.
+
+        >>> check_queries(["cats", "dogs"], None)
+        (['cats', 'dogs'], [None, None])
+    """
     if isinstance(queries, str):
         raise ValueError("queries must be a sequence of str, not a single string")
     texts = [check_query(q) for q in queries]
@@ -147,7 +153,7 @@ class CollectionRetriever:
     ) -> list[Retrieved]:
         """:meth:`retrieve` for many queries, in parallel in the core; the filter is resolved once, and each
         query's timings are the batch's divided by the number of queries."""
-        texts, _ = _check_queries(queries, query_ids)
+        texts, _ = check_queries(queries, query_ids)
         k = check_k(k)
         if not texts:
             return []
@@ -314,7 +320,7 @@ class HybridRetriever(CollectionRetriever):
     ) -> list[Retrieved]:
         if self._shared:
             return super().retrieve_batch(queries, k, filter=filter, query_ids=query_ids)
-        texts, ids = _check_queries(queries, query_ids)
+        texts, ids = check_queries(queries, query_ids)
         k = check_k(k)
         a = self.first.retrieve_batch(texts, k, filter=filter, query_ids=ids)
         b = self.second.retrieve_batch(texts, k, filter=filter, query_ids=ids)
@@ -462,7 +468,7 @@ class RunRetriever:
         query_ids: Sequence[str | None] | None = None,
     ) -> list[Retrieved]:
         """:meth:`retrieve` for each query."""
-        texts, ids = _check_queries(queries, query_ids)
+        texts, ids = check_queries(queries, query_ids)
         return [self.retrieve(q, k, filter=filter, query_id=i) for q, i in zip(texts, ids)]
 
 

@@ -295,7 +295,7 @@ def create_app(
         # Admission counts only the work the model will do: pairs the score cache answers cost nothing, so a
         # repeated request is served even when the queue is too long for a fresh one.
         n_pairs = len(texts)
-        cache = getattr(scheduler, "cache", None)
+        cache = scheduler.cache
         if cache is not None and texts:
             missing = cache.missing(query, texts)
             if len(missing) < n_pairs:
