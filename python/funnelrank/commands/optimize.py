@@ -7,7 +7,8 @@ measurable (the rule and the variants: :mod:`funnelrank.evaluation.optimize`).
 
 prints one line per variant (nDCG@10, its difference from fp32 with the 95% interval, p50 ms per query,
 speed-up, KEPT or dropped) and writes the report as JSON (``--out``, atomically). Load a kept variant with the
-options the report lists, e.g. ``CrossEncoder.from_pretrained(MODEL_DIR, reuse_passage_states=True)``.
+options the report lists, e.g. ``CrossEncoder.from_pretrained(MODEL_DIR, reuse_passage_states=True)``, or
+for a cascade (``--variants cascade-int8-128@30``) ``Reranker(MODEL_DIR, cascade="int8-128@30")``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "optimize",
         help="derive faster variants of a cross-encoder and keep those that hold quality on validation data",
-        description="Derive the faster stage-2 variants of MODEL (int8, reused passage states), rerank the "
+        description="Derive the faster stage-2 variants of MODEL (int8, reused passage states, cascades), rerank the "
         "validation split's BM25 candidates with each and with the original, and keep a variant only when the "
         "95%% paired-bootstrap interval of its nDCG@10 difference lies within +-0.01.",
     )
@@ -61,7 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--queries", type=int, default=None, help="only the first N judged queries")
     p.add_argument("--max-length", type=int, default=None, help="pair token budget (default: the model's)")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads (default 2)")
-    p.add_argument("--variants", default=None, help="comma-separated subset of fp32,int8,states,states-prefix")
+    p.add_argument("--variants", default=None,
+                   help="comma-separated variants: fp32,int8,states,states-prefix (the default set) and cascades "
+                   "cascade-FIRST[-MAX_LENGTH]@KEEP, e.g. cascade-int8-128@30: FIRST (one of the four, at "
+                   "MAX_LENGTH tokens) scores every candidate, fp32 rescores its top KEEP")
     p.add_argument("--out", default=None, help="write the JSON report here (atomically)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=run)

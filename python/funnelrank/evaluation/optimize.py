@@ -11,10 +11,15 @@ Variants (:data:`VARIANTS`; each is a set of ``CrossEncoder.from_pretrained`` op
 * ``fp32``: the model as it is (the reference);
 * ``int8``: dynamic int8 quantization (:func:`funnelrank.rerank.variants.int8_variant`);
 * ``states``: reused passage states, exact (segment cross-encoders only, :mod:`funnelrank.rerank.split`);
-* ``states-prefix``: reused passage states where truncated passages reuse their precomputed longest form.
+* ``states-prefix``: reused passage states where truncated passages reuse their precomputed longest form;
+* ``cascade-FIRST[-MAX_LENGTH]@KEEP`` (any number of them, e.g. ``cascade-int8-128@30``): the first-pass
+  variant FIRST (one of the above, at MAX_LENGTH tokens when given) scores every candidate and fp32 rescores
+  the first pass's top KEEP (:mod:`funnelrank.rerank.cascade`); its time per query is both passes. Its row
+  also reports ``fp32_top10_recall``: the share of fp32's top 10 that the first pass kept for rescoring.
 
-For the ``states`` variants every candidate passage's states are precomputed first (what an index would do);
-that time is reported as ``index_s``, apart from the per-query rerank time.
+For the ``states`` variants (and cascades with a states first pass) every candidate passage's states are
+precomputed first (what an index would do); that time is reported as ``index_s``, apart from the per-query
+rerank time.
 
     >>> report = guard(model_dir, load_beir(data, "validation"), candidates=20)   # doctest: +SKIP
     >>> {v["variant"]: v["kept"] for v in report["variants"]}                     # doctest: +SKIP
@@ -33,19 +38,47 @@ import numpy as np
 from funnelrank.evaluation.beir import BeirDataset
 from funnelrank.evaluation.metrics import ndcg_at_k
 from funnelrank.evaluation.significance import compare_per_query
+from funnelrank.rerank.cascade import CascadeSpec, cascade_logits, is_cascade_name
+from funnelrank.rerank.variants import LOAD_VARIANTS
 
-__all__ = ["GUARD_MARGIN", "VARIANTS", "candidate_lists", "guard", "kendall_tau"]
+__all__ = ["GUARD_MARGIN", "VARIANTS", "candidate_lists", "check_variants", "guard", "kendall_tau",
+           "variant_options"]
 
 GUARD_MARGIN = 0.01
 """A kept variant's 95% interval of the nDCG@10 difference lies within +-GUARD_MARGIN."""
 
-VARIANTS: dict[str, dict[str, Any]] = {
-    "fp32": {},
-    "int8": {"precision": "int8"},
-    "states": {"reuse_passage_states": True},
-    "states-prefix": {"reuse_passage_states": "prefix"},
-}
-"""Variant name -> the ``CrossEncoder.from_pretrained`` options that load it."""
+VARIANTS: dict[str, dict[str, Any]] = dict(LOAD_VARIANTS)
+"""Variant name -> the ``CrossEncoder.from_pretrained`` options that load it (the guard's default set;
+cascades, ``cascade-...``, are named on demand)."""
+
+
+def check_variants(variants: Sequence[str]) -> None:
+    """ValueError naming every entry of `variants` that is neither in :data:`VARIANTS` nor a valid cascade."""
+    bad = []
+    for v in variants:
+        if is_cascade_name(v):
+            try:
+                CascadeSpec.parse(v)
+            except ValueError as exc:
+                bad.append(f"{v} ({exc})")
+        elif v not in VARIANTS:
+            bad.append(v)
+    if bad:
+        raise ValueError(f"unknown variants {bad}; choose from {list(VARIANTS)} or cascade-FIRST[-MAX_LENGTH]@KEEP "
+                         "(e.g. cascade-int8-128@30)")
+
+
+def variant_options(name: str) -> dict[str, Any]:
+    """What loads variant `name`: its ``from_pretrained`` options, or for a cascade
+    ``{"cascade": "int8-128@30"}`` (``Reranker(cascade=...)``).
+
+        >>> variant_options("int8"), variant_options("cascade-int8-128@30")
+        ({'precision': 'int8'}, {'cascade': 'int8-128@30'})
+    """
+    check_variants([name])
+    if is_cascade_name(name):
+        return {"cascade": CascadeSpec.parse(name).name}
+    return dict(VARIANTS[name])
 
 
 def candidate_lists(ds: BeirDataset, candidates: int) -> dict[str, list[str]]:
@@ -91,10 +124,8 @@ def guard(
     pair jointly) are reported with ``"skipped"`` and the reason. Returns a JSON-ready report."""
     from funnelrank.rerank import CrossEncoder
 
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
-    order = ["fp32", *[v for v in variants if v != "fp32"]]
+    check_variants(variants)
+    order = ["fp32", *dict.fromkeys(v for v in variants if v != "fp32")]
     lists = candidate_lists(ds, candidates)
     qids = [q for q in ds.queries if lists.get(q)]
     if not qids:
@@ -104,33 +135,44 @@ def guard(
     logits_of: dict[str, list[np.ndarray]] = {}
     ndcg_of: dict[str, dict[str, float]] = {}
     say = progress or (lambda _m: None)
+    exact: Any = None  # the fp32 model, kept for the cascades' second pass
     for name in order:
+        spec = CascadeSpec.parse(name) if is_cascade_name(name) else None
         try:
-            ce = CrossEncoder.from_pretrained(model, max_length=max_length, intra_op_threads=threads,
-                                              **VARIANTS[name])
+            if spec is None:
+                ce = CrossEncoder.from_pretrained(model, max_length=max_length, intra_op_threads=threads,
+                                                  **VARIANTS[name])
+            else:
+                ce = CrossEncoder.from_pretrained(
+                    model, max_length=spec.first_max_length or max_length, intra_op_threads=threads,
+                    **spec.first_pass_options())
         except ValueError as exc:
             rows.append({"variant": name, "skipped": str(exc), "kept": False})
             say(f"{name}: skipped ({exc})")
             continue
+        if name == "fp32":
+            exact = ce
         index_s = 0.0
         if ce.state_store is not None:
             t = time.perf_counter()
             ce.precompute_passages(list(texts.values()))
             index_s = time.perf_counter() - t
-        per_query_ms, logits, ndcg = [], [], {}
+        score = _scorer(ce, None if spec is None else (exact, spec.keep))
+        per_query_ms, logits, ndcg, rescored = [], [], {}, []
         for i, q in enumerate(qids):
             ids = lists[q]
             t = time.perf_counter()
-            _, lg = ce.predict(ds.queries[q].text, [texts[d] for d in ids])
+            lg, idx = score(ds.queries[q].text, [texts[d] for d in ids])
             per_query_ms.append((time.perf_counter() - t) * 1000.0)
             logits.append(lg)
+            rescored.append(np.arange(len(ids)) if idx is None else idx)
             ranked = [ids[j] for j in np.argsort(-lg, kind="stable")]
             ndcg[q] = ndcg_at_k(ranked, ds.qrels.get(q, {}), 10)
             if (i + 1) % 25 == 0:
                 say(f"{name}: {i + 1}/{len(qids)} queries")
         logits_of[name], ndcg_of[name] = logits, ndcg
         row: dict[str, Any] = {
-            "variant": name, "options": VARIANTS[name], "queries": len(qids),
+            "variant": name, "options": variant_options(name), "queries": len(qids),
             "ndcg@10": float(np.mean(list(ndcg.values()))),
             "p50_ms": float(np.percentile(per_query_ms, 50)), "p99_ms": float(np.percentile(per_query_ms, 99)),
             "pairs_per_s": sum(len(lists[q]) for q in qids) / (sum(per_query_ms) / 1000.0),
@@ -141,14 +183,20 @@ def guard(
         else:
             c = compare_per_query(name, ndcg, "fp32", ndcg_of["fp32"], "ndcg@10").as_dict()
             row["vs_fp32"] = c
-            row["max_abs_logit_diff"] = float(max(np.abs(a - b).max() for a, b in zip(logits, logits_of["fp32"])))
+            # over the candidates the variant scored itself (a cascade's pruned ones have no score of their own)
+            row["max_abs_logit_diff"] = float(max(np.abs(a[i] - b[i]).max() for a, b, i in
+                                                  zip(logits, logits_of["fp32"], rescored)))
             row["kendall_tau"] = float(np.mean([kendall_tau(a, b) for a, b in zip(logits, logits_of["fp32"])]))
+            if spec is not None:
+                row["fp32_top10_recall"] = _top_recall(logits, logits_of["fp32"], 10)
             row["kept"] = bool(-margin <= c["ci_low"] and c["ci_high"] <= margin)
         if ce.state_store is not None:
             row["state_store"] = ce.state_store.stats()
         rows.append(row)
         say(f"{name}: nDCG@10 {row['ndcg@10']:.4f}, p50 {row['p50_ms']:.0f} ms/query, kept {row['kept']}")
-        del ce
+        if ce is not exact:
+            del ce
+    del exact
     fp32 = next(r for r in rows if r["variant"] == "fp32")
     for r in rows:
         if "p50_ms" in r:
@@ -163,18 +211,50 @@ def guard(
     }
 
 
+def _scorer(ce: Any, cascade: tuple[Any, int] | None) -> Callable[[str, list[str]], tuple[np.ndarray, np.ndarray | None]]:
+    """``(query, passages) -> (logits, rescored positions or None)`` for one variant: `ce` alone, or `ce` as
+    the first pass of a cascade whose exact model and keep are `cascade`."""
+    def first(query: str, passages: list[str]) -> np.ndarray:
+        return np.asarray(ce.predict(query, passages)[1])
+
+    if cascade is None:
+        return lambda query, passages: (first(query, passages), None)
+    exact_model, keep = cascade
+
+    def exact(query: str, passages: list[str]) -> np.ndarray:
+        return np.asarray(exact_model.predict(query, passages)[1])
+
+    def run(query: str, passages: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        return cascade_logits(query, passages, first, exact, keep)
+
+    return run
+
+
+def _top_recall(logits: Sequence[np.ndarray], reference: Sequence[np.ndarray], k: int) -> float:
+    """Mean over queries of the share of `reference`'s top `k` that are also in `logits`' top `k`
+    (for a cascade: fp32's top 10 that the first pass let through, as pruned ones rank below them)."""
+    shares = []
+    for a, b in zip(logits, reference):
+        top_b = set(np.argsort(-b, kind="stable")[:k].tolist())
+        top_a = set(np.argsort(-a, kind="stable")[:k].tolist())
+        shares.append(len(top_a & top_b) / len(top_b) if top_b else 1.0)
+    return float(np.mean(shares)) if shares else 1.0
+
+
 def describe(report: Mapping[str, Any]) -> str:
     """The report as a table, one line per variant."""
     lines = [f"{report['dataset']}: {report['variants'][0].get('queries', 0)} queries x {report['candidates']} "
              f"candidates; {report['rule']}"]
     for r in report["variants"]:
         if "skipped" in r:
-            lines.append(f"  {r['variant']:14s} skipped: {r['skipped']}")
+            lines.append(f"  {r['variant']:22s} skipped: {r['skipped']}")
             continue
         vs = r.get("vs_fp32")
         diff = (f"{vs['difference']:+.4f} [{vs['ci_low']:+.4f}, {vs['ci_high']:+.4f}] p={vs['p_value']:.3f}  "
                 f"tau {r['kendall_tau']:.3f}" if vs else "reference")
-        lines.append(f"  {r['variant']:14s} nDCG@10 {r['ndcg@10']:.4f}  {diff:52s} p50 {r['p50_ms']:7.0f} ms  "
+        if "fp32_top10_recall" in r:
+            diff += f"  top10 {r['fp32_top10_recall']:.3f}"
+        lines.append(f"  {r['variant']:22s} nDCG@10 {r['ndcg@10']:.4f}  {diff:64s} p50 {r['p50_ms']:7.0f} ms  "
                      f"x{r['speedup_vs_fp32']:.2f}  {'KEPT' if r['kept'] else 'dropped'}")
     lines.append(f"fastest kept: {report['fastest_kept']} (x{report['speedup_of_fastest_kept']:.2f} at p50)")
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from funnelrank.candidates import Candidate
+from funnelrank.rerank.cascade import CascadeSpec, cascade_ascore, cascade_score
 from funnelrank.rerank.cross_encoder import ChunkSpec, CrossEncoder
 from funnelrank.rerank.defaults import default_parallelism
 from funnelrank.rerank.fusion import check_fusion, check_stage1_weight, fused_order
@@ -203,6 +204,12 @@ class Reranker:
             for `workers` > 1 when it was built by `CrossEncoder.from_pretrained`, else shared.
         reuse_passage_states: load the model with reused passage states (a segment cross-encoder such as the
             default one: see `CrossEncoder.from_pretrained`); its workers share one state store.
+        cascade: a two-pass cascade (:mod:`funnelrank.rerank.cascade`), e.g. ``"int8-128@30"`` or a
+            `CascadeSpec`: a cheap first pass (here int8 at 128 tokens, on its own scheduler in `first_pass`)
+            scores every candidate and the model rescores only its top 30; the pruned candidates get a score
+            of about 1e-13 and rank below the rescored ones. Needs `model` (a path, or a `CrossEncoder`
+            built by `from_pretrained`), not `scheduler`. Measure it with ``funnelrank optimize --variants
+            cascade-int8-128@30`` before using it.
         **scheduler_options: passed to `RerankScheduler` when this reranker makes its own; its score cache
             (``cache_entries``) defaults to :data:`DEFAULT_CACHE_ENTRIES` pairs here.
     """
@@ -222,15 +229,22 @@ class Reranker:
         chunking: ChunkSpec | None = None,
         workers: int | None = None,
         reuse_passage_states: bool | str = False,
+        cascade: CascadeSpec | str | None = None,
         **scheduler_options: Any,
     ) -> None:
         self.floor = _check_floor(floor)
         self.top_k = _check_top_k(top_k)
         self.stage1_weight = check_stage1_weight(stage1_weight)
         self.fusion = check_fusion(fusion)
+        self.cascade: CascadeSpec | None = (
+            None if cascade is None else cascade if isinstance(cascade, CascadeSpec) else CascadeSpec.parse(cascade))
+        self.first_pass: RerankScheduler | None = None
+        """The cascade's first-pass scheduler (None without a cascade)."""
         if scheduler is not None:
             if scheduler_options or workers is not None:
                 raise ValueError("scheduler options given together with an existing scheduler")
+            if self.cascade is not None:
+                raise ValueError("cascade needs a model to derive its first pass from, not an existing scheduler")
             self.scheduler = scheduler
             self._owns_scheduler = False
         else:
@@ -247,10 +261,14 @@ class Reranker:
                 )
             workers = 1 if workers is None else workers
             scheduler_options.setdefault("cache_entries", DEFAULT_CACHE_ENTRIES)
+            first = None if self.cascade is None else self._first_pass_model(model, self.cascade)
             if workers > 1 and model.replicable:
                 self.scheduler = RerankScheduler(model.replicas(workers), **scheduler_options)
             else:
                 self.scheduler = RerankScheduler(model, workers=workers, **scheduler_options)
+            if first is not None:
+                self.first_pass = RerankScheduler(first.replicas(workers) if workers > 1 else first,
+                                                  workers=workers, **scheduler_options)
             self._owns_scheduler = True
         if traces is None or isinstance(traces, TraceWriter):
             self.traces = traces
@@ -280,7 +298,11 @@ class Reranker:
         Raises `OverloadedError` when the scheduler is full and `TimeoutError` after `timeout` seconds.
         """
         cands, k, f, w, m = self._prepare(candidates, top_k, floor, stage1_weight, fusion)
-        scores = self.scheduler.score(query, [c.text for c in cands], timeout=timeout)
+        texts = [c.text for c in cands]
+        if self.first_pass is not None and self.cascade is not None:
+            scores = cascade_score(self.first_pass, self.scheduler, query, texts, self.cascade.keep, timeout=timeout)
+        else:
+            scores = self.scheduler.score(query, texts, timeout=timeout)
         return self._finish(query, query_id, cands, scores, k, f, w, m)
 
     def rank(
@@ -321,8 +343,25 @@ class Reranker:
     ) -> RerankResult:
         """`rerank` for asyncio (the same shared scheduler)."""
         cands, k, f, w, m = self._prepare(candidates, top_k, floor, stage1_weight, fusion)
-        scores = await self.scheduler.ascore(query, [c.text for c in cands], timeout=timeout)
+        texts = [c.text for c in cands]
+        if self.first_pass is not None and self.cascade is not None:
+            scores = await cascade_ascore(self.first_pass, self.scheduler, query, texts, self.cascade.keep,
+                                          timeout=timeout)
+        else:
+            scores = await self.scheduler.ascore(query, texts, timeout=timeout)
         return self._finish(query, query_id, cands, scores, k, f, w, m)
+
+    @staticmethod
+    def _first_pass_model(model: CrossEncoder, spec: CascadeSpec) -> CrossEncoder:
+        """The cascade's first pass: `model` reloaded as `spec` says (same source, threads, chunking)."""
+        if not model.replicable or model._load_args is None:
+            raise ValueError("cascade needs a model path or a CrossEncoder built by CrossEncoder.from_pretrained")
+        name, kwargs = model._load_args
+        options = {**kwargs, "reuse_passage_states": False, "state_store": None, "precision": "fp32",
+                   **spec.first_pass_options()}
+        if spec.first_max_length is not None:
+            options["max_length"] = spec.first_max_length
+        return CrossEncoder.from_pretrained(name, **options)
 
     def _prepare(
         self, candidates: Sequence[Any], top_k: int | None, floor: float | None, stage1_weight: float, fusion: str
@@ -353,6 +392,8 @@ class Reranker:
         """Close the scheduler (if this reranker made it) and the trace file (if it opened it)."""
         if self._owns_scheduler:
             self.scheduler.close()
+            if self.first_pass is not None:
+                self.first_pass.close()
         if self._owns_traces and self.traces is not None:
             self.traces.close()
 

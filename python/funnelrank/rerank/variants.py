@@ -16,12 +16,23 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from funnelrank.cache import atomic_writer, cache_dir, file_sha256
 
-__all__ = ["fp32_weights", "int8_variant"]
+__all__ = ["LOAD_VARIANTS", "fp32_weights", "int8_variant"]
+
+LOAD_VARIANTS: dict[str, dict[str, Any]] = {
+    "fp32": {},
+    "int8": {"precision": "int8"},
+    "states": {"reuse_passage_states": True},
+    "states-prefix": {"reuse_passage_states": "prefix"},
+}
+"""A model's derived variants by name -> the ``CrossEncoder.from_pretrained`` options that load each: the
+guard's variants (:data:`funnelrank.evaluation.optimize.VARIANTS`) and a cascade's first passes
+(:mod:`funnelrank.rerank.cascade`)."""
 
 
 def fp32_weights(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> int:
