@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -161,6 +162,22 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
                 return hits_to_python(hits, self.id_strings);
             },
             py::arg("vector"), py::arg("k") = 10, "Brute-force k nearest live ids (the recall reference).")
+        .def(
+            "vectors",
+            [](const PyHNSWIndex& self, const py::object& ids) {
+                std::vector<std::string> id_list = string_list(ids, "ids");
+                const std::size_t dim = self.dim();
+                std::vector<float> data;
+                {
+                    py::gil_scoped_release release;
+                    data = self.vectors(id_list);
+                }
+                py::array_t<float> out({static_cast<py::ssize_t>(id_list.size()), static_cast<py::ssize_t>(dim)});
+                std::copy(data.begin(), data.end(), out.mutable_data());
+                return out;
+            },
+            py::arg("ids"),
+            "The stored vectors of ids (n x dim float32; L2-normalised under cosine). KeyError for an id not in the index.")
         .def(
             "save",
             [](const PyHNSWIndex& self, const py::object& path) {

@@ -642,6 +642,20 @@ SearchHits HNSWIndex::search_exact(const float* query, std::size_t k) const {
     return s.to_hits(s.exact(q, k, nullptr));
 }
 
+std::vector<float> HNSWIndex::vectors(const std::vector<std::string>& ids) const {
+    const Impl& s = *impl_;
+    const std::size_t dim = s.params.dim;
+    std::vector<float> out(ids.size() * dim);
+    std::shared_lock lock(s.mutex);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        const auto it = s.label_of.find(ids[i]);
+        if (it == s.label_of.end()) throw NotFound("id not in the index: \"" + ids[i] + "\"");
+        const auto* v = reinterpret_cast<const float*>(s.graph->getDataByInternalId(s.internal_of[it->second]));
+        std::copy(v, v + dim, out.begin() + static_cast<std::ptrdiff_t>(i * dim));
+    }
+    return out;
+}
+
 std::size_t HNSWIndex::size() const {
     std::shared_lock lock(impl_->mutex);
     return impl_->live;

@@ -74,6 +74,11 @@ public:
                                          std::size_t threads = 0,
                                          const std::vector<std::string>* allow = nullptr) const;
 
+    // The stored vectors of `ids`, row-major (ids.size() x dim), as the index holds them: L2-normalised under
+    // cosine, as given under inner product. An id not live in the index -> NotFound. Adding them under the
+    // same ids to another index of the same metric indexes the same vectors (e.g. to split an index).
+    std::vector<float> vectors(const std::vector<std::string>& ids) const;
+
     // Exact (brute-force) k nearest live vectors; the reference the approximate search is measured against.
     SearchHits search_exact(const float* query, std::size_t k) const;
 

@@ -146,6 +146,40 @@ TEST(Hnsw, InnerProductUsesRawVectors) {
     EXPECT_FLOAT_EQ(h.scores[1], 2.f);
 }
 
+TEST(Hnsw, VectorsReturnsWhatIsStoredAndCopiesIntoAnEqualIndex) {
+    HNSWIndex cosine(params(2));
+    const std::vector<float> v = {3, 4, 0, 2, 1, 1};
+    cosine.add({"a", "b", "c"}, v.data(), 3);
+    const std::vector<float> got = cosine.vectors({"c", "a"});
+    ASSERT_EQ(got.size(), 4u);
+    EXPECT_NEAR(got[0], std::sqrt(0.5f), 1e-6);  // c, normalised
+    EXPECT_NEAR(got[1], std::sqrt(0.5f), 1e-6);
+    EXPECT_NEAR(got[2], 0.6f, 1e-6);  // a = (3, 4) / 5
+    EXPECT_NEAR(got[3], 0.8f, 1e-6);
+    EXPECT_TRUE(cosine.vectors({}).empty());
+    EXPECT_THROW(cosine.vectors({"a", "missing"}), NotFound);
+    cosine.remove({"b"});
+    EXPECT_THROW(cosine.vectors({"b"}), NotFound);
+
+    HNSWIndex ip(params(2, Metric::InnerProduct));
+    ip.add({"big"}, v.data(), 1);
+    EXPECT_EQ(ip.vectors({"big"}), (std::vector<float>{3, 4}));
+
+    // Copying every vector into a new index gives the same search results.
+    const std::vector<float> data = clustered(300, 8, 7);
+    HNSWIndex one(params(8));
+    std::vector<std::string> ids;
+    for (std::size_t i = 0; i < 300; ++i) ids.push_back("d" + std::to_string(i));
+    one.add(ids, data.data(), 300);
+    const std::vector<float> copied = one.vectors(ids);
+    HNSWIndex two(params(8));
+    two.add(ids, copied.data(), 300);
+    const std::vector<float> q = clustered(1, 8, 99);
+    const SearchHits a = one.search_exact(q.data(), 10), b = two.search_exact(q.data(), 10);
+    EXPECT_EQ(a.ids, b.ids);
+    for (std::size_t i = 0; i < a.scores.size(); ++i) EXPECT_NEAR(a.scores[i], b.scores[i], 1e-6);
+}
+
 TEST(Hnsw, InvalidAddChangesNothing) {
     const std::size_t dim = 4;
     HNSWIndex index(params(dim));

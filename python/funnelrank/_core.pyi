@@ -177,6 +177,10 @@ class HNSWIndex:
     ) -> list[_Hits]:
         """search() for every row, in parallel (``threads`` 0 = every CPU this process may use); ``allow`` (as in
         search()) applies to every row and is resolved once for the batch."""
+    def vectors(self, ids: Sequence[str]) -> npt.NDArray[np.float32]:
+        """The stored vectors of `ids`, ``[len(ids), dim]`` float32 (L2-normalised under cosine, as given under
+        "ip"); KeyError for an id not in the index. Adding them to another index of the same metric indexes
+        the same vectors, e.g. ``HNSWIndex.vectors(["a"]).shape == (1, dim)``."""
     def search_exact(self, vector: _Vectors, k: int = 10) -> _Hits:
         """Brute-force k nearest live ids (the recall reference); k as in search()."""
     def save(self, path: _StrPath) -> None: ...

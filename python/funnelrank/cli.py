@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "funnelrank.commands.search",
     "funnelrank.commands.eval",
     "funnelrank.commands.rerank_run",
+    "funnelrank.commands.shard",
     "funnelrank.commands.compare",
     "funnelrank.commands.nearmiss",
     "funnelrank.commands.optimize",

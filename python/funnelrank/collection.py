@@ -382,6 +382,40 @@ class Collection:
         capped at the collection's size as in :meth:`search_bm25`)."""
         return list(self._bm25.search_batch(list(queries), k=_clamp_k(k, len(self._bm25)), allow=allow))
 
+    def bm25_corpus_stats(self) -> tuple[int, int]:
+        """(documents, their total length in analyzed terms): this collection's share of a sharded corpus's
+        BM25 statistics (:mod:`funnelrank.sharding`), e.g. ``(2, 7)``."""
+        return self._bm25.corpus_stats()
+
+    def bm25_doc_freqs(self, queries: Sequence[str]) -> dict[str, int]:
+        """Every analyzed term of `queries` -> the documents here holding it (0 when none), e.g.
+        ``{"cat": 2, "sleep": 1}``: what a shard reports for global BM25 statistics."""
+        terms: dict[str, None] = {}
+        for q in queries:
+            terms.update(dict.fromkeys(self._bm25.query_terms(q)))
+        names = list(terms)
+        return dict(zip(names, self._bm25.doc_freqs(names)))
+
+    def search_bm25_global(
+        self, queries: Sequence[str], k: int, allow: list[str] | None = None, *, documents: int, total_length: int,
+        df: Mapping[str, int],
+    ) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
+        """BM25 top-`k` for many queries scored with a whole corpus's statistics (this collection being one shard
+        of it): ``BM25Index.search_global``. Each result is (ids, float32 scores, float64 exact scores)."""
+        return list(self._bm25.search_global(list(queries), k=_clamp_k(k, len(self._bm25)), documents=documents,
+                                             total_length=total_length, df=dict(df), allow=allow))
+
+    def vectors(self, ids: Sequence[str]) -> np.ndarray:
+        """The stored (L2-normalised) embeddings of `ids`, ``[len(ids), dim]``; KeyError for an id without one.
+        Adding them with ``add(..., vectors=)`` to a collection with the same embedder indexes the same vectors."""
+        if self._hnsw is None:
+            raise ValueError("this collection has no dense index (it was built with dense=False)")
+        return np.asarray(self._hnsw.vectors(list(ids)), dtype=np.float32)
+
+    def empty_like(self) -> Collection:
+        """A new, empty collection with this one's embedder and BM25 / HNSW parameters."""
+        return Collection(dense=self.dense, embedder=self.embedder, bm25=self._bm25_params, hnsw=self._hnsw_params)
+
     def embed_query(self, query: str) -> np.ndarray:
         """The query's embedding (the collection must be dense)."""
         if self.embedder is None:

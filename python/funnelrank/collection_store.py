@@ -102,7 +102,9 @@ def _open_regular(path: Path) -> Any:
     return os.fdopen(fd, "rb")
 
 
-def _embedder_identity(embedder: Any) -> dict[str, Any]:
+def embedder_identity(embedder: Any) -> dict[str, Any]:
+    """What a saved collection records of its embedder, to find it again (:func:`find_embedder`):
+    ``{"name", "fingerprint", "dim", "model_dir", "onnx_path"}``."""
     files = getattr(embedder, "files", None)
     root = getattr(files, "root", None)
     onnx = getattr(files, "onnx_path", None)
@@ -232,7 +234,7 @@ def save_collection(collection: Collection, path: str | os.PathLike[str]) -> Non
                 "docs": {"file": DOCS_FILE, "sha256": digest.hexdigest()},
                 "bm25": {"file": BM25_FILE},
                 "dense": (
-                    {"file": HNSW_FILE, "embedder": _embedder_identity(collection.embedder)}
+                    {"file": HNSW_FILE, "embedder": embedder_identity(collection.embedder)}
                     if collection._hnsw is not None
                     else None
                 ),
@@ -399,7 +401,9 @@ def _read_docs(path: Path, sha256: str, count: int) -> list[Document]:
     return docs
 
 
-def _find_embedder(identity: dict[str, Any], manifest_path: Path) -> Any:
+def find_embedder(identity: dict[str, Any], manifest_path: Path) -> Any:
+    """The embedder an :func:`embedder_identity` describes (the default one by precision, or its model
+    directory), checked by fingerprint; ValueError naming `manifest_path` when it cannot be found here."""
     from funnelrank.embedding import Embedder, default_embedder
 
     name = str(identity.get("name", ""))
@@ -455,7 +459,7 @@ def _load_generation(
         if embedder is None:
             key = json.dumps(identity, sort_keys=True)
             if key not in found:
-                found[key] = _find_embedder(identity, root / MANIFEST)
+                found[key] = find_embedder(identity, root / MANIFEST)
             embedder = found[key]
         elif identity["fingerprint"] and getattr(embedder, "fingerprint", None) != identity["fingerprint"]:
             raise ValueError(

@@ -121,8 +121,9 @@ class Pipeline:
     """Retrieve-and-rerank: a retriever, a reranker and a relevance floor.
 
     Args:
-        source: a :class:`~funnelrank.collection.Collection` (the retriever is built over it by name), or
-            any :class:`~funnelrank.retrieval.Retriever`.
+        source: a :class:`~funnelrank.collection.Collection` or a
+            :class:`~funnelrank.sharding.ShardedCollection` (the retriever is built over it by name), or any
+            :class:`~funnelrank.retrieval.Retriever`.
         retriever: with a collection, ``"hybrid"`` (BM25 + dense fused with RRF), ``"bm25"`` or
             ``"dense"``; None picks hybrid for a dense collection and bm25 otherwise.
         candidates: stage-1 depth (documents handed to the reranker).
@@ -159,7 +160,9 @@ class Pipeline:
         stage1_weight: float | str = DEFAULT,
         fusion: str = DEFAULT,
     ) -> None:
-        if isinstance(source, Collection):
+        from funnelrank.sharding import ShardedCollection
+
+        if isinstance(source, (Collection, ShardedCollection)):
             self.retriever: Retriever = make_retriever(source, retriever, rrf_k=rrf_k)
         elif isinstance(source, Retriever):
             if retriever is not None:
@@ -167,7 +170,7 @@ class Pipeline:
             self.retriever = source
         else:
             raise ValueError(f"a Pipeline needs a Collection or a Retriever, got {type(source).__name__}")
-        self.collection: Collection | None = getattr(self.retriever, "collection", None)
+        self.collection: Any = getattr(self.retriever, "collection", None)
         self.candidates = check_k(candidates, "candidates")
         self.top_k = check_k(top_k, "top_k")
         self.reranker = _make_reranker(reranker)

@@ -479,11 +479,17 @@ def make_retriever(
     hybrid_method: str = "rrf",
     rrf_k: float = 60.0,
     hybrid_weights: Sequence[float] = (1.0, 1.0),
-) -> CollectionRetriever:
-    """The retriever `name` over `collection`: ``"bm25"``, ``"dense"`` or ``"hybrid"`` (BM25 and dense fused,
-    RRF with ``rrf_k`` by default); None picks hybrid for a dense collection, bm25 otherwise."""
+) -> Retriever:
+    """The retriever `name` over `collection` (a :class:`~funnelrank.collection.Collection` or a
+    :class:`~funnelrank.sharding.ShardedCollection`): ``"bm25"``, ``"dense"`` or ``"hybrid"`` (BM25 and dense
+    fused, RRF with ``rrf_k`` by default); None picks hybrid for a dense collection, bm25 otherwise."""
+    from funnelrank.sharding import ShardedCollection, ShardedRetriever
+
     if name is None:
         name = "hybrid" if collection.dense else "bm25"
+    sharded = isinstance(collection, ShardedCollection)
+    if name in ("bm25", "dense") and sharded:
+        return ShardedRetriever(collection, name)
     if name == "bm25":
         return BM25Retriever(collection)
     if name == "dense":
@@ -494,9 +500,7 @@ def make_retriever(
                 "retriever='hybrid' needs a dense collection; this one was built without embeddings "
                 "(use retriever='bm25', or rebuild it with dense=True)"
             )
-        hybrid = HybridRetriever(
-            BM25Retriever(collection), DenseRetriever(collection), method=hybrid_method, rrf_k=rrf_k,
-            weights=hybrid_weights,
-        )
-        return hybrid
+        first: Retriever = ShardedRetriever(collection, "bm25") if sharded else BM25Retriever(collection)
+        second: Retriever = ShardedRetriever(collection, "dense") if sharded else DenseRetriever(collection)
+        return HybridRetriever(first, second, method=hybrid_method, rrf_k=rrf_k, weights=hybrid_weights)
     raise ValueError(f"retriever must be one of {', '.join(RETRIEVERS)}, got {name!r}")

@@ -61,7 +61,34 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "repeatable). Default: 127.0.0.1, localhost and [::1] when --host is a loopback address, else any")
     p.add_argument("--no-docs", action="store_true", help="do not serve /docs and /openapi.json")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    ray = p.add_argument_group("Ray Serve (pip install 'funnelrank[ray]'; see funnelrank.distributed)")
+    ray.add_argument("--ray", action="store_true",
+                     help="deploy on Ray Serve: an ingress, reranker replicas and one deployment per shard of DIR "
+                     "(a directory from `funnelrank shard`, or a collection: one shard)")
+    ray.add_argument("--ray-address", default=None, help="cluster to join (default: $RAY_ADDRESS, else a local one)")
+    ray.add_argument("--replicas", type=_replicas, default=1, help="reranker replicas, or 'auto' (autoscaling)")
+    ray.add_argument("--min-replicas", type=int, default=1, help="with --replicas auto")
+    ray.add_argument("--max-replicas", type=int, default=4, help="with --replicas auto")
+    ray.add_argument("--target-ongoing", type=float, default=8.0,
+                     help="with --replicas auto: requests per replica the autoscaler aims at")
+    ray.add_argument("--max-ongoing", type=int, default=64,
+                     help="requests one reranker replica holds at once (its scheduler batches them)")
+    ray.add_argument("--replica-cpus", type=float, default=1.0, help="Ray CPUs per reranker replica")
+    ray.add_argument("--shard-replicas", type=int, default=1, help="replicas of each shard deployment")
+    ray.add_argument("--shard-cpus", type=float, default=0.25, help="Ray CPUs per shard replica")
     p.set_defaults(func=run)
+
+
+def _replicas(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--replicas must be a positive integer or 'auto', got {value!r}")
+    return n
 
 
 def is_loopback(host: str) -> bool:
@@ -105,16 +132,19 @@ def run(args: argparse.Namespace) -> int:
         trusted_hosts: list[str] | None = None if "*" in args.trusted_host else list(args.trusted_host)
     else:
         trusted_hosts = list(LOOPBACK_HOSTS) if is_loopback(args.host) else None
-    collection = None
-    if args.collection is not None:
-        from funnelrank.collection import Collection
-
-        collection = Collection.load(args.collection)
     from funnelrank.rerank.floor import DEFAULT_CACHE_ENTRIES
 
     cache_entries = DEFAULT_CACHE_ENTRIES if args.cache_entries is None else args.cache_entries
     if cache_entries < 0:
         raise ValueError(f"--cache-entries must be >= 0, got {cache_entries}")
+    if args.ray:
+        return _run_on_ray(args, limits, api_key, trusted_hosts, cache_entries)
+    collection = None
+    if args.collection is not None:
+        from funnelrank.collection import Collection
+        from funnelrank.sharding import is_shard_dir, load_shards
+
+        collection = load_shards(args.collection) if is_shard_dir(args.collection) else Collection.load(args.collection)
     if args.model is not None:
         model_path = Path(args.model)
         reranker = Reranker(model_path, max_queue_pairs=args.max_queue_pairs, cache_entries=cache_entries)
@@ -140,4 +170,44 @@ def run(args: argparse.Namespace) -> int:
                                      log_level=args.log_level)).run()
     finally:
         reranker.close()
+    return 0
+
+
+def _run_on_ray(args: argparse.Namespace, limits: ServiceLimits, api_key: str | None,
+                trusted_hosts: list[str] | None, cache_entries: int) -> int:
+    """`serve --ray`: deploy on Ray Serve (funnelrank.distributed) and wait until interrupted."""
+    import time
+
+    try:
+        import ray
+        from ray import serve
+    except ImportError:
+        raise SystemExit("funnelrank serve --ray needs Ray Serve: pip install 'funnelrank[ray]'") from None
+    from funnelrank.distributed import ServiceConfig, build_app
+    from funnelrank.distributed import run as deploy
+
+    name = Path(args.model).resolve().name if args.model is not None else "funnelrank-default"
+    config = ServiceConfig(
+        model=str(Path(args.model).resolve()) if args.model is not None else None, model_name=name,
+        max_queue_pairs=args.max_queue_pairs, cache_entries=cache_entries, limits=limits, api_key=api_key,
+        cors_origins=tuple(args.cors_origin), trusted_hosts=tuple(trusted_hosts) if trusted_hosts is not None else None,
+        docs=not args.no_docs,
+    )
+    source = str(Path(args.collection).resolve()) if args.collection is not None else None
+    app = build_app(source, config, replicas=args.replicas, min_replicas=args.min_replicas,
+                    max_replicas=args.max_replicas, target_ongoing_requests=args.target_ongoing,
+                    max_ongoing_requests=args.max_ongoing, replica_cpus=args.replica_cpus,
+                    shard_replicas=args.shard_replicas, shard_cpus=args.shard_cpus)
+    ray.init(address=args.ray_address or os.environ.get("RAY_ADDRESS") or None, log_to_driver=False)
+    try:
+        deploy(app, host=args.host, port=args.port)
+        print(f"funnelrank serve --ray: model {name}, " + (f"shards of {source}" if source else "no collection")
+              + f", {args.replicas} reranker replica(s), listening on http://{args.host}:{args.port}",
+              file=sys.stderr, flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
     return 0

@@ -58,6 +58,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from funnelrank.service.admission import WaitEstimator
+from funnelrank.sharding import ShardedCollection, ShardUnavailableError
 from funnelrank.service.limits import ServiceLimits
 from funnelrank.service.metrics import CONTENT_TYPE, ServiceMetrics
 from funnelrank.service.middleware import PARSED_JSON_KEY, JSONErrors, ServiceMiddleware
@@ -139,7 +140,8 @@ def create_app(
 
     Args:
         reranker: a :class:`funnelrank.rerank.floor.Reranker`; its scheduler is shared by every request.
-        collection: a :class:`funnelrank.collection.Collection` for ``/v1/search`` (None: 404 there).
+        collection: a :class:`funnelrank.collection.Collection` or :class:`funnelrank.sharding.ShardedCollection`
+            for ``/v1/search`` (None: 404 there). A shard that cannot answer makes that request a 503.
         model_name: reported in responses and ``/health``.
         limits: request limits and overload behaviour.
         pipeline_defaults: default keyword arguments for :class:`funnelrank.pipeline.Pipeline`
@@ -390,12 +392,15 @@ def create_app(
             )
         except ValueError as exc:  # a bad setting, retriever or filter
             raise ServiceError(400, str(exc)) from None
+        except ShardUnavailableError as exc:  # a sharded collection's shard died or timed out: no partial answer
+            raise ServiceError(503, f"stage 1 unavailable: {exc}", retry) from None
         return {"id": str(uuid.uuid4()), "model": model_name if body.rerank else None, **response.to_dict()}
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        """Liveness, model, collection and queue state."""
-        return {
+        """Liveness, model, collection and queue state; with a sharded collection, each shard's (``status`` is
+        ``"degraded"`` while one is down)."""
+        out: dict[str, Any] = {
             "status": "ok",
             "model": model_name,
             "collection": (
@@ -403,6 +408,12 @@ def create_app(
             ),
             "queue": {"pending_pairs": scheduler.pending_pairs, "max_queue_pairs": scheduler.max_queue_pairs},
         }
+        if isinstance(collection, ShardedCollection):
+            shards = await asyncio.get_running_loop().run_in_executor(None, collection.health)
+            out["collection"]["shards"] = shards
+            if not all(s["up"] for s in shards):
+                out["status"] = "degraded"
+        return out
 
     @app.get("/metrics")
     async def prometheus() -> Response:
