@@ -62,6 +62,7 @@ class ServiceConfig:
     trusted_hosts: tuple[str, ...] | None = None
     docs: bool = True
     shard_timeout_s: float = 10.0
+    intra_op_threads: int | None = None
 
 
 @dataclass
@@ -214,7 +215,8 @@ class RerankerServer:
         from funnelrank.sharding import ShardedCollection
 
         cache = DEFAULT_CACHE_ENTRIES if config.cache_entries is None else config.cache_entries
-        options: dict[str, Any] = {"max_queue_pairs": config.max_queue_pairs, "cache_entries": cache}
+        options: dict[str, Any] = {"max_queue_pairs": config.max_queue_pairs, "cache_entries": cache,
+                                   "intra_op_threads": config.intra_op_threads}
         self.reranker = Reranker(Path(config.model), **options) if config.model else Reranker(**options)
         self.collection = (
             ShardedCollection([ServeShard(h, i, config.shard_timeout_s) for i, h in enumerate(shards)])

@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", metavar="PATH", default=None, help="cross-encoder directory (default: shipped model)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="ONNX Runtime intra-op threads per reranker (default: ONNX Runtime's choice, every core)")
     p.add_argument("--max-queue-pairs", type=int, default=4096, help="rerank queue bound (pairs); beyond it 429")
     p.add_argument("--cache-entries", type=int, default=None,
                    help="(query, passage) scores kept to answer repeats (default: the Reranker's, 65536; 0: off)")
@@ -147,10 +149,12 @@ def run(args: argparse.Namespace) -> int:
         collection = load_shards(args.collection) if is_shard_dir(args.collection) else Collection.load(args.collection)
     if args.model is not None:
         model_path = Path(args.model)
-        reranker = Reranker(model_path, max_queue_pairs=args.max_queue_pairs, cache_entries=cache_entries)
+        reranker = Reranker(model_path, max_queue_pairs=args.max_queue_pairs, cache_entries=cache_entries,
+                            intra_op_threads=args.threads)
         name = model_path.resolve().name
     else:
-        reranker = Reranker(max_queue_pairs=args.max_queue_pairs, cache_entries=cache_entries)
+        reranker = Reranker(max_queue_pairs=args.max_queue_pairs, cache_entries=cache_entries,
+                            intra_op_threads=args.threads)
         name = "funnelrank-default"
     app = create_app(reranker, collection=collection, model_name=name, limits=limits, api_key=api_key,
                      cors_origins=args.cors_origin, trusted_hosts=trusted_hosts, docs=not args.no_docs)
@@ -191,7 +195,7 @@ def _run_on_ray(args: argparse.Namespace, limits: ServiceLimits, api_key: str | 
         model=str(Path(args.model).resolve()) if args.model is not None else None, model_name=name,
         max_queue_pairs=args.max_queue_pairs, cache_entries=cache_entries, limits=limits, api_key=api_key,
         cors_origins=tuple(args.cors_origin), trusted_hosts=tuple(trusted_hosts) if trusted_hosts is not None else None,
-        docs=not args.no_docs,
+        docs=not args.no_docs, intra_op_threads=args.threads,
     )
     source = str(Path(args.collection).resolve()) if args.collection is not None else None
     app = build_app(source, config, replicas=args.replicas, min_replicas=args.min_replicas,

@@ -1,0 +1,143 @@
+"""Scale-out benchmark: `funnelrank serve --ray` with 1, 2 and 3 reranker replicas on a local 3-node Ray cluster
+(``ray.cluster_utils.Cluster``, 1 CPU per node), against plain `funnelrank serve` in the same run.
+
+For each setup it sends POST /v1/rerank requests (``--docs`` scifact passages each, from ../shared/data when
+present; the payloads of bench/load_test.py) from ``--clients`` concurrent clients and reports throughput and
+p50/p99 latency; then the per-request overhead Ray adds: p50 of a one-passage request sent by one client,
+through Ray Serve (proxy -> ingress -> replica) minus through `funnelrank serve` (uvicorn, same app).
+
+Every Ray node runs on this one machine: with 2 cores, 2 or 3 replicas share the same 2 cores, so throughput
+cannot grow with replicas here; the figures show what the deployment costs, not what more machines give.
+Each replica runs ONNX Runtime with ``--threads`` intra-op threads (default 1) and plain serve with the same.
+
+    .venv/bin/python bench/bench_scale_out.py --json
+    .venv/bin/python bench/bench_scale_out.py --replicas 1,2 --requests 24 --clients 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from load_test import free_port, load_workload, pick_model, run_level, start_server, wait_ready  # noqa: E402
+
+
+def payloads(n: int, docs: int, max_chars: int, seed: int) -> list[dict[str, Any]]:
+    queries, passages = load_workload(max_chars, seed)
+    rng = random.Random(seed)
+    return [{"query": rng.choice(queries), "documents": rng.sample(passages, docs)} for _ in range(n)]
+
+
+def single_p50(url: str, bodies: list[dict[str, Any]], n: int) -> float:
+    """p50 ms of `n` sequential one-passage requests (the fixed cost of a request)."""
+    import httpx
+
+    times = []
+    with httpx.Client(timeout=60) as client:
+        for i in range(n):
+            body = {"query": bodies[i % len(bodies)]["query"], "documents": bodies[i % len(bodies)]["documents"][:1]}
+            t = time.perf_counter()
+            r = client.post(url + "/v1/rerank", json=body)
+            r.raise_for_status()
+            times.append((time.perf_counter() - t) * 1000.0)
+    return statistics.median(times)
+
+
+def measure(url: str, args: argparse.Namespace, bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    # Warm-up (first batches, replicas' sessions) is not measured.
+    asyncio.run(run_level(url, args.clients, args.clients * 2, 60.0, bodies, 120.0))
+    level = asyncio.run(run_level(url, args.clients, args.requests, args.max_seconds, bodies, 120.0))
+    level["single_request_p50_ms"] = round(single_p50(url, bodies, args.single), 1)
+    return level
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--replicas", default="1,2,3")
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--requests", type=int, default=48, help="measured requests per setup")
+    p.add_argument("--docs", type=int, default=8, help="passages per request")
+    p.add_argument("--max-chars", type=int, default=600)
+    p.add_argument("--max-seconds", type=float, default=120.0)
+    p.add_argument("--single", type=int, default=30, help="one-passage requests for the overhead figure")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads per replica / server")
+    p.add_argument("--model", default=None)
+    p.add_argument("--random-head", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    model, model_desc = pick_model(args)
+    bodies = payloads(96, args.docs, args.max_chars, args.seed)
+    report: dict[str, Any] = {"machine": f"{os.cpu_count()} CPUs, one machine", "model": model_desc,
+                              "docs_per_request": args.docs, "clients": args.clients, "threads": args.threads}
+
+    # Peer: plain funnelrank serve, same model and threads, same payloads.
+    port = free_port()
+    proc = start_server(model, port, ["--cache-entries", "0", "--threads", str(args.threads)])
+    try:
+        asyncio.run(wait_ready(f"http://127.0.0.1:{port}", proc))
+        report["serve"] = measure(f"http://127.0.0.1:{port}", args, bodies)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    import ray
+    from ray import serve
+    from ray.cluster_utils import Cluster
+
+    from funnelrank.distributed import ServiceConfig, build_app
+    from funnelrank.distributed import run as deploy
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+    config = ServiceConfig(model=str(model), model_name=model.name, cache_entries=0, intra_op_threads=args.threads)
+    report["ray"] = []
+    try:
+        for n in [int(x) for x in args.replicas.split(",")]:
+            port = free_port()
+            t = time.perf_counter()
+            deploy(build_app(None, config, replicas=n, replica_cpus=1.0), port=port)
+            ready_s = time.perf_counter() - t
+            level = measure(f"http://127.0.0.1:{port}", args, bodies)
+            level.update({"replicas": n, "deploy_s": round(ready_s, 1)})
+            report["ray"].append(level)
+            serve.shutdown()
+            print(f"replicas={n}: {level['throughput_rps']} req/s, p50 {level['p50_ms']} ms, p99 {level['p99_ms']} ms",
+                  file=sys.stderr)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    base = report["serve"]
+    for level in report["ray"]:
+        level["throughput_vs_serve"] = round(level["throughput_rps"] / base["throughput_rps"], 3) \
+            if base["throughput_rps"] else None
+        level["overhead_ms_per_request"] = round(level["single_request_p50_ms"] - base["single_request_p50_ms"], 1)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"model: {model_desc}; {args.docs} passages/request, {args.clients} clients, {args.threads} thread(s)")
+        print("setup            req/s   p50 ms   p99 ms  x serve  1-doc p50 ms  overhead ms")
+        rows = [("serve", base, None)] + [(f"ray x{lv['replicas']}", lv, lv) for lv in report["ray"]]
+        for name, lv, r in rows:
+            print(f"{name:<14} {lv['throughput_rps']:>7} {lv['p50_ms']:>8} {lv['p99_ms']:>8} "
+                  f"{(r or {}).get('throughput_vs_serve', 1.0):>8} {lv['single_request_p50_ms']:>13} "
+                  f"{(r or {}).get('overhead_ms_per_request', 0.0):>12}")
+    failures = [lv for lv in [base, *report["ray"]] if lv["failures"]]
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
