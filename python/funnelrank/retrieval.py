@@ -483,13 +483,12 @@ def make_retriever(
     """The retriever `name` over `collection` (a :class:`~funnelrank.collection.Collection` or a
     :class:`~funnelrank.sharding.ShardedCollection`): ``"bm25"``, ``"dense"`` or ``"hybrid"`` (BM25 and dense
     fused, RRF with ``rrf_k`` by default); None picks hybrid for a dense collection, bm25 otherwise."""
-    from funnelrank.sharding import ShardedCollection, ShardedRetriever
-
     if name is None:
         name = "hybrid" if collection.dense else "bm25"
-    sharded = isinstance(collection, ShardedCollection)
-    if name in ("bm25", "dense") and sharded:
-        return ShardedRetriever(collection, name)
+    # A sharded collection (funnelrank.sharding) builds its own bm25 / dense retrievers.
+    sharded: Callable[[str], Retriever] | None = getattr(collection, "stage1_retriever", None)
+    if name in ("bm25", "dense") and sharded is not None:
+        return sharded(name)
     if name == "bm25":
         return BM25Retriever(collection)
     if name == "dense":
@@ -500,7 +499,7 @@ def make_retriever(
                 "retriever='hybrid' needs a dense collection; this one was built without embeddings "
                 "(use retriever='bm25', or rebuild it with dense=True)"
             )
-        first: Retriever = ShardedRetriever(collection, "bm25") if sharded else BM25Retriever(collection)
-        second: Retriever = ShardedRetriever(collection, "dense") if sharded else DenseRetriever(collection)
+        first: Retriever = sharded("bm25") if sharded is not None else BM25Retriever(collection)
+        second: Retriever = sharded("dense") if sharded is not None else DenseRetriever(collection)
         return HybridRetriever(first, second, method=hybrid_method, rrf_k=rrf_k, weights=hybrid_weights)
     raise ValueError(f"retriever must be one of {', '.join(RETRIEVERS)}, got {name!r}")

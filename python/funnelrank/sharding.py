@@ -289,6 +289,11 @@ class ShardedCollection:
 
         return [{"shard": i, **r} for i, r in enumerate(self._scatter(probe))]
 
+    def stage1_retriever(self, name: str) -> ShardedRetriever:
+        """The ``"bm25"`` or ``"dense"`` retriever over these shards (what
+        :func:`funnelrank.retrieval.make_retriever` asks a sharded collection for)."""
+        return ShardedRetriever(self, name)
+
     def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
         """Query embeddings, ``[n, dim]`` (a dense sharded collection only)."""
         if self.embedder is None:
