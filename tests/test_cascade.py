@@ -5,6 +5,7 @@ exact model itself, bad specs fail clearly; and the guard measures a cascade lik
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import numpy as np
@@ -196,8 +197,8 @@ def test_reranker_refuses_a_cascade_without_a_model_to_derive_it_from(tiny_cross
 
 
 # ------------------------------------------------------------------ the guard
-DOCS = [{"_id": f"d{i}", "title": "", "text": t} for i, t in enumerate(PASSAGES)]
-QUERIES = [{"_id": "q1", "text": QUERY}, {"_id": "q2", "text": "how long does a flea live"},
+DOCS: list[dict[str, object]] = [{"_id": f"d{i}", "title": "", "text": t} for i, t in enumerate(PASSAGES)]
+QUERIES: list[dict[str, object]] = [{"_id": "q1", "text": QUERY}, {"_id": "q2", "text": "how long does a flea live"},
            {"_id": "q3", "text": "how much do cats sleep"}]
 QRELS = {"validation": [("q1", "d0", 1), ("q2", "d2", 1), ("q3", "d3", 1)]}
 
@@ -223,3 +224,21 @@ def test_guard_names_a_bad_cascade() -> None:
     with pytest.raises(ValueError, match="unknown variants"):
         variant_options("cascade-int8")
     assert variant_options("cascade-states-prefix-128@20") == {"cascade": "states-prefix-128@20"}
+
+
+def test_cli_measures_a_cascade_on_the_listed_query_ids(tmp_path: Path, tiny_cross_encoder_dir: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from funnelrank.cli import main
+
+    data = write_beir(tmp_path / "data", DOCS, QUERIES, QRELS)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("# held out\nq1\nq3\n")
+    code = main(["optimize", str(tiny_cross_encoder_dir), "--validate", str(data), "--split", "validation",
+                 "--candidates", "6", "--query-ids", str(ids), "--variants", "cascade-fp32-16@2", "--threads", "1",
+                 "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["variant"] for r in report["variants"]] == ["fp32", "cascade-fp32-16@2"]
+    assert all(r["queries"] == 2 for r in report["variants"])
+    assert main(["optimize", str(tiny_cross_encoder_dir), "--validate", str(data), "--split", "validation",
+                 "--variants", "cascade-fp32-16@0"]) == 2  # a bad cascade is a usage error, before any model runs

@@ -22,12 +22,17 @@ from pathlib import Path
 def run(args: argparse.Namespace) -> int:
     """Entry point of `funnelrank optimize`."""
     from funnelrank.evaluation.beir import load_beir
-    from funnelrank.evaluation.optimize import VARIANTS, describe, guard
+    from funnelrank.evaluation.optimize import VARIANTS, check_variants, describe, guard
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else list(VARIANTS)
+    check_variants(variants)  # a bad name fails before the data and the models load
     if args.candidates < 1:
         raise ValueError(f"--candidates must be >= 1, got {args.candidates}")
     ds = load_beir(args.validate, args.split)
+    if args.query_ids is not None:
+        from funnelrank.evaluation.beir import read_query_ids
+
+        ds = ds.with_queries(read_query_ids(args.query_ids))
     if args.queries is not None:
         if args.queries < 1:
             raise ValueError(f"--queries must be >= 1, got {args.queries}")
@@ -59,7 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--validate", required=True, type=Path, metavar="DATA_DIR", help="BEIR-layout dataset")
     p.add_argument("--split", required=True, help="its validation split (never a test split you report)")
     p.add_argument("--candidates", type=int, default=100, help="BM25 candidates per query (default 100)")
-    p.add_argument("--queries", type=int, default=None, help="only the first N judged queries")
+    p.add_argument("--query-ids", type=Path, default=None, metavar="FILE",
+                   help="only these judged queries (one id per line, '#' comments), e.g. the scifact train queries "
+                   "held out from reranker training: `python -m funnelrank.training heldout-ids scifact`")
+    p.add_argument("--queries", type=int, default=None, help="only the first N judged queries (after --query-ids)")
     p.add_argument("--max-length", type=int, default=None, help="pair token budget (default: the model's)")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads (default 2)")
     p.add_argument("--variants", default=None,

@@ -208,8 +208,10 @@ class Reranker:
             `CascadeSpec`: a cheap first pass (here int8 at 128 tokens, on its own scheduler in `first_pass`)
             scores every candidate and the model rescores only its top 30; the pruned candidates get a score
             of about 1e-13 and rank below the rescored ones. Needs `model` (a path, or a `CrossEncoder`
-            built by `from_pretrained`), not `scheduler`. Measure it with ``funnelrank optimize --variants
-            cascade-int8-128@30`` before using it.
+            built by `from_pretrained`), not `scheduler`. A ``states``/``states-prefix`` first pass reuses
+            passage states: compute them at index time with
+            ``reranker.first_pass.model.precompute_passages(texts)``. Measure a cascade with ``funnelrank
+            optimize --variants cascade-int8-128@30`` before using it.
         **scheduler_options: passed to `RerankScheduler` when this reranker makes its own; its score cache
             (``cache_entries``) defaults to :data:`DEFAULT_CACHE_ENTRIES` pairs here.
     """
