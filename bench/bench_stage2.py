@@ -45,6 +45,7 @@ on validation data.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -74,7 +75,9 @@ def bert_checkpoint(root: Path, seed: int = 0) -> tuple[Path, Path]:
     model = BertForSequenceClassification.from_pretrained(str(base_model_dir()), num_labels=1)
     model.save_pretrained(str(hf))
     AutoTokenizer.from_pretrained(str(base_model_dir())).save_pretrained(str(hf))
-    if export([str(hf), str(onnx_dir), "--overwrite"]) != 0:
+    with contextlib.redirect_stdout(sys.stderr):  # its progress line must not break --json's one object
+        code = export([str(hf), str(onnx_dir), "--overwrite"])
+    if code != 0:
         raise RuntimeError("export of the BERT cross-encoder failed")
     return hf, onnx_dir
 
