@@ -122,7 +122,7 @@ def test_corrupt_or_missing_shard_files_are_clear_errors(corpus: Collection, tmp
     with pytest.raises(IndexFileError, match="not found"):
         load_shards(tmp_path)
     manifest = json.loads((out / "shards.json").read_text())
-    manifest["manifest"]["documents"] += 1  # edited without the checksum
+    manifest["documents"] += 1  # edited without the checksum
     (out / "shards.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexFileError, match="corrupt shard manifest"):
         load_shards(out)

@@ -35,34 +35,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from funnelrank.service.limits import ServiceLimits
+from funnelrank.service.config import ServiceConfig, build_service
 from funnelrank.sharding import LocalShard, ShardHits, ShardInfo, ShardUnavailableError, is_shard_dir, read_manifest
 
 __all__ = ["ForwardedRequest", "ForwardedResponse", "Ingress", "RerankerServer", "ServeShard", "ServiceConfig",
            "ShardServer", "build_app", "run"]
 
 RETRY_AFTER_S = 1
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    """What every reranker replica builds its service from (the settings of ``funnelrank serve``)."""
-
-    model: str | None = None
-    model_name: str = "funnelrank-default"
-    max_queue_pairs: int = 4096
-    cache_entries: int | None = None
-    limits: ServiceLimits = field(default_factory=ServiceLimits)
-    api_key: str | None = None
-    cors_origins: tuple[str, ...] = ()
-    trusted_hosts: tuple[str, ...] | None = None
-    docs: bool = True
-    shard_timeout_s: float = 10.0
-    intra_op_threads: int | None = None
 
 
 @dataclass
@@ -176,6 +158,7 @@ class ServeShard:
 
     def __init__(self, handle: Any, index: int, timeout_s: float = 10.0) -> None:
         self.handle, self.index, self.timeout_s = handle, index, float(timeout_s)
+        self._unavailable = _unavailable_errors()
 
     def __repr__(self) -> str:
         return f"ServeShard({self.index})"
@@ -183,7 +166,7 @@ class ServeShard:
     def _call(self, method: str, *args: Any) -> Any:
         try:
             return getattr(self.handle, method).remote(*args).result(timeout_s=self.timeout_s)
-        except _unavailable_errors() as exc:
+        except self._unavailable as exc:
             raise ShardUnavailableError(f"shard {self.index} did not answer ({type(exc).__name__})") from None
 
     def info(self) -> ShardInfo:
@@ -209,24 +192,13 @@ class RerankerServer:
     own reranker and, given shard handles, a sharded collection for ``/v1/search``."""
 
     def __init__(self, config: ServiceConfig, shards: Sequence[Any] = ()) -> None:
-        from funnelrank.rerank import Reranker
-        from funnelrank.rerank.floor import DEFAULT_CACHE_ENTRIES
-        from funnelrank.service.app import create_app
         from funnelrank.sharding import ShardedCollection
 
-        cache = DEFAULT_CACHE_ENTRIES if config.cache_entries is None else config.cache_entries
-        options: dict[str, Any] = {"max_queue_pairs": config.max_queue_pairs, "cache_entries": cache,
-                                   "intra_op_threads": config.intra_op_threads}
-        self.reranker = Reranker(Path(config.model), **options) if config.model else Reranker(**options)
         self.collection = (
             ShardedCollection([ServeShard(h, i, config.shard_timeout_s) for i, h in enumerate(shards)])
             if shards else None
         )
-        self.app = create_app(
-            self.reranker, collection=self.collection, model_name=config.model_name, limits=config.limits,
-            api_key=config.api_key, cors_origins=config.cors_origins,
-            trusted_hosts=list(config.trusted_hosts) if config.trusted_hosts is not None else None, docs=config.docs,
-        )
+        self.reranker, self.app = build_service(config, self.collection)
 
     async def forward(self, request: ForwardedRequest) -> ForwardedResponse:
         """Answer one forwarded HTTP request with this replica's app."""
@@ -278,20 +250,18 @@ class Ingress:
                 return {"shard": i, "up": False, "error": type(exc).__name__}
 
         async def health(request: Request) -> Response:
-            shards = list(await asyncio.gather(*(shard_state(i, h) for i, h in enumerate(self.shards))))
+            # A replica's /health has already asked every shard; ask them here only when no replica answers.
             try:
                 replica = await self.reranker.forward.remote(
                     ForwardedRequest("GET", "/health", b"", list(request.scope.get("headers", [])), b""))
                 state: dict[str, Any] = json.loads(replica.body) if replica.status == 200 else {"status": "down"}
             except unavailable as exc:
                 state = {"status": "down", "error": type(exc).__name__}
-            state.setdefault("collection", None)
-            if isinstance(state.get("collection"), dict):
-                state["collection"]["shards"] = shards
-            up = state.get("status") in ("ok", "degraded")
-            state["status"] = "ok" if up and all(s["up"] for s in shards) else ("degraded" if up else "down")
+            shards = (state.get("collection") or {}).get("shards")
+            if shards is None:
+                shards = list(await asyncio.gather(*(shard_state(i, h) for i, h in enumerate(self.shards))))
             state["shards"] = shards
-            return JSONResponse(state, status_code=200 if up else 503)
+            return JSONResponse(state, status_code=200 if state["status"] in ("ok", "degraded") else 503)
 
         methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
         return Starlette(routes=[Route("/health", health, methods=["GET"]),

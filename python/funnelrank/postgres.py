@@ -56,7 +56,7 @@ import numpy as np
 
 from funnelrank.candidates import Candidate, Stage1Hit
 from funnelrank.filters import validate_filter, validate_metadata
-from funnelrank.retrieval import HybridRetriever, Retrieved, Retriever, check_k, check_queries, check_query
+from funnelrank.retrieval import HybridRetriever, Retrieved, Retriever, _ms, check_k, check_queries, check_query
 
 if TYPE_CHECKING:
     from funnelrank.embedding import Embedder
@@ -91,10 +91,6 @@ def _psycopg() -> Any:
             "the PostgreSQL source needs psycopg 3: pip install 'funnelrank[postgres]'"
         ) from exc
     return psycopg
-
-
-def _ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0
 
 
 def _vector_literal(vector: np.ndarray) -> str:

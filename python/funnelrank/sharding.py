@@ -47,10 +47,12 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
+from funnelrank.cache import file_sha256
 from funnelrank.candidates import Candidate, Stage1Hit
 from funnelrank.collection import Collection
+from funnelrank.collection_store import embedder_identity, find_embedder, manifest_checksum
 from funnelrank.core import IndexFileError
-from funnelrank.retrieval import Retrieved, check_k, check_queries, check_query
+from funnelrank.retrieval import Retrieved, _ms, check_k, check_queries, check_query
 
 __all__ = [
     "LocalShard",
@@ -149,6 +151,8 @@ class LocalShard:
         if ords.ndim != 1 or len(ords) != len(ids):
             raise ValueError(f"a shard of {len(ids)} documents needs {len(ids)} ordinals, got shape {ords.shape}")
         self.collection = collection
+        self.ordinals = ords
+        """Each document's position in the whole collection, aligned with ``collection.ids()``."""
         self._ordinal = dict(zip(ids, ords.tolist()))
         if len(set(self._ordinal.values())) != len(ids):
             raise ValueError("a shard's ordinals must be distinct")
@@ -157,8 +161,6 @@ class LocalShard:
         return f"LocalShard({len(self.collection)} documents)"
 
     def info(self) -> ShardInfo:
-        from funnelrank.collection_store import embedder_identity
-
         documents, total_length = self.collection.bm25_corpus_stats()
         embedder = self.collection.embedder
         return ShardInfo(documents, total_length, self.collection.dense,
@@ -241,8 +243,6 @@ class ShardedCollection:
             if embedder is None:
                 embedder = next((s.collection.embedder for s in shards if isinstance(s, LocalShard)), None)
             if embedder is None:
-                from funnelrank.collection_store import find_embedder
-
                 embedder = find_embedder(dict(infos[0].embedder or {}), Path("shard 0"))
             if str(embedder.fingerprint) not in fingerprints:
                 raise ValueError(f"embedder {embedder.name!r} is not the one the shards were built with")
@@ -360,14 +360,14 @@ class ShardedRetriever:
         if self.name == "bm25":
             t = time.perf_counter()
             merged = self.collection.search_bm25(texts, k, filter)
-            timings["bm25"] = (time.perf_counter() - t) * 1000.0
+            timings["bm25"] = _ms(t)
         else:
             t = time.perf_counter()
             vectors = self.collection.embed_queries(texts)
-            timings["embed"] = (time.perf_counter() - t) * 1000.0
+            timings["embed"] = _ms(t)
             t = time.perf_counter()
             merged = self.collection.search_dense(vectors, k, filter)
-            timings["dense"] = (time.perf_counter() - t) * 1000.0
+            timings["dense"] = _ms(t)
         per_query = {key: ms / len(texts) for key, ms in timings.items()}
         return [Retrieved(self._candidates(h), dict(per_query)) for h in merged]
 
@@ -401,14 +401,6 @@ def split_collection(collection: Collection, shards: int) -> list[LocalShard]:
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_shards(collection: Collection, out: str | os.PathLike[str], shards: int) -> Path:
     """Split `collection` into `shards` and save them under directory `out` (see the module doc), atomically:
     written beside it, then renamed into place. FileExistsError when `out` exists (nothing is overwritten)."""
@@ -423,15 +415,13 @@ def write_shards(collection: Collection, out: str | os.PathLike[str], shards: in
         for i, part in enumerate(parts):
             name = f"shard-{i:03d}"
             part.collection.save(tmp / name)
-            ordinals = np.asarray([part._ordinal[d] for d in part.collection.ids()], dtype=np.int64)
-            np.save(tmp / f"{name}.ordinals.npy", ordinals, allow_pickle=False)
+            np.save(tmp / f"{name}.ordinals.npy", part.ordinals, allow_pickle=False)
             entries.append({"path": name, "documents": len(part.collection),
-                            "ordinals": f"{name}.ordinals.npy", "sha256": _sha256(tmp / f"{name}.ordinals.npy")})
+                            "ordinals": f"{name}.ordinals.npy", "sha256": file_sha256(tmp / f"{name}.ordinals.npy")})
         manifest = {"format": FORMAT, "version": VERSION, "shards": shards, "documents": len(collection),
                     "dense": collection.dense, "assignment": "blake2b-64(id) mod shards", "parts": entries}
-        body = json.dumps(manifest, indent=1, sort_keys=True)
-        (tmp / MANIFEST).write_text(json.dumps({"manifest": manifest, "sha256": hashlib.sha256(body.encode()).hexdigest()},
-                                               indent=1, sort_keys=True), encoding="utf-8")
+        manifest["checksum"] = manifest_checksum(manifest)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
         os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -444,10 +434,8 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     root = Path(path)
     file = root / MANIFEST
     try:
-        wrapper = json.loads(file.read_text(encoding="utf-8"))
-        manifest = wrapper["manifest"]
-        body = json.dumps(manifest, indent=1, sort_keys=True)
-        if hashlib.sha256(body.encode()).hexdigest() != wrapper["sha256"]:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict) or manifest.get("checksum") != manifest_checksum(manifest):
             raise ValueError("checksum mismatch")
         if manifest["format"] != FORMAT or manifest["version"] != VERSION:
             raise ValueError(f"not a {FORMAT} v{VERSION} manifest")
@@ -480,7 +468,7 @@ def load_shard(path: str | os.PathLike[str], index: int, *, embedder: Any | None
     part = parts[index]
     ordinals_file = root / part["ordinals"]
     try:
-        if _sha256(ordinals_file) != part["sha256"]:
+        if file_sha256(ordinals_file) != part["sha256"]:
             raise IndexFileError(f"{ordinals_file}: checksum mismatch")
         ordinals = np.load(ordinals_file, allow_pickle=False)
     except (OSError, ValueError) as exc:

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from funnelrank.service.config import ServiceConfig
 from funnelrank.service.limits import ServiceLimits
 
 _DEFAULT_LIMITS = ServiceLimits()
@@ -110,8 +111,6 @@ def run(args: argparse.Namespace) -> int:
     require_serve_extra()
     import uvicorn
 
-    from funnelrank.rerank import Reranker
-    from funnelrank.service.app import create_app
     from funnelrank.service.server import server_config
 
     if not 0 <= args.port <= 65535:
@@ -134,30 +133,25 @@ def run(args: argparse.Namespace) -> int:
         trusted_hosts: list[str] | None = None if "*" in args.trusted_host else list(args.trusted_host)
     else:
         trusted_hosts = list(LOOPBACK_HOSTS) if is_loopback(args.host) else None
-    from funnelrank.rerank.floor import DEFAULT_CACHE_ENTRIES
+    from funnelrank.service.config import build_service
 
-    cache_entries = DEFAULT_CACHE_ENTRIES if args.cache_entries is None else args.cache_entries
-    if cache_entries < 0:
-        raise ValueError(f"--cache-entries must be >= 0, got {cache_entries}")
+    config = ServiceConfig(
+        model=str(Path(args.model).resolve()) if args.model is not None else None,
+        model_name=Path(args.model).resolve().name if args.model is not None else "funnelrank-default",
+        max_queue_pairs=args.max_queue_pairs, cache_entries=args.cache_entries, limits=limits, api_key=api_key,
+        cors_origins=tuple(args.cors_origin), trusted_hosts=tuple(trusted_hosts) if trusted_hosts is not None else None,
+        docs=not args.no_docs, intra_op_threads=args.threads,
+    )
     if args.ray:
-        return _run_on_ray(args, limits, api_key, trusted_hosts, cache_entries)
+        return _run_on_ray(args, config)
     collection = None
     if args.collection is not None:
         from funnelrank.collection import Collection
         from funnelrank.sharding import is_shard_dir, load_shards
 
         collection = load_shards(args.collection) if is_shard_dir(args.collection) else Collection.load(args.collection)
-    if args.model is not None:
-        model_path = Path(args.model)
-        reranker = Reranker(model_path, max_queue_pairs=args.max_queue_pairs, cache_entries=cache_entries,
-                            intra_op_threads=args.threads)
-        name = model_path.resolve().name
-    else:
-        reranker = Reranker(max_queue_pairs=args.max_queue_pairs, cache_entries=cache_entries,
-                            intra_op_threads=args.threads)
-        name = "funnelrank-default"
-    app = create_app(reranker, collection=collection, model_name=name, limits=limits, api_key=api_key,
-                     cors_origins=args.cors_origin, trusted_hosts=trusted_hosts, docs=not args.no_docs)
+    reranker, app = build_service(config, collection)
+    name = config.model_name
     access = "API key required" if api_key else "no API key"
     print(
         f"funnelrank serve: model {name}, "
@@ -177,8 +171,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_on_ray(args: argparse.Namespace, limits: ServiceLimits, api_key: str | None,
-                trusted_hosts: list[str] | None, cache_entries: int) -> int:
+def _run_on_ray(args: argparse.Namespace, config: ServiceConfig) -> int:
     """`serve --ray`: deploy on Ray Serve (funnelrank.distributed) and wait until interrupted."""
     import time
 
@@ -187,16 +180,10 @@ def _run_on_ray(args: argparse.Namespace, limits: ServiceLimits, api_key: str | 
         from ray import serve
     except ImportError:
         raise SystemExit("funnelrank serve --ray needs Ray Serve: pip install 'funnelrank[ray]'") from None
-    from funnelrank.distributed import ServiceConfig, build_app
+    from funnelrank.distributed import build_app
     from funnelrank.distributed import run as deploy
 
-    name = Path(args.model).resolve().name if args.model is not None else "funnelrank-default"
-    config = ServiceConfig(
-        model=str(Path(args.model).resolve()) if args.model is not None else None, model_name=name,
-        max_queue_pairs=args.max_queue_pairs, cache_entries=cache_entries, limits=limits, api_key=api_key,
-        cors_origins=tuple(args.cors_origin), trusted_hosts=tuple(trusted_hosts) if trusted_hosts is not None else None,
-        docs=not args.no_docs, intra_op_threads=args.threads,
-    )
+    name = config.model_name
     source = str(Path(args.collection).resolve()) if args.collection is not None else None
     app = build_app(source, config, replicas=args.replicas, min_replicas=args.min_replicas,
                     max_replicas=args.max_replicas, target_ongoing_requests=args.target_ongoing,
