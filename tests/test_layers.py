@@ -11,6 +11,8 @@ to ``pkg.sub`` only (no implicit edge to ``pkg``).
 from __future__ import annotations
 
 import ast
+import functools
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -96,8 +98,22 @@ def _imports(module: str, path: Path) -> Iterator[tuple[str, int]]:
                 yield target, node.lineno
 
 
+@functools.cache
 def _graph() -> dict[str, dict[str, int]]:
-    """module -> {imported module: first line importing it}."""
+    """module -> {imported module: first line importing it}, parsed in a child interpreter.
+
+    CPython 3.11's ``ast`` keeps its recursion counter in state shared by every thread, so a background thread
+    left by an earlier test (a server, a Ray driver) parsing at the same moment fails ``ast.parse`` with
+    "AST constructor recursion depth mismatch" (cpython gh-106905). A fresh process has no such threads.
+    """
+    out = subprocess.run([sys.executable, __file__], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    graph: dict[str, dict[str, int]] = json.loads(out.stdout)
+    return graph
+
+
+def _parse_graph() -> dict[str, dict[str, int]]:
+    """module -> {imported module: first line importing it}, parsed in this process."""
     graph: dict[str, dict[str, int]] = {}
     for module, path in MODULES.items():
         edges: dict[str, int] = {}
@@ -235,3 +251,7 @@ def test_runtime_imports_load_no_training_or_evaluation_stack() -> None:
     assert out.returncode == 0, out.stderr
     loaded = out.stdout.split()
     assert not loaded, f"importing the runtime API loaded {loaded}"
+
+
+if __name__ == "__main__":
+    print(json.dumps(_parse_graph()))
