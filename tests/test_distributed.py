@@ -43,7 +43,8 @@ def corpus() -> Collection:
 @pytest.fixture(scope="module")
 def served(ray_cluster: Any, corpus: Collection, tiny_cross_encoder_dir: Path,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The app deployed on the cluster: ingress, 2 reranker replicas, 2 shards; yields its base URL."""
+    """The app deployed on the cluster: ingress, an autoscaling reranker deployment (2 to 3 replicas), 2 shards;
+    yields its base URL."""
     from ray import serve
 
     from funnelrank.distributed import ServiceConfig, build_app, run
@@ -51,7 +52,8 @@ def served(ray_cluster: Any, corpus: Collection, tiny_cross_encoder_dir: Path,
     shards = write_shards(corpus, tmp_path_factory.mktemp("served") / "shards", 2)
     port = _free_port()
     config = ServiceConfig(model=str(tiny_cross_encoder_dir), model_name="tiny", shard_timeout_s=5.0)
-    run(build_app(str(shards), config, replicas=2, replica_cpus=0.5, shard_cpus=0.25), port=port)
+    run(build_app(str(shards), config, replicas="auto", min_replicas=2, max_replicas=3, target_ongoing_requests=16,
+                  replica_cpus=0.5, shard_cpus=0.25), port=port)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -104,6 +106,30 @@ def test_health_reports_every_shard_and_errors_stay_json(served: str) -> None:
     assert bad.status_code == 400 and "unknown operator" in bad.json()["message"]
     assert requests.post(f"{served}/v1/rerank", data=b"x" * ((8 << 20) + 1), timeout=30).status_code == 413
     assert requests.get(f"{served}/nowhere", timeout=30).status_code == 404
+
+
+def test_replicas_auto_deploys_an_autoscaling_reranker(served: str) -> None:
+    """``--replicas auto`` reaches Serve as an autoscaling config (min/max/target), and serves from min replicas."""
+    import ray
+    from ray.serve.context import _get_global_client
+
+    details = ray.get(_get_global_client()._controller.get_serve_instance_details.remote())
+    reranker = details["applications"]["funnelrank"]["deployments"]["reranker"]
+    scaling = reranker["deployment_config"]["autoscaling_config"]
+    assert (scaling["min_replicas"], scaling["max_replicas"], scaling["target_ongoing_requests"]) == (2, 3, 16)
+    assert len(_replicas("reranker")) == 2
+    assert requests.post(f"{served}/v1/rerank", json={"query": "cat", "documents": ["a cat", "a dog"]},
+                         timeout=30).status_code == 200
+
+
+def test_bad_replica_settings_fail_before_deploying() -> None:
+    from funnelrank.distributed import ServiceConfig, build_app
+
+    config = ServiceConfig(model="unused", model_name="unused")
+    for kwargs in ({"replicas": 0}, {"replicas": "many"}, {"replicas": True},
+                   {"replicas": "auto", "min_replicas": 3, "max_replicas": 2}, {"shard_replicas": 0}):
+        with pytest.raises(ValueError):
+            build_app(None, config, **kwargs)
 
 
 def _replicas(deployment: str) -> list[str]:
