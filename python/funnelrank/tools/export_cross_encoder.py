@@ -7,9 +7,11 @@ sibling directory renamed into place), then checks that ONNX Runtime reproduces 
 Needs the dev extra (torch, transformers); never imported on the query path::
 
     python -m funnelrank.tools.export_cross_encoder SRC_DIR OUT_DIR [--num-labels 1] [--no-token-type-ids]
-                                                  [--no-optimize]
+                                                  [--no-optimize] [--cls-only | --whole-graph]
 
 The graph is fused by ONNX Runtime's transformer optimizer unless ``--no-optimize`` (see `optimize_onnx`).
+Where the model's layout allows it the last layer computes only the [CLS] row the head reads (same logits,
+about 14% less compute for 6 layers; `funnelrank.tools.cls_only`); ``--whole-graph`` exports every row.
 
 `SRC_DIR` is a transformers checkpoint. A bare encoder (e.g. all-MiniLM-L6-v2, ``BertModel``) gets a
 freshly initialised classification head (seeded by ``--seed``): useful for speed work, not for ranking.
@@ -53,18 +55,30 @@ def _wrapper(model: Any, with_token_type_ids: bool) -> Any:
     return _Logits().eval()
 
 
-def export_onnx(model: Any, onnx_path: str | os.PathLike[str], *, token_type_ids: bool | None = None) -> bool:
+def export_onnx(model: Any, onnx_path: str | os.PathLike[str], *, token_type_ids: bool | None = None,
+                cls_only: bool | None = False) -> bool:
     """Export `model` (a transformers ``*ForSequenceClassification``) to `onnx_path`, fp32.
 
     `token_type_ids`: whether the graph takes token type ids (default: when the model has more than one
     token type). Returns that choice. Batch and sequence axes are dynamic.
+    `cls_only`: compute the last layer on the [CLS] row only (:mod:`funnelrank.tools.cls_only`; same logits);
+    with True a model type it does not know raises ValueError, with None that model is exported whole.
     """
     import torch
 
     if token_type_ids is None:
         token_type_ids = int(getattr(model.config, "type_vocab_size", 0) or 0) > 1
     model.eval()
-    wrapped = _wrapper(model, token_type_ids)
+    wrapped = None
+    if cls_only is not False:
+        from funnelrank.tools.cls_only import cls_only_logits
+
+        wrapped = cls_only_logits(model)
+        if wrapped is None and cls_only:
+            raise ValueError(f"cannot cut the last layer of a {type(model).__name__} "
+                             f"(model_type {getattr(model.config, 'model_type', '?')!r}) to its [CLS] row")
+    if wrapped is None:
+        wrapped = _wrapper(model, token_type_ids)
     vocab = int(model.config.vocab_size)
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(min(5, vocab - 1), vocab, (2, 16), generator=gen)
@@ -151,6 +165,7 @@ def export_cross_encoder(
     seed: int = 0,
     overwrite: bool = False,
     optimize: bool = True,
+    cls_only: bool | None = None,
 ) -> Path:
     """Export a checkpoint directory (or an in-memory transformers model) to a `CrossEncoder` directory.
 
@@ -164,6 +179,10 @@ def export_cross_encoder(
         seed: seeds a freshly initialised classification head.
         overwrite: replace an existing `out_dir`.
         optimize: fuse the graph with ONNX Runtime's transformer optimizer (see `optimize_onnx`).
+        cls_only: the last layer computes only the [CLS] row the head reads (`funnelrank.tools.cls_only`);
+            the logits are checked against the whole PyTorch model like any export. None (default): when
+            the model's layout allows it (BERT, RoBERTa, XLM-R, CamemBERT, ELECTRA), else the whole graph;
+            True: required; False: always the whole graph.
 
     Returns the output directory. Raises if ONNX Runtime does not reproduce PyTorch within 1e-4.
     """
@@ -193,7 +212,7 @@ def export_cross_encoder(
     model.eval()
 
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        export_onnx(model, tmp / "model.onnx", token_type_ids=token_type_ids)
+        export_onnx(model, tmp / "model.onnx", token_type_ids=token_type_ids, cls_only=cls_only)
         if optimize:
             optimize_onnx(tmp / "model.onnx", model.config)
         check_onnx_matches(model, tmp / "model.onnx")
@@ -216,6 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
     parser.add_argument("--no-optimize", action="store_true",
                         help="skip ONNX Runtime's transformer optimizer (fused attention/LayerNorm/GELU)")
+    cut = parser.add_mutually_exclusive_group()
+    cut.add_argument("--cls-only", action="store_const", const=True, dest="cls_only", default=None,
+                     help="require the last layer on the [CLS] row only (same logits, less compute; the default "
+                          "where the model's layout allows it)")
+    cut.add_argument("--whole-graph", action="store_const", const=False, dest="cls_only",
+                     help="export every row of the last layer")
     args = parser.parse_args(argv)
     out = export_cross_encoder(
         args.source,
@@ -225,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         overwrite=args.overwrite,
         optimize=not args.no_optimize,
+        cls_only=args.cls_only,
     )
     print(f"exported {args.source} -> {out}")
     return 0
