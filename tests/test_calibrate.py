@@ -119,3 +119,76 @@ def test_empty_trace_files_are_a_clear_error(tmp_path: Path, command: str,
     qrels.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
     assert cli.main([command, str(empty), "--qrels", str(qrels)]) == 2
     assert "the trace files hold no records" in capsys.readouterr().err
+
+
+def _brute_promise_floor(records, qrels, min_kept: float, top_k: int) -> float:
+    """The highest traced score level keeping >= min_kept answerable queries, by trying every level."""
+    from funnelrank.evaluation.calibrate import ranked_from_traces
+    from funnelrank.evaluation.floor_promise import floor_promise
+
+    ranked = ranked_from_traces(records)
+    levels = sorted({r["score"] for r in records})
+    good = [f for f in levels if floor_promise(ranked, qrels, floor=f, top_k=top_k)["answerable_kept"] >= min_kept]
+    return max(good)
+
+
+@pytest.mark.parametrize("min_kept", [0.5, 0.8, 0.95])
+def test_promise_floor_is_the_highest_floor_keeping_enough_answers(min_kept: float) -> None:
+    from funnelrank.evaluation.calibrate import promise_floor, ranked_from_traces
+    from funnelrank.evaluation.floor_promise import floor_promise
+
+    records, qrels = synthetic(np.random.default_rng(11), n_queries=15, overlap=True)
+    rec = promise_floor(records, qrels, min_kept=min_kept, top_k=3)
+    highest = _brute_promise_floor(records, qrels, min_kept, 3)
+    below = max(r["score"] for r in records if r["score"] < highest)
+    assert below < rec.floor < highest  # the midpoint under the highest level that keeps enough
+    ranked = ranked_from_traces(records)
+    at = floor_promise(ranked, qrels, floor=rec.floor, top_k=3)
+    assert at["answerable_kept"] >= min_kept and rec.promise == at
+    above = min(r["score"] for r in records if r["score"] > highest)
+    assert floor_promise(ranked, qrels, floor=above, top_k=3)["answerable_kept"] < min_kept
+    assert "refused" in rec.notes[0]
+
+
+def test_promise_floor_refuses_more_as_it_keeps_less() -> None:
+    from funnelrank.evaluation.calibrate import promise_floor
+
+    rng = np.random.default_rng(12)
+    records, qrels = [], {}
+    for q in range(60):  # one answer per query, 20 non-answers whose scores reach as high as the answers'
+        qrels[f"q{q}"] = {f"q{q}-a": 1}
+        records.append({"query_id": f"q{q}", "id": f"q{q}-a", "score": float(rng.uniform(0.3, 0.99))})
+        records += [{"query_id": f"q{q}", "id": f"q{q}-n{i}", "score": float(s)}
+                    for i, s in enumerate(rng.uniform(0.01, 0.95 * rng.uniform(0.3, 1.0), 20))]
+    recs = [promise_floor(records, qrels, min_kept=m, top_k=10) for m in (0.9, 0.75, 0.5)]
+    assert recs[0].floor <= recs[1].floor <= recs[2].floor
+    refused = [r.promise["unanswerable_refused"] for r in recs]
+    assert refused[0] <= refused[1] <= refused[2] and refused[2] > refused[0]
+
+
+def test_promise_floor_says_when_no_floor_keeps_enough(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from funnelrank.evaluation.calibrate import promise_floor
+
+    records = [{"query_id": "q1", "id": "junk", "score": 0.9, "rerank_rank": 1},
+               {"query_id": "q1", "id": "answer", "score": 0.8, "rerank_rank": 2},
+               {"query_id": "q2", "id": "answer2", "score": 0.7, "rerank_rank": 1},
+               {"query_id": "q2", "id": "junk2", "score": 0.1, "rerank_rank": 2}]
+    qrels = {"q1": {"answer": 1}, "q2": {"answer2": 1}}
+    with pytest.raises(ValueError, match="only 0.500"):
+        promise_floor(records, qrels, min_kept=0.9, top_k=1)  # q1's answer is never in its top 1
+    rec = promise_floor(records, qrels, min_kept=1.0, top_k=2)
+    assert rec.floor == pytest.approx(0.4)  # between 0.1 and 0.7: at 0.8 q2's answer would be lost
+    assert rec.promise["unanswerable_refused"] == 0.5  # q1's junk (0.9) clears the floor, q2's (0.1) does not
+    with pytest.raises(ValueError, match="min_kept"):
+        promise_floor(records, qrels, min_kept=0.0)
+
+    traces = tmp_path / "t.jsonl"
+    traces.write_text("".join(json.dumps(r) + "\n" for r in records))
+    qfile = tmp_path / "q.tsv"
+    qfile.write_text("query-id\tcorpus-id\tscore\nq1\tanswer\t1\nq2\tanswer2\t1\n")
+    assert cli.main(["calibrate-floor", str(traces), "--qrels", str(qfile), "--min-kept", "1", "--top-k", "2",
+                     "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["floor"] == pytest.approx(0.4) and out["promise"]["answerable_kept"] == 1.0
+    assert cli.main(["calibrate-floor", str(traces), "--min-kept", "0.9"]) == 2
+    assert "--min-kept needs --qrels" in capsys.readouterr().err

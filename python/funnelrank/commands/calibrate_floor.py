@@ -23,28 +23,40 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--png", help="write a histogram of the scores with the floor marked to this PNG file")
     p.add_argument("--objective", choices=("f1", "youden"), default="f1", help="what the floor maximises (qrels)")
     p.add_argument("--target-precision", type=float, help="lowest floor whose kept candidates reach this precision")
+    p.add_argument("--min-kept", type=float, metavar="P",
+                   help="the floor's promise as the objective (needs --qrels): the highest floor at which at least P "
+                        "of the answerable queries keep an answer in their top --top-k results; prints how many of "
+                        "the same queries made unanswerable it refuses")
+    p.add_argument("--top-k", type=int, default=10, help="results the pipeline returns, for --min-kept (default 10)")
     p.add_argument("--json", action="store_true", help="print the recommendation as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Execute `calibrate-floor`."""
-    from funnelrank.evaluation.calibrate import label_traces, load_qrels, plot_histogram, recommend_floor
+    from funnelrank.evaluation.calibrate import label_traces, load_qrels, plot_histogram, promise_floor, recommend_floor
     from funnelrank.rerank.traces import read_traces
 
     records = read_traces(args.traces, allow_empty=False)
     labels = None
-    if args.qrels:
-        scores, labels, qids, skipped = label_traces(records, load_qrels(args.qrels))
-        if scores.shape[0] == 0:
-            raise ValueError("no traced query id appears in the qrels (were traces written with query_id?)")
+    if args.min_kept is not None:
+        if not args.qrels or args.target_precision is not None:
+            raise ValueError("--min-kept needs --qrels and cannot be combined with --target-precision")
+        qrels = load_qrels(args.qrels)
+        rec = promise_floor(records, qrels, min_kept=args.min_kept, top_k=args.top_k)
+        scores, labels, _, _ = label_traces(records, qrels)
     else:
-        scores = np.asarray([float(r["score"]) for r in records])
-        qids = np.asarray([str(r.get("query_id", r.get("query"))) for r in records], dtype=object)
-        skipped = 0
-    rec = recommend_floor(scores, qids, labels, objective=args.objective, target_precision=args.target_precision)
-    if skipped:
-        rec.notes.append(f"{skipped} traced candidates of queries absent from the qrels were left out")
+        if args.qrels:
+            scores, labels, qids, skipped = label_traces(records, load_qrels(args.qrels))
+            if scores.shape[0] == 0:
+                raise ValueError("no traced query id appears in the qrels (were traces written with query_id?)")
+        else:
+            scores = np.asarray([float(r["score"]) for r in records])
+            qids = np.asarray([str(r.get("query_id", r.get("query"))) for r in records], dtype=object)
+            skipped = 0
+        rec = recommend_floor(scores, qids, labels, objective=args.objective, target_precision=args.target_precision)
+        if skipped:
+            rec.notes.append(f"{skipped} traced candidates of queries absent from the qrels were left out")
     if args.png:
         plot_histogram(args.png, scores, rec.floor, labels, title=f"floor {rec.floor:.3f} ({rec.method})")
     if args.json:

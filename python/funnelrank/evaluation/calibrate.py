@@ -6,7 +6,10 @@ With relevance judgments (qrels), every traced (query, candidate) is labelled re
 * ``objective="f1"`` (default): the floor maximising the F1 of "kept" (score >= floor) against "relevant";
 * ``objective="youden"``: the floor maximising Youden's J = true-positive rate - false-positive rate;
 * ``target_precision=p``: the lowest floor whose kept pairs are at least ``p`` relevant (most recall at that
-  precision).
+  precision);
+* :func:`promise_floor` (``--min-kept p``): the floor's promise (`funnelrank.evaluation.floor_promise`) as the
+  objective: the highest floor at which at least ``p`` of the answerable queries still keep an answer among
+  their top-k results, which refuses the most of the same queries made unanswerable.
 
 Without judgments there is nothing to check a floor against, so the choice is Otsu's threshold: the cut of the
 score distribution that maximises the between-class variance (the "valley" of a two-humped histogram,
@@ -57,6 +60,8 @@ class FloorRecommendation:
     n_queries: int = 0
     n_relevant: int | None = None
     notes: list[str] = field(default_factory=list)
+    promise: dict[str, Any] | None = None
+    """With :func:`promise_floor`: the floor's promise at the recommended floor (`floor_promise`'s dict)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -231,6 +236,85 @@ def recommend_floor(
         n_queries=len(set(query_ids.tolist())),
         n_relevant=n_rel,
         notes=notes,
+    )
+
+
+def ranked_from_traces(records: Sequence[dict[str, Any]]) -> dict[str, list[tuple[str, float]]]:
+    """query id -> its traced candidates as ``(doc id, score)`` in the pipeline's order (``rerank_rank``, else
+    score descending): the input :func:`funnelrank.evaluation.floor_promise.floor_promise` takes."""
+    grouped: dict[str, list[tuple[float, float, str]]] = {}
+    for rec in records:
+        qid = rec.get("query_id")
+        if qid is None:
+            continue
+        score = float(rec["score"])
+        rank = rec.get("rerank_rank")
+        grouped.setdefault(str(qid), []).append((float(rank) if rank is not None else -score, -score, str(rec["id"])))
+    return {q: [(doc, -neg) for _, neg, doc in sorted(items)] for q, items in grouped.items()}
+
+
+def promise_floor(
+    records: Sequence[dict[str, Any]],
+    qrels: dict[str, dict[str, int]],
+    *,
+    min_kept: float,
+    top_k: int = 10,
+) -> FloorRecommendation:
+    """The highest floor at which at least `min_kept` of the traced answerable queries keep an answer among
+    their `top_k` results; the floor's promise there (answerable kept, unanswerable refused, with intervals) is
+    in ``.promise``. Raises ValueError when no floor reaches `min_kept` (not even keeping everything).
+
+    >>> recs = [{"query_id": "q", "id": "d1", "score": 0.9, "rerank_rank": 1},
+    ...         {"query_id": "q", "id": "d2", "score": 0.3, "rerank_rank": 2}]
+    >>> rec = promise_floor(recs, {"q": {"d1": 1}}, min_kept=1.0)
+    >>> round(rec.floor, 2), rec.promise["answerable_kept"], rec.promise["unanswerable_refused"]
+    (0.6, 1.0, 1.0)
+    """
+    from funnelrank.evaluation.floor_promise import floor_promise
+
+    if not 0.0 < min_kept <= 1.0:
+        raise ValueError(f"min_kept must be in (0, 1], got {min_kept!r}")
+    ranked = {q: c for q, c in ranked_from_traces(records).items() if q in qrels}
+    if not ranked:
+        raise ValueError("no traced query id appears in the qrels (were traces written with query_id?)")
+    scores = np.asarray([s for c in ranked.values() for _, s in c], dtype=np.float64)
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("traced scores contain NaN or infinity")
+
+    def kept(floor: float) -> float:
+        share = floor_promise(ranked, qrels, floor=floor, top_k=top_k)["answerable_kept"]
+        if not isinstance(share, float):
+            raise ValueError("no traced query has a judged-relevant candidate; nothing to keep")
+        return share
+
+    # the answerable share kept only falls as the floor rises, so bisect the distinct scores for the highest one
+    # that still keeps enough; the floor is then the midpoint below it (every floor in between keeps the same)
+    levels = np.unique(np.clip(scores, 0.0, 1.0))
+    if kept(float(levels[0])) < min_kept:
+        raise ValueError(f"no floor keeps an answer for {min_kept:.3f} of the answerable queries: even keeping "
+                         f"every candidate, only {kept(float(levels[0])):.3f} have one in their top {top_k}")
+    lo, hi = 0, len(levels) - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if kept(float(levels[mid])) >= min_kept:
+            lo = mid
+        else:
+            hi = mid - 1
+    floor = float((levels[lo] + levels[lo - 1]) / 2.0) if lo > 0 else 0.0
+    promise = floor_promise(ranked, qrels, floor=floor, top_k=top_k)
+    flat_ids = np.asarray([q for q, c in ranked.items() for _ in c], dtype=object)
+    labels = np.asarray([qrels[q].get(d, 0) > 0 for q, c in ranked.items() for d, _ in c], dtype=bool)
+    return FloorRecommendation(
+        floor=floor,
+        method=f"promise: the highest floor keeping an answer for >= {min_kept:g} of answerable queries (top {top_k})",
+        at_floor=floor_point(scores, floor, flat_ids, labels),
+        alternatives=[floor_point(scores, g, flat_ids, labels) for g in GRID],
+        n_pairs=int(scores.shape[0]),
+        n_queries=len(ranked),
+        n_relevant=int(labels.sum()),
+        notes=[f"at this floor {promise['unanswerable_refused']:.3f} of the queries made unanswerable (judged-relevant "
+               f"candidates removed) are refused, 95% interval {promise['unanswerable_refused_ci']}"],
+        promise=promise,
     )
 
 
