@@ -98,3 +98,32 @@ def test_rerank_stage_fusion_weight(tmp_path: Path) -> None:
         stage(1.5)
     with pytest.raises(ValueError, match="fusion must be one of"):
         stage(0.5, "max")
+
+
+def test_rerank_stage_runs_a_variant_and_a_cascade(tmp_path: Path) -> None:
+    """--rerank-cascade: the model's top KEEP in its order and scores, the pruned below the floor;
+    --rerank-variant int8 loads the derived variant; both are named in the report."""
+    _, model_dir = build_tiny_cross_encoder(tmp_path)
+    docs = [{"_id": f"d{i}", "text": f"document number {i} about topic {i % 3}"} for i in range(8)]
+    queries = [{"_id": "q1", "text": "topic one"}]
+    run = [("q1", f"d{i}", r + 1, 10.0 - r) for r, i in enumerate((7, 1, 4, 2, 0, 5))]
+    dataset = load_beir(write_beir(tmp_path / "tiny", docs, queries, {"test": [("q1", "d4", 1)]}, run), "test")
+    traces = tmp_path / "cascade.jsonl"
+    opts = {"rerank_model": str(model_dir), "rerank_cascade": "fp32@2", "rerank_traces": str(traces)}
+    stage = run_evaluation(dataset, ["rerank"], opts, progress=False)["stages"]["rerank"]
+    assert stage["cascade"] == "fp32@2" and stage["variant"] == "fp32"
+    cand_ids = ["d7", "d1", "d4", "d2", "d0", "d5"]
+    scores, _ = CrossEncoder.from_pretrained(model_dir).predict("topic one", [dataset.corpus[d].full_text
+                                                                               for d in cand_ids])
+    top2 = [cand_ids[i] for i in np.argsort(-scores, kind="stable")[:2]]
+    ranked = sorted(read_traces(traces), key=lambda r: r["rerank_rank"])
+    assert [r["id"] for r in ranked[:2]] == top2
+    for r in ranked[:2]:
+        assert r["score"] == pytest.approx(scores[cand_ids.index(r["id"])], abs=1e-5)
+    assert all(r["score"] < 1e-10 for r in ranked[2:]) and len(ranked) == 6
+    int8 = run_evaluation(dataset, ["rerank"], {"rerank_model": str(model_dir), "rerank_variant": "int8"},
+                          progress=False)["stages"]["rerank"]
+    assert int8["variant"] == "int8" and int8["cascade"] is None and 0.0 <= int8["ndcg@10"] <= 1.0
+    with pytest.raises(ValueError, match="cascade"):
+        run_evaluation(dataset, ["rerank"], {"rerank_model": str(model_dir), "rerank_cascade": "int8@0"},
+                       progress=False)

@@ -14,7 +14,10 @@ measured from the same pass (:mod:`funnelrank.evaluation.floor_promise`): the sh
 that keep a judged-relevant result, and of the same queries made unanswerable (judged-relevant candidates
 removed) that are refused; ``"floor_promise"`` in the report. ``--rerank-traces FILE`` appends score traces with query ids, ready for
 ``funnelrank calibrate-floor FILE --qrels ...`` and ``funnelrank tune-fusion FILE --qrels ...`` (the
-traces do not depend on the fusion weight).
+traces do not depend on the fusion weight). ``--rerank-variant int8|states|states-prefix`` loads a derived
+variant of the model and ``--rerank-cascade FIRST[-LEN]@KEEP`` runs a two-pass cascade
+(:mod:`funnelrank.rerank.cascade`), so the floor's promise and the latency of a variant that
+``funnelrank optimize`` kept can be measured on the same path.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from funnelrank.evaluation.harness import StageContext, StageOutput, pipeline_ou
 from funnelrank.rerank.defaults import DEFAULT_FUSION, DEFAULT_STAGE1_WEIGHT, default_stage1_weight
 from funnelrank.rerank.floor import DEFAULT_FLOOR
 from funnelrank.rerank.fusion import FUSION_METHODS
+from funnelrank.rerank.variants import LOAD_VARIANTS
 
 
 def _add_options(group: argparse._ArgumentGroup) -> None:
@@ -48,6 +52,11 @@ def _add_options(group: argparse._ArgumentGroup) -> None:
                        f"reranker's default floor, {DEFAULT_FLOOR}")
     group.add_argument("--rerank-top-k", type=int, default=10, metavar="K",
                        help="results returned when measuring the floor's promise (default 10, the pipeline's)")
+    group.add_argument("--rerank-variant", choices=sorted(LOAD_VARIANTS), default="fp32",
+                       help="load this derived variant of the model (see `funnelrank optimize`; default fp32)")
+    group.add_argument("--rerank-cascade", default=None, metavar="FIRST[-LEN]@KEEP",
+                       help="a two-pass cascade, e.g. int8-128@30: the FIRST variant at LEN tokens scores every "
+                       "candidate, the model rescores its top KEEP (see funnelrank.rerank.cascade)")
     group.add_argument("--rerank-fusion", choices=FUSION_METHODS, default=DEFAULT_FUSION,
                        help="rerank fusion method: rrf, (1-W)/(60+rerank rank) + W/(60+candidate rank), or convex, "
                        "(1-W)*minmax(logit) + W*minmax(candidate score) (needs candidate scores) "
@@ -60,6 +69,7 @@ def rerank_stage(ctx: StageContext) -> StageOutput:
     cross-encoder, no floor and no top-k cut: the ranking is the reranked (fused) order of all candidates."""
     from funnelrank.pipeline import Pipeline
     from funnelrank.rerank import CrossEncoder, Reranker
+    from funnelrank.rerank.cascade import CascadeSpec
     from funnelrank.rerank.defaults import default_reranker_dir
     from funnelrank.rerank.fusion import check_fusion, check_stage1_weight
 
@@ -73,11 +83,16 @@ def rerank_stage(ctx: StageContext) -> StageOutput:
     retriever = ctx.retriever(source)
     model_name = ctx.option("rerank_model") or default_reranker_dir()
     start = time.perf_counter()
+    variant = ctx.option("rerank_variant") or "fp32"
+    if variant not in LOAD_VARIANTS:
+        raise ValueError(f"--rerank-variant must be one of {sorted(LOAD_VARIANTS)}, got {variant!r}")
+    cascade = CascadeSpec.parse(ctx.option("rerank_cascade")) if ctx.option("rerank_cascade") else None
     model = CrossEncoder.from_pretrained(
-        model_name, max_length=ctx.option("rerank_max_length"), intra_op_threads=ctx.option("rerank_threads")
+        model_name, max_length=ctx.option("rerank_max_length"), intra_op_threads=ctx.option("rerank_threads"),
+        **LOAD_VARIANTS[variant],
     )
     load_seconds = time.perf_counter() - start
-    with Reranker(model, traces=ctx.option("rerank_traces")) as reranker:
+    with Reranker(model, traces=ctx.option("rerank_traces"), cascade=cascade) as reranker:
         pipe = Pipeline(retriever, reranker=reranker, candidates=depth, top_k=depth, floor=None,
                         stage1_weight=stage1_weight, fusion=fusion)
         scores: dict[str, list[tuple[str, float]]] = {}
@@ -92,6 +107,8 @@ def rerank_stage(ctx: StageContext) -> StageOutput:
         "stage1_weight": stage1_weight,
         "fusion": fusion,
         "model": str(model_name),
+        "variant": variant,
+        "cascade": None if cascade is None else cascade.name,
         "max_length": model.max_length,
         "pairs_per_second": round(stats.pairs / query_seconds, 2) if query_seconds > 0 else None,
         "padding_waste": round(stats.padding_waste, 4),
