@@ -8,6 +8,13 @@ through Ray Serve (proxy -> ingress -> replica) minus through `funnelrank serve`
 threads). The peer is `funnelrank serve` twice: with the replicas' ONNX threads, and with ONNX Runtime's default
 (every core), the best one process does here; ``throughput_vs_best_serve`` is against the faster of the two.
 
+Second peer, for the batching choice inside a replica: the same deployment (Serve proxy -> funnelrank's ingress
+-> replica) whose replicas batch with Ray Serve's own ``@serve.batch`` instead of funnelrank's scheduler
+(``--serve-batch-size`` requests per batch, at most ``--serve-batch-wait-ms`` of waiting): each batch's pairs,
+from every request in it, are tokenized, sorted by length and cut by the same padded-token budget and run
+through the same ONNX session as ours (:meth:`CrossEncoder.infer`). What differs is the batching and the app
+around it (ours: limits, admission, the request deadline); ``--no-serve-batch`` skips it.
+
 Every Ray node runs on this one machine: with 2 cores, 2 or 3 replicas share the same 2 cores, so throughput
 cannot grow with replicas here; the figures show what the deployment costs, not what more machines give.
 Each replica runs ONNX Runtime with ``--threads`` intra-op threads (default 1) and plain serve with the same.
@@ -63,6 +70,57 @@ def measure(url: str, args: argparse.Namespace, bodies: list[dict[str, Any]]) ->
     return level
 
 
+def serve_batch_app(model: Path, threads: int, replicas: int, batch_size: int, wait_ms: float) -> Any:
+    """The @serve.batch peer: funnelrank's ingress in front of replicas that answer POST /v1/rerank
+    ({"query", "documents"}) with ``{"scores": [...]}``, their requests batched by Ray Serve. Defined here, so
+    Ray pickles it by value."""
+    from ray import serve
+
+    from funnelrank.distributed import ForwardedResponse, Ingress
+    from funnelrank.service.limits import ServiceLimits
+
+    class ServeBatchReranker:
+        def __init__(self, model_dir: str) -> None:
+            from funnelrank.rerank import CrossEncoder
+
+            self.ce = CrossEncoder.from_pretrained(model_dir, intra_op_threads=threads)
+
+        @serve.batch(max_batch_size=batch_size, batch_wait_timeout_s=wait_ms / 1000.0)
+        async def score(self, queries: list[str], documents: list[list[str]]) -> list[list[float]]:
+            import numpy as np
+
+            from funnelrank.batching import DEFAULT_BATCH_OVERHEAD_TOKENS, plan_batches
+            from funnelrank.rerank.cross_encoder import sigmoid
+
+            encoded = [self.ce.encode(q, docs) for q, docs in zip(queries, documents)]
+            ids = [a for e in encoded for a in e.input_ids]
+            types = None if encoded[0].type_ids is None else [a for e in encoded for a in e.type_ids]
+            lengths = np.asarray([a.shape[0] for a in ids])
+            order = np.argsort(lengths, kind="stable")
+            logits = np.empty(len(ids))
+            for start, end in plan_batches(lengths[order], max_batch_tokens=4096, max_batch_pairs=64,
+                                           batch_overhead_tokens=DEFAULT_BATCH_OVERHEAD_TOKENS):
+                idx = order[start:end]
+                logits[idx] = self.ce.infer([ids[i] for i in idx], None if types is None else [types[i] for i in idx])
+            out, at = [], 0
+            for e in encoded:  # the bench's passages are short: one pair per passage, no chunking
+                out.append(sigmoid(logits[at:at + len(e.input_ids)]).tolist())
+                at += len(e.input_ids)
+            return out
+
+        async def forward(self, request: Any) -> Any:
+            body = json.loads(request.body)
+            payload = json.dumps({"scores": await self.score(body["query"], body["documents"])}).encode()
+            return ForwardedResponse(200, [(b"content-type", b"application/json"),
+                                           (b"content-length", str(len(payload)).encode())], payload)
+
+    replica = serve.deployment(name="serve-batch", num_replicas=replicas, ray_actor_options={"num_cpus": 1.0},
+                               max_ongoing_requests=max(64, batch_size))(ServeBatchReranker).bind(str(model))
+    ingress = serve.deployment(name="ingress", ray_actor_options={"num_cpus": 0},
+                               max_ongoing_requests=1024)(serve.ingress()(Ingress))
+    return ingress.bind(replica, [], ServiceLimits().max_body_bytes)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--replicas", default="1,2,3")
@@ -76,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None)
     p.add_argument("--random-head", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--serve-batch-size", type=int, default=8, help="@serve.batch peer: requests per batch")
+    p.add_argument("--serve-batch-wait-ms", type=float, default=10.0, help="@serve.batch peer: longest wait")
+    p.add_argument("--no-serve-batch", action="store_true", help="skip the @serve.batch peer")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -125,6 +186,17 @@ def main(argv: list[str] | None = None) -> int:
             serve.shutdown()
             print(f"replicas={n}: {level['throughput_rps']} req/s, p50 {level['p50_ms']} ms, p99 {level['p99_ms']} ms",
                   file=sys.stderr)
+            if args.no_serve_batch:
+                continue
+            port = free_port()
+            deploy(serve_batch_app(model, args.threads, n, args.serve_batch_size, args.serve_batch_wait_ms),
+                   port=port)
+            level = measure(f"http://127.0.0.1:{port}", args, bodies)
+            level.update({"replicas": n, "batching": "serve.batch", "batch_size": args.serve_batch_size,
+                          "batch_wait_ms": args.serve_batch_wait_ms})
+            report.setdefault("ray_serve_batch", []).append(level)
+            serve.shutdown()
+            print(f"serve.batch replicas={n}: {level['throughput_rps']} req/s, p50 {level['p50_ms']} ms", file=sys.stderr)
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -132,7 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(stdout, 1)
     same = report["serve"][f"threads={args.threads}"]
     best = max(report["serve"].values(), key=lambda lv: lv["throughput_rps"])
-    for level in report["ray"]:
+    ours = {lv["replicas"]: lv for lv in report["ray"]}
+    for level in report.get("ray_serve_batch", []):
+        mine = ours[level["replicas"]]
+        level["funnelrank_scheduler_vs_serve_batch"] = round(mine["throughput_rps"] / level["throughput_rps"], 3) \
+            if level["throughput_rps"] else None
+    for level in report["ray"] + report.get("ray_serve_batch", []):
         level["throughput_vs_best_serve"] = round(level["throughput_rps"] / best["throughput_rps"], 3) \
             if best["throughput_rps"] else None
         level["overhead_ms_per_request"] = round(level["single_request_p50_ms"] - same["single_request_p50_ms"], 1)
@@ -142,12 +219,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"model: {model_desc}; {args.docs} passages/request, {args.clients} clients, {args.threads} thread(s)")
         print("setup                  req/s   p50 ms   p99 ms  x best serve  1-doc p50 ms  overhead ms")
         rows = [(f"serve {k}", lv) for k, lv in report["serve"].items()] + \
-            [(f"ray x{lv['replicas']}", lv) for lv in report["ray"]]
+            [(f"ray x{lv['replicas']}", lv) for lv in report["ray"]] + \
+            [(f"serve.batch x{lv['replicas']}", lv) for lv in report.get("ray_serve_batch", [])]
         for name, lv in rows:
             print(f"{name:<20} {lv['throughput_rps']:>7} {lv['p50_ms']:>8} {lv['p99_ms']:>8} "
                   f"{lv.get('throughput_vs_best_serve', ''):>13} {lv['single_request_p50_ms']:>13} "
                   f"{lv.get('overhead_ms_per_request', ''):>12}")
-    failures = [lv for lv in [*report["serve"].values(), *report["ray"]] if lv["failures"]]
+    failures = [lv for lv in [*report["serve"].values(), *report["ray"], *report.get("ray_serve_batch", [])]
+                if lv["failures"]]
     return 1 if failures else 0
 
 
