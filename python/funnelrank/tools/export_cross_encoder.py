@@ -56,13 +56,14 @@ def _wrapper(model: Any, with_token_type_ids: bool) -> Any:
 
 
 def export_onnx(model: Any, onnx_path: str | os.PathLike[str], *, token_type_ids: bool | None = None,
-                cls_only: bool | None = False) -> bool:
+                cls_only: bool | None = None) -> bool:
     """Export `model` (a transformers ``*ForSequenceClassification``) to `onnx_path`, fp32.
 
     `token_type_ids`: whether the graph takes token type ids (default: when the model has more than one
     token type). Returns that choice. Batch and sequence axes are dynamic.
     `cls_only`: compute the last layer on the [CLS] row only (:mod:`funnelrank.tools.cls_only`; same logits);
-    with True a model type it does not know raises ValueError, with None that model is exported whole.
+    None (default): where the model's layout allows it; True: required (a model type it does not know raises
+    ValueError); False: the whole graph.
     """
     import torch
 
