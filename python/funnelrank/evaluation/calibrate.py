@@ -240,17 +240,15 @@ def recommend_floor(
 
 
 def ranked_from_traces(records: Sequence[dict[str, Any]]) -> dict[str, list[tuple[str, float]]]:
-    """query id -> its traced candidates as ``(doc id, score)`` in the pipeline's order (``rerank_rank``, else
-    score descending): the input :func:`funnelrank.evaluation.floor_promise.floor_promise` takes."""
-    grouped: dict[str, list[tuple[float, float, str]]] = {}
-    for rec in records:
-        qid = rec.get("query_id")
-        if qid is None:
-            continue
-        score = float(rec["score"])
-        rank = rec.get("rerank_rank")
-        grouped.setdefault(str(qid), []).append((float(rank) if rank is not None else -score, -score, str(rec["id"])))
-    return {q: [(doc, -neg) for _, neg, doc in sorted(items)] for q, items in grouped.items()}
+    """query id -> its traced candidates as ``(doc id, score)`` in the cross-encoder's order (the traces'
+    ``rerank_rank``: score descending, ties in trace order), grouped and checked by
+    :func:`funnelrank.evaluation.fusion_tuning.group_traces`: the input
+    :func:`funnelrank.evaluation.floor_promise.floor_promise` takes."""
+    from funnelrank.evaluation.fusion_tuning import group_traces
+    from funnelrank.rerank.fusion import rerank_order
+
+    queries, _ = group_traces(records)
+    return {q: [(t.ids[i], float(t.scores[i])) for i in rerank_order(t.scores)] for q, t in queries.items()}
 
 
 def promise_floor(
@@ -290,9 +288,10 @@ def promise_floor(
     # the answerable share kept only falls as the floor rises, so bisect the distinct scores for the highest one
     # that still keeps enough; the floor is then the midpoint below it (every floor in between keeps the same)
     levels = np.unique(np.clip(scores, 0.0, 1.0))
-    if kept(float(levels[0])) < min_kept:
+    most = kept(float(levels[0]))
+    if most < min_kept:
         raise ValueError(f"no floor keeps an answer for {min_kept:.3f} of the answerable queries: even keeping "
-                         f"every candidate, only {kept(float(levels[0])):.3f} have one in their top {top_k}")
+                         f"every candidate, only {most:.3f} have one in their top {top_k}")
     lo, hi = 0, len(levels) - 1
     while lo < hi:
         mid = (lo + hi + 1) // 2
