@@ -192,3 +192,11 @@ def test_promise_floor_says_when_no_floor_keeps_enough(tmp_path: Path, capsys: p
     assert out["floor"] == pytest.approx(0.4) and out["promise"]["answerable_kept"] == 1.0
     assert cli.main(["calibrate-floor", str(traces), "--min-kept", "0.9"]) == 2
     assert "--min-kept needs --qrels" in capsys.readouterr().err
+
+
+def test_promise_floor_refuses_two_runs_in_one_trace_file() -> None:
+    from funnelrank.evaluation.calibrate import promise_floor
+
+    records = [{"query_id": "q1", "id": "d1", "score": 0.9, "rerank_rank": 1}] * 2
+    with pytest.raises(ValueError, match="twice"):
+        promise_floor(records, {"q1": {"d1": 1}}, min_kept=0.5)
