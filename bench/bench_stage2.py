@@ -21,6 +21,9 @@ Models:
   ``funnelrank.tools.export_cross_encoder``; variants fp32 and int8 (its layers all read the pair jointly), and
   ``cls`` / ``cls-int8``: the same checkpoint exported with ``--cls-only`` (:mod:`funnelrank.tools.cls_only`:
   the last layer computes only the [CLS] row its head reads; same logits), in fp32 and int8.
+* ``previous`` (with ``--previous DIR``): another model directory, variants fp32 and states, e.g. the judge a
+  release replaced, so the new default's cost is a ratio against it in the same run
+  (``summary.default_vs_previous``: previous fp32 p50 / default fp32 p50, and the same for states).
 * both models: the cascades of ``--cascades`` (default ``int8-64@20,int8-64@30,int8-128@20``;
   :mod:`funnelrank.rerank.cascade`), named ``cascade-SPEC``: the first-pass variant at its own max_length on
   its own scheduler scores every candidate, then the model's fp32 scheduler rescores the top KEEP; the time is
@@ -127,6 +130,9 @@ def main() -> int:
     parser.add_argument("--variants", default=None,
                         help="run only these variants (comma-separated, e.g. fp32,int8,cascade-int8-64@20; "
                              "fp32 always runs)")
+    parser.add_argument("--previous", type=Path, default=None, metavar="DIR",
+                        help="another model directory measured beside the default as model 'previous' (fp32 and "
+                             "states where it can reuse passage states), e.g. the judge a release replaced")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not (args.data / "corpus.jsonl").is_file():
@@ -153,11 +159,13 @@ def main() -> int:
     cascades = [f"cascade-{CascadeSpec.parse(c).name}" for c in args.cascades.split(",") if c.strip()]
     models = {"default": (default_reranker_path(), ["fp32", "int8", "states", "states-prefix", *cascades]),
               "bert": (bert_dir, ["fp32", "int8", "cls", "cls-int8", *cascades])}
+    if args.previous is not None:
+        models["previous"] = (args.previous, ["fp32", "states"])
     exported = {"cls": (bert_cls_dir, "fp32"), "cls-int8": (bert_cls_dir, "int8")}  # variant -> (dir, precision)
     if args.variants is not None:
         only = {v.strip() for v in args.variants.split(",") if v.strip()} | {"fp32"}
         models = {m: (path, [v for v in vs if v in only]) for m, (path, vs) in models.items()}
-    kept = {"default": _kept(args.guard_default), "bert": _kept(args.guard_bert)}
+    kept = {"default": _kept(args.guard_default), "bert": _kept(args.guard_bert), "previous": {}}
 
     runners: dict[str, Any] = {}
     extra: dict[str, dict[str, Any]] = {}
@@ -306,6 +314,11 @@ def main() -> int:
         else:
             summary[model_name] = {"fastest_kept": None, "speedup_vs_fp32": None,
                                    "why": "no guard report given (--guard-*)" if not kept[model_name] else "none kept"}
+    if "previous" in models:
+        summary["default_vs_previous"] = {
+            v: round(rows[f"previous/{v}"]["p50_ms"] / rows[f"default/{v}"]["p50_ms"], 3)
+            for v in ("fp32", "states") if "p50_ms" in rows.get(f"previous/{v}", {})
+            and "p50_ms" in rows.get(f"default/{v}", {})}
     if peer_names:
         peer_best = min(rows[n]["p50_ms"] for n in peer_names)
         bert_best = summary["bert"]["fastest_kept"] or "bert/fp32"

@@ -54,7 +54,7 @@ def is_segment_model(config: dict[str, Any]) -> bool:
     """
     n = (config.get("funnelrank") or {}).get("n_separate_layers")
     layers = config.get("num_hidden_layers")
-    return isinstance(n, int) and isinstance(layers, int) and 0 < n < layers
+    return isinstance(n, int) and isinstance(layers, int) and 0 < n <= layers
 
 
 def split_graphs(onnx_path: str | Path, n_separate: int, num_layers: int) -> tuple[Path, Path, Path]:
@@ -212,7 +212,7 @@ class SplitScorer:
         opens an ONNX Runtime session with the caller's options."""
         if not is_segment_model(config):
             raise ValueError("reuse_passage_states needs a segment cross-encoder (config.json funnelrank."
-                             "n_separate_layers below num_hidden_layers); this model reads query and passage "
+                             "n_separate_layers at most num_hidden_layers); this model reads query and passage "
                              "jointly from its first layer, so its passage states depend on the query")
         n_sep = int(config["funnelrank"]["n_separate_layers"])
         seg_path, joint_path, whole_path = split_graphs(onnx_path, n_sep, int(config["num_hidden_layers"]))

@@ -7,6 +7,10 @@
     validate     the validation figures of a checkpoint (never a test split)
     patch    write an exported model as a weight patch over the packaged default reranker
     heldout-ids  the validation query ids held out from training (e.g. for `funnelrank eval --query-ids`)
+    judge-prepare   the late-interaction judge's groups and cached final token states (resumable)
+    judge-train     train the judge's head from the cache (checkpointed; rerun to resume)
+    judge-validate  the judge head's validation figures (never a test split)
+    judge-export    write the judge (frozen encoder + head) as a CrossEncoder model directory
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DEFAULT_WORK = Path(os.environ.get("FUNNELRANK_TRAIN_WORK", "/work/train-cache/run"))
+JUDGE_WORK = Path(os.environ.get("FUNNELRANK_JUDGE_WORK", "/work/judge-work"))
 
 
 def _checkpoint_arg(text: str) -> Path | None:
@@ -89,6 +94,29 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--base", type=Path, default=None,
                     help="base model directory (default: the packaged reranker-minilm-l6, whose model.onnx is kept)")
     pa.add_argument("--exact", action="store_true", help="store changed weights exactly instead of as int8 deltas")
+    jp = sub.add_parser("judge-prepare", help="late-interaction judge: groups + cached token states")
+    jp.add_argument("--data", type=Path, default=Path("../shared/data"))
+    jp.add_argument("--work", type=Path, default=JUDGE_WORK)
+    jp.add_argument("--near-misses", type=int, default=2, help="near-miss passages per training positive")
+    jt = sub.add_parser("judge-train", help="train the judge's head (resumes from --out)")
+    jt.add_argument("--work", type=Path, default=JUDGE_WORK)
+    jt.add_argument("--out", type=Path, required=True, help="checkpoint file")
+    jt.add_argument("--steps", type=int, default=1500)
+    jt.add_argument("--lr", type=float, default=3e-3)
+    jt.add_argument("--bce", type=float, default=0.5, help="weight of pointwise BCE")
+    jt.add_argument("--qswap", type=float, default=1.0, help="weight of the query-side swap negatives")
+    jt.add_argument("--drop", default="", help="comma-separated channels to leave out (ablation)")
+    jt.add_argument("--seed", type=int, default=0)
+    jv = sub.add_parser("judge-validate", help="validation figures of a judge head checkpoint")
+    jv.add_argument("checkpoint", type=Path)
+    jv.add_argument("--work", type=Path, default=JUDGE_WORK)
+    jv.add_argument("--floor", type=float, default=0.5)
+    je = sub.add_parser("judge-export", help="export the judge as a CrossEncoder model directory")
+    je.add_argument("checkpoint", type=Path)
+    je.add_argument("out", type=Path)
+    je.add_argument("--work", type=Path, default=JUDGE_WORK)
+    je.add_argument("--precision", choices=("fp32", "fp16w", "int8"), default="fp16w")
+    je.add_argument("--overwrite", action="store_true")
     return p
 
 
@@ -103,7 +131,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(a.threads)
-    if a.cmd == "prepare":
+    if a.cmd.startswith("judge-"):
+        _judge(a)
+    elif a.cmd == "prepare":
         from funnelrank.training.prepare import prepare
 
         prepare(a.data, a.work, n_squad=a.n_squad, max_p=a.max_p, n_separate=a.n_separate, msmarco=not a.no_msmarco,
@@ -142,6 +172,32 @@ def main() -> None:
             model = randomize(model)
         out = export_model_dir(model, a.out, precision=a.precision, max_length=a.max_length, overwrite=a.overwrite)
         print(f"exported {a.checkpoint or 'none'} -> {out} ({a.precision})")
+
+
+def _judge(a: argparse.Namespace) -> None:
+    """The judge-* subcommands (see module doc)."""
+    import json
+
+    from funnelrank.training import judge_train as jt
+
+    if a.cmd == "judge-prepare":
+        print(json.dumps(jt.prepare(a.data, a.work, near_misses=a.near_misses)))
+    elif a.cmd == "judge-train":
+        head = jt.train(a.work, a.out, steps=a.steps, lr=a.lr, bce_weight=a.bce, qswap_weight=a.qswap,
+                        seed=a.seed, drop=tuple(x for x in a.drop.split(",") if x))
+        groups, cache, _idf = jt.load(a.work)
+        print(json.dumps(jt.validate(head, groups, cache)))
+    elif a.cmd == "judge-validate":
+        groups, cache, idf = jt.load(a.work)
+        print(json.dumps(jt.validate(jt.load_head(a.checkpoint, idf), groups, cache, floor=a.floor)))
+    else:
+        from funnelrank.training.export import export_model_dir
+        from funnelrank.training.judge import LateInteractionJudge
+
+        idf = jt.torch_idf(a.work)
+        model = LateInteractionJudge.from_base(jt.load_head(a.checkpoint, idf)).eval()
+        out = export_model_dir(model, a.out, precision=a.precision, overwrite=a.overwrite)
+        print(f"exported {a.checkpoint} -> {out} ({a.precision})")
 
 
 def _write_patch(trained: Path, base: Path | None, exact: bool) -> None:

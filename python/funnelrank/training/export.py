@@ -84,9 +84,27 @@ def randomize(model: SegmentCrossEncoder, seed: int = 0) -> SegmentCrossEncoder:
     return model
 
 
-def export_fp32(model: SegmentCrossEncoder, path: Path) -> None:
+def describe(model: torch.nn.Module) -> dict:
+    """The ``"funnelrank"`` block of an exported model's config.json: the per-segment layer count (what the
+    split scorer cuts at) and what the score is."""
+    from funnelrank.training.judge import FEATURES, LateInteractionJudge
+
+    if isinstance(model, LateInteractionJudge):
+        return {"n_separate_layers": model.encoder.n_separate, "head": "late-interaction",
+                "channels": [f for f, k in zip(FEATURES, model.head.keep.tolist()) if k],
+                "score": "sigmoid(linear(pooled cosine, importance-weighted match quality, soft minimum of match "
+                         "quality, idf-weighted MaxSim, idf-weighted exact coverage))"}
+    if not isinstance(model, SegmentCrossEncoder):
+        raise TypeError(f"cannot export {type(model).__name__}")
+    return {"n_separate_layers": model.n_separate,
+            "score": "sigmoid(scale * cos(mean(query segment), mean(passage segment)) + bias"
+                     + (" + w . joint(query [CLS]))" if model.interact is not None else ")")}
+
+
+def export_fp32(model: torch.nn.Module, path: Path) -> None:
     """torch -> ONNX (legacy exporter, dynamic batch and sequence axes)."""
-    ids = torch.randint(1000, 20000, (2, 24))
+    vocab = next(m.num_embeddings for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    ids = torch.randint(min(1000, vocab // 2), min(20000, vocab), (2, 24))
     ids[:, 0] = 101
     am = torch.ones_like(ids)
     am[1, 18:] = 0
@@ -128,7 +146,7 @@ def to_int8(src: Path, dst: Path) -> None:
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
 
 
-def check_matches(model: SegmentCrossEncoder, onnx_path: Path, atol: float) -> float:
+def check_matches(model: torch.nn.Module, onnx_path: Path, atol: float) -> float:
     """Largest |torch - ORT| logit difference on real tokenized pairs; raises above atol."""
     import onnxruntime as ort
 
@@ -154,7 +172,7 @@ def check_matches(model: SegmentCrossEncoder, onnx_path: Path, atol: float) -> f
     return worst
 
 
-def export_model_dir(model: SegmentCrossEncoder, out: Path, precision: str = "fp16w", max_length: int = 256,
+def export_model_dir(model: torch.nn.Module, out: Path, precision: str = "fp16w", max_length: int = 256,
                      extra_config: dict | None = None, overwrite: bool = False) -> Path:
     """Write a complete model directory (see module doc) atomically; returns it."""
     if precision not in PRECISIONS:
@@ -179,10 +197,7 @@ def export_model_dir(model: SegmentCrossEncoder, out: Path, precision: str = "fp
         cfg = json.loads((base / "config.json").read_text())
         cfg.update({"architectures": ["FunnelrankSegmentCrossEncoder"], "num_labels": 1,
                     "id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0},
-                    "funnelrank": {"n_separate_layers": model.n_separate, "precision": precision,
-                                   "score": "sigmoid(scale * cos(mean(query segment), mean(passage segment)) + bias"
-                                            + (" + w . joint(query [CLS]))" if model.interact is not None else ")"),
-                                   **(extra_config or {})}})
+                    "funnelrank": {**describe(model), "precision": precision, **(extra_config or {})}})
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)

@@ -127,13 +127,13 @@ class SegmentCrossEncoder(nn.Module):
             logit = logit + self.interact(x[:, 0]).squeeze(-1)  # position 0: the query's [CLS]
         return logit
 
-    # -- the exported graph -------------------------------------------------------------------------
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor) -> torch.Tensor:
-        """Score "[CLS] q [SEP] p [SEP]" pairs: returns logits of shape (B, 1).
+    def segment_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The per-segment layers over "[CLS] q [SEP] p [SEP]" pairs: (states, ids, attention mask, segment).
 
         A [CLS] is inserted before the passage so that each segment reads exactly as the bi-encoder reads
-        a text alone ("[CLS] text [SEP]" at positions 0..)."""
+        a text alone ("[CLS] text [SEP]" at positions 0..); the returned tensors are one position longer than
+        the input."""
         am = attention_mask.to(torch.int64)
         seg = token_type_ids.to(torch.int64) * am
         n_q = (am * (1 - seg)).sum(1, keepdim=True)
@@ -150,6 +150,15 @@ class SegmentCrossEncoder(nn.Module):
         cross = (seg[:, :, None] != seg[:, None, :]).to(torch.float32)[:, None]
         for i in range(self.n_separate):
             x = self.layer(i, x, pad + cross * NEG)
+        return x, ids, am, seg
+
+    # -- the exported graph -------------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> torch.Tensor:
+        """Score "[CLS] q [SEP] p [SEP]" pairs: returns logits of shape (B, 1) (see :meth:`segment_states`)."""
+        x, _ids, am, seg = self.segment_states(input_ids, attention_mask, token_type_ids)
+        pad = self.pad_mask(am)
+        cross = (seg[:, :, None] != seg[:, None, :]).to(torch.float32)[:, None]
         for j_, i in enumerate(range(self.n_separate, len(self.layers))):
             x = self.layer(i, x, pad + cross * self.cross_bias[j_][None, :, None, None])
         return self.head(x, am, seg)[:, None]

@@ -1,0 +1,134 @@
+"""The late-interaction judge (funnelrank.training.judge): its exported graph equals the cached training path
+(the head over texts encoded alone), its channels mean what they say, and it exports to one ONNX graph whose
+passage states the split scorer can reuse. Tiny random BERTs keep this fast."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from funnelrank.training.judge import FEATURES, JudgeHead, LateInteractionJudge, match_mask, mean_pool  # noqa: E402
+from funnelrank.training.model import SegmentCrossEncoder  # noqa: E402
+
+VOCAB = 200
+
+
+def _judge(seed: int = 0, drop: tuple[str, ...] = ()) -> LateInteractionJudge:
+    torch.manual_seed(seed)
+    cfg = transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=64, max_position_embeddings=64)
+    enc = SegmentCrossEncoder(transformers.BertModel(cfg, add_pooling_layer=False), n_separate=2, cls_id=101)
+    head = JudgeHead(torch.rand(VOCAB) * 5, hidden=32, drop=drop)
+    with torch.no_grad():  # a head that uses every channel and every learned piece
+        head.importance.weight.normal_(0.0, 0.3)
+        head.out.weight.normal_(0.0, 2.0)
+    return LateInteractionJudge(enc, head).eval()
+
+
+def _pair(q: list[int], p: list[int], pad: int = 0) -> tuple[torch.Tensor, ...]:
+    ids = [101] + q + [102] + p + [102]
+    tt = [0] * (len(q) + 2) + [1] * (len(p) + 1)
+    am = [1] * len(ids) + [0] * pad
+    return torch.tensor([ids + [0] * pad]), torch.tensor([am]), torch.tensor([tt + [0] * pad])
+
+
+def _alone(judge: LateInteractionJudge, toks: list[int]) -> tuple[torch.Tensor, ...]:
+    ids = torch.tensor([[101] + toks + [102]])
+    am = torch.ones_like(ids)
+    x = judge.encoder.encode_segment(ids, am, torch.arange(ids.shape[1])[None])
+    return x, ids, match_mask(ids, am), mean_pool(x, am)
+
+
+def test_graph_equals_the_head_over_texts_encoded_alone() -> None:
+    judge = _judge()
+    q, p = [5, 6, 7], [8, 6, 10, 11, 12]
+    with torch.no_grad():
+        full = judge(*_pair(q, p))[0, 0]
+        padded = judge(*_pair(q, p, pad=5))[0, 0]
+        cached = judge.head(*_alone(judge, q), *_alone(judge, p))[0]
+    assert float(abs(full - cached)) < 1e-4
+    assert float(abs(full - padded)) < 1e-4
+
+
+def test_the_exact_channel_counts_shared_word_pieces_only() -> None:
+    judge = _judge()
+    col = FEATURES.index("exact_idf")
+    with torch.no_grad():
+        same = judge.head.features(*_alone(judge, [5, 6]), *_alone(judge, [6, 5, 9]))[0, col]
+        half = judge.head.features(*_alone(judge, [5, 6]), *_alone(judge, [6, 9]))[0, col]
+        none = judge.head.features(*_alone(judge, [5, 6]), *_alone(judge, [7, 9]))[0, col]
+    idf = judge.head.idf
+    assert float(same) == pytest.approx(1.0)
+    assert float(half) == pytest.approx(float(idf[6] / (idf[5] + idf[6])), rel=1e-5)
+    assert float(none) == 0.0
+
+
+def test_a_missing_query_word_lowers_the_soft_minimum() -> None:
+    judge = _judge()
+    col = FEATURES.index("soft_min")
+    with torch.no_grad():
+        # quality = 5 * exact: the soft minimum over the query's words falls when one is absent
+        judge.head.quality = torch.nn.Sequential(torch.nn.Linear(2, 1))
+        judge.head.quality[0].weight.copy_(torch.tensor([[0.0, 5.0]]))
+        judge.head.quality[0].bias.fill_(0.0)
+        full = judge.head.features(*_alone(judge, [5, 6, 7]), *_alone(judge, [5, 6, 7]))[0, col]
+        lacking = judge.head.features(*_alone(judge, [5, 6, 7]), *_alone(judge, [5, 6, 9]))[0, col]
+    assert float(full) == pytest.approx(5.0, abs=1e-4)
+    assert float(lacking) < 1.0
+
+
+def test_dropped_channels_are_zero_and_unknown_ones_fail() -> None:
+    judge = _judge(drop=("cos", "soft_min"))
+    with torch.no_grad():
+        f = judge.head.features(*_alone(judge, [5, 6]), *_alone(judge, [6, 9]))[0]
+    assert float(f[FEATURES.index("cos")]) == 0.0 and float(f[FEATURES.index("soft_min")]) == 0.0
+    assert float(f[FEATURES.index("maxsim_idf")]) != 0.0
+    with pytest.raises(ValueError, match="unknown channels"):
+        JudgeHead(torch.ones(VOCAB), hidden=32, drop=("nope",))
+
+
+def test_the_encoder_must_be_fully_separate() -> None:
+    judge = _judge()
+    half = SegmentCrossEncoder(transformers.BertModel(transformers.BertConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=64), add_pooling_layer=False), n_separate=1)
+    with pytest.raises(ValueError, match="every layer per segment"):
+        LateInteractionJudge(half, judge.head)
+
+
+def test_onnx_export_and_split_states_equal_torch(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnx")
+    import onnxruntime as ort
+
+    from funnelrank.rerank.split import SplitScorer, StateStore
+    from funnelrank.training.export import export_fp32
+
+    monkeypatch.setenv("FUNNELRANK_CACHE", str(tmp_path / "cache"))
+    judge = _judge(seed=3)
+    path = tmp_path / "judge.onnx"
+    export_fp32(judge, path)
+    rows = [([5, 6, 7], [8, 6, 10, 11, 12]), ([9], [9, 20, 21]), ([30, 31, 32, 33], [34])]
+    n = max(len(q) + len(p) + 3 for q, p in rows)
+    feed = {k: np.zeros((len(rows), n), dtype=np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")}
+    want = []
+    for r, (q, p) in enumerate(rows):
+        ids, am, tt = _pair(q, p)
+        L = ids.shape[1]
+        feed["input_ids"][r, :L], feed["attention_mask"][r, :L], feed["token_type_ids"][r, :L] = ids[0], am[0], tt[0]
+        with torch.no_grad():
+            want.append(float(judge(ids, am, tt)[0, 0]))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, feed)[0][:, 0]
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    config = {"funnelrank": {"n_separate_layers": 2}, "num_hidden_layers": 2, "hidden_size": 32}
+    scorer = SplitScorer.for_model(path, config, store=StateStore(), state_dtype=np.float32,
+                                   session_factory=lambda f: ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]))
+    lengths = [len(q) + len(p) + 3 for q, p in rows]
+    first = scorer.run(feed, lengths)[:, 0]  # passages new: the whole graph, states kept
+    again = scorer.run(feed, lengths)[:, 0]  # passages stored: only the head runs
+    assert scorer.store.hits >= len(rows)
+    np.testing.assert_allclose(first, want, atol=1e-4)
+    np.testing.assert_allclose(again, want, atol=1e-4)
