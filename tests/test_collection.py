@@ -149,7 +149,8 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     c.delete(["py-os"])
     c.add(["unicode"], ["Grüße aus Köln ☕"], [{"nested": {"a": [1, 2]}, "lang": "de"}])
     c.save(tmp_path / "col")
-    loaded = Collection.load(tmp_path / "col")
+    c.close()  # the directory's writer lock: `loaded` below writes it next
+    loaded = Collection.load(tmp_path / "col", writer=True)
     assert not loaded.dense
     _same(c, loaded, ["json module", "köln", "bananas"])
     assert loaded.allowed_ids({"lang": "de"}) == ["unicode"]
@@ -222,6 +223,7 @@ def test_crash_mid_save_leaves_old_collection(tmp_path: Path, monkeypatch: pytes
     target = tmp_path / "col"
     old = make()
     old.save(target)
+    old.close()
     new = make()
     new.delete(["fruit"])
     new.add(["x"], ["brand new"])

@@ -341,13 +341,24 @@ def exit_status(pid: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def save_loop(collections: tuple[Collection, ...], root: Path, seconds: float) -> Callable[[], None]:
+def save_loop(
+    collections: tuple[Collection, ...], root: Path, seconds: float, *, take_turns: bool = False
+) -> Callable[[], None]:
+    """Save each collection in turn, releasing the writer lock after each save (one writer at a time); with
+    `take_turns`, a save refused because another process holds the lock is retried."""
     def work() -> None:
         deadline = time.monotonic() + seconds
         for c in itertools.cycle(collections):
             if time.monotonic() > deadline:
                 return
-            c.save(root)
+            try:
+                c.save(root)
+            except store.CollectionLockedError:
+                if not take_turns:
+                    raise
+                time.sleep(0.001)
+            finally:
+                c.close()
 
     return work
 
@@ -368,6 +379,7 @@ def test_load_while_another_process_saves(tmp_path: Path) -> None:
     a, b = two_states()
     root = tmp_path / "col"
     a.save(root)
+    a.close()
     saver = fork(save_loop((b, a), root, 3.0))
     seen, failures = load_loop(root, 3.0)
     assert exit_status(saver) == 0
@@ -376,11 +388,15 @@ def test_load_while_another_process_saves(tmp_path: Path) -> None:
     assert seen["A"] > 0 and seen["B"] > 0  # the saves really happened while loading
 
 
-def test_two_processes_saving_at_once_do_not_fail_each_other(tmp_path: Path) -> None:
+def test_two_processes_taking_turns_to_write_never_show_a_half_save(tmp_path: Path) -> None:
+    """Two processes each save, release the writer lock, and retry when the other holds it: every load sees
+    one whole collection."""
     a, b = two_states()
     root = tmp_path / "col"
     a.save(root)
-    savers = [fork(save_loop((a, b), root, 2.0)), fork(save_loop((b, a), root, 2.0))]
+    a.close()
+    savers = [fork(save_loop((a, b), root, 2.0, take_turns=True)),
+              fork(save_loop((b, a), root, 2.0, take_turns=True))]
     seen, failures = load_loop(root, 2.0)
     assert [exit_status(pid) for pid in savers] == [0, 0]
     print(f"\ntwo savers: {sum(seen.values()) + len(failures)} loads {dict(seen)}, {len(failures)} failures")
@@ -405,7 +421,9 @@ def test_sigkill_during_save_leaves_the_old_or_the_new_collection(tmp_path: Path
     root = tmp_path / "col"
     start = time.perf_counter()
     a.save(root)
+    a.close()
     b.save(root)
+    b.close()
     per_save = (time.perf_counter() - start) / 2
     rng = random.Random(20240611)
     kills = failures = mid_save = 0
@@ -443,6 +461,7 @@ def test_load_starts_over_when_saves_remove_the_generation_it_reads(
     a, b = two_states()
     root = tmp_path / "col"
     a.save(root)
+    a.close()
     real = store._load_generation
     calls = []
 
@@ -592,16 +611,41 @@ def test_a_damaged_manifest_can_be_saved_over(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("dense", [False, True])
-def test_version_1_collections_still_load(tmp_path: Path, dense: bool) -> None:
+def test_version_1_manifests_are_refused_with_the_command_that_rebuilds_them(tmp_path: Path, dense: bool) -> None:
+    """Version 1 (no checksum) was never released: a manifest edited to it used to load unchecked."""
     root = tmp_path / "v1"
     small(dense=dense).save(root)
+    manifest = json.loads((root / "manifest.json").read_text())
     _rewrite(root, lambda m: (m.pop("checksum"), m.update(version=1)), fix_checksum=False)
-    loaded = Collection.load(root, embedder=FakeEmbedder() if dense else None)
-    assert loaded.ids() == ["a", "b"] and loaded.dense == dense
-    # ... with the same strict schema
-    _rewrite(root, lambda m: m.update(extra=1), fix_checksum=False)
-    with pytest.raises(IndexFileError, match="unexpected top-level"):
+    with pytest.raises(IndexFileError, match=r"manifest\.json: collection format version 1 .* cannot be verified") as err:
         Collection.load(root, embedder=FakeEmbedder() if dense else None)
+    command = f"funnelrank index {root / manifest['data'] / 'docs.jsonl'} --out NEW_DIR"
+    assert command in str(err.value)
+    # The command it names rebuilds the collection from the documents it kept.
+    assert main(["index", str(root / manifest["data"] / "docs.jsonl"), "--out", str(tmp_path / "new"),
+                 "--no-dense"]) == 0
+    rebuilt = Collection.load(tmp_path / "new")
+    assert rebuilt.ids() == ["a", "b"] and rebuilt.get("b").metadata == {"n": 2, "tags": ["x"]}
+
+
+@pytest.mark.parametrize("fix_checksum", [True, False], ids=["checksum-recomputed", "checksum-stale"])
+def test_dense_null_in_a_dense_collection_is_refused(dense_root: Path, fix_checksum: bool) -> None:
+    """Editing "dense" to null used to drop the dense index silently; even with a recomputed checksum the
+    data directory's hnsw.idx gives it away."""
+    _rewrite(dense_root, lambda m: m.update(dense=None), fix_checksum=fix_checksum)
+    if fix_checksum:
+        match = r"manifest\.json: says the collection has no dense index, but .*hnsw\.idx"
+    else:
+        match = r"manifest\.json: corrupt manifest \(checksum mismatch"
+    with pytest.raises(IndexFileError, match=match):
+        _load_dense(dense_root)
+
+
+def test_a_collection_that_never_had_dense_still_loads(tmp_path: Path) -> None:
+    small().save(tmp_path / "col")
+    assert json.loads((tmp_path / "col" / "manifest.json").read_text())["dense"] is None
+    loaded = Collection.load(tmp_path / "col")
+    assert not loaded.dense and loaded.ids() == ["a", "b"]
 
 
 @pytest.mark.parametrize(
@@ -688,6 +732,74 @@ def test_huge_k_is_capped_at_the_collection_size() -> None:
     empty = Collection(dense=True, embedder=FakeEmbedder())
     assert empty.search_bm25("hello", k=10**12)[0] == []
     assert empty.search_dense(vec, k=10**12)[0] == []
+
+
+@pytest.mark.parametrize("retriever", ["hybrid", "dense", "bm25"])
+@pytest.mark.parametrize("setting", ["candidates", "top_k"])
+def test_out_of_range_candidates_and_top_k_are_value_errors(retriever: str, setting: str) -> None:
+    """candidates=2**63 on a dense or hybrid collection used to be a bare TypeError from the core's rrf."""
+    from funnelrank.pipeline import Pipeline
+
+    pipe = Pipeline(small(dense=True), retriever=retriever, reranker=None)
+    for bad in (2**63, 2**64, 10**30):
+        with pytest.raises(ValueError, match=rf"{setting} must be a positive int no larger than 9223372036854775807"):
+            pipe.search("hello", **{setting: bad})
+        with pytest.raises(ValueError, match=setting):
+            pipe.search_batch(["hello"], **{setting: bad})
+        with pytest.raises(ValueError, match=setting):
+            Pipeline(small(dense=True), retriever=retriever, reranker=None, **{setting: bad})
+    for bad in (0, -1, True, 2.0):
+        with pytest.raises(ValueError, match=setting):
+            pipe.search("hello", **{setting: bad})
+    # The largest accepted value works, capped at the collection's size.
+    assert {r.id for r in pipe.search("hello world greeting", **{setting: 2**63 - 1}).results} <= {"a", "b"}
+
+
+def test_fusion_top_k_beyond_64_bits_is_a_value_error() -> None:
+    from funnelrank._core import convex_fusion, rrf
+
+    rankings = [(["a", "b"], [2.0, 1.0]), (["b"], [1.0])]
+    for fuse in (rrf, convex_fusion):
+        with pytest.raises(ValueError, match="top_k must be <= 9223372036854775807, got 9223372036854775808"):
+            fuse(rankings, top_k=2**63)
+        with pytest.raises(ValueError, match="top_k must be >= 0"):
+            fuse(rankings, top_k=-(2**70))
+        assert list(fuse(rankings, top_k=2**63 - 1).ids) == list(fuse(rankings).ids)
+
+
+def test_analyzer_settings_are_capped() -> None:
+    from funnelrank._core import Analyzer, BM25Index
+
+    for bad in (0, 256, 2**31, 2**63, 2**64):
+        with pytest.raises(ValueError, match=r"min_token_length must be (>=|<=)"):
+            Analyzer(min_token_length=bad)
+    assert Analyzer(min_token_length=255).min_token_length == 255
+    index = BM25Index(analyzer=Analyzer(min_token_length=3))
+    index.add(["a"], ["an ox and a zebra"])
+    assert index.search("zebra ox", k=5)[0] == ["a"]
+
+
+def test_an_index_file_with_an_out_of_range_analyzer_setting_is_refused(tmp_path: Path) -> None:
+    """The cap holds for index files too (the analyzer is rebuilt from the file's settings)."""
+    import struct
+    import zlib
+
+    from funnelrank._core import Analyzer, BM25Index
+
+    index = BM25Index(analyzer=Analyzer(min_token_length=3))
+    index.add(["a"], ["an ox and a zebra"])
+    path = tmp_path / "x.idx"
+    index.save(path)
+    raw = bytearray(path.read_bytes())
+    header, trailer = 12, 20  # magic + version; payload size + CRC-32 + end magic
+    offset = header + 8 + 8 + 1  # k1, b, lowercase, then min_token_length (u64)
+    assert struct.unpack_from("<Q", raw, offset)[0] == 3
+    struct.pack_into("<Q", raw, offset, 2**31)
+    payload = bytes(raw[header:len(raw) - trailer])
+    struct.pack_into("<I", raw, len(raw) - 12, zlib.crc32(payload))  # a consistent file, only the value is wrong
+    path.write_bytes(bytes(raw))
+    with pytest.raises(IndexFileError, match=r"min_token_length must be in \[1, 255\], got 2147483648"):
+        BM25Index.load(path)
 
 
 class Spy:

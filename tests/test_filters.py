@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from funnelrank.filters import MetadataIndex, validate_filter, validate_metadata
+from funnelrank.filters import MAX_FILTER_TERMS, MetadataIndex, parse_filter, validate_filter, validate_metadata
 
 DOCS = {
     "a": {"year": 2019, "lang": "en", "score": 1, "tags": ["x", "y"]},
@@ -87,3 +89,30 @@ def test_bad_filters_are_clear(flt: object, message: str) -> None:
 def test_bad_metadata(meta: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         validate_metadata(meta)
+
+
+def test_in_and_nin_lists_are_capped_like_elasticsearch_terms() -> None:
+    """A 1M-term `in` filter used to be served term by term; now the cap is Elasticsearch's 65,536."""
+    index = MetadataIndex()
+    index.add("a", {"tag": "t1"})
+    index.add("b", {"tag": "t70000"})
+    at_cap = [f"t{i}" for i in range(MAX_FILTER_TERMS)]
+    assert MAX_FILTER_TERMS == 65_536
+    assert index.resolve({"tag": at_cap}, {"a", "b"}) == {"a"}  # exactly the cap is served
+    million = [f"t{i}" for i in range(1_000_000)]
+    for flt in ({"tag": million}, {"tag": {"in": million}}, {"tag": {"nin": million}},
+                {"tag": {"in": [*at_cap, "one more"]}}):
+        with pytest.raises(ValueError, match=r"filter on 'tag': '(in|nin)' takes at most 65,536 values, got"):
+            index.resolve(flt, {"a", "b"})
+
+
+def test_a_whole_filter_is_capped_at_the_same_number_of_operands() -> None:
+    half = [f"v{i}" for i in range(MAX_FILTER_TERMS // 2)]
+    assert validate_filter({"x": half, "y": {"nin": half}})  # exactly the cap in all
+    with pytest.raises(ValueError, match="filter holds more than 65,536 operands in all"):
+        validate_filter({"x": half, "y": {"nin": half}, "z": 1})
+    many_fields = {f"f{i}": i for i in range(MAX_FILTER_TERMS + 1)}
+    with pytest.raises(ValueError, match="filter holds more than 65,536 operands"):
+        validate_filter(many_fields)
+    with pytest.raises(ValueError, match="--filter: filter holds more than 65,536 operands"):
+        parse_filter(json.dumps(many_fields), what="--filter")

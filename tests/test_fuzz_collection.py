@@ -21,8 +21,7 @@ saved; each case copies that directory and applies one seeded mutation from one 
                    one document fewer
 
 A few mutators in each family are *controls* that leave a consistent collection with the same data
-(whitespace, key order, a version-1 manifest, a symlinked data directory, re-encoded JSON lines, an extra
-file): they must load.
+(whitespace, key order, a symlinked data directory, re-encoded JSON lines, an extra file): they must load.
 
 A case ends as one of:
   clean     Collection.load raised IndexFileError or ValueError
@@ -604,9 +603,10 @@ def _(rng: random.Random, case: Path, base: Base) -> str:
     return f"{len(m['extra'])}-char extra value"
 
 
-@mutator(FORGED, "version-1", control=True)
+@mutator(FORGED, "version-1")
 def _(rng: random.Random, case: Path, base: Base) -> str:
-    """Control: a version-1 manifest (no checksum) of the same collection."""
+    """A version-1 manifest (no checksum) of the same collection: refused, as nothing can vouch for it (a
+    pre-release format; the error names the command that rebuilds the collection from its documents)."""
     m = _m(base)
     del m["checksum"]
     m["version"] = 1
@@ -1075,13 +1075,19 @@ def _(rng: random.Random, case: Path, base: Base) -> str:
 
 @mutator(BM25, "symlinked", control=True)
 def _(rng: random.Random, case: Path, base: Base) -> str:
-    """Control: bm25.idx a symlink to a copy of itself, and a stray hnsw.idx the BM25-only manifest ignores."""
+    """Control: bm25.idx a symlink to a copy of itself."""
     path = _bm25(case, base)
     path.rename(case / "bm25-elsewhere.idx")
     path.symlink_to(case / "bm25-elsewhere.idx")
-    if rng.random() < 0.5:
-        (case / base.data / "hnsw.idx").write_bytes(bytes(rng.randrange(256) for _ in range(100)))
     return "symlinked"
+
+
+@mutator(BM25, "stray-hnsw")
+def _(rng: random.Random, case: Path, base: Base) -> str:
+    """An hnsw.idx beside a BM25-only manifest: refused (a save writes one only for a dense collection, so the
+    manifest lost its dense section; loading would drop the dense index silently)."""
+    (case / base.data / "hnsw.idx").write_bytes(bytes(rng.randrange(256) for _ in range(100)))
+    return "stray hnsw.idx"
 
 
 # ------------------------------------------------------------------------------------------- running cases

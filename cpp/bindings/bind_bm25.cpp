@@ -115,7 +115,7 @@ std::shared_ptr<Analyzer> make_analyzer(bool lowercase, const py::object& stopwo
         cfg.stemmer = stemmer.cast<std::string>();
         if (cfg.stemmer.empty()) throw InvalidArgument("stemmer must be a Snowball algorithm name or None");
     }
-    cfg.min_token_length = int_arg(min_token_length, "min_token_length", 1);
+    cfg.min_token_length = int_arg(min_token_length, "min_token_length", 1, kMaxMinTokenLength);
     return std::make_shared<Analyzer>(std::move(cfg));
 }
 
@@ -130,7 +130,7 @@ stemming (libstemmer).
 stopwords: "english" (NLTK's 179-word English list, bm25s's "en_plus"; the default), "lucene"
 (Lucene's 33-word EnglishAnalyzer list, bm25s's "en"), a list of words, or None.
 stemmer: a Snowball algorithm name (see ``Analyzer.available_stemmers()``) or None.
-min_token_length: tokens shorter than this many code points are dropped.
+min_token_length: tokens shorter than this many code points are dropped; 1 to 255 (ValueError otherwise).
 )doc")
         .def(py::init(&make_analyzer), py::kw_only(), py::arg("lowercase") = true,
              py::arg("stopwords") = py::str("english"), py::arg("stemmer") = py::str("english"),
@@ -325,7 +325,9 @@ the document added first.
                 py::gil_scoped_release release;
                 self.index->save(p);
             },
-            py::arg("path"), "Write the index atomically (deleted documents are left out).")
+            py::arg("path"),
+            "Write the index atomically (deleted documents are left out), first removing the temporary files "
+            "that saves of `path` killed mid-write left behind (stale_temp_files).")
         .def_static(
             "load",
             [](const py::object& path) {

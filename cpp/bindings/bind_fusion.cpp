@@ -57,9 +57,11 @@ std::optional<std::vector<double>> weights_arg(const py::object& obj) {
     return double_list(obj, "weights");
 }
 
-std::optional<std::size_t> top_k_arg(const std::optional<std::int64_t>& top_k) {
+// top_k as a size: any Python int is accepted by the signature, and one outside [0, 2**63 - 1] is a
+// ValueError naming top_k (not pybind11's generic TypeError for an int beyond 64 bits).
+std::optional<std::size_t> top_k_arg(const std::optional<IntArg>& top_k) {
     if (!top_k) return std::nullopt;
-    return non_negative(*top_k, "top_k", 0);
+    return static_cast<std::size_t>(int_arg(*top_k, "top_k", 0));
 }
 
 template <typename T>
@@ -96,7 +98,7 @@ ranking r (0 = absent) and input_scores[i, r] its score there (NaN = absent). Ar
 
     m.def(
         "rrf",
-        [](const py::object& rankings, double k, const py::object& weights, std::optional<std::int64_t> top_k) {
+        [](const py::object& rankings, double k, const py::object& weights, std::optional<IntArg> top_k) {
             const std::vector<Ranking> in = rankings_arg(rankings);
             const auto w = weights_arg(weights);
             const auto top = top_k_arg(top_k);
@@ -114,7 +116,7 @@ scores or an id listed twice in one ranking.)doc");
     m.def(
         "convex_fusion",
         [](const py::object& rankings, const py::object& weights, const std::string& normalization,
-           std::optional<std::int64_t> top_k) {
+           std::optional<IntArg> top_k) {
             const std::vector<Ranking> in = rankings_arg(rankings);
             const auto w = weights_arg(weights);
             const Normalization norm = parse_normalization(normalization);

@@ -185,7 +185,9 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
                 py::gil_scoped_release release;
                 self.save(p);
             },
-            py::arg("path"), "Save atomically to a checksummed file.")
+            py::arg("path"),
+            "Save atomically to a checksummed file, first removing the temporary files that saves of `path` "
+            "killed mid-write left behind (stale_temp_files).")
         .def_static(
             "load",
             [](const py::object& path) {

@@ -1,7 +1,12 @@
 #include <pybind11/pybind11.h>
 
+#include <string>
+#include <vector>
+
 #include "bindings.h"
+#include "convert.h"
 #include "errors.h"
+#include "file_io.h"
 
 namespace py = pybind11;
 
@@ -19,5 +24,16 @@ void bind_errors(py::module_& m) {
             py::set_error(PyExc_KeyError, e.what());
         }
     });
+    m.def(
+        "stale_temp_files",
+        [](const py::object& path) {
+            py::list out;
+            for (const auto& p : io::stale_temp_files(path_arg(path))) out.append(id_str(p));  // as os.fsdecode
+            return out;
+        },
+        py::arg("path"),
+        R"doc(The temporary files an index save of `path` left beside it in processes that no longer exist
+(``<name>.tmp-<pid>-<hex>``, regular files only), sorted; a live process's (this one's included) is never
+listed. Saving `path` removes them first.)doc");
 }
 }  // namespace funnelrank::bindings

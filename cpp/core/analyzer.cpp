@@ -84,7 +84,9 @@ std::vector<std::string> Analyzer::available_stemmers() {
 }
 
 Analyzer::Analyzer(AnalyzerConfig config) : config_(std::move(config)) {
-    if (config_.min_token_length < 1) throw InvalidArgument("min_token_length must be >= 1");
+    if (config_.min_token_length < 1 || config_.min_token_length > kMaxMinTokenLength)
+        throw InvalidArgument("min_token_length must be in [1, " + std::to_string(kMaxMinTokenLength) + "], got " +
+                              std::to_string(config_.min_token_length));
     if (!config_.stemmer.empty()) {
         const auto names = available_stemmers();
         if (std::find(names.begin(), names.end(), config_.stemmer) == names.end()) {

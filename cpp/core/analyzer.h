@@ -28,16 +28,20 @@ const std::vector<std::string>& english_stopwords();
 // Lucene's English stop words (EnglishAnalyzer.ENGLISH_STOP_WORDS_SET, 33 words; bm25s's "en"). Sorted.
 const std::vector<std::string>& lucene_stopwords();
 
+// The largest min_token_length: Lucene's default maximum token length. A longer minimum would drop every
+// real word (a query would then find nothing), so it is refused as a mistake rather than accepted.
+constexpr std::size_t kMaxMinTokenLength = 255;
+
 struct AnalyzerConfig {
     bool lowercase = true;
     std::vector<std::string> stopwords = english_stopwords();  // the effective list
     std::string stemmer = "english";                            // libstemmer algorithm; "" = none
-    std::size_t min_token_length = 2;                           // in code points, >= 1
+    std::size_t min_token_length = 2;                           // in code points, in [1, kMaxMinTokenLength]
 };
 
 class Analyzer {
 public:
-    // Validates the config (unknown stemmer, min_token_length < 1, invalid UTF-8 in stopwords ->
+    // Validates the config (unknown stemmer, min_token_length outside [1, kMaxMinTokenLength], invalid UTF-8 in stopwords ->
     // InvalidArgument). Stopwords are lowercased when `lowercase` is on, deduplicated and sorted.
     explicit Analyzer(AnalyzerConfig config);
     Analyzer(const Analyzer&) = delete;

@@ -1,10 +1,13 @@
 #include "file_io.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <limits>
@@ -44,7 +47,68 @@ void write_all(int fd, const unsigned char* data, std::size_t size, const std::s
     }
 }
 
+std::string base_name(const std::string& path) {
+    const auto slash = path.find_last_of('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// The pid in a temporary file name `<base>.tmp-<pid>-<hex>` (AtomicFileWriter's), or -1 when `name` is not one.
+long temp_file_pid(std::string_view name, std::string_view base) {
+    const std::string_view infix = ".tmp-";
+    if (name.size() <= base.size() + infix.size() || name.substr(0, base.size()) != base ||
+        name.substr(base.size(), infix.size()) != infix)
+        return -1;
+    std::string_view rest = name.substr(base.size() + infix.size());
+    const auto dash = rest.find('-');
+    if (dash == 0 || dash == std::string_view::npos || dash > 9) return -1;  // pids have at most 9 digits here
+    long pid = 0;
+    for (std::size_t i = 0; i < dash; ++i) {
+        if (rest[i] < '0' || rest[i] > '9') return -1;
+        pid = pid * 10 + (rest[i] - '0');
+    }
+    const std::string_view hex = rest.substr(dash + 1);
+    if (hex.empty() || hex.size() > 16) return -1;
+    for (const char c : hex)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return -1;
+    return pid > 0 ? pid : -1;
+}
+
+// Whether no process with `pid` exists (kill(pid, 0) fails with ESRCH; EPERM means it exists).
+bool process_gone(long pid) {
+    if (pid == static_cast<long>(::getpid())) return false;
+    return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
 }  // namespace
+
+std::vector<std::string> stale_temp_files(const std::string& path) {
+    std::vector<std::string> stale;
+    const std::string base = base_name(path);
+    if (base.empty()) return stale;
+    const std::string dir = parent_dir(path);
+    DIR* handle = ::opendir(dir.c_str());
+    if (handle == nullptr) return stale;
+    std::vector<std::string> names;
+    while (const dirent* entry = ::readdir(handle)) {
+        const long pid = temp_file_pid(entry->d_name, base);
+        if (pid > 0 && process_gone(pid)) names.emplace_back(entry->d_name);
+    }
+    ::closedir(handle);
+    std::sort(names.begin(), names.end());
+    for (const auto& name : names) {
+        const std::string full = dir + "/" + name;
+        struct stat st {};
+        if (::lstat(full.c_str(), &st) == 0 && S_ISREG(st.st_mode)) stale.push_back(full);  // never a link or dir
+    }
+    return stale;
+}
+
+std::vector<std::string> remove_stale_temp_files(const std::string& path) {
+    std::vector<std::string> removed;
+    for (auto& full : stale_temp_files(path))
+        if (::unlink(full.c_str()) == 0) removed.push_back(std::move(full));
+    return removed;
+}
 
 std::uint32_t crc32(std::uint32_t crc, const void* data, std::size_t size) {
     return static_cast<std::uint32_t>(
@@ -55,6 +119,7 @@ AtomicFileWriter::AtomicFileWriter(std::string path, std::string_view magic, std
     : path_(std::move(path)) {
     check_magic(magic);
     if (path_.empty()) throw InvalidArgument("index path is empty");
+    remove_stale_temp_files(path_);
     std::random_device rd;
     std::ostringstream tmp;
     tmp << path_ << ".tmp-" << ::getpid() << "-" << std::hex << rd();

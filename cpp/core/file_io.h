@@ -28,9 +28,19 @@ static_assert(sizeof(float) == 4 && sizeof(double) == 8, "IEEE-754 floats requir
 
 constexpr std::size_t kMagicSize = 8;
 
+// The temporary files that AtomicFileWriter for `path` left beside it in processes that are gone: named
+// `<name of path>.tmp-<pid>-<hex>`, a regular file (not a link), and no process with that pid exists (what a
+// save killed mid-write leaves behind). A temporary file of a live process (this one included) is never
+// listed, nor anything else in the directory. Best effort: an unreadable directory lists nothing.
+std::vector<std::string> stale_temp_files(const std::string& path);
+
+// Removes stale_temp_files(path); returns the paths removed.
+std::vector<std::string> remove_stale_temp_files(const std::string& path);
+
 class AtomicFileWriter {
 public:
-    // Opens a temporary file next to `path`; writes the header. Throws IndexFileError on I/O failure.
+    // Removes stale temporary files of `path` (remove_stale_temp_files), then opens a temporary file next to
+    // `path` and writes the header. Throws IndexFileError on I/O failure.
     AtomicFileWriter(std::string path, std::string_view magic, std::uint32_t version);
     ~AtomicFileWriter();  // removes the temporary file unless commit() succeeded
     AtomicFileWriter(const AtomicFileWriter&) = delete;

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,6 +46,17 @@ TEST(Analyzer, MinTokenLengthCountsCodePoints) {
     EXPECT_EQ(a.tokenize("ab abc éé ééé"), (Terms{"abc", "ééé"}));
     c.min_token_length = 0;
     EXPECT_THROW(Analyzer{c}, InvalidArgument);
+}
+
+TEST(Analyzer, MinTokenLengthIsCapped) {
+    AnalyzerConfig c = plain();
+    c.min_token_length = funnelrank::kMaxMinTokenLength;
+    EXPECT_NO_THROW(Analyzer{c});
+    for (const std::size_t bad : {funnelrank::kMaxMinTokenLength + 1, std::size_t{1} << 31,
+                                  std::numeric_limits<std::size_t>::max()}) {
+        c.min_token_length = bad;
+        EXPECT_THROW(Analyzer{c}, InvalidArgument) << bad;
+    }
 }
 
 TEST(Analyzer, NoLowercasing) {

@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <string>
 #include <vector>
@@ -68,6 +70,30 @@ TEST_F(FileIoTest, NoTemporaryFilesLeftBehind) {
     auto r = f.reader();
     r.read<std::uint32_t>();
     EXPECT_EQ(r.read_string(), "b");
+}
+
+TEST_F(FileIoTest, SavingRemovesStaleTemporaryFilesOfDeadProcessesOnly) {
+    // A pid no process has: a child that has exited and been reaped.
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) ::_exit(0);
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    const std::string dead = path_ + ".tmp-" + std::to_string(child) + "-1a2b3c";
+    const std::string live = path_ + ".tmp-" + std::to_string(::getpid()) + "-4d5e6f";  // this process: alive
+    const std::string other_target = path("other.bin") + ".tmp-" + std::to_string(child) + "-77";  // not ours
+    const std::string not_a_temp = path_ + ".tmp-" + std::to_string(child) + "-xyz";  // not our name pattern
+    for (const auto& p : {dead, live, other_target, not_a_temp}) std::ofstream(p) << "partial";
+    write_sample("fresh");
+    EXPECT_FALSE(fs::exists(dead));
+    EXPECT_TRUE(fs::exists(live));
+    EXPECT_TRUE(fs::exists(other_target));
+    EXPECT_TRUE(fs::exists(not_a_temp));
+    // A directory with a stale temporary name is left alone too (only regular files are removed).
+    const std::string dir_named = path_ + ".tmp-" + std::to_string(child) + "-abc";
+    fs::create_directory(dir_named);
+    EXPECT_TRUE(funnelrank::io::remove_stale_temp_files(path_).empty());
+    EXPECT_TRUE(fs::exists(dir_named));
 }
 
 TEST_F(FileIoTest, MissingFileNamesThePath) {

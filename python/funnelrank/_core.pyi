@@ -12,6 +12,11 @@ class IndexFileError(OSError):
     """A missing, truncated or corrupt index file, or a path that is not a regular file (a directory, a FIFO,
     a device: refused by type before it is opened, so loading one never blocks)."""
 
+def stale_temp_files(path: str | os.PathLike[str]) -> list[str]:
+    """The temporary files an index save of `path` left beside it in processes that no longer exist
+    (``<name>.tmp-<pid>-<hex>``, regular files only), sorted; a live process's is never listed. Saving
+    `path` (``BM25Index.save`` / ``HNSWIndex.save``) removes them first."""
+
 class Analyzer:
     """Text analysis shared by documents and queries.
 
@@ -23,7 +28,7 @@ class Analyzer:
     stopwords: ``"english"`` (NLTK's 179-word English list, bm25s's ``"en_plus"``; the default),
     ``"lucene"`` (Lucene's 33-word EnglishAnalyzer list, bm25s's ``"en"``), a list of words, or None.
     stemmer: a Snowball algorithm name (``Analyzer.available_stemmers()``) or None.
-    min_token_length: tokens shorter than this many code points are dropped (>= 1).
+    min_token_length: tokens shorter than this many code points are dropped (1 to 255; ValueError otherwise).
     Invalid text (lone surrogates, invalid UTF-8 bytes) raises ValueError.
     """
 
@@ -118,7 +123,8 @@ class BM25Index:
     def doc_freqs(self, terms: Sequence[str]) -> list[int]:
         """The live documents holding each analyzed term (0 for a term this index lacks), e.g. ``[2, 0]``."""
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index atomically (temporary file, fsync, rename); deleted documents are dropped."""
+        """Write the index atomically (temporary file, fsync, rename); deleted documents are dropped. First removes
+        the temporary files that saves of `path` killed mid-write left behind (:func:`stale_temp_files`)."""
     @staticmethod
     def load(path: str | os.PathLike[str]) -> BM25Index:
         """Read a saved index. IndexFileError (naming the path) if missing, not a regular file, truncated or
@@ -183,7 +189,9 @@ class HNSWIndex:
         the same vectors, e.g. ``HNSWIndex.vectors(["a"]).shape == (1, dim)``."""
     def search_exact(self, vector: _Vectors, k: int = 10) -> _Hits:
         """Brute-force k nearest live ids (the recall reference); k as in search()."""
-    def save(self, path: _StrPath) -> None: ...
+    def save(self, path: _StrPath) -> None:
+        """Write the index atomically (temporary file, fsync, rename), first removing the temporary files that
+        saves of `path` killed mid-write left behind (:func:`stale_temp_files`)."""
     @staticmethod
     def load(path: _StrPath) -> HNSWIndex:
         """Load a saved index. IndexFileError (naming the path) if missing, not a regular file, truncated or

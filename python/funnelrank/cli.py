@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "funnelrank.commands.advise_depth",
     "funnelrank.commands.tune_fusion",
     "funnelrank.commands.serve",
+    "funnelrank.commands.check",
 )
 
 

@@ -6,9 +6,10 @@ documents' embeddings from a bi-encoder (:class:`funnelrank.embedding.Embedder`)
 stage-1 searches honour.
 
 On disk a collection is one directory (see :mod:`funnelrank.collection_store`): ``save`` is atomic as a
-whole (saves from several processes into one directory run one at a time; a load running meanwhile sees the
-old or the new collection, never a mix), ``load`` checks every part and raises
-:class:`funnelrank.IndexFileError` on a missing or corrupt one.
+whole (a load running meanwhile sees the old or the new collection, never a mix), ``load`` checks every part
+and raises :class:`funnelrank.IndexFileError` on a missing or corrupt one. A directory has one writer at a
+time: the collection that saved into it (or loaded it with ``writer=True``) holds its writer lock until
+``close()``; another writer gets :class:`funnelrank.collection_store.CollectionLockedError` at once.
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ class Collection:
         self._docs: dict[str, Document] = {}
         self._meta = MetadataIndex()
         self._write_lock = threading.Lock()
+        self._writer_locks: dict[str, Any] = {}  # directory -> collection_store.WriterLock
 
     def _new_hnsw(self) -> Any:
         from funnelrank._core import HNSWIndex
@@ -467,26 +469,57 @@ class Collection:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Save to directory `path`, atomically as a whole (see :mod:`funnelrank.collection_store`).
 
-        Another process saving into the same directory is waited for (a lock file, ``.save.lock``); processes
-        loading from it meanwhile get the old or the new collection. The replaced generation's data is kept
-        until the next save (for readers still on it), so the directory holds up to two copies of the data."""
+        The first save into a directory takes its writer lock (``DIR/.save.lock``) and this collection keeps it
+        until :meth:`close`: while it does, another writer (another process, or another collection object)
+        saving into `path` or loading it with ``writer=True`` gets
+        :class:`~funnelrank.collection_store.CollectionLockedError` at once, naming the directory and this
+        process's pid. Processes loading from it meanwhile get the old or the new collection. The replaced
+        generation's data is kept until the next save (for readers still on it), so the directory holds up to
+        two copies of the data.
+
+            >>> col.save("my-collection")      # doctest: +SKIP
+            >>> col.close()                    # doctest: +SKIP  (another process may now write it)
+        """
         from funnelrank.collection_store import save_collection
 
         with self._write_lock:
-            save_collection(self, path)
+            save_collection(self, path, self._writer_locks)
+
+    def close(self) -> None:
+        """Release the writer lock of every directory this collection saved into or was loaded from with
+        ``writer=True`` (idempotent). The collection stays usable; a later :meth:`save` takes the lock again."""
+        with self._write_lock:
+            locks, self._writer_locks = list(self._writer_locks.values()), {}
+        for lock in locks:
+            lock.release()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, embedder: Any | None = None) -> Collection:
+    def load(cls, path: str | os.PathLike[str], *, embedder: Any | None = None, writer: bool = False) -> Collection:
         """Load a collection saved with :meth:`save`.
 
         A dense collection needs the same embedder it was built with: pass it, or it is found from the
         manifest (the default all-MiniLM-L6-v2, or the model directory recorded at save time) and checked
         by fingerprint. Raises :class:`funnelrank.IndexFileError` for a missing or corrupt part (the manifest
         included: it is checksummed and strictly checked). Safe while another process saves into `path`.
+
+        `writer=True` opens it for writing: the directory's writer lock is taken before reading (so no other
+        writer can change it between this load and the next save) and kept until :meth:`close`; another
+        writer holding it is a :class:`~funnelrank.collection_store.CollectionLockedError`. Readers
+        (the default) take no lock and are never blocked.
+
+            >>> with Collection.load("my-collection", writer=True) as col:   # doctest: +SKIP
+            ...     col.add(["new"], ["a new document"])
+            ...     col.save("my-collection")
         """
         from funnelrank.collection_store import load_collection
 
-        return load_collection(cls, path, embedder=embedder)
+        return load_collection(cls, path, embedder=embedder, writer=writer)
 
     @classmethod
     def _from_parts(
@@ -508,6 +541,7 @@ class Collection:
         self._docs = {}
         self._meta = MetadataIndex()
         self._write_lock = threading.Lock()
+        self._writer_locks = {}
         for doc in docs:
             self._docs[doc.id] = doc
             self._meta.add(doc.id, doc.metadata)

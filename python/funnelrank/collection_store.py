@@ -1,20 +1,26 @@
-"""A collection on disk: one directory, saved atomically as a whole.
+"""A collection on disk: one directory, saved atomically as a whole, written by one writer at a time.
 
 Layout::
 
     DIR/manifest.json              format name + version, document count, embedder identity, which data dir,
                                    and a sha256 checksum of the manifest itself
-    DIR/.save.lock                 locked (flock) by every save: saves into one directory run one at a time
+    DIR/.save.lock                 the writer lock (flock), holding the writer's pid: one writer at a time
     DIR/data-<12 hex>/docs.jsonl   one {"id", "text", "metadata"} object per line (sha256 in the manifest)
     DIR/data-<12 hex>/bm25.idx     the BM25 index (checksummed index file)
     DIR/data-<12 hex>/hnsw.idx     the HNSW index, for dense collections (checksummed index file)
 
-**Saving** takes the directory's lock (another process saving into the same directory waits for it), writes a
-fresh ``data-<random>`` directory, fsyncs every file and the directory, and only then replaces
-``manifest.json`` atomically (temporary file + fsync + rename): the manifest is the commit point. A crash or
-kill at any moment before it leaves the old manifest pointing at the old, untouched data directory; after
-it, the new one is complete. The data directory of the generation just replaced is *kept*, so that a reader
-that read the old manifest an instant earlier can still finish; older generations and the leftovers of
+**One writer**: the first save of a :class:`~funnelrank.collection.Collection` into a directory (or
+``Collection.load(DIR, writer=True)``) takes the directory's writer lock, an exclusive ``flock`` on
+``DIR/.save.lock``, and the collection object keeps it until ``close()`` (or until it is garbage-collected, or
+its process exits: the kernel then releases it, so a killed writer never blocks the next one). Another writer
+(another process, or another collection object in this one) fails at once with
+:class:`CollectionLockedError` naming the directory and the holder's pid. Readers take no lock.
+
+**Saving** writes a fresh ``data-<random>`` directory, fsyncs every file and the directory, and only then
+replaces ``manifest.json`` atomically (temporary file + fsync + rename): the manifest is the commit point. A
+crash or kill at any moment before it leaves the old manifest pointing at the old, untouched data directory;
+after it, the new one is complete. The data directory of the generation just replaced is *kept*, so that a
+reader that read the old manifest an instant earlier can still finish; older generations and the leftovers of
 failed or killed saves (data directories no manifest points at, the manifest writer's temporary files; only
 names this module creates) are removed by the next successful save. After a successful save the directory
 holds at most two data directories.
@@ -23,12 +29,14 @@ holds at most two data directories.
 is missing because saves meanwhile replaced the manifest and removed that generation, it starts over on the
 new manifest (up to :data:`LOAD_ATTEMPTS` times). A reader sees one whole generation, old or new, never a mix.
 
-The manifest is checked strictly (exact key set, types, ranges, safe file names) and, from format version 2
-on, by a ``checksum`` field: the sha256 of its canonical JSON (sorted keys, no whitespace, ASCII) without
-that field. Version 1 manifests (written before the checksum) still load, with every other check. The docs
-file's sha256 and document count are verified, and each index file verifies its own checksum. Anything
-missing or corrupt raises :class:`funnelrank.IndexFileError` naming the file (``manifest.json``,
-``docs.jsonl``, ...) and what is wrong.
+The manifest is checked strictly (exact key set, types, ranges, safe file names) and by its ``checksum`` field:
+the sha256 of its canonical JSON (sorted keys, no whitespace, ASCII) without that field. A manifest without a
+valid checksum is refused; so is one of format version 1 (pre-release, before the checksum), with the command
+that rebuilds it from its documents file. The docs file's sha256 and document count are verified, each index
+file verifies its own checksum, and a data directory holding an HNSW index the manifest does not name (a
+dense collection whose ``"dense"`` was edited to null) is refused. Anything missing or corrupt raises
+:class:`funnelrank.IndexFileError` naming the file (``manifest.json``, ``docs.jsonl``, ...) and what is wrong.
+:func:`check_collection` runs the same checks without loading an embedder (``funnelrank check DIR``).
 """
 
 from __future__ import annotations
@@ -41,7 +49,8 @@ import re
 import secrets
 import shutil
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,12 +63,24 @@ from funnelrank.text import brief, check_text
 if TYPE_CHECKING:  # only for annotations: Collection imports this module (save/load), never the reverse
     from funnelrank.collection import Collection
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "LOAD_ATTEMPTS", "LOCK_FILE", "MANIFEST", "load_collection", "save_collection"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "LOAD_ATTEMPTS",
+    "LOCK_FILE",
+    "MANIFEST",
+    "CheckReport",
+    "CollectionLockedError",
+    "WriterLock",
+    "check_collection",
+    "load_collection",
+    "save_collection",
+]
 
 FORMAT = "funnelrank-collection"
 FORMAT_VERSION = 2
-"""The manifest version written; 2 added the ``checksum`` field."""
-READABLE_VERSIONS = (1, 2)
+"""The manifest version written and read; 2 added the ``checksum`` field (version 1 was never released)."""
+READABLE_VERSIONS = (2,)
 MANIFEST = "manifest.json"
 LOCK_FILE = ".save.lock"
 DOCS_FILE = "docs.jsonl"
@@ -74,8 +95,7 @@ _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _MANIFEST_MAX_BYTES = 1 << 20  # a real manifest is under 2 KB
 _MAX_DIM = 1 << 20
 _MAX_COUNT = (1 << 63) - 1
-_KEYS_V1 = frozenset({"format", "version", "data", "documents", "docs", "bm25", "dense"})
-_KEYS = {1: _KEYS_V1, 2: _KEYS_V1 | {"checksum"}}
+_KEYS = {2: frozenset({"format", "version", "data", "documents", "docs", "bm25", "dense", "checksum"})}
 _EMBEDDER_KEYS = frozenset({"name", "fingerprint", "dim", "model_dir", "onnx_path"})
 _DOC_KEYS = frozenset({"id", "text", "metadata"})
 
@@ -127,23 +147,92 @@ def manifest_checksum(manifest: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------------- saving
 
 
-@contextlib.contextmanager
-def _save_lock(root: Path) -> Iterator[None]:
-    """Hold the directory's save lock (an exclusive flock on DIR/.save.lock; released when the process dies,
-    so a killed save never blocks the next one). The lock file is never removed: removing it would let two
-    savers lock different files. Without fcntl (not POSIX) saves are not serialized."""
+class CollectionLockedError(OSError):
+    """Another writer holds a collection directory's writer lock (see :class:`WriterLock`)."""
+
+
+class WriterLock:
+    """The exclusive writer lock of a collection directory: an ``flock`` on ``DIR/.save.lock`` held from
+    :meth:`acquire` until :meth:`release` (or until this object is garbage-collected, or its process exits).
+
+    The lock file holds the writer's pid, so that a refused writer can say who holds it. The file itself is
+    never removed (removing it would let two writers lock different files). A forked child does not own its
+    parent's lock: :attr:`held` is False there, and a save in the child takes (and fails to take) a lock of its
+    own. Without ``fcntl`` (not POSIX) there is no lock: every acquire succeeds.
+
+        >>> lock = WriterLock.acquire(Path("my-collection"))   # doctest: +SKIP
+        >>> WriterLock.acquire(Path("my-collection"))          # doctest: +SKIP
+        Traceback (most recent call last):
+        CollectionLockedError: my-collection is locked for writing by another writer (pid 4242) ...
+        >>> lock.release()                                      # doctest: +SKIP
+    """
+
+    def __init__(self, root: Path, fd: int) -> None:
+        self.root = root
+        self._fd = fd
+        self._pid = os.getpid()
+
+    @classmethod
+    def acquire(cls, root: Path) -> WriterLock:
+        """Lock `root` for writing, or raise :class:`CollectionLockedError` at once (never waits)."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return cls(root, -1)
+        path = root / LOCK_FILE
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as exc:
+            raise OSError(f"{root}: cannot open the writer lock file {path} ({exc.strerror or exc})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            who = "pid unknown" if holder is None else f"pid {holder}"
+            if holder == os.getpid():
+                who += ": another Collection object in this process"
+            raise CollectionLockedError(
+                f"{root} is locked for writing by another writer ({who}; lock file {path}): one writer at a "
+                "time. Close the other writer (Collection.close()) or let it exit; readers (Collection.load) "
+                "are not blocked"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        with contextlib.suppress(OSError):  # who holds it, for the next writer's error message
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        return cls(root, fd)
+
+    @property
+    def held(self) -> bool:
+        """Whether this process holds the lock through this object."""
+        return self._fd >= 0 and self._pid == os.getpid()
+
+    def release(self) -> None:
+        """Release the lock (idempotent). In a forked child this only closes the inherited descriptor: the
+        parent keeps its lock."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __del__(self) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"WriterLock({str(self.root)!r}, held={self.held})"
+
+
+def _lock_holder(fd: int) -> int | None:
+    """The pid a lock file records (None when it holds none)."""
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(root / LOCK_FILE, flags, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+        text = os.pread(fd, 32, 0).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() and 0 < int(text) < 1 << 31 else None
 
 
 def _ours(name: str, manifest_leftovers: set[str]) -> bool:
@@ -183,19 +272,31 @@ def _remove_stale(root: Path, keep: set[str | None]) -> None:
             leftover.unlink()
 
 
-def save_collection(collection: Collection, path: str | os.PathLike[str]) -> None:
+def lock_key(root: Path) -> str:
+    """The key a writer's locks are kept under: the directory's resolved path."""
+    return str(root.resolve())
+
+
+def save_collection(collection: Collection, path: str | os.PathLike[str], locks: dict[str, WriterLock]) -> None:
     """Write `collection` to directory `path` (created if needed) atomically; see the module docstring.
 
     Refuses (ValueError) a non-empty directory that is not a collection, so user files are never mixed in.
-    Waits while another process (or thread) saves into the same directory.
+    Takes the directory's writer lock unless `locks` (the writer's, by :func:`lock_key`) already holds it, and
+    keeps it there after a successful save (a failed save releases a lock it took); raises
+    :class:`CollectionLockedError` at once when another writer holds it.
     """
     root = Path(path)
     if root.exists() and not root.is_dir():
         raise ValueError(f"{root} exists and is not a directory")
     root.mkdir(parents=True, exist_ok=True)
     _check_target(root)  # before creating the lock file: never drop one into a user's directory
-    with _save_lock(root):
-        previous = _check_target(root)  # again under the lock: another save may have got here first
+    key = lock_key(root)
+    lock = locks.get(key)
+    fresh = lock is None or not lock.held
+    if fresh:
+        lock = WriterLock.acquire(root)
+    try:
+        previous = _check_target(root)  # again under the lock: the previous writer may have changed it
         while True:
             data_name = _DATA_PREFIX + secrets.token_hex(6)
             data = root / data_name
@@ -246,6 +347,13 @@ def save_collection(collection: Collection, path: str | os.PathLike[str]) -> Non
             shutil.rmtree(data, ignore_errors=True)
             raise
         _remove_stale(root, keep={data_name, previous})
+    except BaseException:
+        if fresh:
+            assert lock is not None
+            lock.release()
+        raise
+    assert lock is not None
+    locks[key] = lock
 
 
 # ---------------------------------------------------------------------------------------------------- loading
@@ -324,12 +432,11 @@ def _check_manifest(manifest: dict[str, Any], version: int, path: Path) -> None:
         _integer(identity["dim"], 1, _MAX_DIM, "'dense.embedder.dim'", path)
         _string(identity["model_dir"], "'dense.embedder.model_dir'", path, optional=True)
         _string(identity["onnx_path"], "'dense.embedder.onnx_path'", path, optional=True)
-    if version >= 2:
-        checksum = manifest["checksum"]
-        if not isinstance(checksum, str) or not _SHA256_RE.fullmatch(checksum):
-            raise _corrupt(path, f"'checksum' must be 64 hex digits, got {brief(checksum)}")
-        if checksum != manifest_checksum(manifest):
-            raise _corrupt(path, "checksum mismatch: it was changed or damaged after it was written")
+    checksum = manifest["checksum"]
+    if not isinstance(checksum, str) or not _SHA256_RE.fullmatch(checksum):
+        raise _corrupt(path, f"'checksum' must be 64 hex digits, got {brief(checksum)}")
+    if checksum != manifest_checksum(manifest):
+        raise _corrupt(path, "checksum mismatch: it was changed or damaged after it was written")
 
 
 def _read_manifest(root: Path) -> tuple[bytes, dict[str, Any]]:
@@ -355,6 +462,14 @@ def _read_manifest(root: Path) -> tuple[bytes, dict[str, Any]]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise IndexFileError(f"{path}: not a funnelrank collection manifest")
     version = manifest.get("version")
+    if version == 1 and type(version) is int:
+        data = manifest.get("data")
+        docs = data if isinstance(data, str) and _DATA_RE.fullmatch(data) else "data-<...>"
+        raise IndexFileError(
+            f"{path}: collection format version 1 (a pre-release format without a checksum) cannot be verified "
+            f"and is not loaded; its documents are kept: rebuild the collection from them with "
+            f"`funnelrank index {root / docs / DOCS_FILE} --out NEW_DIR`"
+        )
     if type(version) is not int or version not in READABLE_VERSIONS:
         raise IndexFileError(
             f"{path}: collection format version {brief(version)} is not supported "
@@ -431,30 +546,78 @@ def find_embedder(identity: dict[str, Any], manifest_path: Path) -> Any:
     )
 
 
+def _read_generation(
+    root: Path, manifest: dict[str, Any], errors: list[str] | None = None
+) -> tuple[list[Document], Any, Any | None]:
+    """(documents, BM25 index, HNSW index or None) of the generation `manifest` names, each part verified
+    (checksums, counts, ids in order, dimension) and cross-checked; IndexFileError naming the file otherwise.
+    Needs no embedder. With `errors`, every problem is appended there instead (the parts that could not be
+    read are then None / empty), so that a check reports them all."""
+    from funnelrank._core import BM25Index, HNSWIndex
+
+    def problem(exc: Exception) -> None:
+        if errors is None:
+            raise exc
+        errors.append(str(exc))
+
+    def load(path: Path, what: str, loader: Callable[[str], Any]) -> Any:
+        if not path.is_file():
+            problem(IndexFileError(f"{path}: missing {what} index file"))
+            return None
+        try:
+            return loader(str(path))
+        except (IndexFileError, ValueError) as exc:
+            problem(exc)
+            return None
+
+    data = root / manifest["data"]
+    if not data.is_dir():
+        problem(IndexFileError(f"{data}: the collection's data directory is missing"))
+        return [], None, None
+    docs: list[Document] | None = None
+    try:
+        docs = _read_docs(data / manifest["docs"]["file"], manifest["docs"]["sha256"], manifest["documents"])
+    except IndexFileError as exc:
+        problem(exc)
+    bm25_path = data / manifest["bm25"]["file"]
+    bm25 = load(bm25_path, "BM25", BM25Index.load)
+    if bm25 is not None and docs is not None:
+        if len(bm25) != len(docs):
+            problem(IndexFileError(f"{bm25_path}: holds {len(bm25)} documents, the collection {len(docs)}"))
+        elif bm25.ids() != [doc.id for doc in docs]:  # a save writes both in insertion order
+            problem(IndexFileError(
+                f"{bm25_path}: its document ids are not those of {manifest['docs']['file']}, in order"
+            ))
+    dense = manifest["dense"]
+    hnsw = None
+    if not dense:
+        stray = data / HNSW_FILE
+        if os.path.lexists(stray):  # a save writes it only for a dense collection: "dense" was edited away
+            problem(IndexFileError(
+                f"{root / MANIFEST}: says the collection has no dense index, but its data directory holds "
+                f"{stray}; refusing to drop the dense index silently (restore the manifest, or re-index)"
+            ))
+    else:
+        hnsw_path = data / dense["file"]
+        hnsw = load(hnsw_path, "HNSW", HNSWIndex.load)
+        if hnsw is not None and docs is not None and len(hnsw) != len(docs):
+            problem(IndexFileError(
+                f"{hnsw_path}: holds {len(hnsw)} vectors, the collection {len(docs)} documents"
+            ))
+        if hnsw is not None and int(hnsw.dim) != dense["embedder"]["dim"]:
+            problem(IndexFileError(
+                f"{hnsw_path}: holds {hnsw.dim}-dimensional vectors, the manifest says {dense['embedder']['dim']}"
+            ))
+    return docs or [], bm25, hnsw
+
+
 def _load_generation(
     cls: type[Collection], root: Path, manifest: dict[str, Any], embedder: Any | None, found: dict[str, Any]
 ) -> Collection:
     """The collection generation `manifest` names (`found` caches embedders found from manifests)."""
-    from funnelrank._core import BM25Index
-
-    data = root / manifest["data"]
-    if not data.is_dir():
-        raise IndexFileError(f"{data}: the collection's data directory is missing")
-    docs = _read_docs(data / manifest["docs"]["file"], manifest["docs"]["sha256"], manifest["documents"])
-    bm25_path = data / manifest["bm25"]["file"]
-    if not bm25_path.is_file():
-        raise IndexFileError(f"{bm25_path}: missing BM25 index file")
-    bm25 = BM25Index.load(str(bm25_path))
-    if len(bm25) != len(docs):
-        raise IndexFileError(f"{bm25_path}: holds {len(bm25)} documents, the collection {len(docs)}")
-    if bm25.ids() != [doc.id for doc in docs]:  # a save writes both in insertion order
-        raise IndexFileError(f"{bm25_path}: its document ids are not those of {manifest['docs']['file']}, in order")
-
-    hnsw = None
+    docs, bm25, hnsw = _read_generation(root, manifest)
     dense = manifest["dense"]
     if dense:
-        from funnelrank._core import HNSWIndex
-
         identity = dense["embedder"]
         if embedder is None:
             key = json.dumps(identity, sort_keys=True)
@@ -466,20 +629,9 @@ def _load_generation(
                 f"{root}: embedder {getattr(embedder, 'name', '?')!r} is not the one the collection was built "
                 f"with ({identity['name']!r}); its vectors would not match the index"
             )
-        hnsw_path = data / dense["file"]
-        if not hnsw_path.is_file():
-            raise IndexFileError(f"{hnsw_path}: missing HNSW index file")
-        hnsw = HNSWIndex.load(str(hnsw_path))
-        if len(hnsw) != len(docs):
-            raise IndexFileError(f"{hnsw_path}: holds {len(hnsw)} vectors, the collection {len(docs)} documents")
-        if int(hnsw.dim) != identity["dim"]:
-            raise IndexFileError(
-                f"{hnsw_path}: holds {hnsw.dim}-dimensional vectors, the manifest says {identity['dim']}"
-            )
-    else:
-        embedder = None
     return cls._from_parts(
-        docs=docs, bm25_index=bm25, hnsw_index=hnsw, embedder=embedder, bm25_params={}, hnsw_params={}
+        docs=docs, bm25_index=bm25, hnsw_index=hnsw, embedder=embedder if hnsw is not None else None,
+        bm25_params={}, hnsw_params={},
     )
 
 
@@ -491,9 +643,29 @@ def _manifest_bytes(root: Path) -> bytes | None:
         return None
 
 
-def load_collection(cls: type[Collection], path: str | os.PathLike[str], *, embedder: Any | None = None) -> Collection:
-    """Load the collection in directory `path`; see the module docstring."""
+def load_collection(
+    cls: type[Collection], path: str | os.PathLike[str], *, embedder: Any | None = None, writer: bool = False
+) -> Collection:
+    """Load the collection in directory `path`; see the module docstring. With `writer`, the directory's writer
+    lock is taken first (:class:`CollectionLockedError` at once when another writer holds it) and handed to the
+    loaded collection, which keeps it until ``close()``."""
     root = Path(path)
+    lock = None
+    if writer:
+        _read_manifest(root)  # a collection directory (never drop a lock file anywhere else)
+        lock = WriterLock.acquire(root)
+    try:
+        collection = _load_latest(cls, root, embedder)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    if lock is not None:
+        collection._writer_locks[lock_key(root)] = lock
+    return collection
+
+
+def _load_latest(cls: type[Collection], root: Path, embedder: Any | None) -> Collection:
     found: dict[str, Any] = {}
     attempt = 0
     while True:
@@ -506,3 +678,135 @@ def load_collection(cls: type[Collection], path: str | os.PathLike[str], *, embe
             # new manifest names a complete generation; try it. An unchanged manifest means real damage.
             if attempt >= LOAD_ATTEMPTS or _manifest_bytes(root) == raw:
                 raise
+
+
+# ---------------------------------------------------------------------------------------------------- checking
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check_collection` found in a collection directory.
+
+    Attributes:
+        path: the directory.
+        problems: one clear message per problem, each naming its file (empty: the collection is sound).
+        unreferenced: entries no manifest refers to (older generations, leftovers of interrupted saves, stray
+            files), with why each is listed.
+        removed: what ``fix`` removed.
+        kept: unreferenced entries that ``fix`` left alone, with why.
+    """
+
+    path: Path
+    problems: list[str] = field(default_factory=list)
+    unreferenced: list[tuple[Path, str]] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+    kept: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No problem is left."""
+        return not self.problems
+
+
+def _remove_entry(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def check_collection(path: str | os.PathLike[str], *, fix: bool = False) -> CheckReport:
+    """Verify a saved collection without loading an embedder: the manifest (checksum, schema), every file
+    it names (the documents file's sha256 and contents, each index file's own checksum) and their
+    cross-references (document counts, ids in order, vector dimension); then list every entry of the
+    directory that the manifest does not reference.
+
+    Problems: anything :meth:`Collection.load <funnelrank.collection.Collection.load>` would refuse, and
+    unreferenced files other than older data directories (a save keeps the previous generation for readers;
+    those are listed, not problems). With `fix`, the directory's writer lock is taken
+    (:class:`CollectionLockedError` when a writer holds it) and unreferenced entries that funnelrank wrote are
+    removed: leftover temporary files, stray files in the current data directory, and older data directories
+    (only when the current generation verified clean: otherwise they may be the last good copy). A referenced
+    file is never removed, nor a file whose name funnelrank never writes (a user's file is listed and kept).
+
+        >>> report = check_collection("my-collection")   # doctest: +SKIP
+        >>> report.ok, report.problems
+        (True, [])
+    """
+    root = Path(path)
+    report = CheckReport(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: no such collection directory")
+    lock = None
+    if fix:
+        _read_manifest(root)  # refuse to drop a lock file into something that is not a collection
+        lock = WriterLock.acquire(root)
+    try:
+        _check_into(root, report, fix)
+    finally:
+        if lock is not None:
+            lock.release()
+    return report
+
+
+def _check_into(root: Path, report: CheckReport, fix: bool) -> None:
+    try:
+        _, manifest = _read_manifest(root)
+    except IndexFileError as exc:
+        report.problems.append(str(exc))
+        if fix:
+            report.problems.append(f"{root}: the manifest cannot be read, so what it references is unknown: "
+                                   "nothing was removed")
+        return
+    errors: list[str] = []
+    _read_generation(root, manifest, errors)
+    report.problems.extend(errors)
+    sound = not errors
+    current = root / manifest["data"]
+    referenced = {manifest["docs"]["file"], manifest["bm25"]["file"]}
+    if manifest["dense"]:
+        referenced.add(manifest["dense"]["file"])
+    manifest_temps = {p.name for p in atomic_writer_leftovers(root / MANIFEST)}
+    stray: dict[Path, str] = {}  # unreferenced entries that are problems -> their message
+    removable: list[Path] = []
+
+    def note(entry: Path, why: str, *, problem: bool, ours: bool) -> None:
+        report.unreferenced.append((entry, why))
+        if problem:
+            stray[entry] = f"{entry}: unreferenced ({why})"
+        if ours:
+            removable.append(entry)
+        elif fix:
+            report.kept.append((entry, "not a name funnelrank writes: left for you to move or delete"))
+
+    for entry in sorted(root.iterdir()):
+        name = entry.name
+        if name in (MANIFEST, LOCK_FILE) or entry == current:
+            continue
+        if _DATA_RE.fullmatch(name) and entry.is_dir() and not entry.is_symlink():
+            note(entry, "an older data generation, or an interrupted save's: the next save removes it",
+                 problem=False, ours=True)
+        elif name in manifest_temps:
+            note(entry, "a temporary manifest left by an interrupted save", problem=True, ours=True)
+        else:
+            note(entry, "not part of the collection", problem=True, ours=False)
+    if current.is_dir() and not current.is_symlink():
+        for entry in sorted(current.iterdir()):
+            if entry.name not in referenced:  # a data directory is funnelrank's alone: anything else is stray
+                note(entry, "a stray file in the collection's data directory", problem=True, ours=True)
+    if fix:
+        for entry in removable:
+            if entry.parent == root and _DATA_RE.fullmatch(entry.name) and not sound:
+                report.kept.append((entry, "kept: the current generation has problems, so this older one may "
+                                           "be the last good copy"))
+                continue
+            try:
+                _remove_entry(entry)
+            except OSError as exc:
+                report.kept.append((entry, f"could not be removed ({exc.strerror or exc})"))
+                continue
+            report.removed.append(entry)
+            stray.pop(entry, None)
+        if report.removed:
+            _fsync_dir(root)
+    report.problems.extend(stray.values())

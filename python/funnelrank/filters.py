@@ -16,8 +16,10 @@ What metadata may hold (:func:`validate_metadata`): a dict with non-empty string
 (str, int, float, bool, None, lists/tuples, dicts with string keys), nested at most :data:`MAX_DEPTH`
 levels, with every string (keys too) valid Unicode (no lone surrogates) and every number finite and within
 a double's range (an int beyond about 1.8e308, NaN or infinity is refused). Filter fields and operands follow
-the same rules (:func:`validate_filter`), and :func:`parse_filter` reads a filter from JSON text. Every
-violation is a ValueError saying where it is.
+the same rules (:func:`validate_filter`), and :func:`parse_filter` reads a filter from JSON text. A filter holds
+at most :data:`MAX_FILTER_TERMS` operands in all (an ``in``/``nin`` list at most that many items: Elasticsearch's
+``terms`` cap); it nests at most 3 levels (field, operator, list of scalars) by construction. Every violation is a
+ValueError saying where it is.
 
 :class:`MetadataIndex` keeps ``field -> value -> ids``: equality and in-list are dictionary look-ups; range
 operators scan the *distinct* values of one field (not the documents).
@@ -32,10 +34,23 @@ from typing import Any
 
 from funnelrank.text import brief
 
-__all__ = ["FILTER_OPERATORS", "MAX_DEPTH", "MetadataIndex", "parse_filter", "validate_filter", "validate_metadata"]
+__all__ = [
+    "FILTER_OPERATORS",
+    "MAX_DEPTH",
+    "MAX_FILTER_TERMS",
+    "MetadataIndex",
+    "parse_filter",
+    "validate_filter",
+    "validate_metadata",
+]
 
 FILTER_OPERATORS: tuple[str, ...] = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte", "exists")
 """Operators allowed in a ``{"field": {op: value}}`` condition."""
+
+MAX_FILTER_TERMS = 65_536
+"""The most operands a filter may hold in all: each item of an ``in``/``nin`` list counts, and every other
+condition one (Elasticsearch's default ``index.max_terms_count``). A larger filter is refused (ValueError)
+instead of being resolved term by term."""
 
 MAX_DEPTH = 32
 """Deepest nesting allowed in metadata (the metadata dict itself is level 1, ``{"a": {"b": 1}}`` is 2). Deeper
@@ -174,6 +189,8 @@ def _check_operand(field: str, op: str, value: Any) -> None:
     if op in ("in", "nin"):
         if not isinstance(value, list):
             raise ValueError(f"{where}: {op!r} takes a list of scalars (str, number, bool, null)")
+        if len(value) > MAX_FILTER_TERMS:
+            raise ValueError(f"{where}: {op!r} takes at most {MAX_FILTER_TERMS:,} values, got {len(value):,}")
         for i, item in enumerate(value):
             problem = _scalar_problem(item)
             if problem is not None:
@@ -199,11 +216,16 @@ def validate_filter(filter: Any) -> dict[str, dict[str, Any]]:
     """Check a filter and return it normalized to ``{field: {op: value, ...}}``.
 
     Raises ValueError for a filter that is not a dict, an unknown operator, or an operand of the wrong type
-    (also: a string that is not valid Unicode, a number that is NaN, infinite or beyond a double's range).
+    (also: a string that is not valid Unicode, a number that is NaN, infinite or beyond a double's range), and
+    for more than :data:`MAX_FILTER_TERMS` operands (in one ``in``/``nin`` list or in all).
+
+        >>> validate_filter({"lang": ["en", "de"], "year": {"gte": 2020}})
+        {'lang': {'in': ['en', 'de']}, 'year': {'gte': 2020}}
     """
     if not isinstance(filter, Mapping):
         raise ValueError(f"filter must be a JSON object (dict), got {type(filter).__name__}")
     out: dict[str, dict[str, Any]] = {}
+    terms = 0
     for field, cond in filter.items():
         if not isinstance(field, str) or not field:
             raise ValueError(f"filter fields must be non-empty strings, got {brief(field)}")
@@ -227,6 +249,12 @@ def validate_filter(filter: Any) -> dict[str, dict[str, Any]]:
         else:
             ops = {"eq": cond}
             _check_operand(field, "eq", cond)
+        terms += sum(max(1, len(v)) if isinstance(v, list) else 1 for v in ops.values())
+        if terms > MAX_FILTER_TERMS:
+            raise ValueError(
+                f"filter holds more than {MAX_FILTER_TERMS:,} operands in all (every in/nin item counts, every "
+                "other condition one); split the query or filter on a coarser field"
+            )
         out[field] = ops
     return out
 

@@ -97,10 +97,25 @@ def check_query(query: Any) -> str:
     return str(query)
 
 
+MAX_K = 2**63 - 1
+"""The largest `k` / `candidates` / `top_k` accepted (the core's 64-bit sizes). Any `k` beyond a collection's
+size returns every match, so a larger one could only be a mistake."""
+
+
 def check_k(k: Any, what: str = "k") -> int:
-    """`k` if it is a positive int (not bool); ValueError otherwise."""
+    """`k` if it is an int (not bool) in ``[1, MAX_K]``; ValueError naming `what` otherwise.
+
+        >>> check_k(10, "top_k")
+        10
+        >>> check_k(2**63, "candidates")
+        Traceback (most recent call last):
+        ...
+        ValueError: candidates must be a positive int no larger than 9223372036854775807 (2**63 - 1), got 9223372036854775808
+    """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"{what} must be a positive int, got {k!r}")
+    if k > MAX_K:
+        raise ValueError(f"{what} must be a positive int no larger than {MAX_K} (2**63 - 1), got {k!r}")
     return int(k)
 
 

@@ -415,6 +415,7 @@ def write_shards(collection: Collection, out: str | os.PathLike[str], shards: in
         for i, part in enumerate(parts):
             name = f"shard-{i:03d}"
             part.collection.save(tmp / name)
+            part.collection.close()  # its writer lock: the directory is renamed into place below
             np.save(tmp / f"{name}.ordinals.npy", part.ordinals, allow_pickle=False)
             entries.append({"path": name, "documents": len(part.collection),
                             "ordinals": f"{name}.ordinals.npy", "sha256": file_sha256(tmp / f"{name}.ordinals.npy")})
