@@ -239,3 +239,27 @@ def load_head(ckpt: Path, idf: torch.Tensor) -> JudgeHead:
     head = JudgeHead(idf, drop=tuple(state.get("drop", ())), rank=int(state.get("rank", 0)))
     head.load_state_dict(state["head"])
     return head.eval()
+
+
+def platt(head: JudgeHead, groups: list[Group], cache: StateCache) -> tuple[float, float]:
+    """Fit ``sigmoid(a * logit + b)`` to the labels of `groups` (validation groups) by cross-entropy, each class
+    half the weight, and fold it into the head's last layer (so the exported logit is calibrated). Returns (a, b)."""
+    scores = score_groups(head, cache, groups)
+    x = torch.tensor(np.concatenate(scores), dtype=torch.float64)
+    y = torch.tensor([lab for g in groups for lab in g.labels], dtype=torch.float64)
+    w = torch.where(y > 0, 0.5 / y.mean(), 0.5 / (1 - y).mean())
+    ab = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([ab], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(ab[0] * x + ab[1], y, weight=w)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    a, b = float(ab[0]), float(ab[1])
+    with torch.no_grad():
+        head.out.weight.mul_(a)
+        head.out.bias.mul_(a).add_(b)
+    return a, b
