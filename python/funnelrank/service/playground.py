@@ -59,7 +59,7 @@ def playground_file(name: str) -> bytes:
         >>> playground_file("index.html")[:15]
         b'<!DOCTYPE html>'
     """
-    return resources.files("funnelrank.service").joinpath("playground", name).read_bytes()
+    return resources.files("funnelrank.service").joinpath("playground").joinpath(name).read_bytes()
 
 
 def add_playground(app: Any) -> None:
