@@ -63,6 +63,9 @@ def test_page_and_files_are_served_without_the_key_with_a_same_origin_policy(ser
     assert httpx.post(server + "/v1/search", json={"query": "Paris"}, timeout=10).status_code == 401
     r = httpx.get(server + "/playground/secret.txt", headers={"Authorization": "Bearer k"}, timeout=10)
     assert r.status_code == 404
+    # Counted in the metrics under their own paths.
+    metrics = httpx.get(server + "/metrics", headers={"Authorization": "Bearer k"}, timeout=10).text
+    assert 'endpoint="/",status="200"' in metrics and 'endpoint="/playground/playground.js"' in metrics
     # The trusted-host rule covers the page too (DNS rebinding).
     assert httpx.get(server + "/", headers={"Host": "attacker.example"}, timeout=10).status_code == 400
 

@@ -190,6 +190,23 @@ def test_the_rerank_tab_scores_pasted_passages_against_the_floor(server: str, ta
     assert tab.errors == []
 
 
+def test_without_a_collection_the_page_opens_on_the_rerank_tab(browser: Any) -> None:
+    reranker = overlap_reranker()
+    app = create_app(reranker, model_name="overlap-toy")  # funnelrank serve --no-collection
+    try:
+        with running_server(app) as url:
+            page = Page(browser)
+            try:
+                view = page.open(url + "/?q=Paris", state="ready")  # nothing to search: ?q= does not run
+                assert "no collection" in view.inner_text("#server-info")
+                assert view.is_visible("#panel-rerank") and view.is_disabled("#q")
+                assert page.errors == []
+            finally:
+                page.page.close()
+    finally:
+        reranker.scheduler.close()
+
+
 def test_dump_dom_holds_the_results_and_the_floor(server: str) -> None:
     """``chromium --headless --dump-dom --virtual-time-budget=8000 URL?q=...`` prints the page after it ran the
     query: the results' texts and the floor's value are in the DOM (no JavaScript-only view)."""

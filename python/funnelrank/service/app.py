@@ -439,7 +439,7 @@ def create_app(
         max_body_bytes=limits.max_body_bytes,
         max_inflight=limits.max_inflight,
         retry_after_s=limits.retry_after_s,
-        endpoints=ENDPOINTS + ("/",) if playground else ENDPOINTS,
+        endpoints=ENDPOINTS + (open_paths[1:] if playground else ()),  # the page's files counted by path
         open_paths=open_paths,
         body_timeout_s=limits.body_timeout_s,
         max_receiving_bytes=limits.max_receiving_bytes,
