@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Installs the C/C++ libraries the native core builds against (Debian/Ubuntu package names).
+# Installs the C/C++ libraries the native core builds against, and the tests' system tools (Debian/Ubuntu package
+# names). Idempotent: installs only what `dpkg -s` does not find.
 set -euo pipefail
 # wordnet-base + wordnet-sense-index: WordNet offline, for the reranker training tool's near-miss negatives.
-PKGS=(libhnswlib-dev libstemmer-dev libutf8proc-dev zlib1g-dev libgtest-dev cmake ninja-build g++ wordnet-base wordnet-sense-index)
+# chromium: the headless browser the playground's tests drive (playwright launches this executable; it never
+# downloads a browser of its own).
+PKGS=(libhnswlib-dev libstemmer-dev libutf8proc-dev zlib1g-dev libgtest-dev cmake ninja-build g++ wordnet-base wordnet-sense-index
+      chromium)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -3,7 +3,8 @@
 1. README sections in docs pages. A line ``<!-- readme: HEADING -->`` in a page is replaced by the body of the
    README.md section whose ``## `` heading starts with HEADING (up to the next ``## `` heading outside a code
    fence). The README stays the one text; a marker that matches no section, or more than one, fails the build,
-   and so (a warning, in strict mode) does a README section that no page includes.
+   and so (a warning, in strict mode) does a README section that no page includes. Links and images the README
+   makes to files under ``docs/`` (``](docs/img/x.png)``) are rewritten relative to the page that includes them.
 2. Sphinx roles in docstrings. The docstrings name objects as ``:class:`~funnelrank.x.Y```; rendered as
    Markdown that reads ``:class:`` followed by the code. They become the code alone (``Y`` for ``~`` targets),
    linked to the target's API reference entry when the site documents it (an optional mkdocs-autorefs
@@ -26,6 +27,7 @@ LITERAL_BLOCK = re.compile(r"::</p>(\s*<(?:div class=\"(?:language-\w+ )?highlig
 LOG = logging.getLogger("mkdocs.hooks.readme")
 _included: set[str] = set()
 _readme_headings: list[str] = []
+README_DOCS_LINK = re.compile(r"\]\(docs/")
 ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|exc|obj|const|py:\w+):<code>(~?)([^<]+)</code>")
 
 
@@ -66,7 +68,8 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
             raise PluginError(f"{page.file.src_path}: '<!-- readme: {prefix} -->' matches {len(found)} README "
                               f"sections ({found}); README headings: {list(sections)}")
         _included.add(found[0])
-        return sections[found[0]]
+        to_docs_root = "../" * page.file.src_path.replace("\\", "/").count("/")
+        return README_DOCS_LINK.sub(lambda _: "](" + to_docs_root, sections[found[0]])
 
     return MARKER.sub(section, markdown)
 

@@ -5,7 +5,8 @@
     python tools/wheel_smoke_check.py extra NAME                 # the installed funnelrank's extra NAME
 
 `contents` runs in the checkout: MODEL_DIR is python/funnelrank/models/reranker-minilm-l6, and every file in it
-must be in the wheel byte for byte. `installed` runs from a scratch directory with PATH holding only the fresh
+must be in the wheel byte for byte, and so must every file of python/funnelrank/service/playground (the page
+`funnelrank serve` shows at /). `installed` runs from a scratch directory with PATH holding only the fresh
 venv's bin/: it checks that funnelrank is imported from that venv (not the checkout) and that no compiler is
 reachable (``--allow-compiler`` skips that: cibuildwheel tests inside its build container), then runs the
 README's two quick-start examples and checks their results. `--dense` (after the ``models`` extra's packages
@@ -44,10 +45,20 @@ def check_contents(wheel: Path, model_dir: Path) -> None:
                 fail(f"{wheel.name} lacks {name}")
             if hashlib.sha256(zf.read(name)).digest() != hashlib.sha256(path.read_bytes()).digest():
                 fail(f"{name} in {wheel.name} differs from {path}")
+        # The playground page (funnelrank serve's /) is package data too: every file of it, byte for byte.
+        page_dir = model_dir.parent.parent / "service" / "playground"
+        page_files = sorted(p for p in page_dir.iterdir() if p.is_file())
+        if not page_files:
+            fail(f"no playground files in {page_dir}")
+        for path in page_files:
+            name = f"funnelrank/service/playground/{path.name}"
+            if name not in names or zf.read(name) != path.read_bytes():
+                fail(f"{wheel.name} lacks {name} or holds another version of it")
         stray = sorted(n for n in names if "__pycache__" in n or n.endswith(".pyc"))
         if stray:
             fail(f"{wheel.name} holds build leftovers: {stray[:5]}")
-    print(f"wheel-smoke: {wheel.name} holds {cores[0]} and the default reranker ({len(model_files)} files)")
+    print(f"wheel-smoke: {wheel.name} holds {cores[0]}, the default reranker ({len(model_files)} files) and the "
+          f"playground page ({len(page_files)} files)")
 
 
 def check_installed(dense: bool, allow_compiler: bool) -> None:

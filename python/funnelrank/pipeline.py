@@ -33,7 +33,7 @@ from funnelrank.candidates import Candidate, Stage1Hit
 from funnelrank.collection import Collection
 from funnelrank.retrieval import RETRIEVERS, Retrieved, Retriever, check_k, check_query, make_retriever
 
-__all__ = ["RETRIEVERS", "Pipeline", "Result", "SearchResponse", "Stage1Hit"]
+__all__ = ["RETRIEVERS", "FunnelEntry", "Pipeline", "Result", "SearchResponse", "Stage1Hit"]
 
 MAX_BATCH_THREADS = 16
 """Most queries :meth:`Pipeline.search_batch` keeps in the rerank scheduler at once."""
@@ -76,6 +76,34 @@ class Result:
 
 
 @dataclass(frozen=True)
+class FunnelEntry:
+    """One stage-1 candidate as the funnel saw it (``search(..., explain=True)``: every candidate, kept or not).
+
+        >>> funnel = pipe.search("ibuprofen dose for a child", top_k=1, explain=True).funnel
+        >>> [(e.id, e.stage1_rank, round(e.score, 3), e.kept) for e in funnel]
+        [('2', 1, 0.995, True), ('1', 2, 0.985, False), ('0', 3, 0.212, False), ('3', 4, 0.0, False)]
+
+    Attributes:
+        id, text: the document.
+        stage1_rank: its 1-based rank in the ranking handed to the reranker.
+        stage1_score: its stage-1 score there (BM25 score, cosine similarity, fused score; None when unknown).
+        score: its rerank score (sigmoid of the cross-encoder logit, 0..1; None without reranking).
+        kept: whether it is among the response's results (it cleared the floor and made the top k).
+    """
+
+    id: str
+    text: str
+    stage1_rank: int
+    stage1_score: float | None
+    score: float | None
+    kept: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class SearchResponse:
     """What :meth:`Pipeline.search` returns.
 
@@ -88,6 +116,9 @@ class SearchResponse:
         timings_ms: milliseconds per stage: ``filter``, ``embed``, ``bm25``, ``dense``, ``fusion``,
             ``rerank``, ``total`` (stages that did not run are absent).
         max_score: the best rerank score among all candidates, kept or not (None without reranking).
+        floor: the relevance floor applied (None without reranking or with the floor off).
+        funnel: with ``explain=True``, every stage-1 candidate in stage-1 order (:class:`FunnelEntry`: its
+            stage-1 rank and score, its rerank score, whether it was kept); None otherwise.
     """
 
     query: str
@@ -96,20 +127,38 @@ class SearchResponse:
     candidates: int
     timings_ms: dict[str, float] = field(default_factory=dict)
     max_score: float | None = None
+    floor: float | None = None
+    funnel: list[FunnelEntry] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {
+        """JSON-ready dict: ``query``, ``results``, ``no_evidence``, ``candidates``, ``timings_ms``, ``floor``,
+        and ``funnel`` (a list of :meth:`FunnelEntry.to_dict`) when it was asked for."""
+        out: dict[str, Any] = {
             "query": self.query,
             "results": [r.to_dict() for r in self.results],
             "no_evidence": self.no_evidence,
             "candidates": self.candidates,
             "timings_ms": dict(self.timings_ms),
+            "floor": self.floor,
         }
+        if self.funnel is not None:
+            out["funnel"] = [entry.to_dict() for entry in self.funnel]
+        return out
 
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
+
+
+def _funnel(cands: Sequence[Candidate], reranked: Any, kept: set[str]) -> list[FunnelEntry]:
+    """Every candidate in stage-1 order with its rerank score (`reranked.all_scores`, input order)."""
+    scores = None if reranked is None else reranked.all_scores
+    return [
+        FunnelEntry(c.id, c.text, c.rank if c.rank is not None else i + 1,
+                    None if c.score is None else float(c.score),
+                    None if scores is None or i >= len(scores) else float(scores[i]), c.id in kept)
+        for i, c in enumerate(cands)
+    ]
 
 
 def _result(c: Candidate, score: float, logit: float | None, fused: float | None) -> Result:
@@ -240,9 +289,10 @@ class Pipeline:
     # ------------------------------------------------------------------ results
 
     def _finish(self, query: str, stage1: Retrieved, reranked: Any, rerank_ms: float | None, top_k: int,
-                start: float) -> SearchResponse:
+                start: float, explain: bool = False) -> SearchResponse:
         timings = stage1.timings_ms
         cands = stage1.candidates
+        floor: float | None = None
         if reranked is None:
             results = [_result(c, float(c.score or 0.0), None, None) for c in cands[:top_k]]
             no_evidence, max_score = not results, None
@@ -250,8 +300,10 @@ class Pipeline:
             timings["rerank"] = float(rerank_ms or 0.0)
             results = [_result(cands[item.index], item.score, item.logit, item.fused_score) for item in reranked.items]
             no_evidence, max_score = bool(reranked.no_evidence) or not results, reranked.max_score
+            floor = None if reranked.floor is None else float(reranked.floor)
+        funnel = _funnel(cands, reranked, {r.id for r in results}) if explain else None
         timings["total"] = _ms(start)
-        return SearchResponse(query, results, no_evidence, len(cands), timings, max_score)
+        return SearchResponse(query, results, no_evidence, len(cands), timings, max_score, floor, funnel)
 
     def _rerank(self, query: str, stage1: Retrieved, options: dict[str, Any], query_id: str | None = None,
                 ) -> tuple[Any, float]:
@@ -271,10 +323,12 @@ class Pipeline:
         candidates: int | None = None,
         rerank: bool = True,
         query_id: str | None = None,
+        explain: bool = False,
     ) -> SearchResponse:
         """Retrieve `candidates` documents (matching `filter`, see :mod:`funnelrank.filters`), rerank them,
         and return the `top_k` best above the floor (each setting defaults to the pipeline's; ``rerank=False``
-        returns stage 1's order). `query_id` names the query in score traces and for a run retriever.
+        returns stage 1's order). `query_id` names the query in score traces and for a run retriever;
+        `explain` adds :attr:`SearchResponse.funnel` (every candidate, kept or not, with both scores).
         Raises ValueError for an empty query, a bad setting or a bad filter.
 
             >>> top = pipe.search("ibuprofen dose for a child", top_k=2).results[0]
@@ -286,9 +340,9 @@ class Pipeline:
         k, f, n, do_rerank = self._settings(top_k, floor, candidates, rerank)
         stage1 = self.retriever.retrieve(query, n, filter=filter, query_id=query_id)
         if not do_rerank:
-            return self._finish(query, stage1, None, None, k, start)
+            return self._finish(query, stage1, None, None, k, start, explain)
         reranked, rerank_ms = self._rerank(query, stage1, self._rerank_options(k, f), query_id)
-        return self._finish(query, stage1, reranked, rerank_ms, k, start)
+        return self._finish(query, stage1, reranked, rerank_ms, k, start, explain)
 
     async def asearch(
         self,
@@ -301,6 +355,7 @@ class Pipeline:
         rerank: bool = True,
         query_id: str | None = None,
         timeout: float | None = None,
+        explain: bool = False,
     ) -> SearchResponse:
         """:meth:`search` for asyncio: stage 1 runs in the default executor (the core releases the GIL),
         stage 2 awaits the shared scheduler. Raises the scheduler's OverloadedError / TimeoutError."""
@@ -314,12 +369,12 @@ class Pipeline:
         retrieve = functools.partial(self.retriever.retrieve, query, n, filter=filter, query_id=query_id)
         stage1 = await loop.run_in_executor(None, retrieve)
         if not do_rerank:
-            return self._finish(query, stage1, None, None, k, start)
+            return self._finish(query, stage1, None, None, k, start, explain)
         t = time.perf_counter()
         reranked = await self.reranker.arerank(
             query, stage1.candidates, query_id=query_id, timeout=timeout, **self._rerank_options(k, f)
         )
-        return self._finish(query, stage1, reranked, _ms(t), k, start)
+        return self._finish(query, stage1, reranked, _ms(t), k, start, explain)
 
     def search_batch(
         self,

@@ -1,6 +1,10 @@
 """`funnelrank eval DATA_DIR --split test --stages bm25[,dense,...] [--json]`: score retrieval stages on a
 BEIR dataset (nDCG@10, Recall@100, MRR@10, throughput). Progress goes to stderr; stdout carries either a
-table or, with --json, exactly one JSON object."""
+table or, with --json, exactly one JSON object.
+
+TREC interop: ``--run-file`` reads a BEIR or TREC run, ``--qrels`` a BEIR or TREC qrels file, and ``--out-run
+FILE`` writes a stage's rankings as a TREC run (:func:`write_out_runs`): the last of ``--stages`` unless
+``--out-run-stage`` names another, or every stage when FILE holds ``{stage}``."""
 
 from __future__ import annotations
 
@@ -103,24 +107,82 @@ def write_per_query(path: str, per_query: dict[str, dict[str, dict[str, float]]]
     return len(lines)
 
 
+STAGE_FIELD = "{stage}"
+"""In ``--out-run FILE``, replaced by each stage's name: one run file per evaluated stage."""
+
+
+def out_run_paths(pattern: str, stages: list[str], stage: str | None) -> dict[str, str]:
+    """Which stage's rankings ``--out-run PATTERN`` writes where: every stage when `pattern` holds ``{stage}``
+    (then `stage` must be None), else the one `stage` (default: the last of `stages`) to `pattern`. ValueError
+    for a stage that is not evaluated.
+
+        >>> out_run_paths("runs/{stage}.trec", ["bm25", "rerank"], None)
+        {'bm25': 'runs/bm25.trec', 'rerank': 'runs/rerank.trec'}
+        >>> out_run_paths("rerank.trec", ["bm25", "rerank"], None)
+        {'rerank': 'rerank.trec'}
+    """
+    if STAGE_FIELD in pattern:
+        if stage is not None:
+            raise ValueError(f"--out-run-stage names one stage, but --out-run {pattern!r} holds {STAGE_FIELD} "
+                             "(one file per stage): give one or the other")
+        return {name: pattern.replace(STAGE_FIELD, name) for name in dict.fromkeys(stages)}
+    chosen = stages[-1] if stage is None else stage
+    if chosen not in stages:
+        raise ValueError(f'--out-run-stage "{chosen}" is not among the evaluated stages ({", ".join(stages)})')
+    return {chosen: pattern}
+
+
+def write_out_runs(paths: dict[str, str], rankings: dict[str, Any], *, progress: bool = True) -> dict[str, int]:
+    """Write each stage's rankings to its path as a TREC run (``qid Q0 docid rank score funnelrank-<stage>``,
+    atomically, :func:`funnelrank.batch_rerank.write_trec_run`); returns the lines written per stage. The
+    scores are the stage's own; trec_eval re-sorts each query's lines by score (ties by document id,
+    descending), so when a stage's scores tie or rise its order can differ from the one scored here: a note
+    on stderr says so."""
+    from funnelrank.batch_rerank import write_trec_run
+    from funnelrank.evaluation.metrics import trec_eval_order
+
+    written = {}
+    for stage, path in paths.items():
+        ranked = rankings[stage]
+        written[stage] = write_trec_run(path, ranked, tag=f"funnelrank-{stage}")
+        reordered = sum(1 for ranking in ranked.values() if trec_eval_order(ranking) != list(ranking))
+        if progress:
+            print(f"wrote {written[stage]} lines of stage {stage} to {path} (TREC run)", file=sys.stderr)
+        if reordered:
+            print(f"note: {reordered} of {len(ranked)} queries of stage {stage} have tied or rising scores; trec_eval "
+                  "re-sorts them by score (ties by document id, descending), so its figures for them may differ",
+                  file=sys.stderr)
+    return written
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of `funnelrank eval`."""
     stages = _parse_stages(args.stages)
+    out_runs = None if args.out_run is None else out_run_paths(args.out_run, stages, args.out_run_stage)
+    if args.out_run is None and args.out_run_stage is not None:
+        raise ValueError("--out-run-stage needs --out-run FILE")
     progress = not args.quiet
     if progress:
-        print(f"loading {args.data_dir} (split {args.split})", file=sys.stderr, flush=True)
-    dataset = load_beir(args.data_dir, args.split, run_path=args.run_file)
+        source = args.qrels if args.qrels is not None else f"split {args.split}"
+        print(f"loading {args.data_dir} ({source})", file=sys.stderr, flush=True)
+    dataset = load_beir(args.data_dir, args.split, run_path=args.run_file, qrels_path=args.qrels)
     if args.query_ids is not None:
         dataset = dataset.with_queries(read_query_ids(args.query_ids))
         if progress:
             print(f"evaluating the {len(dataset.queries)} queries listed in {args.query_ids}", file=sys.stderr)
     skip = {"data_dir", "split", "stages", "json", "quiet", "func", "command", "query_ids", "compare", "per_query",
-            "run_file"}
+            "run_file", "qrels", "out_run", "out_run_stage"}
     options = {k: v for k, v in vars(args).items() if k not in skip}
     compare = None if args.compare is None else [parse_comparison(c) for c in args.compare]
     report = run_evaluation(
-        dataset, stages, options, progress=progress, compare=compare, keep_per_query=args.per_query is not None
+        dataset, stages, options, progress=progress, compare=compare, keep_per_query=args.per_query is not None,
+        keep_rankings=out_runs is not None,
     )
+    if args.qrels is not None:
+        report["qrels_file"] = str(args.qrels)
+    if out_runs is not None:
+        write_out_runs(out_runs, report.pop("rankings"), progress=progress)
+        report["out_runs"] = out_runs
     if args.per_query is not None:
         written = write_per_query(args.per_query, report.pop("per_query"))
         report["per_query_file"] = str(args.per_query)
@@ -164,6 +226,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="the run the `run` stage scores (and --rerank-from run reranks) instead of DATA_DIR/run.bm25.tsv: "
         "BEIR (query-id corpus-id rank score) or TREC (qid Q0 docid rank score tag) format, e.g. the output "
         "of `funnelrank rerank-run`",
+    )
+    p.add_argument(
+        "--qrels",
+        metavar="FILE",
+        default=None,
+        help="the judgments to score against instead of DATA_DIR/qrels/SPLIT.tsv: BEIR (query-id corpus-id "
+        "score) or TREC (qid 0 docid grade) format; the evaluated queries are the ones it judges",
+    )
+    p.add_argument(
+        "--out-run",
+        metavar="FILE",
+        default=None,
+        help="write a stage's rankings as a TREC run file (qid Q0 docid rank score funnelrank-STAGE; atomically) "
+        "for trec_eval, ranx or ir-measures: the last of --stages unless --out-run-stage names another; a FILE "
+        "holding {stage} (e.g. 'runs/{stage}.trec') writes one file per evaluated stage",
+    )
+    p.add_argument(
+        "--out-run-stage",
+        metavar="STAGE",
+        default=None,
+        help="the stage --out-run writes (one of --stages; default: the last)",
     )
     p.add_argument(
         "--compare",

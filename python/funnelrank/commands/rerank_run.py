@@ -1,9 +1,10 @@
 """`funnelrank rerank-run RUN --data DATA --out RUN_OUT [--ray] [--model M] [--depth N]`: rerank a run file's
 top candidates with the cross-encoder, offline, and write the reranked run (TREC format, atomically).
 
-RUN is a BEIR run TSV (``query-id corpus-id rank score``, e.g. DATA/run.bm25.tsv) or a TREC run file; DATA a
-BEIR directory (its corpus.jsonl and queries.jsonl give the texts; ``--split`` keeps only that split's judged
-queries). ``--ray`` runs the job on Ray Data (``--ray-address``, default: ``$RAY_ADDRESS`` or a local
+RUN is a BEIR run TSV (``query-id corpus-id rank score``, e.g. DATA/run.bm25.tsv) or a TREC run file (``qid Q0
+docid rank score tag``, e.g. an Anserini or Pyserini run); DATA a BEIR directory (its corpus.jsonl and
+queries.jsonl give the texts; ``--split`` keeps only that split's judged queries, ``--qrels FILE`` those a BEIR
+or TREC qrels file judges). ``--ray`` runs the job on Ray Data (``--ray-address``, default: ``$RAY_ADDRESS`` or a local
 cluster; ``--concurrency`` actors, each loading the model once); without it the same scorer runs here.
 Score the output with ``funnelrank eval DATA --run-file RUN_OUT --stages run``. See
 :mod:`funnelrank.batch_rerank`.
@@ -36,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     corpus = load_corpus(data / "corpus.jsonl")
     queries = {q.id: q.text for q in load_queries(data / "queries.jsonl").values()}
     query_ids = None
-    if args.split is not None:
-        qrels = load_qrels(data / "qrels" / f"{args.split}.tsv")
+    if args.split is not None or args.qrels is not None:
+        qrels = load_qrels(args.qrels if args.qrels is not None else data / "qrels" / f"{args.split}.tsv")
         query_ids = [q for q in ranked if q in qrels]
     if progress:
         print(f"loaded {len(ranked)} queries of {run_path} and {len(corpus)} documents in "
@@ -76,13 +77,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "the reranked run as a TREC run file (qid Q0 docid rank score tag; written atomically). The texts come "
         "from DATA (a BEIR directory). --ray runs it as a Ray Data job over an actor pool.",
     )
-    p.add_argument("run", metavar="RUN", help="run file: BEIR TSV (query-id corpus-id rank score) or TREC")
+    p.add_argument("run", metavar="RUN", help="run file: BEIR TSV (query-id corpus-id rank score) or TREC "
+                   "(qid Q0 docid rank score tag)")
     p.add_argument("--data", required=True, metavar="DATA", help="BEIR dataset directory (corpus.jsonl, queries.jsonl)")
     p.add_argument("--out", required=True, metavar="RUN_OUT", help="the reranked run file to write (TREC format)")
     p.add_argument("--model", default=None, help="cross-encoder directory or Hugging Face id (default: the "
                    "project's default reranker)")
     p.add_argument("--depth", type=int, default=100, help="candidates reranked per query (default 100)")
-    p.add_argument("--split", default=None, help="rerank only the queries judged in DATA/qrels/SPLIT.tsv")
+    judged = p.add_mutually_exclusive_group()
+    judged.add_argument("--split", default=None, help="rerank only the queries judged in DATA/qrels/SPLIT.tsv")
+    judged.add_argument("--qrels", metavar="FILE", default=None,
+                        help="rerank only the queries judged in FILE (BEIR or TREC qrels: qid 0 docid grade)")
     p.add_argument("--max-length", type=int, default=None, help="pair token budget (default: the model's, <= 512)")
     p.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime threads per scorer (default: 1 per Ray actor, ONNX Runtime's choice in-process)")

@@ -63,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="accept only requests whose Host header is HOST ('*.example.com' wildcards, '*' for any; "
                    "repeatable). Default: 127.0.0.1, localhost and [::1] when --host is a loopback address, else any")
     p.add_argument("--no-docs", action="store_true", help="do not serve /docs and /openapi.json")
+    p.add_argument("--no-playground", action="store_true",
+                   help="do not serve the playground page at / (a browser view of search and rerank)")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     ray = p.add_argument_group("Ray Serve (pip install 'funnelrank[ray]'; see funnelrank.distributed)")
     ray.add_argument("--ray", action="store_true",
@@ -140,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         model_name=Path(args.model).resolve().name if args.model is not None else "funnelrank-default",
         max_queue_pairs=args.max_queue_pairs, cache_entries=args.cache_entries, limits=limits, api_key=api_key,
         cors_origins=tuple(args.cors_origin), trusted_hosts=tuple(trusted_hosts) if trusted_hosts is not None else None,
-        docs=not args.no_docs, intra_op_threads=args.threads,
+        docs=not args.no_docs, playground=not args.no_playground, intra_op_threads=args.threads,
     )
     if args.ray:
         return _run_on_ray(args, config)
@@ -156,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"funnelrank serve: model {name}, "
         + (f"collection {args.collection} ({len(collection)} documents)" if collection is not None else "no collection")
-        + f", listening on http://{args.host}:{args.port} ({access})",
+        + f", listening on http://{args.host}:{args.port} ({access}"
+        + ("" if args.no_playground else f"; playground at http://{args.host}:{args.port}/") + ")",
         file=sys.stderr,
         flush=True,
     )

@@ -7,6 +7,11 @@ Layout of a dataset directory (https://github.com/beir-cellar/beir)::
     qrels/<split>.tsv   header `query-id  corpus-id  score`, then one judgment per line (integer grade)
     run.bm25.tsv        optional first-stage run: header `query-id  corpus-id  rank  score`
 
+TREC formats are read too, wherever a qrels or run file is: a TREC qrels file (`qid  iteration  docid  grade`,
+four whitespace-separated columns, as trec_eval reads it; the iteration column is ignored) and a TREC run file
+(`qid  Q0  docid  rank  score  tag`); :func:`load_beir`'s `qrels_path` and `run_path` take either instead of the
+directory's own files, and :func:`funnelrank.batch_rerank.write_trec_run` writes runs in TREC format.
+
 Conventions:
 
 * A document's searchable text is ``title + " " + text`` (the BEIR convention; just ``text`` when the title
@@ -107,6 +112,8 @@ class BeirDataset:
     qrels_docs_missing: int = 0
     run_file: Path | None = None
     """The file `run` was read from (``root/run.bm25.tsv`` unless :func:`load_beir` was given another)."""
+    qrels_file: Path | None = None
+    """The file `qrels` was read from (``root/qrels/<split>.tsv`` unless :func:`load_beir` was given another)."""
 
     def doc_ids(self) -> list[str]:
         """Document ids in corpus order."""
@@ -141,6 +148,7 @@ class BeirDataset:
             run=None if self.run is None else {q: r for q, r in self.run.items() if q in wanted},
             qrels_docs_missing=len({d for q in keep for d in self.qrels[q] if d not in self.corpus}),
             run_file=self.run_file,
+            qrels_file=self.qrels_file,
         )
 
 
@@ -246,11 +254,18 @@ def _tsv_rows(path: Path, header: tuple[str, ...], *, also: int | None = None) -
 
 
 def load_qrels(path: Path | str) -> Qrels:
-    """Load a qrels TSV (`query-id corpus-id score`) into {qid: {doc_id: grade}} (grades are integers;
-    a repeated (query, document) pair is an error)."""
+    """Load a qrels file into {qid: {doc_id: grade}}: BEIR's TSV (`query-id corpus-id score`) or TREC's
+    (`qid iteration docid grade`, whitespace-separated; the iteration column, usually 0, is ignored). Grades
+    are integers; a repeated (query, document) pair is an error. A file holding the TREC lines ``q1 0 d2 2``
+    and ``q1 0 d7 0`` loads as ``{"q1": {"d2": 2, "d7": 0}}``, and so does its BEIR form.
+    """
     path = Path(path)
     qrels: Qrels = {}
-    for lineno, (qid, doc_id, grade_s) in _tsv_rows(path, ("query-id", "corpus-id", "score")):
+    for lineno, fields in _tsv_rows(path, ("query-id", "corpus-id", "score"), also=4):
+        if len(fields) == 4:  # TREC: qid iteration docid grade
+            qid, _, doc_id, grade_s = fields
+        else:
+            qid, doc_id, grade_s = fields
         try:
             grade_f = float(grade_s)
         except ValueError:
@@ -307,10 +322,13 @@ def available_splits(root: Path | str) -> list[str]:
 
 
 def load_beir(
-    root: Path | str, split: str = "test", *, with_run: bool = True, run_path: Path | str | None = None
+    root: Path | str, split: str = "test", *, with_run: bool = True, run_path: Path | str | None = None,
+    qrels_path: Path | str | None = None,
 ) -> BeirDataset:
     """Load a BEIR dataset directory for one split (and its ``run.bm25.tsv`` when present and `with_run`;
-    `run_path` reads that run file instead, BEIR or TREC format, and must exist).
+    `run_path` reads that run file instead, BEIR or TREC format, and must exist). `qrels_path` reads the
+    judgments from that file (BEIR or TREC qrels) instead of ``root/qrels/<split>.tsv``; `split` is then only
+    the name the dataset reports.
 
     Raises FileNotFoundError for a missing directory, file or split (listing the available splits) and
     DatasetFormatError for malformed content or judged queries missing from queries.jsonl.
@@ -318,7 +336,12 @@ def load_beir(
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: dataset directory not found")
-    qrels_path = root / "qrels" / f"{split}.tsv"
+    if qrels_path is not None:
+        qrels_path = Path(qrels_path)
+        if not qrels_path.is_file():
+            raise FileNotFoundError(f"{qrels_path}: qrels file not found")
+    else:
+        qrels_path = root / "qrels" / f"{split}.tsv"
     if not qrels_path.is_file():
         splits = available_splits(root)
         have = ", ".join(splits) if splits else f"none (no {root / 'qrels'}/*.tsv)"
@@ -364,6 +387,7 @@ def load_beir(
         run=run,
         qrels_docs_missing=sum(1 for d in qrels_docs if d not in corpus),
         run_file=run_path if run is not None else None,
+        qrels_file=qrels_path,
     )
 
 

@@ -435,6 +435,7 @@ def run_evaluation(
     progress: bool = True,
     compare: Sequence[tuple[str, str]] | None = None,
     keep_per_query: bool = False,
+    keep_rankings: bool = False,
 ) -> dict[str, Any]:
     """Run `stages` (in order, dependencies computed once and reused) on `dataset` and return the report:
 
@@ -448,8 +449,9 @@ def run_evaluation(
     per-query wins/losses/ties (:class:`funnelrank.evaluation.significance.PairedComparison`). Both stages
     of a pair must be in `stages`. ``compare=None`` (the default) compares the rerank stage with its
     candidate source when both are evaluated; ``[]`` compares nothing. `keep_per_query` adds
-    ``"per_query": {stage: {metric: {query id: value}}}`` (every judged query). Unknown stages fail before any
-    work.
+    ``"per_query": {stage: {metric: {query id: value}}}`` (every judged query); `keep_rankings` adds
+    ``"rankings": {stage: {query id: [(doc id, score), ...]}}``, each stage's rankings as scored (what
+    ``funnelrank eval --out-run`` writes). Unknown stages fail before any work.
     """
     if not stages:
         raise ValueError(f"no stages given; known stages: {', '.join(known_stages())}")
@@ -470,8 +472,10 @@ def run_evaluation(
         "stages": {},
     }
     results: dict[str, EvalResult] = {}
+    rankings: dict[str, Rankings] = {}
     for name in dict.fromkeys(stages):
         output = ctx.stage(name)
+        rankings[name] = output.rankings
         results[name] = evaluate(output.rankings, dataset.qrels, metrics)
         report["stages"][name] = _stage_report(output, results[name])
     report["comparisons"] = [
@@ -482,4 +486,6 @@ def run_evaluation(
     ]
     if keep_per_query:
         report["per_query"] = {name: result.per_query for name, result in results.items()}
+    if keep_rankings:
+        report["rankings"] = rankings
     return report

@@ -19,8 +19,10 @@ Endpoints:
   right to the model's ``max_length`` (``truncate: false`` does not make long inputs an error;
   ``truncation_direction: "left"`` is refused with 400).
 * ``POST /v1/search`` -- retrieve-and-rerank over the loaded collection: ``{"query", "top_k"?, "filter"?,
-  "floor"?, "candidates"?, "retriever"?, "rerank"?}`` -> :meth:`funnelrank.pipeline.SearchResponse.to_dict`.
-* ``GET /health`` -- liveness plus model, collection and queue state.
+  "floor"?, "candidates"?, "retriever"?, "rerank"?, "explain"?}`` -> :meth:`funnelrank.pipeline.SearchResponse.to_dict`
+  (``explain``: also ``funnel``, every candidate with its stage-1 and rerank scores).
+* ``GET /health`` -- liveness plus model, default floor, collection and queue state.
+* ``GET /`` -- the playground page (:mod:`funnelrank.service.playground`; ``playground=False`` turns it off).
 * ``GET /metrics`` -- Prometheus text format (see :mod:`funnelrank.service.metrics`).
 
 The three rerank shapes run one code path (the same checks, limits, admission and scheduler call) and differ
@@ -41,7 +43,8 @@ produces, and answers an unexpected exception with a JSON 500).
 Access (all off by default; ``funnelrank serve`` binds 127.0.0.1): `api_key` (clients send
 ``Authorization: Bearer <key>``; ``/health`` stays open), `cors_origins` (Starlette's CORSMiddleware),
 `trusted_hosts` (Starlette's TrustedHostMiddleware: requests whose Host header is not listed get 400, against
-DNS rebinding) and `docs` (False: no ``/docs`` or ``/openapi.json``).
+DNS rebinding), `docs` (False: no ``/docs`` or ``/openapi.json``) and `playground` (False: no page at ``/``; the
+page's static files are answered without the key, its API calls need it).
 """
 
 from __future__ import annotations
@@ -135,6 +138,7 @@ def create_app(
     cors_origins: Sequence[str] = (),
     trusted_hosts: Sequence[str] | None = None,
     docs: bool = True,
+    playground: bool = True,
 ) -> FastAPI:
     """Build the service app.
 
@@ -150,6 +154,7 @@ def create_app(
         cors_origins: browser origins allowed to call the API (CORS); none by default.
         trusted_hosts: Host header values accepted (``"*.example.com"`` wildcards allowed); None: any.
         docs: serve the interactive docs at ``/docs`` and the schema at ``/openapi.json``.
+        playground: serve the playground page at ``/`` (:mod:`funnelrank.service.playground`).
     """
     from funnelrank.pipeline import RETRIEVERS, Pipeline
     from funnelrank.rerank.scheduler import OverloadedError, SchedulerClosedError
@@ -388,7 +393,7 @@ def create_app(
                 estimator.estimate_pairs(n_pairs),
                 lambda: pipe.asearch(body.query, body.filter, top_k=body.top_k, candidates=candidates,
                                      floor=body.floor if body.floor is not None else defaults["floor"],
-                                     rerank=body.rerank, timeout=limits.timeout_s),
+                                     rerank=body.rerank, timeout=limits.timeout_s, explain=body.explain),
             )
         except ValueError as exc:  # a bad setting, retriever or filter
             raise ServiceError(400, str(exc)) from None
@@ -403,6 +408,7 @@ def create_app(
         out: dict[str, Any] = {
             "status": "ok",
             "model": model_name,
+            "floor": reranker.floor,
             "collection": (
                 None if collection is None else {"documents": len(collection), "dense": bool(collection.dense)}
             ),
@@ -420,6 +426,12 @@ def create_app(
         """Prometheus text exposition."""
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
+    open_paths: tuple[str, ...] = ("/health",)
+    if playground:
+        from funnelrank.service.playground import PLAYGROUND_PATHS, add_playground
+
+        add_playground(app)
+        open_paths += PLAYGROUND_PATHS
     # Starlette runs the middleware added LAST outermost: JSONErrors > trusted hosts > CORS > ServiceMiddleware.
     app.add_middleware(
         ServiceMiddleware,
@@ -427,7 +439,8 @@ def create_app(
         max_body_bytes=limits.max_body_bytes,
         max_inflight=limits.max_inflight,
         retry_after_s=limits.retry_after_s,
-        endpoints=ENDPOINTS,
+        endpoints=ENDPOINTS + (open_paths[1:] if playground else ()),  # the page's files counted by path
+        open_paths=open_paths,
         body_timeout_s=limits.body_timeout_s,
         max_receiving_bytes=limits.max_receiving_bytes,
         api_key=api_key or None,

@@ -26,6 +26,7 @@ class ServiceConfig:
     cors_origins: tuple[str, ...] = ()
     trusted_hosts: tuple[str, ...] | None = None
     docs: bool = True
+    playground: bool = True
     shard_timeout_s: float = 10.0
     intra_op_threads: int | None = None
 
@@ -49,5 +50,6 @@ def build_service(config: ServiceConfig, collection: Any | None = None) -> tuple
         reranker, collection=collection, model_name=config.model_name, limits=config.limits,
         api_key=config.api_key, cors_origins=config.cors_origins,
         trusted_hosts=list(config.trusted_hosts) if config.trusted_hosts is not None else None, docs=config.docs,
+        playground=config.playground,
     )
     return reranker, app

@@ -24,7 +24,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Endpoints admitted through the in-flight limit (cheap ones -- health, metrics -- always answer).
 _HEAVY = ("/v1/rerank", "/v2/rerank", "/rerank", "/v1/search")
-# Endpoints answered without the API key.
+# Endpoints answered without the API key (by default; the app adds the playground's static files).
 _OPEN = ("/health",)
 
 MAX_FIELDS = 64
@@ -123,8 +123,8 @@ class _Gone(Exception):
 class ServiceMiddleware:
     """Wraps the app. In order, for each HTTP request:
 
-    1. with `api_key`, anything but ``/health`` needs ``Authorization: Bearer <api_key>`` (401 otherwise, before
-       the body is read);
+    1. with `api_key`, anything but `open_paths` (``/health``; the app adds the playground's static files) needs
+       ``Authorization: Bearer <api_key>`` (401 otherwise, before the body is read);
     2. the body is read fully here, within `body_timeout_s` of the headers (408, connection closed), at most
        `max_body_bytes` (413, by its Content-Length or while it streams in), with at most `max_receiving_bytes`
        buffered across all requests still being received (503);
@@ -148,6 +148,7 @@ class ServiceMiddleware:
         max_receiving_bytes: int | None = None,
         api_key: str | None = None,
         max_documents: int = 1000,
+        open_paths: tuple[str, ...] = _OPEN,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -159,6 +160,7 @@ class ServiceMiddleware:
         self.max_receiving_bytes = max_receiving_bytes if max_receiving_bytes is not None else 32 * max_body_bytes
         self._api_key = api_key.encode("utf-8") if api_key else None
         self.max_documents = max_documents
+        self.open_paths = open_paths
         self.inflight = 0
         self.receiving_bytes = 0
 
@@ -187,7 +189,7 @@ class ServiceMiddleware:
             await send(message)
 
         try:
-            if self._api_key is not None and path not in _OPEN and not self._authorized(scope):
+            if self._api_key is not None and path not in self.open_paths and not self._authorized(scope):
                 await send_json(
                     send_wrapper, 401,
                     {"message": "missing or invalid API key: send the header 'Authorization: Bearer <key>'"},

@@ -84,3 +84,7 @@ class SearchRequest(BaseModel):
     floor: StrictFloat | StrictInt | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
     retriever: StrictStr | None = None
     rerank: StrictBool = True
+    explain: StrictBool = Field(
+        default=False, description="funnelrank extension: add 'funnel', every candidate with its stage-1 and rerank "
+        "scores (what the playground draws)"
+    )
