@@ -12,6 +12,7 @@ import pytest
 from rerank_fakes import ScoreInTextModel
 
 from funnelrank.rerank import Candidate, Reranker, RerankScheduler, TraceWriter, read_traces
+from funnelrank.rerank.floor import DEFAULT_FLOOR
 
 
 @pytest.fixture()
@@ -45,10 +46,10 @@ def test_nothing_clears_the_floor_means_no_evidence(reranker: Reranker) -> None:
     assert empty.no_evidence and empty.max_score is None
 
 
-def test_defaults_are_top10_floor_04(reranker: Reranker) -> None:
+def test_defaults_are_top10_and_the_default_floor(reranker: Reranker) -> None:
     docs = [f"d{i} [s=0.{50 + i}]" for i in range(15)] + ["x [s=0.399]"]
     res = reranker.rerank("q", docs)
-    assert len(res) == 10 and res.floor == 0.4 and res.top_k == 10
+    assert len(res) == 10 and res.floor == DEFAULT_FLOOR and res.top_k == 10
     assert [i.id for i in res][:2] == ["14", "13"]
 
 

@@ -12,6 +12,7 @@ from funnelrank import Pipeline, Reranker, RerankResult
 from funnelrank.evaluation.beir import load_beir
 from funnelrank.evaluation.harness import StageContext
 from funnelrank.rerank import SchedulerClosedError
+from funnelrank.rerank.floor import DEFAULT_FLOOR
 
 DOCS = [
     {"_id": "d0", "title": "Heart attack", "text": "Aspirin and early thrombolysis improve survival after myocardial infarction."},
@@ -91,7 +92,7 @@ def test_rerank_stage_ranks_as_pipeline_search(source: str, dataset, user_pipeli
                                top_k=DEPTH, floor=None)
     assert evaluated.extra["stage1_weight"] == pipe.stage1_weight
     promise = evaluated.extra["floor_promise"]  # measured from the same pass, at the default floor and top 10
-    assert promise["floor"] == 0.4 and promise["top_k"] == 10 and promise["unanswerable_queries"] == len(QUERIES)
+    assert promise["floor"] == DEFAULT_FLOOR and promise["top_k"] == 10 and promise["unanswerable_queries"] == len(QUERIES)
     user = _user_rankings(pipe)
     assert {q: [d for d, _ in ranking] for q, ranking in evaluated.rankings.items()} == user
     # The cross-encoder reordered something: the test compares reranked orders, not stage 1's twice.

@@ -23,6 +23,7 @@ from integration_cases import OFF_TOPIC, QUERY, TEXTS
 
 from funnelrank import Pipeline, Reranker
 from funnelrank.integrations.haystack import FunnelRankRanker, FunnelRankRetriever
+from funnelrank.rerank.floor import DEFAULT_FLOOR
 
 MODULE = "funnelrank.integrations.haystack"
 
@@ -57,7 +58,7 @@ def test_ranker_in_a_haystack_pipeline_puts_the_answer_first(reranker: Reranker)
     docs = out["ranker"]["documents"]
     assert [d.id for d in docs] == ["d3", "d2"]  # children first, then adults
     assert docs[0].meta == {"i": 3} and docs[0].score is not None and docs[1].score is not None
-    assert docs[0].score > docs[1].score >= 0.4
+    assert docs[0].score > docs[1].score >= DEFAULT_FLOOR
     out = asyncio.run(pipe.run_async({"bm25": {"query": QUERY}, "ranker": {"query": QUERY}}))
     assert ids(out, "ranker") == ["d3", "d2"]
 
@@ -116,7 +117,7 @@ def test_retriever_component_over_a_pipeline(reranker: Reranker) -> None:
         out = pipe.run({"retriever": {"query": QUERY}})
         docs = out["retriever"]["documents"]
         assert [(d.id, d.content) for d in docs] == [("d3", TEXTS[3]), ("d2", TEXTS[2])]
-        assert docs[0].meta == {"n": 3} and (docs[0].score or 0) > 0.9
+        assert docs[0].meta == {"n": 3} and (docs[0].score or 0) >= DEFAULT_FLOOR
         assert ids(asyncio.run(pipe.run_async({"retriever": {"query": QUERY}})), "retriever") == ["d3", "d2"]
         assert pipe.run({"retriever": {"query": OFF_TOPIC}})["retriever"]["documents"] == []
         out = pipe.run({"retriever": {"query": QUERY, "filters": {"n": {"lt": 3}}, "top_k": 1}})

@@ -22,6 +22,7 @@ from integration_cases import OFF_TOPIC, QUERY, TEXTS
 
 from funnelrank import Pipeline, Reranker
 from funnelrank.integrations.llamaindex import FunnelRankRerank, FunnelRankRetriever
+from funnelrank.rerank.floor import DEFAULT_FLOOR
 
 
 
@@ -59,7 +60,7 @@ def test_query_engine_with_the_postprocessor_puts_the_answer_first(reranker: Rer
     nodes = qe.query(QUERY).source_nodes
     assert [n.node.node_id for n in nodes] == ["n3", "n2"]  # children first, then adults
     assert nodes[0].node.metadata == {"i": 3}
-    assert nodes[0].score is not None and nodes[1].score is not None and nodes[0].score > nodes[1].score >= 0.4
+    assert nodes[0].score is not None and nodes[1].score is not None and nodes[0].score > nodes[1].score >= DEFAULT_FLOOR
     assert [n.node.node_id for n in asyncio.run(qe.aquery(QUERY)).source_nodes] == ["n3", "n2"]
 
 
@@ -69,7 +70,7 @@ def test_nothing_clears_the_floor(reranker: Reranker) -> None:
     assert asyncio.run(qe.aquery(OFF_TOPIC)).source_nodes == []
     nodes = ListRetriever(TEXTS).nodes
     everything = FunnelRankRerank(reranker=reranker, floor=None).postprocess_nodes(nodes, query_str=OFF_TOPIC)
-    assert len(everything) == len(TEXTS) and all((n.score or 0) < 0.4 for n in everything)
+    assert len(everything) == len(TEXTS) and all((n.score or 0) < DEFAULT_FLOOR for n in everything)
 
 
 def test_postprocess_nodes_directly(reranker: Reranker) -> None:
@@ -91,7 +92,7 @@ def test_retriever_over_a_pipeline_in_a_query_engine(reranker: Reranker) -> None
         retriever = FunnelRankRetriever(pipe, top_k=2)
         nodes = retriever.retrieve(QUERY)
         assert [(n.node.node_id, n.node.get_content()) for n in nodes] == [("3", TEXTS[3]), ("2", TEXTS[2])]
-        assert nodes[0].node.metadata == {"n": 3} and (nodes[0].score or 0) > 0.9
+        assert nodes[0].node.metadata == {"n": 3} and (nodes[0].score or 0) >= DEFAULT_FLOOR
         assert [n.node.node_id for n in asyncio.run(retriever.aretrieve(QUERY))] == ["3", "2"]
         assert retriever.retrieve(OFF_TOPIC) == []
         qe = engine(retriever, None)

@@ -13,7 +13,7 @@ and says which extra installs it when that fails:
 The components only translate: a framework document becomes a :class:`funnelrank.Candidate` (id = its
 position, so each kept ``RerankedItem.index`` points back at it), the reranker scores and keeps them, and the
 kept ones go back as the framework's documents carrying the cross-encoder's sigmoid score (0..1). Documents
-below the floor (0.4 for the default reranker) are dropped; when none clears it the result is empty.
+below the floor (0.46 for the default reranker) are dropped; when none clears it the result is empty.
 
     >>> from funnelrank.integrations.langchain import FunnelRankCompressor
     >>> from langchain_core.documents import Document

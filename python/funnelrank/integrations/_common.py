@@ -18,7 +18,7 @@ __all__ = ["DEFAULT", "FloorSetting", "RerankerHolder", "as_pipeline", "candidat
            "check_top_n", "require"]
 
 DEFAULT: Literal["default"] = "default"
-"""A component's ``floor="default"``: the reranker's own floor (0.4 for the default reranker)."""
+"""A component's ``floor="default"``: the reranker's own floor (0.46 for the default reranker)."""
 
 FloorSetting = Union[float, Literal["default"], None]
 """A floor as the components take it: a score in [0, 1], ``"default"`` (the reranker's) or None (no floor)."""

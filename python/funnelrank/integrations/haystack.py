@@ -54,7 +54,7 @@ class FunnelRankRanker:
     Args:
         model: a cross-encoder model directory, or None for the default cross-encoder shipped with funnelrank.
         top_k: most documents returned (None: every one that clears the threshold).
-        score_threshold: drop documents scoring below it: a score in [0, 1], ``"default"`` (the reranker's, 0.4
+        score_threshold: drop documents scoring below it: a score in [0, 1], ``"default"`` (the reranker's, 0.46
             for the default reranker) or None (keep all).
         reranker: share an existing :class:`funnelrank.Reranker` instead of loading `model` (borrowed: its
             owner closes it; such a ranker cannot be serialised).

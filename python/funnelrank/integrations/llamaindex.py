@@ -56,7 +56,7 @@ class FunnelRankRerank(BaseNodePostprocessor):
         reranker: a :class:`funnelrank.Reranker` (borrowed: its owner closes it), a model directory, or None
             for the default cross-encoder shipped with funnelrank (loaded on first use, closed by :meth:`close`).
         top_n: most nodes kept (None: every one that clears the floor).
-        floor: drop nodes scoring below it: a score in [0, 1], ``"default"`` (the reranker's, 0.4 for the
+        floor: drop nodes scoring below it: a score in [0, 1], ``"default"`` (the reranker's, 0.46 for the
             default reranker) or None (keep all).
 
     The kept nodes are the given nodes with the cross-encoder's score, best first::

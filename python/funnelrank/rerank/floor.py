@@ -27,7 +27,9 @@ from funnelrank.rerank.fusion import check_fusion, check_stage1_weight, fused_or
 from funnelrank.rerank.scheduler import RerankScheduler, Scores
 from funnelrank.rerank.traces import TraceWriter
 
-DEFAULT_FLOOR = 0.4
+DEFAULT_FLOOR = 0.46
+"""The default reranker's relevance floor, chosen on validation traces with ``funnelrank calibrate-floor
+--min-kept 0.9`` (see the model card)."""
 DEFAULT_TOP_K = 10
 DEFAULT_CACHE_ENTRIES = 65536
 """(query, passage) scores a `Reranker`'s scheduler keeps for repeats (``cache_entries=0`` turns it off)."""
@@ -293,7 +295,7 @@ class Reranker:
     ) -> RerankResult:
         """Rerank `candidates` (see `as_candidates`) for `query`; keep the top-k with score >= floor.
 
-        `top_k` and `floor` default to the reranker's (10 and 0.4 unless set); None disables each.
+        `top_k` and `floor` default to the reranker's (10 and :data:`DEFAULT_FLOOR` unless set); None disables each.
         `stage1_weight` (default: the reranker's, 0 unless set) fuses the order with the candidates'
         stage-1 ranks by `fusion` (default: the reranker's, "rrf" unless set; see :func:`apply_floor`).
         `query_id` is recorded in traces (for `funnelrank calibrate-floor --qrels`).

@@ -10,6 +10,7 @@
     judge-prepare   the late-interaction judge's groups and cached final token states (resumable)
     judge-train     train the judge's head from the cache (checkpointed; rerun to resume)
     judge-validate  the judge head's validation figures (never a test split)
+    judge-calibrate fit the judge's calibrated sigmoid on validation groups, folded into its last layer
     judge-export    write the judge (frozen encoder + head) as a CrossEncoder model directory
 """
 
@@ -111,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     jv.add_argument("checkpoint", type=Path)
     jv.add_argument("--work", type=Path, default=JUDGE_WORK)
     jv.add_argument("--floor", type=float, default=0.5)
+    jc = sub.add_parser("judge-calibrate", help="fit the judge's calibrated sigmoid on validation sets")
+    jc.add_argument("checkpoint", type=Path)
+    jc.add_argument("out", type=Path, help="calibrated checkpoint to write")
+    jc.add_argument("--work", type=Path, default=JUDGE_WORK)
+    jc.add_argument("--sets", default="msmarco-validation,nearmiss-synth",
+                    help="validation groups the sigmoid is fitted on (never nearmiss-val, which judges the floor)")
     je = sub.add_parser("judge-export", help="export the judge as a CrossEncoder model directory")
     je.add_argument("checkpoint", type=Path)
     je.add_argument("out", type=Path)
@@ -187,6 +194,8 @@ def _judge(a: argparse.Namespace) -> None:
                         seed=a.seed, drop=tuple(x for x in a.drop.split(",") if x))
         groups, cache, _idf = jt.load(a.work)
         print(json.dumps(jt.validate(head, groups, cache)))
+    elif a.cmd == "judge-calibrate":
+        print(json.dumps(jt.calibrate_checkpoint(a.work, a.checkpoint, a.out, tuple(a.sets.split(",")))))
     elif a.cmd == "judge-validate":
         groups, cache, idf = jt.load(a.work)
         print(json.dumps(jt.validate(jt.load_head(a.checkpoint, idf), groups, cache, floor=a.floor)))

@@ -191,7 +191,9 @@ def train(work: Path, out: Path, steps: int = 1500, groups_per_step: int = 32, l
     while step < steps:
         head.train()
         batch = rng.sample(train_groups, groups_per_step)
-        pairs, labels, spans = [], [], []
+        pairs: list[tuple[str, str]] = []
+        labels: list[int] = []
+        spans: list[tuple[int, int]] = []
         for g in batch:
             pos = [i for i, lab in enumerate(g.labels) if lab]
             neg = [i for i, lab in enumerate(g.labels) if not lab]
@@ -258,8 +260,24 @@ def platt(head: JudgeHead, groups: list[Group], cache: StateCache) -> tuple[floa
         return loss
 
     opt.step(closure)
-    a, b = float(ab[0]), float(ab[1])
+    a, b = (float(v) for v in ab.detach())
     with torch.no_grad():
         head.out.weight.mul_(a)
         head.out.bias.mul_(a).add_(b)
     return a, b
+
+
+def calibrate_checkpoint(work: Path, ckpt: Path, out: Path, sets: tuple[str, ...] = ("msmarco-validation",
+                                                                                   "nearmiss-synth")) -> dict[str, Any]:
+    """Fit the calibrated sigmoid (:func:`platt`) on validation `sets` and write the head as `out`, atomically.
+    Returns (a, b) and the validation figures after calibration."""
+    groups, cache, idf = load(work)
+    head = load_head(ckpt, idf)
+    a, b = platt(head, [g for s in sets for g in groups[s]], cache)
+    state = torch.load(ckpt, weights_only=False)
+    state["head"] = head.state_dict()
+    state["platt"] = {"a": a, "b": b, "sets": list(sets)}
+    tmp = out.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(out)
+    return {"a": a, "b": b, "figures": validate(head, groups, cache)}
