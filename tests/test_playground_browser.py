@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 from service_helpers import TOY_DOCS, overlap_reranker, running_server
-from test_playground import toy_collection
+from test_playground import served
 
 from funnelrank.service import create_app
 
@@ -49,25 +49,14 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    reranker = overlap_reranker()
-    app = create_app(reranker, collection=toy_collection(), model_name="overlap-toy",
-                     trusted_hosts=["127.0.0.1", "localhost"])
-    try:
-        with running_server(app) as url:
-            yield url
-    finally:
-        reranker.scheduler.close()
+    with served(trusted_hosts=["127.0.0.1", "localhost"]) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def keyed_server() -> Iterator[str]:
-    reranker = overlap_reranker()
-    app = create_app(reranker, collection=toy_collection(), model_name="overlap-toy", api_key=KEY)
-    try:
-        with running_server(app) as url:
-            yield url
-    finally:
-        reranker.scheduler.close()
+    with served(api_key=KEY) as url:
+        yield url
 
 
 class Page:

@@ -87,7 +87,8 @@ def load_scifact(root: Path, val_fraction: float = 0.12) -> Retrieval:
 
 def load_msmarco(root: Path) -> Retrieval:
     """msmarco-dev-sample: the train split's queries train, the validation split's validate, each over its
-    Anserini BM25 top 20 (``run.bm25.tsv``, what ``funnelrank eval --stages run,rerank`` reranks)."""
+    Anserini BM25 top 20 (``run.bm25.tsv``, what ``funnelrank eval --stages run,rerank`` reranks; kept as
+    ``val_candidates`` for the queries of both splits)."""
     base = root / "msmarco-dev-sample"
     corpus = _read_jsonl(base / "corpus.jsonl")
     queries = {q["_id"]: q["text"] for q in _read_jsonl(base / "queries.jsonl")}
@@ -106,7 +107,7 @@ def load_msmarco(root: Path) -> Retrieval:
     return Retrieval(
         "msmarco", [d["_id"] for d in corpus], [(d.get("title", "") + " " + d["text"]).strip() for d in corpus],
         {q: queries[q] for q in keep}, {**train, **val}, train_q, val_q,
-        val_candidates={q: run.get(q, [])[:20] for q in val_q})
+        val_candidates={q: run.get(q, [])[:20] for q in sorted(keep)})
 
 
 def load_squad(root: Path, n_train: int, n_val: int, seed: int = 0) -> Retrieval:

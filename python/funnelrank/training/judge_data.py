@@ -21,8 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from funnelrank.training.data import (_held_out, _read_jsonl, _read_qrels, load_msmarco, load_scifact, load_squad,
-                                      load_wikiqa)
+from funnelrank.training.data import _held_out, _read_jsonl, load_msmarco, load_scifact, load_squad, load_wikiqa
 
 Q_TOKENS = 48
 """Word pieces a query is cut to (special tokens included)."""
@@ -173,14 +172,6 @@ def _retrieval_groups(ret, qids: list[str], name: str, depth: int = 20, bm: list
 def msmarco_sample(root: Path, split: str) -> list[Group]:
     """msmarco-dev-sample `split` ("train" or "validation"): each judged query over Anserini's BM25 top 20."""
     ret = load_msmarco(root)
-    base = root / "msmarco-dev-sample"
-    run: dict[str, list[str]] = {}
-    with (base / "run.bm25.tsv").open(encoding="utf-8") as f:
-        rows = csv.reader(f, delimiter="\t")
-        next(rows)
-        for qid, did, _r, _s in rows:
-            run.setdefault(qid, []).append(did)
-    ret.val_candidates = run
     qids = ret.train_qids if split == "train" else ret.val_qids
     return [g for g in _retrieval_groups(ret, qids, f"msmarco-{split}") if 1 in g.labels[:20]]
 
@@ -253,4 +244,4 @@ def held_out(g: Group, fraction: float = 0.1) -> bool:
 
 __all__ = ["Group", "StateCache", "encode_all", "wordpiece_idf", "idf_corpus", "msmarco_train_1k", "msmarco_sample",
            "squad_groups", "scifact_groups", "wikiqa_groups", "nearmiss_groups", "add_near_misses", "held_out",
-           "Q_TOKENS", "P_TOKENS", "_read_qrels"]
+           "Q_TOKENS", "P_TOKENS"]
