@@ -12,6 +12,7 @@ import httpx
 import pytest
 from service_helpers import TOY_DOCS, overlap_reranker, running_server
 
+from funnelrank.rerank.floor import DEFAULT_FLOOR
 from funnelrank.service import create_app
 from funnelrank.service.playground import CONTENT_SECURITY_POLICY, PLAYGROUND_PATHS, playground_file
 
@@ -76,25 +77,25 @@ def test_search_explain_returns_the_funnel_and_the_floor(server: str) -> None:
                    timeout=10)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["floor"] == 0.4 and body["no_evidence"] is False
+    assert body["floor"] == DEFAULT_FLOOR and body["no_evidence"] is False
     assert [x["id"] for x in body["results"]] == ["fr"]
     funnel = body["funnel"]
     assert [e["id"] for e in funnel] == ["fr", "louvre"] and [e["stage1_rank"] for e in funnel] == [1, 2]
     assert set(funnel[0]) == {"id", "text", "stage1_rank", "stage1_score", "score", "kept"}
     assert funnel[0]["kept"] is True and funnel[1]["kept"] is False
     assert funnel[0]["score"] == pytest.approx(body["results"][0]["score"])
-    assert funnel[1]["score"] < 0.4 < funnel[0]["score"]  # "louvre" shares one word of three: below the floor
+    assert funnel[1]["score"] < DEFAULT_FLOOR < funnel[0]["score"]  # "louvre" shares one word of three: below the floor
     assert funnel[0]["stage1_score"] > funnel[1]["stage1_score"] > 0
     # Additive: without "explain" the response has no funnel (and says its floor); without rerank no scores.
     plain = httpx.post(server + "/v1/search", json={"query": "capital of France"}, headers=auth, timeout=10).json()
-    assert "funnel" not in plain and plain["floor"] == 0.4
+    assert "funnel" not in plain and plain["floor"] == DEFAULT_FLOOR
     stage1 = httpx.post(server + "/v1/search", json={"query": "France", "rerank": False, "explain": True},
                         headers=auth, timeout=10).json()
     assert stage1["floor"] is None and all(e["score"] is None for e in stage1["funnel"])
     r = httpx.post(server + "/v1/search", json={"query": "France", "explain": "yes"}, headers=auth, timeout=10)
     assert r.status_code == 422 and "explain" in r.json()["message"]
     health = httpx.get(server + "/health", timeout=10).json()
-    assert health["floor"] == 0.4
+    assert health["floor"] == DEFAULT_FLOOR
 
 
 def test_no_playground_means_no_page() -> None:

@@ -18,7 +18,10 @@ import pytest
 from service_helpers import TOY_DOCS, overlap_reranker, running_server
 from test_playground import served
 
+from funnelrank.rerank.floor import DEFAULT_FLOOR
 from funnelrank.service import create_app
+
+FLOOR = f"{DEFAULT_FLOOR:g}"  # the default floor as the page prints it
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,8 +107,8 @@ def test_a_query_shows_both_lists_the_floor_line_and_greyed_results(server: str,
     assert page.inner_text("#stage1-list").count("Paris") == 2
     assert reranked.nth(0).get_attribute("data-id") == "fr" and "The capital of France is Paris." in reranked.nth(0).inner_text()
     line = page.locator("#reranked-list li.floor-line")
-    assert line.count() == 1 and line.is_visible() and line.get_attribute("data-floor") == "0.4"
-    assert "floor 0.4" in line.inner_text()
+    assert line.count() == 1 and line.is_visible() and line.get_attribute("data-floor") == FLOOR
+    assert f"floor {FLOOR}" in line.inner_text()
     # The candidate below the floor comes after the line, greyed; the kept one before it is not.
     greyed = page.locator("#reranked-list li.result.below")
     assert greyed.count() == 1 and greyed.get_attribute("data-id") == "louvre"
@@ -136,7 +139,7 @@ def test_a_typed_query_updates_the_link_and_url_settings_are_used(server: str, t
 def test_a_junk_query_shows_the_no_evidence_banner(server: str, tab: Page) -> None:
     page = tab.open(server + "/?q=" + quote("knitting zebra quantum"))  # stage 1 finds "knit"; the floor refuses it
     banner = page.locator("#no-evidence")
-    assert banner.is_visible() and banner.inner_text().startswith("No evidence: nothing cleared the floor (0.4)")
+    assert banner.is_visible() and banner.inner_text().startswith(f"No evidence: nothing cleared the floor ({FLOOR})")
     assert page.locator("#reranked-list li.result:not(.below)").count() == 0
     assert page.locator("#reranked-list li.result.below").count() == 1
     page = tab.open(server + "/?q=zzqxv")  # nothing at all in stage 1
@@ -171,7 +174,7 @@ def test_the_rerank_tab_scores_pasted_passages_against_the_floor(server: str, ta
     tab.submit("rerank-form", "done")
     rows = page.locator("#rerank-list li.result")
     assert rows.count() == 4 and "The capital of France is Paris." in rows.nth(0).inner_text()
-    assert page.get_attribute("#rerank-list li.floor-line", "data-floor") == "0.4"
+    assert page.get_attribute("#rerank-list li.floor-line", "data-floor") == FLOOR
     assert page.locator("#rerank-list li.result.below").count() == 3 and page.is_hidden("#rerank-no-evidence")
     page.fill("#rerank-floor", "0.99")
     tab.submit("rerank-form", "done")
@@ -208,7 +211,7 @@ def test_dump_dom_holds_the_results_and_the_floor(server: str) -> None:
     dom = out.stdout
     assert "The capital of France is Paris." in dom
     assert "Paris hosts the Louvre, the most visited museum in France." in dom
-    assert 'data-floor="0.4"' in dom and "floor 0.4" in dom
+    assert f'data-floor="{FLOOR}"' in dom and f"floor {FLOOR}" in dom
     assert 'class="result below"' in dom and 'data-state="done"' in dom
 
 
