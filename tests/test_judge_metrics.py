@@ -10,6 +10,7 @@ import pytest
 from funnelrank.cli import main
 from funnelrank.evaluation.floor_promise import floor_promise
 from funnelrank.evaluation.nearmiss import NearMissCase, load_cases, score_cases
+from funnelrank.rerank.floor import DEFAULT_FLOOR
 
 QRELS = {"q1": {"d1": 1}, "q2": {"d9": 1}, "q3": {"d5": 2, "d6": 0}}
 
@@ -79,7 +80,7 @@ def test_nearmiss_command_with_the_default_models(tmp_path: Path, capsys: pytest
     assert main(["nearmiss", str(tmp_path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["cases"] == 2 and report["reranker"]["answer_first"] == 1.0
-    assert report["reranker"]["floor"] == 0.4 and "gated_cleanly" in report["reranker"]
+    assert report["reranker"]["floor"] == DEFAULT_FLOOR and "gated_cleanly" in report["reranker"]
     assert report["bi_encoder"]["answer_first"] == 1.0 and "gated_cleanly" not in report["bi_encoder"]
     assert main(["nearmiss", str(tmp_path / "missing")]) == 2
     assert "no near-miss cases" in capsys.readouterr().err
