@@ -85,7 +85,7 @@ def test_rerank_and_search_over_serve_score_as_in_process(served: str, corpus: C
     r = requests.post(f"{served}/v1/rerank", json={"query": "cat sleep", "documents": docs}, timeout=60)
     assert r.status_code == 200, r.text
     with Reranker(tiny_cross_encoder_dir) as local:
-        want = local.rerank("cat sleep", docs, stage1_weight=0.0)
+        want = local.rerank("cat sleep", docs, stage1_weight=0.0, floor=None)  # /v1/rerank applies no floor unless asked
         assert [(x["index"], pytest.approx(x["relevance_score"], abs=1e-6)) for x in r.json()["results"]] == \
             [(i.index, i.score) for i in want.items]
         with Pipeline(corpus, "hybrid", reranker=local, candidates=20, floor=None) as pipe:
