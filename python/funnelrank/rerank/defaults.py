@@ -31,13 +31,11 @@ DEFAULT_STAGE1_WEIGHT = 0.8
 ``(1 - w) * minmax(cross-encoder logit) + w * minmax(stage-1 score)`` (:data:`DEFAULT_FUSION` "convex"; "rrf"
 fuses the two ranks instead); 0 turns fusion off.
 
-Chosen on validation data, never on test, by ``make tune-fusion``: the default reranker (the WiSE-FT
-weights.patch.npz of commit e850aa0) over the hybrid (BM25 + dense RRF) top-100 of the 96 scifact train
-queries held out from reranker training. Of rrf and convex on the grid 0, 0.05, ..., 1, convex at 0.8 had the
-best nDCG@10: 0.7303, against 0.6655 for the cross-encoder order alone, 0.7114 for the hybrid order alone and
-0.7193 for the best rrf weight (0.8); convex stays >= 0.7146 over 0.35-0.95. Re-run ``make tune-fusion``
-after changing the default model and set what it prints (the previous default model, step 300, had its best
-rrf weight at 0.4: the choice depends on the model). It was chosen for hybrid candidates only, so
+Chosen on validation data, never on test, by ``make tune-fusion``: the default reranker over the hybrid
+(BM25 + dense RRF) top-100 of the 96 scifact train queries held out from reranker training, on the grid
+rrf/convex x 0, 0.05, ..., 1 (the figures are in the README's "Rerank fusion" section). Re-run it after
+changing the default model and set what it prints: it was re-run for the late-interaction judge (release 4)
+and convex 0.8 was still the best. It was chosen for hybrid candidates only, so
 :func:`default_stage1_weight` applies it to those alone.
 """
 
