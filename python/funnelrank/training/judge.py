@@ -37,7 +37,7 @@ FEATURES = ("cos", "quality", "soft_min", "maxsim_idf", "exact_idf")
 
 
 class JudgeHead(nn.Module):
-    """The learned part: token importance, match quality and the pair-level linear map (about 400 weights),
+    """The learned part: token importance, match quality and the pair-level linear map (426 weights),
     and with ``rank`` > 0 a low-rank residual map of the token states before MaxSim (2 x 384 x rank weights,
     a learned late-interaction space that starts as the encoder's own).
 
