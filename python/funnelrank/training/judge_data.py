@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from funnelrank.training.data import _held_out, _read_jsonl, load_msmarco, load_scifact, load_squad, load_wikiqa
+from funnelrank.training.data import (Retrieval, _held_out, _read_jsonl, load_msmarco, load_scifact, load_squad,
+                                      load_wikiqa)
 
 Q_TOKENS = 48
 """Word pieces a query is cut to (special tokens included)."""
@@ -150,7 +151,7 @@ def msmarco_train_1k(root: Path) -> list[Group]:
     return [g for g in groups.values() if 1 in g.labels and 0 in g.labels]
 
 
-def _retrieval_groups(ret, qids: list[str], name: str, depth: int = 20, bm: list[list[int]] | None = None) -> list[Group]:
+def _retrieval_groups(ret: Retrieval, qids: list[str], name: str, depth: int = 20, bm: list[list[int]] | None = None) -> list[Group]:
     out = []
     pos_of = {d: i for i, d in enumerate(ret.doc_ids)}
     for n, q in enumerate(qids):
@@ -176,28 +177,25 @@ def msmarco_sample(root: Path, split: str) -> list[Group]:
     return [g for g in _retrieval_groups(ret, qids, f"msmarco-{split}") if 1 in g.labels[:20]]
 
 
-def squad_groups(root: Path, n_train: int, n_val: int, depth: int) -> tuple[list[Group], list[Group]]:
-    """SQuAD question -> paragraph; candidates are BM25's top over all paragraphs."""
+def _bm25_split_groups(ret: Retrieval, depth: int) -> tuple[list[Group], list[Group]]:
+    """(training, validation) groups of a set with a corpus: each query over BM25's top `depth`."""
     from funnelrank.training.data import bm25_search
 
-    ret = load_squad(root, n_train, n_val)
     out = []
     for qids in (ret.train_qids, ret.val_qids):
         bm = bm25_search(ret.doc_texts, [ret.queries[q] for q in qids], k=depth)
-        out.append(_retrieval_groups(ret, qids, "squad", depth, bm))
+        out.append(_retrieval_groups(ret, qids, ret.name, depth, bm))
     return out[0], out[1]
+
+
+def squad_groups(root: Path, n_train: int, n_val: int, depth: int) -> tuple[list[Group], list[Group]]:
+    """SQuAD question -> paragraph; candidates are BM25's top over all paragraphs (held-out articles validate)."""
+    return _bm25_split_groups(load_squad(root, n_train, n_val), depth)
 
 
 def scifact_groups(root: Path, depth: int) -> tuple[list[Group], list[Group]]:
     """SciFact train queries over BM25's top; the hashed held-out slice validates."""
-    from funnelrank.training.data import bm25_search
-
-    ret = load_scifact(root)
-    out = []
-    for qids in (ret.train_qids, ret.val_qids):
-        bm = bm25_search(ret.doc_texts, [ret.queries[q] for q in qids], k=depth)
-        out.append(_retrieval_groups(ret, qids, "scifact", depth, bm))
-    return out[0], out[1]
+    return _bm25_split_groups(load_scifact(root), depth)
 
 
 def wikiqa_groups(root: Path, split: str) -> list[Group]:
@@ -206,13 +204,11 @@ def wikiqa_groups(root: Path, split: str) -> list[Group]:
 
 
 def nearmiss_groups(path: Path) -> list[Group]:
-    """nearmiss cases as groups: the answer first, then its near-misses."""
-    out = []
-    for line in (path / "cases.jsonl").read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            c = json.loads(line)
-            out.append(Group(c["q"], [c["pos"], *c["neg"]], [1] + [0] * len(c["neg"]), path.name))
-    return out
+    """nearmiss cases (:func:`funnelrank.evaluation.nearmiss.load_cases`) as groups: the answer first, then its
+    near-misses."""
+    from funnelrank.evaluation.nearmiss import load_cases
+
+    return [Group(c.query, [c.pos, *c.neg], [1] + [0] * len(c.neg), path.name) for c in load_cases(path)]
 
 
 def add_near_misses(groups: list[Group], per_positive: int, seed: int = 0) -> tuple[list[Group], list[Group]]:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from funnelrank.training.judge import JudgeHead, SPECIAL_IDS, mean_pool
+from funnelrank.training.judge import JudgeHead, match_mask, mean_pool
 from funnelrank.training.judge_data import (P_TOKENS, Q_TOKENS, Group, StateCache, add_near_misses, encode_all,
                                             held_out, idf_corpus, msmarco_sample, msmarco_train_1k, nearmiss_groups,
                                             scifact_groups, squad_groups, wikiqa_groups, wordpiece_idf)
@@ -89,10 +89,7 @@ def _pad(rows: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch
         ids[r, :len(i)] = torch.from_numpy(i.astype(np.int64))
         x[r, :len(i)] = torch.from_numpy(s.astype(np.float32))
         am[r, :len(i)] = 1.0
-    special = torch.zeros_like(ids, dtype=torch.bool)
-    for s_ in SPECIAL_IDS:
-        special |= ids == s_
-    return x, ids, am * (~special).float(), mean_pool(x, am)
+    return x, ids, match_mask(ids, am), mean_pool(x, am)
 
 
 def pair_args(cache: StateCache, pairs: list[tuple[str, str]]) -> tuple[torch.Tensor, ...]:
@@ -119,11 +116,12 @@ def score_groups(head: JudgeHead, cache: StateCache, groups: list[Group], batch:
 
 
 def mrr10(groups: list[Group], scores: list[np.ndarray]) -> float:
-    total = 0.0
-    for g, s in zip(groups, scores):
-        order = np.argsort(-s, kind="stable")[:10]
-        total += next((1.0 / (r + 1) for r, i in enumerate(order) if g.labels[i]), 0.0)
-    return total / max(1, len(groups))
+    """Mean MRR@10 (:func:`funnelrank.evaluation.metrics.mrr_at_k`) of the groups ranked by `scores`."""
+    from funnelrank.evaluation.metrics import mrr_at_k
+
+    return float(np.mean([mrr_at_k([str(i) for i in np.argsort(-s, kind="stable")],
+                                   {str(i): lab for i, lab in enumerate(g.labels)}, 10)
+                          for g, s in zip(groups, scores)])) if groups else 0.0
 
 
 def nearmiss_figures(scores: list[np.ndarray], floor: float) -> dict[str, float]:
