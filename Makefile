@@ -20,7 +20,7 @@ $(BIN)/python:
 # the default bi-encoder's fp32 ONNX into the cache (offline; skipped when it already exists).
 build: $(BIN)/python
 	$(BIN)/python -m pip install -q --no-build-isolation $(CMAKE_FLAGS) -e ".[test,dev,serve]"
-	HF_HUB_OFFLINE=1 $(BIN)/python -m funnelrank.tools.export_embedder
+	HF_HUB_OFFLINE=1 $(BIN)/python -m funnelrank.models.export_embedder
 
 setup: build
 
@@ -72,14 +72,14 @@ docs: $(BIN)/python
 bench: build
 	$(BIN)/python bench/run_all.py
 
-# Choose the rerank fusion (funnelrank.rerank.defaults.DEFAULT_FUSION, DEFAULT_STAGE1_WEIGHT) on VALIDATION queries:
+# Choose the rerank fusion (funnelrank.rerank.policy.DEFAULT_FUSION, DEFAULT_STAGE1_WEIGHT) on VALIDATION queries:
 # the scifact train queries held out from reranker training, the default reranker over the hybrid top-100
 # (traces once, then every fusion method x weight scored from them; 10-30 min on the 2-core box). Prints the sweep.
 DATA ?= ../shared/data
 FUSION_DIR ?= build/tune-fusion
 tune-fusion: build
 	mkdir -p $(FUSION_DIR)
-	$(BIN)/python -m funnelrank.training heldout-ids scifact --data $(DATA) > $(FUSION_DIR)/scifact-heldout.txt
+	$(BIN)/python -m funnelrank.train heldout-ids scifact --data $(DATA) > $(FUSION_DIR)/scifact-heldout.txt
 	rm -f $(FUSION_DIR)/traces.jsonl
 	nice -n 10 $(BIN)/funnelrank eval $(DATA)/scifact --split train --query-ids $(FUSION_DIR)/scifact-heldout.txt \
 	  --stages hybrid,rerank --rerank-from hybrid --rerank-traces $(FUSION_DIR)/traces.jsonl --json \

@@ -78,8 +78,8 @@ def bench_beir(data_dir: Path, name: str, repeat: int) -> dict[str, float] | Non
     import Stemmer
 
     from funnelrank.core import Analyzer, BM25Index
-    from funnelrank.evaluation.beir import load_corpus, load_qrels, load_queries
-    from funnelrank.evaluation.metrics import evaluate
+    from funnelrank.eval.beir import load_corpus, load_qrels, load_queries
+    from funnelrank.eval.metrics import evaluate
 
     root = data_dir / name
     if not (root / "corpus.jsonl").is_file():

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from funnelrank.evaluation.beir import load_beir
+from funnelrank.eval.beir import load_beir
 from funnelrank.models import default_reranker_path
 from funnelrank.rerank import CrossEncoder
 from funnelrank.rerank.variants import fp32_weights
@@ -94,7 +94,7 @@ def main() -> None:
                   f"Kendall tau {r['kendall_tau_vs_fp32']:.3f}  top-10 overlap {r['top10_overlap_vs_fp32']:.3f}")
         print(json.dumps({"pairs": sum(len(p) for _, p in work), "threads": a.threads, "precisions": res}))
         return
-    from funnelrank.training.export import export_model_dir, load_trained, randomize
+    from funnelrank.train.export import export_model_dir, load_trained, randomize
 
     precision = json.loads((shipped / "config.json").read_text())["funnelrank"]["precision"]
     with tempfile.TemporaryDirectory() as tmp:

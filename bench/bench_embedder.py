@@ -14,7 +14,7 @@ length-sorted token-budget batching, same ONNX Runtime thread count); only the O
 * agreement: cosine of each precision's vectors with sentence-transformers' on the first 200 sample texts;
 * quality: nDCG@10 / Recall@100 on the test split by exact (brute-force) inner-product search over the whole
   corpus, so the figure is the embedder's alone, not HNSW's. Corpus vectors go through the embedding cache
-  (``funnelrank.embedding.embed_corpus``), shared with ``funnelrank eval``.
+  (``funnelrank.embed.embed_corpus``), shared with ``funnelrank eval``.
 """
 
 from __future__ import annotations
@@ -89,10 +89,10 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     args = parser.parse_args()
 
-    from funnelrank.embedding import Embedder, embed_corpus
-    from funnelrank.embedding.defaults import source_model_dir
-    from funnelrank.evaluation.beir import load_beir
-    from funnelrank.evaluation.metrics import evaluate
+    from funnelrank.embed import Embedder, embed_corpus
+    from funnelrank.embed.defaults import source_model_dir
+    from funnelrank.eval.beir import load_beir
+    from funnelrank.eval.metrics import evaluate
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

@@ -103,8 +103,8 @@ def scifact_vectors() -> tuple[np.ndarray, np.ndarray] | None:
         log(f"scifact: skipped (no data at {root})")
         return None
     try:
-        from funnelrank.embedding import Embedder
-        from funnelrank.evaluation.beir import load_beir
+        from funnelrank.embed import Embedder
+        from funnelrank.eval.beir import load_beir
     except ImportError as exc:
         log(f"scifact: skipped (funnelrank has no embedder yet: {exc})")
         return None
@@ -129,7 +129,7 @@ def scifact_vectors() -> tuple[np.ndarray, np.ndarray] | None:
         return array
 
     try:
-        from funnelrank.embedding import embed_corpus
+        from funnelrank.embed import embed_corpus
     except ImportError:
         corpus = cached("corpus", dataset.doc_texts())
     else:

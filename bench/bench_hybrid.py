@@ -39,8 +39,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from funnelrank.core import Analyzer, BM25Index, HNSWIndex, rrf
-    from funnelrank.embedding import Embedder, embed_corpus
-    from funnelrank.evaluation.beir import load_beir
+    from funnelrank.embed import Embedder, embed_corpus
+    from funnelrank.eval.beir import load_beir
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

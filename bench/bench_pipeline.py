@@ -43,8 +43,8 @@ def main() -> int:
     from timing import interleaved_rounds
 
     from funnelrank._core import rrf
-    from funnelrank.collection import Collection
-    from funnelrank.evaluation.beir import load_beir
+    from funnelrank.store.collection import Collection
+    from funnelrank.eval.beir import load_beir
     from funnelrank.pipeline import Pipeline
 
     ds = load_beir(args.data, args.split, with_run=False)

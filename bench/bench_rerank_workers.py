@@ -44,7 +44,7 @@ def main() -> int:
     args = parser.parse_args()
     t_start = time.perf_counter()
 
-    from funnelrank.cache import cache_dir
+    from funnelrank.files import cache_dir
     from funnelrank.rerank import CrossEncoder, RerankScheduler
 
     corpus, queries = load_scifact(args.data, max(args.clients, args.single), args.seed)

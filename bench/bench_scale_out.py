@@ -76,8 +76,8 @@ def serve_batch_app(model: Path, threads: int, replicas: int, batch_size: int, w
     Ray pickles it by value."""
     from ray import serve
 
-    from funnelrank.distributed import ForwardedResponse, Ingress
-    from funnelrank.service.limits import ServiceLimits
+    from funnelrank.serve.ray_serve import ForwardedResponse, Ingress
+    from funnelrank.serve.limits import ServiceLimits
 
     class ServeBatchReranker:
         def __init__(self, model_dir: str) -> None:
@@ -89,7 +89,7 @@ def serve_batch_app(model: Path, threads: int, replicas: int, batch_size: int, w
         async def score(self, queries: list[str], documents: list[list[str]]) -> list[list[float]]:
             import numpy as np
 
-            from funnelrank.batching import DEFAULT_BATCH_OVERHEAD_TOKENS, plan_batches
+            from funnelrank.rerank.batching import DEFAULT_BATCH_OVERHEAD_TOKENS, plan_batches
             from funnelrank.rerank.cross_encoder import sigmoid
 
             encoded = [self.ce.encode(q, docs) for q, docs in zip(queries, documents)]
@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     from ray import serve
     from ray.cluster_utils import Cluster
 
-    from funnelrank.distributed import ServiceConfig, build_app
-    from funnelrank.distributed import run as deploy
+    from funnelrank.serve.ray_serve import ServiceConfig, build_app
+    from funnelrank.serve.ray_serve import run as deploy
 
     # Ray's processes write to this process's stdout; keep it for the report (they get stderr).
     stdout = os.dup(1)

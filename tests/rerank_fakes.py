@@ -41,7 +41,7 @@ def build_tiny_cross_encoder(
     import torch
     import transformers
 
-    from funnelrank.tools.export_cross_encoder import export_cross_encoder
+    from funnelrank.models.export_cross_encoder import export_cross_encoder
 
     torch.manual_seed(1234 + num_labels + 10 * token_types)
     config = transformers.BertConfig(

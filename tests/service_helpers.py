@@ -57,12 +57,12 @@ class OverlapModel:
 
 def overlap_reranker(delay_s: float = 0.0, token_delay_s: float = 0.0, **scheduler_options: Any) -> Any:
     """A `Reranker` over :class:`OverlapModel` with its own scheduler (close ``reranker.scheduler`` after use)."""
-    from funnelrank.rerank.floor import Reranker
+    from funnelrank.rerank.reranker import Reranker
     from funnelrank.rerank.scheduler import RerankScheduler
 
     scheduler_options.setdefault("max_wait_ms", 1.0)
     scheduler = RerankScheduler(OverlapModel(delay_s, token_delay_s), **scheduler_options)
-    return Reranker(scheduler=scheduler)
+    return Reranker(scorer=scheduler)
 
 
 def wait_until_pending(scheduler: Any, pairs: int, timeout_s: float = 5.0, stop: Any = None) -> None:
@@ -84,10 +84,10 @@ def free_port() -> int:
 @contextmanager
 def running_server(app: Any, timeout_s: float = 20.0, limits: Any | None = None) -> Iterator[str]:
     """Serve `app` with uvicorn on 127.0.0.1:<free port> in a thread, with the settings `funnelrank serve` uses
-    (:func:`funnelrank.service.server.server_config`; `limits` for its header timeout); yields the base URL."""
+    (:func:`funnelrank.serve.server.server_config`; `limits` for its header timeout); yields the base URL."""
     import uvicorn
 
-    from funnelrank.service.server import server_config
+    from funnelrank.serve.server import server_config
 
     port = free_port()
     config = server_config(app, host="127.0.0.1", port=port, limits=limits, log_level="warning", lifespan="off")
@@ -119,7 +119,8 @@ TOY_DOCS = [
 def toy_server() -> Iterator[str]:
     """The service over :class:`OverlapModel` with small limits (8 documents of at most 200 characters, queries
     of at most 50, bodies of at most 4096 bytes), served by :func:`running_server`; yields the base URL."""
-    from funnelrank.service import ServiceLimits, create_app
+    from funnelrank.serve import ServiceLimits
+    from funnelrank.serve.app import create_app
 
     reranker = overlap_reranker()
     app = create_app(reranker, model_name="overlap-toy", limits=ServiceLimits(max_documents=8, max_document_chars=200,

@@ -1,4 +1,4 @@
-"""Batch reranking of a run (funnelrank.batch_rerank, `funnelrank rerank-run`): on the local Ray cluster its
+"""Batch reranking of a run (funnelrank.serve.ray_data, `funnelrank rerank-run`): on the local Ray cluster its
 run file matches `funnelrank eval --stages rerank` in-process (scores per (query, doc), order, metrics)."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from beir_fixtures import write_beir  # noqa: E402
 
-from funnelrank import cli  # noqa: E402
-from funnelrank.batch_rerank import rerank_run, reranking_tasks, write_trec_run  # noqa: E402
-from funnelrank.evaluation.beir import DatasetFormatError, load_beir, load_run  # noqa: E402
-from funnelrank.evaluation.harness import run_evaluation  # noqa: E402
-from funnelrank.rerank import read_traces  # noqa: E402
+from funnelrank.cli import main as cli  # noqa: E402
+from funnelrank.serve.ray_data import rerank_run, reranking_tasks, write_trec_run  # noqa: E402
+from funnelrank.eval.beir import DatasetFormatError, load_beir, load_run  # noqa: E402
+from funnelrank.eval.harness import run_evaluation  # noqa: E402
+from funnelrank.rerank.traces import read_traces
 
 DEPTH = 5
 

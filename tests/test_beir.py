@@ -8,7 +8,7 @@ import pytest
 
 from beir_fixtures import write_beir
 
-from funnelrank.evaluation.beir import (
+from funnelrank.eval.beir import (
     DatasetFormatError,
     available_splits,
     load_beir,

@@ -1,4 +1,4 @@
-"""funnelrank.cache: atomic directory and file writing."""
+"""funnelrank.files: atomic directory and file writing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from funnelrank.cache import _current_umask, atomic_directory, atomic_writer
+from funnelrank.files import _current_umask, atomic_directory, atomic_writer
 
 
 def test_umask_is_read_without_changing_it() -> None:

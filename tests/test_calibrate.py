@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from funnelrank import cli
-from funnelrank.evaluation.calibrate import floor_point, load_qrels, otsu_threshold, recommend_floor
+from funnelrank.cli import main as cli
+from funnelrank.eval.calibrate import floor_point, load_qrels, otsu_threshold, recommend_floor
 
 
 def synthetic(rng: np.random.Generator, n_queries: int = 40, overlap: bool = False):
@@ -123,35 +123,39 @@ def test_empty_trace_files_are_a_clear_error(tmp_path: Path, command: str,
 
 def _brute_promise_floor(records, qrels, min_kept: float, top_k: int) -> float:
     """The highest traced score level keeping >= min_kept answerable queries, by trying every level."""
-    from funnelrank.evaluation.calibrate import ranked_from_traces
-    from funnelrank.evaluation.floor_promise import floor_promise
+    from funnelrank.eval.floor_promise import floor_promise
+    from funnelrank.rerank.policy import RankPolicy
+    from funnelrank.rerank.traces import group_traces
 
-    ranked = ranked_from_traces(records)
+    ranked = group_traces(records)[0]
     levels = sorted({r["score"] for r in records})
-    good = [f for f in levels if floor_promise(ranked, qrels, floor=f, top_k=top_k)["answerable_kept"] >= min_kept]
+    good = [f for f in levels
+            if floor_promise(ranked, qrels, RankPolicy(floor=f, top_k=top_k))["answerable_kept"] >= min_kept]
     return max(good)
 
 
 @pytest.mark.parametrize("min_kept", [0.5, 0.8, 0.95])
 def test_promise_floor_is_the_highest_floor_keeping_enough_answers(min_kept: float) -> None:
-    from funnelrank.evaluation.calibrate import promise_floor, ranked_from_traces
-    from funnelrank.evaluation.floor_promise import floor_promise
+    from funnelrank.eval.calibrate import promise_floor
+    from funnelrank.eval.floor_promise import floor_promise
+    from funnelrank.rerank.policy import RankPolicy
+    from funnelrank.rerank.traces import group_traces
 
     records, qrels = synthetic(np.random.default_rng(11), n_queries=15, overlap=True)
     rec = promise_floor(records, qrels, min_kept=min_kept, top_k=3)
     highest = _brute_promise_floor(records, qrels, min_kept, 3)
     below = max(r["score"] for r in records if r["score"] < highest)
     assert below < rec.floor < highest  # the midpoint under the highest level that keeps enough
-    ranked = ranked_from_traces(records)
-    at = floor_promise(ranked, qrels, floor=rec.floor, top_k=3)
+    ranked = group_traces(records)[0]
+    at = floor_promise(ranked, qrels, RankPolicy(floor=rec.floor, top_k=3))
     assert at["answerable_kept"] >= min_kept and rec.promise == at
     above = min(r["score"] for r in records if r["score"] > highest)
-    assert floor_promise(ranked, qrels, floor=above, top_k=3)["answerable_kept"] < min_kept
+    assert floor_promise(ranked, qrels, RankPolicy(floor=above, top_k=3))["answerable_kept"] < min_kept
     assert "refused" in rec.notes[0]
 
 
 def test_promise_floor_refuses_more_as_it_keeps_less() -> None:
-    from funnelrank.evaluation.calibrate import promise_floor
+    from funnelrank.eval.calibrate import promise_floor
 
     rng = np.random.default_rng(12)
     records, qrels = [], {}
@@ -167,7 +171,7 @@ def test_promise_floor_refuses_more_as_it_keeps_less() -> None:
 
 
 def test_promise_floor_says_when_no_floor_keeps_enough(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from funnelrank.evaluation.calibrate import promise_floor
+    from funnelrank.eval.calibrate import promise_floor
 
     records = [{"query_id": "q1", "id": "junk", "score": 0.9, "rerank_rank": 1},
                {"query_id": "q1", "id": "answer", "score": 0.8, "rerank_rank": 2},
@@ -195,7 +199,7 @@ def test_promise_floor_says_when_no_floor_keeps_enough(tmp_path: Path, capsys: p
 
 
 def test_promise_floor_refuses_two_runs_in_one_trace_file() -> None:
-    from funnelrank.evaluation.calibrate import promise_floor
+    from funnelrank.eval.calibrate import promise_floor
 
     records = [{"query_id": "q1", "id": "d1", "score": 0.9, "rerank_rank": 1}] * 2
     with pytest.raises(ValueError, match="twice"):

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 from beir_fixtures import write_beir
 
-from funnelrank.evaluation.beir import load_beir
-from funnelrank.evaluation.optimize import check_variants, guard, variant_options
+from funnelrank.eval.beir import load_beir
+from funnelrank.eval.optimize import check_variants, guard, variant_options
 from funnelrank.models import default_reranker_path
 from funnelrank.rerank import CrossEncoder, Reranker, RerankScheduler
 from funnelrank.rerank.cascade import (
     PRUNED_LOGIT,
+    CascadeScorer,
     CascadeSpec,
     cascade_logits,
-    cascade_score,
     merge_logits,
     rescore_indices,
 )
@@ -177,11 +177,11 @@ def test_reranker_cascade_with_keep_at_least_n_equals_the_plain_reranker(tiny_cr
     assert [(i.index, i.score) for i in got] == [(i.index, i.score) for i in exact]
 
 
-def test_cascade_score_on_schedulers_matches_cascade_logits(tiny_cross_encoder_dir: Path) -> None:
+def test_cascade_scorer_on_schedulers_matches_cascade_logits(tiny_cross_encoder_dir: Path) -> None:
     ce = CrossEncoder.from_pretrained(tiny_cross_encoder_dir, intra_op_threads=1)
     cheap = CrossEncoder.from_pretrained(tiny_cross_encoder_dir, intra_op_threads=1, max_length=16)
     with RerankScheduler(cheap) as first, RerankScheduler(ce) as exact:
-        scores = cascade_score(first, exact, QUERY, PASSAGES, 2)
+        scores = CascadeScorer(first, exact, 2).score(QUERY, PASSAGES)
     logits, _ = cascade_logits(QUERY, PASSAGES, lambda q, ps: cheap.predict(q, ps)[1],
                                lambda q, ps: ce.predict(q, ps)[1], 2)
     np.testing.assert_allclose(scores.logits, logits, atol=1e-5)
@@ -190,8 +190,8 @@ def test_cascade_score_on_schedulers_matches_cascade_logits(tiny_cross_encoder_d
 def test_reranker_refuses_a_cascade_without_a_model_to_derive_it_from(tiny_cross_encoder_dir: Path) -> None:
     ce = CrossEncoder.from_pretrained(tiny_cross_encoder_dir, intra_op_threads=1)
     with RerankScheduler(ce) as sched:
-        with pytest.raises(ValueError, match="not an existing scheduler"):
-            Reranker(scheduler=sched, cascade="fp32-16@2")
+        with pytest.raises(ValueError, match="not an existing scorer"):
+            Reranker(scorer=sched, cascade="fp32-16@2")
     with pytest.raises(ValueError, match="first pass must be one of"):
         Reranker(tiny_cross_encoder_dir, cascade="fp16@2")
 
@@ -228,7 +228,7 @@ def test_guard_names_a_bad_cascade() -> None:
 
 def test_cli_measures_a_cascade_on_the_listed_query_ids(tmp_path: Path, tiny_cross_encoder_dir: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    from funnelrank.cli import main
+    from funnelrank.cli.main import main
 
     data = write_beir(tmp_path / "data", DOCS, QUERIES, QRELS)
     ids = tmp_path / "ids.txt"

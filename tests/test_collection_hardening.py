@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import funnelrank.collection_store as store
-from funnelrank.cli import main
-from funnelrank.collection import Collection
+import funnelrank.store.format as store
+from funnelrank.cli.main import main
+from funnelrank.store.collection import Collection
 from funnelrank.core import IndexFileError
-from funnelrank.filters import MAX_DEPTH, MetadataIndex, parse_filter, validate_filter, validate_metadata
+from funnelrank.retrieve.filters import MAX_DEPTH, MetadataIndex, parse_filter, validate_filter, validate_metadata
 
 HUGE = 10**400
 

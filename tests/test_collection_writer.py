@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import funnelrank.collection_store as store
+import funnelrank.store.format as store
 from funnelrank._core import BM25Index, HNSWIndex, stale_temp_files
-from funnelrank.cli import main
-from funnelrank.collection import Collection
+from funnelrank.cli.main import main
+from funnelrank.store.collection import Collection
 from funnelrank.core import IndexFileError
 from test_collection_hardening import FakeEmbedder, small
 
@@ -87,8 +87,8 @@ def test_a_live_process_temp_file_is_never_removed(tmp_path: Path) -> None:
 
 _SECOND_WRITER = """
 import json, sys, time
-from funnelrank.collection import Collection
-from funnelrank.collection_store import CollectionLockedError
+from funnelrank.store.collection import Collection
+from funnelrank.store.format import CollectionLockedError
 root = sys.argv[1]
 out = {"reader": Collection.load(root).ids()}
 attempts = {
@@ -150,7 +150,7 @@ def test_a_killed_writer_never_blocks_the_next_one(tmp_path: Path) -> None:
     root = tmp_path / "col"
     small().save(root)
     script = (
-        "import sys, time\nfrom funnelrank.collection import Collection\n"
+        "import sys, time\nfrom funnelrank.store.collection import Collection\n"
         "c = Collection.load(sys.argv[1], writer=True)\nprint('locked', flush=True)\ntime.sleep(60)\n"
     )
     child = subprocess.Popen([sys.executable, "-c", script, str(root)], stdout=subprocess.PIPE, text=True)

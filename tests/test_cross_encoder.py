@@ -159,7 +159,7 @@ def test_chunking_scores_max_over_windows(small: Path) -> None:
 
 def test_reranker_workers_get_their_own_sessions(small: Path) -> None:
     from funnelrank.rerank import Reranker
-    from funnelrank.rerank.defaults import default_parallelism
+    from funnelrank.rerank.default_model import default_parallelism
 
     assert default_parallelism(1) == (1, 1) and default_parallelism(2) == (2, 1) and default_parallelism(16) == (2, 8)
     ce = CrossEncoder.from_pretrained(small, intra_op_threads=1)

@@ -10,7 +10,7 @@ import pytest
 
 from funnelrank.models import default_reranker_path
 from funnelrank.rerank import CrossEncoder
-from funnelrank.rerank.defaults import RERANKER_ENV, default_reranker_dir
+from funnelrank.rerank.default_model import RERANKER_ENV, default_reranker_dir
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from funnelrank import demo_corpus
-from funnelrank.cli import main
-from funnelrank.demo_corpus import Passage, build_demo_corpus, load_demo_corpus, split_passages
+from funnelrank.cli import demo_corpus
+from funnelrank.cli.main import main
+from funnelrank.cli.demo_corpus import Passage, build_demo_corpus, load_demo_corpus, split_passages
 
 
 def test_split_passages_at_paragraphs_and_word_limit() -> None:

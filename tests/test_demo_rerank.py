@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from funnelrank.cli import main
+from funnelrank.cli.main import main
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from funnelrank.cli import main
-from funnelrank.evaluation.depth import advise_depth, parse_depths, replay_order
-from funnelrank.evaluation.fusion_tuning import TracedQuery
+from funnelrank.cli.main import main
+from funnelrank.eval.depth import advise_depth, parse_depths, replay_order
+from funnelrank.eval.fusion_tuning import TracedQuery
 
 
 def _records(rel_rank: int, n_queries: int = 40, depth: int = 40) -> list[dict]:

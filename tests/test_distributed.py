@@ -1,4 +1,4 @@
-"""The service on Ray Serve (funnelrank.distributed), on the real 3-node local cluster fixture: sharded answers
+"""The service on Ray Serve (funnelrank.serve.ray_serve), on the real 3-node local cluster fixture: sharded answers
 equal one node's, and killed replicas lose nothing but explicit 503s."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ requests = pytest.importorskip("requests")
 
 from funnelrank import Collection, Pipeline  # noqa: E402
 from funnelrank.rerank import Reranker  # noqa: E402
-from funnelrank.sharding import write_shards  # noqa: E402
+from funnelrank.retrieve.sharded import write_shards  # noqa: E402
 
 WORDS = "cat dog bird fish mat sleep chase sing swim red blue green fast slow big small".split()
 
@@ -47,7 +47,7 @@ def served(ray_cluster: Any, corpus: Collection, tiny_cross_encoder_dir: Path,
     yields its base URL."""
     from ray import serve
 
-    from funnelrank.distributed import ServiceConfig, build_app, run
+    from funnelrank.serve.ray_serve import ServiceConfig, build_app, run
 
     shards = write_shards(corpus, tmp_path_factory.mktemp("served") / "shards", 2)
     port = _free_port()
@@ -123,7 +123,7 @@ def test_replicas_auto_deploys_an_autoscaling_reranker(served: str) -> None:
 
 
 def test_bad_replica_settings_fail_before_deploying() -> None:
-    from funnelrank.distributed import ServiceConfig, build_app
+    from funnelrank.serve.ray_serve import ServiceConfig, build_app
 
     config = ServiceConfig(model="unused", model_name="unused")
     for kwargs in ({"replicas": 0}, {"replicas": "many"}, {"replicas": True},

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from funnelrank.batching import padded_tokens, token_budget_batches
-from funnelrank.embedding import Embedder, default_embedder
-from funnelrank.embedding.defaults import source_model_dir
+from funnelrank.rerank.batching import padded_tokens, token_budget_batches
+from funnelrank.embed import Embedder, default_embedder
+from funnelrank.embed.defaults import source_model_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -94,7 +94,7 @@ def test_truncation_and_lengths(fp32: Embedder) -> None:
 def test_huge_text_is_cut_before_tokenizing(fp32: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
     """A multi-megabyte document reaches the tokenizer cut to what max_seq_length tokens can span (it used
     to be tokenized whole: 30 s and 3 GB for 20 MB), and embeds exactly like its first 2,000 words."""
-    from funnelrank.text import CHARS_PER_TOKEN_CAP
+    from funnelrank.checks import CHARS_PER_TOKEN_CAP
 
     huge = "lorem ipsum dolor sit amet " * 100_000  # 2.7 MB
     seen: list[int] = []
@@ -319,7 +319,7 @@ def test_token_budget_batches() -> None:
 
 
 def test_corpus_embedding_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from funnelrank.embedding import corpus_cache_path, embed_corpus
+    from funnelrank.embed import corpus_cache_path, embed_corpus
 
     monkeypatch.setenv("FUNNELRANK_CACHE", str(tmp_path / "cache"))
     _tiny_model(tmp_path / "model")

@@ -11,7 +11,7 @@ import pytest
 
 from beir_fixtures import write_beir
 
-from funnelrank.cli import main
+from funnelrank.cli.main import main
 
 DOCS = [
     {"_id": "cat", "title": "Cats", "text": "The domestic cat purrs and hunts mice at night."},
@@ -205,11 +205,11 @@ def test_query_ids_restrict_the_evaluated_queries(animals: Path, tmp_path: Path,
 
 @pytest.mark.data
 def test_heldout_ids_are_the_training_validation_slice(shared_data: Path) -> None:
-    from funnelrank.evaluation.beir import load_beir
-    from funnelrank.training.data import load_scifact
+    from funnelrank.eval.beir import load_beir
+    from funnelrank.train.data import load_scifact
 
     out = subprocess.run(
-        [sys.executable, "-m", "funnelrank.training", "heldout-ids", "scifact", "--data", str(shared_data)],
+        [sys.executable, "-m", "funnelrank.train", "heldout-ids", "scifact", "--data", str(shared_data)],
         check=True, capture_output=True, text=True,
     ).stdout.split()
     split = load_scifact(shared_data)

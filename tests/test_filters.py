@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from funnelrank.filters import MAX_FILTER_TERMS, MetadataIndex, parse_filter, validate_filter, validate_metadata
+from funnelrank.retrieve.filters import MAX_FILTER_TERMS, MetadataIndex, parse_filter, validate_filter, validate_metadata
 
 DOCS = {
     "a": {"year": 2019, "lang": "en", "score": 1, "tags": ["x", "y"]},

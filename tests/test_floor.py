@@ -11,14 +11,16 @@ from pathlib import Path
 import pytest
 from rerank_fakes import ScoreInTextModel
 
-from funnelrank.rerank import Candidate, Reranker, RerankScheduler, TraceWriter, read_traces
-from funnelrank.rerank.floor import DEFAULT_FLOOR
+from funnelrank.candidates import Candidate
+from funnelrank.rerank import Reranker, RerankScheduler
+from funnelrank.rerank.traces import TraceWriter, read_traces
+from funnelrank.rerank.policy import DEFAULT_FLOOR
 
 
 @pytest.fixture()
 def reranker() -> Reranker:
     sched = RerankScheduler(ScoreInTextModel(), max_wait_ms=0)
-    yield Reranker(scheduler=sched)
+    yield Reranker(scorer=sched)
     sched.close()
 
 
@@ -100,7 +102,7 @@ def test_arerank(reranker: Reranker) -> None:
 def test_traces_one_line_per_candidate_across_threads(tmp_path: Path) -> None:
     path = tmp_path / "traces.jsonl"
     sched = RerankScheduler(ScoreInTextModel(), max_wait_ms=1)
-    with TraceWriter(path) as tw, Reranker(scheduler=sched, traces=tw) as rr:
+    with TraceWriter(path) as tw, Reranker(scorer=sched, traces=tw) as rr:
         def client(t: int) -> None:
             for k in range(10):
                 rr.rerank(f"query {t}", DOCS, top_k=2, floor=0.4, query_id=f"q{t}-{k}")

@@ -9,10 +9,10 @@ import pytest
 
 from beir_fixtures import write_beir
 from funnelrank import Pipeline, Reranker, RerankResult
-from funnelrank.evaluation.beir import load_beir
-from funnelrank.evaluation.harness import StageContext
+from funnelrank.eval.beir import load_beir
+from funnelrank.eval.harness import StageContext
 from funnelrank.rerank import SchedulerClosedError
-from funnelrank.rerank.floor import DEFAULT_FLOOR
+from funnelrank.rerank.policy import DEFAULT_FLOOR
 
 DOCS = [
     {"_id": "d0", "title": "Heart attack", "text": "Aspirin and early thrombolysis improve survival after myocardial infarction."},
@@ -57,7 +57,7 @@ def reranker():  # type: ignore[no-untyped-def]
 
 def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Embedding cache under tmp_path; the fp32 bi-encoder export stays where `make build` put it."""
-    from funnelrank.embedding import defaults
+    from funnelrank.embed import defaults
 
     model_dir = defaults.fp32_model_dir()
     monkeypatch.setattr(defaults, "fp32_model_dir", lambda: model_dir)

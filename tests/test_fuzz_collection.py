@@ -1,4 +1,4 @@
-"""Seeded fuzzing of the collection-directory loader, Collection.load (funnelrank.collection_store).
+"""Seeded fuzzing of the collection-directory loader, Collection.load (funnelrank.store.format).
 
 A small valid collection is built once (BM25 only, 20 documents with unicode text and nested metadata) and
 saved; each case copies that directory and applies one seeded mutation from one of four families:
@@ -70,7 +70,7 @@ import numpy as np
 
 from funnelrank import IndexFileError
 from funnelrank._core import BM25Index
-from funnelrank.collection import Collection
+from funnelrank.store.collection import Collection
 
 CASES = int(os.environ.get("FUNNELRANK_FUZZ_CASES", "1200"))
 SEED = int(os.environ.get("FUNNELRANK_FUZZ_SEED", "20240607"))

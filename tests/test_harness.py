@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from funnelrank.evaluation.beir import BeirDataset, Document, Query, load_beir
-from funnelrank.evaluation import harness
-from funnelrank.evaluation.harness import (
+from funnelrank.eval.beir import BeirDataset, Document, Query, load_beir
+from funnelrank.eval import harness
+from funnelrank.eval.harness import (
     StageContext,
     StageOutput,
     default_options,

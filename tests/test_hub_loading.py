@@ -73,7 +73,7 @@ def test_a_checkpoint_only_repository_is_exported_once_and_reused(offline_hub: P
             out = model(input_ids=torch.tensor(ids[None]), token_type_ids=torch.tensor(types[None]))  # type: ignore[operator]
             assert abs(float(out.logits[0, 0]) - logit) < 1e-4
 
-    import funnelrank.tools.export_cross_encoder as export_module
+    import funnelrank.models.export_cross_encoder as export_module
 
     def no_second_export(*args: object, **kwargs: object) -> None:
         raise AssertionError("exported again")

@@ -23,7 +23,7 @@ from integration_cases import OFF_TOPIC, QUERY, TEXTS
 
 from funnelrank import Pipeline, Reranker
 from funnelrank.integrations.haystack import FunnelRankRanker, FunnelRankRetriever
-from funnelrank.rerank.floor import DEFAULT_FLOOR
+from funnelrank.rerank.policy import DEFAULT_FLOOR
 
 MODULE = "funnelrank.integrations.haystack"
 

@@ -20,7 +20,7 @@ from integration_cases import OFF_TOPIC, QUERY, TEXTS
 
 from funnelrank import Collection, Pipeline, Reranker
 from funnelrank.integrations.langchain import FunnelRankCompressor, FunnelRankRetriever
-from funnelrank.rerank.floor import DEFAULT_FLOOR
+from funnelrank.rerank.policy import DEFAULT_FLOOR
 
 
 

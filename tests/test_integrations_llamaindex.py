@@ -22,7 +22,7 @@ from integration_cases import OFF_TOPIC, QUERY, TEXTS
 
 from funnelrank import Pipeline, Reranker
 from funnelrank.integrations.llamaindex import FunnelRankRerank, FunnelRankRetriever
-from funnelrank.rerank.floor import DEFAULT_FLOOR
+from funnelrank.rerank.policy import DEFAULT_FLOOR
 
 
 

@@ -1,4 +1,4 @@
-"""The late-interaction judge (funnelrank.training.judge): its exported graph equals the cached training path
+"""The late-interaction judge (funnelrank.train.judge): its exported graph equals the cached training path
 (the head over texts encoded alone), its channels mean what they say, and it exports to one ONNX graph whose
 passage states the split scorer can reuse. Tiny random BERTs keep this fast."""
 
@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from funnelrank.training.judge import FEATURES, JudgeHead, LateInteractionJudge, match_mask, mean_pool  # noqa: E402
-from funnelrank.training.model import SegmentCrossEncoder  # noqa: E402
+from funnelrank.train.judge import FEATURES, JudgeHead, LateInteractionJudge, match_mask, mean_pool  # noqa: E402
+from funnelrank.train.model import SegmentCrossEncoder  # noqa: E402
 
 VOCAB = 200
 
@@ -104,7 +104,7 @@ def test_onnx_export_and_split_states_equal_torch(tmp_path, monkeypatch: pytest.
     import onnxruntime as ort
 
     from funnelrank.rerank.split import SplitScorer, StateStore
-    from funnelrank.training.export import export_fp32
+    from funnelrank.train.export import export_fp32
 
     monkeypatch.setenv("FUNNELRANK_CACHE", str(tmp_path / "cache"))
     judge = _judge(seed=3)

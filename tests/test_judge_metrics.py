@@ -5,14 +5,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from funnelrank.cli import main
-from funnelrank.evaluation.floor_promise import floor_promise
-from funnelrank.evaluation.nearmiss import NearMissCase, load_cases, score_cases
-from funnelrank.rerank.floor import DEFAULT_FLOOR
+from funnelrank.cli.main import main
+from funnelrank.eval.floor_promise import floor_promise
+from funnelrank.eval.nearmiss import NearMissCase, load_cases, score_cases
+from funnelrank.rerank.policy import DEFAULT_FLOOR, RankPolicy
+from funnelrank.rerank.traces import TracedQuery
 
 QRELS = {"q1": {"d1": 1}, "q2": {"d9": 1}, "q3": {"d5": 2, "d6": 0}}
+
+
+def traced(pairs: list[tuple[str, float]]) -> TracedQuery:
+    """A query's candidates (id, rerank score) in stage-1 order, as traces hold them."""
+    n = len(pairs)
+    return TracedQuery([d for d, _ in pairs], np.array([s for _, s in pairs]), list(range(1, n + 1)),
+                       np.full(n, np.nan), [None] * n)
+
+
+def promise(ranked: dict[str, list[tuple[str, float]]], floor: float, top_k: int) -> dict[str, object]:
+    return floor_promise({q: traced(c) for q, c in ranked.items()}, QRELS, RankPolicy(floor=floor, top_k=top_k))
 
 
 def test_floor_promise_counts_by_hand() -> None:
@@ -21,21 +34,21 @@ def test_floor_promise_counts_by_hand() -> None:
         "q2": [("d3", 0.8), ("d4", 0.1)],          # no relevant candidate: not answerable; d3 clears: not refused
         "q3": [("d6", 0.7), ("d5", 0.5), ("d7", float("nan"))],  # d6 is judged grade 0, so it is junk
     }
-    p = floor_promise(ranked, QRELS, floor=0.4, top_k=10)
+    p = promise(ranked, 0.4, 10)
     assert p["answerable_queries"] == 2 and p["unanswerable_queries"] == 3
     assert p["answerable_kept"] == 1.0                         # q1 and q3 keep their answer
     assert p["unanswerable_refused"] == pytest.approx(1 / 3)   # only q1 is refused (NaN never clears)
     # top_k cuts: with top 1, q3 returns d6 (grade 0) and loses its answer.
-    assert floor_promise(ranked, QRELS, floor=0.4, top_k=1)["answerable_kept"] == 0.5
+    assert promise(ranked, 0.4, 1)["answerable_kept"] == 0.5
     # The two ends: floor 0 keeps every answer and refuses nothing; floor 1 the reverse.
-    zero, one = floor_promise(ranked, QRELS, floor=0.0, top_k=10), floor_promise(ranked, QRELS, floor=1.0, top_k=10)
+    zero, one = promise(ranked, 0.0, 10), promise(ranked, 1.0, 10)
     assert zero["answerable_kept"] == 1.0 and zero["unanswerable_refused"] == 0.0
     assert one["answerable_kept"] == 0.0 and one["unanswerable_refused"] == 1.0
     low, high = p["unanswerable_refused_ci"]  # type: ignore[misc]
     assert 0.0 <= low <= p["unanswerable_refused"] <= high <= 1.0  # type: ignore[operator]
     with pytest.raises(ValueError, match="floor"):
-        floor_promise(ranked, QRELS, floor=1.5, top_k=10)
-    assert floor_promise({}, QRELS, floor=0.4, top_k=10)["answerable_kept"] is None
+        promise(ranked, 1.5, 10)  # the policy refuses it
+    assert promise({}, 0.4, 10)["answerable_kept"] is None
 
 
 def test_near_miss_scores_by_hand() -> None:

@@ -1,5 +1,5 @@
 """Layers that only point down: the import graph of python/funnelrank has no cycle, stage 2 (funnelrank.rerank)
-never reaches the offline tools (funnelrank.evaluation), and importing the runtime API loads no training stack.
+never reaches the offline tools (funnelrank.eval), and importing the runtime API loads no training stack.
 
 The graph is read statically with `ast`: every ``import funnelrank...`` / ``from funnelrank... import ...`` (and
 relative import) in a module, at module level or inside functions and classes, except under
@@ -201,12 +201,12 @@ def _describe(path: list[str], graph: dict[str, dict[str, int]]) -> str:
 def test_the_graph_sees_the_imports() -> None:
     """Sanity: the parser finds known edges (module level and in-function ones), and skips TYPE_CHECKING."""
     graph = _graph()
-    assert "funnelrank.collection_store" in graph["funnelrank.collection"]  # inside Collection.save
-    assert "funnelrank.filters" in graph["funnelrank.collection"]
-    assert "funnelrank.embedding.defaults" in graph["funnelrank.embedding.embedder"]
+    assert "funnelrank.store.format" in graph["funnelrank.store.collection"]  # inside Collection.save
+    assert "funnelrank.retrieve.filters" in graph["funnelrank.store.collection"]
+    assert "funnelrank.embed.defaults" in graph["funnelrank.embed.embedder"]
     assert "funnelrank._core" in graph["funnelrank.core"]  # the compiled core is a node of its own
     # collection_store imports Collection only under TYPE_CHECKING
-    assert "funnelrank.collection" not in graph["funnelrank.collection_store"]
+    assert "funnelrank.store.collection" not in graph["funnelrank.store.format"]
 
 
 def test_no_import_cycles() -> None:
@@ -229,7 +229,7 @@ def test_rerank_never_reaches_evaluation() -> None:
                     if child in parent:
                         continue
                     parent[child] = node
-                    if child == "funnelrank.evaluation" or child.startswith("funnelrank.evaluation."):
+                    if child == "funnelrank.eval" or child.startswith("funnelrank.eval."):
                         path = [child]
                         while parent[path[-1]]:
                             path.append(parent[path[-1]])
@@ -237,14 +237,14 @@ def test_rerank_never_reaches_evaluation() -> None:
                     else:
                         nxt.append(child)
             frontier = nxt
-    assert not bad, "funnelrank.rerank reaches funnelrank.evaluation:\n" + "\n".join(bad)
+    assert not bad, "funnelrank.rerank reaches funnelrank.eval:\n" + "\n".join(bad)
 
 
 def test_runtime_imports_load_no_training_or_evaluation_stack() -> None:
     code = (
         "import sys\n"
-        "import funnelrank, funnelrank.rerank, funnelrank.collection\n"
-        "heavy = ('torch', 'transformers', 'funnelrank.training', 'funnelrank.evaluation')\n"
+        "import funnelrank, funnelrank.rerank, funnelrank.store.collection\n"
+        "heavy = ('torch', 'transformers', 'funnelrank.train', 'funnelrank.eval')\n"
         "print('\\n'.join(sorted(m for m in sys.modules if any(m == h or m.startswith(h + '.') for h in heavy))))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

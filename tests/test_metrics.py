@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from funnelrank.evaluation.metrics import (
+from funnelrank.eval.metrics import (
     evaluate,
     mrr_at_k,
     ndcg_at_k,

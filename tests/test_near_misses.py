@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("nltk", reason="the training tool's near-miss negatives need the dev extra (nltk)")
 
-from funnelrank.training.near_misses import make_near_misses  # noqa: E402
-from funnelrank.training.wordnet import load_wordnet  # noqa: E402
+from funnelrank.train.near_misses import make_near_misses  # noqa: E402
+from funnelrank.train.wordnet import load_wordnet  # noqa: E402
 
 
 @pytest.fixture(scope="module")

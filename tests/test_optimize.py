@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from beir_fixtures import write_beir
 
-from funnelrank.cli import main
-from funnelrank.evaluation.beir import load_beir
-from funnelrank.evaluation.optimize import GUARD_MARGIN, guard
+from funnelrank.cli.main import main
+from funnelrank.eval.beir import load_beir
+from funnelrank.eval.optimize import GUARD_MARGIN, guard
 from funnelrank.models import default_reranker_path
 
 DOCS = [

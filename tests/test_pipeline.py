@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from service_helpers import overlap_reranker
 
-from funnelrank.collection import Collection
+from funnelrank.store.collection import Collection
 from funnelrank.pipeline import Pipeline, Result, SearchResponse, Stage1Hit
 
 DOCS = {
@@ -22,7 +22,7 @@ DOCS = {
 
 @pytest.fixture(scope="module")
 def embedder() -> object:
-    from funnelrank.embedding import Embedder
+    from funnelrank.embed import Embedder
 
     return Embedder.default()
 
@@ -125,7 +125,7 @@ def test_bad_arguments(bm25_collection: Collection) -> None:
         Pipeline(bm25_collection, "magic", reranker=None)
     with pytest.raises(ValueError, match="candidates"):
         Pipeline(bm25_collection, candidates=0, reranker=None)
-    with pytest.raises(ValueError, match="floor must be in"):
+    with pytest.raises(ValueError, match="floor must be a score in"):
         Pipeline(bm25_collection, reranker=None, floor=1.5)
     pipe = Pipeline(bm25_collection, reranker=None)
     with pytest.raises(ValueError, match="query is empty"):
@@ -146,7 +146,7 @@ def test_to_dict_is_json_ready(bm25_collection: Collection) -> None:
 
 
 def test_rerank_fusion_orders_by_stage1_and_keeps_the_floor(dense_collection: Collection, reranker: object) -> None:
-    from funnelrank.rerank.defaults import DEFAULT_FUSION, DEFAULT_STAGE1_WEIGHT
+    from funnelrank.rerank.policy import DEFAULT_FUSION, DEFAULT_STAGE1_WEIGHT
 
     default = Pipeline(dense_collection, reranker=reranker)
     assert (default.stage1_weight, default.fusion) == (DEFAULT_STAGE1_WEIGHT, DEFAULT_FUSION)

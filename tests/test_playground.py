@@ -12,14 +12,14 @@ import httpx
 import pytest
 from service_helpers import TOY_DOCS, overlap_reranker, running_server
 
-from funnelrank.rerank.floor import DEFAULT_FLOOR
-from funnelrank.service import create_app
-from funnelrank.service.playground import CONTENT_SECURITY_POLICY, PLAYGROUND_PATHS, playground_file
+from funnelrank.rerank.policy import DEFAULT_FLOOR
+from funnelrank.serve.app import create_app
+from funnelrank.serve.playground import CONTENT_SECURITY_POLICY, PLAYGROUND_PATHS, playground_file
 
 
 def toy_collection() -> Any:
     """TOY_DOCS in a BM25 collection, ids fr, banana, louvre, knit."""
-    from funnelrank.collection import Collection
+    from funnelrank.store.collection import Collection
 
     collection = Collection(dense=False)
     collection.add(["fr", "banana", "louvre", "knit"], TOY_DOCS)
@@ -107,7 +107,7 @@ def test_no_playground_means_no_page() -> None:
 
 
 def test_no_playground_flag_reaches_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
-    from funnelrank.cli import main
+    from funnelrank.cli.main import main
 
     seen: dict[str, Any] = {}
 
@@ -115,7 +115,7 @@ def test_no_playground_flag_reaches_the_app(monkeypatch: pytest.MonkeyPatch) -> 
         seen["config"] = config
         raise SystemExit(0)
 
-    monkeypatch.setattr("funnelrank.service.config.build_service", fake_build_service)
+    monkeypatch.setattr("funnelrank.serve.config.build_service", fake_build_service)
     for argv, expected in ((["serve", "--no-collection"], True), (["serve", "--no-collection", "--no-playground"], False)):
         with pytest.raises(SystemExit):
             main(argv)
@@ -127,7 +127,7 @@ def test_the_page_ships_as_package_data() -> None:
     python/funnelrank, as it does the default reranker's model files), read through importlib.resources."""
     from importlib import resources
 
-    folder = resources.files("funnelrank.service").joinpath("playground")
+    folder = resources.files("funnelrank.serve").joinpath("playground")
     assert sorted(p.name for p in folder.iterdir()) == ["index.html", "playground.css", "playground.js"]
     js = playground_file("playground.js").decode()
     assert "innerHTML" not in js  # texts from the collection are set as text, never parsed as HTML

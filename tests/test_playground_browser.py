@@ -18,8 +18,8 @@ import pytest
 from service_helpers import TOY_DOCS, overlap_reranker, running_server
 from test_playground import served
 
-from funnelrank.rerank.floor import DEFAULT_FLOOR
-from funnelrank.service import create_app
+from funnelrank.rerank.policy import DEFAULT_FLOOR
+from funnelrank.serve.app import create_app
 
 FLOOR = f"{DEFAULT_FLOOR:g}"  # the default floor as the page prints it
 

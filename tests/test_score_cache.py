@@ -80,7 +80,7 @@ def test_no_cache_unless_asked_in_the_scheduler_and_on_by_default_in_a_reranker(
         scheduler.score("q", DOCS)
         scheduler.score("q", DOCS)
         assert scheduler.stats().pairs == 2 * len(DOCS)
-    from funnelrank.rerank.floor import DEFAULT_CACHE_ENTRIES, Reranker
+    from funnelrank.rerank.reranker import DEFAULT_CACHE_ENTRIES, Reranker
 
     with Reranker() as reranker:  # the default model
         assert reranker.scheduler.cache is not None and reranker.scheduler.cache.max_entries == DEFAULT_CACHE_ENTRIES
@@ -89,7 +89,7 @@ def test_no_cache_unless_asked_in_the_scheduler_and_on_by_default_in_a_reranker(
 
 
 def test_service_answers_a_repeated_rerank_from_the_cache_and_reports_the_hit_ratio() -> None:
-    from funnelrank.service import create_app
+    from funnelrank.serve.app import create_app
 
     reranker = overlap_reranker(cache_entries=1000)
     app = create_app(reranker, model_name="overlap-toy")
@@ -124,7 +124,8 @@ def test_a_cached_request_skips_admission_when_a_fresh_one_would_be_refused() ->
     import threading
     import time
 
-    from funnelrank.service import ServiceLimits, create_app
+    from funnelrank.serve import ServiceLimits
+    from funnelrank.serve.app import create_app
 
     reranker = overlap_reranker(delay_s=0.01, max_batch_pairs=1, cache_entries=1000)
     app = create_app(reranker, limits=ServiceLimits(timeout_s=3.0, max_documents=400))

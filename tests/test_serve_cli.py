@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from service_helpers import free_port
 
-from funnelrank.cli import main
-from funnelrank.collection import Collection
+from funnelrank.cli.main import main
+from funnelrank.store.collection import Collection
 
 DOCS = ["the cat sat on the mat", "dogs chase cats", "stock markets fell", "a recipe for bread"]
 
@@ -110,7 +110,7 @@ def test_cli_works_without_the_serve_extra_and_serve_says_what_is_missing() -> N
         "import sys\n"
         "for name in ('fastapi', 'uvicorn', 'prometheus_client'):\n"
         "    sys.modules[name] = None  # as if the serve extra were not installed\n"
-        "from funnelrank.cli import main\n"
+        "from funnelrank.cli.main import main\n"
         "try:\n"
         "    main(['eval', '--help'])\n"
         "except SystemExit as e:\n"
@@ -161,7 +161,7 @@ def test_serve_access_defaults_and_options(serve_app: Any, monkeypatch: pytest.M
                                            capsys: pytest.CaptureFixture[str]) -> None:
     from fastapi.testclient import TestClient
 
-    from funnelrank.service.server import HeaderTimeoutH11Protocol
+    from funnelrank.serve.server import HeaderTimeoutH11Protocol
 
     body = {"query": "q", "documents": ["q"]}
     # Defaults: loopback bind, loopback Host headers only (DNS rebinding), no key, docs on.
@@ -209,7 +209,7 @@ def test_serve_cache_entries_reaches_the_reranker(monkeypatch: pytest.MonkeyPatc
     pytest.importorskip("uvicorn")
     from service_helpers import overlap_reranker
 
-    from funnelrank.rerank.floor import DEFAULT_CACHE_ENTRIES
+    from funnelrank.rerank.reranker import DEFAULT_CACHE_ENTRIES
 
     seen: list[dict[str, Any]] = []
     made: list[Any] = []

@@ -11,7 +11,8 @@ import httpx
 import pytest
 from service_helpers import TOY_DOCS, OverlapModel, overlap_reranker, running_server, toy_server, wait_until_pending
 
-from funnelrank.service import ServiceLimits, create_app
+from funnelrank.serve import ServiceLimits
+from funnelrank.serve.app import create_app
 
 DOCS = TOY_DOCS
 
@@ -193,7 +194,7 @@ def test_timeout_and_inflight_limit_answer_503() -> None:
 
 @pytest.fixture(scope="module")
 def search_server() -> Iterator[str]:
-    from funnelrank.collection import Collection
+    from funnelrank.store.collection import Collection
 
     collection = Collection(dense=False)
     collection.add(
@@ -319,7 +320,7 @@ def test_a_burst_is_shed_with_429_not_left_to_time_out() -> None:
 def test_wait_estimator_follows_recent_throughput_in_tokens() -> None:
     from types import SimpleNamespace
 
-    from funnelrank.service.admission import WaitEstimator
+    from funnelrank.serve.admission import WaitEstimator
 
     sched = SimpleNamespace(pending_pairs=0, pairs=0, tokens=0, secs=0.0)
     sched.stats = lambda: SimpleNamespace(pairs=sched.pairs, real_tokens=sched.tokens, infer_seconds=sched.secs)
@@ -346,7 +347,7 @@ def test_wait_estimator_follows_recent_throughput_in_tokens() -> None:
 
 def test_token_estimate_is_capped_per_pair_and_counts_windows() -> None:
     from funnelrank.rerank.cross_encoder import ChunkSpec
-    from funnelrank.service.admission import estimate_tokens
+    from funnelrank.serve.admission import estimate_tokens
 
     # ceil(30 / 3) query + ceil(300 / 3) document + 3 special tokens.
     assert estimate_tokens(30, [300], max_length=256) == 113
@@ -590,14 +591,14 @@ def test_unknown_paths_and_methods_answer_a_message(
 
 def test_an_unexpected_error_is_a_json_500() -> None:
     # A model that crashes: the request fails, with a JSON body, and the server keeps serving.
-    from funnelrank.rerank.floor import Reranker
+    from funnelrank.rerank.reranker import Reranker
     from funnelrank.rerank.scheduler import RerankScheduler
 
     class Broken(OverlapModel):
         def encode(self, query: str, passages: Any) -> Any:
             raise KeyError("boom")
 
-    reranker = Reranker(scheduler=RerankScheduler(Broken()))
+    reranker = Reranker(scorer=RerankScheduler(Broken()))
     app = create_app(reranker)
     try:
         with running_server(app) as url:
@@ -660,8 +661,8 @@ def test_default_limits_are_servable_on_the_reference_machine() -> None:
     # throughput, so admission control does not refuse a request at the limits on that machine (it used to refuse
     # 1,000 documents x 7,900 characters every time). With the default model (max_length 256) 64 documents of the
     # longest allowed length fit, 65 do not, and 1,000 x 7,900 characters is a clear 413.
-    from funnelrank.service.admission import estimate_tokens
-    from funnelrank.service.limits import REFERENCE_TOKENS_PER_S
+    from funnelrank.serve.admission import estimate_tokens
+    from funnelrank.serve.limits import REFERENCE_TOKENS_PER_S
 
     limits = ServiceLimits()
     assert limits.max_request_tokens / REFERENCE_TOKENS_PER_S <= 0.8 * limits.timeout_s
@@ -674,10 +675,10 @@ def test_default_limits_are_servable_on_the_reference_machine() -> None:
     class Model256(OverlapModel):
         max_length = 256  # as the default reranker
 
-    from funnelrank.rerank.floor import Reranker
+    from funnelrank.rerank.reranker import Reranker
     from funnelrank.rerank.scheduler import RerankScheduler
 
-    reranker = Reranker(scheduler=RerankScheduler(Model256()))
+    reranker = Reranker(scorer=RerankScheduler(Model256()))
     app = create_app(reranker)
     try:
         with running_server(app) as url:

@@ -20,7 +20,8 @@ import httpx
 import pytest
 from service_helpers import overlap_reranker, running_server
 
-from funnelrank.service import ServiceLimits, create_app
+from funnelrank.serve import ServiceLimits
+from funnelrank.serve.app import create_app
 
 DOCS = ["The capital of France is Paris.", "Bananas are yellow.", "Paris hosts the Louvre.", "Knitting."]
 JSON = {"content-type": "application/json"}
@@ -117,7 +118,7 @@ _server_url = ""
 @pytest.fixture(scope="module")
 def abuse_server() -> Iterator[str]:
     global _server_url
-    from funnelrank.collection import Collection
+    from funnelrank.store.collection import Collection
 
     collection = Collection(dense=False)
     collection.add(["fr", "banana", "louvre", "knit"], DOCS, [{"year": 2020}, {}, {"year": 1990}, {}])

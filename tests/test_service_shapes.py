@@ -16,7 +16,7 @@ import httpx
 import pytest
 from service_helpers import TOY_DOCS, running_server, toy_server
 
-from funnelrank.service import ENDPOINTS, create_app
+from funnelrank.serve.app import ENDPOINTS, create_app
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -212,7 +212,7 @@ def test_readme_curl_example_works(server: str, index: int) -> None:
 
 
 def test_v2_max_tokens_per_doc_cuts_documents_with_the_models_tokenizer() -> None:
-    from funnelrank.rerank.floor import Reranker
+    from funnelrank.rerank.reranker import Reranker
 
     doc = "The weather was pleasant all week. Children's ibuprofen is dosed at 5-10 mg per kg every 6 hours."
     with Reranker(workers=1, cache_entries=0) as reranker:

@@ -1,4 +1,4 @@
-"""Sharded stage 1 (funnelrank.sharding): K shards answer exactly as one collection does."""
+"""Sharded stage 1 (funnelrank.retrieve.sharded): K shards answer exactly as one collection does."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from funnelrank import Collection, Pipeline
-from funnelrank.cli import main
+from funnelrank.cli.main import main
 from funnelrank.core import IndexFileError
-from funnelrank.retrieval import make_retriever
-from funnelrank.sharding import (
+from funnelrank.retrieve.retrievers import make_retriever
+from funnelrank.retrieve.sharded import (
     ShardedCollection,
     ShardUnavailableError,
     load_shards,

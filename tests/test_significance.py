@@ -1,4 +1,4 @@
-"""Bootstrap intervals and the paired randomization test (funnelrank.evaluation.significance)."""
+"""Bootstrap intervals and the paired randomization test (funnelrank.eval.significance)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from funnelrank.evaluation import significance
-from funnelrank.evaluation.significance import bootstrap_ci, compare_per_query, paired_randomization_test
+from funnelrank.eval import significance
+from funnelrank.eval.significance import bootstrap_ci, compare_per_query, paired_randomization_test
 
 
 def _exact_randomization_p(diff: np.ndarray) -> float:

@@ -86,7 +86,7 @@ def test_state_store_is_bounded() -> None:
 
 
 def test_a_reranker_can_reuse_passage_states_across_its_workers() -> None:
-    from funnelrank.rerank.floor import Reranker
+    from funnelrank.rerank.reranker import Reranker
 
     with Reranker(reuse_passage_states=True, workers=2, intra_op_threads=1, cache_entries=0) as reranker:
         stores = {id(m.state_store) for m in reranker.scheduler.models}

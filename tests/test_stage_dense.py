@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from beir_fixtures import write_beir
-from funnelrank.evaluation.beir import load_beir
-from funnelrank.evaluation.harness import StageContext, run_evaluation
+from funnelrank.eval.beir import load_beir
+from funnelrank.eval.harness import StageContext, run_evaluation
 
 DOCS = [
     {"_id": "d0", "title": "Heart attack", "text": "Aspirin and early thrombolysis improve survival after myocardial infarction."},
@@ -32,7 +32,7 @@ def dataset(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Embedding cache under tmp_path; the fp32 model export stays where `make build` put it."""
-    from funnelrank.embedding import defaults
+    from funnelrank.embed import defaults
 
     model_dir = defaults.fp32_model_dir()
     monkeypatch.setattr(defaults, "fp32_model_dir", lambda: model_dir)

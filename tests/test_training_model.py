@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from funnelrank.training.model import SegmentCrossEncoder  # noqa: E402
+from funnelrank.train.model import SegmentCrossEncoder  # noqa: E402
 
 
 def _tiny(n_separate: int, seed: int = 0, interaction: bool = False) -> SegmentCrossEncoder:
@@ -74,7 +74,7 @@ def test_padding_does_not_change_scores() -> None:
 
 
 def test_wise_ft_interpolation_ends_and_midpoint() -> None:
-    from funnelrank.training.export import interpolate_params
+    from funnelrank.train.export import interpolate_params
 
     start = _tiny(2, seed=0)
     trained = {k: v.detach() + 1.0 for k, v in _tiny(2, seed=1).named_parameters() if k.startswith("layers.2.")}
@@ -90,7 +90,7 @@ def test_wise_ft_interpolation_ends_and_midpoint() -> None:
 
 
 def test_wise_ft_rejects_bad_alpha_and_foreign_parameters() -> None:
-    from funnelrank.training.export import interpolate_params
+    from funnelrank.train.export import interpolate_params
 
     start = _tiny(2)
     with pytest.raises(ValueError, match="alpha"):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from beir_fixtures import write_beir
 
-from funnelrank.cli import main
-from funnelrank.evaluation.beir import load_qrels, load_run
-from funnelrank.evaluation.metrics import trec_eval_order
+from funnelrank.cli.main import main
+from funnelrank.eval.beir import load_qrels, load_run
+from funnelrank.eval.metrics import trec_eval_order
 
 pytrec_eval = pytest.importorskip("pytrec_eval")
 

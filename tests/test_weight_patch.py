@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import funnelrank.models
 from funnelrank.models import PACKAGED_RERANKER, PATCH_FILE, default_reranker_path
-from funnelrank.cache import file_sha256
+from funnelrank.files import file_sha256
 from funnelrank.models.weight_patch import apply_patch, make_patch
 
 

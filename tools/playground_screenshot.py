@@ -82,7 +82,7 @@ def screenshot(base_url: str, out: Path | str, query: str = DEFAULT_QUERY, *, br
                width: int = 1280, timeout_s: float = 30.0) -> Path:
     """Open ``base_url/?q=query``, wait until the page has drawn the answer, and save a full-page PNG at `out`
     (written atomically). Returns `out`."""
-    from funnelrank.cache import atomic_writer
+    from funnelrank.files import atomic_writer
 
     out = Path(out)
     with launch_browser() if browser is None else _given(browser) as b:
@@ -111,10 +111,10 @@ def served_collection(docs: list[str] = DOCS, reranker: Any | None = None) -> It
 
     import uvicorn
 
-    from funnelrank.collection import Collection
+    from funnelrank.store.collection import Collection
     from funnelrank.rerank import Reranker
-    from funnelrank.service import create_app
-    from funnelrank.service.server import server_config
+    from funnelrank.serve.app import create_app
+    from funnelrank.serve.server import server_config
 
     collection = Collection(dense=False)
     collection.add([f"doc{i + 1}" for i in range(len(docs))], docs)

@@ -5,7 +5,7 @@
     python tools/wheel_smoke_check.py extra NAME                 # the installed funnelrank's extra NAME
 
 `contents` runs in the checkout: MODEL_DIR is python/funnelrank/models/reranker-minilm-l6, and every file in it
-must be in the wheel byte for byte, and so must every file of python/funnelrank/service/playground (the page
+must be in the wheel byte for byte, and so must every file of python/funnelrank/serve/playground (the page
 `funnelrank serve` shows at /). `installed` runs from a scratch directory with PATH holding only the fresh
 venv's bin/: it checks that funnelrank is imported from that venv (not the checkout) and that no compiler is
 reachable (``--allow-compiler`` skips that: cibuildwheel tests inside its build container), then runs the
@@ -51,7 +51,7 @@ def check_contents(wheel: Path, model_dir: Path) -> None:
         if not page_files:
             fail(f"no playground files in {page_dir}")
         for path in page_files:
-            name = f"funnelrank/service/playground/{path.name}"
+            name = f"funnelrank/serve/playground/{path.name}"
             if name not in names or zf.read(name) != path.read_bytes():
                 fail(f"{wheel.name} lacks {name} or holds another version of it")
         stray = sorted(n for n in names if "__pycache__" in n or n.endswith(".pyc"))
@@ -95,7 +95,7 @@ def check_installed(dense: bool, allow_compiler: bool) -> None:
         return
 
     from funnelrank import Collection
-    from funnelrank.embedding import default_embedder
+    from funnelrank.embed import default_embedder
 
     collection = Collection(embedder=default_embedder("int8"))
     collection.add([str(i) for i in range(len(DOCS))], DOCS)

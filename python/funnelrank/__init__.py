@@ -14,7 +14,7 @@ or retrieve and rerank a collection::
     ...     response = pipe.search("where do cats sleep?")
 
 Stage 1 (recall): BM25 over an inverted index and dense vectors in an HNSW graph, fused with
-reciprocal-rank fusion, all in a C++ core (:mod:`funnelrank.core`, behind :mod:`funnelrank.retrieval`).
+reciprocal-rank fusion, all in a C++ core (:mod:`funnelrank.core`, behind :mod:`funnelrank.retrieve.retrievers`).
 Stage 2 (precision): an ONNX Runtime cross-encoder re-scores the candidates; its sigmoid scores are
 absolute, so a relevance floor can refuse junk ("no evidence").
 """
@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from funnelrank._core import IndexFileError
 from funnelrank.candidates import Candidate
-from funnelrank.collection import Collection, Document
+from funnelrank.store.collection import Collection, Document
 from funnelrank.pipeline import Pipeline, Result, SearchResponse
-from funnelrank.rerank import CrossEncoder, OverloadedError, RerankedItem, Reranker, RerankResult
+from funnelrank.rerank import CrossEncoder, OverloadedError, RankPolicy, RerankedItem, Reranker, RerankResult, Scorer
 
 __version__ = "0.1.0"
 

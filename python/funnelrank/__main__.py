@@ -1,5 +1,5 @@
 """`python -m funnelrank` is the same as the `funnelrank` command."""
 
-from funnelrank.cli import main
+from funnelrank.cli.main import main
 
 raise SystemExit(main())

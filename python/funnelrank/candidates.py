@@ -1,6 +1,6 @@
 """The one candidate type that flows through the funnel: retriever -> reranker -> floor -> results.
 
-A retriever (:mod:`funnelrank.retrieval`) returns :class:`Candidate` objects that already carry their
+A retriever (:mod:`funnelrank.retrieve.retrievers`) returns :class:`Candidate` objects that already carry their
 document (id, text, metadata) and their place in every stage-1 ranking that produced them; the reranker
 (:class:`funnelrank.rerank.Reranker`) scores them and keeps them; :class:`funnelrank.Pipeline` turns the kept
 ones into results without looking anything up again.
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple, overload
 
-__all__ = ["Candidate", "CandidateList", "Stage1Hit"]
+__all__ = ["Candidate", "CandidateList", "Stage1Hit", "as_candidates"]
 
 
 class Stage1Hit(NamedTuple):
@@ -111,3 +111,30 @@ class CandidateList(Sequence[Candidate]):
 
     def __repr__(self) -> str:
         return f"CandidateList({self.tolist()!r})"
+
+
+def as_candidates(candidates: Sequence[Any]) -> list[Candidate]:
+    """Normalise candidates: plain strings (ids "0", "1", ... and stage-1 rank = position + 1), `Candidate`s,
+    mappings with ``id``/``text`` (and optional ``rank``/``score``), or objects with those attributes."""
+    if isinstance(candidates, (str, bytes)):
+        raise TypeError("candidates must be a sequence of strings or candidate objects, not a single string")
+    out: list[Candidate] = []
+    seen: set[str] = set()
+    for i, c in enumerate(candidates):
+        if isinstance(c, Candidate):
+            cand = c
+        elif isinstance(c, str):
+            cand = Candidate(str(i), c, i + 1, None)
+        else:
+            get = c.get if isinstance(c, Mapping) else (lambda k, _c=c: getattr(_c, k, None))
+            cid, text = get("id"), get("text")
+            if cid is None or text is None:
+                raise TypeError(f"candidate {i} has no id/text (got {type(c).__name__})")
+            rank = get("rank")
+            score = get("score")
+            cand = Candidate(str(cid), text, None if rank is None else int(rank), None if score is None else float(score))
+        if cand.id in seen:
+            raise ValueError(f"duplicate candidate id {cand.id!r}")
+        seen.add(cand.id)
+        out.append(cand)
+    return out

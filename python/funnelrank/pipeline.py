@@ -10,7 +10,7 @@
     >>> pipe.search("a recipe for chocolate chip cookies").no_evidence
     True
 
-Stage 1 (a :class:`~funnelrank.retrieval.Retriever`: BM25, dense, their hybrid, a precomputed run) returns
+Stage 1 (a :class:`~funnelrank.retrieve.retrievers.Retriever`: BM25, dense, their hybrid, a precomputed run) returns
 up to `candidates` :class:`~funnelrank.candidates.Candidate` objects (a metadata filter is resolved to an
 allow-list first, so a filter never starves it); stage 2 re-scores them with the cross-encoder, keeps those
 whose sigmoid score clears `floor`, orders them by a weighted fusion of the cross-encoder's order and the
@@ -22,7 +22,6 @@ alone), returns the `top_k` first, and flags ``no_evidence`` when none clears th
 from __future__ import annotations
 
 import copy
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -30,8 +29,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from funnelrank.candidates import Candidate, Stage1Hit
-from funnelrank.collection import Collection
-from funnelrank.retrieval import RETRIEVERS, Retrieved, Retriever, check_k, check_query, make_retriever
+from funnelrank.store.collection import Collection
+from funnelrank.rerank.policy import DEFAULT_DEPTH, DEFAULT_TOP_K, RankPolicy
+from funnelrank.retrieve.retrievers import RETRIEVERS, Retrieved, Retriever, check_k, check_query, make_retriever
 
 __all__ = ["RETRIEVERS", "FunnelEntry", "Pipeline", "Result", "SearchResponse", "Stage1Hit"]
 
@@ -170,9 +170,9 @@ class Pipeline:
     """Retrieve-and-rerank: a retriever, a reranker and a relevance floor.
 
     Args:
-        source: a :class:`~funnelrank.collection.Collection` or a
-            :class:`~funnelrank.sharding.ShardedCollection` (the retriever is built over it by name), or any
-            :class:`~funnelrank.retrieval.Retriever`.
+        source: a :class:`~funnelrank.store.collection.Collection` or a
+            :class:`~funnelrank.retrieve.sharded.ShardedCollection` (the retriever is built over it by name), or any
+            :class:`~funnelrank.retrieve.retrievers.Retriever`.
         retriever: with a collection, ``"hybrid"`` (BM25 + dense fused with RRF), ``"bm25"`` or
             ``"dense"``; None picks hybrid for a dense collection and bm25 otherwise.
         candidates: stage-1 depth (documents handed to the reranker).
@@ -185,12 +185,12 @@ class Pipeline:
         stage1_weight: rerank fusion weight w in [0, 1]: results are ordered by
             ``(1 - w) * minmax(logit) + w * minmax(stage-1 score)`` (fusion "convex") or
             ``(1 - w) / (60 + rerank rank) + w / (60 + stage-1 rank)`` ("rrf"); 0 = cross-encoder order alone.
-            ``"default"`` is :data:`funnelrank.rerank.defaults.DEFAULT_STAGE1_WEIGHT` for the hybrid
+            ``"default"`` is :data:`funnelrank.rerank.policy.DEFAULT_STAGE1_WEIGHT` for the hybrid
             retriever (chosen on validation queries for the default reranker over hybrid candidates) and 0
-            for any other (see :func:`funnelrank.rerank.defaults.default_stage1_weight`). The floor still
+            for any other (see :func:`funnelrank.rerank.policy.default_stage1_weight`). The floor still
             applies to each result's own rerank score.
         fusion: the rerank fusion method, ``"rrf"`` or ``"convex"`` (min-max normalised cross-encoder logits
-            and stage-1 scores); ``"default"`` is :data:`funnelrank.rerank.defaults.DEFAULT_FUSION`.
+            and stage-1 scores); ``"default"`` is :data:`funnelrank.rerank.policy.DEFAULT_FUSION`.
 
     A pipeline that loaded its reranker (``"default"`` or a directory) closes it in :meth:`close` or at the
     end of a ``with`` block.
@@ -201,15 +201,15 @@ class Pipeline:
         source: Collection | Retriever,
         retriever: str | None = None,
         *,
-        candidates: int = 100,
+        candidates: int = DEFAULT_DEPTH,
         reranker: Any = DEFAULT,
-        top_k: int = 10,
+        top_k: int = DEFAULT_TOP_K,
         floor: float | str | None = DEFAULT,
         rrf_k: float = 60.0,
         stage1_weight: float | str = DEFAULT,
         fusion: str = DEFAULT,
     ) -> None:
-        from funnelrank.sharding import ShardedCollection
+        from funnelrank.retrieve.sharded import ShardedCollection
 
         if isinstance(source, (Collection, ShardedCollection)):
             self.retriever: Retriever = make_retriever(source, retriever, rrf_k=rrf_k)
@@ -220,13 +220,42 @@ class Pipeline:
         else:
             raise ValueError(f"a Pipeline needs a Collection or a Retriever, got {type(source).__name__}")
         self.collection: Any = getattr(self.retriever, "collection", None)
-        self.candidates = check_k(candidates, "candidates")
-        self.top_k = check_k(top_k, "top_k")
         self.reranker = _make_reranker(reranker)
         self._owns_reranker = isinstance(reranker, (str, os.PathLike))
-        self.floor = _resolve_floor(floor, self.reranker)
-        self.stage1_weight = _resolve_stage1_weight(stage1_weight, self.retriever.name)
-        self.fusion = _resolve_fusion(fusion)
+        settings: dict[str, Any] = {"top_k": check_k(top_k, "top_k"), "depth": candidates,
+                                    "floor": _resolve_floor(floor, self.reranker)}
+        if not (isinstance(stage1_weight, str) and stage1_weight == DEFAULT):
+            settings["stage1_weight"] = _not_default_name(stage1_weight, "stage1_weight")
+        if not (isinstance(fusion, str) and fusion == DEFAULT):
+            settings["fusion"] = fusion
+        self.policy: RankPolicy = RankPolicy.for_stage1(self.retriever.name, **settings)
+        """Every ranking decision of this pipeline (floor, top_k, depth, rerank fusion): :meth:`search`
+        applies it, with any per-call changes."""
+
+    @property
+    def candidates(self) -> int:
+        """The stage-1 depth (``policy.depth``)."""
+        return self.policy.depth
+
+    @property
+    def top_k(self) -> int:
+        """Results returned (``policy.top_k``)."""
+        return int(self.policy.top_k or 0)
+
+    @property
+    def floor(self) -> float | None:
+        """The relevance floor (``policy.floor``)."""
+        return self.policy.floor
+
+    @property
+    def stage1_weight(self) -> float:
+        """The rerank-fusion weight (``policy.stage1_weight``)."""
+        return self.policy.stage1_weight
+
+    @property
+    def fusion(self) -> str:
+        """The rerank-fusion method (``policy.fusion``)."""
+        return self.policy.fusion
 
     @classmethod
     def from_texts(
@@ -241,7 +270,7 @@ class Pipeline:
     ) -> Pipeline:
         """A pipeline over a new collection of `texts` (ids ``"0"``, ``"1"``, ... unless given).
 
-        `dense` and `embedder` go to :class:`~funnelrank.collection.Collection` (dense retrieval when the
+        `dense` and `embedder` go to :class:`~funnelrank.store.collection.Collection` (dense retrieval when the
         default bi-encoder is installed), `options` to :class:`Pipeline` (``retriever``, ``reranker``,
         ``top_k``, ``floor``, ...).
 
@@ -270,31 +299,31 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return (
-            f"Pipeline(retriever={self.retriever!r}, candidates={self.candidates}, top_k={self.top_k}, "
-            f"floor={self.floor}, stage1_weight={self.stage1_weight}, fusion={self.fusion!r}, "
-            f"reranker={self.reranker!r})"
+            f"Pipeline(retriever={self.retriever!r}, policy={self.policy!r}, reranker={self.reranker!r})"
         )
 
     # ------------------------------------------------------------------ per-call settings
 
-    def _settings(self, top_k: Any, floor: Any, candidates: Any, rerank: bool) -> tuple[int, float, int, bool]:
-        k = self.top_k if top_k is None else check_k(top_k, "top_k")
-        f = self.floor if floor is _UNSET else _resolve_floor(floor, self.reranker)
-        n = self.candidates if candidates is None else check_k(candidates, "candidates")
-        return k, f, n, bool(rerank) and self.reranker is not None
-
-    def _rerank_options(self, top_k: int, floor: float) -> dict[str, Any]:
-        return {"top_k": top_k, "floor": floor, "stage1_weight": self.stage1_weight, "fusion": self.fusion}
+    def _settings(self, top_k: Any, floor: Any, candidates: Any, rerank: bool) -> tuple[RankPolicy, bool]:
+        """This call's policy: the pipeline's with the per-call settings that were given."""
+        changes: dict[str, Any] = {}
+        if top_k is not None:
+            changes["top_k"] = check_k(top_k, "top_k")
+        if floor is not _UNSET:
+            changes["floor"] = _resolve_floor(floor, self.reranker)
+        if candidates is not None:
+            changes["depth"] = candidates
+        return self.policy.replace(**changes), bool(rerank) and self.reranker is not None
 
     # ------------------------------------------------------------------ results
 
-    def _finish(self, query: str, stage1: Retrieved, reranked: Any, rerank_ms: float | None, top_k: int,
+    def _finish(self, query: str, stage1: Retrieved, reranked: Any, rerank_ms: float | None, policy: RankPolicy,
                 start: float, explain: bool = False) -> SearchResponse:
         timings = stage1.timings_ms
         cands = stage1.candidates
         floor: float | None = None
         if reranked is None:
-            results = [_result(c, float(c.score or 0.0), None, None) for c in cands[:top_k]]
+            results = [_result(c, float(c.score or 0.0), None, None) for c in cands[:policy.top_k]]
             no_evidence, max_score = not results, None
         else:
             timings["rerank"] = float(rerank_ms or 0.0)
@@ -305,10 +334,10 @@ class Pipeline:
         timings["total"] = _ms(start)
         return SearchResponse(query, results, no_evidence, len(cands), timings, max_score, floor, funnel)
 
-    def _rerank(self, query: str, stage1: Retrieved, options: dict[str, Any], query_id: str | None = None,
+    def _rerank(self, query: str, stage1: Retrieved, policy: RankPolicy, query_id: str | None = None,
                 ) -> tuple[Any, float]:
         t = time.perf_counter()
-        result = self.reranker.rerank(query, stage1.candidates, query_id=query_id, **options)
+        result = self.reranker.rerank(query, stage1.candidates, policy=policy, query_id=query_id)
         return result, _ms(t)
 
     # ------------------------------------------------------------------ the calls
@@ -325,7 +354,7 @@ class Pipeline:
         query_id: str | None = None,
         explain: bool = False,
     ) -> SearchResponse:
-        """Retrieve `candidates` documents (matching `filter`, see :mod:`funnelrank.filters`), rerank them,
+        """Retrieve `candidates` documents (matching `filter`, see :mod:`funnelrank.retrieve.filters`), rerank them,
         and return the `top_k` best above the floor (each setting defaults to the pipeline's; ``rerank=False``
         returns stage 1's order). `query_id` names the query in score traces and for a run retriever;
         `explain` adds :attr:`SearchResponse.funnel` (every candidate, kept or not, with both scores).
@@ -337,12 +366,12 @@ class Pipeline:
         """
         start = time.perf_counter()
         query = check_query(query)
-        k, f, n, do_rerank = self._settings(top_k, floor, candidates, rerank)
-        stage1 = self.retriever.retrieve(query, n, filter=filter, query_id=query_id)
+        policy, do_rerank = self._settings(top_k, floor, candidates, rerank)
+        stage1 = self.retriever.retrieve(query, policy.depth, filter=filter, query_id=query_id)
         if not do_rerank:
-            return self._finish(query, stage1, None, None, k, start, explain)
-        reranked, rerank_ms = self._rerank(query, stage1, self._rerank_options(k, f), query_id)
-        return self._finish(query, stage1, reranked, rerank_ms, k, start, explain)
+            return self._finish(query, stage1, None, None, policy, start, explain)
+        reranked, rerank_ms = self._rerank(query, stage1, policy, query_id)
+        return self._finish(query, stage1, reranked, rerank_ms, policy, start, explain)
 
     async def asearch(
         self,
@@ -364,17 +393,16 @@ class Pipeline:
 
         start = time.perf_counter()
         query = check_query(query)
-        k, f, n, do_rerank = self._settings(top_k, floor, candidates, rerank)
+        policy, do_rerank = self._settings(top_k, floor, candidates, rerank)
         loop = asyncio.get_running_loop()
-        retrieve = functools.partial(self.retriever.retrieve, query, n, filter=filter, query_id=query_id)
+        retrieve = functools.partial(self.retriever.retrieve, query, policy.depth, filter=filter, query_id=query_id)
         stage1 = await loop.run_in_executor(None, retrieve)
         if not do_rerank:
-            return self._finish(query, stage1, None, None, k, start, explain)
+            return self._finish(query, stage1, None, None, policy, start, explain)
         t = time.perf_counter()
-        reranked = await self.reranker.arerank(
-            query, stage1.candidates, query_id=query_id, timeout=timeout, **self._rerank_options(k, f)
-        )
-        return self._finish(query, stage1, reranked, _ms(t), k, start, explain)
+        reranked = await self.reranker.arerank(query, stage1.candidates, policy=policy, query_id=query_id,
+                                               timeout=timeout)
+        return self._finish(query, stage1, reranked, _ms(t), policy, start, explain)
 
     def search_batch(
         self,
@@ -393,27 +421,26 @@ class Pipeline:
         if isinstance(queries, str):
             raise ValueError("queries must be a sequence of str, not a single string")
         queries = [check_query(q) for q in queries]
-        k, f, n, do_rerank = self._settings(top_k, floor, candidates, rerank)
+        policy, do_rerank = self._settings(top_k, floor, candidates, rerank)
         if not queries:
             return []
         ids: list[Any] = [None] * len(queries) if query_ids is None else list(query_ids)
         start = time.perf_counter()
-        stage1 = self.retriever.retrieve_batch(queries, n, filter=filter, query_ids=ids)
+        stage1 = self.retriever.retrieve_batch(queries, policy.depth, filter=filter, query_ids=ids)
         if not do_rerank:
-            return [self._finish(q, s, None, None, k, start) for q, s in zip(queries, stage1)]
+            return [self._finish(q, s, None, None, policy, start) for q, s in zip(queries, stage1)]
         from concurrent.futures import ThreadPoolExecutor
 
-        options = self._rerank_options(k, f)
         # One thread per query in flight: the shared scheduler micro-batches their pairs together.
         with ThreadPoolExecutor(max_workers=min(len(queries), MAX_BATCH_THREADS)) as pool:
-            reranked = list(pool.map(lambda q, s, i: self._rerank(q, s, options, i), queries, stage1, ids))
-        return [self._finish(q, s, r, ms, k, start) for q, s, (r, ms) in zip(queries, stage1, reranked)]
+            reranked = list(pool.map(lambda q, s, i: self._rerank(q, s, policy, i), queries, stage1, ids))
+        return [self._finish(q, s, r, ms, policy, start) for q, s, (r, ms) in zip(queries, stage1, reranked)]
 
 
 def _make_reranker(reranker: Any) -> Any:
     if reranker is None:
         return None
-    from funnelrank.rerank.floor import Reranker
+    from funnelrank.rerank.reranker import Reranker
 
     if isinstance(reranker, str) and reranker == DEFAULT:
         return Reranker()
@@ -424,38 +451,18 @@ def _make_reranker(reranker: Any) -> Any:
     return reranker
 
 
-def _resolve_stage1_weight(weight: float | str, retriever: str) -> float:
-    from funnelrank.rerank.fusion import check_stage1_weight
-
-    if isinstance(weight, str):
-        if weight != DEFAULT:
-            raise ValueError(f"stage1_weight must be a number in [0, 1] or 'default', got {weight!r}")
-        from funnelrank.rerank.defaults import default_stage1_weight
-
-        return default_stage1_weight(retriever)
-    return check_stage1_weight(weight)
+def _not_default_name(value: Any, what: str) -> Any:
+    """`value` unless it is a string other than "default" (ValueError: the only name a setting takes)."""
+    if isinstance(value, str):
+        raise ValueError(f"{what} must be a number in [0, 1] or 'default', got {value!r}")
+    return value
 
 
-def _resolve_fusion(fusion: str) -> str:
-    from funnelrank.rerank.fusion import check_fusion
-
-    if fusion == DEFAULT:
-        from funnelrank.rerank.defaults import DEFAULT_FUSION
-
-        return DEFAULT_FUSION
-    return check_fusion(fusion)
-
-
-def _resolve_floor(floor: float | str | None, reranker: Any) -> float:
-    if floor is None:
-        return 0.0
+def _resolve_floor(floor: float | str | None, reranker: Any) -> float | None:
+    """The floor a setting means: "default" is the reranker's (none without a reranker); None or 0 keeps
+    everything; a number is checked by the policy."""
     if isinstance(floor, str):
         if floor != DEFAULT:
             raise ValueError(f"floor must be a number in [0, 1], 'default' or None, got {floor!r}")
-        return float(getattr(reranker, "floor", None) or 0.0) if reranker is not None else 0.0
-    if isinstance(floor, bool):
-        raise ValueError(f"floor must be a number in [0, 1], got {floor!r}")
-    value = float(floor)
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"floor must be in [0, 1], got {floor!r}")
-    return value
+        return getattr(reranker, "floor", None) if reranker is not None else None
+    return floor

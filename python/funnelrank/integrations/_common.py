@@ -61,7 +61,7 @@ class RerankerHolder:
     directory, or None for the default cross-encoder shipped with funnelrank), loading it on first use."""
 
     def __init__(self, reranker: Any = None) -> None:
-        from funnelrank.rerank.floor import Reranker
+        from funnelrank.rerank.reranker import Reranker
 
         if reranker is not None and not isinstance(reranker, (Reranker, str, os.PathLike)):
             raise TypeError(f"reranker must be a funnelrank.Reranker, a model directory or None (the default "
@@ -81,7 +81,7 @@ class RerankerHolder:
             return self._given
         with self._lock:
             if self._owned is None:
-                from funnelrank.rerank.floor import Reranker
+                from funnelrank.rerank.reranker import Reranker
 
                 self._owned = Reranker(self.model)
             return self._owned
@@ -116,7 +116,7 @@ def candidates_of(documents: Sequence[T], text: Callable[[T], str | None],
 def as_pipeline(source: Any) -> tuple[Any, bool]:
     """``(pipeline, owned)`` for a :class:`funnelrank.Pipeline` (borrowed) or a :class:`funnelrank.Collection`
     (a pipeline with the default reranker is built over it and owned)."""
-    from funnelrank.collection import Collection
+    from funnelrank.store.collection import Collection
     from funnelrank.pipeline import Pipeline
 
     if isinstance(source, Pipeline):

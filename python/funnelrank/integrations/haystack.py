@@ -37,7 +37,7 @@ from funnelrank.integrations._common import (
     check_top_n,
     require,
 )
-from funnelrank.rerank.floor import DEFAULT_TOP_K
+from funnelrank.rerank.policy import DEFAULT_TOP_K
 
 require("haystack", "haystack", "haystack-ai")
 
@@ -157,7 +157,7 @@ class FunnelRankRetriever:
         pipeline: a :class:`funnelrank.Pipeline` (borrowed), or a :class:`funnelrank.Collection` (a pipeline
             with the default reranker is built over it and closed by :meth:`close`).
         top_k: results per query (None: the pipeline's ``top_k``).
-        filters: a funnelrank metadata filter (:mod:`funnelrank.filters` syntax, not Haystack's).
+        filters: a funnelrank metadata filter (:mod:`funnelrank.retrieve.filters` syntax, not Haystack's).
 
     The floor is the pipeline's. ``run`` returns ``{"documents": [...]}`` with the documents' ids, text, metadata
     and cross-encoder score::

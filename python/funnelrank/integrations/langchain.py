@@ -33,7 +33,7 @@ from funnelrank.integrations._common import (
     check_top_n,
     require,
 )
-from funnelrank.rerank.floor import DEFAULT_TOP_K
+from funnelrank.rerank.policy import DEFAULT_TOP_K
 
 require("langchain_core", "langchain", "langchain-core")
 
@@ -134,7 +134,7 @@ class FunnelRankRetriever(BaseRetriever):
         pipeline: a :class:`funnelrank.Pipeline` (borrowed), or a :class:`funnelrank.Collection` (a pipeline
             with the default reranker is built over it and closed by :meth:`close`).
         top_k: results per query (None: the pipeline's ``top_k``).
-        filter: a funnelrank metadata filter applied in stage 1 (:mod:`funnelrank.filters` syntax,
+        filter: a funnelrank metadata filter applied in stage 1 (:mod:`funnelrank.retrieve.filters` syntax,
             e.g. ``{"year": {"gte": 2020}}``).
 
     The floor is the pipeline's (``Pipeline(..., floor=...)``). Each document carries the result's id, its

@@ -4,7 +4,7 @@
 ``model.onnx`` (committed once), ``tokenizer.json``, ``tokenizer_config.json``, ``config.json`` and, after a
 retrain, ``weights.patch.npz``: the retrained weights as a patch over the committed ``model.onnx``
 (:mod:`funnelrank.models.weight_patch`). The first load applies the patch once and keeps the patched model
-directory in funnelrank's cache (:func:`funnelrank.cache.cache_dir`); later loads reuse it.
+directory in funnelrank's cache (:func:`funnelrank.files.cache_dir`); later loads reuse it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from funnelrank.cache import atomic_directory, cache_dir, file_sha256
+from funnelrank.files import atomic_directory, cache_dir, file_sha256
 
 __all__ = ["PACKAGED_RERANKER", "PATCH_FILE", "default_reranker_path"]
 

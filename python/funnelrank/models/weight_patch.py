@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from funnelrank.cache import atomic_writer, file_sha256
+from funnelrank.files import atomic_writer, file_sha256
 
 __all__ = ["PATCH_FORMAT", "PatchStats", "apply_patch", "make_patch"]
 

@@ -1,4 +1,5 @@
-"""Stage 2: cross-encoder reranking, the dynamic batch scheduler, the relevance floor and score traces.
+"""Stage 2: a :class:`Scorer` (the cross-encoder on the dynamic batch scheduler, optionally a cascade) and a
+:class:`RankPolicy` (the relevance floor, top-k, depth and rerank fusion), joined in :class:`Reranker`.
 
 Typical use::
 
@@ -8,35 +9,23 @@ Typical use::
         if result.no_evidence: ...
 """
 
-from funnelrank.candidates import Candidate
-from funnelrank.rerank.cross_encoder import ChunkSpec, CrossEncoder, EncodedPairs
-from funnelrank.rerank.fusion import fused_order
-from funnelrank.rerank.floor import RerankedItem, Reranker, RerankResult
-from funnelrank.rerank.scheduler import (
-    OverloadedError,
-    RerankFuture,
-    RerankScheduler,
-    SchedulerClosedError,
-    SchedulerStats,
-    Scores,
-)
-from funnelrank.rerank.traces import TraceWriter, read_traces
+from funnelrank.rerank.cascade import CascadeScorer
+from funnelrank.rerank.cross_encoder import CrossEncoder
+from funnelrank.rerank.policy import RankPolicy, RerankedItem, RerankResult
+from funnelrank.rerank.reranker import Reranker
+from funnelrank.rerank.scheduler import OverloadedError, RerankScheduler, SchedulerClosedError
+from funnelrank.rerank.scorer import Scorer, Scores
 
 __all__ = [
-    "Candidate",
-    "ChunkSpec",
+    "CascadeScorer",
     "CrossEncoder",
-    "EncodedPairs",
     "OverloadedError",
-    "RerankFuture",
+    "RankPolicy",
     "RerankResult",
     "RerankScheduler",
     "RerankedItem",
     "Reranker",
     "SchedulerClosedError",
-    "SchedulerStats",
+    "Scorer",
     "Scores",
-    "TraceWriter",
-    "fused_order",
-    "read_traces",
 ]

@@ -30,25 +30,25 @@ A cascade is written ``FIRST[-MAX_LENGTH]@KEEP`` (:meth:`CascadeSpec.parse`), e.
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from funnelrank.rerank.cross_encoder import sigmoid
-from funnelrank.rerank.scheduler import RerankScheduler, Scores
+from funnelrank.rerank.scorer import Scorer, Scores, chain
 from funnelrank.rerank.variants import LOAD_VARIANTS
 
 __all__ = [
     "CASCADE_PREFIX",
     "FIRST_PASSES",
     "PRUNED_LOGIT",
+    "CascadeScorer",
     "CascadeSpec",
-    "cascade_ascore",
     "cascade_logits",
-    "cascade_score",
     "merge_logits",
     "rescore_indices",
 ]
@@ -188,39 +188,38 @@ def _merged_scores(n: int, idx: np.ndarray, fresh: Scores) -> Scores:
     return Scores(sigmoid(logits), logits, fresh.query_truncated)
 
 
-def cascade_score(
-    first: RerankScheduler,
-    exact: RerankScheduler,
-    query: str,
-    passages: Sequence[str],
-    keep: int,
-    *,
-    timeout: float | None = None,
-) -> Scores:
-    """:func:`cascade_logits` on two schedulers (`timeout` applies to each pass): `Scores` in passage order,
-    the exact model's for the rescored candidates, ``query_truncated`` as the exact pass saw it."""
-    keep = _check_keep(keep)
-    texts = list(passages)
-    if len(texts) <= keep:
-        return exact.score(query, texts, timeout=timeout)
-    idx = rescore_indices(first.score(query, texts, timeout=timeout).logits, keep)
-    return _merged_scores(len(texts), idx, exact.score(query, [texts[i] for i in idx], timeout=timeout))
+class CascadeScorer(Scorer):
+    """A :class:`~funnelrank.rerank.scorer.Scorer` that runs the cascade on two scorers: `first` on every
+    passage (skipped when there are no more than `keep`), `exact` on the `keep` it ranks highest. Its
+    `Scores` are in passage order, the exact model's for the rescored candidates, the pruned ones merged as
+    :func:`merge_logits` says, ``query_truncated`` as the exact pass saw it. ``timeout`` covers both passes.
+    `close()` closes both scorers.
 
+        >>> cascade = CascadeScorer(first=int8_scheduler, exact=fp32_scheduler, keep=30)
+        >>> cascade.score("compress data with gzip", passages).logits[:3]
+        array([  6.2, -30. ,  -1.4])
+    """
 
-async def cascade_ascore(
-    first: RerankScheduler,
-    exact: RerankScheduler,
-    query: str,
-    passages: Sequence[str],
-    keep: int,
-    *,
-    timeout: float | None = None,
-) -> Scores:
-    """:func:`cascade_score` for asyncio."""
-    keep = _check_keep(keep)
-    texts = list(passages)
-    if len(texts) <= keep:
-        return await exact.ascore(query, texts, timeout=timeout)
-    pass1: Awaitable[Scores] = first.ascore(query, texts, timeout=timeout)
-    idx = rescore_indices((await pass1).logits, keep)
-    return _merged_scores(len(texts), idx, await exact.ascore(query, [texts[i] for i in idx], timeout=timeout))
+    def __init__(self, first: Scorer, exact: Scorer, keep: int) -> None:
+        self.first = first
+        self.exact = exact
+        self.keep = _check_keep(keep)
+        self.timeout = exact.timeout
+
+    def submit(self, query: str, passages: Sequence[str]) -> concurrent.futures.Future[Scores]:
+        """The cascade's future of `Scores` (see the class doc)."""
+        texts = list(passages)
+        if len(texts) <= self.keep:
+            return self.exact.submit(query, texts)
+
+        def rescore(first: Scores) -> concurrent.futures.Future[Scores]:
+            idx = rescore_indices(first.logits, self.keep)
+            fresh = self.exact.submit(query, [texts[i] for i in idx])
+            return chain(fresh, lambda exact: _merged_scores(len(texts), idx, exact))
+
+        return chain(self.first.submit(query, texts), rescore)
+
+    def close(self) -> None:
+        """Close both passes' scorers."""
+        self.exact.close()
+        self.first.close()

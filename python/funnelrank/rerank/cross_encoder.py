@@ -23,6 +23,7 @@ which batch pairs across concurrent requests.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 from collections.abc import Sequence
@@ -32,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from funnelrank.batching import DEFAULT_BATCH_OVERHEAD_TOKENS, plan_batches
-from funnelrank.text import cap_for_tokens, check_text
+from funnelrank.rerank.batching import DEFAULT_BATCH_OVERHEAD_TOKENS, plan_batches
+from funnelrank.rerank.scorer import Scorer, Scores, done_future
+from funnelrank.checks import cap_for_tokens, check_text
 
 # Files looked for in a model directory, in order of preference.
 _ONNX_CANDIDATES = ("model.onnx", "onnx/model.onnx")
@@ -107,7 +109,7 @@ def reduce_to_passages(pair_logits: np.ndarray, encoded: EncodedPairs) -> np.nda
     return out
 
 
-class CrossEncoder:
+class CrossEncoder(Scorer):
     """An ONNX Runtime cross-encoder. Build it with `CrossEncoder.from_pretrained`.
 
     Thread-safe: `encode` and `infer` may be called from several threads at once (ONNX Runtime sessions
@@ -451,6 +453,16 @@ class CrossEncoder:
         Returns ``(scores, logits)`` in passage order. Pairs are sorted by length and cut into batches by
         the padded-token budget and the per-batch overhead, as `RerankScheduler` does within one request.
         """
+        out = self._predict(query, passages, max_batch_tokens=max_batch_tokens, max_batch_pairs=max_batch_pairs)
+        return out.scores, out.logits
+
+    def submit(self, query: str, passages: Sequence[str]) -> concurrent.futures.Future[Scores]:
+        """The :class:`~funnelrank.rerank.scorer.Scorer` step: scores in this thread (as :meth:`predict`)
+        and returns a finished future; a `RerankScheduler` over this model shares it among threads."""
+        return done_future(self._predict(query, passages))
+
+    def _predict(self, query: str, passages: Sequence[str], *, max_batch_tokens: int = 4096,
+                 max_batch_pairs: int = 64) -> Scores:
         enc = self.encode(query, passages)
         lengths = enc.lengths
         order = np.argsort(lengths, kind="stable")
@@ -464,7 +476,7 @@ class CrossEncoder:
                 [enc.input_ids[i] for i in idx], None if enc.type_ids is None else [enc.type_ids[i] for i in idx]
             )
         logits = reduce_to_passages(pair_logits, enc)
-        return sigmoid(logits), logits
+        return Scores(sigmoid(logits), logits, enc.query_truncated)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -502,7 +514,7 @@ def _find_onnx(directory: Path, onnx_file: str | None) -> Path:
             return path
     raise FileNotFoundError(
         f"no ONNX model in {directory}: looked for {', '.join(names)}. Export a Hugging Face checkpoint with "
-        "`python -m funnelrank.tools.export_cross_encoder SRC_DIR OUT_DIR`."
+        "`python -m funnelrank.models.export_cross_encoder SRC_DIR OUT_DIR`."
     )
 
 
@@ -568,7 +580,7 @@ _HUB_CHECKPOINT_PATTERNS = ["config.json", "*.safetensors", "pytorch_model.bin",
 def _exported_hub_checkpoint(name: str, revision: str | None, snapshot_download: Any, *, reason: str) -> Path:
     """A Hub repository without an ONNX file: its checkpoint, downloaded, exported to ONNX once and cached
     (``<cache>/hub-onnx/<org>--<name>--<commit>``); later loads, online or offline, use the cached export."""
-    from funnelrank.cache import cache_dir
+    from funnelrank.files import cache_dir
 
     checkpoint = Path(snapshot_download(repo_id=name, revision=revision, allow_patterns=_HUB_CHECKPOINT_PATTERNS))
     out = cache_dir("hub-onnx", f"{name.replace('/', '--')}--{checkpoint.name}")
@@ -579,12 +591,12 @@ def _exported_hub_checkpoint(name: str, revision: str | None, snapshot_download:
         raise FileNotFoundError(f"Hub repository {name!r} has no ONNX export ({reason}) and no transformers "
                                 "checkpoint (config.json + model.safetensors or pytorch_model.bin) to export")
     try:
-        from funnelrank.tools.export_cross_encoder import export_cross_encoder
+        from funnelrank.models.export_cross_encoder import export_cross_encoder
     except ImportError as exc:
         raise FileNotFoundError(
             f"Hub repository {name!r} has no ONNX export ({reason}); exporting its checkpoint once needs torch and "
             f"transformers (`pip install 'funnelrank[dev]'`), or export it yourself with "
-            f"`python -m funnelrank.tools.export_cross_encoder` and pass the directory ({exc})") from None
+            f"`python -m funnelrank.models.export_cross_encoder` and pass the directory ({exc})") from None
     tokenizer_dir = checkpoint
     if not (checkpoint / "tokenizer.json").is_file():  # a slow-tokenizer repository: write its tokenizer.json
         from transformers import AutoTokenizer

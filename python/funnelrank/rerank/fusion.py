@@ -15,7 +15,7 @@ computed by the core's RRF (:func:`funnelrank._core.rrf`, ``k`` = :data:`RERANK_
 which also weighs by how far apart the scores are, not only by rank (it needs every candidate's stage-1
 score). w = 0 is the cross-encoder's order alone, w = 1 stage 1's order alone. Only the ORDER is fused: the
 relevance floor still compares each candidate's absolute cross-encoder score (sigmoid) with the floor (see
-:func:`funnelrank.rerank.floor.apply_floor`).
+:meth:`funnelrank.rerank.policy.RankPolicy.apply`).
 
 Ranks: the cross-encoder ranking sorts by score, best first (ties: input order; NaN last); the stage-1 ranking
 sorts by the candidates' stage-1 rank (ties and missing ranks: input order, missing after ranked). Ties in

@@ -26,7 +26,6 @@ overlap with inference of other requests; `ascore` runs them in the event loop's
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import dataclasses
 import threading
@@ -38,9 +37,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from funnelrank.batching import DEFAULT_BATCH_OVERHEAD_TOKENS, plan_batches
+from funnelrank.rerank.batching import DEFAULT_BATCH_OVERHEAD_TOKENS, plan_batches
 from funnelrank.rerank.cross_encoder import EncodedPairs, reduce_to_passages, sigmoid
 from funnelrank.rerank.score_cache import ScoreCache
+from funnelrank.rerank.scorer import Scorer, Scores, chain, done_future, settle
 
 
 class OverloadedError(RuntimeError):
@@ -61,18 +61,6 @@ class PairModel(Protocol):
     def infer(self, input_ids: Sequence[np.ndarray], type_ids: Sequence[np.ndarray] | None) -> np.ndarray:
         """One logit per pair for one batch (padding is the model's business)."""
         ...
-
-
-@dataclass(frozen=True)
-class Scores:
-    """Per-passage results of one request, in the caller's passage order."""
-
-    scores: np.ndarray
-    """sigmoid(logit), 0..1."""
-    logits: np.ndarray
-    """Raw relevance logits (max over chunks when chunking)."""
-    query_truncated: bool = False
-    """The query was cut to leave room for the passage."""
 
 
 def _cached_scores(entries: Sequence[tuple[float, bool] | None]) -> Scores:
@@ -142,7 +130,7 @@ class RerankFuture(concurrent.futures.Future):  # type: ignore[type-arg]
 _Batch = list[tuple[_Request, int]]
 
 
-class RerankScheduler:
+class RerankScheduler(Scorer):
     """Shares a model among concurrent callers by micro-batching their pairs, oldest request first
     (see the module doc).
 
@@ -160,7 +148,7 @@ class RerankScheduler:
         timeout: default per-request timeout in seconds (None: wait forever).
         cache_entries: keep the scores of up to this many (query, passage) pairs and answer repeats from
             them (`funnelrank.rerank.score_cache.ScoreCache`, in `cache`); 0 (the default here) keeps none.
-            `Reranker` turns it on (:data:`funnelrank.rerank.floor.DEFAULT_CACHE_ENTRIES`).
+            `Reranker` turns it on (:data:`funnelrank.rerank.reranker.DEFAULT_CACHE_ENTRIES`).
 
     Use as a context manager, or call `close()`.
     """
@@ -247,13 +235,23 @@ class RerankScheduler:
             self._stats = SchedulerStats()
             self._reset_at = time.perf_counter()
 
-    def submit(self, query: str, passages: Sequence[str]) -> RerankFuture:
-        """Tokenize in this thread and queue the request; returns a future of `Scores`.
+    def submit(self, query: str, passages: Sequence[str]) -> concurrent.futures.Future[Scores]:
+        """Tokenize in this thread and queue the request (passages the score cache knows are answered from
+        it); returns a future of `Scores`.
 
         Raises `OverloadedError` at once when the queue is full, `SchedulerClosedError` after `close()`.
         """
-        self._precheck(len(passages))
-        return self.submit_encoded(self.model.encode(query, passages))
+        if self.cache is None:
+            self._precheck(len(passages))
+            return self.submit_encoded(self.model.encode(query, passages))
+        self._precheck(0)  # a closed scheduler refuses, even what it could answer from the cache
+        hits = [self.cache.get(query, p) for p in passages]
+        todo = [i for i, h in enumerate(hits) if h is None]
+        if not todo:
+            return done_future(_cached_scores(hits))
+        self._precheck(len(todo))
+        fresh = self.submit_encoded(self.model.encode(query, [passages[i] for i in todo]))
+        return chain(fresh, lambda scores: self._merge(query, passages, hits, todo, scores))
 
     def submit_encoded(self, enc: EncodedPairs) -> RerankFuture:
         """Queue already-tokenized pairs; returns a future of `Scores`."""
@@ -285,27 +283,6 @@ class RerankScheduler:
             self._cond.notify()
         return future
 
-    def score(self, query: str, passages: Sequence[str], *, timeout: float | None = None) -> Scores:
-        """Score passages against a query (blocking); returns `Scores` in passage order.
-
-        `timeout` (seconds, default the scheduler's) raises `TimeoutError` and cancels the pending pairs.
-        """
-        if self.cache is not None:
-            hits, todo = self._from_cache(query, passages)
-            if not todo:
-                return _cached_scores(hits)
-            fresh = self._wait(self.submit(query, [passages[i] for i in todo]),
-                               self.timeout if timeout is None else timeout)
-            return self._merge(query, passages, hits, todo, fresh)
-        future = self.submit(query, passages)
-        return self._wait(future, self.timeout if timeout is None else timeout)
-
-    def _from_cache(self, query: str, passages: Sequence[str]) -> tuple[list[tuple[float, bool] | None], list[int]]:
-        assert self.cache is not None
-        self._precheck(0)  # a closed scheduler refuses, even what it could answer from the cache
-        hits = [self.cache.get(query, p) for p in passages]
-        return hits, [i for i, h in enumerate(hits) if h is None]
-
     def _merge(self, query: str, passages: Sequence[str], hits: list[tuple[float, bool] | None], todo: list[int],
                fresh: Scores) -> Scores:
         assert self.cache is not None
@@ -313,29 +290,6 @@ class RerankScheduler:
             self.cache.put(query, passages[i], logit, fresh.query_truncated)
             hits[i] = (logit, fresh.query_truncated)
         return _cached_scores(hits)
-
-    async def ascore(self, query: str, passages: Sequence[str], *, timeout: float | None = None) -> Scores:
-        """`score` for asyncio: tokenizes in the default executor and awaits the shared workers."""
-        if self.cache is not None:
-            hits, todo = self._from_cache(query, passages)
-            if not todo:
-                return _cached_scores(hits)
-            fresh = await self._ascore(query, [passages[i] for i in todo], timeout)
-            return self._merge(query, passages, hits, todo, fresh)
-        return await self._ascore(query, passages, timeout)
-
-    async def _ascore(self, query: str, passages: Sequence[str], timeout: float | None) -> Scores:
-        self._precheck(len(passages))
-        loop = asyncio.get_running_loop()
-        enc = await loop.run_in_executor(None, self.model.encode, query, passages)
-        future = self.submit_encoded(enc)
-        limit = self.timeout if timeout is None else timeout
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), limit)
-        except TimeoutError:
-            future.cancel()
-            self._count_timeout()
-            raise TimeoutError(f"rerank timed out after {limit}s; its pending pairs were cancelled") from None
 
     def close(self, *, cancel_pending: bool = False, wait: bool = True) -> None:
         """Stop accepting requests. Queued requests are still served unless `cancel_pending`
@@ -350,7 +304,7 @@ class RerankScheduler:
                     dropped.append(req)
             self._cond.notify_all()
         for req in dropped:
-            _settle(req.future, exc=SchedulerClosedError("the rerank scheduler was closed before this request ran"))
+            settle(req.future, exc=SchedulerClosedError("the rerank scheduler was closed before this request ran"))
         if wait:
             for t in self._workers:
                 if t is not threading.current_thread():
@@ -380,19 +334,10 @@ class RerankScheduler:
                     f"max_queue_pairs={self.max_queue_pairs}; retry later"
                 )
 
-    def _wait(self, future: RerankFuture, timeout: float | None) -> Scores:
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            if future.done() and not future.cancelled():
-                return future.result()
-            future.cancel()
-            self._count_timeout()
-            raise TimeoutError(f"rerank timed out after {timeout}s; its pending pairs were cancelled") from None
-
-    def _count_timeout(self) -> None:
+    def _timed_out(self, future: concurrent.futures.Future[Scores], limit: float | None) -> TimeoutError:
         with self._cond:
             self._stats.timed_out += 1
+        return super()._timed_out(future, limit)
 
     def _finish(self, req: _Request) -> None:
         """Mark a request done (lock held): out of the queue, its pairs no longer pending."""
@@ -535,7 +480,7 @@ class RerankScheduler:
                     finished.append(req)
         for req in finished:
             logits = reduce_to_passages(req.logits, req.enc)
-            _settle(req.future, result=Scores(sigmoid(logits), logits, req.enc.query_truncated))
+            settle(req.future, result=Scores(sigmoid(logits), logits, req.enc.query_truncated))
 
     def _idle_one(self) -> float:
         """A batch finished: close the busy period when it was the last one running. Returns the time."""
@@ -555,15 +500,4 @@ class RerankScheduler:
                     self._stats.failed += 1
                     failed.append(req)
         for req in failed:
-            _settle(req.future, exc=exc)
-
-
-def _settle(future: concurrent.futures.Future[Any], *, result: Any = None, exc: BaseException | None = None) -> None:
-    """Set a future's outcome unless its caller already cancelled it."""
-    try:
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-    except concurrent.futures.InvalidStateError:
-        pass
+            settle(req.future, exc=exc)

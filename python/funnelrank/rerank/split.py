@@ -20,7 +20,7 @@ compute: the logits equal the whole graph's to float rounding (states are stored
 moves logits by about 1e-3; ``state_dtype=np.float32`` keeps them to 1e-5). ``precompute`` fills the store at
 index time; with ``prefix=True`` a passage that a pair truncates reuses the precomputed states of its longest
 form cut to the pair's length (an approximation: those states also read the tokens past the cut), which
-:func:`funnelrank.evaluation.optimize.guard` measures before anyone relies on it.
+:func:`funnelrank.eval.optimize.guard` measures before anyone relies on it.
 
     >>> scorer = SplitScorer.for_model(onnx_path, config)            # doctest: +SKIP
     >>> scorer.precompute(token_lists)                               # doctest: +SKIP
@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from funnelrank.cache import atomic_writer, cache_dir, file_sha256
+from funnelrank.files import atomic_writer, cache_dir, file_sha256
 
 __all__ = ["StateStore", "SplitScorer", "is_segment_model", "split_graphs"]
 

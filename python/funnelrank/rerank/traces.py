@@ -7,25 +7,33 @@ rerank-fusion weight and method that ordered the kept ones, see :mod:`funnelrank
 (Unix time). Lines are appended to the file with one
 ``write`` each on a descriptor opened with O_APPEND, so writers in several threads (or processes) never
 interleave inside a line; `read_traces` skips a torn last line (a crash mid-write) with a warning.
+
+Replay: :func:`group_traces` turns the lines back into one :class:`TracedQuery` per query, and
+:meth:`TracedQuery.apply` runs a :class:`~funnelrank.rerank.policy.RankPolicy` over them, exactly as a
+reranker with that policy would have returned (the tuning tools choose floor, fusion and depth this way).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
+
+from funnelrank.candidates import Candidate
 from funnelrank.rerank.fusion import rerank_order
+from funnelrank.rerank.policy import RankPolicy, RerankResult
+from funnelrank.rerank.scorer import Scores
 
-if TYPE_CHECKING:
-    from funnelrank.candidates import Candidate
-    from funnelrank.rerank.floor import RerankResult
-    from funnelrank.rerank.scheduler import Scores
+__all__ = ["TRACE_FIELDS", "TraceWriter", "TracedQuery", "group_traces", "iter_traces", "read_traces"]
 
 TRACE_FIELDS = (
     "query_id", "query", "id", "stage1_rank", "stage1_score", "score", "logit", "rerank_rank", "kept", "floor",
@@ -136,3 +144,69 @@ def read_traces(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
     if not records and not allow_empty:
         raise ValueError("the trace files hold no records")
     return records
+
+
+@dataclass(frozen=True)
+class TracedQuery:
+    """One query's traced candidates, in trace order: ids, cross-encoder scores, logits (NaN where not
+    traced), stage-1 ranks and scores."""
+
+    ids: list[str]
+    scores: np.ndarray
+    stage1_ranks: list[int | None]
+    logits: np.ndarray
+    stage1_scores: list[float | None]
+
+    def candidates(self) -> list[Candidate]:
+        """The traced candidates (ids, stage-1 ranks and scores; no text), in trace order."""
+        return [Candidate(i, "", r, s) for i, r, s in zip(self.ids, self.stage1_ranks, self.stage1_scores)]
+
+    def traced_scores(self) -> Scores:
+        """The traced scores and logits, in trace order."""
+        return Scores(self.scores, self.logits)
+
+    def apply(self, policy: RankPolicy) -> RerankResult:
+        """Replay `policy` over the traced scores: what a reranker with that policy returns for this query."""
+        return policy.apply(self.candidates(), self.traced_scores())
+
+    def subset(self, keep: Sequence[int]) -> TracedQuery:
+        """Only the candidates at positions `keep` (in that order)."""
+        return TracedQuery([self.ids[i] for i in keep], self.scores[list(keep)], [self.stage1_ranks[i] for i in keep],
+                           self.logits[list(keep)], [self.stage1_scores[i] for i in keep])
+
+
+def group_traces(records: Iterable[Mapping[str, Any]]) -> tuple[dict[str, TracedQuery], int]:
+    """Traced candidates per query id. Returns ``(queries, skipped)``, `skipped` counting records without
+    a query id. ValueError when a query traces the same candidate twice (two runs appended to one file:
+    write each run's traces to a fresh file) or a record's stage-1 rank is not a positive integer."""
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    seen: set[tuple[str, str]] = set()
+    skipped = 0
+    for rec in records:
+        qid = rec.get("query_id")
+        if qid is None:
+            skipped += 1
+            continue
+        qid, doc = str(qid), str(rec["id"])
+        if (qid, doc) in seen:
+            raise ValueError(
+                f"query {qid!r} traces candidate {doc!r} twice (traces of several runs in one file?); "
+                "write each run's traces to a fresh file"
+            )
+        seen.add((qid, doc))
+        rank = rec.get("stage1_rank")
+        if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+            raise ValueError(f"query {qid!r}, candidate {doc!r}: stage1_rank must be a positive integer, got {rank!r}")
+        grouped.setdefault(qid, []).append(rec)
+    queries = {
+        q: TracedQuery(
+            ids=[str(r["id"]) for r in recs],
+            scores=np.asarray([float(r["score"]) for r in recs], dtype=np.float64),
+            stage1_ranks=[r.get("stage1_rank") for r in recs],
+            logits=np.asarray([math.nan if r.get("logit") is None else float(r["logit"]) for r in recs],
+                              dtype=np.float64),
+            stage1_scores=[None if r.get("stage1_score") is None else float(r["stage1_score"]) for r in recs],
+        )
+        for q, recs in grouped.items()
+    }
+    return queries, skipped

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from funnelrank.cache import atomic_writer, cache_dir, file_sha256
+from funnelrank.files import atomic_writer, cache_dir, file_sha256
 
 __all__ = ["LOAD_VARIANTS", "fp32_weights", "int8_variant"]
 
@@ -31,7 +31,7 @@ LOAD_VARIANTS: dict[str, dict[str, Any]] = {
     "states-prefix": {"reuse_passage_states": "prefix"},
 }
 """A model's derived variants by name -> the ``CrossEncoder.from_pretrained`` options that load each: the
-guard's variants (:data:`funnelrank.evaluation.optimize.VARIANTS`) and a cascade's first passes
+guard's variants (:data:`funnelrank.eval.optimize.VARIANTS`) and a cascade's first passes
 (:mod:`funnelrank.rerank.cascade`)."""
 
 

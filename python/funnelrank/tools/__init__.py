@@ -1,1 +1,0 @@
-"""Developer tools run as modules (python -m funnelrank.tools.<name>); never imported on the query path."""

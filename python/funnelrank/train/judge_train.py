@@ -1,0 +1,283 @@
+"""Train and validate the late-interaction judge's head (:mod:`funnelrank.train.judge`) on cached states.
+
+``python -m funnelrank.train judge-prepare --work W`` builds the groups and encodes every text once;
+``judge-train --work W --out CKPT`` trains the head (checkpointed every ``--save-every`` steps; rerun the
+same command to resume); ``judge-validate CKPT`` prints the validation figures. Only validation data is
+scored here; test sets are measured by ``funnelrank eval`` after the choice is fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from funnelrank.eval.nearmiss import gates
+from funnelrank.rerank.policy import clears_floor
+from funnelrank.train.judge import JudgeHead, match_mask, mean_pool
+from funnelrank.train.judge_data import (P_TOKENS, Q_TOKENS, Group, StateCache, add_near_misses, encode_all,
+                                            held_out, idf_corpus, msmarco_sample, msmarco_train_1k, nearmiss_groups,
+                                            scifact_groups, squad_groups, wikiqa_groups, wordpiece_idf)
+
+TRAIN_SETS = ("msmarco-1k", "msmarco-train", "squad", "wikiqa", "scifact")
+VAL_SETS = ("msmarco-validation", "nearmiss-val", "nearmiss-synth", "squad-val", "scifact-val")
+
+
+def prepare(root: Path, work: Path, near_misses: int = 2) -> dict[str, int]:
+    """Write ``work/groups.json`` (training and validation groups), ``work/idf.npy``, and the state cache."""
+    work.mkdir(parents=True, exist_ok=True)
+    sq_train, sq_val = squad_groups(root, n_train=1500, n_val=200, depth=10)
+    sf_train, sf_val = scifact_groups(root, depth=10)
+    train = (msmarco_train_1k(root) + msmarco_sample(root, "train") + sq_train + wikiqa_groups(root, "train")
+             + sf_train)
+    kept = [g for g in train if not held_out(g)]
+    out_nm, out_q = add_near_misses([g for g in train if not g.source.startswith("scifact")], near_misses)
+    nm_train = [g for g in out_nm if not held_out(g)]
+    nm_val = [g for g in out_nm if held_out(g)]
+    groups = {
+        "train": [asdict(g) for g in kept + nm_train],
+        "train_qswap": [asdict(g) for g in out_q if not held_out(g)],
+        "msmarco-validation": [asdict(g) for g in msmarco_sample(root, "validation")],
+        "nearmiss-val": [asdict(g) for g in nearmiss_groups(root / "nearmiss-val")],
+        "nearmiss-dev": [asdict(g) for g in nearmiss_groups(root / "nearmiss-dev")],
+        "nearmiss-synth": [asdict(g) for g in nm_val],
+        "squad-val": [asdict(g) for g in sq_val],
+        "scifact-val": [asdict(g) for g in sf_val],
+    }
+    tmp = work / "groups.json.tmp"
+    tmp.write_text(json.dumps(groups), encoding="utf-8")
+    tmp.replace(work / "groups.json")
+    np.save(work / "idf.npy", wordpiece_idf(idf_corpus(root)))
+    encode_all(_texts(groups), work / "states")
+    return {k: len(v) for k, v in groups.items()}
+
+
+def _texts(groups: dict[str, list[dict]]) -> list[tuple[str, int]]:
+    out = []
+    for gs in groups.values():
+        for g in gs:
+            out.append((g["query"], Q_TOKENS))
+            out.extend((p, P_TOKENS) for p in g["passages"])
+    return out
+
+
+def torch_idf(work: Path) -> torch.Tensor:
+    """The word-piece idf table `prepare` wrote."""
+    return torch.from_numpy(np.load(work / "idf.npy"))
+
+
+def load(work: Path) -> tuple[dict[str, list[Group]], StateCache, torch.Tensor]:
+    raw = json.loads((work / "groups.json").read_text(encoding="utf-8"))
+    groups = {k: [Group(**g) for g in v] for k, v in raw.items()}
+    cache = encode_all(_texts(raw), work / "states")
+    return groups, cache, torch_idf(work)
+
+
+def _pad(rows: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    n = max(len(r[0]) for r in rows)
+    h = rows[0][1].shape[1]
+    ids = torch.zeros(len(rows), n, dtype=torch.int64)
+    x = torch.zeros(len(rows), n, h, dtype=torch.float32)
+    am = torch.zeros(len(rows), n, dtype=torch.float32)
+    for r, (i, s) in enumerate(rows):
+        ids[r, :len(i)] = torch.from_numpy(i.astype(np.int64))
+        x[r, :len(i)] = torch.from_numpy(s.astype(np.float32))
+        am[r, :len(i)] = 1.0
+    return x, ids, match_mask(ids, am), mean_pool(x, am)
+
+
+def pair_args(cache: StateCache, pairs: list[tuple[str, str]]) -> tuple[torch.Tensor, ...]:
+    """The head's arguments for (query, passage) pairs, from the state cache."""
+    q = _pad([cache.get(a, Q_TOKENS) for a, _ in pairs])
+    p = _pad([cache.get(b, P_TOKENS) for _, b in pairs])
+    return (*q, *p)
+
+
+def score_groups(head: JudgeHead, cache: StateCache, groups: list[Group], batch: int = 256) -> list[np.ndarray]:
+    """Logits per group."""
+    pairs = [(g.query, p) for g in groups for p in g.passages]
+    out = []
+    head.eval()
+    with torch.no_grad():
+        for s in range(0, len(pairs), batch):
+            out.append(head(*pair_args(cache, pairs[s:s + batch])).numpy())
+    flat = np.concatenate(out) if out else np.zeros(0)
+    res, o = [], 0
+    for g in groups:
+        res.append(flat[o:o + len(g.passages)])
+        o += len(g.passages)
+    return res
+
+
+def mrr10(groups: list[Group], scores: list[np.ndarray]) -> float:
+    """Mean MRR@10 (:func:`funnelrank.eval.metrics.mrr_at_k`) of the groups ranked by `scores`."""
+    from funnelrank.eval.metrics import mrr_at_k
+
+    return float(np.mean([mrr_at_k([str(i) for i in np.argsort(-s, kind="stable")],
+                                   {str(i): lab for i, lab in enumerate(g.labels)}, 10)
+                          for g, s in zip(groups, scores)])) if groups else 0.0
+
+
+def nearmiss_figures(scores: list[np.ndarray], floor: float) -> dict[str, float]:
+    """answer_first and gated (answer >= floor > every near-miss) on sigmoid scores; scores[0] is the answer."""
+    first = np.mean([float(s[0] > s[1:].max()) for s in scores])
+    prob = [1 / (1 + np.exp(-s)) for s in scores]
+    gated = np.mean([float(gates(p, floor)) for p in prob])
+    return {"answer_first": float(first), "gated": float(gated)}
+
+
+def best_gate(scores: list[np.ndarray]) -> tuple[float, float]:
+    """The floor (on sigmoid scores) that gates the most cases, and that share."""
+    cands = sorted({float(1 / (1 + np.exp(-v))) for s in scores for v in s})
+    best = (0.0, 0.5)
+    for f in cands:
+        g = nearmiss_figures(scores, f)["gated"]
+        if g > best[0]:
+            best = (g, f)
+    return best[1], best[0]
+
+
+def kept_share(groups: list[Group], scores: list[np.ndarray], floor: float) -> float:
+    """Share of answerable groups whose best-scored passage clears the floor."""
+    return float(np.mean(clears_floor([1 / (1 + np.exp(-s.max())) for s in scores], floor)))
+
+
+def validate(head: JudgeHead, groups: dict[str, list[Group]], cache: StateCache, floor: float = 0.5) -> dict[str, Any]:
+    """Validation figures: MRR@10 on the retrieval sets; answer-first and gated on the near-miss sets."""
+    out: dict[str, Any] = {}
+    for name in ("msmarco-validation", "squad-val", "scifact-val"):
+        if groups.get(name):
+            sc = score_groups(head, cache, groups[name])
+            out[name] = {"mrr10": round(mrr10(groups[name], sc), 4), "kept": round(kept_share(groups[name], sc, floor), 3)}
+    for name in ("nearmiss-val", "nearmiss-synth", "nearmiss-dev"):
+        if groups.get(name):
+            sc = score_groups(head, cache, groups[name])
+            fig = nearmiss_figures(sc, floor)
+            bf, bg = best_gate(sc)
+            out[name] = {**{k: round(v, 3) for k, v in fig.items()}, "best_floor": round(bf, 3), "best_gated": round(bg, 3)}
+    return out
+
+
+def train(work: Path, out: Path, steps: int = 1500, groups_per_step: int = 32, lr: float = 3e-3,
+          bce_weight: float = 0.5, qswap_weight: float = 1.0, max_negatives: int = 7, seed: int = 0,
+          drop: tuple[str, ...] = (), rank: int = 0, balanced: bool = True, save_every: int = 250,
+          log: bool = True) -> JudgeHead:
+    """Train the head: listwise cross-entropy per group (positive vs its negatives) + pointwise BCE (so the
+    sigmoid is an absolute score) + BCE on query-side swaps (a passage no longer answers a query with one
+    word swapped). Resumes from `out` when it exists."""
+    groups, cache, idf = load(work)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    head = JudgeHead(idf, drop=drop, rank=rank)
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
+    step = 0
+    if out.is_file():
+        state = torch.load(out, weights_only=False)
+        head.load_state_dict(state["head"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        rng.setstate(state["rng"])
+    train_groups = [g for g in groups["train"] if 1 in g.labels]
+    qswap = groups["train_qswap"]
+    t0 = time.time()
+    while step < steps:
+        head.train()
+        batch = rng.sample(train_groups, groups_per_step)
+        pairs: list[tuple[str, str]] = []
+        labels: list[int] = []
+        spans: list[tuple[int, int]] = []
+        for g in batch:
+            pos = [i for i, lab in enumerate(g.labels) if lab]
+            neg = [i for i, lab in enumerate(g.labels) if not lab]
+            pick = [rng.choice(pos)] + rng.sample(neg, min(max_negatives, len(neg)))
+            spans.append((len(pairs), len(pick)))
+            pairs += [(g.query, g.passages[i]) for i in pick]
+            labels += [g.labels[i] for i in pick]
+        n_main = len(pairs)
+        qs = rng.sample(qswap, min(len(qswap), groups_per_step))
+        pairs += [(g.query, g.passages[0]) for g in qs]
+        labels += [0] * len(qs)
+        logits = head(*pair_args(cache, pairs))
+        y = torch.tensor(labels, dtype=torch.float32)
+        ce = torch.stack([F.cross_entropy(logits[s:s + n][None], torch.zeros(1, dtype=torch.long))
+                          for s, n in spans]).mean()
+        yb = y[:n_main]
+        w = None
+        if balanced:  # each class half the weight, so answers are not pushed under the floor by their count
+            w = torch.where(yb > 0, 0.5 / yb.mean().clamp(min=1e-6), 0.5 / (1 - yb).mean().clamp(min=1e-6))
+        bce = F.binary_cross_entropy_with_logits(logits[:n_main], yb, weight=w)
+        loss = ce + bce_weight * bce
+        if len(qs):
+            loss = loss + qswap_weight * F.binary_cross_entropy_with_logits(logits[n_main:], y[n_main:])
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+        for pg in opt.param_groups:
+            pg["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+        opt.step()
+        step += 1
+        if log and step % 50 == 0:
+            print(f"step {step} loss {loss.item():.4f} ce {ce.item():.4f} bce {bce.item():.4f} "
+                  f"{(time.time() - t0) / 50:.2f}s/step", flush=True)
+            t0 = time.time()
+        if step % save_every == 0 or step == steps:
+            tmp = out.with_suffix(".tmp")
+            torch.save({"head": head.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng.getstate(),
+                        "drop": list(drop), "rank": rank}, tmp)
+            tmp.replace(out)
+    return head
+
+
+def load_head(ckpt: Path, idf: torch.Tensor) -> JudgeHead:
+    state = torch.load(ckpt, weights_only=False)
+    head = JudgeHead(idf, drop=tuple(state.get("drop", ())), rank=int(state.get("rank", 0)))
+    head.load_state_dict(state["head"])
+    return head.eval()
+
+
+def platt(head: JudgeHead, groups: list[Group], cache: StateCache) -> tuple[float, float]:
+    """Fit ``sigmoid(a * logit + b)`` to the labels of `groups` (validation groups) by cross-entropy, each class
+    half the weight, and fold it into the head's last layer (so the exported logit is calibrated). Returns (a, b)."""
+    scores = score_groups(head, cache, groups)
+    x = torch.tensor(np.concatenate(scores), dtype=torch.float64)
+    y = torch.tensor([lab for g in groups for lab in g.labels], dtype=torch.float64)
+    w = torch.where(y > 0, 0.5 / y.mean(), 0.5 / (1 - y).mean())
+    ab = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([ab], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(ab[0] * x + ab[1], y, weight=w)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    a, b = (float(v) for v in ab.detach())
+    with torch.no_grad():
+        head.out.weight.mul_(a)
+        head.out.bias.mul_(a).add_(b)
+    return a, b
+
+
+def calibrate_checkpoint(work: Path, ckpt: Path, out: Path, sets: tuple[str, ...] = ("msmarco-validation",
+                                                                                   "nearmiss-synth")) -> dict[str, Any]:
+    """Fit the calibrated sigmoid (:func:`platt`) on validation `sets` and write the head as `out`, atomically.
+    Returns (a, b) and the validation figures after calibration."""
+    groups, cache, idf = load(work)
+    head = load_head(ckpt, idf)
+    a, b = platt(head, [g for s in sets for g in groups[s]], cache)
+    state = torch.load(ckpt, weights_only=False)
+    state["head"] = head.state_dict()
+    state["platt"] = {"a": a, "b": b, "sets": list(sets)}
+    tmp = out.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(out)
+    return {"a": a, "b": b, "figures": validate(head, groups, cache)}
