@@ -1,6 +1,6 @@
 """The HTTP shapes beside Cohere v1: Cohere v2 ``/v2/rerank`` (spoken to by the official ``cohere`` client),
 Jina-style ``usage.total_tokens``, and TEI's ``/rerank``; all on a live uvicorn server, through the same limits
-and scheduler as ``/v1/rerank``. The README's curl examples for both are posted to the service too."""
+and scheduler as ``/v1/rerank``. The service guide's curl examples for both are posted to the service too."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from service_helpers import TOY_DOCS, running_server, toy_server
 
 from funnelrank.serve.app import ENDPOINTS, create_app
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+SERVICE_GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guides" / "service.md"
 
 DOCS = TOY_DOCS
 
@@ -176,13 +176,13 @@ def test_new_shapes_are_strict_json_and_limited_like_v1(server: str) -> None:
         assert r.status_code == 413, r.text
 
 
-# ---------------------------------------------------------------------------------------------- README
+# --------------------------------------------------------------------------------------- service guide
 
 
-def readme_curls() -> list[tuple[str, dict[str, Any]]]:
-    """(path, JSON body) of each ``curl`` command in the README's Service section that posts to /v2/rerank or
-    /rerank."""
-    text = README.read_text(encoding="utf-8")
+def guide_curls() -> list[tuple[str, dict[str, Any]]]:
+    """(path, JSON body) of each ``curl`` command in the service guide (docs/guides/service.md) that posts to
+    /v2/rerank or /rerank."""
+    text = SERVICE_GUIDE.read_text(encoding="utf-8")
     out = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         command = block.replace("\\\n", " ")
@@ -197,13 +197,13 @@ def readme_curls() -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def test_readme_has_curl_examples_for_both_shapes() -> None:
-    assert sorted({path for path, _ in readme_curls()}) == ["/rerank", "/v2/rerank"]
+def test_the_service_guide_has_curl_examples_for_both_shapes() -> None:
+    assert sorted({path for path, _ in guide_curls()}) == ["/rerank", "/v2/rerank"]
 
 
 @pytest.mark.parametrize("index", [0, 1])
-def test_readme_curl_example_works(server: str, index: int) -> None:
-    path, body = readme_curls()[index]
+def test_service_guide_curl_example_works(server: str, index: int) -> None:
+    path, body = guide_curls()[index]
     r = post(server, path, body)
     assert r.status_code == 200, r.text
     results = r.json() if path == "/rerank" else r.json()["results"]
