@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from funnelrank.cli import demo_corpus
+from funnelrank.cli.main import demo_corpus
 from funnelrank.cli.main import main
 from funnelrank.cli.demo_corpus import Passage, build_demo_corpus, load_demo_corpus, split_passages
 

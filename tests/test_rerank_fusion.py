@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from rerank_fakes import ScoreInTextModel
 
-from funnelrank.cli import main as cli
+from funnelrank.cli.main import main as cli
 from funnelrank.eval.fusion_tuning import parse_grid, sweep_fusion
 from funnelrank.rerank.traces import group_traces
 from funnelrank.candidates import Candidate

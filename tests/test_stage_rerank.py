@@ -15,7 +15,7 @@ pytest.importorskip("transformers")
 from beir_fixtures import write_beir  # noqa: E402
 from rerank_fakes import build_tiny_cross_encoder  # noqa: E402
 
-from funnelrank.cli import main as cli  # noqa: E402
+from funnelrank.cli.main import main as cli  # noqa: E402
 from funnelrank.eval.beir import load_beir  # noqa: E402
 from funnelrank.eval.harness import run_evaluation  # noqa: E402
 from funnelrank.rerank import CrossEncoder
