@@ -76,7 +76,6 @@ def proc_status_kib(field: str) -> int:
 def bench_beir(data_dir: Path, name: str, repeat: int) -> dict[str, float] | None:
     import bm25s
     import Stemmer
-
     from funnelrank.core import Analyzer, BM25Index
     from funnelrank.eval.beir import load_corpus, load_qrels, load_queries
     from funnelrank.eval.metrics import evaluate
@@ -201,7 +200,6 @@ def worker(library: str, corpus_path: Path) -> None:
     else:
         import bm25s
         import Stemmer
-
         from funnelrank.core import Analyzer
 
         tokens = bm25s.tokenize(texts, stopwords=Analyzer().stopwords, stemmer=Stemmer.Stemmer("english"),

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from funnelrank.eval.beir import load_beir
 from funnelrank.models import default_reranker_path
 from funnelrank.rerank import CrossEncoder

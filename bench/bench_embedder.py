@@ -90,7 +90,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from funnelrank.embed import Embedder, embed_corpus
-    from funnelrank.embed.defaults import source_model_dir
+    from funnelrank.embed.default_model import source_model_dir
     from funnelrank.eval.beir import load_beir
     from funnelrank.eval.metrics import evaluate
 

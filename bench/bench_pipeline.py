@@ -40,12 +40,11 @@ def main() -> int:
         print(f"bench_pipeline: no dataset at {args.data} (see ../shared/data/README.md)", file=sys.stderr)
         return 2
 
-    from timing import interleaved_rounds
-
     from funnelrank._core import rrf
-    from funnelrank.store.collection import Collection
     from funnelrank.eval.beir import load_beir
     from funnelrank.pipeline import Pipeline
+    from funnelrank.store.collection import Collection
+    from timing import interleaved_rounds
 
     ds = load_beir(args.data, args.split, with_run=False)
     queries = [q.text for q in ds.queries.values()]

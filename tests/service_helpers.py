@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-
 from funnelrank.rerank.cross_encoder import EncodedPairs
 
 _WORD = re.compile(r"\w+")
@@ -86,7 +85,6 @@ def running_server(app: Any, timeout_s: float = 20.0, limits: Any | None = None)
     """Serve `app` with uvicorn on 127.0.0.1:<free port> in a thread, with the settings `funnelrank serve` uses
     (:func:`funnelrank.serve.server.server_config`; `limits` for its header timeout); yields the base URL."""
     import uvicorn
-
     from funnelrank.serve.server import server_config
 
     port = free_port()

@@ -12,12 +12,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from beir_fixtures import write_beir  # noqa: E402
-
 from funnelrank.cli.main import main as cli  # noqa: E402
-from funnelrank.serve.ray_data import rerank_run, reranking_tasks, write_trec_run  # noqa: E402
 from funnelrank.eval.beir import DatasetFormatError, load_beir, load_run  # noqa: E402
 from funnelrank.eval.harness import run_evaluation  # noqa: E402
 from funnelrank.rerank.traces import read_traces
+from funnelrank.serve.ray_data import rerank_run, reranking_tasks, write_trec_run  # noqa: E402
 
 DEPTH = 5
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from beir_fixtures import write_beir
-
 from funnelrank.eval.beir import (
     DatasetFormatError,
     available_splits,

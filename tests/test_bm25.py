@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-
 from funnelrank.core import Analyzer, BM25Index, IndexFileError
 
 FIXTURE = [

@@ -7,7 +7,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from funnelrank.files import _current_umask, atomic_directory, atomic_writer
 
 

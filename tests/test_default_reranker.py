@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from funnelrank.models import default_reranker_path
 from funnelrank.rerank import CrossEncoder
 from funnelrank.rerank.default_model import RERANKER_ENV, default_reranker_dir

@@ -6,10 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from funnelrank.cli.main import demo_corpus
-from funnelrank.cli.main import main
 from funnelrank.cli.demo_corpus import Passage, build_demo_corpus, load_demo_corpus, split_passages
+from funnelrank.cli.main import demo_corpus, main
 
 
 def test_split_passages_at_paragraphs_and_word_limit() -> None:

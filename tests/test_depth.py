@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from funnelrank.cli.main import main
 from funnelrank.eval.depth import advise_depth, parse_depths, replay_order
 from funnelrank.eval.fusion_tuning import TracedQuery

@@ -45,9 +45,8 @@ def served(ray_cluster: Any, corpus: Collection, tiny_cross_encoder_dir: Path,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app deployed on the cluster: ingress, an autoscaling reranker deployment (2 to 3 replicas), 2 shards;
     yields its base URL."""
-    from ray import serve
-
     from funnelrank.serve.ray_serve import ServiceConfig, build_app, run
+    from ray import serve
 
     shards = write_shards(corpus, tmp_path_factory.mktemp("served") / "shards", 2)
     port = _free_port()

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from funnelrank.rerank.batching import padded_tokens, token_budget_batches
 from funnelrank.embed import Embedder, default_embedder
-from funnelrank.embed.defaults import source_model_dir
+from funnelrank.embed.default_model import source_model_dir
+from funnelrank.rerank.batching import padded_tokens, token_budget_batches
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -8,9 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from beir_fixtures import write_beir
-
 from funnelrank.cli.main import main
 
 DOCS = [

@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from funnelrank.retrieve.filters import MAX_FILTER_TERMS, MetadataIndex, parse_filter, validate_filter, validate_metadata
+from funnelrank.retrieve.filters import (
+    MAX_FILTER_TERMS,
+    MetadataIndex,
+    parse_filter,
+    validate_filter,
+    validate_metadata,
+)
 
 DOCS = {
     "a": {"year": 2019, "lang": "en", "score": 1, "tags": ["x", "y"]},

@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from rerank_fakes import ScoreInTextModel
-
 from funnelrank.candidates import Candidate
 from funnelrank.rerank import Reranker, RerankScheduler
-from funnelrank.rerank.traces import TraceWriter, read_traces
 from funnelrank.rerank.policy import DEFAULT_FLOOR
+from funnelrank.rerank.traces import TraceWriter, read_traces
+from rerank_fakes import ScoreInTextModel
 
 
 @pytest.fixture()

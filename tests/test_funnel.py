@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from beir_fixtures import write_beir
-from funnelrank import Pipeline, Reranker, RerankResult
+from funnelrank import Pipeline, Reranker
 from funnelrank.eval.beir import load_beir
 from funnelrank.eval.harness import StageContext
-from funnelrank.rerank import SchedulerClosedError
+from funnelrank.rerank import RerankResult, SchedulerClosedError
 from funnelrank.rerank.policy import DEFAULT_FLOOR
 
 DOCS = [
@@ -57,7 +56,7 @@ def reranker():  # type: ignore[no-untyped-def]
 
 def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Embedding cache under tmp_path; the fp32 bi-encoder export stays where `make build` put it."""
-    from funnelrank.embed import defaults
+    from funnelrank.embed import default_model as defaults
 
     model_dir = defaults.fp32_model_dir()
     monkeypatch.setattr(defaults, "fp32_model_dir", lambda: model_dir)

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-
 from funnelrank.core import FusedResult, HNSWIndex, convex_fusion, rrf
 
 pytestmark = pytest.mark.core

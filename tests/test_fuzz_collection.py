@@ -67,7 +67,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from funnelrank import IndexFileError
 from funnelrank._core import BM25Index
 from funnelrank.store.collection import Collection

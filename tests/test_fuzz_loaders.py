@@ -49,7 +49,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from funnelrank import _core
 from funnelrank.core import Analyzer, BM25Index, HNSWIndex
 

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from funnelrank.eval.beir import BeirDataset, Document, Query, load_beir
+from beir_fixtures import write_beir
 from funnelrank.eval import harness
+from funnelrank.eval.beir import BeirDataset, Document, Query, load_beir
 from funnelrank.eval.harness import (
     StageContext,
     StageOutput,
@@ -17,8 +17,6 @@ from funnelrank.eval.harness import (
     register_stage,
     run_evaluation,
 )
-
-from beir_fixtures import write_beir
 
 CALLS: dict[str, int] = {}
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from funnelrank.core import HNSWIndex, IndexFileError
 
 pytestmark = pytest.mark.core

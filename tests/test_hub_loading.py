@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from funnelrank.rerank import CrossEncoder
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

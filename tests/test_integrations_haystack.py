@@ -13,17 +13,15 @@ from typing import Any
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # before haystack is imported: no network
 
 import pytest
+from funnelrank import Pipeline, Reranker
+from funnelrank.integrations.haystack import FunnelRankRanker, FunnelRankRetriever
+from funnelrank.rerank.policy import DEFAULT_FLOOR
 from haystack import Document
 from haystack import Pipeline as HaystackPipeline
 from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
 from haystack.core.errors import SerializationError
 from haystack.document_stores.in_memory import InMemoryDocumentStore
-
 from integration_cases import OFF_TOPIC, QUERY, TEXTS
-
-from funnelrank import Pipeline, Reranker
-from funnelrank.integrations.haystack import FunnelRankRanker, FunnelRankRetriever
-from funnelrank.rerank.policy import DEFAULT_FLOOR
 
 MODULE = "funnelrank.integrations.haystack"
 

@@ -10,18 +10,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from funnelrank import Collection, Pipeline, Reranker
+from funnelrank.integrations.langchain import FunnelRankCompressor, FunnelRankRetriever
+from funnelrank.rerank.policy import DEFAULT_FLOOR
+from integration_cases import OFF_TOPIC, QUERY, TEXTS
 from langchain_classic.retrievers import ContextualCompressionRetriever
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnablePassthrough
-
-from integration_cases import OFF_TOPIC, QUERY, TEXTS
-
-from funnelrank import Collection, Pipeline, Reranker
-from funnelrank.integrations.langchain import FunnelRankCompressor, FunnelRankRetriever
-from funnelrank.rerank.policy import DEFAULT_FLOOR
-
 
 
 class ListRetriever(BaseRetriever):

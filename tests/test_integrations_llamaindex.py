@@ -11,19 +11,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from funnelrank import Pipeline, Reranker
+from funnelrank.integrations.llamaindex import FunnelRankRerank, FunnelRankRetriever
+from funnelrank.rerank.policy import DEFAULT_FLOOR
+from integration_cases import OFF_TOPIC, QUERY, TEXTS
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.llms import MockLLM
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.response_synthesizers.no_text import NoText
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
-
-from integration_cases import OFF_TOPIC, QUERY, TEXTS
-
-from funnelrank import Pipeline, Reranker
-from funnelrank.integrations.llamaindex import FunnelRankRerank, FunnelRankRetriever
-from funnelrank.rerank.policy import DEFAULT_FLOOR
-
 
 
 class ListRetriever(BaseRetriever):

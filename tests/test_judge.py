@@ -102,7 +102,6 @@ def test_the_encoder_must_be_fully_separate() -> None:
 def test_onnx_export_and_split_states_equal_torch(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("onnx")
     import onnxruntime as ort
-
     from funnelrank.rerank.split import SplitScorer, StateStore
     from funnelrank.train.export import export_fp32
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from funnelrank.cli.main import main
 from funnelrank.eval.floor_promise import floor_promise
 from funnelrank.eval.nearmiss import NearMissCase, load_cases, score_cases

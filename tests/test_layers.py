@@ -203,7 +203,7 @@ def test_the_graph_sees_the_imports() -> None:
     graph = _graph()
     assert "funnelrank.store.format" in graph["funnelrank.store.collection"]  # inside Collection.save
     assert "funnelrank.retrieve.filters" in graph["funnelrank.store.collection"]
-    assert "funnelrank.embed.defaults" in graph["funnelrank.embed.embedder"]
+    assert "funnelrank.embed.default_model" in graph["funnelrank.embed.embedder"]
     assert "funnelrank._core" in graph["funnelrank.core"]  # the compiled core is a node of its own
     # collection_store imports Collection only under TYPE_CHECKING
     assert "funnelrank.store.collection" not in graph["funnelrank.store.format"]

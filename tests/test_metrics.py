@@ -6,7 +6,6 @@ import math
 import random
 
 import pytest
-
 from funnelrank.eval.metrics import (
     evaluate,
     mrr_at_k,

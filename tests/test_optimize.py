@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from beir_fixtures import write_beir
-
 from funnelrank.cli.main import main
 from funnelrank.eval.beir import load_beir
 from funnelrank.eval.optimize import GUARD_MARGIN, guard

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from service_helpers import overlap_reranker
-
-from funnelrank.store.collection import Collection
 from funnelrank.pipeline import Pipeline, Result, SearchResponse, Stage1Hit
+from funnelrank.store.collection import Collection
+from service_helpers import overlap_reranker
 
 DOCS = {
     "json": ("The json module encodes and decodes JSON documents in Python.", {"kind": "module", "year": 2020}),

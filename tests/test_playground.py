@@ -10,11 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
-from service_helpers import TOY_DOCS, overlap_reranker, running_server
-
 from funnelrank.rerank.policy import DEFAULT_FLOOR
 from funnelrank.serve.app import create_app
 from funnelrank.serve.playground import CONTENT_SECURITY_POLICY, PLAYGROUND_PATHS, playground_file
+from service_helpers import TOY_DOCS, overlap_reranker, running_server
 
 
 def toy_collection() -> Any:

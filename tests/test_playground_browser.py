@@ -15,11 +15,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from service_helpers import TOY_DOCS, overlap_reranker, running_server
-from test_playground import served
-
 from funnelrank.rerank.policy import DEFAULT_FLOOR
 from funnelrank.serve.app import create_app
+from service_helpers import TOY_DOCS, overlap_reranker, running_server
+from test_playground import served
 
 FLOOR = f"{DEFAULT_FLOOR:g}"  # the default floor as the page prints it
 

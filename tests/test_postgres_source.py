@@ -16,8 +16,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 psycopg = pytest.importorskip("psycopg")
 
 from beir_fixtures import write_beir  # noqa: E402
-
-from funnelrank import Collection, Pipeline, cli  # noqa: E402
+from funnelrank import Collection, Pipeline  # noqa: E402
+from funnelrank.cli import main as cli  # noqa: E402
 from funnelrank.retrieve.postgres import PgCorpus, PgVectorRetriever, embedded_postgres, filter_condition, pg_retriever  # noqa: E402
 from funnelrank.retrieve.retrievers import DenseRetriever, Retriever  # noqa: E402
 
@@ -207,7 +207,7 @@ def test_bad_input_is_refused_clearly(pg_dsn: str, corpus: PgCorpus, tmp_path: P
 
 def test_eval_pgvector_stage_equals_dense_stage(pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    from funnelrank.embed import defaults
+    from funnelrank.embed import default_model as defaults
 
     model_dir = defaults.fp32_model_dir()  # the embedding cache under tmp_path; the model export stays put
     monkeypatch.setattr(defaults, "fp32_model_dir", lambda: model_dir)

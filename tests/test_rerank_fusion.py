@@ -10,16 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rerank_fakes import ScoreInTextModel
-
+from funnelrank.candidates import Candidate
 from funnelrank.cli.main import main as cli
 from funnelrank.eval.fusion_tuning import parse_grid, sweep_fusion
-from funnelrank.rerank.traces import group_traces
-from funnelrank.candidates import Candidate
 from funnelrank.rerank import Reranker, RerankScheduler
-from funnelrank.rerank.traces import read_traces
-from funnelrank.rerank.policy import DEFAULT_STAGE1_WEIGHT, default_stage1_weight
 from funnelrank.rerank.fusion import RERANK_FUSION_K, check_fusion, check_stage1_weight, fused_order, rerank_order
+from funnelrank.rerank.policy import DEFAULT_STAGE1_WEIGHT, default_stage1_weight
+from funnelrank.rerank.traces import group_traces, read_traces
+from rerank_fakes import ScoreInTextModel
 
 BAD_WEIGHTS = [-0.1, 1.5, math.nan, math.inf, True, "0.5", None]
 

@@ -4,11 +4,16 @@ collection (fusing raw hits, one allow-list) equals the generic fusion of its in
 from __future__ import annotations
 
 import pytest
-
 from funnelrank.candidates import Candidate, CandidateList, Stage1Hit
+from funnelrank.retrieve.retrievers import (
+    BM25Retriever,
+    DenseRetriever,
+    HybridRetriever,
+    Retriever,
+    RunRetriever,
+    make_retriever,
+)
 from funnelrank.store.collection import Collection
-from funnelrank.retrieve.retrievers import (BM25Retriever, DenseRetriever, HybridRetriever, Retriever, RunRetriever,
-                                  make_retriever)
 
 DOCS = {
     "json": ("The json module encodes and decodes JSON documents.", {"kind": "module"}),

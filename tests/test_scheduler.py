@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-
 from funnelrank.rerank.batching import plan_batches
 from funnelrank.rerank.cross_encoder import EncodedPairs, sigmoid
 from funnelrank.rerank.scheduler import OverloadedError, RerankScheduler, SchedulerClosedError, SchedulerStats

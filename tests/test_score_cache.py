@@ -8,10 +8,9 @@ import asyncio
 import httpx
 import numpy as np
 import pytest
-from service_helpers import OverlapModel, overlap_reranker, running_server, wait_until_pending
-
 from funnelrank.rerank.scheduler import RerankScheduler
 from funnelrank.rerank.score_cache import ScoreCache
+from service_helpers import OverlapModel, overlap_reranker, running_server, wait_until_pending
 
 DOCS = ["The capital of France is Paris.", "Bananas are yellow.", "Paris hosts the Louvre.", "Knitting basics."]
 

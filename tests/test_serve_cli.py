@@ -8,16 +8,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from service_helpers import free_port
-
 from funnelrank.cli.main import main
 from funnelrank.store.collection import Collection
+from service_helpers import free_port
 
 DOCS = ["the cat sat on the mat", "dogs chase cats", "stock markets fell", "a recipe for bread"]
 
@@ -160,7 +159,6 @@ def serve_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 def test_serve_access_defaults_and_options(serve_app: Any, monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     from fastapi.testclient import TestClient
-
     from funnelrank.serve.server import HeaderTimeoutH11Protocol
 
     body = {"query": "q", "documents": ["q"]}
@@ -207,9 +205,8 @@ def test_serve_access_defaults_and_options(serve_app: Any, monkeypatch: pytest.M
 
 def test_serve_cache_entries_reaches_the_reranker(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("uvicorn")
-    from service_helpers import overlap_reranker
-
     from funnelrank.rerank.reranker import DEFAULT_CACHE_ENTRIES
+    from service_helpers import overlap_reranker
 
     seen: list[dict[str, Any]] = []
     made: list[Any] = []

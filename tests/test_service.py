@@ -9,10 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
-from service_helpers import TOY_DOCS, OverlapModel, overlap_reranker, running_server, toy_server, wait_until_pending
-
 from funnelrank.serve import ServiceLimits
 from funnelrank.serve.app import create_app
+from service_helpers import TOY_DOCS, OverlapModel, overlap_reranker, running_server, toy_server, wait_until_pending
 
 DOCS = TOY_DOCS
 

@@ -18,10 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
-from service_helpers import overlap_reranker, running_server
-
 from funnelrank.serve import ServiceLimits
 from funnelrank.serve.app import create_app
+from service_helpers import overlap_reranker, running_server
 
 DOCS = ["The capital of France is Paris.", "Bananas are yellow.", "Paris hosts the Louvre.", "Knitting."]
 JSON = {"content-type": "application/json"}

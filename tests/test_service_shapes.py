@@ -14,9 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from service_helpers import TOY_DOCS, running_server, toy_server
-
 from funnelrank.serve.app import ENDPOINTS, create_app
+from service_helpers import TOY_DOCS, running_server, toy_server
 
 SERVICE_GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guides" / "service.md"
 

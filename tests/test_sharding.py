@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from funnelrank import Collection, Pipeline
 from funnelrank.cli.main import main
 from funnelrank.core import IndexFileError

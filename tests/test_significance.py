@@ -6,7 +6,6 @@ import itertools
 
 import numpy as np
 import pytest
-
 from funnelrank.eval import significance
 from funnelrank.eval.significance import bootstrap_ci, compare_per_query, paired_randomization_test
 

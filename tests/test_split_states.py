@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from funnelrank.models import default_reranker_path
 from funnelrank.rerank import CrossEncoder
 from funnelrank.rerank.split import StateStore, is_segment_model

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from beir_fixtures import write_beir
 from funnelrank.eval.beir import load_beir
 from funnelrank.eval.harness import StageContext, run_evaluation
@@ -32,7 +31,7 @@ def dataset(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Embedding cache under tmp_path; the fp32 model export stays where `make build` put it."""
-    from funnelrank.embed import defaults
+    from funnelrank.embed import default_model as defaults
 
     model_dir = defaults.fp32_model_dir()
     monkeypatch.setattr(defaults, "fp32_model_dir", lambda: model_dir)

@@ -13,13 +13,12 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from beir_fixtures import write_beir  # noqa: E402
-from rerank_fakes import build_tiny_cross_encoder  # noqa: E402
-
 from funnelrank.cli.main import main as cli  # noqa: E402
 from funnelrank.eval.beir import load_beir  # noqa: E402
 from funnelrank.eval.harness import run_evaluation  # noqa: E402
 from funnelrank.rerank import CrossEncoder
 from funnelrank.rerank.traces import read_traces
+from rerank_fakes import build_tiny_cross_encoder  # noqa: E402
 
 
 def test_rerank_stage_reorders_run_candidates_and_traces(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from beir_fixtures import write_beir
-
 from funnelrank.cli.main import main
 from funnelrank.eval.beir import load_qrels, load_run
 from funnelrank.eval.metrics import trec_eval_order

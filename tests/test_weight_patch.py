@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import funnelrank.models
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
-import funnelrank.models
-from funnelrank.models import PACKAGED_RERANKER, PATCH_FILE, default_reranker_path
 from funnelrank.files import file_sha256
+from funnelrank.models import PACKAGED_RERANKER, PATCH_FILE, default_reranker_path
 from funnelrank.models.weight_patch import apply_patch, make_patch
+from onnx import TensorProto, helper, numpy_helper
 
 
 def _model(path: Path, w: np.ndarray, b: np.ndarray, extra_node: bool = False) -> Path:

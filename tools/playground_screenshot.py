@@ -110,11 +110,10 @@ def served_collection(docs: list[str] = DOCS, reranker: Any | None = None) -> It
     import socket
 
     import uvicorn
-
-    from funnelrank.store.collection import Collection
     from funnelrank.rerank import Reranker
     from funnelrank.serve.app import create_app
     from funnelrank.serve.server import server_config
+    from funnelrank.store.collection import Collection
 
     collection = Collection(dense=False)
     collection.add([f"doc{i + 1}" for i in range(len(docs))], docs)

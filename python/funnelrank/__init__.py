@@ -14,18 +14,23 @@ or retrieve and rerank a collection::
     ...     response = pipe.search("where do cats sleep?")
 
 Stage 1 (recall): BM25 over an inverted index and dense vectors in an HNSW graph, fused with
-reciprocal-rank fusion, all in a C++ core (:mod:`funnelrank.core`, behind :mod:`funnelrank.retrieve.retrievers`).
-Stage 2 (precision): an ONNX Runtime cross-encoder re-scores the candidates; its sigmoid scores are
-absolute, so a relevance floor can refuse junk ("no evidence").
+reciprocal-rank fusion, all in a C++ core (:mod:`funnelrank.core`, behind :mod:`funnelrank.retrieve`).
+Stage 2 (precision): a :class:`Scorer` (an ONNX Runtime cross-encoder) re-scores the candidates; its sigmoid
+scores are absolute, so the :class:`RankPolicy`'s relevance floor can refuse junk ("no evidence").
+
+The package by stage: :mod:`funnelrank.retrieve` (retrievers, filters, sharding, PostgreSQL),
+:mod:`funnelrank.store` (collections on disk), :mod:`funnelrank.embed`, :mod:`funnelrank.rerank` (scorers,
+scheduler, policy), :mod:`funnelrank.serve` (HTTP and Ray), :mod:`funnelrank.eval`, :mod:`funnelrank.train`,
+:mod:`funnelrank.integrations`, :mod:`funnelrank.cli`.
 """
 
 from __future__ import annotations
 
 from funnelrank._core import IndexFileError
 from funnelrank.candidates import Candidate
-from funnelrank.store.collection import Collection, Document
-from funnelrank.pipeline import Pipeline, Result, SearchResponse
-from funnelrank.rerank import CrossEncoder, OverloadedError, RankPolicy, RerankedItem, Reranker, RerankResult, Scorer
+from funnelrank.pipeline import Pipeline, SearchResponse
+from funnelrank.rerank import CrossEncoder, RankPolicy, Reranker, Scorer
+from funnelrank.store.collection import Collection
 
 __version__ = "0.1.0"
 
@@ -33,14 +38,11 @@ __all__ = [
     "Candidate",
     "Collection",
     "CrossEncoder",
-    "Document",
     "IndexFileError",
-    "OverloadedError",
     "Pipeline",
-    "RerankResult",
-    "RerankedItem",
+    "RankPolicy",
     "Reranker",
-    "Result",
+    "Scorer",
     "SearchResponse",
     "__version__",
 ]

@@ -29,9 +29,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from funnelrank.candidates import Candidate, Stage1Hit
-from funnelrank.store.collection import Collection
+from funnelrank.checks import check_k
 from funnelrank.rerank.policy import DEFAULT_DEPTH, DEFAULT_TOP_K, RankPolicy
-from funnelrank.retrieve.retrievers import RETRIEVERS, Retrieved, Retriever, check_k, check_query, make_retriever
+from funnelrank.retrieve.retrievers import RETRIEVERS, Retrieved, Retriever, check_query, make_retriever
+from funnelrank.store.collection import Collection
 
 __all__ = ["RETRIEVERS", "FunnelEntry", "Pipeline", "Result", "SearchResponse", "Stage1Hit"]
 

@@ -48,8 +48,8 @@ def build_pipeline(passages: list[Passage], reranker: Any | None, *, top_k: int,
                    floor: float | None, progress: bool) -> tuple[Pipeline, float]:
     """A :class:`funnelrank.Pipeline` over the passages (BM25 over title + text, `reranker` as stage 2);
     returns (pipeline, indexing seconds)."""
-    from funnelrank.store.collection import Collection
     from funnelrank.pipeline import DEFAULT, Pipeline
+    from funnelrank.store.collection import Collection
 
     collection = Collection(dense=False)
     start = time.perf_counter()

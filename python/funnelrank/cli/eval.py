@@ -138,8 +138,8 @@ def write_out_runs(paths: dict[str, str], rankings: dict[str, Any], *, progress:
     scores are the stage's own; trec_eval re-sorts each query's lines by score (ties by document id,
     descending), so when a stage's scores tie or rise its order can differ from the one scored here: a note
     on stderr says so."""
-    from funnelrank.serve.ray_data import write_trec_run
     from funnelrank.eval.metrics import trec_eval_order
+    from funnelrank.serve.ray_data import write_trec_run
 
     written = {}
     for stage, path in paths.items():

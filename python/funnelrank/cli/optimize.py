@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
 from funnelrank.rerank.policy import DEFAULT_DEPTH
 
 

@@ -17,13 +17,14 @@ import json
 import sys
 import time
 from pathlib import Path
+
 from funnelrank.rerank.policy import DEFAULT_DEPTH
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `funnelrank rerank-run`."""
-    from funnelrank.serve.ray_data import rerank_run, write_trec_run
     from funnelrank.eval.beir import load_corpus, load_qrels, load_queries, load_run
+    from funnelrank.serve.ray_data import rerank_run, write_trec_run
 
     progress = not args.quiet
     run_path, data = Path(args.run), Path(args.data)

@@ -62,8 +62,8 @@ def format_table(response: SearchResponse, reranked: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Load the collection, build the pipeline, search, print."""
-    from funnelrank.store.collection import Collection
     from funnelrank.pipeline import DEFAULT, Pipeline
+    from funnelrank.store.collection import Collection
 
     flt = _parse_filter(args.filter)
     collection = Collection.load(args.collection)

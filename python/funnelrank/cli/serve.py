@@ -148,8 +148,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_on_ray(args, config)
     collection = None
     if args.collection is not None:
-        from funnelrank.store.collection import Collection
         from funnelrank.retrieve.sharded import is_shard_dir, load_shards
+        from funnelrank.store.collection import Collection
 
         collection = load_shards(args.collection) if is_shard_dir(args.collection) else Collection.load(args.collection)
     reranker, app = build_service(config, collection)

@@ -36,8 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     """Execute `shard`."""
-    from funnelrank.store.collection import Collection
     from funnelrank.retrieve.sharded import read_manifest, write_shards
+    from funnelrank.store.collection import Collection
 
     collection = Collection.load(args.collection)
     out = write_shards(collection, args.out, args.shards)

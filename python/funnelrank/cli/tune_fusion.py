@@ -32,9 +32,8 @@ def run(args: argparse.Namespace) -> int:
     """Execute `tune-fusion`."""
     from funnelrank.eval.calibrate import load_qrels
     from funnelrank.eval.fusion_tuning import DEFAULT_GRID, parse_grid, sweep_fusion
-    from funnelrank.rerank.traces import group_traces
     from funnelrank.eval.significance import describe_comparison
-    from funnelrank.rerank.traces import read_traces
+    from funnelrank.rerank.traces import group_traces, read_traces
 
     records = read_traces(args.traces, allow_empty=False)
     queries, skipped = group_traces(records)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from funnelrank.embed.corpus_cache import corpus_cache_path, embed_corpus
-from funnelrank.embed.defaults import DEFAULT_MODEL, DEFAULT_PRECISION, PRECISIONS
+from funnelrank.embed.default_model import DEFAULT_MODEL, DEFAULT_PRECISION, PRECISIONS
 from funnelrank.embed.embedder import Embedder, default_embedder
 from funnelrank.embed.model_dir import ModelFiles, read_model_dir
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from funnelrank.files import atomic_writer, cache_dir
 from funnelrank.embed.embedder import Embedder
+from funnelrank.files import atomic_writer, cache_dir
 
 __all__ = ["corpus_cache_path", "embed_corpus"]
 

@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from funnelrank.rerank.batching import token_budget_batches
-from funnelrank.files import hash_file
-from funnelrank.embed import defaults
-from funnelrank.embed.model_dir import ModelFiles, read_model_dir
 from funnelrank.checks import cap_for_tokens, check_text
+from funnelrank.embed import default_model as defaults
+from funnelrank.embed.model_dir import ModelFiles, read_model_dir
+from funnelrank.files import hash_file
+from funnelrank.rerank.batching import token_budget_batches
 
 __all__ = ["DEFAULT_MAX_BATCH_SIZE", "DEFAULT_MAX_TOKENS", "Embedder", "default_embedder"]
 
@@ -254,7 +254,7 @@ class Embedder:
 
 def default_embedder(precision: str | None = None, **kwargs: Any) -> Embedder:
     """An :class:`Embedder` for all-MiniLM-L6-v2 at `precision` ("fp32" or "int8"; default
-    :data:`funnelrank.embed.DEFAULT_PRECISION`), from the files :mod:`funnelrank.embed.defaults`
+    :data:`funnelrank.embed.DEFAULT_PRECISION`), from the files :mod:`funnelrank.embed.default_model`
     locates. Extra keyword arguments go to the Embedder.
 
     Raises FileNotFoundError saying how to create the fp32 export when it is missing.

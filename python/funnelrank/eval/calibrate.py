@@ -321,9 +321,9 @@ def plot_histogram(
 ) -> Path:
     """Write a PNG histogram of the scores (relevant vs non-relevant when labelled) with the floor marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     from funnelrank.files import atomic_writer
-    from matplotlib.figure import Figure
 
     out = Path(path)
     if not out.parent.is_dir():

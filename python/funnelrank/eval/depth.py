@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from funnelrank.eval.fusion_tuning import TracedQuery
-from funnelrank.rerank.traces import group_traces
 from funnelrank.eval.metrics import mrr_at_k, ndcg_at_k
 from funnelrank.eval.significance import bootstrap_ci
+from funnelrank.rerank.policy import RankPolicy
+from funnelrank.rerank.traces import TracedQuery, group_traces
 
 __all__ = ["DEFAULT_DEPTHS", "DEFAULT_MARGIN", "DepthPoint", "DepthReport", "advise_depth", "parse_depths",
            "replay_order"]

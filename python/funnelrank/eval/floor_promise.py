@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np  # noqa: F401 - the doctest's
-
 from funnelrank.eval.significance import bootstrap_ci
 from funnelrank.rerank.policy import RankPolicy
 from funnelrank.rerank.traces import TracedQuery

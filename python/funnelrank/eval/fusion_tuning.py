@@ -21,8 +21,7 @@ and its p-values are not corrected for that choice: read them as an upper bound 
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 

@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from funnelrank.candidates import Candidate
 from funnelrank.eval.beir import BeirDataset
 from funnelrank.eval.metrics import ndcg_at_k
 from funnelrank.eval.significance import compare_per_query
-from funnelrank.candidates import Candidate
 from funnelrank.rerank.cascade import CascadeScorer, CascadeSpec, is_cascade_name
 from funnelrank.rerank.policy import DEFAULT_DEPTH, RankPolicy
 from funnelrank.rerank.scorer import Scorer
@@ -92,8 +92,8 @@ def candidate_lists(ds: BeirDataset, candidates: int) -> dict[str, list[str]]:
     over the corpus (:class:`funnelrank.retrieve.retrievers.BM25Retriever`), cut to `candidates`."""
     if ds.run is not None:
         return {q: [d for d, _ in ds.run.get(q, [])[:candidates] if d in ds.corpus] for q in ds.queries}
-    from funnelrank.store.collection import Collection
     from funnelrank.retrieve.retrievers import BM25Retriever
+    from funnelrank.store.collection import Collection
 
     collection = Collection(dense=False)
     collection.add(ds.doc_ids(), ds.doc_texts())

@@ -2,7 +2,7 @@
 no reranker, over the run's collection (:meth:`StageContext.collection`).
 
 ``dense``: the corpus (``title + " " + text``) embedded with the bi-encoder (default all-MiniLM-L6-v2, see
-:mod:`funnelrank.embed.defaults`) in the core's HNSW graph (cosine); each query is embedded and the graph
+:mod:`funnelrank.embed.default_model`) in the core's HNSW graph (cosine); each query is embedded and the graph
 searched. Corpus vectors are cached on disk keyed by model and corpus content
 (:func:`funnelrank.embed.embed_corpus`), so repeated evaluations skip the embedding. Reported separately:
 ``embed_seconds`` (corpus embedding, ~0 on a cache hit, ``embed_cached`` says which), ``index_seconds`` (the

@@ -30,9 +30,15 @@ import time
 
 from funnelrank.eval.floor_promise import floor_promise
 from funnelrank.eval.harness import StageContext, StageOutput, pipeline_output, register_stage
-from funnelrank.rerank.policy import DEFAULT_DEPTH, DEFAULT_FLOOR, DEFAULT_FUSION, DEFAULT_STAGE1_WEIGHT, default_stage1_weight
-from funnelrank.rerank.traces import group_traces, read_traces
 from funnelrank.rerank.fusion import FUSION_METHODS
+from funnelrank.rerank.policy import (
+    DEFAULT_DEPTH,
+    DEFAULT_FLOOR,
+    DEFAULT_FUSION,
+    DEFAULT_STAGE1_WEIGHT,
+    default_stage1_weight,
+)
+from funnelrank.rerank.traces import group_traces, read_traces
 from funnelrank.rerank.variants import LOAD_VARIANTS
 
 

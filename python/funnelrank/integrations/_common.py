@@ -13,6 +13,8 @@ from types import ModuleType
 from typing import Any, Literal, TypeVar, Union
 
 from funnelrank.candidates import Candidate
+from funnelrank.checks import check_k
+from funnelrank.rerank.policy import check_floor
 
 __all__ = ["DEFAULT", "FloorSetting", "RerankerHolder", "as_pipeline", "candidates_of", "check_floor_setting",
            "check_top_n", "require"]
@@ -38,22 +40,19 @@ def require(module: str, extra: str, package: str) -> ModuleType:
 
 
 def check_top_n(top_n: int | None, name: str = "top_n") -> int | None:
-    """`top_n` if it is None or a positive int, else ValueError."""
-    if top_n is None:
-        return None
-    if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
-        raise ValueError(f"{name} must be a positive integer or None (every document that clears the floor), "
-                         f"got {top_n!r}")
-    return top_n
+    """`top_n` if it is None (every document that clears the floor) or a positive int (the policy's ``top_k``
+    check, :func:`funnelrank.checks.check_k`), else ValueError naming `name`."""
+    return None if top_n is None else check_k(top_n, name)
 
 
 def check_floor_setting(floor: Any, name: str = "floor") -> FloorSetting:
     """`floor` if it is a number in [0, 1], ``"default"`` or None, else ValueError."""
-    if floor is None or floor == DEFAULT:
+    if floor is None or (isinstance(floor, str) and floor == DEFAULT):
         return floor  # type: ignore[no-any-return]
-    if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0.0 <= float(floor) <= 1.0:
-        raise ValueError(f"{name} must be a score in [0, 1], 'default' (the reranker's) or None, got {floor!r}")
-    return float(floor)
+    try:
+        return check_floor(floor)  # the policy's check
+    except ValueError:
+        raise ValueError(f"{name} must be a score in [0, 1], 'default' (the reranker's) or None, got {floor!r}") from None
 
 
 class RerankerHolder:
@@ -116,8 +115,8 @@ def candidates_of(documents: Sequence[T], text: Callable[[T], str | None],
 def as_pipeline(source: Any) -> tuple[Any, bool]:
     """``(pipeline, owned)`` for a :class:`funnelrank.Pipeline` (borrowed) or a :class:`funnelrank.Collection`
     (a pipeline with the default reranker is built over it and owned)."""
-    from funnelrank.store.collection import Collection
     from funnelrank.pipeline import Pipeline
+    from funnelrank.store.collection import Collection
 
     if isinstance(source, Pipeline):
         return source, False

@@ -119,7 +119,7 @@ def _check(wrapper: object, onnx_file: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    from funnelrank.embed.defaults import fp32_model_dir
+    from funnelrank.embed.default_model import fp32_model_dir
 
     parser = argparse.ArgumentParser(prog="python -m funnelrank.models.export_embedder", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.source is None:
-            from funnelrank.embed.defaults import source_model_dir
+            from funnelrank.embed.default_model import source_model_dir
 
             args.source = source_model_dir()
         export(args.source, args.out or fp32_model_dir(), opset=args.opset, force=args.force)

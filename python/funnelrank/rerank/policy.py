@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from funnelrank.candidates import Candidate
+from funnelrank.checks import check_k
 from funnelrank.rerank.fusion import check_fusion, check_stage1_weight, fused_order
 from funnelrank.rerank.scorer import Scores
-from funnelrank.checks import check_k
 
 __all__ = [
     "DEFAULT_DEPTH", "DEFAULT_FLOOR", "DEFAULT_FUSION", "DEFAULT_STAGE1_WEIGHT", "DEFAULT_TOP_K", "RankPolicy",

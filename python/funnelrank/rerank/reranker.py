@@ -204,7 +204,7 @@ class Reranker:
             ])
 
         The same as :meth:`rerank` with stage-1 fusion turned off (plain documents have no stage-1 order)."""
-        changes = {k: v for k, v in (("top_k", top_k), ("floor", floor)) if v is not _UNSET}
+        changes: dict[str, Any] = {k: v for k, v in (("top_k", top_k), ("floor", floor)) if v is not _UNSET}
         return self.rerank(query, documents, timeout=timeout, stage1_weight=0.0, **changes)
 
     def _prepare(self, candidates: Sequence[Any], policy: RankPolicy | None,

@@ -33,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -61,13 +61,6 @@ class PairModel(Protocol):
     def infer(self, input_ids: Sequence[np.ndarray], type_ids: Sequence[np.ndarray] | None) -> np.ndarray:
         """One logit per pair for one batch (padding is the model's business)."""
         ...
-
-
-def _cached_scores(entries: Sequence[tuple[float, bool] | None]) -> Scores:
-    """Scores from cache entries (every entry filled in)."""
-    logits = np.asarray([e[0] for e in entries if e is not None], dtype=np.float64)
-    truncated = any(e[1] for e in entries if e is not None)
-    return Scores(sigmoid(logits), logits, truncated)
 
 
 @dataclass
@@ -245,13 +238,13 @@ class RerankScheduler(Scorer):
             self._precheck(len(passages))
             return self.submit_encoded(self.model.encode(query, passages))
         self._precheck(0)  # a closed scheduler refuses, even what it could answer from the cache
-        hits = [self.cache.get(query, p) for p in passages]
-        todo = [i for i, h in enumerate(hits) if h is None]
+        hits, todo = self.cache.lookup(query, passages)
         if not todo:
-            return done_future(_cached_scores(hits))
+            return done_future(self.cache.complete(query, passages, hits, todo, None))
         self._precheck(len(todo))
         fresh = self.submit_encoded(self.model.encode(query, [passages[i] for i in todo]))
-        return chain(fresh, lambda scores: self._merge(query, passages, hits, todo, scores))
+        cache = self.cache
+        return chain(fresh, lambda scores: cache.complete(query, passages, hits, todo, scores))
 
     def submit_encoded(self, enc: EncodedPairs) -> RerankFuture:
         """Queue already-tokenized pairs; returns a future of `Scores`."""
@@ -282,14 +275,6 @@ class RerankScheduler(Scorer):
             self._stats.requests += 1
             self._cond.notify()
         return future
-
-    def _merge(self, query: str, passages: Sequence[str], hits: list[tuple[float, bool] | None], todo: list[int],
-               fresh: Scores) -> Scores:
-        assert self.cache is not None
-        for i, logit in zip(todo, fresh.logits.tolist()):
-            self.cache.put(query, passages[i], logit, fresh.query_truncated)
-            hits[i] = (logit, fresh.query_truncated)
-        return _cached_scores(hits)
 
     def close(self, *, cancel_pending: bool = False, wait: bool = True) -> None:
         """Stop accepting requests. Queued requests are still served unless `cancel_pending`

@@ -20,6 +20,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
+import numpy as np
+
+from funnelrank.rerank.cross_encoder import sigmoid
+from funnelrank.rerank.scorer import Scores
+
 __all__ = ["ScoreCache"]
 
 
@@ -77,6 +82,23 @@ class ScoreCache:
             self._items.move_to_end(key)
             while len(self._items) > self.max_entries:
                 self._items.popitem(last=False)
+
+    def lookup(self, query: str, passages: Sequence[str]) -> tuple[list[tuple[float, bool] | None], list[int]]:
+        """Each passage's cached ``(logit, query_truncated)`` (None when not cached) and the positions to score."""
+        hits = [self.get(query, p) for p in passages]
+        return hits, [i for i, h in enumerate(hits) if h is None]
+
+    def complete(self, query: str, passages: Sequence[str], hits: list[tuple[float, bool] | None],
+                 todo: Sequence[int], fresh: Scores | None) -> Scores:
+        """The `Scores` of every passage: the cached `hits`, and `fresh` (the scores of the passages at
+        positions `todo`, in that order), which are remembered."""
+        if fresh is not None:
+            for i, logit in zip(todo, fresh.logits.tolist()):
+                self.put(query, passages[i], logit, fresh.query_truncated)
+                hits[i] = (logit, fresh.query_truncated)
+        entries = [h for h in hits if h is not None]
+        logits = np.asarray([e[0] for e in entries], dtype=np.float64)
+        return Scores(sigmoid(logits), logits, any(e[1] for e in entries))
 
     def clear(self) -> None:
         """Forget every pair (the counters stay)."""

@@ -32,7 +32,7 @@ from funnelrank.candidates import Candidate, CandidateList, Stage1Hit
 
 Hits = tuple[Sequence[str], Any]
 """A retriever's raw top-k: (ids, scores as a float32 array), best first."""
-from funnelrank.checks import MAX_K, check_k, check_text
+from funnelrank.checks import check_k, check_text
 
 __all__ = [
     "RETRIEVERS",

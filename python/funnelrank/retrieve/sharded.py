@@ -47,12 +47,13 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
-from funnelrank.files import file_sha256
 from funnelrank.candidates import Candidate, Stage1Hit
+from funnelrank.checks import check_k
+from funnelrank.core import IndexFileError
+from funnelrank.files import file_sha256
+from funnelrank.retrieve.retrievers import Retrieved, _ms, check_queries, check_query
 from funnelrank.store.collection import Collection
 from funnelrank.store.format import embedder_identity, find_embedder, manifest_checksum
-from funnelrank.core import IndexFileError
-from funnelrank.retrieve.retrievers import Retrieved, _ms, check_k, check_queries, check_query
 
 __all__ = [
     "LocalShard",

@@ -60,8 +60,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from funnelrank.serve.admission import WaitEstimator
 from funnelrank.retrieve.sharded import ShardedCollection, ShardUnavailableError
+from funnelrank.serve.admission import WaitEstimator
 from funnelrank.serve.limits import ServiceLimits
 from funnelrank.serve.metrics import CONTENT_TYPE, ServiceMetrics
 from funnelrank.serve.middleware import PARSED_JSON_KEY, JSONErrors, ServiceMiddleware

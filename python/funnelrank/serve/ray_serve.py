@@ -38,8 +38,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from funnelrank.retrieve.sharded import (
+    LocalShard,
+    ShardHits,
+    ShardInfo,
+    ShardUnavailableError,
+    is_shard_dir,
+    read_manifest,
+)
 from funnelrank.serve.config import ServiceConfig, build_service
-from funnelrank.retrieve.sharded import LocalShard, ShardHits, ShardInfo, ShardUnavailableError, is_shard_dir, read_manifest
 
 __all__ = ["ForwardedRequest", "ForwardedResponse", "Ingress", "RerankerServer", "ServeShard", "ServiceConfig",
            "ShardServer", "build_app", "run"]
@@ -127,8 +134,8 @@ class ShardServer:
     plain collection directory serves as shard 0 of 1), loaded once per replica, read-only."""
 
     def __init__(self, path: str, index: int = 0) -> None:
-        from funnelrank.store.collection import Collection
         from funnelrank.retrieve.sharded import load_shard
+        from funnelrank.store.collection import Collection
 
         if is_shard_dir(path):
             self.shard = load_shard(path, index)

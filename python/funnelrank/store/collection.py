@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from funnelrank.store.documents import Document, copy_document
-from funnelrank.retrieve.filters import MetadataIndex, validate_metadata
 from funnelrank.checks import check_text
+from funnelrank.retrieve.filters import MetadataIndex, validate_metadata
+from funnelrank.store.documents import Document, copy_document
 
 __all__ = ["Collection", "Document"]
 

@@ -55,10 +55,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from funnelrank._core import IndexFileError
-from funnelrank.files import atomic_writer, atomic_writer_leftovers
-from funnelrank.store.documents import Document
-from funnelrank.retrieve.filters import validate_metadata
 from funnelrank.checks import brief, check_text
+from funnelrank.files import atomic_writer, atomic_writer_leftovers
+from funnelrank.retrieve.filters import validate_metadata
+from funnelrank.store.documents import Document
 
 if TYPE_CHECKING:  # only for annotations: Collection imports this module (save/load), never the reverse
     from funnelrank.store.collection import Collection

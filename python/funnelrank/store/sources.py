@@ -46,7 +46,8 @@ def _read_text(path: Path) -> str:
 
 
 def _read_jsonl(path: Path, fields: JsonlFields) -> Iterator[tuple[str, Document]]:
-    from funnelrank.eval.beir import DatasetFormatError, _read_jsonl as read_objects
+    from funnelrank.eval.beir import DatasetFormatError
+    from funnelrank.eval.beir import _read_jsonl as read_objects
 
     for lineno, obj in read_objects(path):
         doc_id: Any = obj.get(fields.id)

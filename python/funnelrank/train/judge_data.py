@@ -21,8 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from funnelrank.train.data import (Retrieval, _held_out, _read_jsonl, load_msmarco, load_scifact, load_squad,
-                                      load_wikiqa)
+from funnelrank.train.data import Retrieval, _held_out, _read_jsonl, load_msmarco, load_scifact, load_squad, load_wikiqa
 
 Q_TOKENS = 48
 """Word pieces a query is cut to (special tokens included)."""
@@ -60,8 +59,9 @@ def _key(text: str, limit: int) -> str:
 def encode_all(texts: list[tuple[str, int]], work: Path, batch: int = 64) -> StateCache:
     """Encode each (text, token limit) once with the frozen all-MiniLM-L6-v2 (every layer, the text alone);
     states are stored as float16 in ``work/states-*.pt`` chunks, so an interrupted run resumes."""
-    from funnelrank.train.model import SegmentCrossEncoder, base_model_dir
     from tokenizers import Tokenizer
+
+    from funnelrank.train.model import SegmentCrossEncoder, base_model_dir
 
     work.mkdir(parents=True, exist_ok=True)
     cache = StateCache()

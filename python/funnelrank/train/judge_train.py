@@ -23,9 +23,23 @@ from torch.nn import functional as F
 from funnelrank.eval.nearmiss import gates
 from funnelrank.rerank.policy import clears_floor
 from funnelrank.train.judge import JudgeHead, match_mask, mean_pool
-from funnelrank.train.judge_data import (P_TOKENS, Q_TOKENS, Group, StateCache, add_near_misses, encode_all,
-                                            held_out, idf_corpus, msmarco_sample, msmarco_train_1k, nearmiss_groups,
-                                            scifact_groups, squad_groups, wikiqa_groups, wordpiece_idf)
+from funnelrank.train.judge_data import (
+    P_TOKENS,
+    Q_TOKENS,
+    Group,
+    StateCache,
+    add_near_misses,
+    encode_all,
+    held_out,
+    idf_corpus,
+    msmarco_sample,
+    msmarco_train_1k,
+    nearmiss_groups,
+    scifact_groups,
+    squad_groups,
+    wikiqa_groups,
+    wordpiece_idf,
+)
 
 TRAIN_SETS = ("msmarco-1k", "msmarco-train", "squad", "wikiqa", "scifact")
 VAL_SETS = ("msmarco-validation", "nearmiss-val", "nearmiss-synth", "squad-val", "scifact-val")

@@ -12,8 +12,16 @@ from typing import Any
 import numpy as np
 
 from funnelrank.train.cache import build_cache
-from funnelrank.train.data import (GROUP, Retrieval, TextStore, bm25_search, load_msmarco, load_scifact, load_squad,
-                                      load_wikiqa)
+from funnelrank.train.data import (
+    GROUP,
+    Retrieval,
+    TextStore,
+    bm25_search,
+    load_msmarco,
+    load_scifact,
+    load_squad,
+    load_wikiqa,
+)
 from funnelrank.train.model import SegmentCrossEncoder
 
 
