@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from funnelrank.cli.demo_corpus import Passage, build_demo_corpus, load_demo_corpus, split_passages
-from funnelrank.cli.main import demo_corpus, main
+from funnelrank.cli import demo_corpus
+from funnelrank.cli.main import main
 
 
 def test_split_passages_at_paragraphs_and_word_limit() -> None:

@@ -99,7 +99,7 @@ _BERT_LIKE = {"bert", "roberta", "xlm-roberta", "electra", "camembert", "distilb
 
 def optimize_onnx(onnx_path: str | os.PathLike[str], config: Any) -> dict[str, int]:
     """Rewrite `onnx_path` in place with ONNX Runtime's transformer optimizer (fused embedding+LayerNorm,
-    attention, skip-LayerNorm and bias-GELU kernels): 1.03x the unfused graph on CPU in ``bench/bench_rerank_workers.py``.
+    attention, skip-LayerNorm and bias-GELU kernels; ``bench/bench_rerank_workers.py`` measures the gain).
 
     Only graph fusions (``opt_level=0``), so the file stays portable across ONNX Runtime builds and
     providers. Returns the fused-operator counts; leaves the file unchanged (and returns ``{}``) for model

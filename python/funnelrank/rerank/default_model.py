@@ -56,11 +56,9 @@ def available_cores() -> int:
 def default_parallelism(cores: int | None = None) -> tuple[int, int]:
     """``(workers, intra_op_threads)`` for a `RerankScheduler` over `cores` cores (default: those available).
 
-    Two workers, each with its own ONNX Runtime session, split the cores between them. On the 2-core
-    development box ``bench/bench_rerank_workers.py`` measured 2 sessions of 1 thread at 1.15x the
-    throughput of 1 session of 2 threads with 8 concurrent clients, and within noise of it (0.97x) for one
-    client at a time: independent sessions need no per-operator thread synchronisation, which stalls when
-    the OS deschedules one thread of a pool. One core: one worker, one thread.
+    Two workers, each with its own ONNX Runtime session, split the cores between them: independent sessions
+    need no per-operator thread synchronisation, which stalls when the OS deschedules one thread of a pool
+    (the reranking guide's "Workers, threads, graph fusion" has the measurement). One core: one worker, one thread.
     """
     cores = available_cores() if cores is None else max(1, int(cores))
     workers = 2 if cores >= 2 else 1

@@ -2,18 +2,12 @@
 
 Which limits are servable. A request is refused (413) unless it fits every limit below, and the binding one is
 usually ``max_request_tokens``, not ``max_documents``: model time grows with tokens, and a pair costs at most
-the model's ``max_length`` tokens however long its document (the rest is truncated). The defaults were LOWERED
-(``max_request_tokens`` was added at 16,384) so that the largest request they allow is servable within the
-timeout on the reference machine, the 2-core development box: there the default reranker
-(MiniLM-L6, ``max_length`` 256, 2 workers x 1 thread) scored 1,039 tokens/s on 256-token pairs and 1,359
-tokens/s on 100-token pairs, measured in process while other jobs kept the load average at 4-6. At 1,000
-tokens/s a request at the limit needs at most ~16 s, inside the 24 s (80% of ``timeout_s`` = 30 s) that
-admission control allows a request (:mod:`funnelrank.serve.admission`); the token estimate (about 3
-characters per token) overstates typical English, which adds margin. So ``max_documents`` = 1,000 is
-reachable only with tiny documents (about 40 characters per pair, query included); with the default model
-(``max_length`` 256) 64 documents of any allowed length fit (32 with a 512-token model). On faster hardware
-raise ``max_request_tokens`` (``funnelrank serve --max-request-tokens``): admission control still refuses, with
-413, a request that the measured throughput says cannot finish within the timeout even alone.
+the model's ``max_length`` tokens however long its document (the rest is truncated). The defaults are sized so
+that the largest request they allow finishes within 80% of ``timeout_s`` (what admission control,
+:mod:`funnelrank.serve.admission`, allows a request) at :data:`REFERENCE_TOKENS_PER_S`; the service guide
+("How the default limits were sized") gives the measurement behind that figure. On faster hardware raise
+``max_request_tokens`` (``funnelrank serve --max-request-tokens``): admission control still refuses, with 413,
+a request that the measured throughput says cannot finish within the timeout even alone.
 """
 
 from __future__ import annotations
@@ -23,8 +17,7 @@ from dataclasses import dataclass
 __all__ = ["REFERENCE_TOKENS_PER_S", "ServiceLimits"]
 
 REFERENCE_TOKENS_PER_S = 1000.0
-"""Model throughput (tokens/s) the default limits are sized for: the slower figure measured for the default
-reranker on the loaded 2-core development box (see the module doc)."""
+"""Model throughput (tokens/s) the default limits are sized for (the service guide says where it comes from)."""
 
 
 @dataclass(frozen=True)
