@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from funnelrank.cli.main import main as cli
+import funnelrank.cli.main as cli
 from funnelrank.eval.calibrate import floor_point, load_qrels, otsu_threshold, recommend_floor
 
 

@@ -195,9 +195,12 @@ class CascadeScorer(Scorer):
     :func:`merge_logits` says, ``query_truncated`` as the exact pass saw it. ``timeout`` covers both passes.
     `close()` closes both scorers.
 
-        >>> cascade = CascadeScorer(first=int8_scheduler, exact=fp32_scheduler, keep=30)
-        >>> cascade.score("compress data with gzip", passages).logits[:3]
-        array([  6.2, -30. ,  -1.4])
+        >>> path = default_reranker_path()
+        >>> cascade = CascadeScorer(first=CrossEncoder.from_pretrained(path, precision="int8"),
+        ...                         exact=CrossEncoder.from_pretrained(path), keep=2)
+        >>> cascade.score("compress data with gzip", ["gzip.compress(data)", "json.dumps(obj)",
+        ...                                           "zlib.compress(data)"]).logits.round(2)
+        array([  2.42, -30.  ,   0.67])
     """
 
     def __init__(self, first: Scorer, exact: Scorer, keep: int) -> None:

@@ -154,19 +154,19 @@ class RankPolicy:
     """What to keep after stage 2, and in which order; validated at construction (ValueError naming the
     setting).
 
-    Attributes:
-        floor: the relevance floor on the cross-encoder's sigmoid score (0..1; None: no floor).
-        top_k: most results kept (None: all that clear the floor).
-        depth: stage-1 candidates handed to the reranker per query.
-        fusion: rerank-fusion method, "rrf" or "convex" (:mod:`funnelrank.rerank.fusion`).
-        stage1_weight: rerank-fusion weight in [0, 1]; 0 orders by the cross-encoder alone.
-
         >>> RankPolicy.for_stage1("hybrid")
         RankPolicy(floor=0.46, top_k=10, depth=100, fusion='convex', stage1_weight=0.8)
         >>> RankPolicy(top_k=0)
         Traceback (most recent call last):
         ...
         ValueError: top_k must be a positive int, got 0
+
+    Attributes:
+        floor: the relevance floor on the cross-encoder's sigmoid score (0..1; None: no floor).
+        top_k: most results kept (None: all that clear the floor).
+        depth: stage-1 candidates handed to the reranker per query.
+        fusion: rerank-fusion method, "rrf" or "convex" (:mod:`funnelrank.rerank.fusion`).
+        stage1_weight: rerank-fusion weight in [0, 1]; 0 orders by the cross-encoder alone.
     """
 
     floor: float | None = DEFAULT_FLOOR
