@@ -35,10 +35,10 @@ def test_weight_zero_is_the_cross_encoder_order_and_one_the_stage1_order() -> No
     scores = rng.random(50)
     scores[[3, 9]] = scores[20]  # ties keep input order
     ranks = [int(r) + 1 for r in rng.permutation(50)]
-    order, fused = fused_order(scores, ranks, 0.0)
+    order, fused = fused_order(scores, ranks, 0.0, fusion="rrf")
     assert fused is None
     assert order == sorted(range(50), key=lambda i: (-scores[i], i))
-    order, fused = fused_order(scores, ranks, 1.0)
+    order, fused = fused_order(scores, ranks, 1.0, fusion="rrf")
     assert order == sorted(range(50), key=lambda i: ranks[i])
     assert fused is not None and fused[order[0]] == pytest.approx(1.0 / (RERANK_FUSION_K + 1))
 
@@ -48,7 +48,7 @@ def test_intermediate_weight_follows_the_formula() -> None:
     scores = rng.random(40).tolist()
     ranks = [int(r) + 1 for r in rng.permutation(40)]
     for w in (0.2, 0.5, 0.8):
-        order, fused = fused_order(scores, ranks, w)
+        order, fused = fused_order(scores, ranks, w, fusion="rrf")
         expected = reference_fused(scores, ranks, w)
         assert fused is not None
         np.testing.assert_allclose(fused, expected, rtol=1e-6)
@@ -61,13 +61,13 @@ def test_fusion_moves_a_stage1_favourite_up() -> None:
     # The cross-encoder puts candidate 3 last; stage 1 put it first; equal weights lift it above the middle.
     scores = [0.9, 0.8, 0.7, 0.1]
     ranks = [2, 3, 4, 1]
-    assert fused_order(scores, ranks, 0.0)[0] == [0, 1, 2, 3]
-    assert fused_order(scores, ranks, 0.5)[0] == [0, 3, 1, 2]
+    assert fused_order(scores, ranks, 0.0, fusion="rrf")[0] == [0, 1, 2, 3]
+    assert fused_order(scores, ranks, 0.5, fusion="rrf")[0] == [0, 3, 1, 2]
 
 
 def test_nan_scores_rank_last_and_missing_stage1_ranks_go_after_ranked() -> None:
     assert rerank_order([0.2, math.nan, 0.5]) == [2, 0, 1]
-    order, _ = fused_order([0.1, 0.2, 0.3], [None, 1, 2], 1.0)
+    order, _ = fused_order([0.1, 0.2, 0.3], [None, 1, 2], 1.0, fusion="rrf")
     assert order == [1, 2, 0]
 
 
@@ -76,7 +76,7 @@ def test_bad_weights_are_rejected(weight: object) -> None:
     with pytest.raises(ValueError, match="stage1_weight"):
         check_stage1_weight(weight)
     with pytest.raises(ValueError, match="stage1_weight"):
-        fused_order([0.5], [1], weight)  # type: ignore[arg-type]
+        fused_order([0.5], [1], weight, fusion="rrf")  # type: ignore[arg-type]
 
 
 def minmax(x: list[float]) -> np.ndarray:
@@ -121,8 +121,8 @@ def test_convex_fusion_needs_stage1_scores_and_bad_methods_are_rejected() -> Non
 
 def test_mismatched_lengths_and_empty_input() -> None:
     with pytest.raises(ValueError, match="2 scores but 1 stage-1 ranks"):
-        fused_order([0.1, 0.2], [1], 0.5)
-    assert fused_order([], [], 0.5)[0] == []
+        fused_order([0.1, 0.2], [1], 0.5, fusion="rrf")
+    assert fused_order([], [], 0.5, fusion="rrf")[0] == []
     assert 0.0 <= DEFAULT_STAGE1_WEIGHT <= 1.0
     assert default_stage1_weight("hybrid") == DEFAULT_STAGE1_WEIGHT
     assert [default_stage1_weight(s) for s in ("bm25", "dense", "run")] == [0.0, 0.0, 0.0]
@@ -179,7 +179,7 @@ def test_candidates_without_a_stage1_rank_come_after_the_ranked_ones(reranker: R
              Candidate("b", "b [s=0.45]", 1, None)]
     res = reranker.rerank("q", cands, top_k=None, floor=None, stage1_weight=1.0)
     assert [i.id for i in res] == ["b", "a", "x"]
-    order, _ = fused_order([0.8, 0.3, 0.45], [None, 2, 1], 1.0)
+    order, _ = fused_order([0.8, 0.3, 0.45], [None, 2, 1], 1.0, fusion="rrf")
     assert [cands[i].id for i in order] == [i.id for i in res]
     assert res.items[2].stage1_rank is None
 

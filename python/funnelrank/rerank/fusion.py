@@ -76,7 +76,7 @@ def fused_order(
     stage1_ranks: Sequence[int | None],
     stage1_weight: float,
     *,
-    fusion: str = "rrf",
+    fusion: str,
     logits: np.ndarray | Sequence[float] | None = None,
     stage1_scores: Sequence[float | None] | None = None,
     k: float = RERANK_FUSION_K,
