@@ -11,8 +11,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from beir_fixtures import write_beir  # noqa: E402
 import funnelrank.cli.main as cli  # noqa: E402
+from beir_fixtures import write_beir  # noqa: E402
 from funnelrank.eval.beir import DatasetFormatError, load_beir, load_run  # noqa: E402
 from funnelrank.eval.harness import run_evaluation  # noqa: E402
 from funnelrank.rerank.traces import read_traces

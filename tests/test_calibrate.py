@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import funnelrank.cli.main as cli
 import numpy as np
 import pytest
-import funnelrank.cli.main as cli
 from funnelrank.eval.calibrate import floor_point, load_qrels, otsu_threshold, recommend_floor
 
 

@@ -7,11 +7,12 @@ import json
 import shutil
 from pathlib import Path
 
-import funnelrank.store.format as store
+import funnelrank.store.save as store_save
 import numpy as np
 import pytest
 from funnelrank.core import IndexFileError
 from funnelrank.store.collection import Collection, Document
+from funnelrank.store.manifest import manifest_checksum
 
 TEXTS = {
     "py-json": "The json module encodes and decodes JSON documents.",
@@ -156,7 +157,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "col" / "manifest.json").read_text())
     assert manifest["format"] == "funnelrank-collection" and manifest["version"] == 2
     assert manifest["documents"] == 4 and manifest["dense"] is None
-    assert manifest["checksum"] == store.manifest_checksum(manifest)
+    assert manifest["checksum"] == manifest_checksum(manifest)
     # Saving again replaces it; the replaced generation's data directory is kept (for readers still on it),
     # older ones are removed: never more than two.
     first = manifest["data"]
@@ -233,7 +234,7 @@ def test_crash_mid_save_leaves_old_collection(tmp_path: Path, monkeypatch: pytes
         def failing_writer(path: object) -> object:
             raise Boom("disk full while writing the manifest")
 
-        monkeypatch.setattr(store, "atomic_writer", failing_writer)
+        monkeypatch.setattr(store_save, "atomic_writer", failing_writer)
     with pytest.raises(Boom):
         new.save(target)
     monkeypatch.undo()

@@ -19,13 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import funnelrank.store.format as store
+import funnelrank.store.load as store_load
 import numpy as np
 import pytest
 from funnelrank.cli.main import main
 from funnelrank.core import IndexFileError
 from funnelrank.retrieve.filters import MAX_DEPTH, MetadataIndex, parse_filter, validate_filter, validate_metadata
 from funnelrank.store.collection import Collection
+from funnelrank.store.layout import DATA_RE, LOCK_FILE
+from funnelrank.store.lock import CollectionLockedError
+from funnelrank.store.manifest import manifest_checksum
 
 HUGE = 10**400
 
@@ -352,7 +355,7 @@ def save_loop(
                 return
             try:
                 c.save(root)
-            except store.CollectionLockedError:
+            except CollectionLockedError:
                 if not take_turns:
                     raise
                 time.sleep(0.001)
@@ -401,7 +404,7 @@ def test_two_processes_taking_turns_to_write_never_show_a_half_save(tmp_path: Pa
     print(f"\ntwo savers: {sum(seen.values()) + len(failures)} loads {dict(seen)}, {len(failures)} failures")
     assert not failures, failures[:3]
     assert state_of(Collection.load(root)) in ("A", "B")
-    assert (root / store.LOCK_FILE).is_file()
+    assert (root / LOCK_FILE).is_file()
     assert len([p for p in root.iterdir() if p.name.startswith("data-")]) <= 2
 
 
@@ -461,17 +464,17 @@ def test_load_starts_over_when_saves_remove_the_generation_it_reads(
     root = tmp_path / "col"
     a.save(root)
     a.close()
-    real = store._load_generation
+    real = store_load._load_generation
     calls = []
 
-    def racing(*args: Any, **kwargs: Any) -> Collection:
+    def racing(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         if len(calls) == 1:
             b.save(root)
             b.save(root)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(store, "_load_generation", racing)
+    monkeypatch.setattr(store_load, "_load_generation", racing)
     assert state_of(Collection.load(root)) == "B" and len(calls) == 2
 
 
@@ -481,8 +484,8 @@ def test_a_genuinely_missing_part_is_not_retried(tmp_path: Path, monkeypatch: py
     manifest = json.loads((root / "manifest.json").read_text())
     (root / manifest["data"] / "bm25.idx").unlink()
     calls = []
-    real = store._load_generation
-    monkeypatch.setattr(store, "_load_generation", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = store_load._load_generation
+    monkeypatch.setattr(store_load, "_load_generation", lambda *a, **k: calls.append(1) or real(*a, **k))
     with pytest.raises(IndexFileError, match="missing BM25 index file"):
         Collection.load(root)
     assert len(calls) == 1
@@ -497,7 +500,7 @@ def _rewrite(root: Path, change: Callable[[dict[str, Any]], Any], *, fix_checksu
     saved = manifest.get("checksum")
     change(manifest)
     if fix_checksum and "checksum" in manifest and manifest["checksum"] == saved:  # not what the change is about
-        manifest["checksum"] = store.manifest_checksum(manifest)
+        manifest["checksum"] = manifest_checksum(manifest)
     (root / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -689,20 +692,20 @@ def test_next_save_removes_leftovers_of_killed_saves_and_nothing_else(tmp_path: 
     small().save(root)
     assert not stale.exists() and not tmp_manifest.exists()
     assert all(p.exists() for p in kept)
-    assert len([p for p in root.iterdir() if store._DATA_RE.fullmatch(p.name)]) == 2
+    assert len([p for p in root.iterdir() if DATA_RE.fullmatch(p.name)]) == 2
 
 
 def test_a_directory_holding_only_our_leftovers_can_be_saved_into(tmp_path: Path) -> None:
     """A first save killed before its manifest leaves the lock file, a data directory, a temporary manifest."""
     root = tmp_path / "col"
     root.mkdir()
-    (root / store.LOCK_FILE).touch()
+    (root / LOCK_FILE).touch()
     (root / "data-aaaaaaaaaaaa").mkdir()
     (root / ".manifest.json.abcdefgh.tmp").write_text("{")
     small().save(root)
     assert Collection.load(root).ids() == ["a", "b"]
     others = sorted(p.name for p in root.iterdir() if not p.name.startswith("data-"))
-    assert others == [store.LOCK_FILE, "manifest.json"]
+    assert others == [LOCK_FILE, "manifest.json"]
 
 
 def test_a_foreign_directory_gets_no_lock_file(tmp_path: Path) -> None:

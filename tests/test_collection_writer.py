@@ -11,13 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import funnelrank.store.format as store
+import funnelrank.store.save as store_save
 import numpy as np
 import pytest
 from funnelrank._core import BM25Index, HNSWIndex, stale_temp_files
 from funnelrank.cli.main import main
 from funnelrank.core import IndexFileError
 from funnelrank.store.collection import Collection
+from funnelrank.store.lock import CollectionLockedError
 from test_collection_hardening import FakeEmbedder, small
 
 
@@ -87,7 +88,7 @@ def test_a_live_process_temp_file_is_never_removed(tmp_path: Path) -> None:
 _SECOND_WRITER = """
 import json, sys, time
 from funnelrank.store.collection import Collection
-from funnelrank.store.format import CollectionLockedError
+from funnelrank.store.lock import CollectionLockedError
 root = sys.argv[1]
 out = {"reader": Collection.load(root).ids()}
 attempts = {
@@ -131,13 +132,13 @@ def test_a_writer_in_the_same_process_fails_fast_and_close_releases(tmp_path: Pa
     root = tmp_path / "col"
     with small() as first:
         first.save(root)
-        with pytest.raises(store.CollectionLockedError, match=r"another Collection object in this process"):
+        with pytest.raises(CollectionLockedError, match=r"another Collection object in this process"):
             small().save(root)
-        with pytest.raises(store.CollectionLockedError, match=str(root)):
+        with pytest.raises(CollectionLockedError, match=str(root)):
             Collection.load(root, writer=True)
         first.save(root)  # the holder itself saves again
     opened = Collection.load(root, writer=True)  # released by the with block
-    with pytest.raises(store.CollectionLockedError):
+    with pytest.raises(CollectionLockedError):
         small().save(root)
     opened.add(["c"], ["more"])
     opened.save(root)
@@ -155,7 +156,7 @@ def test_a_killed_writer_never_blocks_the_next_one(tmp_path: Path) -> None:
     child = subprocess.Popen([sys.executable, "-c", script, str(root)], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "locked"
-        with pytest.raises(store.CollectionLockedError, match=f"pid {child.pid}"):
+        with pytest.raises(CollectionLockedError, match=f"pid {child.pid}"):
             small().save(root)
     finally:
         child.send_signal(signal.SIGKILL)
@@ -170,7 +171,7 @@ def test_a_failed_first_save_does_not_keep_the_lock(tmp_path: Path, monkeypatch:
     def failing_writer(path: object) -> object:
         raise OSError("disk full")
 
-    monkeypatch.setattr(store, "atomic_writer", failing_writer)
+    monkeypatch.setattr(store_save, "atomic_writer", failing_writer)
     with pytest.raises(OSError, match="disk full"):
         c.save(root)
     monkeypatch.undo()

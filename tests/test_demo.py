@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from funnelrank.cli.demo_corpus import Passage, build_demo_corpus, load_demo_corpus, split_passages
 from funnelrank.cli import demo_corpus
+from funnelrank.cli.demo_corpus import Passage, build_demo_corpus, load_demo_corpus, split_passages
 from funnelrank.cli.main import main
 
 

@@ -1,4 +1,4 @@
-"""Seeded fuzzing of the collection-directory loader, Collection.load (funnelrank.store.format).
+"""Seeded fuzzing of the collection-directory loader, Collection.load (funnelrank.store.load).
 
 A small valid collection is built once (BM25 only, 20 documents with unicode text and nested metadata) and
 saved; each case copies that directory and applies one seeded mutation from one of four families:

@@ -201,12 +201,33 @@ def _describe(path: list[str], graph: dict[str, dict[str, int]]) -> str:
 def test_the_graph_sees_the_imports() -> None:
     """Sanity: the parser finds known edges (module level and in-function ones), and skips TYPE_CHECKING."""
     graph = _graph()
-    assert "funnelrank.store.format" in graph["funnelrank.store.collection"]  # inside Collection.save
+    assert "funnelrank.store.save" in graph["funnelrank.store.collection"]
     assert "funnelrank.retrieve.filters" in graph["funnelrank.store.collection"]
     assert "funnelrank.embed.default_model" in graph["funnelrank.embed.embedder"]
     assert "funnelrank._core" in graph["funnelrank.core"]  # the compiled core is a node of its own
-    # collection_store imports Collection only under TYPE_CHECKING
-    assert "funnelrank.store.collection" not in graph["funnelrank.store.format"]
+    assert "funnelrank.embed" in graph["funnelrank.store.embedders"]  # inside find_embedder
+    snippet = "if TYPE_CHECKING:\n    import funnelrank.a\nelse:\n    import funnelrank.b\nimport funnelrank.c\n"
+    seen = [alias.name for node in _import_nodes(ast.parse(snippet)) for alias in node.names]  # 5 lines: no race
+    assert seen == ["funnelrank.b", "funnelrank.c"]
+
+
+STORE_PARTS = ("check", "docs_file", "documents", "embedders", "indexing", "inputs", "layout", "load", "lock",
+               "manifest", "save")
+"""The modules Collection is built from (its on-disk format and its helpers)."""
+
+
+def test_the_collection_uses_its_parts_and_they_never_reach_it() -> None:
+    """One way only: funnelrank.store.collection imports its on-disk format and helpers, which never import
+    it back, directly or through another module."""
+    graph = _graph()
+    uses = set(graph["funnelrank.store.collection"])
+    assert {f"funnelrank.store.{m}" for m in ("save", "load", "lock", "inputs")} <= uses
+    for part in STORE_PARTS:
+        seen, frontier = {f"funnelrank.store.{part}"}, [f"funnelrank.store.{part}"]
+        while frontier:
+            frontier = [child for node in frontier for child in graph[node] if child not in seen]
+            seen.update(frontier)
+        assert "funnelrank.store.collection" not in seen, f"funnelrank.store.{part} reaches the collection"
 
 
 def test_no_import_cycles() -> None:

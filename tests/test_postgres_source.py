@@ -15,9 +15,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 psycopg = pytest.importorskip("psycopg")
 
+import funnelrank.cli.main as cli  # noqa: E402
 from beir_fixtures import write_beir  # noqa: E402
 from funnelrank import Collection, Pipeline  # noqa: E402
-import funnelrank.cli.main as cli  # noqa: E402
 from funnelrank.retrieve.pg_corpus import filter_condition
 from funnelrank.retrieve.postgres import PgCorpus, PgVectorRetriever, embedded_postgres, pg_retriever
 from funnelrank.retrieve.retrievers import DenseRetriever, Retriever  # noqa: E402

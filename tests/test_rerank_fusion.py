@@ -8,10 +8,10 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
+import funnelrank.cli.main as cli
 import numpy as np
 import pytest
 from funnelrank.candidates import Candidate
-import funnelrank.cli.main as cli
 from funnelrank.eval.fusion_tuning import parse_grid, sweep_fusion
 from funnelrank.rerank import Reranker, RerankScheduler
 from funnelrank.rerank.fusion import RERANK_FUSION_K, check_fusion, check_stage1_weight, fused_order, rerank_order

@@ -12,8 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from beir_fixtures import write_beir  # noqa: E402
 import funnelrank.cli.main as cli  # noqa: E402
+from beir_fixtures import write_beir  # noqa: E402
 from funnelrank.eval.beir import load_beir  # noqa: E402
 from funnelrank.eval.harness import run_evaluation  # noqa: E402
 from funnelrank.rerank import CrossEncoder

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_collection(root: Path, fix: bool) -> int:
-    from funnelrank.store.format import check_collection
+    from funnelrank.store.check import check_collection
 
     report = check_collection(root, fix=fix)
     removed = set(report.removed)

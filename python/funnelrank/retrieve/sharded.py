@@ -53,7 +53,8 @@ from funnelrank.core import IndexFileError
 from funnelrank.files import file_sha256
 from funnelrank.retrieve.retrievers import Retrieved, _ms, check_queries, check_query
 from funnelrank.store.collection import Collection
-from funnelrank.store.format import embedder_identity, find_embedder, manifest_checksum
+from funnelrank.store.embedders import embedder_identity, find_embedder
+from funnelrank.store.manifest import manifest_checksum
 
 __all__ = [
     "LocalShard",
@@ -96,7 +97,7 @@ def shard_of(doc_id: str, shards: int) -> int:
 @dataclass(frozen=True)
 class ShardInfo:
     """What a shard holds: its documents, their total BM25 length, whether it has a dense index, and the
-    identity of the embedder it was built with (:func:`funnelrank.store.format.embedder_identity`)."""
+    identity of the embedder it was built with (:func:`funnelrank.store.embedders.embedder_identity`)."""
 
     documents: int
     total_length: int

@@ -5,77 +5,34 @@ documents' embeddings from a bi-encoder (:class:`funnelrank.embed.Embedder`). Me
 :class:`funnelrank.retrieve.filters.MetadataIndex` so that filters resolve to an allow-list of ids that both
 stage-1 searches honour.
 
-On disk a collection is one directory (see :mod:`funnelrank.store.format`): ``save`` is atomic as a
-whole (a load running meanwhile sees the old or the new collection, never a mix), ``load`` checks every part
-and raises :class:`funnelrank.IndexFileError` on a missing or corrupt one. A directory has one writer at a
-time: the collection that saved into it (or loaded it with ``writer=True``) holds its writer lock until
-``close()``; another writer gets :class:`funnelrank.store.format.CollectionLockedError` at once.
+On disk a collection is one directory (see :mod:`funnelrank.store.layout`): ``save`` is atomic as a
+whole (:mod:`funnelrank.store.save`: a load running meanwhile sees the old or the new collection, never a mix),
+``load`` checks every part (:mod:`funnelrank.store.load`) and raises :class:`funnelrank.IndexFileError` on a
+missing or corrupt one. A directory has one writer at a time: the collection that saved into it (or loaded it
+with ``writer=True``) holds its writer lock until ``close()``; another writer gets
+:class:`funnelrank.store.lock.CollectionLockedError` at once.
 """
 
 from __future__ import annotations
 
-import copy
-import operator
 import os
-import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from funnelrank.checks import check_text
-from funnelrank.retrieve.filters import MetadataIndex, validate_metadata
+from funnelrank.retrieve.filters import MetadataIndex
 from funnelrank.store.documents import Document, copy_document
+from funnelrank.store.embedders import default_embedder_or_none
+from funnelrank.store.indexing import PROGRESS_MIN_DOCS, add_to_bm25, embed_documents
+from funnelrank.store.inputs import check_additions, check_ids, clamp_k, dense_limits, document_columns
+from funnelrank.store.load import load_collection
+from funnelrank.store.lock import WriterLock, lock_key
+from funnelrank.store.save import save_collection
 
 __all__ = ["Collection", "Document"]
-
-PROGRESS_MIN_DOCS = 5000
-"""Indexing at least this many documents at once shows progress bars (unless told otherwise)."""
-_ADD_CHUNK = 2048
-"""Documents per BM25 add call when showing progress (the index grows incrementally)."""
-
-
-def _check_ids(ids: Any, what: str) -> list[str]:
-    if isinstance(ids, (str, bytes)):
-        raise ValueError(f"{what} must be a sequence of str, not a single string")
-    out = list(ids)
-    seen: set[str] = set()
-    for i, doc_id in enumerate(out):
-        check_text(doc_id, f"{what}[{i}]", type_error=ValueError)
-        if not doc_id:
-            raise ValueError(f"{what}[{i}] is empty")
-        if doc_id in seen:
-            raise ValueError(f"{what} repeats {doc_id!r}")
-        seen.add(doc_id)
-    return out
-
-
-def _clamp_k(k: Any, size: int) -> Any:
-    """`k` capped at `size` (at least 1): asking for more hits than there are documents returns them all, and
-    must not make the core allocate for 10**12 results. A `k` that is not an integer, or is below 1, is passed
-    on unchanged for the core to refuse."""
-    if isinstance(k, bool):
-        return k
-    try:
-        value = operator.index(k)
-    except TypeError:
-        return k
-    cap = max(int(size), 1)
-    return cap if value > cap else k
-
-
-def _default_embedder() -> Any | None:
-    """The default bi-encoder, or None when it is not available on this machine."""
-    try:
-        from funnelrank.embed import Embedder
-    except ImportError:
-        return None
-    try:
-        return Embedder.default()
-    except (FileNotFoundError, ValueError):
-        return None
-
 
 class Collection:
     """Documents plus their stage-1 indexes (BM25, and HNSW over embeddings when `dense`).
@@ -105,10 +62,10 @@ class Collection:
 
         if dense is None:
             if embedder is None:
-                embedder = _default_embedder()
+                embedder = default_embedder_or_none()
             dense = embedder is not None
         elif dense and embedder is None:
-            embedder = _default_embedder()
+            embedder = default_embedder_or_none()
             if embedder is None:
                 raise FileNotFoundError(
                     "dense=True needs an embedder and the default one is not available "
@@ -122,7 +79,7 @@ class Collection:
         self._docs: dict[str, Document] = {}
         self._meta = MetadataIndex()
         self._write_lock = threading.Lock()
-        self._writer_locks: dict[str, Any] = {}  # directory -> collection_store.WriterLock
+        self._writer_locks: dict[str, WriterLock] = {}  # lock_key(directory) -> its lock
 
     def _new_hnsw(self) -> Any:
         from funnelrank._core import HNSWIndex
@@ -202,41 +159,16 @@ class Collection:
         :func:`funnelrank.retrieve.filters.validate_metadata`: no lone surrogates in keys or strings, no NaN/inf or
         integer beyond a double's range, at most :data:`funnelrank.retrieve.filters.MAX_DEPTH` levels deep). A failure
         while indexing (an embedder error, a full disk, KeyboardInterrupt) rolls back whatever was added.
-        `show_progress` (default: when adding at least :data:`PROGRESS_MIN_DOCS` documents) shows
-        progress bars for embedding and indexing.
+        `show_progress` (default: when adding at least
+        :data:`~funnelrank.store.indexing.PROGRESS_MIN_DOCS` documents) shows progress bars for embedding and
+        indexing.
 
         `vectors` (``[len(ids), dim]``, a dense collection only) are the documents' embeddings, already
         computed by this collection's embedder: they are indexed as given instead of embedding `texts`
         (ValueError for the wrong shape or a non-finite value).
         """
-        ids = _check_ids(ids, "ids")
-        if isinstance(texts, (str, bytes)):
-            raise ValueError("texts must be a sequence of str, not a single string")
-        texts = list(texts)
-        if len(texts) != len(ids):
-            raise ValueError(f"got {len(ids)} ids but {len(texts)} texts")
-        for i, text in enumerate(texts):
-            check_text(text, f"texts[{i}] (id {ids[i]!r})", type_error=ValueError)
-        metas: list[dict[str, Any]]
-        if metadata is None:
-            metas = [{} for _ in ids]
-        else:
-            metadata = list(metadata)
-            if len(metadata) != len(ids):
-                raise ValueError(f"got {len(ids)} ids but {len(metadata)} metadata entries")
-            metas = [
-                {} if m is None else copy.deepcopy(validate_metadata(m, where=f"metadata[{i}] (id {ids[i]!r})"))
-                for i, m in enumerate(metadata)
-            ]
-        given = None
-        if vectors is not None:
-            if self._hnsw is None:
-                raise ValueError("vectors given, but this collection has no dense index (dense=False)")
-            given = np.ascontiguousarray(vectors, dtype=np.float32)
-            if given.ndim != 2 or given.shape != (len(ids), int(self._hnsw.dim)):
-                raise ValueError(f"vectors must have shape ({len(ids)}, {self._hnsw.dim}), got {given.shape}")
-            if not np.isfinite(given).all():
-                raise ValueError("vectors hold a NaN or infinite value")
+        dim = None if self._hnsw is None else int(self._hnsw.dim)
+        ids, texts, metas, given = check_additions(ids, texts, metadata, vectors, dim)
         if not ids:
             return
         progress = len(ids) >= PROGRESS_MIN_DOCS if show_progress is None else show_progress
@@ -251,14 +183,8 @@ class Collection:
             vectors = given
             if self._hnsw is not None and vectors is None:
                 assert self.embedder is not None
-                if embedding_cache is not None:
-                    from funnelrank.embed import embed_corpus
-
-                    raw, _ = embed_corpus(self.embedder, ids, texts, label=embedding_cache, show_progress=progress)
-                else:
-                    raw = self.embedder.embed(texts, show_progress=progress, desc="embed documents")
-                vectors = np.ascontiguousarray(raw, dtype=np.float32)
-            self._add_bm25(ids, texts, progress)
+                vectors = embed_documents(self.embedder, ids, texts, cache=embedding_cache, progress=progress)
+            add_to_bm25(self._bm25, ids, texts, progress=progress)
             if vectors is not None:
                 try:
                     self._hnsw.add(ids, vectors)  # type: ignore[union-attr]
@@ -292,48 +218,15 @@ class Collection:
         except Exception:  # noqa: BLE001
             pass
 
-    def _add_bm25(self, ids: list[str], texts: list[str], progress: bool) -> None:
-        if not progress:
-            self._bm25.add(ids, texts)
-            return
-        from tqdm import tqdm
-
-        done = 0
-        try:
-            with tqdm(total=len(ids), desc="index BM25", unit="doc", file=sys.stderr) as bar:
-                for start in range(0, len(ids), _ADD_CHUNK):
-                    self._bm25.add(ids[start : start + _ADD_CHUNK], texts[start : start + _ADD_CHUNK])
-                    done = start + len(ids[start : start + _ADD_CHUNK])
-                    bar.update(len(ids[start : start + _ADD_CHUNK]))
-        except BaseException:
-            if done:
-                self._bm25.delete(ids[:done])
-            raise
-
     def add_documents(self, documents: Iterable[Document | Mapping[str, Any]], **kwargs: Any) -> None:
         """Add :class:`Document` objects or ``{"id", "text", "metadata"?}`` dicts (see :meth:`add`)."""
-        ids: list[str] = []
-        texts: list[str] = []
-        metas: list[Mapping[str, Any] | None] = []
-        for i, doc in enumerate(documents):
-            if isinstance(doc, Document):
-                ids.append(doc.id)
-                texts.append(doc.text)
-                metas.append(doc.metadata)
-            elif isinstance(doc, Mapping):
-                if "id" not in doc or "text" not in doc:
-                    raise ValueError(f"document {i} needs 'id' and 'text' fields, has {sorted(doc)}")
-                ids.append(doc["id"])
-                texts.append(doc["text"])
-                metas.append(doc.get("metadata"))
-            else:
-                raise ValueError(f"document {i} must be a Document or a dict, got {type(doc).__name__}")
+        ids, texts, metas = document_columns(documents)
         self.add(ids, texts, metas, **kwargs)
 
     def delete(self, ids: Sequence[str]) -> None:
         """Delete documents by id. All-or-nothing: an unknown id raises KeyError, an empty or repeated one
         ValueError, and nothing is deleted."""
-        ids = _check_ids(ids, "ids")
+        ids = check_ids(ids, "ids")
         with self._write_lock:
             missing = [doc_id for doc_id in ids if doc_id not in self._docs]
             if missing:
@@ -375,14 +268,14 @@ class Collection:
 
         `k` larger than the collection is capped at its size (every match is returned; ``k=10**12`` costs no
         more than ``k=len(collection)``); `k` below 1 is a ValueError."""
-        return self._bm25.search(query, k=_clamp_k(k, len(self._bm25)), allow=allow)
+        return self._bm25.search(query, k=clamp_k(k, len(self._bm25)), allow=allow)
 
     def search_bm25_batch(
         self, queries: Sequence[str], k: int, allow: list[str] | None = None
     ) -> list[tuple[list[str], np.ndarray]]:
         """BM25 top-`k` for many queries (parallel in the core; `allow` is resolved once for all of them; `k` is
         capped at the collection's size as in :meth:`search_bm25`)."""
-        return list(self._bm25.search_batch(list(queries), k=_clamp_k(k, len(self._bm25)), allow=allow))
+        return list(self._bm25.search_batch(list(queries), k=clamp_k(k, len(self._bm25)), allow=allow))
 
     def bm25_corpus_stats(self) -> tuple[int, int]:
         """(documents, their total length in analyzed terms): this collection's share of a sharded corpus's
@@ -404,7 +297,7 @@ class Collection:
     ) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
         """BM25 top-`k` for many queries scored with a whole corpus's statistics (this collection being one shard
         of it): ``BM25Index.search_global``. Each result is (ids, float32 scores, float64 exact scores)."""
-        return list(self._bm25.search_global(list(queries), k=_clamp_k(k, len(self._bm25)), documents=documents,
+        return list(self._bm25.search_global(list(queries), k=clamp_k(k, len(self._bm25)), documents=documents,
                                              total_length=total_length, df=dict(df), allow=allow))
 
     def vectors(self, ids: Sequence[str]) -> np.ndarray:
@@ -456,23 +349,20 @@ class Collection:
         return list(self._hnsw.search_batch(matrix, k=k, ef=ef, allow=allow))
 
     def _dense_limits(self, k: Any) -> tuple[Any, int | None]:
-        """(k, ef) for an HNSW search: both capped at the number of live vectors (ef None: the index's own
-        ef_search, when that is no wider than the index)."""
+        """(k, ef) for an HNSW search: both capped at the number of live vectors
+        (:func:`~funnelrank.store.inputs.dense_limits`)."""
         assert self._hnsw is not None
-        size = len(self._hnsw)
-        k = _clamp_k(k, size)
-        widest = max(size, k if isinstance(k, int) and not isinstance(k, bool) and k > 0 else 1)
-        return k, (widest if int(self._hnsw.ef_search) > widest else None)
+        return dense_limits(k, len(self._hnsw), int(self._hnsw.ef_search))
 
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Save to directory `path`, atomically as a whole (see :mod:`funnelrank.store.format`).
+        """Save to directory `path`, atomically as a whole (see :mod:`funnelrank.store.save`).
 
         The first save into a directory takes its writer lock (``DIR/.save.lock``) and this collection keeps it
         until :meth:`close`: while it does, another writer (another process, or another collection object)
         saving into `path` or loading it with ``writer=True`` gets
-        :class:`~funnelrank.store.format.CollectionLockedError` at once, naming the directory and this
+        :class:`~funnelrank.store.lock.CollectionLockedError` at once, naming the directory and this
         process's pid. Processes loading from it meanwhile get the old or the new collection. The replaced
         generation's data is kept until the next save (for readers still on it), so the directory holds up to
         two copies of the data.
@@ -480,10 +370,9 @@ class Collection:
             >>> col.save("my-collection")      # doctest: +SKIP
             >>> col.close()                    # doctest: +SKIP  (another process may now write it)
         """
-        from funnelrank.store.format import save_collection
-
         with self._write_lock:
-            save_collection(self, path, self._writer_locks)
+            save_collection(path, documents=list(self._docs.values()), bm25=self._bm25, hnsw=self._hnsw,
+                            embedder=self.embedder, locks=self._writer_locks)
 
     def close(self) -> None:
         """Release the writer lock of every directory this collection saved into or was loaded from with
@@ -510,16 +399,24 @@ class Collection:
 
         `writer=True` opens it for writing: the directory's writer lock is taken before reading (so no other
         writer can change it between this load and the next save) and kept until :meth:`close`; another
-        writer holding it is a :class:`~funnelrank.store.format.CollectionLockedError`. Readers
+        writer holding it is a :class:`~funnelrank.store.lock.CollectionLockedError`. Readers
         (the default) take no lock and are never blocked.
 
             >>> with Collection.load("my-collection", writer=True) as col:   # doctest: +SKIP
             ...     col.add(["new"], ["a new document"])
             ...     col.save("my-collection")
         """
-        from funnelrank.store.format import load_collection
-
-        return load_collection(cls, path, embedder=embedder, writer=writer)
+        stored = load_collection(path, embedder=embedder, writer=writer)
+        try:
+            collection = cls._from_parts(docs=stored.documents, bm25_index=stored.bm25, hnsw_index=stored.hnsw,
+                                         embedder=stored.embedder, bm25_params={}, hnsw_params={})
+        except BaseException:
+            if stored.lock is not None:
+                stored.lock.release()
+            raise
+        if stored.lock is not None:
+            collection._writer_locks[lock_key(Path(path))] = stored.lock
+        return collection
 
     @classmethod
     def _from_parts(

@@ -1,7 +1,7 @@
 """`Document`: one stored document (string id, text, JSON metadata).
 
 The low-level record shared by :mod:`funnelrank.store.collection` (which holds documents in memory and re-exports
-:class:`Document`) and :mod:`funnelrank.store.format` (which writes and reads them); it imports no other
+:class:`Document`) and :mod:`funnelrank.store.docs_file` (which writes and reads them); it imports no other
 funnelrank module.
 """
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from funnelrank.store.collection import Document
+from funnelrank.store.documents import Document
 
 __all__ = ["TXT_MODES", "JsonlFields", "read_sources"]
 

@@ -1,0 +1,153 @@
+"""Checking a saved collection without loading an embedder (``funnelrank check DIR``), and fixing what a
+check finds that funnelrank wrote (``funnelrank check DIR --fix``).
+
+A check runs the checks a load runs (:mod:`funnelrank.store.load`: the manifest, every file it names and their
+cross-references), reporting every problem instead of stopping at the first, then lists every entry of the
+directory that the manifest does not reference.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from funnelrank._core import IndexFileError
+from funnelrank.files import atomic_writer_leftovers
+from funnelrank.store.layout import DATA_RE, LOCK_FILE, MANIFEST, fsync_dir
+from funnelrank.store.load import read_generation
+from funnelrank.store.lock import WriterLock
+from funnelrank.store.manifest import read_manifest
+
+__all__ = ["CheckReport", "check_collection"]
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check_collection` found in a collection directory.
+
+    Attributes:
+        path: the directory.
+        problems: one clear message per problem, each naming its file (empty: the collection is sound).
+        unreferenced: entries no manifest refers to (older generations, leftovers of interrupted saves, stray
+            files), with why each is listed.
+        removed: what ``fix`` removed.
+        kept: unreferenced entries that ``fix`` left alone, with why.
+    """
+
+    path: Path
+    problems: list[str] = field(default_factory=list)
+    unreferenced: list[tuple[Path, str]] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+    kept: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No problem is left."""
+        return not self.problems
+
+
+def _remove_entry(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def check_collection(path: str | os.PathLike[str], *, fix: bool = False) -> CheckReport:
+    """Verify a saved collection without loading an embedder: the manifest (checksum, schema), every file
+    it names (the documents file's sha256 and contents, each index file's own checksum) and their
+    cross-references (document counts, ids in order, vector dimension); then list every entry of the
+    directory that the manifest does not reference.
+
+    Problems: anything :meth:`Collection.load <funnelrank.store.collection.Collection.load>` would refuse,
+    and unreferenced files other than older data directories (a save keeps the previous generation for
+    readers; those are listed, not problems). With `fix`, the directory's writer lock is taken
+    (:class:`~funnelrank.store.lock.CollectionLockedError` when a writer holds it) and unreferenced entries that
+    funnelrank wrote are removed: leftover temporary files, stray files in the current data directory, and older
+    data directories (only when the current generation verified clean: otherwise they may be the last good
+    copy). A referenced file is never removed, nor a file whose name funnelrank never writes (a user's file is
+    listed and kept).
+
+        >>> report = check_collection("my-collection")   # doctest: +SKIP
+        >>> report.ok, report.problems
+        (True, [])
+    """
+    root = Path(path)
+    report = CheckReport(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: no such collection directory")
+    lock = None
+    if fix:
+        read_manifest(root)  # refuse to drop a lock file into something that is not a collection
+        lock = WriterLock.acquire(root)
+    try:
+        _check_into(root, report, fix)
+    finally:
+        if lock is not None:
+            lock.release()
+    return report
+
+
+def _check_into(root: Path, report: CheckReport, fix: bool) -> None:
+    try:
+        _, manifest = read_manifest(root)
+    except IndexFileError as exc:
+        report.problems.append(str(exc))
+        if fix:
+            report.problems.append(f"{root}: the manifest cannot be read, so what it references is unknown: "
+                                   "nothing was removed")
+        return
+    errors: list[str] = []
+    read_generation(root, manifest, errors)
+    report.problems.extend(errors)
+    sound = not errors
+    current = root / manifest["data"]
+    referenced = {manifest["docs"]["file"], manifest["bm25"]["file"]}
+    if manifest["dense"]:
+        referenced.add(manifest["dense"]["file"])
+    manifest_temps = {p.name for p in atomic_writer_leftovers(root / MANIFEST)}
+    stray: dict[Path, str] = {}  # unreferenced entries that are problems -> their message
+    removable: list[Path] = []
+
+    def note(entry: Path, why: str, *, problem: bool, ours: bool) -> None:
+        report.unreferenced.append((entry, why))
+        if problem:
+            stray[entry] = f"{entry}: unreferenced ({why})"
+        if ours:
+            removable.append(entry)
+        elif fix:
+            report.kept.append((entry, "not a name funnelrank writes: left for you to move or delete"))
+
+    for entry in sorted(root.iterdir()):
+        name = entry.name
+        if name in (MANIFEST, LOCK_FILE) or entry == current:
+            continue
+        if DATA_RE.fullmatch(name) and entry.is_dir() and not entry.is_symlink():
+            note(entry, "an older data generation, or an interrupted save's: the next save removes it",
+                 problem=False, ours=True)
+        elif name in manifest_temps:
+            note(entry, "a temporary manifest left by an interrupted save", problem=True, ours=True)
+        else:
+            note(entry, "not part of the collection", problem=True, ours=False)
+    if current.is_dir() and not current.is_symlink():
+        for entry in sorted(current.iterdir()):
+            if entry.name not in referenced:  # a data directory is funnelrank's alone: anything else is stray
+                note(entry, "a stray file in the collection's data directory", problem=True, ours=True)
+    if fix:
+        for entry in removable:
+            if entry.parent == root and DATA_RE.fullmatch(entry.name) and not sound:
+                report.kept.append((entry, "kept: the current generation has problems, so this older one may "
+                                           "be the last good copy"))
+                continue
+            try:
+                _remove_entry(entry)
+            except OSError as exc:
+                report.kept.append((entry, f"could not be removed ({exc.strerror or exc})"))
+                continue
+            report.removed.append(entry)
+            stray.pop(entry, None)
+        if report.removed:
+            fsync_dir(root)
+    report.problems.extend(stray.values())

@@ -1,0 +1,99 @@
+"""The layout of a collection directory, and the strict reading and durable writing its files get.
+
+Layout::
+
+    DIR/manifest.json              format name + version, document count, embedder identity, which data dir,
+                                   and a sha256 checksum of the manifest itself (:mod:`funnelrank.store.manifest`)
+    DIR/.save.lock                 the writer lock (flock), holding the writer's pid (:mod:`funnelrank.store.lock`)
+    DIR/data-<12 hex>/docs.jsonl   one {"id", "text", "metadata"} object per line (:mod:`funnelrank.store.docs_file`)
+    DIR/data-<12 hex>/bm25.idx     the BM25 index (checksummed index file)
+    DIR/data-<12 hex>/hnsw.idx     the HNSW index, for dense collections (checksummed index file)
+
+A save (:mod:`funnelrank.store.save`) writes a whole new ``data-<12 hex>`` generation and then replaces the
+manifest; a load (:mod:`funnelrank.store.load`) reads the generation the manifest names; a check
+(:mod:`funnelrank.store.check`) verifies it and lists what no manifest refers to.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from funnelrank.checks import brief
+
+__all__ = [
+    "BM25_FILE",
+    "DATA_PREFIX",
+    "DATA_RE",
+    "DOCS_FILE",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "HNSW_FILE",
+    "LOCK_FILE",
+    "MANIFEST",
+    "READABLE_VERSIONS",
+    "fsync_dir",
+    "fsync_file",
+    "no_duplicate_keys",
+    "open_regular",
+]
+
+FORMAT = "funnelrank-collection"
+"""The ``format`` field of every collection manifest."""
+FORMAT_VERSION = 2
+"""The manifest version written and read; 2 added the ``checksum`` field (version 1 was never released)."""
+READABLE_VERSIONS = (2,)
+"""The manifest versions this funnelrank reads."""
+MANIFEST = "manifest.json"
+"""The manifest's file name: the commit point of every save."""
+LOCK_FILE = ".save.lock"
+"""The writer lock's file name."""
+DOCS_FILE = "docs.jsonl"
+"""The documents file's name in a data directory."""
+BM25_FILE = "bm25.idx"
+"""The BM25 index file's name in a data directory."""
+HNSW_FILE = "hnsw.idx"
+"""The HNSW index file's name in a data directory (dense collections only)."""
+DATA_PREFIX = "data-"
+"""What every data directory's name starts with."""
+DATA_RE = re.compile(r"data-[0-9a-f]{12}")
+"""The full name of a data directory: :data:`DATA_PREFIX` and 12 hex digits."""
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush directory `path`'s entries to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush file `path`'s contents to disk."""
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """`path` opened for reading in binary mode; OSError when it is not a regular file (a FIFO, a device, a
+    directory: refused without blocking, as the index loaders do)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path} is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A ``json.loads`` ``object_pairs_hook`` that refuses (ValueError) an object repeating a key, which the
+    default hook would silently resolve to the last value."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {brief(key)} appears twice")
+        out[key] = value
+    return out
