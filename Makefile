@@ -9,7 +9,7 @@ ASAN_VENV := .venv-asan
 CMAKE_FLAGS := -C cmake.define.FUNNELRANK_WERROR=ON
 PYTEST_ARGS ?=
 
-.PHONY: setup build demo test test-cpp test-py test-sanitize bench tune-fusion clean wheel-smoke docs typecheck
+.PHONY: setup build demo test test-cpp test-py test-sanitize bench tune-fusion clean wheel-smoke docs typecheck stubs
 
 $(BIN)/python:
 	./tools/install-sysdeps.sh
@@ -56,6 +56,11 @@ test-sanitize: $(BIN)/python
 # offline (tools/wheel-smoke.sh; everything under build/wheel-smoke/).
 wheel-smoke: $(BIN)/python
 	./tools/wheel-smoke.sh $(BIN)/python
+
+# The native core's type stubs, python/funnelrank/_core.pyi, generated from the built module with pybind11-stubgen
+# (tools/core_stubs.py). tests/test_core_stubs.py (in `make test`) fails when the committed file is stale.
+stubs: build
+	$(BIN)/python tools/core_stubs.py
 
 # mypy over python/funnelrank: strict on the public modules, plain on the rest ([tool.mypy] in pyproject.toml).
 typecheck: build

@@ -52,16 +52,18 @@ struct PyBM25Index {
     IdStrings id_strings;
 };
 
-py::tuple to_python(const BM25Results& r, IdStrings& id_strings) {
+RankedHits to_python(const BM25Results& r, IdStrings& id_strings) {
     return ranked_to_python(id_strings, r.slots, r.ids, r.scores);
 }
 
 // A ranked result with its exact (float64) scores too: (ids, float32 scores, float64 scores).
-py::tuple to_python_exact(const BM25Results& r, IdStrings& id_strings) {
-    const py::tuple base = to_python(r, id_strings);
+using ExactHits = py::typing::Tuple<StrList, py::array_t<float>, py::array_t<double>>;
+
+ExactHits to_python_exact(const BM25Results& r, IdStrings& id_strings) {
+    const RankedHits base = to_python(r, id_strings);
     py::array_t<double> exact(static_cast<py::ssize_t>(r.exact_scores.size()));
     std::copy(r.exact_scores.begin(), r.exact_scores.end(), exact.mutable_data());
-    return py::make_tuple(base[0], base[1], std::move(exact));
+    return ExactHits(py::make_tuple(base[0], base[1], std::move(exact)));
 }
 
 // The corpus-wide statistics of search_global(), checked at the edge: counts are ints >= 0 (any magnitude
@@ -92,8 +94,8 @@ BM25CorpusStats corpus_stats_arg(const IntArg& documents, const IntArg& total_le
 // k >= 1 (one beyond len(index) is len(index)); an int too large for 64 bits is a ValueError too.
 std::size_t checked_k(const IntArg& k) { return int_arg(k, "k", 1); }
 
-std::shared_ptr<Analyzer> make_analyzer(bool lowercase, const py::object& stopwords, const py::object& stemmer,
-                                        const IntArg& min_token_length) {
+std::shared_ptr<Analyzer> make_analyzer(bool lowercase, const Hinted<hint::Stopwords>& stopwords,
+                                        const Hinted<hint::OptionalStr>& stemmer, const IntArg& min_token_length) {
     AnalyzerConfig cfg;
     cfg.lowercase = lowercase;
     if (stopwords.is_none()) {
@@ -122,22 +124,24 @@ std::shared_ptr<Analyzer> make_analyzer(bool lowercase, const py::object& stopwo
 }  // namespace
 
 void bind_bm25(py::module_& m) {
-    py::class_<Analyzer, std::shared_ptr<Analyzer>>(m, "Analyzer", R"doc(
-Text analysis shared by documents and queries: Unicode lowercasing, tokenization into runs of Unicode
-letters, digits and '_' (bm25s's default pattern ``(?u)\b\w\w+\b``), stopword removal and Snowball
-stemming (libstemmer).
+    py::class_<Analyzer, std::shared_ptr<Analyzer>>(m, "Analyzer", R"doc(Text analysis shared by documents and queries.
 
-stopwords: "english" (NLTK's 179-word English list, bm25s's "en_plus"; the default), "lucene"
-(Lucene's 33-word EnglishAnalyzer list, bm25s's "en"), a list of words, or None.
-stemmer: a Snowball algorithm name (see ``Analyzer.available_stemmers()``) or None.
-min_token_length: tokens shorter than this many code points are dropped; 1 to 255 (ValueError otherwise).
-)doc")
+Lowercasing (Unicode simple case mapping, plus Python's ``str.lower`` rules for U+0130 and final
+sigma), tokenization into maximal runs of Unicode letters, numbers and ``_`` (what bm25s's default
+pattern ``(?u)\b\w\w+\b`` matches), stopword removal (on the lowercased, unstemmed token) and
+Snowball stemming through libstemmer.
+
+stopwords: ``"english"`` (NLTK's 179-word English list, bm25s's ``"en_plus"``; the default),
+``"lucene"`` (Lucene's 33-word EnglishAnalyzer list, bm25s's ``"en"``), a list of words, or None.
+stemmer: a Snowball algorithm name (``Analyzer.available_stemmers()``) or None.
+min_token_length: tokens shorter than this many code points are dropped (1 to 255; ValueError otherwise).
+Invalid text (lone surrogates, invalid UTF-8 bytes) raises ValueError.)doc")
         .def(py::init(&make_analyzer), py::kw_only(), py::arg("lowercase") = true,
              py::arg("stopwords") = py::str("english"), py::arg("stemmer") = py::str("english"),
              py::arg("min_token_length") = 2)
         .def(
             "tokenize",
-            [](const Analyzer& a, const py::object& text) {
+            [](const Analyzer& a, const Hinted<hint::Text>& text) {
                 const auto view = text_view(text, "text");
                 std::vector<std::string> terms;
                 {
@@ -146,7 +150,7 @@ min_token_length: tokens shorter than this many code points are dropped; 1 to 25
                 }
                 return terms;
             },
-            py::arg("text"), "The terms of `text` after the full analysis, in order.")
+            py::arg("text"), "The terms of ``text`` after the full analysis, in order (duplicates kept).")
         .def_property_readonly("lowercase", [](const Analyzer& a) { return a.config().lowercase; })
         .def_property_readonly("stopwords", [](const Analyzer& a) { return a.config().stopwords; },
                                "The effective stopword list (sorted).")
@@ -156,7 +160,8 @@ min_token_length: tokens shorter than this many code points are dropped; 1 to 25
                                    return a.config().stemmer;
                                })
         .def_property_readonly("min_token_length", [](const Analyzer& a) { return a.config().min_token_length; })
-        .def_static("available_stemmers", &Analyzer::available_stemmers, "Snowball algorithm names.")
+        .def_static("available_stemmers", &Analyzer::available_stemmers,
+                    "Names of the Snowball algorithms libstemmer provides.")
         .def("__repr__", [](const Analyzer& a) {
             const auto& c = a.config();
             return "Analyzer(lowercase=" + std::string(c.lowercase ? "True" : "False") +
@@ -165,20 +170,25 @@ min_token_length: tokens shorter than this many code points are dropped; 1 to 25
                    ", min_token_length=" + std::to_string(c.min_token_length) + ")";
         });
 
-    py::class_<PyBM25Index, std::shared_ptr<PyBM25Index>>(m, "BM25Index", R"doc(
-Lucene BM25 over an inverted index with user string ids, exact top-k (MaxScore with block-max bounds),
-incremental add/delete (N, df and avgdl always count only live documents) and atomic save/load.
-Empty documents are indexed with length 0 and never match. Scores are float32, best first; ties go to
-the document added first.
-)doc")
-        .def(py::init([](double k1, double b, std::shared_ptr<Analyzer> analyzer) {
-                 return std::make_shared<PyBM25Index>(
-                     PyBM25Index{std::make_shared<BM25Index>(k1, b, std::move(analyzer)), {}});
+    py::class_<PyBM25Index, std::shared_ptr<PyBM25Index>>(m, "BM25Index", R"doc(Lucene BM25 over an inverted index keyed by user string ids.
+
+score = sum over query terms (with multiplicity) of
+idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl)), idf = ln(1 + (N - df + 0.5) / (df + 0.5)),
+with N, df and avgdl over live documents only (exactly right after any add/delete). Top-k is exact
+(MaxScore with block-max bounds); ties go to the document added first. Empty documents are indexed
+with length 0 and never match. Scores are float32, best first. The GIL is released while indexing,
+searching, saving and loading; searches may run from many threads while another thread adds or deletes.
+
+k1 must be in [0, 1000] and b in [0, 1] (else ValueError). Integer arguments (k, threads) take any Python
+int: one outside the accepted range, however large, is a ValueError naming the argument and the range.)doc")
+        .def(py::init([](double k1, double b, std::optional<std::shared_ptr<Analyzer>> analyzer) {
+                 return std::make_shared<PyBM25Index>(PyBM25Index{
+                     std::make_shared<BM25Index>(k1, b, analyzer ? std::move(*analyzer) : nullptr), {}});
              }),
              py::kw_only(), py::arg("k1") = 1.2, py::arg("b") = 0.75, py::arg("analyzer") = py::none())
         .def(
             "add",
-            [](PyBM25Index& self, const py::object& ids, const py::object& texts) {
+            [](PyBM25Index& self, const Hinted<hint::Strs>& ids, const Hinted<hint::Texts>& texts) {
                 auto id_list = string_list(ids, "ids");
                 const auto items = items_of(texts, "texts");
                 if (id_list.size() != items.size()) {
@@ -194,19 +204,21 @@ the document added first.
                 self.index->add(id_list, views);
             },
             py::arg("ids"), py::arg("texts"),
-            "Index documents. All-or-nothing: mismatched lengths, empty or duplicate ids (in the batch or "
-            "already indexed) and invalid text raise ValueError and insert nothing.")
+            "Index documents. All-or-nothing: length mismatch, empty or duplicate ids (in the batch or already "
+            "indexed) and invalid text raise ValueError and insert nothing.")
         .def(
             "delete",
-            [](PyBM25Index& self, const py::object& ids) {
+            [](PyBM25Index& self, const Hinted<hint::Strs>& ids) {
                 const auto id_list = string_list(ids, "ids");
                 py::gil_scoped_release release;
                 self.index->remove(id_list);
             },
-            py::arg("ids"), "Delete documents. An unknown id raises KeyError and deletes nothing.")
+            py::arg("ids"),
+            "Delete documents. An unknown id raises KeyError (a repeated one ValueError); nothing is deleted.")
         .def(
             "search",
-            [](PyBM25Index& self, const py::object& query, const IntArg& k, const py::object& allow) {
+            [](PyBM25Index& self, const Hinted<hint::Text>& query, const IntArg& k,
+               const Hinted<hint::AllowList>& allow) {
                 const auto n = checked_k(k);
                 const std::string q(text_view(query, "query"));
                 const std::optional<std::vector<std::string>> allow_list = allow_arg(allow);
@@ -218,12 +230,16 @@ the document added first.
                 return to_python(r, self.id_strings);
             },
             py::arg("query"), py::arg("k") = 10, py::arg("allow") = py::none(),
-            "Top-k (ids, float32 scores), best first. `allow` restricts results to those ids that are in the "
-            "index (unknown or deleted ids in it are ignored, as in HNSWIndex.search). A k beyond len(index) "
-            "is the same as len(index).")
+            R"doc(Top-k (ids, float32 scores), best first; only documents matching a query term. ``allow``
+restricts results to those ids that are in the index (unknown or deleted ids in it are ignored,
+as in HNSWIndex.search). k <= 0: ValueError; a k beyond len(index) is the same as len(index) (it never
+sizes an allocation), up to 2**63 - 1 (beyond: ValueError). An empty or all-stopword query, or an empty
+index, gives empty results. A query repeating indexed terms about a million times or more, whose
+scores could overflow the fixed-point sums, is a ValueError.)doc")
         .def(
             "_search_exhaustive",
-            [](PyBM25Index& self, const py::object& query, const IntArg& k, const py::object& allow) {
+            [](PyBM25Index& self, const Hinted<hint::Text>& query, const IntArg& k,
+               const Hinted<hint::AllowList>& allow) {
                 const auto n = checked_k(k);
                 const std::string q(text_view(query, "query"));
                 const std::optional<std::vector<std::string>> allow_list = allow_arg(allow);
@@ -235,11 +251,11 @@ the document added first.
                 return to_python(r, self.id_strings);
             },
             py::arg("query"), py::arg("k") = 10, py::arg("allow") = py::none(),
-            "search() computed without pruning (reference for tests).")
+            "search() computed by scoring every matching document (reference for tests).")
         .def(
             "search_batch",
-            [](PyBM25Index& self, const py::object& queries, const IntArg& k, const IntArg& threads,
-               const py::object& allow) {
+            [](PyBM25Index& self, const Hinted<hint::Texts>& queries, const IntArg& k, const IntArg& threads,
+               const Hinted<hint::AllowList>& allow) {
                 const auto n = checked_k(k);
                 // 0 = every CPU this process may use; more threads than queries are never started, so a
                 // larger count is the same as UINT_MAX.
@@ -254,17 +270,19 @@ the document added first.
                     rs = self.index->search_batch(qs, n, t,
                                                   allow_list ? &*allow_list : nullptr);
                 }
-                py::list out(rs.size());
+                py::typing::List<RankedHits> out(rs.size());
                 for (std::size_t i = 0; i < rs.size(); ++i) out[i] = to_python(rs[i], self.id_strings);
                 return out;
             },
             py::arg("queries"), py::arg("k") = 10, py::arg("threads") = 0, py::arg("allow") = py::none(),
-            "search() for many queries, in parallel on `threads` threads (0 = every CPU this process may use); "
-            "`allow` (as in search) applies to every query and is resolved once for the batch.")
+            R"doc(search() for each query, in parallel on ``threads`` threads (0 = every CPU this process may use; never
+more threads than queries); ``allow`` (as in search()) applies to every query and is resolved once for
+the batch. k as in search().)doc")
         .def(
             "search_global",
-            [](PyBM25Index& self, const py::object& queries, const IntArg& k, const IntArg& documents,
-               const IntArg& total_length, const py::object& df, const IntArg& threads, const py::object& allow) {
+            [](PyBM25Index& self, const Hinted<hint::Texts>& queries, const IntArg& k, const IntArg& documents,
+               const IntArg& total_length, const Hinted<hint::DocFreqs>& df, const IntArg& threads,
+               const Hinted<hint::AllowList>& allow) {
                 const auto n = checked_k(k);
                 const auto t = static_cast<unsigned>(
                     std::min<std::size_t>(int_arg(threads, "threads", 0), std::numeric_limits<unsigned>::max()));
@@ -277,26 +295,32 @@ the document added first.
                     py::gil_scoped_release release;
                     rs = self.index->search_batch(qs, n, t, allow_list ? &*allow_list : nullptr, &stats);
                 }
-                py::list out(rs.size());
+                py::typing::List<ExactHits> out(rs.size());
                 for (std::size_t i = 0; i < rs.size(); ++i) out[i] = to_python_exact(rs[i], self.id_strings);
                 return out;
             },
             py::arg("queries"), py::arg("k") = 10, py::kw_only(), py::arg("documents"), py::arg("total_length"),
             py::arg("df"), py::arg("threads") = 0, py::arg("allow") = py::none(),
-            "search_batch() scored with corpus-wide statistics (a shard of a larger corpus): `documents` and "
-            "`total_length` of the whole corpus, `df` the corpus-wide document frequency of every analyzed query "
-            "term this index holds. Returns (ids, float32 scores, float64 exact scores) per query; ValueError when "
-            "the statistics cannot include this index's.")
+            R"doc(search_batch() for a shard of a larger corpus, scored with the corpus-wide statistics (Elasticsearch's
+DFS query-then-fetch): N = `documents`, avgdl = `total_length` / `documents`, and `df` (analyzed term ->
+documents holding it, for every query term this index holds; see query_terms()). The scores are then
+bit-identical to one index over the whole corpus. Each result is (ids, float32 scores, float64 exact
+scores: what the top-k was ranked by, to merge shards on). ValueError when the statistics cannot include
+this index's (fewer documents or a smaller df than here, a missing df).
+
+    >>> shard.search_global(["cat"], 2, documents=10, total_length=40, df={"cat": 3})
+    [(['a'], array([0.98], dtype=float32), array([0.98...]))])doc")
         .def(
             "corpus_stats",
             [](const PyBM25Index& self) {
                 const auto s = self.index->corpus_stats();
                 return py::make_tuple(s.docs, s.total_length);
             },
-            "(live documents, their total length in analyzed terms): a shard's share of the corpus statistics.")
+            "(live documents, their total length in analyzed terms), e.g. ``(2, 7)``: a shard's share of the corpus "
+            "statistics.")
         .def(
             "query_terms",
-            [](const PyBM25Index& self, const py::object& query) {
+            [](const PyBM25Index& self, const Hinted<hint::Text>& query) {
                 const std::string q(text_view(query, "query"));
                 std::vector<std::string> terms;
                 {
@@ -305,10 +329,12 @@ the document added first.
                 }
                 return terms;
             },
-            py::arg("query"), "The distinct analyzed terms of `query`, in order of first occurrence.")
+            py::arg("query"),
+            "The distinct analyzed terms of `query` in order of first occurrence, e.g. ``['cat', 'sleep']`` for "
+            "\"the cats sleep, cats!\" (stopwords dropped, stemmed), whether or not this index holds them.")
         .def(
             "doc_freqs",
-            [](const PyBM25Index& self, const py::object& terms) {
+            [](const PyBM25Index& self, const Hinted<hint::Strs>& terms) {
                 const auto list = string_list(terms, "terms");
                 std::vector<std::uint64_t> out;
                 {
@@ -317,20 +343,21 @@ the document added first.
                 }
                 return out;
             },
-            py::arg("terms"), "The live documents holding each analyzed term (0 for one this index lacks).")
+            py::arg("terms"),
+            "The live documents holding each analyzed term (0 for a term this index lacks), e.g. ``[2, 0]``.")
         .def(
             "save",
-            [](const PyBM25Index& self, const py::object& path) {
+            [](const PyBM25Index& self, const Hinted<hint::Path>& path) {
                 const auto p = path_arg(path);
                 py::gil_scoped_release release;
                 self.index->save(p);
             },
             py::arg("path"),
-            "Write the index atomically (deleted documents are left out), first removing the temporary files "
-            "that saves of `path` killed mid-write left behind (stale_temp_files).")
+            "Write the index atomically (temporary file, fsync, rename); deleted documents are dropped. First "
+            "removes the temporary files that saves of `path` killed mid-write left behind (:func:`stale_temp_files`).")
         .def_static(
             "load",
-            [](const py::object& path) {
+            [](const Hinted<hint::Path>& path) {
                 const auto p = path_arg(path);
                 std::unique_ptr<BM25Index> index;
                 {
@@ -340,7 +367,9 @@ the document added first.
                 return std::make_shared<PyBM25Index>(PyBM25Index{std::shared_ptr<BM25Index>(std::move(index)), {}});
             },
             py::arg("path"),
-            "Read an index written by save(); IndexFileError if missing, not a regular file, truncated or corrupt.")
+            "Read a saved index. IndexFileError (naming the path) if missing, not a regular file, truncated or "
+            "corrupt. Every count in the file is checked against the bytes that remain before anything is "
+            "allocated for it, so memory use is proportional to the file's size.")
         .def(
             "compact",
             [](PyBM25Index& self) {
@@ -350,16 +379,19 @@ the document added first.
             "Reclaim deleted documents' postings now (delete() does it when over a quarter are deleted).")
         .def("ids", [](const PyBM25Index& self) { return id_list(self.index->ids()); }, "Live ids in insertion order.")
         .def("__len__", [](const PyBM25Index& self) { return self.index->size(); })
-        .def("__contains__",
-             [](const PyBM25Index& self, const py::object& id) {
-                 const auto key = utf8_if_str(id);
-                 return key.has_value() && self.index->contains(*key);
-             })
+        .def(
+            "__contains__",
+            [](const PyBM25Index& self, const Hinted<hint::Object>& id) {
+                const auto key = utf8_if_str(id);
+                return key.has_value() && self.index->contains(*key);
+            },
+            py::arg("id"))
         .def_property(
             "_dense_max_docs", [](const PyBM25Index& self) { return self.index->dense_max_docs(); },
-            [](PyBM25Index& self, std::size_t n) { self.index->set_dense_max_docs(n); },
-                      "Corpora with at most this many document slots are searched with dense term-at-a-time "
-                      "accumulation, larger ones with MaxScore (both exact; a speed knob, used by tests).")
+            py::cpp_function([](PyBM25Index& self, std::size_t n) { self.index->set_dense_max_docs(n); },
+                             py::arg("self"), py::arg("value")),
+            "Corpora with at most this many document slots are searched with dense term-at-a-time "
+            "accumulation, larger ones with MaxScore (both exact; a speed knob, used by tests).")
         .def_property_readonly("k1", [](const PyBM25Index& self) { return self.index->k1(); })
         .def_property_readonly("b", [](const PyBM25Index& self) { return self.index->b(); })
         .def_property_readonly(
@@ -367,7 +399,7 @@ the document added first.
         .def("_stats",
              [](const PyBM25Index& self) {
                  const auto s = self.index->stats();
-                 py::dict d;
+                 py::typing::Dict<py::str, py::int_> d;
                  d["live_docs"] = s.live_docs;
                  d["doc_slots"] = s.doc_slots;
                  d["terms"] = s.terms;

@@ -98,7 +98,8 @@ ranking r (0 = absent) and input_scores[i, r] its score there (NaN = absent). Ar
 
     m.def(
         "rrf",
-        [](const py::object& rankings, double k, const py::object& weights, std::optional<IntArg> top_k) {
+        [](const Hinted<hint::Rankings>& rankings, double k, const Hinted<hint::Weights>& weights,
+           std::optional<IntArg> top_k) {
             const std::vector<Ranking> in = rankings_arg(rankings);
             const auto w = weights_arg(weights);
             const auto top = top_k_arg(top_k);
@@ -115,8 +116,8 @@ scores or an id listed twice in one ranking.)doc");
 
     m.def(
         "convex_fusion",
-        [](const py::object& rankings, const py::object& weights, const std::string& normalization,
-           std::optional<IntArg> top_k) {
+        [](const Hinted<hint::Rankings>& rankings, const Hinted<hint::Weights>& weights,
+           const std::string& normalization, std::optional<IntArg> top_k) {
             const std::vector<Ranking> in = rankings_arg(rankings);
             const auto w = weights_arg(weights);
             const Normalization norm = parse_normalization(normalization);

@@ -53,7 +53,7 @@ struct PyHNSWIndex : HNSWIndex {
     IdStrings id_strings;
 };
 
-py::tuple hits_to_python(const SearchHits& hits, IdStrings& id_strings) {
+RankedHits hits_to_python(const SearchHits& hits, IdStrings& id_strings) {
     return ranked_to_python(id_strings, hits.slots, hits.ids, hits.scores);
 }
 
@@ -64,13 +64,15 @@ std::size_t ef_arg(const std::optional<IntArg>& ef) { return ef ? int_arg(*ef, "
 }  // namespace
 
 void bind_hnsw(py::module_& m) {
-    py::class_<PyHNSWIndex>(m, "HNSWIndex", R"doc(
-Approximate nearest-neighbour index (hnswlib's HNSW graph) over float32 vectors keyed by string ids.
+    py::class_<PyHNSWIndex>(m, "HNSWIndex", R"doc(Approximate nearest-neighbour index (hnswlib's HNSW graph) over float32 vectors keyed by string ids.
 
 metric "cosine" L2-normalises vectors on add and query and scores by cosine similarity; "ip" scores by
 inner product. Searches run concurrently from many threads; add/delete wait for running searches.
 Deleted slots are reused by later adds, so delete+add cycles do not grow the index.
-)doc")
+
+Parameter bounds (ValueError beyond them): dim in [1, 65536], M in [2, 1024], ef_construction in
+[1, 65536], ef_search in [1, 2**20], initial_capacity in [0, 2**32 - 1], seed in [0, 2**64 - 1]. Integer
+arguments take any Python int: one outside its range, however large, is a ValueError naming it.)doc")
         .def(py::init([](const IntArg& dim, const std::string& metric, const IntArg& M, const IntArg& ef_construction,
                          const IntArg& ef_search, const IntArg& initial_capacity, const IntArg& seed) {
                  HNSWParams p;
@@ -88,7 +90,8 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
              py::arg("seed") = 100)
         .def(
             "add",
-            [](PyHNSWIndex& self, const py::object& ids, const py::object& vectors, const IntArg& threads) {
+            [](PyHNSWIndex& self, const Hinted<hint::Strs>& ids, const Hinted<hint::Vectors>& vectors,
+               const IntArg& threads) {
                 std::vector<std::string> id_list = string_list(ids, "ids");
                 FloatArray a = matrix_arg(vectors, self.dim(), "vectors");
                 const auto n = static_cast<std::size_t>(a.shape(0));
@@ -101,7 +104,7 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
             "Add vectors (n x dim) under string ids; all-or-nothing validation. threads=0 uses every CPU this process may use.")
         .def(
             "delete",
-            [](PyHNSWIndex& self, const py::object& ids) {
+            [](PyHNSWIndex& self, const Hinted<hint::Strs>& ids) {
                 std::vector<std::string> id_list = string_list(ids, "ids");
                 py::gil_scoped_release release;
                 self.remove(id_list);
@@ -109,8 +112,8 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
             py::arg("ids"), "Delete ids (KeyError for an unknown id; nothing is deleted then).")
         .def(
             "search",
-            [](PyHNSWIndex& self, const py::object& vector, const IntArg& k, const std::optional<IntArg>& ef,
-               const py::object& allow) {
+            [](PyHNSWIndex& self, const Hinted<hint::Vectors>& vector, const IntArg& k,
+               const std::optional<IntArg>& ef, const Hinted<hint::AllowList>& allow) {
                 FloatArray q = vector_arg(vector, self.dim());
                 const std::size_t kk = int_arg(k, "k", 1);
                 const std::size_t e = ef_arg(ef);
@@ -123,13 +126,14 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
                 return hits_to_python(hits, self.id_strings);
             },
             py::arg("vector"), py::arg("k") = 10, py::arg("ef") = py::none(), py::arg("allow") = py::none(),
-            "The k most similar live ids and their similarities, best first. allow: only these ids may be "
-            "returned (unknown or deleted ids in it are ignored, as in BM25Index.search). k and ef beyond "
-            "len(index) are the same as len(index).")
+            R"doc(The k most similar live ids and their similarities, best first. ``allow`` restricts results to
+those ids that are in the index (unknown or deleted ids in it are ignored, as in BM25Index.search).
+ef (>= 1; None: ``ef_search``) is the search breadth, at least k. k and ef beyond len(index) are the
+same as len(index) (neither sizes an allocation), up to 2**63 - 1 (beyond: ValueError).)doc")
         .def(
             "search_batch",
-            [](PyHNSWIndex& self, const py::object& vectors, const IntArg& k, const std::optional<IntArg>& ef,
-               const IntArg& threads, const py::object& allow) {
+            [](PyHNSWIndex& self, const Hinted<hint::Vectors>& vectors, const IntArg& k,
+               const std::optional<IntArg>& ef, const IntArg& threads, const Hinted<hint::AllowList>& allow) {
                 FloatArray a = matrix_arg(vectors, self.dim(), "query vectors");
                 const auto n = static_cast<std::size_t>(a.shape(0));
                 const std::size_t kk = int_arg(k, "k", 1);
@@ -141,17 +145,17 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
                     py::gil_scoped_release release;
                     all = self.search_batch(a.data(), n, kk, e, t, allowed ? &*allowed : nullptr);
                 }
-                py::list out(all.size());
+                py::typing::List<RankedHits> out(all.size());
                 for (std::size_t i = 0; i < all.size(); ++i) out[i] = hits_to_python(all[i], self.id_strings);
                 return out;
             },
             py::arg("vectors"), py::arg("k") = 10, py::arg("ef") = py::none(), py::arg("threads") = 0,
             py::arg("allow") = py::none(),
-            "search() for every row, in parallel (threads=0 uses every CPU this process may use); `allow` (as in "
-            "search) applies to every row and is resolved once for the batch.")
+            "search() for every row, in parallel (``threads`` 0 = every CPU this process may use); ``allow`` (as "
+            "in search()) applies to every row and is resolved once for the batch.")
         .def(
             "search_exact",
-            [](PyHNSWIndex& self, const py::object& vector, const IntArg& k) {
+            [](PyHNSWIndex& self, const Hinted<hint::Vectors>& vector, const IntArg& k) {
                 FloatArray q = vector_arg(vector, self.dim());
                 const std::size_t kk = int_arg(k, "k", 1);
                 SearchHits hits;
@@ -161,10 +165,11 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
                 }
                 return hits_to_python(hits, self.id_strings);
             },
-            py::arg("vector"), py::arg("k") = 10, "Brute-force k nearest live ids (the recall reference).")
+            py::arg("vector"), py::arg("k") = 10,
+            "Brute-force k nearest live ids (the recall reference); k as in search().")
         .def(
             "vectors",
-            [](const PyHNSWIndex& self, const py::object& ids) {
+            [](const PyHNSWIndex& self, const Hinted<hint::Strs>& ids) {
                 std::vector<std::string> id_list = string_list(ids, "ids");
                 const std::size_t dim = self.dim();
                 std::vector<float> data;
@@ -177,32 +182,39 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
                 return out;
             },
             py::arg("ids"),
-            "The stored vectors of ids (n x dim float32; L2-normalised under cosine). KeyError for an id not in the index.")
+            R"doc(The stored vectors of `ids`, ``[len(ids), dim]`` float32 (L2-normalised under cosine, as given under
+"ip"); KeyError for an id not in the index. Adding them to another index of the same metric indexes
+the same vectors, e.g. ``HNSWIndex.vectors(["a"]).shape == (1, dim)``.)doc")
         .def(
             "save",
-            [](const PyHNSWIndex& self, const py::object& path) {
+            [](const PyHNSWIndex& self, const Hinted<hint::Path>& path) {
                 const std::string p = path_arg(path);
                 py::gil_scoped_release release;
                 self.save(p);
             },
             py::arg("path"),
-            "Save atomically to a checksummed file, first removing the temporary files that saves of `path` "
-            "killed mid-write left behind (stale_temp_files).")
+            "Write the index atomically (temporary file, fsync, rename) to a checksummed file, first removing the "
+            "temporary files that saves of `path` killed mid-write left behind (:func:`stale_temp_files`).")
         .def_static(
             "load",
-            [](const py::object& path) {
+            [](const Hinted<hint::Path>& path) {
                 const std::string p = path_arg(path);
                 py::gil_scoped_release release;
                 return PyHNSWIndex(HNSWIndex::load(p));
             },
             py::arg("path"),
-            "Load a saved index; IndexFileError if missing, not a regular file, truncated or corrupt.")
+            R"doc(Load a saved index. IndexFileError (naming the path) if missing, not a regular file, truncated or
+corrupt (every count, link, level and vector is checked). What it allocates is bounded by the file's
+size: the saved capacity is restored up to max(2 x stored slots, 32 MiB of slots); beyond that the
+graph grows again on demand.)doc")
         .def("__len__", &HNSWIndex::size)
-        .def("__contains__",
-             [](const PyHNSWIndex& self, const py::object& id) {
-                 const auto key = utf8_if_str(id);
-                 return key.has_value() && self.contains(std::string(*key));
-             })
+        .def(
+            "__contains__",
+            [](const PyHNSWIndex& self, const Hinted<hint::Object>& id) {
+                const auto key = utf8_if_str(id);
+                return key.has_value() && self.contains(std::string(*key));
+            },
+            py::arg("id"))
         .def(
             "ids", [](const PyHNSWIndex& self) { return id_list(self.ids()); }, "Live ids in slot order.")
         .def_property_readonly("dim", &HNSWIndex::dim)
@@ -211,10 +223,12 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
         .def_property_readonly("ef_construction", [](const PyHNSWIndex& self) { return self.params().ef_construction; })
         .def_property(
             "ef_search", &HNSWIndex::ef_search,
-            [](PyHNSWIndex& self, const IntArg& ef) {
-                self.set_ef_search(int_arg(ef, "ef_search", 1, HNSWIndex::kMaxEfSearch));
-            },
-            "Default ef for searches that pass none, in [1, 2**20].")
+            py::cpp_function(
+                [](PyHNSWIndex& self, const IntArg& ef) {
+                    self.set_ef_search(int_arg(ef, "ef_search", 1, HNSWIndex::kMaxEfSearch));
+                },
+                py::arg("self"), py::arg("value")),
+            "Default ef for searches that pass none, in [1, 2**20] (ValueError beyond).")
         .def_property_readonly("capacity", &HNSWIndex::capacity,
                                "Slots allocated in the graph (grows by doubling; deleted slots are reused).")
         .def(
@@ -223,7 +237,8 @@ Deleted slots are reused by later adds, so delete+add cycles do not grow the ind
             py::arg("ef"),
              "Allow-lists with at most this many live ids are scored exactly rather than searched in the graph.")
         .def_property("exact_filter_crossover", &HNSWIndex::exact_filter_crossover,
-                      &HNSWIndex::set_exact_filter_crossover,
+                      py::cpp_function([](PyHNSWIndex& self, double value) { self.set_exact_filter_crossover(value); },
+                                       py::arg("self"), py::arg("value")),
                       "c in the exact-scoring threshold sqrt(c * ef * len(index)) for allow-lists (0: always the "
                       "graph, inf: always exact). Not saved with the index.")
         .def("__repr__", [](const PyHNSWIndex& self) {

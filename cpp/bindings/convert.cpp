@@ -105,8 +105,8 @@ py::object id_str(std::string_view id) {
     return py::reinterpret_steal<py::object>(s);
 }
 
-py::list id_list(const std::vector<std::string>& ids) {
-    py::list out(ids.size());
+StrList id_list(const std::vector<std::string>& ids) {
+    StrList out(ids.size());
     for (std::size_t i = 0; i < ids.size(); ++i)
         PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), id_str(ids[i]).release().ptr());
     return out;
@@ -129,9 +129,9 @@ bool same_id(PyObject* s, const std::string& id) {
 }
 }  // namespace
 
-py::list IdStrings::list(const std::vector<std::uint32_t>& slots, const std::vector<std::string>& ids) {
+StrList IdStrings::list(const std::vector<std::uint32_t>& slots, const std::vector<std::string>& ids) {
     if (slots.size() != ids.size()) throw std::logic_error("IdStrings::list: slots and ids differ in length");
-    py::list out(ids.size());
+    StrList out(ids.size());
     for (std::size_t i = 0; i < ids.size(); ++i) {
         const std::size_t slot = slots[i];
         PyObject* cached = slot < by_slot_.size() ? by_slot_[slot].ptr() : nullptr;
@@ -148,10 +148,10 @@ py::list IdStrings::list(const std::vector<std::uint32_t>& slots, const std::vec
     return out;
 }
 
-py::tuple ranked_to_python(IdStrings& id_strings, const std::vector<std::uint32_t>& slots,
-                           const std::vector<std::string>& ids, const std::vector<float>& scores) {
+RankedHits ranked_to_python(IdStrings& id_strings, const std::vector<std::uint32_t>& slots,
+                            const std::vector<std::string>& ids, const std::vector<float>& scores) {
     if (scores.size() != ids.size()) throw std::logic_error("ranked_to_python: ids and scores differ in length");
-    py::list id_list = id_strings.list(slots, ids);
+    StrList id_list = id_strings.list(slots, ids);
     py::array_t<float> score_array(static_cast<py::ssize_t>(scores.size()));
     std::copy(scores.begin(), scores.end(), score_array.mutable_data());
     return py::make_tuple(std::move(id_list), std::move(score_array));

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "hints.h"
+
 namespace funnelrank::bindings {
 
 // `seq` as a sequence; a bare str/bytes ("not a single string": almost always a mistake) or a
@@ -66,7 +68,7 @@ pybind11::object id_str(std::string_view id);
 
 // [id_str(id) for id in ids]: an index's ids as Python, decoded as search results decode them (an id that
 // is not valid UTF-8, which only a file written by other code can hold, never raises).
-pybind11::list id_list(const std::vector<std::string>& ids);
+StrList id_list(const std::vector<std::string>& ids);
 
 // The Python str objects of one index's ids, by slot (a BM25 document slot, an HNSW label), created the
 // first time a slot's id is returned and reused after that: a search result's ids then cost a reference
@@ -78,7 +80,7 @@ pybind11::list id_list(const std::vector<std::string>& ids);
 class IdStrings {
 public:
     // [str of ids[i]] as a list; slots[i] is the slot ids[i] was found at.
-    pybind11::list list(const std::vector<std::uint32_t>& slots, const std::vector<std::string>& ids);
+    StrList list(const std::vector<std::uint32_t>& slots, const std::vector<std::string>& ids);
 
 private:
     std::vector<pybind11::object> by_slot_;
@@ -86,7 +88,7 @@ private:
 
 // A ranked result as Python: (ids as a list of str through `id_strings`, scores as a float32 array), the
 // result type of every BM25Index and HNSWIndex search.
-pybind11::tuple ranked_to_python(IdStrings& id_strings, const std::vector<std::uint32_t>& slots,
+RankedHits ranked_to_python(IdStrings& id_strings, const std::vector<std::uint32_t>& slots,
                                  const std::vector<std::string>& ids, const std::vector<float>& scores);
 
 }  // namespace funnelrank::bindings

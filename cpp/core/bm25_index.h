@@ -36,6 +36,12 @@
 // Thread safety: any number of concurrent readers (search, save, ...) with writers (add, remove,
 // compact) serialized by a writer-preferring shared mutex. add() analyzes its batch before taking the
 // write lock.
+//
+// The sources, by concept: bm25_index.cpp (construction, the search entry points, introspection),
+// bm25_postings.cpp (add, remove, compact: the posting lists and the forward index), bm25_query.cpp (query
+// terms and their weights), bm25_scoring.h (fixed-point contributions, the block-max cursor) and
+// bm25_topk.cpp (SIMD accumulation, MaxScore and the other top-k strategies), bm25_stats.cpp (sharded
+// statistics and the impact cache), bm25_format.cpp (the file format: save, load).
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -196,6 +202,13 @@ private:
     };
 
     std::vector<QueryTerm> prepare(std::string_view query, const BM25CorpusStats* global) const;
+    // The doc id past the end of every posting list (and "no document" in renumbering tables); document
+    // slots are below it.
+    static constexpr std::uint32_t kEnd = 0xFFFFFFFFu;
+    static constexpr std::uint32_t kMaxDocs = kEnd - 1;
+    // A value no index state ever had: from a process-wide counter (epoch_).
+    static std::uint64_t next_epoch();
+
     // The term id of a raw (split) query token, kNoTerm for a stopword or a term no live document has.
     static constexpr std::uint32_t kNoTerm = 0xFFFFFFFFu;
     std::uint32_t query_term_id(std::string_view raw, std::string& scratch) const;
