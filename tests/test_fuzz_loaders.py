@@ -107,7 +107,7 @@ class _Cursor:
 
 
 def bm25_fields(data: bytes) -> list[Field]:
-    """The payload's fields per BM25Index::save (cpp/core/bm25_index.cpp)."""
+    """The payload's fields per BM25Index::save (cpp/core/bm25_format.cpp)."""
     c = _Cursor(data)
     c.take("<d", "k1")
     c.take("<d", "b")
@@ -145,7 +145,7 @@ def hnsw_fields(data: bytes) -> list[Field]:
         c.fields.append(Field(start + 4, "<I", f"row{i}.link0"))
         c.fields.append(Field(start + 4 + 8 * m, "<f", f"row{i}.x0"))
         c.pos = start + row
-    upper = 4 * m + 4 + 4  # link count, M links, hnswlib's prefetch overrun slot (see hnsw_index.cpp)
+    upper = 4 * m + 4 + 4  # link count, M links, hnswlib's prefetch overrun slot (see hnsw_impl.h)
     for i in range(count):
         level = int(c.take("<i", f"level{i}"))
         for lv in range(max(level, 0)):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 _INDEX_MAGICS = {b"FRK-BM25": "BM25", b"FRK-HNSW": "HNSW"}
-"""The first 8 bytes of each index file kind (cpp/core/bm25_index.cpp, hnsw_index.cpp)."""
+"""The first 8 bytes of each index file kind (cpp/core/bm25_format.cpp, hnsw_index.cpp)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
