@@ -46,7 +46,7 @@ def check_contents(wheel: Path, model_dir: Path) -> None:
             if hashlib.sha256(zf.read(name)).digest() != hashlib.sha256(path.read_bytes()).digest():
                 fail(f"{name} in {wheel.name} differs from {path}")
         # The playground page (funnelrank serve's /) is package data too: every file of it, byte for byte.
-        page_dir = model_dir.parent.parent / "service" / "playground"
+        page_dir = model_dir.parent.parent / "serve" / "playground"
         page_files = sorted(p for p in page_dir.iterdir() if p.is_file())
         if not page_files:
             fail(f"no playground files in {page_dir}")
