@@ -29,8 +29,10 @@ from funnelrank.store.embedders import default_embedder_or_none
 from funnelrank.store.indexing import PROGRESS_MIN_DOCS, add_to_bm25, embed_documents
 from funnelrank.store.inputs import check_additions, check_ids, clamp_k, dense_limits, document_columns
 from funnelrank.store.load import load_collection
-from funnelrank.store.lock import WriterLock, lock_key
+from funnelrank.store.lock import lock_key
 from funnelrank.store.save import save_collection
+from funnelrank.store.wal import LogCorruptError, LogRecord
+from funnelrank.store.writer import WriterState
 
 __all__ = ["Collection", "Document"]
 
@@ -44,6 +46,11 @@ class Collection:
             ``embed_query(text)``, ``dim``, ``name`` and ``fingerprint``).
         bm25: keyword arguments for :class:`funnelrank.core.BM25Index` (``k1``, ``b``, ``analyzer``).
         hnsw: keyword arguments for :class:`funnelrank.core.HNSWIndex` (``M``, ``ef_construction``, ``ef_search``).
+        durability: when the write-ahead log of the directory this collection commits into reaches the disk
+            (:mod:`funnelrank.store.wal`): ``"fsync"`` (default: before every add or delete returns, so an
+            acknowledged write survives a crash of the process or the machine), ``"interval"`` (at most every
+            `sync_interval_ms`), ``"off"`` (when the operating system writes it back).
+        sync_interval_ms: the flush interval of ``durability="interval"`` (1 to 3,600,000; default 100).
 
     Reads (search, get, filters) may run from many threads at once, also while another thread adds or
     deletes; writes are serialized. A search racing a delete may find a just-deleted id in stage 1; the
@@ -57,8 +64,12 @@ class Collection:
         embedder: Any | None = None,
         bm25: Mapping[str, Any] | None = None,
         hnsw: Mapping[str, Any] | None = None,
+        durability: str = "fsync",
+        sync_interval_ms: int = 100,
     ) -> None:
         from funnelrank._core import BM25Index
+
+        writer = WriterState(durability, sync_interval_ms)  # bad settings fail before anything else
 
         if dense is None:
             if embedder is None:
@@ -79,7 +90,7 @@ class Collection:
         self._docs: dict[str, Document] = {}
         self._meta = MetadataIndex()
         self._write_lock = threading.Lock()
-        self._writer_locks: dict[str, WriterLock] = {}  # lock_key(directory) -> its lock
+        self._writer = writer
 
     def _new_hnsw(self) -> Any:
         from funnelrank._core import HNSWIndex
@@ -184,20 +195,31 @@ class Collection:
             if self._hnsw is not None and vectors is None:
                 assert self.embedder is not None
                 vectors = embed_documents(self.embedder, ids, texts, cache=embedding_cache, progress=progress)
-            add_to_bm25(self._bm25, ids, texts, progress=progress)
-            if vectors is not None:
-                try:
-                    self._hnsw.add(ids, vectors)  # type: ignore[union-attr]
-                except BaseException:
-                    self._bm25.delete(ids)
-                    raise
+            # Logged before it is applied: once add() returns, the write survives a crash (see durability).
+            mark = self._writer.log(LogRecord("add", ids, texts, metas, vectors))
             try:
-                for doc_id, text, meta in zip(ids, texts, metas):
-                    self._docs[doc_id] = Document(doc_id, text, meta)
-                    self._meta.add(doc_id, meta)
+                self._apply_add(ids, texts, metas, vectors, progress=progress)
             except BaseException:
-                self._undo_add(ids, metas, dense=vectors is not None)
+                self._writer.unlog(mark)
                 raise
+
+    def _apply_add(self, ids: list[str], texts: list[str], metas: list[dict[str, Any]], vectors: np.ndarray | None,
+                   *, progress: bool) -> None:
+        """Index checked new documents (caller holds the write lock); all or nothing."""
+        add_to_bm25(self._bm25, ids, texts, progress=progress)
+        if vectors is not None:
+            try:
+                self._hnsw.add(ids, vectors)  # type: ignore[union-attr]
+            except BaseException:
+                self._bm25.delete(ids)
+                raise
+        try:
+            for doc_id, text, meta in zip(ids, texts, metas):
+                self._docs[doc_id] = Document(doc_id, text, meta)
+                self._meta.add(doc_id, meta)
+        except BaseException:
+            self._undo_add(ids, metas, dense=vectors is not None)
+            raise
 
     def _undo_add(self, ids: list[str], metas: list[dict[str, Any]], *, dense: bool) -> None:
         """Take back a half-done add (caller holds the write lock): every step is tried, so that one
@@ -233,12 +255,23 @@ class Collection:
                 raise KeyError(f"{len(missing)} id(s) not in the collection, e.g. {missing[0]!r}")
             if not ids:
                 return
+            mark = self._writer.log(LogRecord("delete", ids))
+            try:
+                self._bm25.delete(ids)
+            except BaseException:
+                self._writer.unlog(mark)
+                raise
+            self._apply_delete(ids)
+
+    def _apply_delete(self, ids: list[str], *, bm25: bool = False) -> None:
+        """Delete present documents (caller holds the write lock); with `bm25`, from the BM25 index too."""
+        if bm25:
             self._bm25.delete(ids)
-            if self._hnsw is not None:
-                self._hnsw.delete(ids)
-            for doc_id in ids:
-                doc = self._docs.pop(doc_id)
-                self._meta.remove(doc_id, doc.metadata)
+        if self._hnsw is not None:
+            self._hnsw.delete(ids)
+        for doc_id in ids:
+            doc = self._docs.pop(doc_id)
+            self._meta.remove(doc_id, doc.metadata)
 
     # ------------------------------------------------------------------ stage-1 building blocks
 
@@ -357,30 +390,57 @@ class Collection:
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Save to directory `path`, atomically as a whole (see :mod:`funnelrank.store.save`).
+        """Commit to directory `path`, atomically as a whole (see :mod:`funnelrank.store.save`).
 
         The first save into a directory takes its writer lock (``DIR/.save.lock``) and this collection keeps it
         until :meth:`close`: while it does, another writer (another process, or another collection object)
         saving into `path` or loading it with ``writer=True`` gets
         :class:`~funnelrank.store.lock.CollectionLockedError` at once, naming the directory and this
-        process's pid. Processes loading from it meanwhile get the old or the new collection. The replaced
-        generation's data is kept until the next save (for readers still on it), so the directory holds up to
-        two copies of the data.
+        process's pid. Processes loading from it meanwhile get the old or the new collection.
+
+        That first directory becomes the collection's *home* (so does the directory of
+        ``load(..., writer=True)``): every later add and delete is appended to its write-ahead log
+        (``DIR/wal.log``, :mod:`funnelrank.store.wal`) before it returns, and a save into it (:meth:`commit`)
+        makes them part of the committed state and starts an empty log. A save into another directory is an
+        export (a full copy there, with no log).
 
             >>> col.save("my-collection")      # doctest: +SKIP
+            >>> col.add(["x"], ["logged before add() returns"])   # doctest: +SKIP
+            >>> col.commit()                   # doctest: +SKIP  (the same as col.save("my-collection"))
             >>> col.close()                    # doctest: +SKIP  (another process may now write it)
         """
         with self._write_lock:
-            save_collection(path, documents=list(self._docs.values()), bm25=self._bm25, hnsw=self._hnsw,
-                            embedder=self.embedder, locks=self._writer_locks)
+            root = Path(path)
+            checksum = save_collection(root, documents=list(self._docs.values()), bm25=self._bm25, hnsw=self._hnsw,
+                                       embedder=self.embedder, locks=self._writer.locks)
+            self._writer.committed(root, checksum)
+
+    def commit(self) -> None:
+        """Commit every write since the last commit into the collection's home directory (the one it was
+        loaded from with ``writer=True``, or first saved into): ``save(home)``. ValueError when it has none.
+
+            >>> col = Collection.load("my-collection", writer=True)   # doctest: +SKIP
+            >>> col.delete(["old"]); col.commit()                     # doctest: +SKIP
+        """
+        home = self._writer.home
+        if home is None:
+            raise ValueError("this collection has no home directory to commit into: save(path) it first, or "
+                             "open one with Collection.load(path, writer=True)")
+        self.save(home)
+
+    @property
+    def home(self) -> Path | None:
+        """The directory this collection commits into and logs its writes to (None: it has none yet), e.g.
+        ``PosixPath('my-collection')``."""
+        return self._writer.home
 
     def close(self) -> None:
-        """Release the writer lock of every directory this collection saved into or was loaded from with
-        ``writer=True`` (idempotent). The collection stays usable; a later :meth:`save` takes the lock again."""
+        """Flush and close the write-ahead log and release the writer lock of every directory this collection
+        saved into or was loaded from with ``writer=True`` (idempotent). Writes not committed stay in the log,
+        for the next writer to replay. The collection stays usable in memory, without a home: a later
+        :meth:`save` takes a lock again and makes that directory its home."""
         with self._write_lock:
-            locks, self._writer_locks = list(self._writer_locks.values()), {}
-        for lock in locks:
-            lock.release()
+            self._writer.close()
 
     def __enter__(self) -> Collection:
         return self
@@ -389,7 +449,8 @@ class Collection:
         self.close()
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, embedder: Any | None = None, writer: bool = False) -> Collection:
+    def load(cls, path: str | os.PathLike[str], *, embedder: Any | None = None, writer: bool = False,
+             durability: str = "fsync", sync_interval_ms: int = 100) -> Collection:
         """Load a collection saved with :meth:`save`.
 
         A dense collection needs the same embedder it was built with: pass it, or it is found from the
@@ -397,26 +458,58 @@ class Collection:
         by fingerprint. Raises :class:`funnelrank.IndexFileError` for a missing or corrupt part (the manifest
         included: it is checksummed and strictly checked). Safe while another process saves into `path`.
 
+        Readers (the default) take no lock, are never blocked, and see the last commit only: they never read
+        the write-ahead log.
+
         `writer=True` opens it for writing: the directory's writer lock is taken before reading (so no other
-        writer can change it between this load and the next save) and kept until :meth:`close`; another
-        writer holding it is a :class:`~funnelrank.store.lock.CollectionLockedError`. Readers
-        (the default) take no lock and are never blocked.
+        writer can change it meanwhile) and kept until :meth:`close`; another writer holding it is a
+        :class:`~funnelrank.store.lock.CollectionLockedError`. The writes logged since the last commit are
+        replayed (a torn last record, from a crash while it was being logged, is dropped: it was never
+        acknowledged; any other damage to the log is a :class:`~funnelrank.store.wal.LogCorruptError`), and
+        the directory becomes the collection's home, logged with `durability` (see :class:`Collection`).
 
             >>> with Collection.load("my-collection", writer=True) as col:   # doctest: +SKIP
-            ...     col.add(["new"], ["a new document"])
-            ...     col.save("my-collection")
+            ...     col.add(["new"], ["a new document"])   # durable once it returns
+            ...     col.commit()
         """
-        stored = load_collection(path, embedder=embedder, writer=writer)
+        state = WriterState(durability, sync_interval_ms)
+        root = Path(path)
+        stored = load_collection(root, embedder=embedder, writer=writer)
         try:
             collection = cls._from_parts(docs=stored.documents, bm25_index=stored.bm25, hnsw_index=stored.hnsw,
-                                         embedder=stored.embedder, bm25_params={}, hnsw_params={})
+                                         embedder=stored.embedder, bm25_params={}, hnsw_params={}, writer=state)
+            if stored.lock is not None:
+                state.locks[lock_key(root)] = stored.lock
+                collection._replay(state.open_home(root, stored.checksum))
         except BaseException:
+            state.close()
             if stored.lock is not None:
                 stored.lock.release()
             raise
-        if stored.lock is not None:
-            collection._writer_locks[lock_key(Path(path))] = stored.lock
         return collection
+
+    def _replay(self, records: list[LogRecord]) -> None:
+        """Apply logged writes on top of the last commit (LogCorruptError when one does not fit it)."""
+        with self._write_lock:
+            for number, record in enumerate(records, start=1):
+                where = f"{self._writer.home}: write-ahead log record {number}"
+                if record.kind == "delete":
+                    missing = [doc_id for doc_id in record.ids if doc_id not in self._docs]
+                    if missing:
+                        raise LogCorruptError(f"{where} deletes {missing[0]!r}, which is not in the collection")
+                    self._apply_delete(record.ids, bm25=True)
+                    continue
+                dim = None if self._hnsw is None else int(self._hnsw.dim)
+                try:
+                    ids, texts, metas, vectors = check_additions(record.ids, record.texts or [], record.metadata,
+                                                                 record.vectors, dim)
+                except ValueError as exc:
+                    raise LogCorruptError(f"{where}: not an add this collection accepts ({exc})") from None
+                present = [doc_id for doc_id in ids if doc_id in self._docs]
+                if present or (self._hnsw is not None and vectors is None):
+                    raise LogCorruptError(f"{where} does not fit the last commit (id {present[:1]} already there, "
+                                          "or no vectors for the dense index)")
+                self._apply_add(ids, texts, metas, vectors, progress=False)
 
     @classmethod
     def _from_parts(
@@ -428,6 +521,7 @@ class Collection:
         embedder: Any | None,
         bm25_params: dict[str, Any],
         hnsw_params: dict[str, Any],
+        writer: WriterState | None = None,
     ) -> Collection:
         self = cls.__new__(cls)
         self.embedder = embedder
@@ -438,7 +532,7 @@ class Collection:
         self._docs = {}
         self._meta = MetadataIndex()
         self._write_lock = threading.Lock()
-        self._writer_locks = {}
+        self._writer = writer or WriterState("fsync", 100)
         for doc in docs:
             self._docs[doc.id] = doc
             self._meta.add(doc.id, doc.metadata)

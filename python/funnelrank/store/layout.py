@@ -5,6 +5,7 @@ Layout::
     DIR/manifest.json              format name + version, document count, embedder identity, which data dir,
                                    and a sha256 checksum of the manifest itself (:mod:`funnelrank.store.manifest`)
     DIR/.save.lock                 the writer lock (flock), holding the writer's pid (:mod:`funnelrank.store.lock`)
+    DIR/wal.log                    the write-ahead log: the writes since the last commit (:mod:`funnelrank.store.wal`)
     DIR/data-<12 hex>/docs.jsonl   one {"id", "text", "metadata"} object per line (:mod:`funnelrank.store.docs_file`)
     DIR/data-<12 hex>/bm25.idx     the BM25 index (checksummed index file)
     DIR/data-<12 hex>/hnsw.idx     the HNSW index, for dense collections (checksummed index file)
@@ -33,6 +34,7 @@ __all__ = [
     "FORMAT_VERSION",
     "HNSW_FILE",
     "LOCK_FILE",
+    "LOG_FILE",
     "MANIFEST",
     "READABLE_VERSIONS",
     "fsync_dir",
@@ -51,6 +53,8 @@ MANIFEST = "manifest.json"
 """The manifest's file name: the commit point of every save."""
 LOCK_FILE = ".save.lock"
 """The writer lock's file name."""
+LOG_FILE = "wal.log"
+"""The write-ahead log's file name (written by the writer only; readers never read it)."""
 DOCS_FILE = "docs.jsonl"
 """The documents file's name in a data directory."""
 BM25_FILE = "bm25.idx"

@@ -44,6 +44,7 @@ class StoredCollection:
         hnsw: the HNSW index (:class:`funnelrank.core.HNSWIndex`), or None for a collection without one.
         embedder: the embedder of the HNSW index (None without one).
         lock: the directory's writer lock, when it was loaded for writing (its new owner releases it).
+        checksum: the manifest checksum of the commit read (what the write-ahead log following it names).
     """
 
     documents: list[Document]
@@ -51,6 +52,7 @@ class StoredCollection:
     hnsw: Any | None
     embedder: Any | None
     lock: WriterLock | None = None
+    checksum: str = ""
 
 
 def load_collection(
@@ -157,7 +159,8 @@ def _load_generation(
                 f"{root}: embedder {getattr(embedder, 'name', '?')!r} is not the one the collection was built "
                 f"with ({identity['name']!r}); its vectors would not match the index"
             )
-    return StoredCollection(documents=docs, bm25=bm25, hnsw=hnsw, embedder=embedder if hnsw is not None else None)
+    return StoredCollection(documents=docs, bm25=bm25, hnsw=hnsw, embedder=embedder if hnsw is not None else None,
+                            checksum=manifest["checksum"])
 
 
 def _load_latest(root: Path, embedder: Any | None) -> StoredCollection:

@@ -6,7 +6,8 @@ is the commit point. A crash or kill at any moment before it leaves the old mani
 untouched data directory; after it, the new one is complete. The data directory of the generation just
 replaced is *kept*, so that a reader that read the old manifest an instant earlier can still finish; older
 generations and the leftovers of failed or killed saves (data directories no manifest points at, the manifest
-writer's temporary files; only names this package creates) are removed by the next successful save. After a
+writer's and the write-ahead log's temporary files; only names this package creates) are removed by the next
+successful save. After a
 successful save the directory holds at most two data directories.
 """
 
@@ -33,6 +34,7 @@ from funnelrank.store.layout import (
     FORMAT,
     HNSW_FILE,
     LOCK_FILE,
+    LOG_FILE,
     MANIFEST,
     fsync_dir,
     fsync_file,
@@ -52,7 +54,7 @@ def save_collection(
     hnsw: Any | None,
     embedder: Any | None,
     locks: dict[str, WriterLock],
-) -> None:
+) -> str:
     """Write a collection (its `documents` in order, its `bm25` index, and its `hnsw` index with the `embedder`
     that built it, for a dense one) to directory `path` (created if needed), atomically; see the module
     docstring.
@@ -61,6 +63,7 @@ def save_collection(
     Takes the directory's writer lock unless `locks` (the writer's, by :func:`~funnelrank.store.lock.lock_key`)
     already holds it, and keeps it there after a successful save (a failed save releases a lock it took);
     raises :class:`~funnelrank.store.lock.CollectionLockedError` at once when another writer holds it.
+    Returns the new manifest's checksum (what the write-ahead log started after this commit names).
     """
     root = Path(path)
     if root.exists() and not root.is_dir():
@@ -93,6 +96,7 @@ def save_collection(
         raise
     assert lock is not None
     locks[key] = lock
+    return str(manifest["checksum"])
 
 
 def _new_data_dir(root: Path) -> str:
@@ -121,7 +125,7 @@ def _write_generation(data: Path, documents: Sequence[Document], bm25: Any, hnsw
 
 def _ours(name: str, manifest_leftovers: set[str]) -> bool:
     """Whether an entry of a collection directory has a name this package creates."""
-    return name == LOCK_FILE or bool(DATA_RE.fullmatch(name)) or name in manifest_leftovers
+    return name in (LOCK_FILE, LOG_FILE) or bool(DATA_RE.fullmatch(name)) or name in manifest_leftovers
 
 
 def _check_target(root: Path) -> str | None:
@@ -139,7 +143,7 @@ def _check_target(root: Path) -> str | None:
             raise ValueError(f"{manifest_path} is not a funnelrank collection manifest; choose a new directory")
         data = current.get("data")
         return data if isinstance(data, str) and DATA_RE.fullmatch(data) else None
-    leftovers = {p.name for p in atomic_writer_leftovers(manifest_path)}
+    leftovers = {p.name for p in atomic_writer_leftovers(manifest_path) + atomic_writer_leftovers(root / LOG_FILE)}
     if any(not _ours(p.name, leftovers) for p in root.iterdir()):
         raise ValueError(f"{root} is not empty and holds no funnelrank collection; choose a new directory")
     return None
@@ -151,6 +155,6 @@ def _remove_stale(root: Path, keep: set[str | None]) -> None:
     for entry in root.iterdir():
         if DATA_RE.fullmatch(entry.name) and entry.name not in keep and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
-    for leftover in atomic_writer_leftovers(root / MANIFEST):
+    for leftover in atomic_writer_leftovers(root / MANIFEST) + atomic_writer_leftovers(root / LOG_FILE):
         with contextlib.suppress(OSError):
             leftover.unlink()
