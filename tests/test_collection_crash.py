@@ -1,4 +1,4 @@
-"""Issue 28: SIGKILL a writer (durability="fsync") at random moments during adds, deletes and commits; every
+"""Issue 28: SIGKILL a writer (durability="fsync") at random moments during adds, deletes, commits and merges; every
 acknowledged write is there after the reopen, nothing is half-applied, and `check --fix` leaves no unreferenced
 file (the full count: bench/bench_crash.py)."""
 
@@ -10,7 +10,7 @@ from crash_harness import crash_trials
 
 
 def test_sigkill_loses_no_acknowledged_write(tmp_path: Path) -> None:
-    stats = crash_trials(tmp_path / "col", trials=20, seed=28, max_wait=0.5)
+    stats = crash_trials(tmp_path / "col", trials=20, seed=28, max_wait=0.5, merges=True)
     print("\n" + stats.summary())
     assert stats.failures == []
     assert stats.kills == 20 and stats.acknowledged > 100

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import funnelrank.store.collection as store_collection
+import funnelrank.store.segments as store_segments
 import numpy as np
 import pytest
 from funnelrank.store.check import check_collection
@@ -144,7 +144,7 @@ def test_a_failed_apply_takes_its_record_back(tmp_path: Path, monkeypatch: pytes
     def broken(*args: object, **kwargs: object) -> None:
         raise MemoryError("simulated")
 
-    monkeypatch.setattr(store_collection, "add_to_bm25", broken)
+    monkeypatch.setattr(store_segments, "add_to_bm25", broken)
     with pytest.raises(MemoryError):
         col.add(["d"], ["never applied"])
     assert (root / LOG_FILE).stat().st_size == size

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from funnelrank._core import IndexFileError
 from funnelrank.files import atomic_writer_leftovers
-from funnelrank.store.layout import DATA_RE, LOCK_FILE, LOG_FILE, MANIFEST, fsync_dir
-from funnelrank.store.load import read_generation
+from funnelrank.store.layout import DATA_RE, DELETED_RE, LOCK_FILE, LOG_FILE, MANIFEST, fsync_dir
+from funnelrank.store.load import read_commit
 from funnelrank.store.lock import WriterLock
-from funnelrank.store.manifest import read_manifest
+from funnelrank.store.manifest import read_manifest, segment_entries
 from funnelrank.store.wal import read_log
 
 __all__ = ["CheckReport", "check_collection"]
@@ -104,13 +104,15 @@ def _check_into(root: Path, report: CheckReport, fix: bool) -> None:
                                    "nothing was removed")
         return
     errors: list[str] = []
-    read_generation(root, manifest, errors)
+    read_commit(root, manifest, errors)
     report.problems.extend(errors)
     sound = not errors
-    current = root / manifest["data"]
-    referenced = {manifest["docs"]["file"], manifest["bm25"]["file"]}
-    if manifest["dense"]:
-        referenced.add(manifest["dense"]["file"])
+    referenced: dict[str, set[str]] = {}  # data directory -> the files of it the manifest names
+    for seg in segment_entries(manifest):
+        files = referenced.setdefault(seg["data"], set())
+        files.update(f for f in (seg["docs_file"], seg["bm25_file"], seg["hnsw_file"]) if f)
+        if seg["deleted"]:
+            files.add(seg["deleted"]["file"])
     manifest_temps = {p.name for p in atomic_writer_leftovers(root / MANIFEST)}
     log_temps = {p.name for p in atomic_writer_leftovers(root / LOG_FILE)}
     stale_log = _check_log(root, manifest["checksum"], report)
@@ -128,7 +130,7 @@ def _check_into(root: Path, report: CheckReport, fix: bool) -> None:
 
     for entry in sorted(root.iterdir()):
         name = entry.name
-        if name in (MANIFEST, LOCK_FILE) or entry == current or (name == LOG_FILE and not stale_log):
+        if name in (MANIFEST, LOCK_FILE) or name in referenced or (name == LOG_FILE and not stale_log):
             continue
         if name == LOG_FILE:
             note(entry, "the write-ahead log of an earlier commit: every write in it is committed",
@@ -144,13 +146,22 @@ def _check_into(root: Path, report: CheckReport, fix: bool) -> None:
             note(entry, "a temporary manifest left by an interrupted save", problem=True, ours=True)
         else:
             note(entry, "not part of the collection", problem=True, ours=False)
-    if current.is_dir() and not current.is_symlink():
+    for data, files in referenced.items():
+        current = root / data
+        if not current.is_dir() or current.is_symlink():
+            continue
         for entry in sorted(current.iterdir()):
-            if entry.name not in referenced:  # a data directory is funnelrank's alone: anything else is stray
+            if entry.name in files:
+                continue
+            if DELETED_RE.fullmatch(entry.name):  # a segment's data directory is funnelrank's alone
+                note(entry, "a deletion bitmap of an earlier commit: the next commit removes it", problem=False,
+                     ours=True)
+            else:
                 note(entry, "a stray file in the collection's data directory", problem=True, ours=True)
     if fix:
         for entry in removable:
-            if entry.parent == root and DATA_RE.fullmatch(entry.name) and not sound:
+            older = (entry.parent == root and DATA_RE.fullmatch(entry.name)) or DELETED_RE.fullmatch(entry.name)
+            if older and not sound:
                 report.kept.append((entry, "kept: the current generation has problems, so this older one may "
                                            "be the last good copy"))
                 continue

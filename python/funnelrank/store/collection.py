@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+from functools import partial
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,13 @@ import numpy as np
 from funnelrank.retrieve.filters import MetadataIndex
 from funnelrank.store.documents import Document, copy_document
 from funnelrank.store.embedders import default_embedder_or_none
-from funnelrank.store.indexing import PROGRESS_MIN_DOCS, add_to_bm25, embed_documents
+from funnelrank.store.indexing import PROGRESS_MIN_DOCS, embed_documents
 from funnelrank.store.inputs import check_additions, check_ids, document_columns
-from funnelrank.store.load import load_collection
+from funnelrank.store.load import StoredCollection, load_collection
 from funnelrank.store.lock import lock_key
 from funnelrank.store.save import save_collection
 from funnelrank.store.searching import CollectionSearch
+from funnelrank.store.segments import MERGE_AT, Segment, SegmentedBM25, SegmentedHNSW, Segments
 from funnelrank.store.wal import LogCorruptError, LogRecord
 from funnelrank.store.writer import WriterState
 
@@ -86,18 +88,22 @@ class Collection(CollectionSearch):
         self.embedder: Any | None = embedder if dense else None
         self._bm25_params = dict(bm25 or {})
         self._hnsw_params = dict(hnsw or {})
-        self._bm25 = BM25Index(**self._bm25_params)
-        self._hnsw: Any | None = self._new_hnsw() if dense else None
         self._docs: dict[str, Document] = {}
         self._meta = MetadataIndex()
         self._write_lock = threading.Lock()
         self._writer = writer
+        self._use_segments(Segments([], partial(BM25Index, **self._bm25_params), self._new_hnsw if dense else None))
 
     def _new_hnsw(self) -> Any:
         from funnelrank._core import HNSWIndex
 
         assert self.embedder is not None
         return HNSWIndex(int(self.embedder.dim), metric="cosine", **self._hnsw_params)
+
+    def _use_segments(self, segments: Segments) -> None:
+        self._segments = segments
+        self._bm25: Any = SegmentedBM25(segments)
+        self._hnsw: Any | None = SegmentedHNSW(segments) if segments.make_hnsw is not None else None
 
     # ------------------------------------------------------------------ contents
 
@@ -207,13 +213,7 @@ class Collection(CollectionSearch):
     def _apply_add(self, ids: list[str], texts: list[str], metas: list[dict[str, Any]], vectors: np.ndarray | None,
                    *, progress: bool) -> None:
         """Index checked new documents (caller holds the write lock); all or nothing."""
-        add_to_bm25(self._bm25, ids, texts, progress=progress)
-        if vectors is not None:
-            try:
-                self._hnsw.add(ids, vectors)  # type: ignore[union-attr]
-            except BaseException:
-                self._bm25.delete(ids)
-                raise
+        self._segments.add(ids, texts, vectors, progress=progress)
         try:
             for doc_id, text, meta in zip(ids, texts, metas):
                 self._docs[doc_id] = Document(doc_id, text, meta)
@@ -231,13 +231,8 @@ class Collection(CollectionSearch):
                 self._meta.remove(doc_id, meta)
             except Exception:  # noqa: BLE001 - best effort; the original error is what the caller sees
                 pass
-        if dense and self._hnsw is not None:
-            try:
-                self._hnsw.delete(ids)
-            except Exception:  # noqa: BLE001
-                pass
         try:
-            self._bm25.delete(ids)
+            self._segments.delete([doc_id for doc_id in ids if doc_id in self._segments.where])
         except Exception:  # noqa: BLE001
             pass
 
@@ -258,18 +253,14 @@ class Collection(CollectionSearch):
                 return
             mark = self._writer.log(LogRecord("delete", ids))
             try:
-                self._bm25.delete(ids)
+                self._segments.delete(ids)
             except BaseException:
                 self._writer.unlog(mark)
                 raise
-            self._apply_delete(ids)
+            self._forget(ids)
 
-    def _apply_delete(self, ids: list[str], *, bm25: bool = False) -> None:
-        """Delete present documents (caller holds the write lock); with `bm25`, from the BM25 index too."""
-        if bm25:
-            self._bm25.delete(ids)
-        if self._hnsw is not None:
-            self._hnsw.delete(ids)
+    def _forget(self, ids: list[str]) -> None:
+        """Drop deleted documents' stored copies and metadata (caller holds the write lock)."""
         for doc_id in ids:
             doc = self._docs.pop(doc_id)
             self._meta.remove(doc_id, doc.metadata)
@@ -302,8 +293,13 @@ class Collection(CollectionSearch):
         """
         with self._write_lock:
             root = Path(path)
-            checksum = save_collection(root, documents=list(self._docs.values()), bm25=self._bm25, hnsw=self._hnsw,
-                                       embedder=self.embedder, locks=self._writer.locks)
+            key = lock_key(root)
+            home = self._writer.home
+            adopt = home is None or lock_key(home) == key
+            if adopt and self._segments.home == key and len(self._segments.list) > MERGE_AT:
+                self._segments.merge(MERGE_AT, self.text)  # tiered: the smallest neighbours first
+            checksum = save_collection(root, segments=self._segments, documents=self._docs, embedder=self.embedder,
+                                       locks=self._writer.locks, adopt=adopt)
             self._writer.committed(root, checksum)
 
     def commit(self) -> None:
@@ -319,6 +315,27 @@ class Collection(CollectionSearch):
                              "open one with Collection.load(path, writer=True)")
         self.save(home)
 
+    def merge(self, max_segments: int = 1) -> None:
+        """Fold the collection's segments, the neighbouring pair with the fewest live documents first (so that
+        insertion order, and every tie it breaks, is kept), until at most `max_segments` remain; segments whose
+        documents were all deleted go first. With a home, the result is committed at once (:meth:`commit`
+        writes the folded segments; searches answer the same before and after). Commits fold on their own while
+        there are more than :data:`~funnelrank.store.segments.MERGE_AT` segments.
+
+            >>> col.merge()            # doctest: +SKIP
+            >>> col.segment_sizes()    # doctest: +SKIP
+            [1000000]
+        """
+        with self._write_lock:
+            changed = self._segments.merge(max_segments, self.text)
+        if changed and self._writer.home is not None:
+            self.commit()
+
+    def segment_sizes(self) -> list[int]:
+        """The live documents of each segment, in insertion order (the last one may be the unwritten segment
+        of the documents added since the last commit), e.g. ``[1000000, 10000]``."""
+        return [len(seg) for seg in list(self._segments.list) if len(seg) or seg.data is not None]
+
     @property
     def home(self) -> Path | None:
         """The directory this collection commits into and logs its writes to (None: it has none yet), e.g.
@@ -332,6 +349,7 @@ class Collection(CollectionSearch):
         :meth:`save` takes a lock again and makes that directory its home."""
         with self._write_lock:
             self._writer.close()
+            self._segments.home = None  # without the lock, the directory may change under its segments
 
     def __enter__(self) -> Collection:
         return self
@@ -367,8 +385,7 @@ class Collection(CollectionSearch):
         root = Path(path)
         stored = load_collection(root, embedder=embedder, writer=writer)
         try:
-            collection = cls._from_parts(docs=stored.documents, bm25_index=stored.bm25, hnsw_index=stored.hnsw,
-                                         embedder=stored.embedder, bm25_params={}, hnsw_params={}, writer=state)
+            collection = cls._from_parts(stored, writer=state, home=lock_key(root) if stored.lock else None)
             if stored.lock is not None:
                 state.locks[lock_key(root)] = stored.lock
                 collection._replay(state.open_home(root, stored.checksum))
@@ -388,7 +405,8 @@ class Collection(CollectionSearch):
                     missing = [doc_id for doc_id in record.ids if doc_id not in self._docs]
                     if missing:
                         raise LogCorruptError(f"{where} deletes {missing[0]!r}, which is not in the collection")
-                    self._apply_delete(record.ids, bm25=True)
+                    self._segments.delete(record.ids)
+                    self._forget(record.ids)
                     continue
                 dim = None if self._hnsw is None else int(self._hnsw.dim)
                 try:
@@ -403,28 +421,28 @@ class Collection(CollectionSearch):
                 self._apply_add(ids, texts, metas, vectors, progress=False)
 
     @classmethod
-    def _from_parts(
-        cls,
-        *,
-        docs: list[Document],
-        bm25_index: Any,
-        hnsw_index: Any | None,
-        embedder: Any | None,
-        bm25_params: dict[str, Any],
-        hnsw_params: dict[str, Any],
-        writer: WriterState | None = None,
-    ) -> Collection:
+    def _from_parts(cls, stored: StoredCollection, *, writer: WriterState, home: str | None) -> Collection:
+        from funnelrank._core import BM25Index, HNSWIndex
+
         self = cls.__new__(cls)
-        self.embedder = embedder
-        self._bm25_params = bm25_params
-        self._hnsw_params = hnsw_params
-        self._bm25 = bm25_index
-        self._hnsw = hnsw_index
+        self.embedder = stored.embedder
+        self._bm25_params = {}
+        self._hnsw_params = {}
         self._docs = {}
         self._meta = MetadataIndex()
         self._write_lock = threading.Lock()
-        self._writer = writer or WriterState("fsync", 100)
-        for doc in docs:
+        self._writer = writer
+        first = stored.segments[0]
+        bm25, hnsw = first.bm25, first.hnsw
+        make_bm25 = partial(BM25Index, k1=bm25.k1, b=bm25.b, analyzer=bm25.analyzer)
+        make_hnsw = None if hnsw is None else partial(
+            HNSWIndex, int(hnsw.dim), metric=hnsw.metric, M=hnsw.M, ef_construction=hnsw.ef_construction,
+            ef_search=hnsw.ef_search)
+        segments = [Segment(seg.bm25, seg.hnsw, data=seg.entry["data"], file_ids=seg.file_ids,
+                            docs_sha256=seg.entry["docs_sha256"], deleted=seg.deleted,
+                            deleted_entry=seg.entry["deleted"]) for seg in stored.segments]
+        self._use_segments(Segments(segments, make_bm25, make_hnsw, home))
+        for doc in stored.documents:
             self._docs[doc.id] = doc
             self._meta.add(doc.id, doc.metadata)
         return self
