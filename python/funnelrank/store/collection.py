@@ -5,12 +5,15 @@ documents' embeddings from a bi-encoder (:class:`funnelrank.embed.Embedder`). Me
 :class:`funnelrank.retrieve.filters.MetadataIndex` so that filters resolve to an allow-list of ids that both
 stage-1 searches honour.
 
-On disk a collection is one directory (see :mod:`funnelrank.store.layout`): ``save`` is atomic as a
-whole (:mod:`funnelrank.store.save`: a load running meanwhile sees the old or the new collection, never a mix),
-``load`` checks every part (:mod:`funnelrank.store.load`) and raises :class:`funnelrank.IndexFileError` on a
-missing or corrupt one. A directory has one writer at a time: the collection that saved into it (or loaded it
-with ``writer=True``) holds its writer lock until ``close()``; another writer gets
-:class:`funnelrank.store.lock.CollectionLockedError` at once.
+On disk a collection is one directory (see :mod:`funnelrank.store.layout`) of immutable segments named by one
+manifest: a commit (:mod:`funnelrank.store.save`) writes only the new segment and the changed deletion bitmaps,
+atomically (a load running meanwhile sees the old or the new commit, never a mix); ``load`` checks every part
+(:mod:`funnelrank.store.load`) and raises :class:`funnelrank.IndexFileError` on a missing or corrupt one.
+Searches run over every segment with global statistics (:mod:`funnelrank.store.segments`). A directory has one
+writer at a time: the collection that saved into it (or loaded it with ``writer=True``) holds its writer lock
+until ``close()``; another writer gets :class:`funnelrank.store.lock.CollectionLockedError` at once. That
+writer logs every add and delete to the directory's write-ahead log before acknowledging it
+(:mod:`funnelrank.store.wal`); readers see the last commit only.
 """
 
 from __future__ import annotations

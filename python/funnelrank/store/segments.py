@@ -141,7 +141,8 @@ class Segments:
         if changed:
             self.list = segs or [self.new_segment()]
             for seg in self.list:
-                self.where.update(dict.fromkeys(seg.bm25.ids(), seg))
+                if seg.data is None:  # folded (or the live one): its documents now live there
+                    self.where.update(dict.fromkeys(seg.bm25.ids(), seg))
         return changed
 
     def _fold(self, first: Segment, second: Segment, text: Callable[[str], str]) -> Segment:
