@@ -155,20 +155,27 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     _same(c, loaded, ["json module", "köln", "bananas"])
     assert loaded.allowed_ids({"lang": "de"}) == ["unicode"]
     manifest = json.loads((tmp_path / "col" / "manifest.json").read_text())
-    assert manifest["format"] == "funnelrank-collection" and manifest["version"] == 2
-    assert manifest["documents"] == 4 and manifest["dense"] is None
+    assert manifest["format"] == "funnelrank-collection" and manifest["version"] == 3
+    assert manifest["documents"] == 4 and manifest["dense"] is None and manifest["segments"] == []
     assert manifest["checksum"] == manifest_checksum(manifest)
-    # Saving again replaces it; the replaced generation's data directory is kept (for readers still on it),
-    # older ones are removed: never more than two.
+    # A commit writes only what changed: the new document as a second segment; the first is kept as it is.
     first = manifest["data"]
     loaded.add(["more"], ["another document"])
     loaded.save(tmp_path / "col")
     assert len(Collection.load(tmp_path / "col")) == 5
     data_dirs = {p.name for p in (tmp_path / "col").iterdir() if p.name.startswith("data-")}
     assert len(data_dirs) == 2 and first in data_dirs
+    assert loaded.segment_sizes() == [4, 1]
+    # A merge folds them into one segment and commits it; the replaced segments are kept for readers still on
+    # the previous commit, and removed by the commit after.
+    loaded.merge()
+    assert loaded.segment_sizes() == [5]
+    data_dirs = {p.name for p in (tmp_path / "col").iterdir() if p.name.startswith("data-")}
+    assert len(data_dirs) == 3 and first in data_dirs
     loaded.save(tmp_path / "col")
     data_dirs = {p.name for p in (tmp_path / "col").iterdir() if p.name.startswith("data-")}
-    assert len(data_dirs) == 2 and first not in data_dirs
+    assert len(data_dirs) == 1 and first not in data_dirs
+    _same(loaded, Collection.load(tmp_path / "col"), ["json module", "köln", "bananas", "another"])
 
 
 def test_dense_round_trip(tmp_path: Path, embedder: object) -> None:
@@ -229,7 +236,8 @@ def test_crash_mid_save_leaves_old_collection(tmp_path: Path, monkeypatch: pytes
     new.add(["x"], ["brand new"])
     if fail_at == "bm25":
         # The docs file is already written when the index save dies.
-        monkeypatch.setattr(new, "_bm25", _FailingSave(new._bm25))
+        segment = new._segments.list[0]
+        monkeypatch.setattr(segment, "bm25", _FailingSave(segment.bm25))
     else:
         def failing_writer(path: object) -> object:
             raise Boom("disk full while writing the manifest")
@@ -252,6 +260,9 @@ class _FailingSave:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._inner, name)
+
+    def __len__(self) -> int:
+        return len(self._inner)  # type: ignore[arg-type]
 
 
 def test_leftovers_of_a_killed_save_are_harmless(tmp_path: Path) -> None:

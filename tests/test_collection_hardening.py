@@ -705,7 +705,7 @@ def test_a_directory_holding_only_our_leftovers_can_be_saved_into(tmp_path: Path
     small().save(root)
     assert Collection.load(root).ids() == ["a", "b"]
     others = sorted(p.name for p in root.iterdir() if not p.name.startswith("data-"))
-    assert others == [LOCK_FILE, "manifest.json"]
+    assert others == [LOCK_FILE, "manifest.json", "wal.log"]  # wal.log: the empty log of the commit just made
 
 
 def test_a_foreign_directory_gets_no_lock_file(tmp_path: Path) -> None:

@@ -196,7 +196,8 @@ def dense_col(tmp_path: Path) -> Path:
     root = tmp_path / "col"
     with small(dense=True) as c:
         c.save(root)
-        c.save(root)  # a second generation: the first is kept for readers (listed, not a problem)
+    with small(dense=True) as c:  # another collection's save rewrites it all: the first generation is kept for
+        c.save(root)              # readers (listed, not a problem)
     return root
 
 

@@ -47,6 +47,8 @@ def _check_collection(root: Path, fix: bool) -> int:
     from funnelrank.store.check import check_collection
 
     report = check_collection(root, fix=fix)
+    if report.log:
+        print(f"log: {report.log}")
     removed = set(report.removed)
     for entry, why in report.unreferenced:
         if entry not in removed:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from funnelrank._core import IndexFileError
 from funnelrank.files import atomic_writer_leftovers
-from funnelrank.store.layout import DATA_RE, LOCK_FILE, MANIFEST, fsync_dir
-from funnelrank.store.load import read_generation
+from funnelrank.store.layout import DATA_RE, DELETED_RE, LOCK_FILE, LOG_FILE, MANIFEST, fsync_dir
+from funnelrank.store.load import read_commit
 from funnelrank.store.lock import WriterLock
-from funnelrank.store.manifest import read_manifest
+from funnelrank.store.manifest import read_manifest, segment_entries
+from funnelrank.store.wal import read_log
 
 __all__ = ["CheckReport", "check_collection"]
 
@@ -34,6 +35,8 @@ class CheckReport:
             files), with why each is listed.
         removed: what ``fix`` removed.
         kept: unreferenced entries that ``fix`` left alone, with why.
+        log: what the write-ahead log holds (empty: there is none), e.g. ``"wal.log: 3 writes since the last
+            commit (the next writer replays them)"``.
     """
 
     path: Path
@@ -41,6 +44,7 @@ class CheckReport:
     unreferenced: list[tuple[Path, str]] = field(default_factory=list)
     removed: list[Path] = field(default_factory=list)
     kept: list[tuple[Path, str]] = field(default_factory=list)
+    log: str = ""
 
     @property
     def ok(self) -> bool:
@@ -100,14 +104,18 @@ def _check_into(root: Path, report: CheckReport, fix: bool) -> None:
                                    "nothing was removed")
         return
     errors: list[str] = []
-    read_generation(root, manifest, errors)
+    read_commit(root, manifest, errors)
     report.problems.extend(errors)
     sound = not errors
-    current = root / manifest["data"]
-    referenced = {manifest["docs"]["file"], manifest["bm25"]["file"]}
-    if manifest["dense"]:
-        referenced.add(manifest["dense"]["file"])
+    referenced: dict[str, set[str]] = {}  # data directory -> the files of it the manifest names
+    for seg in segment_entries(manifest):
+        files = referenced.setdefault(seg["data"], set())
+        files.update(f for f in (seg["docs_file"], seg["bm25_file"], seg["hnsw_file"]) if f)
+        if seg["deleted"]:
+            files.add(seg["deleted"]["file"])
     manifest_temps = {p.name for p in atomic_writer_leftovers(root / MANIFEST)}
+    log_temps = {p.name for p in atomic_writer_leftovers(root / LOG_FILE)}
+    stale_log = _check_log(root, manifest["checksum"], report)
     stray: dict[Path, str] = {}  # unreferenced entries that are problems -> their message
     removable: list[Path] = []
 
@@ -122,7 +130,14 @@ def _check_into(root: Path, report: CheckReport, fix: bool) -> None:
 
     for entry in sorted(root.iterdir()):
         name = entry.name
-        if name in (MANIFEST, LOCK_FILE) or entry == current:
+        if name in (MANIFEST, LOCK_FILE) or name in referenced or (name == LOG_FILE and not stale_log):
+            continue
+        if name == LOG_FILE:
+            note(entry, "the write-ahead log of an earlier commit: every write in it is committed",
+                 problem=False, ours=True)
+            continue
+        if name in log_temps:
+            note(entry, "a temporary write-ahead log left by an interrupted commit", problem=True, ours=True)
             continue
         if DATA_RE.fullmatch(name) and entry.is_dir() and not entry.is_symlink():
             note(entry, "an older data generation, or an interrupted save's: the next save removes it",
@@ -131,13 +146,22 @@ def _check_into(root: Path, report: CheckReport, fix: bool) -> None:
             note(entry, "a temporary manifest left by an interrupted save", problem=True, ours=True)
         else:
             note(entry, "not part of the collection", problem=True, ours=False)
-    if current.is_dir() and not current.is_symlink():
+    for data, files in referenced.items():
+        current = root / data
+        if not current.is_dir() or current.is_symlink():
+            continue
         for entry in sorted(current.iterdir()):
-            if entry.name not in referenced:  # a data directory is funnelrank's alone: anything else is stray
+            if entry.name in files:
+                continue
+            if DELETED_RE.fullmatch(entry.name):  # a segment's data directory is funnelrank's alone
+                note(entry, "a deletion bitmap of an earlier commit: the next commit removes it", problem=False,
+                     ours=True)
+            else:
                 note(entry, "a stray file in the collection's data directory", problem=True, ours=True)
     if fix:
         for entry in removable:
-            if entry.parent == root and DATA_RE.fullmatch(entry.name) and not sound:
+            older = (entry.parent == root and DATA_RE.fullmatch(entry.name)) or DELETED_RE.fullmatch(entry.name)
+            if older and not sound:
                 report.kept.append((entry, "kept: the current generation has problems, so this older one may "
                                            "be the last good copy"))
                 continue
@@ -151,3 +175,22 @@ def _check_into(root: Path, report: CheckReport, fix: bool) -> None:
         if report.removed:
             fsync_dir(root)
     report.problems.extend(stray.values())
+
+
+def _check_log(root: Path, base: str, report: CheckReport) -> bool:
+    """Read the write-ahead log (when there is one) past the commit with manifest checksum `base` into
+    `report`; returns whether it is stale (it follows an earlier commit, so nothing in it is pending)."""
+    path = root / LOG_FILE
+    if not os.path.lexists(path):
+        return False
+    try:
+        contents = read_log(path, base)
+    except IndexFileError as exc:
+        report.problems.append(str(exc))
+        return False
+    if contents.stale:
+        return True
+    torn = f"; a torn last record of {contents.torn} bytes (never acknowledged) is dropped" if contents.torn else ""
+    report.log = (f"{path}: {len(contents.records)} write(s) since the last commit (the next writer replays "
+                  f"them){torn}")
+    return False

@@ -5,18 +5,22 @@ documents' embeddings from a bi-encoder (:class:`funnelrank.embed.Embedder`). Me
 :class:`funnelrank.retrieve.filters.MetadataIndex` so that filters resolve to an allow-list of ids that both
 stage-1 searches honour.
 
-On disk a collection is one directory (see :mod:`funnelrank.store.layout`): ``save`` is atomic as a
-whole (:mod:`funnelrank.store.save`: a load running meanwhile sees the old or the new collection, never a mix),
-``load`` checks every part (:mod:`funnelrank.store.load`) and raises :class:`funnelrank.IndexFileError` on a
-missing or corrupt one. A directory has one writer at a time: the collection that saved into it (or loaded it
-with ``writer=True``) holds its writer lock until ``close()``; another writer gets
-:class:`funnelrank.store.lock.CollectionLockedError` at once.
+On disk a collection is one directory (see :mod:`funnelrank.store.layout`) of immutable segments named by one
+manifest: a commit (:mod:`funnelrank.store.save`) writes only the new segment and the changed deletion bitmaps,
+atomically (a load running meanwhile sees the old or the new commit, never a mix); ``load`` checks every part
+(:mod:`funnelrank.store.load`) and raises :class:`funnelrank.IndexFileError` on a missing or corrupt one.
+Searches run over every segment with global statistics (:mod:`funnelrank.store.segments`). A directory has one
+writer at a time: the collection that saved into it (or loaded it with ``writer=True``) holds its writer lock
+until ``close()``; another writer gets :class:`funnelrank.store.lock.CollectionLockedError` at once. That
+writer logs every add and delete to the directory's write-ahead log before acknowledging it
+(:mod:`funnelrank.store.wal`); readers see the last commit only.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from functools import partial
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,15 +30,19 @@ import numpy as np
 from funnelrank.retrieve.filters import MetadataIndex
 from funnelrank.store.documents import Document, copy_document
 from funnelrank.store.embedders import default_embedder_or_none
-from funnelrank.store.indexing import PROGRESS_MIN_DOCS, add_to_bm25, embed_documents
-from funnelrank.store.inputs import check_additions, check_ids, clamp_k, dense_limits, document_columns
-from funnelrank.store.load import load_collection
-from funnelrank.store.lock import WriterLock, lock_key
+from funnelrank.store.indexing import PROGRESS_MIN_DOCS, embed_documents
+from funnelrank.store.inputs import check_additions, check_ids, document_columns
+from funnelrank.store.load import StoredCollection, load_collection
+from funnelrank.store.lock import lock_key
 from funnelrank.store.save import save_collection
+from funnelrank.store.searching import CollectionSearch
+from funnelrank.store.segments import MERGE_AT, Segment, SegmentedBM25, SegmentedHNSW, Segments
+from funnelrank.store.wal import LogCorruptError, LogRecord
+from funnelrank.store.writer import WriterState
 
 __all__ = ["Collection", "Document"]
 
-class Collection:
+class Collection(CollectionSearch):
     """Documents plus their stage-1 indexes (BM25, and HNSW over embeddings when `dense`).
 
     Args:
@@ -44,6 +52,11 @@ class Collection:
             ``embed_query(text)``, ``dim``, ``name`` and ``fingerprint``).
         bm25: keyword arguments for :class:`funnelrank.core.BM25Index` (``k1``, ``b``, ``analyzer``).
         hnsw: keyword arguments for :class:`funnelrank.core.HNSWIndex` (``M``, ``ef_construction``, ``ef_search``).
+        durability: when the write-ahead log of the directory this collection commits into reaches the disk
+            (:mod:`funnelrank.store.wal`): ``"fsync"`` (default: before every add or delete returns, so an
+            acknowledged write survives a crash of the process or the machine), ``"interval"`` (at most every
+            `sync_interval_ms`), ``"off"`` (when the operating system writes it back).
+        sync_interval_ms: the flush interval of ``durability="interval"`` (1 to 3,600,000; default 100).
 
     Reads (search, get, filters) may run from many threads at once, also while another thread adds or
     deletes; writes are serialized. A search racing a delete may find a just-deleted id in stage 1; the
@@ -57,8 +70,12 @@ class Collection:
         embedder: Any | None = None,
         bm25: Mapping[str, Any] | None = None,
         hnsw: Mapping[str, Any] | None = None,
+        durability: str = "fsync",
+        sync_interval_ms: int = 100,
     ) -> None:
         from funnelrank._core import BM25Index
+
+        writer = WriterState(durability, sync_interval_ms)  # bad settings fail before anything else
 
         if dense is None:
             if embedder is None:
@@ -74,18 +91,22 @@ class Collection:
         self.embedder: Any | None = embedder if dense else None
         self._bm25_params = dict(bm25 or {})
         self._hnsw_params = dict(hnsw or {})
-        self._bm25 = BM25Index(**self._bm25_params)
-        self._hnsw: Any | None = self._new_hnsw() if dense else None
         self._docs: dict[str, Document] = {}
         self._meta = MetadataIndex()
         self._write_lock = threading.Lock()
-        self._writer_locks: dict[str, WriterLock] = {}  # lock_key(directory) -> its lock
+        self._writer = writer
+        self._use_segments(Segments([], partial(BM25Index, **self._bm25_params), self._new_hnsw if dense else None))
 
     def _new_hnsw(self) -> Any:
         from funnelrank._core import HNSWIndex
 
         assert self.embedder is not None
         return HNSWIndex(int(self.embedder.dim), metric="cosine", **self._hnsw_params)
+
+    def _use_segments(self, segments: Segments) -> None:
+        self._segments = segments
+        self._bm25: Any = SegmentedBM25(segments)
+        self._hnsw: Any | None = SegmentedHNSW(segments) if segments.make_hnsw is not None else None
 
     # ------------------------------------------------------------------ contents
 
@@ -184,20 +205,25 @@ class Collection:
             if self._hnsw is not None and vectors is None:
                 assert self.embedder is not None
                 vectors = embed_documents(self.embedder, ids, texts, cache=embedding_cache, progress=progress)
-            add_to_bm25(self._bm25, ids, texts, progress=progress)
-            if vectors is not None:
-                try:
-                    self._hnsw.add(ids, vectors)  # type: ignore[union-attr]
-                except BaseException:
-                    self._bm25.delete(ids)
-                    raise
+            # Logged before it is applied: once add() returns, the write survives a crash (see durability).
+            mark = self._writer.log(LogRecord("add", ids, texts, metas, vectors))
             try:
-                for doc_id, text, meta in zip(ids, texts, metas):
-                    self._docs[doc_id] = Document(doc_id, text, meta)
-                    self._meta.add(doc_id, meta)
+                self._apply_add(ids, texts, metas, vectors, progress=progress)
             except BaseException:
-                self._undo_add(ids, metas, dense=vectors is not None)
+                self._writer.unlog(mark)
                 raise
+
+    def _apply_add(self, ids: list[str], texts: list[str], metas: list[dict[str, Any]], vectors: np.ndarray | None,
+                   *, progress: bool) -> None:
+        """Index checked new documents (caller holds the write lock); all or nothing."""
+        self._segments.add(ids, texts, vectors, progress=progress)
+        try:
+            for doc_id, text, meta in zip(ids, texts, metas):
+                self._docs[doc_id] = Document(doc_id, text, meta)
+                self._meta.add(doc_id, meta)
+        except BaseException:
+            self._undo_add(ids, metas, dense=vectors is not None)
+            raise
 
     def _undo_add(self, ids: list[str], metas: list[dict[str, Any]], *, dense: bool) -> None:
         """Take back a half-done add (caller holds the write lock): every step is tried, so that one
@@ -208,13 +234,8 @@ class Collection:
                 self._meta.remove(doc_id, meta)
             except Exception:  # noqa: BLE001 - best effort; the original error is what the caller sees
                 pass
-        if dense and self._hnsw is not None:
-            try:
-                self._hnsw.delete(ids)
-            except Exception:  # noqa: BLE001
-                pass
         try:
-            self._bm25.delete(ids)
+            self._segments.delete([doc_id for doc_id in ids if doc_id in self._segments.where])
         except Exception:  # noqa: BLE001
             pass
 
@@ -233,154 +254,105 @@ class Collection:
                 raise KeyError(f"{len(missing)} id(s) not in the collection, e.g. {missing[0]!r}")
             if not ids:
                 return
-            self._bm25.delete(ids)
-            if self._hnsw is not None:
-                self._hnsw.delete(ids)
-            for doc_id in ids:
-                doc = self._docs.pop(doc_id)
-                self._meta.remove(doc_id, doc.metadata)
+            mark = self._writer.log(LogRecord("delete", ids))
+            try:
+                self._segments.delete(ids)
+            except BaseException:
+                self._writer.unlog(mark)
+                raise
+            self._forget(ids)
 
-    # ------------------------------------------------------------------ stage-1 building blocks
-
-    def allowed_ids(self, filter: Mapping[str, Any] | None, *, sort: bool = True) -> list[str] | None:
-        """The ids matching a metadata `filter` (see :mod:`funnelrank.retrieve.filters`), sorted unless `sort` is
-        False; None when there is no filter or every document matches (no restriction needed).
-
-        Searches treat an allow-list as a set, so its order changes no result: the pipeline skips the sort,
-        which is most of the cost of a filter that matches many documents (2.1 of 2.3 ms for 10,000 ids).
-
-        Raises ValueError for a malformed filter.
-        """
-        if filter is None:
-            return None
-        with self._write_lock:  # a consistent view while another thread adds or deletes
-            allowed = self._meta.resolve(filter, self._docs)
-            total = len(self._docs)
-        if len(allowed) == total:
-            return None
-        return sorted(allowed) if sort else list(allowed)
-
-    def search_bm25(
-        self, query: str, k: int, allow: list[str] | None = None
-    ) -> tuple[list[str], np.ndarray]:
-        """BM25 top-`k` (ids, scores), restricted to the ids in `allow` when given (ids not in the collection,
-        e.g. deleted since `allow` was resolved, are ignored).
-
-        `k` larger than the collection is capped at its size (every match is returned; ``k=10**12`` costs no
-        more than ``k=len(collection)``); `k` below 1 is a ValueError."""
-        return self._bm25.search(query, k=clamp_k(k, len(self._bm25)), allow=allow)
-
-    def search_bm25_batch(
-        self, queries: Sequence[str], k: int, allow: list[str] | None = None
-    ) -> list[tuple[list[str], np.ndarray]]:
-        """BM25 top-`k` for many queries (parallel in the core; `allow` is resolved once for all of them; `k` is
-        capped at the collection's size as in :meth:`search_bm25`)."""
-        return list(self._bm25.search_batch(list(queries), k=clamp_k(k, len(self._bm25)), allow=allow))
-
-    def bm25_corpus_stats(self) -> tuple[int, int]:
-        """(documents, their total length in analyzed terms): this collection's share of a sharded corpus's
-        BM25 statistics (:mod:`funnelrank.retrieve.sharded`), e.g. ``(2, 7)``."""
-        return self._bm25.corpus_stats()
-
-    def bm25_doc_freqs(self, queries: Sequence[str]) -> dict[str, int]:
-        """Every analyzed term of `queries` -> the documents here holding it (0 when none), e.g.
-        ``{"cat": 2, "sleep": 1}``: what a shard reports for global BM25 statistics."""
-        terms: dict[str, None] = {}
-        for q in queries:
-            terms.update(dict.fromkeys(self._bm25.query_terms(q)))
-        names = list(terms)
-        return dict(zip(names, self._bm25.doc_freqs(names)))
-
-    def search_bm25_global(
-        self, queries: Sequence[str], k: int, allow: list[str] | None = None, *, documents: int, total_length: int,
-        df: Mapping[str, int],
-    ) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
-        """BM25 top-`k` for many queries scored with a whole corpus's statistics (this collection being one shard
-        of it): ``BM25Index.search_global``. Each result is (ids, float32 scores, float64 exact scores)."""
-        return list(self._bm25.search_global(list(queries), k=clamp_k(k, len(self._bm25)), documents=documents,
-                                             total_length=total_length, df=dict(df), allow=allow))
-
-    def vectors(self, ids: Sequence[str]) -> np.ndarray:
-        """The stored (L2-normalised) embeddings of `ids`, ``[len(ids), dim]``; KeyError for an id without one.
-        Adding them with ``add(..., vectors=)`` to a collection with the same embedder indexes the same vectors."""
-        if self._hnsw is None:
-            raise ValueError("this collection has no dense index (it was built with dense=False)")
-        return np.asarray(self._hnsw.vectors(list(ids)), dtype=np.float32)
+    def _forget(self, ids: list[str]) -> None:
+        """Drop deleted documents' stored copies and metadata (caller holds the write lock)."""
+        for doc_id in ids:
+            doc = self._docs.pop(doc_id)
+            self._meta.remove(doc_id, doc.metadata)
 
     def empty_like(self) -> Collection:
         """A new, empty collection with this one's embedder and BM25 / HNSW parameters."""
         return Collection(dense=self.dense, embedder=self.embedder, bm25=self._bm25_params, hnsw=self._hnsw_params)
 
-    def embed_query(self, query: str) -> np.ndarray:
-        """The query's embedding (the collection must be dense)."""
-        if self.embedder is None:
-            raise ValueError("this collection has no dense index (it was built with dense=False)")
-        return np.asarray(self.embedder.embed_query(query), dtype=np.float32)
-
-    def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
-        """Embeddings of many queries, ``[n, dim]``."""
-        if self.embedder is None:
-            raise ValueError("this collection has no dense index (it was built with dense=False)")
-        return np.asarray(self.embedder.embed(list(queries)), dtype=np.float32)
-
-    def search_dense(
-        self, vector: np.ndarray, k: int, allow: list[str] | None = None
-    ) -> tuple[list[str], np.ndarray]:
-        """HNSW top-`k` (ids, cosine scores) for a query vector, restricted to the ids in `allow` when given
-        (ids not in the collection are ignored, as in :meth:`search_bm25`).
-
-        `k` is capped at the collection's size, and so is the search beam (``ef_search``, e.g. from
-        ``Collection(hnsw={"ef_search": ...})``): a beam wider than the index holds nothing more, so the
-        results are the same, without allocating for 2**40 entries."""
-        if self._hnsw is None:
-            raise ValueError("this collection has no dense index (it was built with dense=False)")
-        k, ef = self._dense_limits(k)
-        return self._hnsw.search(vector, k=k, ef=ef, allow=allow)  # type: ignore[no-any-return]
-
-    def search_dense_batch(
-        self, vectors: np.ndarray, k: int, allow: list[str] | None = None
-    ) -> list[tuple[list[str], np.ndarray]]:
-        """HNSW top-`k` for many query vectors (parallel in the core; `allow` is resolved once for all of them;
-        `k` and the beam are capped as in :meth:`search_dense`)."""
-        if self._hnsw is None:
-            raise ValueError("this collection has no dense index (it was built with dense=False)")
-        k, ef = self._dense_limits(k)
-        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
-        return list(self._hnsw.search_batch(matrix, k=k, ef=ef, allow=allow))
-
-    def _dense_limits(self, k: Any) -> tuple[Any, int | None]:
-        """(k, ef) for an HNSW search: both capped at the number of live vectors
-        (:func:`~funnelrank.store.inputs.dense_limits`)."""
-        assert self._hnsw is not None
-        return dense_limits(k, len(self._hnsw), int(self._hnsw.ef_search))
-
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Save to directory `path`, atomically as a whole (see :mod:`funnelrank.store.save`).
+        """Commit to directory `path`, atomically as a whole (see :mod:`funnelrank.store.save`).
 
         The first save into a directory takes its writer lock (``DIR/.save.lock``) and this collection keeps it
         until :meth:`close`: while it does, another writer (another process, or another collection object)
         saving into `path` or loading it with ``writer=True`` gets
         :class:`~funnelrank.store.lock.CollectionLockedError` at once, naming the directory and this
-        process's pid. Processes loading from it meanwhile get the old or the new collection. The replaced
-        generation's data is kept until the next save (for readers still on it), so the directory holds up to
-        two copies of the data.
+        process's pid. Processes loading from it meanwhile get the old or the new collection.
+
+        That first directory becomes the collection's *home* (so does the directory of
+        ``load(..., writer=True)``): every later add and delete is appended to its write-ahead log
+        (``DIR/wal.log``, :mod:`funnelrank.store.wal`) before it returns, and a save into it (:meth:`commit`)
+        makes them part of the committed state and starts an empty log. A save into another directory is an
+        export (a full copy there, with no log).
 
             >>> col.save("my-collection")      # doctest: +SKIP
+            >>> col.add(["x"], ["logged before add() returns"])   # doctest: +SKIP
+            >>> col.commit()                   # doctest: +SKIP  (the same as col.save("my-collection"))
             >>> col.close()                    # doctest: +SKIP  (another process may now write it)
         """
         with self._write_lock:
-            save_collection(path, documents=list(self._docs.values()), bm25=self._bm25, hnsw=self._hnsw,
-                            embedder=self.embedder, locks=self._writer_locks)
+            root = Path(path)
+            key = lock_key(root)
+            home = self._writer.home
+            adopt = home is None or lock_key(home) == key
+            if adopt and self._segments.home == key and len(self._segments.list) > MERGE_AT:
+                self._segments.merge(MERGE_AT, self.text)  # tiered: the smallest neighbours first
+            checksum = save_collection(root, segments=self._segments, documents=self._docs, embedder=self.embedder,
+                                       locks=self._writer.locks, adopt=adopt)
+            self._writer.committed(root, checksum)
+
+    def commit(self) -> None:
+        """Commit every write since the last commit into the collection's home directory (the one it was
+        loaded from with ``writer=True``, or first saved into): ``save(home)``. ValueError when it has none.
+
+            >>> col = Collection.load("my-collection", writer=True)   # doctest: +SKIP
+            >>> col.delete(["old"]); col.commit()                     # doctest: +SKIP
+        """
+        home = self._writer.home
+        if home is None:
+            raise ValueError("this collection has no home directory to commit into: save(path) it first, or "
+                             "open one with Collection.load(path, writer=True)")
+        self.save(home)
+
+    def merge(self, max_segments: int = 1) -> None:
+        """Fold the collection's segments, the neighbouring pair with the fewest live documents first (so that
+        insertion order, and every tie it breaks, is kept), until at most `max_segments` remain; segments whose
+        documents were all deleted go first. With a home, the result is committed at once (:meth:`commit`
+        writes the folded segments; searches answer the same before and after). Commits fold on their own while
+        there are more than :data:`~funnelrank.store.segments.MERGE_AT` segments.
+
+            >>> col.merge()            # doctest: +SKIP
+            >>> col.segment_sizes()    # doctest: +SKIP
+            [1000000]
+        """
+        with self._write_lock:
+            changed = self._segments.merge(max_segments, self.text)
+        if changed and self._writer.home is not None:
+            self.commit()
+
+    def segment_sizes(self) -> list[int]:
+        """The live documents of each segment, in insertion order (the last one may be the unwritten segment
+        of the documents added since the last commit), e.g. ``[1000000, 10000]``."""
+        return [len(seg) for seg in list(self._segments.list) if len(seg) or seg.data is not None]
+
+    @property
+    def home(self) -> Path | None:
+        """The directory this collection commits into and logs its writes to (None: it has none yet), e.g.
+        ``PosixPath('my-collection')``."""
+        return self._writer.home
 
     def close(self) -> None:
-        """Release the writer lock of every directory this collection saved into or was loaded from with
-        ``writer=True`` (idempotent). The collection stays usable; a later :meth:`save` takes the lock again."""
+        """Flush and close the write-ahead log and release the writer lock of every directory this collection
+        saved into or was loaded from with ``writer=True`` (idempotent). Writes not committed stay in the log,
+        for the next writer to replay. The collection stays usable in memory, without a home: a later
+        :meth:`save` takes a lock again and makes that directory its home."""
         with self._write_lock:
-            locks, self._writer_locks = list(self._writer_locks.values()), {}
-        for lock in locks:
-            lock.release()
+            self._writer.close()
+            self._segments.home = None  # without the lock, the directory may change under its segments
 
     def __enter__(self) -> Collection:
         return self
@@ -389,7 +361,8 @@ class Collection:
         self.close()
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, embedder: Any | None = None, writer: bool = False) -> Collection:
+    def load(cls, path: str | os.PathLike[str], *, embedder: Any | None = None, writer: bool = False,
+             durability: str = "fsync", sync_interval_ms: int = 100) -> Collection:
         """Load a collection saved with :meth:`save`.
 
         A dense collection needs the same embedder it was built with: pass it, or it is found from the
@@ -397,49 +370,82 @@ class Collection:
         by fingerprint. Raises :class:`funnelrank.IndexFileError` for a missing or corrupt part (the manifest
         included: it is checksummed and strictly checked). Safe while another process saves into `path`.
 
+        Readers (the default) take no lock, are never blocked, and see the last commit only: they never read
+        the write-ahead log.
+
         `writer=True` opens it for writing: the directory's writer lock is taken before reading (so no other
-        writer can change it between this load and the next save) and kept until :meth:`close`; another
-        writer holding it is a :class:`~funnelrank.store.lock.CollectionLockedError`. Readers
-        (the default) take no lock and are never blocked.
+        writer can change it meanwhile) and kept until :meth:`close`; another writer holding it is a
+        :class:`~funnelrank.store.lock.CollectionLockedError`. The writes logged since the last commit are
+        replayed (a torn last record, from a crash while it was being logged, is dropped: it was never
+        acknowledged; any other damage to the log is a :class:`~funnelrank.store.wal.LogCorruptError`), and
+        the directory becomes the collection's home, logged with `durability` (see :class:`Collection`).
 
             >>> with Collection.load("my-collection", writer=True) as col:   # doctest: +SKIP
-            ...     col.add(["new"], ["a new document"])
-            ...     col.save("my-collection")
+            ...     col.add(["new"], ["a new document"])   # durable once it returns
+            ...     col.commit()
         """
-        stored = load_collection(path, embedder=embedder, writer=writer)
+        state = WriterState(durability, sync_interval_ms)
+        root = Path(path)
+        stored = load_collection(root, embedder=embedder, writer=writer)
         try:
-            collection = cls._from_parts(docs=stored.documents, bm25_index=stored.bm25, hnsw_index=stored.hnsw,
-                                         embedder=stored.embedder, bm25_params={}, hnsw_params={})
+            collection = cls._from_parts(stored, writer=state, home=lock_key(root) if stored.lock else None)
+            if stored.lock is not None:
+                state.locks[lock_key(root)] = stored.lock
+                collection._replay(state.open_home(root, stored.checksum))
         except BaseException:
+            state.close()
             if stored.lock is not None:
                 stored.lock.release()
             raise
-        if stored.lock is not None:
-            collection._writer_locks[lock_key(Path(path))] = stored.lock
         return collection
 
+    def _replay(self, records: list[LogRecord]) -> None:
+        """Apply logged writes on top of the last commit (LogCorruptError when one does not fit it)."""
+        with self._write_lock:
+            for number, record in enumerate(records, start=1):
+                where = f"{self._writer.home}: write-ahead log record {number}"
+                if record.kind == "delete":
+                    missing = [doc_id for doc_id in record.ids if doc_id not in self._docs]
+                    if missing:
+                        raise LogCorruptError(f"{where} deletes {missing[0]!r}, which is not in the collection")
+                    self._segments.delete(record.ids)
+                    self._forget(record.ids)
+                    continue
+                dim = None if self._hnsw is None else int(self._hnsw.dim)
+                try:
+                    ids, texts, metas, vectors = check_additions(record.ids, record.texts or [], record.metadata,
+                                                                 record.vectors, dim)
+                except ValueError as exc:
+                    raise LogCorruptError(f"{where}: not an add this collection accepts ({exc})") from None
+                present = [doc_id for doc_id in ids if doc_id in self._docs]
+                if present or (self._hnsw is not None and vectors is None):
+                    raise LogCorruptError(f"{where} does not fit the last commit (id {present[:1]} already there, "
+                                          "or no vectors for the dense index)")
+                self._apply_add(ids, texts, metas, vectors, progress=False)
+
     @classmethod
-    def _from_parts(
-        cls,
-        *,
-        docs: list[Document],
-        bm25_index: Any,
-        hnsw_index: Any | None,
-        embedder: Any | None,
-        bm25_params: dict[str, Any],
-        hnsw_params: dict[str, Any],
-    ) -> Collection:
+    def _from_parts(cls, stored: StoredCollection, *, writer: WriterState, home: str | None) -> Collection:
+        from funnelrank._core import BM25Index, HNSWIndex
+
         self = cls.__new__(cls)
-        self.embedder = embedder
-        self._bm25_params = bm25_params
-        self._hnsw_params = hnsw_params
-        self._bm25 = bm25_index
-        self._hnsw = hnsw_index
+        self.embedder = stored.embedder
+        self._bm25_params = {}
+        self._hnsw_params = {}
         self._docs = {}
         self._meta = MetadataIndex()
         self._write_lock = threading.Lock()
-        self._writer_locks = {}
-        for doc in docs:
+        self._writer = writer
+        first = stored.segments[0]
+        bm25, hnsw = first.bm25, first.hnsw
+        make_bm25 = partial(BM25Index, k1=bm25.k1, b=bm25.b, analyzer=bm25.analyzer)
+        make_hnsw = None if hnsw is None else partial(
+            HNSWIndex, int(hnsw.dim), metric=hnsw.metric, M=hnsw.M, ef_construction=hnsw.ef_construction,
+            ef_search=hnsw.ef_search)
+        segments = [Segment(seg.bm25, seg.hnsw, data=seg.entry["data"], file_ids=seg.file_ids,
+                            docs_sha256=seg.entry["docs_sha256"], deleted=seg.deleted,
+                            deleted_entry=seg.entry["deleted"]) for seg in stored.segments]
+        self._use_segments(Segments(segments, make_bm25, make_hnsw, home))
+        for doc in stored.documents:
             self._docs[doc.id] = doc
             self._meta.add(doc.id, doc.metadata)
         return self

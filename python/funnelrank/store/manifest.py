@@ -23,6 +23,7 @@ from funnelrank.store.embedders import IDENTITY_KEYS
 from funnelrank.store.layout import (
     BM25_FILE,
     DATA_RE,
+    DELETED_RE,
     DOCS_FILE,
     FORMAT,
     FORMAT_VERSION,
@@ -33,7 +34,15 @@ from funnelrank.store.layout import (
     open_regular,
 )
 
-__all__ = ["MANIFEST_MAX_BYTES", "manifest_bytes", "manifest_checksum", "new_manifest", "read_manifest"]
+__all__ = [
+    "MANIFEST_MAX_BYTES",
+    "MAX_SEGMENTS",
+    "manifest_bytes",
+    "manifest_checksum",
+    "new_manifest",
+    "read_manifest",
+    "segment_entries",
+]
 
 MANIFEST_MAX_BYTES = 1 << 20
 """The largest manifest read (a real one is under 2 KB)."""
@@ -42,6 +51,9 @@ _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _MAX_DIM = 1 << 20
 _MAX_COUNT = (1 << 63) - 1
 _KEYS = {2: frozenset({"format", "version", "data", "documents", "docs", "bm25", "dense", "checksum"})}
+_KEYS[3] = _KEYS[2] | {"generation", "segments", "deleted"}
+MAX_SEGMENTS = 4096
+"""The most segments a manifest may name (merges keep a collection far below it)."""
 
 
 def manifest_checksum(manifest: dict[str, Any]) -> str:
@@ -51,21 +63,47 @@ def manifest_checksum(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-def new_manifest(data_name: str, documents: int, docs_sha256: str, identity: dict[str, Any] | None) -> dict[str, Any]:
-    """The manifest, with its ``checksum``, of a generation written into data directory `data_name`:
-    `documents` documents in a documents file with sha256 `docs_sha256`, a BM25 index and, when `identity` (the
-    :func:`~funnelrank.store.embedders.embedder_identity` of its embedder) is not None, an HNSW index."""
+def new_manifest(segments: list[dict[str, Any]], identity: dict[str, Any] | None, generation: int) -> dict[str, Any]:
+    """The manifest, with its ``checksum``, of commit number `generation`: its `segments` in insertion order
+    (at least one; each ``{"data", "documents", "docs_sha256", "deleted"}``, as :func:`segment_entries` gives
+    them), each with a BM25 index and, when `identity` (the
+    :func:`~funnelrank.store.embedders.embedder_identity` of its embedder) is not None, an HNSW index.
+
+    The first segment is described by the fields a version-2 manifest has (``data``, ``documents``, ``docs``,
+    ``bm25``, ``dense``), the others in ``segments``; ``deleted`` maps a segment's data directory to its
+    deletion bitmap ``{"file", "sha256", "count"}``."""
+    first = segments[0]
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
-        "data": data_name,
-        "documents": documents,
-        "docs": {"file": DOCS_FILE, "sha256": docs_sha256},
+        "generation": generation,
+        "data": first["data"],
+        "documents": first["documents"],
+        "docs": {"file": DOCS_FILE, "sha256": first["docs_sha256"]},
         "bm25": {"file": BM25_FILE},
         "dense": {"file": HNSW_FILE, "embedder": identity} if identity is not None else None,
+        "segments": [{k: seg[k] for k in ("data", "documents", "docs_sha256")} for seg in segments[1:]],
+        "deleted": {seg["data"]: seg["deleted"] for seg in segments if seg["deleted"] is not None},
     }
     manifest["checksum"] = manifest_checksum(manifest)
     return manifest
+
+
+def segment_entries(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The segments of a checked manifest (version 2: its one segment), in insertion order, each
+    ``{"data", "documents", "docs_sha256", "deleted", "docs_file", "bm25_file", "hnsw_file"}`` (``deleted``:
+    the deletion bitmap entry or None; ``hnsw_file`` None without a dense index), e.g.
+    ``[{"data": "data-0a1b2c3d4e5f", "documents": 2, ..., "deleted": None, ...}]``."""
+    dense = manifest["dense"]
+    deleted = manifest.get("deleted", {})
+    out = [{"data": manifest["data"], "documents": manifest["documents"], "docs_sha256": manifest["docs"]["sha256"],
+            "docs_file": manifest["docs"]["file"], "bm25_file": manifest["bm25"]["file"],
+            "hnsw_file": dense["file"] if dense else None}]
+    for seg in manifest.get("segments", []):
+        out.append({**seg, "docs_file": DOCS_FILE, "bm25_file": BM25_FILE, "hnsw_file": HNSW_FILE if dense else None})
+    for seg in out:
+        seg["deleted"] = deleted.get(seg["data"])
+    return out
 
 
 def manifest_bytes(root: Path) -> bytes | None:
@@ -184,8 +222,44 @@ def _check_manifest(manifest: dict[str, Any], version: int, path: Path) -> None:
         _integer(identity["dim"], 1, _MAX_DIM, "'dense.embedder.dim'", path)
         _string(identity["model_dir"], "'dense.embedder.model_dir'", path, optional=True)
         _string(identity["onnx_path"], "'dense.embedder.onnx_path'", path, optional=True)
+    if version >= 3:
+        _check_segments(manifest, path)
     checksum = manifest["checksum"]
     if not isinstance(checksum, str) or not _SHA256_RE.fullmatch(checksum):
         raise _corrupt(path, f"'checksum' must be 64 hex digits, got {brief(checksum)}")
     if checksum != manifest_checksum(manifest):
         raise _corrupt(path, "checksum mismatch: it was changed or damaged after it was written")
+
+
+def _sha256(value: Any, where: str, path: Path) -> str:
+    if not isinstance(value, str) or not _SHA256_RE.fullmatch(value):
+        raise _corrupt(path, f"{where} must be 64 hex digits, got {brief(value)}")
+    return value
+
+
+def _check_segments(manifest: dict[str, Any], path: Path) -> None:
+    """The version-3 fields: ``generation``, the ``segments`` after the first (distinct data directories) and
+    the ``deleted`` bitmaps (of those segments only, each deleting at least one and at most all documents)."""
+    _integer(manifest["generation"], 0, _MAX_COUNT, "'generation'", path)
+    segments = manifest["segments"]
+    if not isinstance(segments, list) or len(segments) >= MAX_SEGMENTS:
+        raise _corrupt(path, f"'segments' must be a list of fewer than {MAX_SEGMENTS}, got {brief(segments)}")
+    sizes = {manifest["data"]: manifest["documents"]}
+    for i, seg in enumerate(segments):
+        seg = _object(seg, frozenset({"data", "documents", "docs_sha256"}), f"'segments[{i}]'", path)
+        data = seg["data"]
+        if not isinstance(data, str) or not DATA_RE.fullmatch(data) or data in sizes:
+            raise _corrupt(path, f"bad or repeated data directory {brief(data)} in 'segments[{i}]'")
+        sizes[data] = _integer(seg["documents"], 0, _MAX_COUNT, f"'segments[{i}].documents'", path)
+        _sha256(seg["docs_sha256"], f"'segments[{i}].docs_sha256'", path)
+    deleted = manifest["deleted"]
+    if not isinstance(deleted, dict):
+        raise _corrupt(path, f"'deleted' must be an object, got {brief(deleted)}")
+    for data, entry in deleted.items():
+        if data not in sizes:
+            raise _corrupt(path, f"'deleted' names {brief(data)}, which is not a segment")
+        entry = _object(entry, frozenset({"file", "sha256", "count"}), f"'deleted[{data}]'", path)
+        if not isinstance(entry["file"], str) or not DELETED_RE.fullmatch(entry["file"]):
+            raise _corrupt(path, f"bad deletion bitmap name {brief(entry['file'])}")
+        _sha256(entry["sha256"], f"'deleted[{data}].sha256'", path)
+        _integer(entry["count"], 1, max(sizes[data], 1), f"'deleted[{data}].count'", path)
