@@ -57,6 +57,8 @@ def _check_collection(root: Path, fix: bool) -> int:
         print(f"removed: {entry}")
     for entry, why in report.kept:
         print(f"kept: {entry} ({why})")
+    for entry, why in report.pinned:
+        print(f"pinned: {entry} ({why})")
     return _verdict(root, report.problems)
 
 

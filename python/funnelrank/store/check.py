@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from funnelrank._core import IndexFileError
 from funnelrank.files import atomic_writer_leftovers
-from funnelrank.store.layout import DATA_RE, DELETED_RE, LOCK_FILE, LOG_FILE, MANIFEST, fsync_dir
+from funnelrank.store.layout import DATA_RE, DELETED_RE, LOCK_FILE, LOG_FILE, MANIFEST, READERS_DIR, fsync_dir
 from funnelrank.store.load import read_commit
 from funnelrank.store.lock import WriterLock
 from funnelrank.store.manifest import read_manifest, segment_entries
+from funnelrank.store.readers import LeaseScan, scan_leases
 from funnelrank.store.wal import read_log
 
 __all__ = ["CheckReport", "check_collection"]
@@ -34,6 +36,8 @@ class CheckReport:
         unreferenced: entries no manifest refers to (older generations, leftovers of interrupted saves, stray
             files), with why each is listed.
         removed: what ``fix`` removed.
+        pinned: entries the manifest does not reference but a live reader's lease does (the commit it opened,
+            :mod:`funnelrank.store.readers`): neither problems nor unreferenced, and never removed.
         kept: unreferenced entries that ``fix`` left alone, with why.
         log: what the write-ahead log holds (empty: there is none), e.g. ``"wal.log: 3 writes since the last
             commit (the next writer replays them)"``.
@@ -44,6 +48,7 @@ class CheckReport:
     unreferenced: list[tuple[Path, str]] = field(default_factory=list)
     removed: list[Path] = field(default_factory=list)
     kept: list[tuple[Path, str]] = field(default_factory=list)
+    pinned: list[tuple[Path, str]] = field(default_factory=list)
     log: str = ""
 
     @property
@@ -71,8 +76,9 @@ def check_collection(path: str | os.PathLike[str], *, fix: bool = False) -> Chec
     (:class:`~funnelrank.store.lock.CollectionLockedError` when a writer holds it) and unreferenced entries that
     funnelrank wrote are removed: leftover temporary files, stray files in the current data directory, and older
     data directories (only when the current generation verified clean: otherwise they may be the last good
-    copy). A referenced file is never removed, nor a file whose name funnelrank never writes (a user's file is
-    listed and kept).
+    copy), and stale reader leases (of readers that are gone). A referenced file is never removed, nor a file of
+    a commit a live reader holds a lease on (listed in ``pinned``), nor a file whose name funnelrank never writes
+    (a user's file is listed and kept).
 
         >>> report = check_collection("my-collection")   # doctest: +SKIP
         >>> report.ok, report.problems
@@ -128,9 +134,23 @@ def _check_into(root: Path, report: CheckReport, fix: bool) -> None:
         elif fix:
             report.kept.append((entry, "not a name funnelrank writes: left for you to move or delete"))
 
+    leases = scan_leases(root, remove_stale=False)
+    _note_leases(root, leases, note)
+
+    def pinned(entry: Path, data: str, bitmap: str | None = None) -> bool:
+        """Whether a live reader's lease keeps `entry` (then it is listed as pinned)."""
+        if leases.unreadable:
+            why = f"kept: a reader's lease cannot be read ({leases.unreadable[0]}), so what it pins is unknown"
+        elif data in leases.pinned and (bitmap is None or bitmap in leases.pinned[data]):
+            why = "kept for a reader: a live reader lease's commit names it"
+        else:
+            return False
+        report.pinned.append((entry, why))
+        return True
+
     for entry in sorted(root.iterdir()):
         name = entry.name
-        if name in (MANIFEST, LOCK_FILE) or name in referenced or (name == LOG_FILE and not stale_log):
+        if name in (MANIFEST, LOCK_FILE, READERS_DIR) or name in referenced or (name == LOG_FILE and not stale_log):
             continue
         if name == LOG_FILE:
             note(entry, "the write-ahead log of an earlier commit: every write in it is committed",
@@ -140,6 +160,8 @@ def _check_into(root: Path, report: CheckReport, fix: bool) -> None:
             note(entry, "a temporary write-ahead log left by an interrupted commit", problem=True, ours=True)
             continue
         if DATA_RE.fullmatch(name) and entry.is_dir() and not entry.is_symlink():
+            if pinned(entry, name):
+                continue
             note(entry, "an older data generation, or an interrupted save's: the next save removes it",
                  problem=False, ours=True)
         elif name in manifest_temps:
@@ -152,6 +174,8 @@ def _check_into(root: Path, report: CheckReport, fix: bool) -> None:
             continue
         for entry in sorted(current.iterdir()):
             if entry.name in files:
+                continue
+            if DELETED_RE.fullmatch(entry.name) and pinned(entry, data, entry.name):
                 continue
             if DELETED_RE.fullmatch(entry.name):  # a segment's data directory is funnelrank's alone
                 note(entry, "a deletion bitmap of an earlier commit: the next commit removes it", problem=False,
@@ -175,6 +199,20 @@ def _check_into(root: Path, report: CheckReport, fix: bool) -> None:
         if report.removed:
             fsync_dir(root)
     report.problems.extend(stray.values())
+
+
+def _note_leases(root: Path, leases: LeaseScan, note: Callable[..., None]) -> None:
+    """List stale reader leases (removable) and files in ``DIR/.readers`` that are not leases (kept)."""
+    for entry in leases.stale:
+        note(entry, "a stale reader lease: its reader is gone", problem=False, ours=True)
+    folder = root / READERS_DIR
+    if folder.is_dir() and not folder.is_symlink():
+        known = set(leases.stale) | set(leases.live)
+        for entry in sorted(folder.iterdir()):
+            if entry not in known and not entry.name.startswith(".tmp-"):
+                note(entry, "not a reader lease", problem=True, ours=False)
+    elif os.path.lexists(folder):
+        note(folder, "not the reader lease directory funnelrank writes", problem=True, ours=False)
 
 
 def _check_log(root: Path, base: str, report: CheckReport) -> bool:

@@ -13,7 +13,8 @@ Searches run over every segment with global statistics (:mod:`funnelrank.store.s
 writer at a time: the collection that saved into it (or loaded it with ``writer=True``) holds its writer lock
 until ``close()``; another writer gets :class:`funnelrank.store.lock.CollectionLockedError` at once. That
 writer logs every add and delete to the directory's write-ahead log before acknowledging it
-(:mod:`funnelrank.store.wal`); readers see the last commit only.
+(:mod:`funnelrank.store.wal`); readers see the last commit only, and keep its files alive until ``close()``
+(:mod:`funnelrank.store.readers`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from funnelrank.store.indexing import PROGRESS_MIN_DOCS, embed_documents
 from funnelrank.store.inputs import check_additions, check_ids, document_columns
 from funnelrank.store.load import StoredCollection, load_collection
 from funnelrank.store.lock import lock_key
+from funnelrank.store.readers import ReaderLease
 from funnelrank.store.save import save_collection
 from funnelrank.store.searching import CollectionSearch
 from funnelrank.store.segments import MERGE_AT, Segment, SegmentedBM25, SegmentedHNSW, Segments
@@ -95,6 +97,7 @@ class Collection(CollectionSearch):
         self._meta = MetadataIndex()
         self._write_lock = threading.Lock()
         self._writer = writer
+        self._lease: ReaderLease | None = None
         self._use_segments(Segments([], partial(BM25Index, **self._bm25_params), self._new_hnsw if dense else None))
 
     def _new_hnsw(self) -> Any:
@@ -345,14 +348,25 @@ class Collection(CollectionSearch):
         ``PosixPath('my-collection')``."""
         return self._writer.home
 
+    @property
+    def pinned(self) -> int | None:
+        """The generation of the commit this reader keeps alive (its lease, :mod:`funnelrank.store.readers`),
+        until :meth:`close`; None when it holds none (a writer, a new collection, a closed reader, or a directory
+        where no lease could be taken), e.g. ``7``."""
+        lease = self._lease
+        return lease.generation if lease is not None and lease.held else None
+
     def close(self) -> None:
         """Flush and close the write-ahead log and release the writer lock of every directory this collection
-        saved into or was loaded from with ``writer=True`` (idempotent). Writes not committed stay in the log,
+        saved into or was loaded from with ``writer=True``, and release a reader's lease on the commit it loaded
+        (its files may then go at the writer's next commit) (idempotent). Writes not committed stay in the log,
         for the next writer to replay. The collection stays usable in memory, without a home: a later
         :meth:`save` takes a lock again and makes that directory its home."""
         with self._write_lock:
             self._writer.close()
             self._segments.home = None  # without the lock, the directory may change under its segments
+            if self._lease is not None:
+                self._lease.release()
 
     def __enter__(self) -> Collection:
         return self
@@ -371,7 +385,11 @@ class Collection(CollectionSearch):
         included: it is checksummed and strictly checked). Safe while another process saves into `path`.
 
         Readers (the default) take no lock, are never blocked, and see the last commit only: they never read
-        the write-ahead log.
+        the write-ahead log. A reader keeps the commit it loaded alive (Lucene's point-in-time reader): it holds a
+        lease on it (``DIR/.readers/``, :mod:`funnelrank.store.readers`) until :meth:`close` (or the end of a
+        ``with`` block, garbage collection, or its process's exit, a crash included), and the writer removes none
+        of that commit's files meanwhile, however many commits and merges follow (:attr:`pinned`). Close readers
+        you are done with: each open one keeps its commit's files on disk.
 
         `writer=True` opens it for writing: the directory's writer lock is taken before reading (so no other
         writer can change it meanwhile) and kept until :meth:`close`; another writer holding it is a
@@ -383,6 +401,9 @@ class Collection(CollectionSearch):
             >>> with Collection.load("my-collection", writer=True) as col:   # doctest: +SKIP
             ...     col.add(["new"], ["a new document"])   # durable once it returns
             ...     col.commit()
+            >>> with Collection.load("my-collection") as reader:   # doctest: +SKIP
+            ...     reader.pinned                          # its commit's files stay until the block ends
+            7
         """
         state = WriterState(durability, sync_interval_ms)
         root = Path(path)
@@ -435,6 +456,7 @@ class Collection(CollectionSearch):
         self._meta = MetadataIndex()
         self._write_lock = threading.Lock()
         self._writer = writer
+        self._lease = stored.lease
         first = stored.segments[0]
         bm25, hnsw = first.bm25, first.hnsw
         make_bm25 = partial(BM25Index, k1=bm25.k1, b=bm25.b, analyzer=bm25.analyzer)
