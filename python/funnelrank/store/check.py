@@ -21,7 +21,7 @@ from funnelrank.store.load import read_commit
 from funnelrank.store.lock import WriterLock
 from funnelrank.store.manifest import read_manifest, segment_entries
 from funnelrank.store.readers import LeaseScan, scan_leases
-from funnelrank.store.wal import read_log
+from funnelrank.store.wal import DAMAGED_LOG_RE, LogCorruptError, read_log, truncate_damaged_log
 
 __all__ = ["CheckReport", "check_collection"]
 
@@ -39,6 +39,7 @@ class CheckReport:
         pinned: entries the manifest does not reference but a live reader's lease does (the commit it opened,
             :mod:`funnelrank.store.readers`): neither problems nor unreferenced, and never removed.
         kept: unreferenced entries that ``fix`` left alone, with why.
+        truncated: what ``truncate_log`` did to a log damaged in its middle (empty: nothing).
         log: what the write-ahead log holds (empty: there is none), e.g. ``"wal.log: 3 writes since the last
             commit (the next writer replays them)"``.
     """
@@ -50,6 +51,7 @@ class CheckReport:
     kept: list[tuple[Path, str]] = field(default_factory=list)
     pinned: list[tuple[Path, str]] = field(default_factory=list)
     log: str = ""
+    truncated: str = ""
 
     @property
     def ok(self) -> bool:
@@ -64,7 +66,7 @@ def _remove_entry(path: Path) -> None:
         path.unlink()
 
 
-def check_collection(path: str | os.PathLike[str], *, fix: bool = False) -> CheckReport:
+def check_collection(path: str | os.PathLike[str], *, fix: bool = False, truncate_log: bool = False) -> CheckReport:
     """Verify a saved collection without loading an embedder: the manifest (checksum, schema), every file
     it names (the documents file's sha256 and contents, each index file's own checksum) and their
     cross-references (document counts, ids in order, vector dimension); then list every entry of the
@@ -80,12 +82,20 @@ def check_collection(path: str | os.PathLike[str], *, fix: bool = False) -> Chec
     a commit a live reader holds a lease on (listed in ``pinned``), nor a file whose name funnelrank never writes
     (a user's file is listed and kept).
 
+    A write-ahead log damaged in its middle (a record failing its checksum with more after it) is a problem that
+    ``fix`` alone leaves as it is: with `truncate_log` too (``--fix --truncate-log``), the log is cut back to the
+    records before the damaged one (the writes logged from it on are no longer replayed), after the whole damaged
+    log is set aside as ``wal.log.damaged-<12 hex>`` (listed, kept, not a problem; delete it once you no longer
+    need it).
+
         >>> report = check_collection("my-collection")   # doctest: +SKIP
         >>> report.ok, report.problems
         (True, [])
     """
     root = Path(path)
     report = CheckReport(root)
+    if truncate_log and not fix:
+        raise ValueError("truncate_log (--truncate-log) cuts the write-ahead log: it needs fix (--fix) as well")
     if not root.is_dir():
         raise ValueError(f"{root}: no such collection directory")
     lock = None
@@ -93,14 +103,14 @@ def check_collection(path: str | os.PathLike[str], *, fix: bool = False) -> Chec
         read_manifest(root)  # refuse to drop a lock file into something that is not a collection
         lock = WriterLock.acquire(root)
     try:
-        _check_into(root, report, fix)
+        _check_into(root, report, fix, truncate_log)
     finally:
         if lock is not None:
             lock.release()
     return report
 
 
-def _check_into(root: Path, report: CheckReport, fix: bool) -> None:
+def _check_into(root: Path, report: CheckReport, fix: bool, truncate_log: bool = False) -> None:
     try:
         _, manifest = read_manifest(root)
     except IndexFileError as exc:
@@ -121,7 +131,7 @@ def _check_into(root: Path, report: CheckReport, fix: bool) -> None:
             files.add(seg["deleted"]["file"])
     manifest_temps = {p.name for p in atomic_writer_leftovers(root / MANIFEST)}
     log_temps = {p.name for p in atomic_writer_leftovers(root / LOG_FILE)}
-    stale_log = _check_log(root, manifest["checksum"], report)
+    stale_log = _check_log(root, manifest["checksum"], report, truncate_log)
     stray: dict[Path, str] = {}  # unreferenced entries that are problems -> their message
     removable: list[Path] = []
 
@@ -155,6 +165,12 @@ def _check_into(root: Path, report: CheckReport, fix: bool) -> None:
         if name == LOG_FILE:
             note(entry, "the write-ahead log of an earlier commit: every write in it is committed",
                  problem=False, ours=True)
+            continue
+        if DAMAGED_LOG_RE.fullmatch(name):
+            report.unreferenced.append((entry, "a damaged write-ahead log set aside by --truncate-log: delete it "
+                                               "once you no longer need the writes after its damage"))
+            if fix:
+                report.kept.append((entry, "kept: check never removes a set-aside log"))
             continue
         if name in log_temps:
             note(entry, "a temporary write-ahead log left by an interrupted commit", problem=True, ours=True)
@@ -215,14 +231,27 @@ def _note_leases(root: Path, leases: LeaseScan, note: Callable[..., None]) -> No
         note(folder, "not the reader lease directory funnelrank writes", problem=True, ours=False)
 
 
-def _check_log(root: Path, base: str, report: CheckReport) -> bool:
+def _check_log(root: Path, base: str, report: CheckReport, truncate: bool = False) -> bool:
     """Read the write-ahead log (when there is one) past the commit with manifest checksum `base` into
-    `report`; returns whether it is stale (it follows an earlier commit, so nothing in it is pending)."""
+    `report`; returns whether it is stale (it follows an earlier commit, so nothing in it is pending). With
+    `truncate`, a log damaged in its middle is cut back to its intact records (the whole of it set aside)."""
     path = root / LOG_FILE
     if not os.path.lexists(path):
         return False
     try:
         contents = read_log(path, base)
+    except LogCorruptError as exc:
+        if exc.intact is None:
+            report.problems.append(str(exc))
+            return False
+        if not truncate:
+            report.problems.append(f"{exc} (`funnelrank check DIR --fix --truncate-log` cuts the log back to the "
+                                   "records before the damage, setting the whole log aside first)")
+            return False
+        aside = truncate_damaged_log(path, exc.intact)
+        report.truncated = (f"{path}: cut back to its first {exc.intact} bytes (the records before the damage); "
+                            f"the whole damaged log is in {aside}")
+        return _check_log(root, base, report)
     except IndexFileError as exc:
         report.problems.append(str(exc))
         return False
