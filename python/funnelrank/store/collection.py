@@ -38,7 +38,8 @@ from funnelrank.store.lock import lock_key
 from funnelrank.store.readers import ReaderLease
 from funnelrank.store.save import save_collection
 from funnelrank.store.searching import CollectionSearch
-from funnelrank.store.segments import MERGE_AT, Segment, SegmentedBM25, SegmentedHNSW, Segments
+from funnelrank.store.merge_policy import TieredMergePolicy
+from funnelrank.store.segments import Segment, SegmentedBM25, SegmentedHNSW, Segments
 from funnelrank.store.wal import LogCorruptError, LogRecord
 from funnelrank.store.writer import WriterState
 
@@ -59,6 +60,9 @@ class Collection(CollectionSearch):
             acknowledged write survives a crash of the process or the machine), ``"interval"`` (at most every
             `sync_interval_ms`), ``"off"`` (when the operating system writes it back).
         sync_interval_ms: the flush interval of ``durability="interval"`` (1 to 3,600,000; default 100).
+
+    ``merge_policy`` (an attribute, default :class:`~funnelrank.store.merge_policy.TieredMergePolicy()`) says
+    which segments each commit merges, e.g. ``col.merge_policy = TieredMergePolicy(segments_per_tier=4)``.
 
     Reads (search, get, filters) may run from many threads at once, also while another thread adds or
     deletes; writes are serialized. A search racing a delete may find a just-deleted id in stage 1; the
@@ -98,6 +102,7 @@ class Collection(CollectionSearch):
         self._write_lock = threading.Lock()
         self._writer = writer
         self._lease: ReaderLease | None = None
+        self.merge_policy = TieredMergePolicy()
         self._use_segments(Segments([], partial(BM25Index, **self._bm25_params), self._new_hnsw if dense else None))
 
     def _new_hnsw(self) -> Any:
@@ -302,8 +307,8 @@ class Collection(CollectionSearch):
             key = lock_key(root)
             home = self._writer.home
             adopt = home is None or lock_key(home) == key
-            if adopt and self._segments.home == key and len(self._segments.list) > MERGE_AT:
-                self._segments.merge(MERGE_AT, self.text)  # tiered: the smallest neighbours first
+            if adopt and self._segments.home == key:
+                self._segments.apply_policy(self.merge_policy, self.text)  # tiered: similar sizes together
             checksum = save_collection(root, segments=self._segments, documents=self._docs, embedder=self.embedder,
                                        locks=self._writer.locks, adopt=adopt)
             self._writer.committed(root, checksum)
@@ -325,8 +330,9 @@ class Collection(CollectionSearch):
         """Fold the collection's segments, the neighbouring pair with the fewest live documents first (so that
         insertion order, and every tie it breaks, is kept), until at most `max_segments` remain; segments whose
         documents were all deleted go first. With a home, the result is committed at once (:meth:`commit`
-        writes the folded segments; searches answer the same before and after). Commits fold on their own while
-        there are more than :data:`~funnelrank.store.segments.MERGE_AT` segments.
+        writes the folded segments; searches answer the same before and after). Each commit also folds on its
+        own what :attr:`merge_policy` asks for (a :class:`~funnelrank.store.merge_policy.TieredMergePolicy`:
+        runs of neighbouring segments of similar size).
 
             >>> col.merge()            # doctest: +SKIP
             >>> col.segment_sizes()    # doctest: +SKIP
@@ -457,6 +463,7 @@ class Collection(CollectionSearch):
         self._write_lock = threading.Lock()
         self._writer = writer
         self._lease = stored.lease
+        self.merge_policy = TieredMergePolicy()
         first = stored.segments[0]
         bm25, hnsw = first.bm25, first.hnsw
         make_bm25 = partial(BM25Index, k1=bm25.k1, b=bm25.b, analyzer=bm25.analyzer)
