@@ -459,7 +459,12 @@ def test_load_starts_over_when_saves_remove_the_generation_it_reads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Deterministic: between reading the manifest and reading the data, two saves replace the collection (the
-    second removes the generation the reader is on); the load then reads the new manifest."""
+    second removes the generation the reader is on); the load then reads the new manifest. That is the path of a
+    reader that cannot take a lease (read-only media); a leased reader keeps its commit instead
+    (tests/test_collection_readers.py)."""
+    from funnelrank.store.readers import ReaderLease
+
+    monkeypatch.setattr(ReaderLease, "take", staticmethod(lambda *args: None))
     a, b = two_states()
     root = tmp_path / "col"
     a.save(root)
@@ -702,10 +707,13 @@ def test_a_directory_holding_only_our_leftovers_can_be_saved_into(tmp_path: Path
     (root / LOCK_FILE).touch()
     (root / "data-aaaaaaaaaaaa").mkdir()
     (root / ".manifest.json.abcdefgh.tmp").write_text("{")
+    (root / ".readers").mkdir()  # and the reader lease directory of a reader of the killed save
     small().save(root)
     assert Collection.load(root).ids() == ["a", "b"]
     others = sorted(p.name for p in root.iterdir() if not p.name.startswith("data-"))
-    assert others == [LOCK_FILE, "manifest.json", "wal.log"]  # wal.log: the empty log of the commit just made
+    # wal.log: the empty log of the commit just made; .readers: where readers' leases go (the load's is gone)
+    assert others == [".readers", LOCK_FILE, "manifest.json", "wal.log"]
+    assert not list((root / ".readers").iterdir())
 
 
 def test_a_foreign_directory_gets_no_lock_file(tmp_path: Path) -> None:

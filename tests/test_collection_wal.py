@@ -121,6 +121,46 @@ def test_a_damaged_record_in_the_middle_is_a_clear_error(tmp_path: Path, where: 
         Collection.load(root, writer=True)
 
 
+def test_check_truncates_a_log_damaged_in_the_middle_only_with_truncate_log(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from funnelrank.cli.main import main
+
+    root = tmp_path / "col"
+    col = committed(root)  # record 1: add c; record 2: delete a
+    col.add(["d"], ["a fourth document"])  # record 3
+    col.close()
+    path = root / LOG_FILE
+    contents = read_log(path, read_log_base(root))
+    assert len(contents.records) == 3
+    first_len = int.from_bytes(path.read_bytes()[HEADER_SIZE : HEADER_SIZE + 8], "little")
+    second = HEADER_SIZE + 16 + first_len
+    raw = bytearray(path.read_bytes())
+    raw[second + 20] ^= 0x40  # record 2's payload: damaged, with record 3 after it
+    path.write_bytes(bytes(raw))
+    report = check_collection(root, fix=True)
+    assert not report.ok and any("--truncate-log" in p for p in report.problems)
+    assert path.read_bytes() == bytes(raw)  # --fix alone never cuts a log
+    with pytest.raises(ValueError, match="--fix"):
+        check_collection(root, truncate_log=True)
+    assert main(["check", str(root), "--truncate-log"]) == 2
+    assert main(["check", str(root), "--fix", "--truncate-log"]) == 0
+    out = capsys.readouterr().out
+    assert "truncated:" in out and f"first {second} bytes" in out
+    aside = [p for p in root.iterdir() if p.name.startswith(LOG_FILE + ".damaged-")]
+    assert len(aside) == 1 and aside[0].read_bytes() == bytes(raw)  # the whole damaged log, set aside
+    assert path.read_bytes() == bytes(raw[:second])
+    after = check_collection(root, fix=True)
+    assert after.ok and aside[0].exists() and "1 write(s) since the last commit" in after.log
+    with Collection.load(root, writer=True) as col:
+        assert col.ids() == ["a", "b", "c"]  # record 1 replayed; the damaged record and the one after it are lost
+
+
+def read_log_base(root: Path) -> str:
+    from funnelrank.store.manifest import read_manifest
+
+    return str(read_manifest(root)[1]["checksum"])
+
+
 def test_a_log_of_an_earlier_commit_is_never_replayed_twice(tmp_path: Path) -> None:
     """A commit killed after its manifest and before it emptied the log leaves a log of the earlier commit."""
     root = tmp_path / "col"

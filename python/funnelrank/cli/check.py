@@ -30,23 +30,34 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="remove unreferenced files funnelrank wrote (never a referenced one, never a file of yours); "
         "takes the collection's writer lock, so it fails at once while a writer holds it",
     )
+    p.add_argument(
+        "--truncate-log",
+        action="store_true",
+        help="with --fix: cut a write-ahead log damaged in its middle back to the records before the damage "
+        "(the writes logged from it on are lost; the whole damaged log is first set aside as "
+        "wal.log.damaged-<hex>)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Check PATH; print one line per finding; 1 when a problem remains."""
     path = Path(args.path)
+    if args.truncate_log and not args.fix:
+        raise ValueError("--truncate-log cuts the write-ahead log: give --fix as well")
     if path.is_dir():
-        return _check_collection(path, args.fix)
+        return _check_collection(path, args.fix, args.truncate_log)
     if path.is_file():
         return _check_index_file(path, args.fix)
     raise ValueError(f"{path}: no such collection directory or index file")
 
 
-def _check_collection(root: Path, fix: bool) -> int:
+def _check_collection(root: Path, fix: bool, truncate_log: bool = False) -> int:
     from funnelrank.store.check import check_collection
 
-    report = check_collection(root, fix=fix)
+    report = check_collection(root, fix=fix, truncate_log=truncate_log)
+    if report.truncated:
+        print(f"truncated: {report.truncated}")
     if report.log:
         print(f"log: {report.log}")
     removed = set(report.removed)
@@ -57,6 +68,8 @@ def _check_collection(root: Path, fix: bool) -> int:
         print(f"removed: {entry}")
     for entry, why in report.kept:
         print(f"kept: {entry} ({why})")
+    for entry, why in report.pinned:
+        print(f"pinned: {entry} ({why})")
     return _verdict(root, report.problems)
 
 

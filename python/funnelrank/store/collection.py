@@ -13,7 +13,8 @@ Searches run over every segment with global statistics (:mod:`funnelrank.store.s
 writer at a time: the collection that saved into it (or loaded it with ``writer=True``) holds its writer lock
 until ``close()``; another writer gets :class:`funnelrank.store.lock.CollectionLockedError` at once. That
 writer logs every add and delete to the directory's write-ahead log before acknowledging it
-(:mod:`funnelrank.store.wal`); readers see the last commit only.
+(:mod:`funnelrank.store.wal`); readers see the last commit only, and keep its files alive until ``close()``
+(:mod:`funnelrank.store.readers`).
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ from funnelrank.store.indexing import PROGRESS_MIN_DOCS, embed_documents
 from funnelrank.store.inputs import check_additions, check_ids, document_columns
 from funnelrank.store.load import StoredCollection, load_collection
 from funnelrank.store.lock import lock_key
+from funnelrank.store.readers import ReaderLease
 from funnelrank.store.save import save_collection
 from funnelrank.store.searching import CollectionSearch
-from funnelrank.store.segments import MERGE_AT, Segment, SegmentedBM25, SegmentedHNSW, Segments
+from funnelrank.store.merge_policy import TieredMergePolicy
+from funnelrank.store.segments import Segment, SegmentedBM25, SegmentedHNSW, Segments
 from funnelrank.store.wal import LogCorruptError, LogRecord
 from funnelrank.store.writer import WriterState
 
@@ -57,6 +60,9 @@ class Collection(CollectionSearch):
             acknowledged write survives a crash of the process or the machine), ``"interval"`` (at most every
             `sync_interval_ms`), ``"off"`` (when the operating system writes it back).
         sync_interval_ms: the flush interval of ``durability="interval"`` (1 to 3,600,000; default 100).
+
+    ``merge_policy`` (an attribute, default :class:`~funnelrank.store.merge_policy.TieredMergePolicy()`) says
+    which segments each commit merges, e.g. ``col.merge_policy = TieredMergePolicy(segments_per_tier=4)``.
 
     Reads (search, get, filters) may run from many threads at once, also while another thread adds or
     deletes; writes are serialized. A search racing a delete may find a just-deleted id in stage 1; the
@@ -95,6 +101,8 @@ class Collection(CollectionSearch):
         self._meta = MetadataIndex()
         self._write_lock = threading.Lock()
         self._writer = writer
+        self._lease: ReaderLease | None = None
+        self.merge_policy = TieredMergePolicy()
         self._use_segments(Segments([], partial(BM25Index, **self._bm25_params), self._new_hnsw if dense else None))
 
     def _new_hnsw(self) -> Any:
@@ -299,8 +307,8 @@ class Collection(CollectionSearch):
             key = lock_key(root)
             home = self._writer.home
             adopt = home is None or lock_key(home) == key
-            if adopt and self._segments.home == key and len(self._segments.list) > MERGE_AT:
-                self._segments.merge(MERGE_AT, self.text)  # tiered: the smallest neighbours first
+            if adopt and self._segments.home == key:
+                self._segments.apply_policy(self.merge_policy, self.text)  # tiered: similar sizes together
             checksum = save_collection(root, segments=self._segments, documents=self._docs, embedder=self.embedder,
                                        locks=self._writer.locks, adopt=adopt)
             self._writer.committed(root, checksum)
@@ -322,8 +330,9 @@ class Collection(CollectionSearch):
         """Fold the collection's segments, the neighbouring pair with the fewest live documents first (so that
         insertion order, and every tie it breaks, is kept), until at most `max_segments` remain; segments whose
         documents were all deleted go first. With a home, the result is committed at once (:meth:`commit`
-        writes the folded segments; searches answer the same before and after). Commits fold on their own while
-        there are more than :data:`~funnelrank.store.segments.MERGE_AT` segments.
+        writes the folded segments; searches answer the same before and after). Each commit also folds on its
+        own what :attr:`merge_policy` asks for (a :class:`~funnelrank.store.merge_policy.TieredMergePolicy`:
+        runs of neighbouring segments of similar size).
 
             >>> col.merge()            # doctest: +SKIP
             >>> col.segment_sizes()    # doctest: +SKIP
@@ -345,14 +354,25 @@ class Collection(CollectionSearch):
         ``PosixPath('my-collection')``."""
         return self._writer.home
 
+    @property
+    def pinned(self) -> int | None:
+        """The generation of the commit this reader keeps alive (its lease, :mod:`funnelrank.store.readers`),
+        until :meth:`close`; None when it holds none (a writer, a new collection, a closed reader, or a directory
+        where no lease could be taken), e.g. ``7``."""
+        lease = self._lease
+        return lease.generation if lease is not None and lease.held else None
+
     def close(self) -> None:
         """Flush and close the write-ahead log and release the writer lock of every directory this collection
-        saved into or was loaded from with ``writer=True`` (idempotent). Writes not committed stay in the log,
+        saved into or was loaded from with ``writer=True``, and release a reader's lease on the commit it loaded
+        (its files may then go at the writer's next commit) (idempotent). Writes not committed stay in the log,
         for the next writer to replay. The collection stays usable in memory, without a home: a later
         :meth:`save` takes a lock again and makes that directory its home."""
         with self._write_lock:
             self._writer.close()
             self._segments.home = None  # without the lock, the directory may change under its segments
+            if self._lease is not None:
+                self._lease.release()
 
     def __enter__(self) -> Collection:
         return self
@@ -371,7 +391,11 @@ class Collection(CollectionSearch):
         included: it is checksummed and strictly checked). Safe while another process saves into `path`.
 
         Readers (the default) take no lock, are never blocked, and see the last commit only: they never read
-        the write-ahead log.
+        the write-ahead log. A reader keeps the commit it loaded alive (Lucene's point-in-time reader): it holds a
+        lease on it (``DIR/.readers/``, :mod:`funnelrank.store.readers`) until :meth:`close` (or the end of a
+        ``with`` block, garbage collection, or its process's exit, a crash included), and the writer removes none
+        of that commit's files meanwhile, however many commits and merges follow (:attr:`pinned`). Close readers
+        you are done with: each open one keeps its commit's files on disk.
 
         `writer=True` opens it for writing: the directory's writer lock is taken before reading (so no other
         writer can change it meanwhile) and kept until :meth:`close`; another writer holding it is a
@@ -383,6 +407,9 @@ class Collection(CollectionSearch):
             >>> with Collection.load("my-collection", writer=True) as col:   # doctest: +SKIP
             ...     col.add(["new"], ["a new document"])   # durable once it returns
             ...     col.commit()
+            >>> with Collection.load("my-collection") as reader:   # doctest: +SKIP
+            ...     reader.pinned                          # its commit's files stay until the block ends
+            7
         """
         state = WriterState(durability, sync_interval_ms)
         root = Path(path)
@@ -435,6 +462,8 @@ class Collection(CollectionSearch):
         self._meta = MetadataIndex()
         self._write_lock = threading.Lock()
         self._writer = writer
+        self._lease = stored.lease
+        self.merge_policy = TieredMergePolicy()
         first = stored.segments[0]
         bm25, hnsw = first.bm25, first.hnsw
         make_bm25 = partial(BM25Index, k1=bm25.k1, b=bm25.b, analyzer=bm25.analyzer)

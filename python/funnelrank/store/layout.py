@@ -6,6 +6,7 @@ Layout::
                                    and a sha256 checksum of the manifest itself (:mod:`funnelrank.store.manifest`)
     DIR/.save.lock                 the writer lock (flock), holding the writer's pid (:mod:`funnelrank.store.lock`)
     DIR/wal.log                    the write-ahead log: the writes since the last commit (:mod:`funnelrank.store.wal`)
+    DIR/.readers/<gen>-<pid>-<12 hex>.lease  a reader's lease on the commit it opened (:mod:`funnelrank.store.readers`)
     DIR/data-<12 hex>/docs.jsonl   one {"id", "text", "metadata"} object per line (:mod:`funnelrank.store.docs_file`)
     DIR/data-<12 hex>/bm25.idx     the BM25 index (checksummed index file)
     DIR/data-<12 hex>/hnsw.idx     the HNSW index, for dense collections (checksummed index file)
@@ -42,6 +43,7 @@ __all__ = [
     "LOG_FILE",
     "MANIFEST",
     "READABLE_VERSIONS",
+    "READERS_DIR",
     "fsync_dir",
     "fsync_file",
     "no_duplicate_keys",
@@ -61,6 +63,8 @@ MANIFEST = "manifest.json"
 """The manifest's file name: the commit point of every save."""
 LOCK_FILE = ".save.lock"
 """The writer lock's file name."""
+READERS_DIR = ".readers"
+"""The directory of the reader leases (:mod:`funnelrank.store.readers`): the files of a leased commit are kept."""
 LOG_FILE = "wal.log"
 """The write-ahead log's file name (written by the writer only; readers never read it)."""
 DOCS_FILE = "docs.jsonl"

@@ -1,9 +1,11 @@
 """Loading a collection: every part verified, one whole generation, safe while another process saves.
 
 A load takes no lock (unless it opens the collection for writing). It reads the manifest
-(:mod:`funnelrank.store.manifest`), then the generation the manifest names; when a part of it is missing because
-saves meanwhile replaced the manifest and removed that generation, it starts over on the new manifest (up to
-:data:`LOAD_ATTEMPTS` times). A reader sees one whole generation, old or new, never a mix.
+(:mod:`funnelrank.store.manifest`), takes a reader lease on that commit (:mod:`funnelrank.store.readers`: the
+writer keeps the files of a leased commit) and then reads the generation the manifest names. Without a lease
+(none possible there), when a part of it is missing because saves meanwhile replaced the manifest and removed
+that generation, it starts over on the new manifest (up to :data:`LOAD_ATTEMPTS` times). A reader sees one
+whole generation, old or new, never a mix.
 
 The documents file's sha256 and document count are verified, each index file verifies its own checksum, and a
 data directory holding an HNSW index the manifest does not name (a dense collection whose ``"dense"`` was
@@ -30,11 +32,15 @@ from funnelrank.store.embedders import find_embedder
 from funnelrank.store.layout import HNSW_FILE, MANIFEST, open_regular
 from funnelrank.store.lock import WriterLock
 from funnelrank.store.manifest import manifest_bytes, read_manifest, segment_entries
+from funnelrank.store.readers import ReaderLease
 
-__all__ = ["LOAD_ATTEMPTS", "StoredCollection", "StoredSegment", "load_collection", "read_commit", "read_deletions"]
+__all__ = ["LOAD_ATTEMPTS", "PIN_ATTEMPTS", "StoredCollection", "StoredSegment", "load_collection", "read_commit", "read_deletions"]
 
 LOAD_ATTEMPTS = 5
 """How many manifests a load tries when saves keep replacing the generation it is reading."""
+PIN_ATTEMPTS = 20
+"""How many times a reader tries to lease the current commit while commits keep replacing it (then it loads the
+last one it leased, as an unpinned reader would)."""
 
 
 @dataclass
@@ -69,6 +75,8 @@ class StoredCollection:
         lock: the directory's writer lock, when it was loaded for writing (its new owner releases it).
         checksum: the manifest checksum of the commit read (what the write-ahead log following it names).
         generation: the commit's number (0 for a version-2 manifest).
+        lease: the reader lease that keeps the commit's files (None: a writer, or no lease was possible; see
+            :mod:`funnelrank.store.readers`); its new owner releases it.
     """
 
     segments: list[StoredSegment]
@@ -77,6 +85,7 @@ class StoredCollection:
     lock: WriterLock | None = None
     checksum: str = ""
     generation: int = 0
+    lease: ReaderLease | None = None
 
     @property
     def documents(self) -> list[Document]:
@@ -85,19 +94,20 @@ class StoredCollection:
 
 
 def load_collection(
-    path: str | os.PathLike[str], *, embedder: Any | None = None, writer: bool = False
+    path: str | os.PathLike[str], *, embedder: Any | None = None, writer: bool = False, pin: bool = True
 ) -> StoredCollection:
     """Read the collection in directory `path`; see the module docstring. A dense collection's embedder is
     `embedder`, checked by fingerprint, or else found from the manifest. With `writer`, the directory's writer
     lock is taken first (:class:`~funnelrank.store.lock.CollectionLockedError` at once when another writer
-    holds it) and handed over in :attr:`StoredCollection.lock`."""
+    holds it) and handed over in :attr:`StoredCollection.lock`; otherwise, with `pin`, the commit read is
+    leased (:mod:`funnelrank.store.readers`) and the lease handed over in :attr:`StoredCollection.lease`."""
     root = Path(path)
     lock = None
     if writer:
         read_manifest(root)  # a collection directory (never drop a lock file anywhere else)
         lock = WriterLock.acquire(root)
     try:
-        stored = _load_latest(root, embedder)
+        stored = _load_latest(root, embedder, pin and not writer)
     except BaseException:
         if lock is not None:
             lock.release()
@@ -238,17 +248,33 @@ def _load_generation(
                             checksum=manifest["checksum"], generation=manifest.get("generation", 0))
 
 
-def _load_latest(root: Path, embedder: Any | None) -> StoredCollection:
-    """The generation of the latest manifest, starting over when a save removed the one being read."""
+def _load_latest(root: Path, embedder: Any | None, pin: bool) -> StoredCollection:
+    """The generation of the latest manifest, pinned by a reader lease when `pin` (and leases are possible
+    there); unpinned, it starts over when a save removed the one being read."""
     found: dict[str, Any] = {}
     attempt = 0
     while True:
         attempt += 1
         raw, manifest = read_manifest(root)
+        lease = ReaderLease.take(root, raw, manifest.get("generation", 0)) if pin else None
+        # Pinned only if the manifest is still the same once the lease exists: the cleanup after any later
+        # commit then sees the lease. Otherwise a commit landed meanwhile: let go and lease the new one.
+        if lease is not None and manifest_bytes(root) != raw and attempt < PIN_ATTEMPTS:
+            lease.release()
+            continue
         try:
-            return _load_generation(root, manifest, embedder, found)
+            stored = _load_generation(root, manifest, embedder, found)
         except IndexFileError:
+            if lease is not None:
+                lease.release()
             # A save may have replaced the manifest and removed this generation while we read it: then the
             # new manifest names a complete generation; try it. An unchanged manifest means real damage.
             if attempt >= LOAD_ATTEMPTS or manifest_bytes(root) == raw:
                 raise
+            continue
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+        stored.lease = lease
+        return stored

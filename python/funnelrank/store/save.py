@@ -10,7 +10,8 @@ crash or kill at any moment before it leaves the old manifest naming old, untouc
 commit is complete. A save into any other directory (an export) writes every segment afresh.
 
 The files of the commit just replaced are *kept*, so that a reader that read the old manifest an instant
-earlier can still finish; older ones and the leftovers of failed or killed commits (data directories and
+earlier can still finish, and so are the files of every commit a reader holds a lease on
+(:mod:`funnelrank.store.readers`); older ones and the leftovers of failed or killed commits (data directories and
 deletion bitmaps no manifest names, the manifest writer's and the write-ahead log's temporary files; only names
 this package creates) are removed by the next successful commit.
 """
@@ -45,12 +46,14 @@ from funnelrank.store.layout import (
     LOCK_FILE,
     LOG_FILE,
     MANIFEST,
+    READERS_DIR,
     fsync_dir,
     fsync_file,
     open_regular,
 )
 from funnelrank.store.lock import WriterLock, lock_key
 from funnelrank.store.manifest import MANIFEST_MAX_BYTES, new_manifest
+from funnelrank.store.readers import manifest_files, scan_leases
 from funnelrank.store.segments import Segment, Segments
 
 __all__ = ["save_collection"]
@@ -107,7 +110,7 @@ def save_collection(
                 update()
             segments.list = [seg for seg in segments.list if len(seg) or seg.data is None] or [segments.new_segment()]
             segments.home = key
-        _remove_stale(root, keep=_referenced(manifest, previous))
+        _remove_stale(root, keep=manifest_files(manifest, previous))
     except BaseException:
         if fresh:
             assert lock is not None
@@ -181,28 +184,6 @@ def _generation(manifest: dict[str, Any] | None) -> int:
     return value if type(value) is int and value >= 0 else 0
 
 
-def _referenced(*manifests: dict[str, Any] | None) -> dict[str, set[str]]:
-    """The data directories (-> deletion bitmaps in them) that `manifests` name, read leniently (a damaged
-    previous manifest names what it can)."""
-    out: dict[str, set[str]] = {}
-    for manifest in manifests:
-        if not manifest:
-            continue
-        names = [manifest.get("data")]
-        segs = manifest.get("segments")
-        if isinstance(segs, list):
-            names += [seg.get("data") for seg in segs if isinstance(seg, dict)]
-        for name in names:
-            if isinstance(name, str) and DATA_RE.fullmatch(name):
-                out.setdefault(name, set())
-        deleted = manifest.get("deleted")
-        if isinstance(deleted, dict):
-            for name, entry in deleted.items():
-                if name in out and isinstance(entry, dict) and isinstance(entry.get("file"), str):
-                    out[name].add(entry["file"])
-    return out
-
-
 def _new_data_dir(root: Path) -> str:
     """The name of a new, empty data directory created in `root`."""
     while True:
@@ -229,7 +210,7 @@ def _write_generation(data: Path, documents: Sequence[Document], bm25: Any, hnsw
 
 def _ours(name: str, manifest_leftovers: set[str]) -> bool:
     """Whether an entry of a collection directory has a name this package creates."""
-    return name in (LOCK_FILE, LOG_FILE) or bool(DATA_RE.fullmatch(name)) or name in manifest_leftovers
+    return name in (LOCK_FILE, LOG_FILE, READERS_DIR) or bool(DATA_RE.fullmatch(name)) or name in manifest_leftovers
 
 
 def _check_target(root: Path) -> dict[str, Any] | None:
@@ -253,9 +234,15 @@ def _check_target(root: Path) -> dict[str, Any] | None:
 
 
 def _remove_stale(root: Path, keep: dict[str, set[str]]) -> None:
-    """Remove data directories other than those in `keep`, deletion bitmaps in them that `keep` does not list,
-    and the manifest and log writers' leftovers (call under the lock: then no other save is writing any)."""
-    for entry in root.iterdir():
+    """Remove data directories other than those in `keep` or pinned by a reader's lease
+    (:mod:`funnelrank.store.readers`), deletion bitmaps in them that neither lists, stale leases, and the
+    manifest and log writers' leftovers (call under the lock: then no other save is writing any)."""
+    leases = scan_leases(root, remove_stale=True)
+    keep = {name: set(files) for name, files in keep.items()}
+    for name, bitmaps in leases.pinned.items():
+        keep.setdefault(name, set()).update(bitmaps)
+    # A live reader pinning a commit we cannot read: keep every older file until it lets go.
+    for entry in [] if leases.unreadable else root.iterdir():
         if DATA_RE.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
             if entry.name not in keep:
                 shutil.rmtree(entry, ignore_errors=True)

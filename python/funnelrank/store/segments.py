@@ -13,7 +13,8 @@ bitmaps that changed). Searches run on every segment and merge, scored with the 
   segment's search is).
 
 :meth:`Segments.merge` folds adjacent segments, the smallest neighbouring pair first (so insertion order, and
-with it every tie, is kept), into a new unwritten segment that the next commit writes.
+with it every tie, is kept), into a new unwritten segment that the next commit writes; :meth:`Segments.apply_policy`
+folds what a :class:`~funnelrank.store.merge_policy.TieredMergePolicy` asks for (each commit runs it).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from typing import Any
 import numpy as np
 
 from funnelrank.store.indexing import add_to_bm25
+from funnelrank.store.merge_policy import TieredMergePolicy
 
 __all__ = ["MERGE_AT", "Segment", "SegmentedBM25", "SegmentedHNSW", "Segments"]
 
 MERGE_AT = 10
-"""A commit first folds segments (smallest neighbours first) while there are more than this many."""
+"""The default ``segments_per_tier`` of a commit's :class:`~funnelrank.store.merge_policy.TieredMergePolicy`: a
+commit folds every run of this many neighbouring segments of one size tier."""
 _STATS_TRIES = 5
 
 
@@ -136,23 +139,44 @@ class Segments:
         while len(segs) > max_segments:
             sizes = [len(a) + len(b) for a, b in zip(segs, segs[1:])]
             i = sizes.index(min(sizes))
-            segs[i : i + 2] = [self._fold(segs[i], segs[i + 1], text)]
+            segs[i : i + 2] = [self._fold(segs[i : i + 2], text)]
             changed = True
         if changed:
-            self.list = segs or [self.new_segment()]
-            for seg in self.list:
-                if seg.data is None:  # folded (or the live one): its documents now live there
-                    self.where.update(dict.fromkeys(seg.bm25.ids(), seg))
+            self._use(segs)
         return changed
 
-    def _fold(self, first: Segment, second: Segment, text: Callable[[str], str]) -> Segment:
+    def apply_policy(self, policy: TieredMergePolicy, text: Callable[[str], str]) -> bool:
+        """Fold what `policy` asks for (:meth:`TieredMergePolicy.find_merges
+        <funnelrank.store.merge_policy.TieredMergePolicy.find_merges>`), again while a fold completes a run of the
+        next tier (segments left with no live document are dropped first). Returns whether anything changed."""
+        segs = [seg for seg in self.list if len(seg) or seg is self.list[-1]]
+        changed = len(segs) != len(self.list)
+        for _ in range(64):  # each round folds at least one run or rewrites a mostly-deleted segment
+            runs = policy.find_merges([(len(seg), len(seg.deleted)) for seg in segs])
+            if not runs:
+                break
+            for start, end in reversed(runs):
+                segs[start:end] = [self._fold(segs[start:end], text)]
+            changed = True
+        if changed:
+            self._use(segs)
+        return changed
+
+    def _use(self, segs: list[Segment]) -> None:
+        self.list = segs or [self.new_segment()]
+        for seg in self.list:
+            if seg.data is None:  # folded (or the live one): its documents now live there
+                self.where.update(dict.fromkeys(seg.bm25.ids(), seg))
+
+    def _fold(self, parts: Sequence[Segment], text: Callable[[str], str]) -> Segment:
+        """One new, unwritten segment holding the live documents of `parts`, in order."""
         out = self.new_segment()
-        ids = first.bm25.ids() + second.bm25.ids()
+        ids = [i for seg in parts for i in seg.bm25.ids()]
         out.bm25.add(ids, [text(i) for i in ids])
         if out.hnsw is not None:
-            parts = [seg.hnsw.vectors(seg.bm25.ids()) for seg in (first, second) if len(seg)]
-            if parts:
-                out.hnsw.add(ids, np.concatenate(parts))
+            vectors = [seg.hnsw.vectors(seg.bm25.ids()) for seg in parts if len(seg)]
+            if vectors:
+                out.hnsw.add(ids, np.concatenate(vectors))
         return out
 
 

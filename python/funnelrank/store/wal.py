@@ -36,6 +36,8 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import secrets
 import struct
 import threading
 import time
@@ -50,19 +52,34 @@ from funnelrank._core import IndexFileError
 from funnelrank.files import atomic_writer
 from funnelrank.store.layout import LOG_FILE, no_duplicate_keys, open_regular
 
-__all__ = ["DURABILITY", "LogContents", "LogCorruptError", "LogRecord", "WriteAheadLog", "read_log"]
+__all__ = ["DAMAGED_LOG_RE", "DURABILITY", "LogContents", "LogCorruptError", "LogRecord", "WriteAheadLog", "read_log",
+           "truncate_damaged_log"]
 
 DURABILITY = ("fsync", "interval", "off")
 """The accepted ``durability`` settings."""
 MAGIC = b"FRWAL\x00\x00\x01"
 HEADER_SIZE = 8 + 32 + 4
+DAMAGED_LOG_RE = re.compile(re.escape(LOG_FILE) + r"\.damaged-[0-9a-f]{12}")
+"""The name of a damaged log that :func:`truncate_damaged_log` set aside, whole, before cutting it."""
 RECORD_HEADER = struct.Struct("<QII")
 _U64 = struct.Struct("<Q")
 
 
 class LogCorruptError(IndexFileError):
     """The write-ahead log is damaged somewhere other than a torn last record: the collection is not opened for
-    writing, so that no logged write is skipped silently."""
+    writing, so that no logged write is skipped silently.
+
+    ``intact`` is the size in bytes of the log's intact beginning (its header and the records before the damaged
+    one: what ``funnelrank check DIR --fix --truncate-log`` keeps), or None when the damage is in the header or
+    does not fit the commit (then nothing of it can be kept)."""
+
+    intact: int | None = None
+
+
+def _corrupt_at(message: str, intact: int) -> LogCorruptError:
+    exc = LogCorruptError(message)
+    exc.intact = intact
+    return exc
 
 
 @dataclass(frozen=True)
@@ -181,9 +198,9 @@ def read_log(path: Path, base: str) -> LogContents:
         if zlib.crc32(raw[pos : pos + 12]) != head_crc:
             if not raw[pos:].strip(b"\x00"):
                 return LogContents(records, pos, rest)  # a zero-filled tail (a crash of the machine): torn
-            raise LogCorruptError(f"{where}: damaged record header, with data after it; the records before it "
-                                  "are intact. Nothing is skipped: move the log aside to open the collection at "
-                                  "its last commit (losing the writes logged after it), or restore it")
+            raise _corrupt_at(f"{where}: damaged record header, with data after it; the records before it "
+                              "are intact. Nothing is skipped: move the log aside to open the collection at "
+                              "its last commit (losing the writes logged after it), or restore it", pos)
         end = pos + RECORD_HEADER.size + length
         if end > len(raw):
             return LogContents(records, pos, rest)  # the last record was cut short: torn
@@ -191,15 +208,37 @@ def read_log(path: Path, base: str) -> LogContents:
         if zlib.crc32(payload) != crc:
             if end == len(raw):
                 return LogContents(records, pos, rest)  # the last record, half written: torn
-            raise LogCorruptError(f"{where}: checksum mismatch, with {len(raw) - end} bytes of records after "
-                                  "it; nothing is skipped: move the log aside to open the collection at its "
-                                  "last commit (losing the writes logged after it), or restore it")
+            raise _corrupt_at(f"{where}: checksum mismatch, with {len(raw) - end} bytes of records after "
+                              "it; nothing is skipped: move the log aside to open the collection at its "
+                              "last commit (losing the writes logged after it), or restore it", pos)
         try:
             records.append(_decode(payload))
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise LogCorruptError(f"{where}: not a valid record ({exc})") from None
+            raise _corrupt_at(f"{where}: not a valid record ({exc})", pos) from None
         pos = end
     return LogContents(records, pos, 0)
+
+
+def truncate_damaged_log(path: Path, intact: int) -> Path:
+    """Cut log `path` back to its first `intact` bytes (:attr:`LogCorruptError.intact`: the header and the records
+    before the damaged one), atomically, after setting the whole damaged log aside as ``wal.log.damaged-<12 hex>``
+    beside it (a hard link: nothing copied, nothing lost); returns that path. The writes logged from the damaged
+    record on are no longer replayed. Call it under the writer lock (``funnelrank check DIR --fix --truncate-log``).
+
+        >>> try:                                              # doctest: +SKIP
+        ...     read_log(path, base)
+        ... except LogCorruptError as exc:
+        ...     aside = truncate_damaged_log(path, exc.intact)
+    """
+    if intact < HEADER_SIZE:
+        raise ValueError(f"{path}: a log keeps at least its {HEADER_SIZE}-byte header, got {intact}")
+    with open_regular(path) as fh:
+        kept = fh.read(intact)
+    aside = path.with_name(f"{path.name}.damaged-{secrets.token_hex(6)}")
+    os.link(path, aside)
+    with atomic_writer(path) as out:
+        out.write(kept)
+    return aside
 
 
 class WriteAheadLog:
