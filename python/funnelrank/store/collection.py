@@ -43,7 +43,8 @@ class Collection:
         embedder: the bi-encoder for documents and queries (anything with ``embed(texts, show_progress=)``,
             ``embed_query(text)``, ``dim``, ``name`` and ``fingerprint``).
         bm25: keyword arguments for :class:`funnelrank.core.BM25Index` (``k1``, ``b``, ``analyzer``).
-        hnsw: keyword arguments for :class:`funnelrank.core.HNSWIndex` (``M``, ``ef_construction``, ``ef_search``).
+        hnsw: keyword arguments for :class:`funnelrank.core.HNSWIndex` (``M``, ``ef_construction``, ``ef_search``,
+            ``storage``: ``"f32"`` (default), ``"f16"`` or ``"int8"``; saved with the index and kept by ``load``).
 
     Reads (search, get, filters) may run from many threads at once, also while another thread adds or
     deletes; writes are serialized. A search racing a delete may find a just-deleted id in stage 1; the
@@ -307,9 +308,16 @@ class Collection:
             raise ValueError("this collection has no dense index (it was built with dense=False)")
         return np.asarray(self._hnsw.vectors(list(ids)), dtype=np.float32)
 
-    def empty_like(self) -> Collection:
-        """A new, empty collection with this one's embedder and BM25 / HNSW parameters."""
-        return Collection(dense=self.dense, embedder=self.embedder, bm25=self._bm25_params, hnsw=self._hnsw_params)
+    def empty_like(self, *, storage: str | None = None) -> Collection:
+        """A new, empty collection with this one's embedder and BM25 / HNSW parameters (`storage`: another HNSW
+        vector storage for it, ``"f32"``, ``"f16"`` or ``"int8"``; default this one's)."""
+        hnsw = self._hnsw_params if storage is None else {**self._hnsw_params, "storage": storage}
+        return Collection(dense=self.dense, embedder=self.embedder, bm25=self._bm25_params, hnsw=hnsw)
+
+    @property
+    def hnsw_storage(self) -> str | None:
+        """How the HNSW index stores its vectors (``"f32"``, ``"f16"`` or ``"int8"``); None without one."""
+        return None if self._hnsw is None else str(self._hnsw.storage)
 
     def embed_query(self, query: str) -> np.ndarray:
         """The query's embedding (the collection must be dense)."""
@@ -409,7 +417,8 @@ class Collection:
         stored = load_collection(path, embedder=embedder, writer=writer)
         try:
             collection = cls._from_parts(docs=stored.documents, bm25_index=stored.bm25, hnsw_index=stored.hnsw,
-                                         embedder=stored.embedder, bm25_params={}, hnsw_params={})
+                                         embedder=stored.embedder, bm25_params={},
+                                         hnsw_params={} if stored.hnsw is None else {"storage": stored.hnsw.storage})
         except BaseException:
             if stored.lock is not None:
                 stored.lock.release()
