@@ -6,7 +6,7 @@
 
 Each system runs in its own worker process (this file with --worker), one after the other, so that its peak
 memory is its own: the worker loads the data, notes its resident memory, builds the index (all threads),
-and reports the build's wall time and its peak RSS above that baseline (getrusage ru_maxrss). Then, per ef in
+and reports the build's wall time and its peak RSS above that baseline (VmHWM, reset before the build). Then, per ef in
 EFS: recall@10 against exact search (numpy brute force, computed once by the parent), single-query QPS (one
 thread, one query per call, a Python loop) and batch QPS (100 queries per call, every thread), the median
 of --rounds rounds. funnelrank's indexes are searched after a save and a load, as a service would use them
@@ -34,7 +34,6 @@ import argparse
 import gc
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -61,6 +60,21 @@ def log(msg: str) -> None:
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def reset_peak_rss() -> None:
+    """Restart VmHWM from the current RSS (Linux >= 4.0). getrusage's ru_maxrss cannot be used: it survives
+    exec, so a worker would report its parent's peak."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 class System:
@@ -177,10 +191,11 @@ def worker(name: str, work: Path, rounds: int) -> dict:
         return {"system": name, "skipped": f"{type(exc).__name__}: {exc}"}
     gc.collect()
     base = rss_bytes()
+    reset_peak_rss()
     t0 = time.perf_counter()
     system.build(data)
     build_s = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss_bytes()
     out: dict = {"system": name, "build_s": build_s, "build_peak": max(0, peak - base),
                  "sizes": system.sizes(*data.shape), "rows": []}
     for ef in EFS:
