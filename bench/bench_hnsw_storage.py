@@ -337,7 +337,10 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-scifact", action="store_true")
-    parser.add_argument("--peer-python", help="interpreter of a venv with hnswlib / faiss-cpu / usearch")
+    default_peers = Path(__file__).resolve().parents[1] / ".venv-peers" / "bin" / "python"
+    parser.add_argument("--peer-python", default=str(default_peers) if default_peers.exists() else None,
+                        help="interpreter of a venv with hnswlib / faiss-cpu / usearch (default: .venv-peers/bin/python "
+                        "when it exists, else this one)")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--json", type=Path)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
