@@ -128,13 +128,15 @@ def bm25_fields(data: bytes) -> list[Field]:
 
 
 def hnsw_fields(data: bytes) -> list[Field]:
-    """The payload's fields per HNSWIndex::save (cpp/core/hnsw_index.cpp: hnswlib's layout)."""
+    """The payload's fields per HNSWIndex::save (cpp/core/hnsw_index.cpp: hnswlib's layout; format version 2)."""
     c = _Cursor(data)
     dim = int(c.take("<Q", "dim"))
     c.take("<I", "metric")
     m = int(c.take("<Q", "M"))
-    for name in ("ef_construction", "ef_search", "seed", "capacity"):
+    for name in ("ef_construction", "ef_search", "seed"):
         c.take("<Q", name)
+    storage = int(c.take("<I", "storage"))
+    c.take("<Q", "capacity")
     count = int(c.take("<Q", "count"))
     row = int(c.take("<Q", "row_bytes"))
     c.take("<i", "max_level")
@@ -143,7 +145,7 @@ def hnsw_fields(data: bytes) -> list[Field]:
         start = c.pos
         c.fields.append(Field(start, "<I", f"row{i}.links"))
         c.fields.append(Field(start + 4, "<I", f"row{i}.link0"))
-        c.fields.append(Field(start + 4 + 8 * m, "<f", f"row{i}.x0"))
+        c.fields.append(Field(start + 4 + 8 * m, "<f" if storage != 1 else "<I", f"row{i}.x0"))
         c.pos = start + row
     upper = 4 * m + 4 + 4  # link count, M links, hnswlib's prefetch overrun slot (see hnsw_impl.h)
     for i in range(count):
@@ -154,7 +156,13 @@ def hnsw_fields(data: bytes) -> list[Field]:
     for i in range(count):
         c.string(f"id{i}")
     c.string("rng")
-    del dim
+    if storage == 2:  # int8: the float32 re-scoring rows
+        c.take("<Q", "rescore.rows")
+        pad = int(c.take("<Q", "rescore.pad"))
+        c.pos += pad
+        for i in range(count):
+            c.fields.append(Field(c.pos + 4 * dim * i, "<f", f"rescore{i}.x0"))
+        c.pos += 4 * dim * count
     return c.done()
 
 
@@ -189,8 +197,9 @@ def bm25_bases(directory: Path) -> list[bytes]:
 def hnsw_bases(directory: Path) -> list[bytes]:
     rng = np.random.default_rng(SEED)
     out = []
-    for metric, n, m in (("cosine", 60, 4), ("ip", 40, 6), ("cosine", 0, 4)):
-        index = HNSWIndex(8, metric=metric, M=m, ef_construction=40, initial_capacity=64, seed=7)
+    for metric, n, m, storage in (("cosine", 60, 4, "f32"), ("ip", 40, 6, "f32"), ("cosine", 0, 4, "f32"),
+                                  ("cosine", 30, 4, "f16"), ("ip", 30, 4, "int8")):
+        index = HNSWIndex(8, metric=metric, M=m, ef_construction=40, initial_capacity=64, seed=7, storage=storage)
         if n:
             ids = [f"v{i}" for i in range(n)]
             index.add(ids, rng.normal(size=(n, 8)).astype(np.float32), threads=1)

@@ -615,7 +615,7 @@ def _forge_u64(data: bytes, offset: int, value: int) -> bytes:
     return bytes(out)
 
 
-CAPACITY_OFFSET = 12 + 8 + 4 + 4 * 8  # after the header, dim, metric, M, ef_construction, ef_search, seed
+CAPACITY_OFFSET = 12 + 8 + 4 + 4 * 8 + 4  # after the header, dim, metric, M, ef_construction, ef_search, seed, storage
 
 
 @pytest.mark.parametrize("claim", [10**7, 5 * 10**7])

@@ -67,14 +67,19 @@ void bind_hnsw(py::module_& m) {
     py::class_<PyHNSWIndex>(m, "HNSWIndex", R"doc(Approximate nearest-neighbour index (hnswlib's HNSW graph) over float32 vectors keyed by string ids.
 
 metric "cosine" L2-normalises vectors on add and query and scores by cosine similarity; "ip" scores by
-inner product. Searches run concurrently from many threads; add/delete wait for running searches.
+inner product. storage "f32" keeps the vectors as float32; "f16" as half precision (half the vector bytes;
+searches score the float32 query against them); "int8" as 8-bit codes with a per-vector scale (a quarter,
+plus 4 bytes), walking the graph on int8 dot products and re-scoring the ef best candidates against float32
+copies, which a loaded index reads from its file through a memory mapping instead of holding them.
+Searches run concurrently from many threads; add/delete wait for running searches.
 Deleted slots are reused by later adds, so delete+add cycles do not grow the index.
 
 Parameter bounds (ValueError beyond them): dim in [1, 65536], M in [2, 1024], ef_construction in
 [1, 65536], ef_search in [1, 2**20], initial_capacity in [0, 2**32 - 1], seed in [0, 2**64 - 1]. Integer
 arguments take any Python int: one outside its range, however large, is a ValueError naming it.)doc")
         .def(py::init([](const IntArg& dim, const std::string& metric, const IntArg& M, const IntArg& ef_construction,
-                         const IntArg& ef_search, const IntArg& initial_capacity, const IntArg& seed) {
+                         const IntArg& ef_search, const IntArg& initial_capacity, const IntArg& seed,
+                         const std::string& storage) {
                  HNSWParams p;
                  p.dim = int_arg(dim, "dim", 1, HNSWIndex::kMaxDim);
                  p.metric = parse_metric(metric);
@@ -83,11 +88,12 @@ arguments take any Python int: one outside its range, however large, is a ValueE
                  p.ef_search = int_arg(ef_search, "ef_search", 1, HNSWIndex::kMaxEfSearch);
                  p.initial_capacity = int_arg(initial_capacity, "initial_capacity", 0, HNSWIndex::kMaxCapacity);
                  p.seed = int_arg(seed, "seed", 0, UINT64_MAX);
+                 p.storage = parse_storage(storage);
                  return PyHNSWIndex(HNSWIndex(p));
              }),
              py::arg("dim"), py::kw_only(), py::arg("metric") = "cosine", py::arg("M") = 16,
              py::arg("ef_construction") = 200, py::arg("ef_search") = 64, py::arg("initial_capacity") = 1024,
-             py::arg("seed") = 100)
+             py::arg("seed") = 100, py::arg("storage") = "f32")
         .def(
             "add",
             [](PyHNSWIndex& self, const Hinted<hint::Strs>& ids, const Hinted<hint::Vectors>& vectors,
@@ -101,7 +107,9 @@ arguments take any Python int: one outside its range, however large, is a ValueE
                 self.add(id_list, data, n, t);
             },
             py::arg("ids"), py::arg("vectors"), py::arg("threads") = 0,
-            "Add vectors (n x dim) under string ids; all-or-nothing validation. threads=0 uses every CPU this process may use.")
+            "Add vectors (n x dim) under string ids; all-or-nothing validation. threads=0 uses every CPU this process may "
+            "use. A C-contiguous float32 array is read in place (no copy), without the GIL: do not change it from "
+            "another thread until add returns.")
         .def(
             "delete",
             [](PyHNSWIndex& self, const Hinted<hint::Strs>& ids) {
@@ -219,6 +227,22 @@ graph grows again on demand.)doc")
             "ids", [](const PyHNSWIndex& self) { return id_list(self.ids()); }, "Live ids in slot order.")
         .def_property_readonly("dim", &HNSWIndex::dim)
         .def_property_readonly("metric", [](const PyHNSWIndex& self) { return metric_name(self.metric()); })
+        .def_property_readonly(
+            "storage", [](const PyHNSWIndex& self) { return storage_name(self.storage()); },
+            "How the graph stores its vectors: \"f32\", \"f16\" or \"int8\" (saved with the index).")
+        .def_property_readonly(
+            "index_bytes", [](const PyHNSWIndex& self) { return self.memory().graph_bytes; },
+            "Bytes the index holds in memory: the graph's level-0 block (links, vectors, labels of every allocated "
+            "slot), its upper layers' links, and int8's in-memory float32 re-scoring vectors (ids not counted).")
+        .def_property_readonly(
+            "vector_bytes", [](const PyHNSWIndex& self) { return self.memory().vector_bytes; },
+            "Of index_bytes, the vectors: the stored vectors of the slots in use, plus int8's in-memory float32 "
+            "re-scoring vectors.")
+        .def_property_readonly(
+            "mapped_bytes", [](const PyHNSWIndex& self) { return self.memory().mapped_bytes; },
+            "int8's float32 re-scoring vectors read from the file the index was loaded from, through a read-only "
+            "memory mapping (page cache, touched per search only for its candidates); 0 otherwise. The first add "
+            "after a load copies them into memory.")
         .def_property_readonly("M", [](const PyHNSWIndex& self) { return self.params().M; })
         .def_property_readonly("ef_construction", [](const PyHNSWIndex& self) { return self.params().ef_construction; })
         .def_property(
@@ -243,7 +267,8 @@ graph grows again on demand.)doc")
                       "graph, inf: always exact). Not saved with the index.")
         .def("__repr__", [](const PyHNSWIndex& self) {
             return "HNSWIndex(dim=" + std::to_string(self.dim()) + ", metric='" + metric_name(self.metric()) +
-                   "', M=" + std::to_string(self.params().M) + ", size=" + std::to_string(self.size()) + ")";
+                   "', M=" + std::to_string(self.params().M) + ", storage='" + storage_name(self.storage()) +
+                   "', size=" + std::to_string(self.size()) + ")";
         });
 }
 

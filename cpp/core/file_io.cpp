@@ -200,6 +200,13 @@ void BinaryReader::read_bytes(void* out, std::size_t size) {
     pos_ += size;
 }
 
+std::string_view BinaryReader::read_view(std::size_t size) {
+    if (size > remaining()) fail("unexpected end of data");
+    const std::string_view out = data_.substr(pos_, size);
+    pos_ += size;
+    return out;
+}
+
 std::string BinaryReader::read_string() {
     const auto size = read<std::uint64_t>();
     if (size > remaining()) fail("string length exceeds the file");
@@ -295,7 +302,7 @@ private:
 
 }  // namespace
 
-IndexFile::IndexFile(std::string path, std::string_view magic, std::uint32_t max_version)
+IndexFile::IndexFile(std::string path, std::string_view magic, std::uint32_t max_version, Read how)
     : path_(std::move(path)) {
     check_magic(magic);
     // Only regular files are read. A directory would "open" and then fail obscurely, and opening a FIFO
@@ -315,45 +322,53 @@ IndexFile::IndexFile(std::string path, std::string_view magic, std::uint32_t max
         static_cast<std::uint64_t>(st.st_size) > std::numeric_limits<std::size_t>::max() / 2)
         throw IndexFileError("cannot read index file " + path_ + ": size " + std::to_string(st.st_size) +
                              " is out of range");
-    bytes_.resize(static_cast<std::size_t>(st.st_size));
-    std::size_t done = 0;
-    while (done < bytes_.size()) {
-        const ssize_t n = ::read(fd.get(), bytes_.data() + done, bytes_.size() - done);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            throw IndexFileError("cannot read index file " + path_ + ": " + errno_text());
+    if (how == Read::Map) {
+        mapping_ = std::make_shared<const MappedFile>(fd.get(), static_cast<std::size_t>(st.st_size), path_);
+        view_ = mapping_->bytes();
+    } else {
+        bytes_.resize(static_cast<std::size_t>(st.st_size));
+        std::size_t done = 0;
+        while (done < bytes_.size()) {
+            const ssize_t n = ::read(fd.get(), bytes_.data() + done, bytes_.size() - done);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                throw IndexFileError("cannot read index file " + path_ + ": " + errno_text());
+            }
+            if (n == 0)
+                throw IndexFileError("cannot read index file " + path_ + ": it shrank while being read (" +
+                                     std::to_string(done) + " of " + std::to_string(bytes_.size()) + " bytes)");
+            done += static_cast<std::size_t>(n);
         }
-        if (n == 0)
-            throw IndexFileError("cannot read index file " + path_ + ": it shrank while being read (" +
-                                 std::to_string(done) + " of " + std::to_string(bytes_.size()) + " bytes)");
-        done += static_cast<std::size_t>(n);
+        view_ = bytes_;
     }
 
     const std::string corrupt = path_ + ": not a valid funnelrank index file (";
-    if (bytes_.size() < kHeaderSize + kTrailerSize)
-        throw IndexFileError(corrupt + "truncated: " + std::to_string(bytes_.size()) + " bytes)");
-    if (std::string_view(bytes_.data(), kMagicSize) != magic)
+    if (view_.size() < kHeaderSize + kTrailerSize)
+        throw IndexFileError(corrupt + "truncated: " + std::to_string(view_.size()) + " bytes)");
+    if (view_.substr(0, kMagicSize) != magic)
         throw IndexFileError(corrupt + "wrong magic; expected " + std::string(magic) + ")");
-    std::memcpy(&version_, bytes_.data() + kMagicSize, sizeof(version_));
+    std::memcpy(&version_, view_.data() + kMagicSize, sizeof(version_));
     if (version_ == 0 || version_ > max_version)
         throw IndexFileError(path_ + ": unsupported format version " + std::to_string(version_) +
-                             " (this build reads up to " + std::to_string(max_version) + ")");
-    const char* trailer = bytes_.data() + bytes_.size() - kTrailerSize;
+                             " (this build reads up to " + std::to_string(max_version) +
+                             "; the file was written by a newer funnelrank: upgrade to load it)");
+    const char* trailer = view_.data() + view_.size() - kTrailerSize;
     if (std::string_view(trailer + sizeof(std::uint64_t) + sizeof(std::uint32_t), kMagicSize) != kEndMagic)
         throw IndexFileError(corrupt + "truncated or incomplete write: end marker missing)");
     std::uint64_t payload_size = 0;
     std::uint32_t stored_crc = 0;
     std::memcpy(&payload_size, trailer, sizeof(payload_size));
     std::memcpy(&stored_crc, trailer + sizeof(payload_size), sizeof(stored_crc));
-    if (payload_size != bytes_.size() - kHeaderSize - kTrailerSize)
+    if (payload_size != view_.size() - kHeaderSize - kTrailerSize)
         throw IndexFileError(corrupt + "size mismatch: truncated or extended)");
-    if (crc32(0, bytes_.data() + kHeaderSize, static_cast<std::size_t>(payload_size)) != stored_crc)
+    if (crc32(0, view_.data() + kHeaderSize, static_cast<std::size_t>(payload_size)) != stored_crc)
         throw IndexFileError(corrupt + "checksum mismatch: the file is corrupt)");
 }
 
 BinaryReader IndexFile::reader() const {
-    return BinaryReader(std::string_view(bytes_).substr(kHeaderSize, bytes_.size() - kHeaderSize - kTrailerSize),
-                        path_);
+    return BinaryReader(view_.substr(kHeaderSize, view_.size() - kHeaderSize - kTrailerSize), path_);
 }
+
+std::size_t IndexFile::payload_offset() { return kHeaderSize; }
 
 }  // namespace funnelrank::io

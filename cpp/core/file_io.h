@@ -12,12 +12,14 @@
 // IndexFileError (with the path in the message), never undefined behaviour.
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
 
 #include "errors.h"
+#include "mapped_file.h"
 
 namespace funnelrank::io {
 
@@ -59,6 +61,8 @@ public:
         write<std::uint64_t>(v.size());
         write_bytes(v.data(), v.size() * sizeof(T));
     }
+    // Payload bytes written so far (the next byte's offset in the file is IndexFile::payload_offset() + this).
+    std::uint64_t payload_bytes() const { return payload_size_; }
     // Writes the trailer, fsyncs, renames over the target and fsyncs the directory.
     void commit();
 
@@ -87,6 +91,10 @@ public:
         return value;
     }
     std::string read_string();
+    // The next `size` bytes in place (valid while the data the reader reads is), skipping past them.
+    std::string_view read_view(std::size_t size);
+    // Bytes read so far.
+    std::size_t position() const { return pos_; }
     // read_string(), failing unless the bytes are valid UTF-8 (`what` names the string in the error).
     std::string read_utf8_string(const char* what);
     template <typename T>
@@ -110,17 +118,32 @@ private:
     std::string context_;
 };
 
-// A verified index file held in memory: payload() is what was written between header and trailer.
+// A verified index file: payload() is what was written between header and trailer. Read::Copy holds the file's
+// bytes in memory; Read::Map maps the file instead (mapped_file.h: pages are read on access and shared with
+// the page cache), and mapping() lets a loader keep parts of it in use after the IndexFile is gone. Either
+// way the whole payload's checksum is verified before the constructor returns. A version above
+// `max_version` is refused with a message that names both versions.
 class IndexFile {
 public:
-    IndexFile(std::string path, std::string_view magic, std::uint32_t max_version);
+    enum class Read { Copy, Map };
+    IndexFile(std::string path, std::string_view magic, std::uint32_t max_version, Read how = Read::Copy);
+    IndexFile(const IndexFile&) = delete;  // view_ points into bytes_ or the mapping
+    IndexFile& operator=(const IndexFile&) = delete;
     std::uint32_t version() const { return version_; }
     const std::string& path() const { return path_; }
     BinaryReader reader() const;
+    // The file's bytes (header, payload, trailer).
+    std::string_view bytes() const { return view_; }
+    // Where the payload starts in bytes().
+    static std::size_t payload_offset();
+    // The mapping under Read::Map (null under Read::Copy).
+    const std::shared_ptr<const MappedFile>& mapping() const { return mapping_; }
 
 private:
     std::string path_;
     std::string bytes_;
+    std::shared_ptr<const MappedFile> mapping_;
+    std::string_view view_;
     std::uint32_t version_ = 0;
 };
 

@@ -1,6 +1,6 @@
 #pragma once
-// hnswlib's HierarchicalNSW as HNSWIndex uses it: the type aliases, the inner-product space with our
-// run-time dispatched kernel, and the lease that returns a visited list to hnswlib's pool.
+// hnswlib's HierarchicalNSW as HNSWIndex uses it: the type aliases, the vector space with our run-time
+// dispatched kernels, and the lease that returns a visited list to hnswlib's pool.
 // Included by hnsw_index.cpp only, the one translation unit that includes the hnswlib headers (hnswlib 0.6.2
 // defines non-inline functions and globals in them, so a second includer would not link). Its helpers keep
 // the internal linkage (anonymous namespace) they had when they were all in that file, so they compile and
@@ -17,6 +17,7 @@
 
 #include "hnsw_index.h"
 #include "inner_product.h"
+#include "vector_storage.h"
 
 namespace funnelrank {
 
@@ -46,18 +47,21 @@ private:
 }  // namespace
 
 // (Outside the anonymous namespace: HNSWIndex::Impl, in hnsw_impl.h, holds one.)
-// hnswlib distance space for inner product, using our run-time dispatched SIMD kernel (hnswlib 0.6.2
-// picks its kernel at compile time, so a portable build would otherwise run its SSE code).
-class InnerProductSpace final : public hnswlib::SpaceInterface<float> {
+// hnswlib distance space over the stored vectors of one VectorStorage (vector_storage.h), with our run-time
+// dispatched SIMD kernels (hnswlib 0.6.2 picks its kernel at compile time, so a portable build would
+// otherwise run its SSE code). Its distance compares two stored vectors: the graph's construction.
+class VectorSpace final : public hnswlib::SpaceInterface<float> {
 public:
-    explicit InnerProductSpace(std::size_t dim) : dim_(dim), distance_(best_inner_product_distance()) {}
-    std::size_t get_data_size() override { return dim_ * sizeof(float); }
+    VectorSpace(std::size_t dim, VectorStorage storage)
+        : dim_(dim), bytes_(stored_vector_bytes(storage, dim)), distance_(storage_kernels(storage).stored) {}
+    std::size_t get_data_size() override { return bytes_; }
     hnswlib::DISTFUNC<float> get_dist_func() override { return distance_; }
     void* get_dist_func_param() override { return &dim_; }
 
 private:
     std::size_t dim_;
-    InnerProductDistanceFn distance_;
+    std::size_t bytes_;
+    VectorDistanceFn distance_;
 };
 
 }  // namespace funnelrank

@@ -1,6 +1,7 @@
 #pragma once
-// HNSWIndex's state (HNSWIndex::Impl): the graph, the id maps and slot reuse, the lock; preparing vectors
-// (checks, normalisation), exact scoring, allow-lists and the search on a prepared query.
+// HNSWIndex's state (HNSWIndex::Impl): the graph, the id maps and slot reuse, the lock, Int8's re-scoring
+// vectors; preparing vectors (checks, normalisation, the storage's query form), exact scoring, allow-lists
+// and the search on a prepared query (with Int8's re-scoring).
 // Included by hnsw_index.cpp only, the one translation unit that includes the hnswlib headers (hnswlib 0.6.2
 // defines non-inline functions and globals in them, so a second includer would not link). Its helpers keep
 // the internal linkage (anonymous namespace) they had when they were all in that file, so they compile and
@@ -24,8 +25,11 @@
 #include "errors.h"
 #include "hnsw_graph.h"
 #include "hnsw_index.h"
+#include "hnsw_rescore.h"
 #include "hnsw_search.h"
+#include "inner_product.h"
 #include "shared_mutex.h"
+#include "vector_storage.h"
 
 namespace funnelrank {
 
@@ -66,8 +70,11 @@ struct HNSWIndex::Impl {
     HNSWParams params;
     std::atomic<std::size_t> ef_search;
     std::atomic<double> filter_crossover{HNSWIndex::kDefaultFilterCrossover};
-    InnerProductSpace space;  // must outlive graph, which keeps a pointer into it
+    VectorSpace space;  // must outlive graph, which keeps a pointer into it
+    const StorageKernels& kernels;  // the search's kernels for params.storage
     std::unique_ptr<Graph> graph;
+    // Int8 only: the float32 vectors the top candidates are re-scored against, by label (hnsw_rescore.h).
+    RescoreStore rescore;
     // Our labels are hnswlib labels. A label keeps its graph slot for life; deleting frees the label
     // (and so the slot) for the next add, which overwrites it in place (hnswlib's updatePoint).
     std::unordered_map<std::string, labeltype> label_of;  // live ids only
@@ -82,9 +89,11 @@ struct HNSWIndex::Impl {
     explicit Impl(const HNSWParams& p)
         : params(p),
           ef_search(p.ef_search),
-          space(p.dim),
+          space(p.dim, p.storage),
+          kernels(storage_kernels(p.storage)),
           graph(std::make_unique<Graph>(&space, std::max<std::size_t>(1, p.initial_capacity), p.M,
-                                        p.ef_construction, static_cast<std::size_t>(p.seed))) {
+                                        p.ef_construction, static_cast<std::size_t>(p.seed))),
+          rescore(p.dim) {
         // hnswlib 0.6.2's searchBaseLayer prefetches link j + 1 while visiting link j, so on a full
         // upper-layer list it reads one link past the end of the list; for the top layer that is past
         // the end of its malloc'd block (AddressSanitizer: heap-buffer-overflow; fixed upstream in
@@ -131,6 +140,32 @@ struct HNSWIndex::Impl {
         return buffer.data();
     }
 
+    bool rescored() const { return params.storage == VectorStorage::Int8; }
+
+    // A query ready to search: `exact` the prepared float32 query (exact and re-scoring distances), `walk` the
+    // same in the storage's query form (the graph walk's distances); both valid while `scratch` is unchanged.
+    struct PreparedQuery {
+        const float* exact;
+        const void* walk;
+    };
+
+    PreparedQuery prepare_query(const float* query, double scale, SearchScratch& scratch) const {
+        const float* q = query_for_search(query, scale, scratch.query);
+        if (params.storage != VectorStorage::Int8) return {q, q};
+        scratch.encoded.resize(query_form_bytes(params.storage, params.dim));
+        encode_query(params.storage, q, params.dim, scratch.encoded.data());
+        return {q, scratch.encoded.data()};
+    }
+
+    // The distance of a live or deleted node from the query as exact scoring sees it: the float32 vector under
+    // F32 and Int8 (its re-scoring copy), the f16 one against the float32 query under F16.
+    float exact_distance(const PreparedQuery& q, tableint id) const {
+        const Graph& g = *graph;
+        if (rescored())
+            return 1.f - best_inner_product()(q.exact, rescore.row(g.getExternalLabel(id)), params.dim);
+        return kernels.query(q.walk, g.getDataByInternalId(id), g.dist_func_param_);
+    }
+
     SearchHits to_hits(const std::vector<DistId>& found) const {
         SearchHits hits;
         hits.ids.reserve(found.size());
@@ -147,12 +182,10 @@ struct HNSWIndex::Impl {
 
     // Exact scores for the given internal ids (all live ids when `subset` is null), best k first;
     // ties broken by internal id so the answer is deterministic.
-    std::vector<DistId> exact(const float* q, std::size_t k, const std::vector<tableint>* subset) const {
+    std::vector<DistId> exact(const PreparedQuery& q, std::size_t k, const std::vector<tableint>* subset) const {
         const Graph& g = *graph;
         std::vector<DistId> scored;
-        auto score = [&](tableint id) {
-            scored.emplace_back(g.fstdistfunc_(q, g.getDataByInternalId(id), g.dist_func_param_), id);
-        };
+        auto score = [&](tableint id) { scored.emplace_back(exact_distance(q, id), id); };
         if (subset) {
             scored.reserve(subset->size());
             for (tableint id : *subset) score(id);
@@ -196,7 +229,20 @@ struct HNSWIndex::Impl {
 
     // Approximate search on a prepared query, restricted to `allowed` when given; caller holds the lock
     // (shared or exclusive).
-    std::vector<DistId> search_unlocked(const float* q, std::size_t k, std::size_t ef,
+    // The best k of the walk's results (scratch.top): as the walk scored them, or under Int8 all of them
+    // re-scored against the float32 vectors first (ties by internal id, as exact() breaks them).
+    std::vector<DistId> walk_results(const PreparedQuery& q, std::size_t k, SearchScratch& scratch) const {
+        if (!rescored()) return best_first(scratch.top, k);
+        std::vector<DistId>& all = scratch.rescored;
+        all.clear();
+        for (const DistId& found : scratch.top) all.emplace_back(exact_distance(q, found.second), found.second);
+        scratch.top.clear();
+        k = std::min(k, all.size());
+        std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k), all.end());
+        return std::vector<DistId>(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k));
+    }
+
+    std::vector<DistId> search_unlocked(const PreparedQuery& q, std::size_t k, std::size_t ef,
                                         const std::optional<Allowed>& allowed, SearchScratch& scratch) const {
         if (live == 0 || k == 0) return {};
         const Graph& g = *graph;
@@ -208,13 +254,13 @@ struct HNSWIndex::Impl {
         const std::size_t ef_eff = std::min(ef_asked, live);
         if (!allowed) {
             const std::size_t want = std::min(k, live);
-            const tableint entry = descend(g, q);
+            const tableint entry = descend(g, kernels, q.walk);
             if (g.num_deleted_)
-                filtered_base_layer_search(g, entry, q, ef_eff, [&](tableint id) { return !g.isMarkedDeleted(id); },
-                                           scratch);
+                filtered_base_layer_search(
+                    g, kernels, entry, q.walk, ef_eff, [&](tableint id) { return !g.isMarkedDeleted(id); }, scratch);
             else
-                filtered_base_layer_search(g, entry, q, ef_eff, [](tableint) { return true; }, scratch);
-            std::vector<DistId> found = best_first(scratch.top, k);
+                filtered_base_layer_search(g, kernels, entry, q.walk, ef_eff, [](tableint) { return true; }, scratch);
+            std::vector<DistId> found = walk_results(q, k, scratch);
             // A graph cut apart by deletions can leave fewer than k reachable: answer exactly then.
             if (found.size() < want) return exact(q, k, nullptr);
             return found;
@@ -226,8 +272,8 @@ struct HNSWIndex::Impl {
         const auto accept = [&](tableint id) {
             return ((bits[id / 64] >> (id % 64)) & 1u) != 0 && !g.isMarkedDeleted(id);
         };
-        filtered_base_layer_search(g, descend(g, q), q, ef_eff, accept, scratch);
-        std::vector<DistId> found = best_first(scratch.top, k);
+        filtered_base_layer_search(g, kernels, descend(g, kernels, q.walk), q.walk, ef_eff, accept, scratch);
+        std::vector<DistId> found = walk_results(q, k, scratch);
         if (found.size() < want) return exact(q, k, &allowed->internal);
         return found;
     }

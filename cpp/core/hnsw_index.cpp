@@ -38,7 +38,11 @@ namespace funnelrank {
 namespace {
 
 constexpr std::string_view kMagic = "FRK-HNSW";
-constexpr std::uint32_t kFormatVersion = 1;
+// Version 1: float32 vectors. Version 2 adds the storage code after the parameters and, for int8, the
+// re-scoring vectors after everything else. Files of either version load; a newer one is refused.
+constexpr std::uint32_t kFormatVersion = 2;
+// The re-scoring block starts at a multiple of this in the file (so a mapped row is aligned).
+constexpr std::size_t kRescoreAlignment = 64;
 constexpr std::size_t kMaxM = HNSWIndex::kMaxM;
 constexpr std::size_t kMaxDim = HNSWIndex::kMaxDim;
 constexpr std::size_t kMaxEfSearch = HNSWIndex::kMaxEfSearch;
@@ -47,6 +51,13 @@ constexpr std::size_t kMaxCapacity = HNSWIndex::kMaxCapacity;
 // Graph slots that load() allocates beyond twice the elements the file holds (so beyond what the file's
 // own bytes pay for): at most this many bytes' worth. A saved capacity above both is not restored.
 constexpr std::size_t kLoadSpareCapacityBytes = std::size_t{32} << 20;
+
+// Whether v * scale fits f16 (|x| <= 65504), so that encoding it makes no infinity.
+bool fits_f16(const float* v, std::size_t dim, double scale) {
+    float max_abs = 0.f;
+    for (std::size_t j = 0; j < dim; ++j) max_abs = std::max(max_abs, std::fabs(v[j]));
+    return static_cast<double>(max_abs) * scale <= static_cast<double>(kMaxF16);
+}
 
 void validate_params(const HNSWParams& p) {
     if (p.dim == 0 || p.dim > kMaxDim)
@@ -98,8 +109,16 @@ void HNSWIndex::add(const std::vector<std::string>& ids, const float* vectors, s
             if (!seen.insert(id).second) throw InvalidArgument("duplicate id in batch: \"" + id + "\"");
         }
     }
-    std::vector<float> rows(n * dim);
-    for (std::size_t i = 0; i < n; ++i) s.prepare(vectors + i * dim, rows.data() + i * dim, "vector", i);
+    // Every row is checked first (all or nothing); each is then prepared (normalised, encoded) into its
+    // worker's buffer as it is inserted, so no copy of the whole input is held.
+    const VectorStorage storage = s.params.storage;
+    std::vector<double> scales(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        scales[i] = s.check_vector(vectors + i * dim, "vector", i);
+        if (storage == VectorStorage::F16 && !fits_f16(vectors + i * dim, dim, scales[i]))
+            throw InvalidArgument("vector " + std::to_string(i) + " has a value beyond f16's range (" +
+                                  std::to_string(kMaxF16) + "); use storage \"f32\" or scale it down");
+    }
 
     std::unique_lock lock(s.mutex);
     for (const std::string& id : ids)
@@ -120,13 +139,30 @@ void HNSWIndex::add(const std::vector<std::string>& ids, const float* vectors, s
             s.internal_of.push_back(0);
         }
     }
+    if (s.rescored()) s.rescore.ensure_writable(std::max<std::size_t>(g.max_elements_, s.id_of.size()));
     // Reused labels go through hnswlib's existing-label path: unmark deleted + updatePoint, which
     // rewires the slot's neighbourhood for the new vector (what later hnswlib calls replaceDeleted).
     std::vector<char> done(n, 0);
     std::exception_ptr failure;
+    const std::size_t workers = resolve_threads(threads, n);
+    const std::size_t stored_bytes = stored_vector_bytes(storage, dim);
+    std::vector<std::vector<float>> prepared(workers, std::vector<float>(dim));
+    std::vector<std::vector<unsigned char>> encoded(workers, std::vector<unsigned char>(stored_bytes));
     try {
-        parallel_for(n, threads, [&](std::size_t i, std::size_t) {
-            g.addPoint(rows.data() + i * dim, labels[i]);
+        parallel_for(n, workers, [&](std::size_t i, std::size_t worker) {
+            float* row = prepared[worker].data();
+            s.scale_into(vectors + i * dim, scales[i], row);
+            // The caller's buffer is read again here (the bindings release the GIL meanwhile): a row changed
+            // since its check must not put a non-finite value into the graph.
+            if (first_non_finite(row, dim) != dim || (storage == VectorStorage::F16 && !fits_f16(row, dim, 1.0)))
+                throw InvalidArgument("vector " + std::to_string(i) + " changed while it was being added");
+            const void* data = row;
+            if (storage != VectorStorage::F32) {
+                encode_vector(storage, row, dim, encoded[worker].data());
+                data = encoded[worker].data();
+            }
+            if (s.rescored()) std::memcpy(s.rescore.writable_row(labels[i]), row, dim * sizeof(float));
+            g.addPoint(data, labels[i]);
             done[i] = 1;
         });
     } catch (...) {
@@ -173,7 +209,7 @@ SearchHits HNSWIndex::search(const float* query, std::size_t k, std::size_t ef,
                              const std::vector<std::string>* allow) const {
     const Impl& s = *impl_;
     SearchScratch scratch;
-    const float* q = s.query_for_search(query, s.check_vector(query, "query", 0), scratch.query);
+    const Impl::PreparedQuery q = s.prepare_query(query, s.check_vector(query, "query", 0), scratch);
     std::shared_lock lock(s.mutex);
     return s.to_hits(s.search_unlocked(q, k, ef, s.resolve_allow(allow), scratch));
 }
@@ -193,7 +229,7 @@ std::vector<SearchHits> HNSWIndex::search_batch(const float* queries, std::size_
     const std::optional<Impl::Allowed> allowed = s.resolve_allow(allow);  // once for the batch
     parallel_for(n, workers, [&](std::size_t i, std::size_t worker) {
         SearchScratch& mine = scratch[worker];
-        const float* q = s.query_for_search(queries + i * dim, scales[i], mine.query);
+        const Impl::PreparedQuery q = s.prepare_query(queries + i * dim, scales[i], mine);
         out[i] = s.to_hits(s.search_unlocked(q, k, ef, allowed, mine));
     });
     return out;
@@ -201,8 +237,8 @@ std::vector<SearchHits> HNSWIndex::search_batch(const float* queries, std::size_
 
 SearchHits HNSWIndex::search_exact(const float* query, std::size_t k) const {
     const Impl& s = *impl_;
-    std::vector<float> buffer;
-    const float* q = s.query_for_search(query, s.check_vector(query, "query", 0), buffer);
+    SearchScratch scratch;
+    const Impl::PreparedQuery q = s.prepare_query(query, s.check_vector(query, "query", 0), scratch);
     std::shared_lock lock(s.mutex);
     return s.to_hits(s.exact(q, k, nullptr));
 }
@@ -215,8 +251,11 @@ std::vector<float> HNSWIndex::vectors(const std::vector<std::string>& ids) const
     for (std::size_t i = 0; i < ids.size(); ++i) {
         const auto it = s.label_of.find(ids[i]);
         if (it == s.label_of.end()) throw NotFound("id not in the index: \"" + ids[i] + "\"");
-        const auto* v = reinterpret_cast<const float*>(s.graph->getDataByInternalId(s.internal_of[it->second]));
-        std::copy(v, v + dim, out.begin() + static_cast<std::ptrdiff_t>(i * dim));
+        float* row = out.data() + i * dim;
+        if (s.rescored())
+            std::memcpy(row, s.rescore.row(it->second), dim * sizeof(float));
+        else
+            decode_vector(s.params.storage, s.graph->getDataByInternalId(s.internal_of[it->second]), dim, row);
     }
     return out;
 }
@@ -250,6 +289,21 @@ std::vector<std::string> HNSWIndex::ids() const {
 
 std::size_t HNSWIndex::dim() const { return impl_->params.dim; }
 Metric HNSWIndex::metric() const { return impl_->params.metric; }
+VectorStorage HNSWIndex::storage() const { return impl_->params.storage; }
+
+HNSWMemory HNSWIndex::memory() const {
+    const Impl& s = *impl_;
+    std::shared_lock lock(s.mutex);
+    const Graph& g = *s.graph;
+    HNSWMemory m;
+    const std::size_t rescore = s.rescore.resident_bytes();
+    m.graph_bytes = g.max_elements_ * g.size_data_per_element_ + rescore;
+    for (std::size_t i = 0; i < g.cur_element_count; ++i)
+        m.graph_bytes += g.size_links_per_element_ * static_cast<std::size_t>(g.element_levels_[i]);
+    m.vector_bytes = g.cur_element_count * g.data_size_ + rescore;
+    m.mapped_bytes = s.rescore.mapped_bytes();
+    return m;
+}
 const HNSWParams& HNSWIndex::params() const { return impl_->params; }
 std::size_t HNSWIndex::ef_search() const { return impl_->ef_search.load(); }
 
@@ -273,10 +327,12 @@ std::size_t HNSWIndex::exact_filter_threshold(std::size_t ef) const {
 }
 
 // ---- persistence ----
-// Payload: params, hnswlib's own index layout (header fields, level-0 block, upper-layer link lists,
-// exactly what HierarchicalNSW::saveIndex writes), then the id of every slot (empty = deleted) and the
-// random generators' states. Loading rebuilds the graph from these bytes only after io::IndexFile has
-// verified the checksum, and checks every link before the graph is used.
+// Payload: params (version 2: then the storage code), hnswlib's own index layout (header fields, level-0
+// block, upper-layer link lists, exactly what HierarchicalNSW::saveIndex writes; vectors in the storage's
+// encoding), then the id of every slot (empty = deleted) and the random generators' states; version 2 under
+// int8 then: u64 rows, u64 padding, that many zero bytes (the rows start at a multiple of 64 in the file),
+// rows x dim float32 re-scoring vectors in internal-id order. Loading rebuilds the graph from these bytes
+// only after io::IndexFile has verified the checksum, and checks every link and vector before use.
 
 void HNSWIndex::save(const std::string& path) const {
     const Impl& s = *impl_;
@@ -289,6 +345,7 @@ void HNSWIndex::save(const std::string& path) const {
     w.write<std::uint64_t>(s.params.ef_construction);
     w.write<std::uint64_t>(s.ef_search.load());
     w.write<std::uint64_t>(s.params.seed);
+    w.write<std::uint32_t>(static_cast<std::uint32_t>(s.params.storage));
 
     w.write<std::uint64_t>(g.max_elements_);
     w.write<std::uint64_t>(g.cur_element_count);
@@ -305,11 +362,23 @@ void HNSWIndex::save(const std::string& path) const {
     std::ostringstream rng;
     rng << g.level_generator_ << ' ' << g.update_probability_generator_;
     w.write_string(rng.str());
+    if (s.rescored()) {
+        // Rows in internal-id order (load renumbers labels to internal ids), aligned in the file.
+        const std::size_t here = io::IndexFile::payload_offset() + w.payload_bytes() + 2 * sizeof(std::uint64_t);
+        const std::size_t pad = (kRescoreAlignment - here % kRescoreAlignment) % kRescoreAlignment;
+        w.write<std::uint64_t>(g.cur_element_count);
+        w.write<std::uint64_t>(pad);
+        const char zeros[kRescoreAlignment] = {};
+        w.write_bytes(zeros, pad);
+        for (std::size_t i = 0; i < g.cur_element_count; ++i)
+            w.write_bytes(s.rescore.row(g.getExternalLabel(static_cast<tableint>(i))), s.params.dim * sizeof(float));
+    }
     w.commit();
 }
 
 HNSWIndex HNSWIndex::load(const std::string& path) {
-    const io::IndexFile file(path, kMagic, kFormatVersion);
+    // Mapped, not read into memory: an int8 index keeps its re-scoring rows in the mapping.
+    const io::IndexFile file(path, kMagic, kFormatVersion, io::IndexFile::Read::Map);
     io::BinaryReader r = file.reader();
     HNSWParams p;
     p.dim = r.read<std::uint64_t>();
@@ -320,6 +389,11 @@ HNSWIndex HNSWIndex::load(const std::string& path) {
     p.ef_construction = r.read<std::uint64_t>();
     p.ef_search = r.read<std::uint64_t>();
     p.seed = r.read<std::uint64_t>();
+    if (file.version() >= 2) {
+        const auto storage = r.read<std::uint32_t>();
+        if (!valid_storage_code(storage)) r.fail("unknown vector storage code " + std::to_string(storage));
+        p.storage = static_cast<VectorStorage>(storage);
+    }
     try {
         validate_params(p);
     } catch (const InvalidArgument& e) {
@@ -335,7 +409,7 @@ HNSWIndex HNSWIndex::load(const std::string& path) {
 
     // hnswlib's level-0 row: link count + 2*M links, the vector, the label.
     const std::size_t expected_row = sizeof(hnswlib::linklistsizeint) + 2 * p.M * sizeof(tableint) +
-                                     p.dim * sizeof(float) + sizeof(labeltype);
+                                     stored_vector_bytes(p.storage, p.dim) + sizeof(labeltype);
     if (row_bytes != expected_row) r.fail("level-0 row size does not match the parameters");
     if (count > r.remaining() / row_bytes) r.fail("level-0 block exceeds the file");
     // Everything allocated below is bounded by the file's size: `count` rows are in it (just checked), and
@@ -389,8 +463,8 @@ HNSWIndex HNSWIndex::load(const std::string& path) {
     // Every stored vector (deleted slots' too: searches walk through them) must be finite: a NaN distance
     // would break the heaps' ordering.
     for (std::size_t i = 0; i < n; ++i) {
-        const auto* v = reinterpret_cast<const float*>(g.getDataByInternalId(static_cast<tableint>(i)));
-        if (first_non_finite(v, p.dim) != p.dim) r.fail("non-finite value in stored vector " + std::to_string(i));
+        if (!stored_vector_is_finite(p.storage, g.getDataByInternalId(static_cast<tableint>(i)), p.dim))
+            r.fail("non-finite value in stored vector " + std::to_string(i));
     }
     g.enterpoint_node_ = n > 0 ? entry : static_cast<tableint>(-1);
     g.maxlevel_ = n > 0 ? max_level : -1;
@@ -437,7 +511,26 @@ HNSWIndex HNSWIndex::load(const std::string& path) {
                 r.fail("degenerate random generator state");
         }
     }
+    if (s.rescored()) {
+        const std::uint64_t rows = r.read<std::uint64_t>();
+        const std::uint64_t pad = r.read<std::uint64_t>();
+        if (rows != n) r.fail("re-scoring vectors do not match the graph");
+        if (pad >= kRescoreAlignment) r.fail("bad re-scoring block padding");
+        r.read_view(static_cast<std::size_t>(pad));
+        const std::size_t row_floats = p.dim;
+        if (n > r.remaining() / (row_floats * sizeof(float))) r.fail("re-scoring vectors exceed the file");
+        const std::string_view block = r.read_view(n * row_floats * sizeof(float));
+        if (reinterpret_cast<std::uintptr_t>(block.data()) % alignof(float) != 0)
+            r.fail("misaligned re-scoring vectors");
+        const auto* rows_data = reinterpret_cast<const float*>(block.data());
+        for (std::size_t i = 0; i < n; ++i)
+            if (first_non_finite(rows_data + i * row_floats, row_floats) != row_floats)
+                r.fail("non-finite value in re-scoring vector " + std::to_string(i));
+        s.rescore.map(file.mapping(), rows_data, n);
+    }
     r.expect_end();
+    // Everything else was copied out, and the re-scoring rows come back from the page cache when searched.
+    file.mapping()->release(0, file.bytes().size());
     return HNSWIndex(std::move(impl));
 }
 

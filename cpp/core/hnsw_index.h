@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "vector_storage.h"
+
 namespace funnelrank {
 
 enum class Metric {
@@ -32,6 +34,19 @@ struct HNSWParams {
     std::size_t ef_search = 64;
     std::size_t initial_capacity = 1024;
     std::uint64_t seed = 100;
+    // How the graph holds its vectors (vector_storage.h): f32 as given; f16 at half the bytes; int8 at a quarter
+    // plus 4 bytes, its searches' candidates re-scored against float32 copies (hnsw_rescore.h: in memory, or
+    // mapped from the file the index was loaded from).
+    VectorStorage storage = VectorStorage::F32;
+};
+
+// What an index holds, in bytes (HNSWIndex::memory()).
+struct HNSWMemory {
+    std::size_t graph_bytes = 0;   // in this process's memory: hnswlib's level-0 block (every allocated slot:
+                                   // links, vector, label), the upper layers' links, and in-memory re-scoring vectors
+    std::size_t vector_bytes = 0;  // of which vectors: the stored vectors of the slots in use (deleted ones included)
+                                   // plus in-memory re-scoring vectors
+    std::size_t mapped_bytes = 0;  // re-scoring vectors read from a mapped file (page cache; not in graph_bytes)
 };
 
 // Results of one query, best first.
@@ -53,8 +68,12 @@ public:
     HNSWIndex& operator=(const HNSWIndex&) = delete;
 
     // Adds n vectors (row-major, n x dim) under the given ids. Validates everything first and changes
-    // nothing on error: wrong count, non-finite values, zero vectors under cosine, empty, non-UTF-8 or
-    // duplicate ids (within the batch or already live) -> InvalidArgument. threads = 0 uses every core.
+    // nothing on error: wrong count, non-finite values, zero vectors under cosine, a value beyond f16's range
+    // (65504) under f16 storage and inner product, empty, non-UTF-8 or duplicate ids (within the batch or
+    // already live) -> InvalidArgument. threads = 0 uses every core. `vectors` is read in place, row by row,
+    // as each is inserted (no copy of the whole input is made): it must stay valid, and unchanged, until add
+    // returns; a row found changed since it was checked (non-finite) fails the add with InvalidArgument, its
+    // row and the rows not yet inserted then left out (their slots kept, deleted, for reuse).
     void add(const std::vector<std::string>& ids, const float* vectors, std::size_t n, std::size_t threads = 0);
 
     // Marks the ids deleted; they are never returned again and their slots are reused by later adds.
@@ -75,15 +94,17 @@ public:
                                          const std::vector<std::string>* allow = nullptr) const;
 
     // The stored vectors of `ids`, row-major (ids.size() x dim), as the index holds them: L2-normalised under
-    // cosine, as given under inner product. An id not live in the index -> NotFound. Adding them under the
+    // cosine, as given under inner product; under f16 as rounded to f16, under int8 the float32 re-scoring copies. An id not live in the index -> NotFound. Adding them under the
     // same ids to another index of the same metric indexes the same vectors (e.g. to split an index).
     std::vector<float> vectors(const std::vector<std::string>& ids) const;
 
     // Exact (brute-force) k nearest live vectors; the reference the approximate search is measured against.
     SearchHits search_exact(const float* query, std::size_t k) const;
 
-    // Atomic, checksummed save; load throws IndexFileError on a missing, truncated or corrupt file, or a
-    // path that is not a regular file. What load allocates is bounded by the file's size: the saved
+    // Atomic, checksummed save; load throws IndexFileError on a missing, truncated or corrupt file, a path
+    // that is not a regular file, or a file of a newer format version (the message names both versions).
+    // Format version 2 records the storage (and, under int8, holds the re-scoring vectors, which load maps
+    // rather than reads: see hnsw_rescore.h); version-1 files (float32, from earlier releases) load as f32. What load allocates is bounded by the file's size: the saved
     // capacity is restored up to max(2 * stored slots, 32 MiB worth of slots), beyond that the graph
     // grows again on demand.
     void save(const std::string& path) const;
@@ -95,6 +116,8 @@ public:
     std::vector<std::string> ids() const;  // live ids in graph slot order (stable across save/load)
     std::size_t dim() const;
     Metric metric() const;
+    VectorStorage storage() const;
+    HNSWMemory memory() const;
     const HNSWParams& params() const;
     std::size_t ef_search() const;
     void set_ef_search(std::size_t ef);

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "hnsw_graph.h"
-#include "inner_product.h"
+#include "vector_storage.h"
 
 namespace funnelrank {
 
@@ -23,9 +23,11 @@ namespace {
 
 // Greedy descent through the upper layers (as in HierarchicalNSW::searchKnn, minus its shared metric
 // counters, which every searching thread would otherwise contend on).
-tableint descend(const Graph& g, const void* query) {
+// `query` is in the storage's query form and `kernels` its kernels (vector_storage.h).
+tableint descend(const Graph& g, const StorageKernels& kernels, const void* query) {
+    const VectorDistanceFn distance = kernels.query;
     tableint current = g.enterpoint_node_;
-    float current_dist = g.fstdistfunc_(query, g.getDataByInternalId(current), g.dist_func_param_);
+    float current_dist = distance(query, g.getDataByInternalId(current), g.dist_func_param_);
     for (int level = g.maxlevel_; level > 0; --level) {
         bool changed = true;
         while (changed) {
@@ -35,7 +37,7 @@ tableint descend(const Graph& g, const void* query) {
             const auto* neighbours = reinterpret_cast<const tableint*>(list + 1);
             for (std::size_t i = 0; i < size; ++i) {
                 const tableint candidate = neighbours[i];
-                const float d = g.fstdistfunc_(query, g.getDataByInternalId(candidate), g.dist_func_param_);
+                const float d = distance(query, g.getDataByInternalId(candidate), g.dist_func_param_);
                 if (d < current_dist) {
                     current_dist = d;
                     current = candidate;
@@ -57,6 +59,8 @@ struct alignas(64) SearchScratch {
     std::vector<DistId> candidates;  // max-heap on negated distance: the closest unexpanded node on top
     std::vector<tableint> fresh;     // the unvisited neighbours of the node being expanded
     std::vector<float> query;        // the normalised query under cosine (query_for_search)
+    std::vector<unsigned char> encoded;  // the query in its storage's query form, when that is not float32
+    std::vector<DistId> rescored;    // an Int8 search's candidates, re-scored
 };
 
 [[gnu::always_inline]] inline void heap_push(std::vector<DistId>& heap, float d, tableint id) {
@@ -93,9 +97,11 @@ struct alignas(64) SearchScratch {
 // line of the next neighbour), and both heaps replace their top entry in one sift where hnswlib pops and
 // pushes. The results are hnswlib's loop's, faster (bench_hnsw.py).
 // Leaves the (up to ef) nearest accepted nodes in scratch.top, a max-heap on distance.
+// `query` is in the storage's query form and `kernels` its kernels (vector_storage.h).
 template <typename Accept>
-void filtered_base_layer_search(const Graph& g, tableint entry, const void* query, std::size_t ef,
-                                const Accept& accept, SearchScratch& scratch) {
+void filtered_base_layer_search(const Graph& g, const StorageKernels& kernels, tableint entry, const void* query,
+                                std::size_t ef, const Accept& accept, SearchScratch& scratch) {
+    const VectorDistanceFn distance = kernels.query;
     VisitedListLease visited(g.visited_list_pool_);
     hnswlib::vl_type* mark = visited->mass;
     const hnswlib::vl_type tag = visited->curV;
@@ -126,7 +132,7 @@ void filtered_base_layer_search(const Graph& g, tableint entry, const void* quer
     top.reserve(ef + 1);
     float lower_bound;
     if (accept(entry)) {
-        const float d = g.fstdistfunc_(query, g.getDataByInternalId(entry), g.dist_func_param_);
+        const float d = distance(query, g.getDataByInternalId(entry), g.dist_func_param_);
         lower_bound = d;
         heap_push(top, d, entry);
         heap_push(candidates, -d, entry);
@@ -136,7 +142,7 @@ void filtered_base_layer_search(const Graph& g, tableint entry, const void* quer
     }
     mark[entry] = tag;
 
-    const InnerProductDistance4Fn distance4 = best_inner_product_distance4();
+    const VectorDistance4Fn distance4 = kernels.query4;
     const std::size_t dim = *static_cast<const std::size_t*>(g.dist_func_param_);
     // The node being expanded stays on top of `candidates` until its first new candidate replaces it (one
     // sift-down instead of a pop and a push); popped at the end of its expansion if none came.
@@ -183,15 +189,14 @@ void filtered_base_layer_search(const Graph& g, tableint entry, const void* quer
         std::size_t j = 0;
         for (; j + 4 <= n_fresh; j += 4) {
             for (std::size_t t = j + 4; t < std::min(j + 8, n_fresh); ++t) prefetch_vector(fresh[t]);
-            const float* vectors[4];
-            for (std::size_t t = 0; t < 4; ++t)
-                vectors[t] = reinterpret_cast<const float*>(g.getDataByInternalId(fresh[j + t]));
+            const void* vectors[4];
+            for (std::size_t t = 0; t < 4; ++t) vectors[t] = g.getDataByInternalId(fresh[j + t]);
             float d4[4];
-            distance4(static_cast<const float*>(query), vectors, dim, d4);
+            distance4(query, vectors, dim, d4);
             for (std::size_t t = 0; t < 4; ++t) consider(fresh[j + t], d4[t]);
         }
         for (; j < n_fresh; ++j)
-            consider(fresh[j], g.fstdistfunc_(query, g.getDataByInternalId(fresh[j]), g.dist_func_param_));
+            consider(fresh[j], distance(query, g.getDataByInternalId(fresh[j]), g.dist_func_param_));
         if (expanded_on_top) {
             heap_pop(candidates);
             expanded_on_top = false;

@@ -129,7 +129,7 @@ void forge_u64(std::string& file, std::size_t offset, std::uint64_t value) {
     const std::uint32_t crc = funnelrank::io::crc32(0, file.data() + kHeader, payload);
     std::memcpy(&file[file.size() - kTrailer + 8], &crc, sizeof crc);
 }
-constexpr std::size_t kCapacityOffset = 12 + 8 + 4 + 4 * 8;  // after dim, metric, M, ef_c, ef_s, seed
+constexpr std::size_t kCapacityOffset = 12 + 8 + 4 + 4 * 8 + 4;  // after dim, metric, M, ef_c, ef_s, seed, storage
 }  // namespace
 
 TEST_F(HnswFileTest, ForgedCapacityIsNotAllocated) {

@@ -171,7 +171,11 @@ class HNSWIndex:
     Approximate nearest-neighbour index (hnswlib's HNSW graph) over float32 vectors keyed by string ids.
     
     metric "cosine" L2-normalises vectors on add and query and scores by cosine similarity; "ip" scores by
-    inner product. Searches run concurrently from many threads; add/delete wait for running searches.
+    inner product. storage "f32" keeps the vectors as float32; "f16" as half precision (half the vector bytes;
+    searches score the float32 query against them); "int8" as 8-bit codes with a per-vector scale (a quarter,
+    plus 4 bytes), walking the graph on int8 dot products and re-scoring the ef best candidates against float32
+    copies, which a loaded index reads from its file through a memory mapping instead of holding them.
+    Searches run concurrently from many threads; add/delete wait for running searches.
     Deleted slots are reused by later adds, so delete+add cycles do not grow the index.
     
     Parameter bounds (ValueError beyond them): dim in [1, 65536], M in [2, 1024], ef_construction in
@@ -188,7 +192,7 @@ class HNSWIndex:
         """
     def __contains__(self, id: typing.Any) -> bool:
         ...
-    def __init__(self, dim: int, *, metric: str = 'cosine', M: int = 16, ef_construction: int = 200, ef_search: int = 64, initial_capacity: int = 1024, seed: int = 100) -> None:
+    def __init__(self, dim: int, *, metric: str = 'cosine', M: int = 16, ef_construction: int = 200, ef_search: int = 64, initial_capacity: int = 1024, seed: int = 100, storage: str = 'f32') -> None:
         ...
     def __len__(self) -> int:
         ...
@@ -196,7 +200,7 @@ class HNSWIndex:
         ...
     def add(self, ids: collections.abc.Sequence[str], vectors: numpy.typing.ArrayLike, threads: int = 0) -> None:
         """
-        Add vectors (n x dim) under string ids; all-or-nothing validation. threads=0 uses every CPU this process may use.
+        Add vectors (n x dim) under string ids; all-or-nothing validation. threads=0 uses every CPU this process may use. A C-contiguous float32 array is read in place (no copy), without the GIL: do not change it from another thread until add returns.
         """
     def delete(self, ids: collections.abc.Sequence[str]) -> None:
         """
@@ -266,8 +270,28 @@ class HNSWIndex:
     def exact_filter_crossover(self, value: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
+    def index_bytes(self) -> int:
+        """
+        Bytes the index holds in memory: the graph's level-0 block (links, vectors, labels of every allocated slot), its upper layers' links, and int8's in-memory float32 re-scoring vectors (ids not counted).
+        """
+    @property
+    def mapped_bytes(self) -> int:
+        """
+        int8's float32 re-scoring vectors read from the file the index was loaded from, through a read-only memory mapping (page cache, touched per search only for its candidates); 0 otherwise. The first add after a load copies them into memory.
+        """
+    @property
     def metric(self) -> str:
         ...
+    @property
+    def storage(self) -> str:
+        """
+        How the graph stores its vectors: "f32", "f16" or "int8" (saved with the index).
+        """
+    @property
+    def vector_bytes(self) -> int:
+        """
+        Of index_bytes, the vectors: the stored vectors of the slots in use, plus int8's in-memory float32 re-scoring vectors.
+        """
 class FusedResult:
     """
     Fused ranking, best first. ids[i] has fused score scores[i]; ranks[i, r] is its 1-based rank in input

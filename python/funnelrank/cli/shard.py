@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("collection", help="saved collection directory")
     p.add_argument("--shards", type=_shards, required=True, metavar="K", help="number of shards")
     p.add_argument("--out", required=True, help="new directory for the shards (must not exist)")
+    p.add_argument("--storage", choices=("f32", "f16", "int8"), default=None,
+                   help="the shards' HNSW vector storage (default: the collection's); int8 re-scores its candidates "
+                   "against float32 vectors that a loaded shard maps from its file")
     p.set_defaults(func=run)
 
 
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from funnelrank.store.collection import Collection
 
     collection = Collection.load(args.collection)
-    out = write_shards(collection, args.out, args.shards)
+    out = write_shards(collection, args.out, args.shards, storage=args.storage)
     sizes = [p["documents"] for p in read_manifest(out)["parts"]]
     print(f"funnelrank shard: {len(collection)} documents -> {args.shards} shards in {out} "
           f"({', '.join(map(str, sizes))} documents)", file=sys.stderr)

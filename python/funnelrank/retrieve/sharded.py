@@ -96,13 +96,15 @@ def shard_of(doc_id: str, shards: int) -> int:
 
 @dataclass(frozen=True)
 class ShardInfo:
-    """What a shard holds: its documents, their total BM25 length, whether it has a dense index, and the
-    identity of the embedder it was built with (:func:`funnelrank.store.embedders.embedder_identity`)."""
+    """What a shard holds: its documents, their total BM25 length, whether it has a dense index, the
+    identity of the embedder it was built with (:func:`funnelrank.store.embedders.embedder_identity`), and how
+    its HNSW index stores vectors (``"f32"``, ``"f16"``, ``"int8"``; None without one)."""
 
     documents: int
     total_length: int
     dense: bool
     embedder: dict[str, Any] | None = None
+    storage: str | None = None
 
 
 @dataclass
@@ -166,7 +168,7 @@ class LocalShard:
         documents, total_length = self.collection.bm25_corpus_stats()
         embedder = self.collection.embedder
         return ShardInfo(documents, total_length, self.collection.dense,
-                         embedder_identity(embedder) if embedder is not None else None)
+                         embedder_identity(embedder) if embedder is not None else None, self.collection.hnsw_storage)
 
     def doc_freqs(self, queries: Sequence[str]) -> dict[str, int]:
         return self.collection.bm25_doc_freqs(queries)
@@ -383,9 +385,10 @@ class ShardedRetriever:
 # ---------------------------------------------------------------------------------------------- splitting
 
 
-def split_collection(collection: Collection, shards: int) -> list[LocalShard]:
+def split_collection(collection: Collection, shards: int, *, storage: str | None = None) -> list[LocalShard]:
     """Split `collection` into `shards` in-memory shards (:func:`shard_of` assignment; vectors are copied from
-    its HNSW index, not embedded again). The collection is not changed."""
+    its HNSW index, not embedded again). The collection is not changed. `storage` gives the shards' HNSW
+    indexes another vector storage (``"f32"``, ``"f16"``, ``"int8"``; default the collection's)."""
     if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
         raise ValueError(f"shards must be an int in 1..{MAX_SHARDS}, got {shards!r}")
     docs = list(collection)
@@ -394,7 +397,7 @@ def split_collection(collection: Collection, shards: int) -> list[LocalShard]:
         groups[shard_of(doc.id, shards)].append(ordinal)
     out = []
     for members in groups:
-        part = collection.empty_like()
+        part = collection.empty_like(storage=storage)
         ids = [docs[o].id for o in members]
         vectors = collection.vectors(ids) if collection.dense and ids else None
         part.add(ids, [docs[o].text for o in members], [docs[o].metadata for o in members], vectors=vectors,
@@ -403,13 +406,15 @@ def split_collection(collection: Collection, shards: int) -> list[LocalShard]:
     return out
 
 
-def write_shards(collection: Collection, out: str | os.PathLike[str], shards: int) -> Path:
+def write_shards(collection: Collection, out: str | os.PathLike[str], shards: int, *,
+                 storage: str | None = None) -> Path:
     """Split `collection` into `shards` and save them under directory `out` (see the module doc), atomically:
-    written beside it, then renamed into place. FileExistsError when `out` exists (nothing is overwritten)."""
+    written beside it, then renamed into place. FileExistsError when `out` exists (nothing is overwritten).
+    `storage`: the shards' HNSW vector storage, saved with each (default the collection's)."""
     target = Path(out)
     if target.exists():
         raise FileExistsError(f"{target} already exists; give a new directory for the shards")
-    parts = split_collection(collection, shards)
+    parts = split_collection(collection, shards, storage=storage)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:

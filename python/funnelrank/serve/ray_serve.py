@@ -129,19 +129,33 @@ def _unavailable_errors() -> tuple[type[BaseException], ...]:
             DeploymentUnavailableError, RequestCancelledError)
 
 
+def _with_storage(shard: LocalShard, storage: str | None) -> LocalShard:
+    """`shard` with its HNSW index in `storage` (``"f32"``, ``"f16"``, ``"int8"``): itself when it already is (or
+    `storage` is None or it has no dense index), else a copy re-indexed from its stored vectors."""
+    from funnelrank.retrieve.sharded import split_collection
+
+    current = shard.collection.hnsw_storage
+    if storage is None or current is None or current == storage:
+        return shard
+    return LocalShard(split_collection(shard.collection, 1, storage=storage)[0].collection, shard.ordinals)
+
+
 class ShardServer:
     """Deployment body of one shard: shard `index` of directory `path` (written by ``funnelrank shard``; a
-    plain collection directory serves as shard 0 of 1), loaded once per replica, read-only."""
+    plain collection directory serves as shard 0 of 1), loaded once per replica, read-only. Its HNSW vectors
+    are stored as saved (``funnelrank shard --storage``), or as `storage` says (``"f32"``, ``"f16"``,
+    ``"int8"``: re-indexed from the stored vectors when the files hold another storage)."""
 
-    def __init__(self, path: str, index: int = 0) -> None:
+    def __init__(self, path: str, index: int = 0, storage: str | None = None) -> None:
         from funnelrank.retrieve.sharded import load_shard
         from funnelrank.store.collection import Collection
 
         if is_shard_dir(path):
-            self.shard = load_shard(path, index)
+            shard = load_shard(path, index)
         else:
             collection = Collection.load(path)
-            self.shard = LocalShard(collection, range(len(collection)))
+            shard = LocalShard(collection, range(len(collection)))
+        self.shard = _with_storage(shard, storage)
         self.index = index
 
     def info(self) -> ShardInfo:
@@ -288,6 +302,7 @@ def build_app(
     shard_replicas: int = 1,
     shard_cpus: float = 0.25,
     ingress_replicas: int = 1,
+    shard_storage: str | None = None,
 ) -> Any:
     """The Ray Serve application: ingress, reranker deployment and one deployment per shard of `source` (a
     shard directory, a plain collection directory, or None for rerank only).
@@ -298,6 +313,7 @@ def build_app(
         max_ongoing_requests: requests one reranker replica holds at once (its scheduler batches them).
         replica_cpus / shard_cpus: Ray CPUs reserved per reranker / shard replica.
         shard_replicas: replicas of each shard deployment.
+        shard_storage: the shards' HNSW vector storage (``"f32"``, ``"f16"``, ``"int8"``); None: as saved.
     """
     from ray import serve
 
@@ -307,13 +323,15 @@ def build_app(
         raise ValueError(f"need 1 <= min_replicas <= max_replicas, got {min_replicas}, {max_replicas}")
     if max_ongoing_requests < 1 or shard_replicas < 1 or ingress_replicas < 1:
         raise ValueError("max_ongoing_requests, shard_replicas and ingress_replicas must be >= 1")
+    if shard_storage not in (None, "f32", "f16", "int8"):
+        raise ValueError(f"shard_storage must be 'f32', 'f16', 'int8' or None, got {shard_storage!r}")
     shards: list[Any] = []
     if source is not None:
         count = len(read_manifest(source)["parts"]) if is_shard_dir(source) else 1
         for i in range(count):
             dep = serve.deployment(name=f"shard-{i}", num_replicas=shard_replicas,
                                    ray_actor_options={"num_cpus": shard_cpus}, max_ongoing_requests=256)(ShardServer)
-            shards.append(dep.bind(str(source), i))
+            shards.append(dep.bind(str(source), i, shard_storage))
     scaling: dict[str, Any] = (
         {"num_replicas": "auto", "autoscaling_config": {"min_replicas": min_replicas, "max_replicas": max_replicas,
                                                         "target_ongoing_requests": target_ongoing_requests}}

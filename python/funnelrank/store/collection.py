@@ -54,7 +54,8 @@ class Collection(CollectionSearch):
         embedder: the bi-encoder for documents and queries (anything with ``embed(texts, show_progress=)``,
             ``embed_query(text)``, ``dim``, ``name`` and ``fingerprint``).
         bm25: keyword arguments for :class:`funnelrank.core.BM25Index` (``k1``, ``b``, ``analyzer``).
-        hnsw: keyword arguments for :class:`funnelrank.core.HNSWIndex` (``M``, ``ef_construction``, ``ef_search``).
+        hnsw: keyword arguments for :class:`funnelrank.core.HNSWIndex` (``M``, ``ef_construction``, ``ef_search``,
+            ``storage``: ``"f32"`` (default), ``"f16"`` or ``"int8"``; saved with the index and kept by ``load``).
         durability: when the write-ahead log of the directory this collection commits into reaches the disk
             (:mod:`funnelrank.store.wal`): ``"fsync"`` (default: before every add or delete returns, so an
             acknowledged write survives a crash of the process or the machine), ``"interval"`` (at most every
@@ -276,9 +277,16 @@ class Collection(CollectionSearch):
             doc = self._docs.pop(doc_id)
             self._meta.remove(doc_id, doc.metadata)
 
-    def empty_like(self) -> Collection:
-        """A new, empty collection with this one's embedder and BM25 / HNSW parameters."""
-        return Collection(dense=self.dense, embedder=self.embedder, bm25=self._bm25_params, hnsw=self._hnsw_params)
+    def empty_like(self, *, storage: str | None = None) -> Collection:
+        """A new, empty collection with this one's embedder and BM25 / HNSW parameters (`storage`: another HNSW
+        vector storage for it, ``"f32"``, ``"f16"`` or ``"int8"``; default this one's)."""
+        hnsw = self._hnsw_params if storage is None else {**self._hnsw_params, "storage": storage}
+        return Collection(dense=self.dense, embedder=self.embedder, bm25=self._bm25_params, hnsw=hnsw)
+
+    @property
+    def hnsw_storage(self) -> str | None:
+        """How the HNSW index stores its vectors (``"f32"``, ``"f16"`` or ``"int8"``); None without one."""
+        return None if self._hnsw is None else str(self._hnsw_params.get("storage", "f32"))
 
     # ------------------------------------------------------------------ persistence
 
@@ -457,7 +465,6 @@ class Collection(CollectionSearch):
         self = cls.__new__(cls)
         self.embedder = stored.embedder
         self._bm25_params = {}
-        self._hnsw_params = {}
         self._docs = {}
         self._meta = MetadataIndex()
         self._write_lock = threading.Lock()
@@ -466,10 +473,11 @@ class Collection(CollectionSearch):
         self.merge_policy = TieredMergePolicy()
         first = stored.segments[0]
         bm25, hnsw = first.bm25, first.hnsw
+        self._hnsw_params = {} if hnsw is None else {"storage": str(hnsw.storage)}
         make_bm25 = partial(BM25Index, k1=bm25.k1, b=bm25.b, analyzer=bm25.analyzer)
         make_hnsw = None if hnsw is None else partial(
             HNSWIndex, int(hnsw.dim), metric=hnsw.metric, M=hnsw.M, ef_construction=hnsw.ef_construction,
-            ef_search=hnsw.ef_search)
+            ef_search=hnsw.ef_search, storage=hnsw.storage)
         segments = [Segment(seg.bm25, seg.hnsw, data=seg.entry["data"], file_ids=seg.file_ids,
                             docs_sha256=seg.entry["docs_sha256"], deleted=seg.deleted,
                             deleted_entry=seg.entry["deleted"]) for seg in stored.segments]
