@@ -165,6 +165,20 @@ public:
     void set_dense_max_docs(std::size_t n);
     std::size_t dense_max_docs() const;
 
+    // The query planner (bm25_plan.cpp). kAuto picks per query: an allow-list of few documents is scored
+    // directly; corpora within dense_max_docs() use the dense accumulator; larger ones use the quantized
+    // impact path when the query's posting volume is large against the corpus (kImpactVolumeRatio), else
+    // MaxScore. The other values force one strategy for every query (tests, benchmarks); all are exact.
+    enum class Strategy : std::uint8_t { kAuto = 0, kDense = 1, kMaxScore = 2, kImpact = 3 };
+    // kAuto picks the impact path when postings * kImpactVolumeRatio >= document slots (and k is small
+    // against the corpus). Measured on 1M MS MARCO-like documents (docs/guides/bm25.md).
+    static constexpr std::size_t kImpactVolumeRatio = 16;
+    void set_strategy(Strategy s);
+    Strategy strategy() const;
+    // The strategy kAuto (or the forced one) uses for this query and k, without searching: "dense",
+    // "maxscore", "impact", "docs" (allow-list) or "empty" (no indexed term). For introspection and benchmarks.
+    std::string plan(std::string_view query, std::size_t k) const;
+
 private:
     struct Postings {
         std::vector<std::uint32_t> docs;       // ascending internal doc ids
@@ -175,6 +189,11 @@ private:
         // exclusive lock.
         mutable std::vector<float> impacts;    // by posting
         mutable std::vector<float> block_max;  // largest impact of each block
+        // The impacts quantized to 8 bits over this list's range (bm25_impact.cpp): impact j lies in
+        // [qlo + qimpacts[j] * qstep, qlo + (qimpacts[j] + 1) * qstep]. Same cache and locking.
+        mutable std::vector<std::uint8_t> qimpacts;
+        mutable double qlo = 0.0;
+        mutable double qstep = 0.0;
         void append(std::uint32_t doc, std::uint32_t tf);
     };
     struct Data {
@@ -238,6 +257,13 @@ private:
                                   const std::vector<std::uint8_t>* mask) const;
     std::vector<Hit> top_k_dense(const std::vector<QueryTerm>& q, std::size_t k,
                                  const std::vector<std::uint8_t>* mask) const;
+    // The quantized-impact path (bm25_impact.cpp): the same exact top-k, or nullopt when its bounds cannot
+    // decide (fewer than k documents with a positive quantized score), the caller then uses another path.
+    std::optional<std::vector<Hit>> top_k_impact(const std::vector<QueryTerm>& q, std::size_t k,
+                                                 const std::vector<std::uint8_t>* mask) const;
+    // Which path search_locked takes (bm25_plan.cpp).
+    enum class Path : std::uint8_t { kEmpty, kDocs, kDense, kMaxScore, kImpact };
+    Path choose(const std::vector<QueryTerm>& q, std::size_t k, const std::optional<Allowed>& allowed) const;
     std::vector<Hit> top_k_docs(const std::vector<QueryTerm>& q, std::size_t k,
                                 const std::vector<std::uint32_t>& docs) const;
     std::vector<Hit> top_k_exhaustive(const std::vector<QueryTerm>& q, std::size_t k,
@@ -256,6 +282,7 @@ private:
     // keys the per-thread cache of query tokens' term ids. Written under the exclusive lock.
     std::uint64_t epoch_;
     std::size_t dense_max_docs_ = kDefaultDenseMaxDocs;  // guarded by mutex_
+    Strategy strategy_ = Strategy::kAuto;                // guarded by mutex_
 };
 
 }  // namespace funnelrank
