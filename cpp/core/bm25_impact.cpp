@@ -41,40 +41,56 @@ namespace funnelrank {
 
 namespace {
 constexpr std::size_t kLevels = 256;  // 8-bit impacts
-constexpr std::size_t kLane = 16;     // accumulator slots per scan block
+constexpr std::size_t kLane = 32;     // accumulator slots per scan block (two AVX2 registers)
+// Document slots accumulated and scanned at a time: 32 KiB of 16-bit sums, an L1 data cache's worth.
+constexpr std::size_t kPartition = std::size_t{1} << 14;
 
-// The first block at or after `block` (of `blocks`) holding a value >= need; every block passed over is
-// left all zero (its values are below `need`: no candidate). The found block is left to the caller.
-std::size_t next_block_scalar(std::uint16_t* acc, std::size_t block, std::size_t blocks, std::uint16_t need) {
+// The first block at or after `block` (of `blocks`) holding a value >= need, its values copied to `out`;
+// every block up to and including it is left all zero (the ones passed over hold no candidate).
+std::size_t next_block_scalar(std::uint16_t* acc, std::size_t block, std::size_t blocks, std::uint16_t need,
+                              std::uint16_t* out) {
     for (; block < blocks; ++block) {
         std::uint16_t* const p = acc + block * kLane;
         std::uint16_t top = 0;
         for (std::size_t i = 0; i < kLane; ++i) top = std::max(top, p[i]);
-        if (top >= need) return block;
+        if (top >= need) {
+            std::memcpy(out, p, kLane * sizeof(std::uint16_t));
+            std::memset(p, 0, kLane * sizeof(std::uint16_t));
+            return block;
+        }
         if (top) std::memset(p, 0, kLane * sizeof(std::uint16_t));
     }
     return blocks;
 }
 
 #ifdef FUNNELRANK_BM25_AVX2
+// Branch-free but for the (rare, once the k-th score is known) block with a candidate: every block is
+// loaded and overwritten with zeros whether it held anything or not.
 __attribute__((target("avx2"))) std::size_t next_block_avx2(std::uint16_t* acc, std::size_t block,
-                                                            std::size_t blocks, std::uint16_t need) {
+                                                            std::size_t blocks, std::uint16_t need,
+                                                            std::uint16_t* out) {
     // v >= need  <=>  max(v, need - 1) != need - 1 (unsigned); need >= 1.
     const __m256i below = _mm256_set1_epi16(static_cast<short>(need - 1));
     const __m256i zero = _mm256_setzero_si256();
     for (; block < blocks; ++block) {
         auto* const p = reinterpret_cast<__m256i*>(acc + block * kLane);
-        const __m256i v = _mm256_loadu_si256(p);
-        if (_mm256_testz_si256(v, v)) continue;
-        const __m256i same = _mm256_cmpeq_epi16(_mm256_max_epu16(v, below), below);
-        if (_mm256_movemask_epi8(same) != -1) return block;
+        const __m256i a = _mm256_loadu_si256(p);
+        const __m256i b = _mm256_loadu_si256(p + 1);
         _mm256_storeu_si256(p, zero);
+        _mm256_storeu_si256(p + 1, zero);
+        const __m256i same = _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_max_epu16(a, below), below),
+                                              _mm256_cmpeq_epi16(_mm256_max_epu16(b, below), below));
+        if (_mm256_movemask_epi8(same) != -1) {
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), a);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out) + 1, b);
+            return block;
+        }
     }
     return blocks;
 }
 #endif
 
-using NextBlockFn = std::size_t (*)(std::uint16_t*, std::size_t, std::size_t, std::uint16_t);
+using NextBlockFn = std::size_t (*)(std::uint16_t*, std::size_t, std::size_t, std::uint16_t, std::uint16_t*);
 
 NextBlockFn pick_next_block() {
 #ifdef FUNNELRANK_BM25_AVX2
@@ -123,44 +139,41 @@ std::optional<std::vector<BM25Index::Hit>> BM25Index::top_k_impact(const std::ve
     for (std::size_t i = 0; i < nq; ++i) {
         const Postings& p = *q[i].list;
         const double w = q[i].weight / unit;
+        // Level l's bounds in units: [floor(x_l) - 1, ceil(x_{l+1}) + 1], x_l = w * (lo + l * step) >= 0, with
+        // floor and ceil by truncation (x >= 0; no libm call in this loop).
+        const auto bound = [&](std::size_t l) { return w * (p.qlo + static_cast<double>(l) * p.qstep); };
         std::uint32_t worst = 0;
+        double x = bound(0);
         for (std::size_t l = 0; l < kLevels; ++l) {
-            const double low = std::floor(w * (p.qlo + static_cast<double>(l) * p.qstep)) - 1.0;
-            const double high = std::ceil(w * (p.qlo + static_cast<double>(l + 1) * p.qstep)) + 1.0;
-            const double lo_u = std::max(0.0, low);
+            const double next = bound(l + 1);
+            const auto fl = static_cast<std::int64_t>(x);                   // floor(x)
+            auto ce = static_cast<std::int64_t>(next);                      // ceil(next)
+            ce += static_cast<double>(ce) < next ? 1 : 0;
+            const std::int64_t lo_u = std::max<std::int64_t>(0, fl - 1);
             table[i * kLevels + l] = static_cast<std::uint16_t>(lo_u);
-            worst = std::max(worst, static_cast<std::uint32_t>(high - lo_u));
+            worst = std::max(worst, static_cast<std::uint32_t>(ce + 1 - lo_u));
+            x = next;
         }
         spread += worst;
     }
 
-    // 2. Accumulate (per-thread scratch, all zero between queries; padded to whole scan blocks).
-    const std::size_t blocks = (slots + kLane - 1) / kLane;
-    thread_local std::vector<std::uint16_t> scratch;
-    if (scratch.size() < blocks * kLane) scratch.resize(blocks * kLane, 0);
+    // 2-3. Document-id partitions of kPartition slots, each accumulated from every term's postings in it and
+    // then scanned while it is still in the L1 cache (per-thread scratch, all zero between partitions).
+    thread_local std::vector<std::uint16_t> scratch(kPartition, 0);
     std::uint16_t* const acc = scratch.data();
-    for (std::size_t i = 0; i < nq; ++i) {
-        const std::uint16_t* const tab = table.data() + i * kLevels;
-        const Postings& p = *q[i].list;
-        const std::uint32_t* const docs = p.docs.data();
-        const std::uint8_t* const qi = p.qimpacts.data();
-        const std::size_t n = p.docs.size();
-        for (std::size_t j = 0; j < n; ++j) {
-            std::uint16_t& a = acc[docs[j]];
-            a = static_cast<std::uint16_t>(a + tab[qi[j]]);
-        }
-    }
-
-    // 3. Candidates: U(d) >= max(1, theta - E), theta the running k-th largest U (<= U_k).
-    ZeroOnUnwind guard{acc, blocks * kLane};
+    ZeroOnUnwind guard{acc, kPartition};
+    std::vector<Cursor> cur;
+    cur.reserve(nq);
+    for (std::size_t i = 0; i < nq; ++i) cur.emplace_back(q[i], i);
     static const NextBlockFn next_block = pick_next_block();
     const std::uint8_t* const live = d.alive.data();
     const std::uint8_t* const allowed = mask ? mask->data() : nullptr;
     std::vector<Candidate> buf;
     std::size_t cap = std::max<std::size_t>(2 * k, 256);
-    buf.reserve(cap + kLane);
+    buf.reserve(cap + kPartition / 8);
     std::uint32_t theta = 0;
-    std::uint16_t need = 1;
+    alignas(32) std::uint16_t values[kLane];
+    std::uint16_t need = 1;  // candidates: U(d) >= max(1, theta - E), theta the running k-th largest U (<= U_k)
     const auto by_u = [](const Candidate& a, const Candidate& b) { return a.u > b.u; };
     const auto cut = [&]() {  // theta = the k-th largest U so far; drop what can no longer qualify
         std::nth_element(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(k - 1), buf.end(), by_u);
@@ -169,17 +182,36 @@ std::optional<std::vector<BM25Index::Hit>> BM25Index::top_k_impact(const std::ve
         buf.erase(std::remove_if(buf.begin(), buf.end(), [&](const Candidate& c) { return c.u < need; }), buf.end());
         cap = std::max(cap, 2 * buf.size());
     };
-    for (std::size_t block = 0;; ++block) {
-        block = next_block(acc, block, blocks, need);
-        if (block >= blocks) break;
-        std::uint16_t* const p = acc + block * kLane;
-        for (std::size_t i = 0; i < kLane; ++i) {
-            const std::uint16_t u = p[i];
-            p[i] = 0;
-            const auto doc = static_cast<std::uint32_t>(block * kLane + i);
-            if (u >= need && live[doc] && (!allowed || allowed[doc])) buf.push_back(Candidate{u, doc});
+    for (std::size_t start = 0; start < slots; start += kPartition) {
+        const auto base = static_cast<std::uint32_t>(start);
+        const auto end = static_cast<std::uint32_t>(std::min(slots, start + kPartition));
+        bool any = false;
+        for (std::size_t i = 0; i < nq; ++i) {
+            Cursor& c = cur[i];
+            const std::size_t from = c.pos;
+            c.advance(end);
+            if (c.pos == from) continue;
+            any = true;
+            const std::uint16_t* const tab = table.data() + i * kLevels;
+            const std::uint32_t* const docs = c.docs;
+            const std::uint8_t* const qi = q[i].list->qimpacts.data();
+            for (std::size_t j = from; j < c.pos; ++j) {
+                std::uint16_t& a = acc[docs[j] - base];
+                a = static_cast<std::uint16_t>(a + tab[qi[j]]);
+            }
         }
-        if (buf.size() >= cap) cut();
+        if (!any) continue;
+        const std::size_t blocks = (end - base + kLane - 1) / kLane;
+        for (std::size_t block = 0;; ++block) {
+            block = next_block(acc, block, blocks, need, values);
+            if (block >= blocks) break;
+            for (std::size_t i = 0; i < kLane; ++i) {
+                const std::uint16_t u = values[i];
+                const auto doc = static_cast<std::uint32_t>(base + block * kLane + i);
+                if (u >= need && live[doc] && (!allowed || allowed[doc])) buf.push_back(Candidate{u, doc});
+            }
+            if (buf.size() >= cap) cut();
+        }
     }
     guard.armed = false;  // the scan zeroed every block
     if (buf.size() < k) return std::nullopt;
@@ -188,8 +220,7 @@ std::optional<std::vector<BM25Index::Hit>> BM25Index::top_k_impact(const std::ve
 
     // 4. Exact re-scoring of the candidates, in ascending document order.
     std::sort(buf.begin(), buf.end(), [](const Candidate& a, const Candidate& b) { return a.doc < b.doc; });
-    std::vector<Cursor> cur;
-    cur.reserve(nq);
+    cur.clear();
     for (std::size_t i = 0; i < nq; ++i) cur.emplace_back(q[i], i);
     std::vector<Hit> hits;
     hits.reserve(buf.size());

@@ -172,7 +172,7 @@ public:
     enum class Strategy : std::uint8_t { kAuto = 0, kDense = 1, kMaxScore = 2, kImpact = 3 };
     // kAuto picks the impact path when postings * kImpactVolumeRatio >= document slots (and k is small
     // against the corpus). Measured on 1M MS MARCO-like documents (docs/guides/bm25.md).
-    static constexpr std::size_t kImpactVolumeRatio = 16;
+    static constexpr std::size_t kImpactVolumeRatio = 256;
     void set_strategy(Strategy s);
     Strategy strategy() const;
     // The strategy kAuto (or the forced one) uses for this query and k, without searching: "dense",
