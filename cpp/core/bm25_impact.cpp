@@ -9,13 +9,16 @@
 //    from that term, in units of u, lies in [low[q], low[q] + spread): the -1 and +1 absorb every rounding
 //    (the double products, the fixed-point contribution's 2^-32 units), which are orders of magnitude
 //    below one unit.
-// 2. The tables' entries are summed into a per-thread dense 16-bit accumulator, one byte and one table
-//    lookup per posting: U(d) <= score(d) / u <= U(d) + E, E the sum of the terms' spreads.
-// 3. One pass over the accumulator (16 slots at a time, AVX2 where the CPU has it; skipped blocks are
-//    zeroed on the way) keeps the live, allowed documents with U(d) >= U_k - E, where U_k is the k-th
-//    largest U: the k documents with the largest U all score at least U_k * u, and a document with
-//    U(d) + E < U_k scores below that, so it ranks below k others and cannot be in the top k. Its
-//    threshold rises as it goes (a running k-th largest never exceeds U_k), so the kept set stays small.
+// 2. The tables' entries are summed into a per-thread 16-bit accumulator, one byte and one table lookup
+//    per posting: U(d) <= score(d) / u <= U(d) + E, E the sum of the terms' spreads. The document ids are
+//    taken in partitions of kPartition slots (32 KiB of sums, an L1 data cache), each accumulated from
+//    every term's postings in it and scanned (step 3) while still in cache.
+// 3. The scan (32 slots at a time, AVX2 where the CPU has it, and branch-free but for the blocks holding a
+//    candidate; every block is zeroed on the way) keeps the live, allowed documents with U(d) >= U_k - E,
+//    U_k the k-th largest U: the k documents with the largest U all score at least U_k * u, and a
+//    document with U(d) + E < U_k scores below that, so it ranks below k others and cannot be in the top
+//    k. Its threshold rises as it goes (a running k-th largest never exceeds U_k), so the kept set stays
+//    small (on 1M MS MARCO-like documents, about k + a few).
 // 4. The kept candidates are re-scored exactly (the fixed-point contributions of bm25_scoring.h, through
 //    the block-max cursors in ascending document order) and the best k by (score, then earlier document)
 //    returned: the same hits, bit for bit, as every other strategy and exhaustive search.

@@ -17,11 +17,14 @@
 // recomputed lazily by the first search after the index changed; an index that was updated
 // incrementally therefore scores exactly like one rebuilt from its surviving documents.
 //
-// Top-k is exact. Small corpora (<= dense_max_docs() document slots) are scored term-at-a-time into a
-// dense per-thread accumulator; larger ones use MaxScore over doc-id windows with block-max bounds. Term
-// contributions are summed in 64-bit fixed point (2^-32 units), which is order-independent, so every
-// strategy and exhaustive search give bit-identical scores. Ties are broken by insertion order (earlier
-// document first).
+// Top-k is exact. A query planner (bm25_plan.cpp) picks the strategy per query: small corpora (<=
+// dense_max_docs() document slots) are scored term-at-a-time into a dense per-thread accumulator; in
+// larger ones a query with a large posting volume against the corpus takes the quantized-impact path
+// (8-bit impacts summed into L1-sized 16-bit accumulator partitions, giving each document a bounded
+// interval, then the candidates whose interval reaches the k-th lower bound re-scored exactly:
+// bm25_impact.cpp), and the others MaxScore over doc-id windows with block-max bounds. Term contributions
+// are summed in 64-bit fixed point (2^-32 units), which is order-independent, so every strategy and
+// exhaustive search give bit-identical scores. Ties are broken by insertion order (earlier document first).
 //
 // Sharded (distributed) scoring, as Elasticsearch's DFS query-then-fetch: an index holding one shard of a
 // corpus scores like an index over the whole corpus when it is given the corpus-wide statistics
@@ -40,8 +43,10 @@
 // The sources, by concept: bm25_index.cpp (construction, the search entry points, introspection),
 // bm25_postings.cpp (add, remove, compact: the posting lists and the forward index), bm25_query.cpp (query
 // terms and their weights), bm25_scoring.h (fixed-point contributions, the block-max cursor) and
-// bm25_topk.cpp (SIMD accumulation, MaxScore and the other top-k strategies), bm25_stats.cpp (sharded
-// statistics and the impact cache), bm25_format.cpp (the file format: save, load).
+// bm25_topk.cpp (SIMD accumulation, MaxScore and the other top-k strategies), bm25_impact.cpp (the
+// quantized-impact strategy), bm25_plan.cpp (the query planner), bm25_stats.cpp (sharded statistics and the
+// impact cache, quantized impacts included), bm25_format.cpp (the file format: save, load; impacts are
+// computed at load, so the format is unchanged).
 #include <cstddef>
 #include <cstdint>
 #include <deque>
