@@ -258,41 +258,6 @@ def test_dense_selection_with_huge_query_weights_and_many_slots() -> None:
 
 
 @pytest.mark.core
-def test_every_planner_strategy_equals_exhaustive() -> None:
-    """The query planner's strategies (dense accumulator, MaxScore, the quantized-impact path with exact
-    re-scoring), forced for every query or picked per query, all give exhaustive scoring's ids and scores,
-    with allow-lists, huge query weights and more than 65,536 slots."""
-    rng = np.random.default_rng(27)
-    index = build(random_corpus(rng, 3000, 150, 50), analyzer=Analyzer(**PLAIN))
-    index._dense_max_docs = 0
-    queries = random_queries(rng, 40, 150)
-    heavy = " ".join(["w1"] * 60_000 + ["w2"] * 3 + ["w7"])
-    allow = [f"d{i}" for i in range(0, 3000, 3)]
-    assert index._strategy == "auto"
-    for strategy in ("auto", "dense", "maxscore", "impact"):
-        index._strategy = strategy
-        assert index._strategy == strategy
-        for q in [*queries, heavy]:
-            for k in (1, 10, 100):
-                assert_same(index.search(q, k), index._search_exhaustive(q, k))
-            assert_same(index.search(q, 10, allow=allow), index._search_exhaustive(q, 10, allow=allow))
-        batch = index.search_batch(queries, 10, threads=2)
-        for q, got in zip(queries, batch):
-            assert_same(got, index._search_exhaustive(q, 10))
-    with pytest.raises(ValueError, match="unknown BM25 strategy"):
-        index._strategy = "fastest"
-    index._strategy = "auto"
-    assert index._plan("w0 w1 w2", 10) == "impact"  # frequent terms: a large posting volume
-    assert index._plan("zzzz", 10) == "empty"
-    many = BM25Index(analyzer=Analyzer(**PLAIN))
-    many.add([f"m{i}" for i in range(70_000)], [f"w{i % 97} w{i % 13} x{i}" for i in range(70_000)])
-    many._strategy = "impact"
-    for q in ("w3 w5", "w96 w12 x69999", "x0 x1 w0"):
-        for k in (1, 10, 100):
-            assert_same(many.search(q, k), many._search_exhaustive(q, k))
-
-
-@pytest.mark.core
 def test_result_ids_follow_slots_through_delete_compaction_and_re_add() -> None:
     """Result ids are cached as Python strs per document slot; a slot's id changes when compaction
     renumbers the slots or a deleted id comes back, and results must follow."""
