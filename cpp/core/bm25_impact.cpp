@@ -18,7 +18,7 @@
 //    U_k the k-th largest U: the k documents with the largest U all score at least U_k * u, and a
 //    document with U(d) + E < U_k scores below that, so it ranks below k others and cannot be in the top
 //    k. Its threshold rises as it goes (a running k-th largest never exceeds U_k), so the kept set stays
-//    small (on 1M MS MARCO-like documents, about k + a few).
+//    small (in the C++ tests' corpora typically k + a few).
 // 4. The kept candidates are re-scored exactly (the fixed-point contributions of bm25_scoring.h, through
 //    the block-max cursors in ascending document order) and the best k by (score, then earlier document)
 //    returned: the same hits, bit for bit, as every other strategy and exhaustive search.
