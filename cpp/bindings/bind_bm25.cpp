@@ -121,6 +121,24 @@ std::shared_ptr<Analyzer> make_analyzer(bool lowercase, const Hinted<hint::Stopw
     return std::make_shared<Analyzer>(std::move(cfg));
 }
 
+
+const char* strategy_name(BM25Index::Strategy s) {
+    switch (s) {
+        case BM25Index::Strategy::kDense: return "dense";
+        case BM25Index::Strategy::kMaxScore: return "maxscore";
+        case BM25Index::Strategy::kImpact: return "impact";
+        case BM25Index::Strategy::kAuto: break;
+    }
+    return "auto";
+}
+
+BM25Index::Strategy strategy_of(const std::string& name) {
+    if (name == "auto") return BM25Index::Strategy::kAuto;
+    if (name == "dense") return BM25Index::Strategy::kDense;
+    if (name == "maxscore") return BM25Index::Strategy::kMaxScore;
+    if (name == "impact") return BM25Index::Strategy::kImpact;
+    throw InvalidArgument("unknown BM25 strategy '" + name + "': expected 'auto', 'dense', 'maxscore' or 'impact'");
+}
 }  // namespace
 
 void bind_bm25(py::module_& m) {
@@ -392,6 +410,21 @@ this index's (fewer documents or a smaller df than here, a missing df).
                              py::arg("self"), py::arg("value")),
             "Corpora with at most this many document slots are searched with dense term-at-a-time "
             "accumulation, larger ones with MaxScore (both exact; a speed knob, used by tests).")
+        .def_property(
+            "_strategy",
+            [](const PyBM25Index& self) { return std::string(strategy_name(self.index->strategy())); },
+            py::cpp_function([](PyBM25Index& self, const std::string& name) { self.index->set_strategy(strategy_of(name)); },
+                             py::arg("self"), py::arg("value")),
+            "The query planner's choice: 'auto' (per query, by posting volume), or one of 'dense', 'maxscore', "
+            "'impact' forced for every query (all exact; for tests and benchmarks).")
+        .def(
+            "_plan",
+            [](const PyBM25Index& self, std::string_view query, std::size_t k) {
+                py::gil_scoped_release release;
+                return self.index->plan(query, k);
+            },
+            py::arg("query"), py::arg("k") = 10,
+            "The strategy search() would use for this query and k: 'dense', 'maxscore', 'impact', 'docs' or 'empty'.")
         .def_property_readonly("k1", [](const PyBM25Index& self) { return self.index->k1(); })
         .def_property_readonly("b", [](const PyBM25Index& self) { return self.index->b(); })
         .def_property_readonly(

@@ -81,13 +81,15 @@ BM25Results BM25Index::search_locked(std::string_view query, std::size_t k, cons
     k = std::min<std::size_t>(k, static_cast<std::size_t>(data_.live_docs));
     const std::vector<std::uint8_t>* mask = allowed ? &allowed->mask : nullptr;
     if (exhaustive) return to_results(top_k_exhaustive(q, k, mask));
-    if (allowed) {
-        std::size_t postings = 0;
-        for (const auto& t : q) postings += t.list->docs.size();
-        // Few allowed documents: score just those; else filter while traversing the lists.
-        if (allowed->docs.size() * q.size() * 4 < postings) return to_results(top_k_docs(q, k, allowed->docs));
+    switch (choose(q, k, allowed)) {  // bm25_plan.cpp
+        case Path::kEmpty: return {};
+        case Path::kDocs: return to_results(top_k_docs(q, k, allowed->docs));
+        case Path::kDense: return to_results(top_k_dense(q, k, mask));
+        case Path::kImpact:
+            if (auto hits = top_k_impact(q, k, mask)) return to_results(*hits);
+            break;  // the bounds could not decide: MaxScore
+        case Path::kMaxScore: break;
     }
-    if (data_.ext_ids.size() <= dense_max_docs_) return to_results(top_k_dense(q, k, mask));
     return to_results(top_k_pruned(q, k, mask));
 }
 

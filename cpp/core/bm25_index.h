@@ -17,11 +17,14 @@
 // recomputed lazily by the first search after the index changed; an index that was updated
 // incrementally therefore scores exactly like one rebuilt from its surviving documents.
 //
-// Top-k is exact. Small corpora (<= dense_max_docs() document slots) are scored term-at-a-time into a
-// dense per-thread accumulator; larger ones use MaxScore over doc-id windows with block-max bounds. Term
-// contributions are summed in 64-bit fixed point (2^-32 units), which is order-independent, so every
-// strategy and exhaustive search give bit-identical scores. Ties are broken by insertion order (earlier
-// document first).
+// Top-k is exact. A query planner (bm25_plan.cpp) picks the strategy per query: small corpora (<=
+// dense_max_docs() document slots) are scored term-at-a-time into a dense per-thread accumulator; in
+// larger ones a query with a large posting volume against the corpus takes the quantized-impact path
+// (8-bit impacts summed into L1-sized 16-bit accumulator partitions, giving each document a bounded
+// interval, then the candidates whose interval reaches the k-th lower bound re-scored exactly:
+// bm25_impact.cpp), and the others MaxScore over doc-id windows with block-max bounds. Term contributions
+// are summed in 64-bit fixed point (2^-32 units), which is order-independent, so every strategy and
+// exhaustive search give bit-identical scores. Ties are broken by insertion order (earlier document first).
 //
 // Sharded (distributed) scoring, as Elasticsearch's DFS query-then-fetch: an index holding one shard of a
 // corpus scores like an index over the whole corpus when it is given the corpus-wide statistics
@@ -40,8 +43,10 @@
 // The sources, by concept: bm25_index.cpp (construction, the search entry points, introspection),
 // bm25_postings.cpp (add, remove, compact: the posting lists and the forward index), bm25_query.cpp (query
 // terms and their weights), bm25_scoring.h (fixed-point contributions, the block-max cursor) and
-// bm25_topk.cpp (SIMD accumulation, MaxScore and the other top-k strategies), bm25_stats.cpp (sharded
-// statistics and the impact cache), bm25_format.cpp (the file format: save, load).
+// bm25_topk.cpp (SIMD accumulation, MaxScore and the other top-k strategies), bm25_impact.cpp (the
+// quantized-impact strategy), bm25_plan.cpp (the query planner), bm25_stats.cpp (sharded statistics and the
+// impact cache, quantized impacts included), bm25_format.cpp (the file format: save, load; impacts are
+// computed at load, so the format is unchanged).
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -165,6 +170,20 @@ public:
     void set_dense_max_docs(std::size_t n);
     std::size_t dense_max_docs() const;
 
+    // The query planner (bm25_plan.cpp). kAuto picks per query: an allow-list of few documents is scored
+    // directly; corpora within dense_max_docs() use the dense accumulator; larger ones use the quantized
+    // impact path when the query's posting volume is large against the corpus (kImpactVolumeRatio), else
+    // MaxScore. The other values force one strategy for every query (tests, benchmarks); all are exact.
+    enum class Strategy : std::uint8_t { kAuto = 0, kDense = 1, kMaxScore = 2, kImpact = 3 };
+    // kAuto picks the impact path when postings * kImpactVolumeRatio >= document slots (and k is small
+    // against the corpus). Measured on 1M MS MARCO-like documents (docs/guides/bm25.md).
+    static constexpr std::size_t kImpactVolumeRatio = 256;
+    void set_strategy(Strategy s);
+    Strategy strategy() const;
+    // The strategy kAuto (or the forced one) uses for this query and k, without searching: "dense",
+    // "maxscore", "impact", "docs" (allow-list) or "empty" (no indexed term). For introspection and benchmarks.
+    std::string plan(std::string_view query, std::size_t k) const;
+
 private:
     struct Postings {
         std::vector<std::uint32_t> docs;       // ascending internal doc ids
@@ -175,6 +194,11 @@ private:
         // exclusive lock.
         mutable std::vector<float> impacts;    // by posting
         mutable std::vector<float> block_max;  // largest impact of each block
+        // The impacts quantized to 8 bits over this list's range (bm25_impact.cpp): impact j lies in
+        // [qlo + qimpacts[j] * qstep, qlo + (qimpacts[j] + 1) * qstep]. Same cache and locking.
+        mutable std::vector<std::uint8_t> qimpacts;
+        mutable double qlo = 0.0;
+        mutable double qstep = 0.0;
         void append(std::uint32_t doc, std::uint32_t tf);
     };
     struct Data {
@@ -238,6 +262,13 @@ private:
                                   const std::vector<std::uint8_t>* mask) const;
     std::vector<Hit> top_k_dense(const std::vector<QueryTerm>& q, std::size_t k,
                                  const std::vector<std::uint8_t>* mask) const;
+    // The quantized-impact path (bm25_impact.cpp): the same exact top-k, or nullopt when its bounds cannot
+    // decide (fewer than k documents with a positive quantized score), the caller then uses another path.
+    std::optional<std::vector<Hit>> top_k_impact(const std::vector<QueryTerm>& q, std::size_t k,
+                                                 const std::vector<std::uint8_t>* mask) const;
+    // Which path search_locked takes (bm25_plan.cpp).
+    enum class Path : std::uint8_t { kEmpty, kDocs, kDense, kMaxScore, kImpact };
+    Path choose(const std::vector<QueryTerm>& q, std::size_t k, const std::optional<Allowed>& allowed) const;
     std::vector<Hit> top_k_docs(const std::vector<QueryTerm>& q, std::size_t k,
                                 const std::vector<std::uint32_t>& docs) const;
     std::vector<Hit> top_k_exhaustive(const std::vector<QueryTerm>& q, std::size_t k,
@@ -256,6 +287,7 @@ private:
     // keys the per-thread cache of query tokens' term ids. Written under the exclusive lock.
     std::uint64_t epoch_;
     std::size_t dense_max_docs_ = kDefaultDenseMaxDocs;  // guarded by mutex_
+    Strategy strategy_ = Strategy::kAuto;                // guarded by mutex_
 };
 
 }  // namespace funnelrank

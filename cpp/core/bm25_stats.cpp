@@ -2,6 +2,7 @@
 // check that corpus-wide ones can include this index's, and the impact cache, computed for whichever
 // statistics a search scores with (read_lock).
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -14,6 +15,30 @@
 #include "bm25_scoring.h"
 
 namespace funnelrank {
+
+namespace {
+// 8-bit impacts over the list's own range [lo, hi] (bm25_impact.cpp relies on this): q = floor((v - lo) /
+// step) clamped to [0, 255], step = (hi - lo) / 255, so lo + q * step <= v <= lo + (q + 1) * step up to
+// one double rounding (which the impact path's bounds absorb).
+template <typename P>
+void quantize_impacts(const P& p) {
+    const std::size_t n = p.impacts.size();
+    p.qimpacts.resize(n);
+    float lo = n ? p.impacts[0] : 0.0f;
+    float hi = lo;
+    for (const float v : p.impacts) {
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+    }
+    p.qlo = lo;
+    p.qstep = (static_cast<double>(hi) - static_cast<double>(lo)) / 255.0;
+    const double inv = p.qstep > 0.0 ? 1.0 / p.qstep : 0.0;
+    for (std::size_t j = 0; j < n; ++j) {
+        const double x = (static_cast<double>(p.impacts[j]) - p.qlo) * inv;
+        p.qimpacts[j] = static_cast<std::uint8_t>(std::min(255.0, std::max(0.0, std::floor(x))));
+    }
+}
+}  // namespace
 
 void BM25Index::compute_impacts(const CorpusStats& stats) const {
     const Data& d = data_;
@@ -31,6 +56,7 @@ void BM25Index::compute_impacts(const CorpusStats& stats) const {
             float& m = p.block_max[j / kBlockSize];
             m = std::max(m, v);
         }
+        quantize_impacts(p);
     }
 }
 

@@ -84,6 +84,10 @@ class BM25Index:
         ...
     def __repr__(self) -> str:
         ...
+    def _plan(self, query: str, k: typing.SupportsInt | typing.SupportsIndex = 10) -> str:
+        """
+        The strategy search() would use for this query and k: 'dense', 'maxscore', 'impact', 'docs' or 'empty'.
+        """
     def _search_exhaustive(self, query: str | bytes, k: int = 10, allow: collections.abc.Sequence[str] | None = None) -> tuple[list[str], numpy.typing.NDArray[numpy.float32]]:
         """
         search() computed by scoring every matching document (reference for tests).
@@ -156,6 +160,14 @@ class BM25Index:
         """
     @_dense_max_docs.setter
     def _dense_max_docs(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def _strategy(self) -> str:
+        """
+        The query planner's choice: 'auto' (per query, by posting volume), or one of 'dense', 'maxscore', 'impact' forced for every query (all exact; for tests and benchmarks).
+        """
+    @_strategy.setter
+    def _strategy(self, value: str) -> None:
         ...
     @property
     def analyzer(self) -> Analyzer:
