@@ -225,8 +225,11 @@ class Pipeline:
         self._owns_reranker = isinstance(reranker, (str, os.PathLike))
         settings: dict[str, Any] = {"top_k": check_k(top_k, "top_k"), "depth": candidates,
                                     "floor": _resolve_floor(floor, self.reranker)}
-        if not (isinstance(stage1_weight, str) and stage1_weight == DEFAULT):
-            settings["stage1_weight"] = _not_default_name(stage1_weight, "stage1_weight")
+        if isinstance(stage1_weight, str):
+            if stage1_weight != DEFAULT:
+                raise ValueError(f"stage1_weight must be a number in [0, 1] or 'default', got {stage1_weight!r}")
+        else:
+            settings["stage1_weight"] = stage1_weight
         if not (isinstance(fusion, str) and fusion == DEFAULT):
             settings["fusion"] = fusion
         self.policy: RankPolicy = RankPolicy.for_stage1(self.retriever.name, **settings)
@@ -450,13 +453,6 @@ def _make_reranker(reranker: Any) -> Any:
     if not hasattr(reranker, "rerank"):
         raise ValueError(f"reranker must be a Reranker, a model directory, 'default' or None, got {reranker!r}")
     return reranker
-
-
-def _not_default_name(value: Any, what: str) -> Any:
-    """`value` unless it is a string other than "default" (ValueError: the only name a setting takes)."""
-    if isinstance(value, str):
-        raise ValueError(f"{what} must be a number in [0, 1] or 'default', got {value!r}")
-    return value
 
 
 def _resolve_floor(floor: float | str | None, reranker: Any) -> float | None:

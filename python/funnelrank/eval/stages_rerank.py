@@ -107,7 +107,8 @@ def rerank_stage(ctx: StageContext) -> StageOutput:
             pipe = Pipeline(retriever, reranker=reranker, candidates=depth, top_k=depth, floor=None,
                             stage1_weight=stage1_weight, fusion=fusion)
             output = pipeline_output(ctx, pipe, "rerank")
-            stats = reranker.scheduler.stats() if reranker.scheduler is not None else None
+            assert reranker.scheduler is not None  # built from a model here, so a RerankScheduler runs it
+            stats = reranker.scheduler.stats()
         # the promise replays this run's traces through the policy a served pipeline would apply
         floor = DEFAULT_FLOOR if ctx.option("rerank_floor") is None else float(ctx.option("rerank_floor"))
         policy = pipe.policy.replace(floor=floor, top_k=int(ctx.option("rerank_top_k")))
@@ -126,8 +127,8 @@ def rerank_stage(ctx: StageContext) -> StageOutput:
         "variant": variant,
         "cascade": None if cascade is None else cascade.name,
         "max_length": model.max_length,
-        "pairs_per_second": round(stats.pairs / query_seconds, 2) if stats and query_seconds > 0 else None,
-        "padding_waste": None if stats is None else round(stats.padding_waste, 4),
+        "pairs_per_second": round(stats.pairs / query_seconds, 2) if query_seconds > 0 else None,
+        "padding_waste": round(stats.padding_waste, 4),
         "model_load_seconds": round(load_seconds, 3),
         "latency": "stage 1 + rerank per query",
         "floor_promise": promise,
