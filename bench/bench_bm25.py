@@ -36,20 +36,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_env import default_data_dir, proc_status_kib  # noqa: E402
 from timing import interleaved_rounds  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 K_VALUES = (10, 100)
-
-
-def default_data_dir() -> Path:
-    env = os.environ.get("FUNNELRANK_SHARED_DATA")
-    if env:
-        return Path(env)
-    for candidate in (REPO.parent / "shared" / "data", Path("/work/shared/data")):
-        if candidate.is_dir():
-            return candidate
-    return REPO.parent / "shared" / "data"
 
 
 def cpu_name() -> str:
@@ -60,13 +50,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
-
-
-def proc_status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -49,27 +49,13 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_env import default_data_dir, proc_status_kib  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 MSMARCO_SETS = ("msmarco-dev-sample", "trec-dl19", "trec-dl22-unjudged", "msmarco-train-1k")
 TOKEN = re.compile(r"\w\w+")
 PEERS = ("bm25s", "tantivy", "pisa")
-
-
-def default_data_dir() -> Path:
-    env = os.environ.get("FUNNELRANK_SHARED_DATA")
-    if env:
-        return Path(env)
-    for candidate in (REPO.parent / "shared" / "data", Path("/work/shared/data")):
-        if candidate.is_dir():
-            return candidate
-    return REPO.parent / "shared" / "data"
-
-
-def proc_status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def dir_bytes(path: Path) -> int:
