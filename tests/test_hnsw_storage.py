@@ -49,6 +49,28 @@ def test_each_storage_keeps_recall_and_round_trips(storage: str, tmp_path: Path)
     assert loaded.index_bytes > loaded.vector_bytes
 
 
+def test_int8_adds_after_a_load_keep_the_float32_rows_mapped(tmp_path: Path) -> None:
+    data, more = mixture(1500, 5), mixture(40, 6)
+    ids = [f"d{i}" for i in range(len(data))]
+    built = HNSWIndex(DIM, storage="int8")
+    built.add(ids, data)
+    built.delete(["d3", "d4"])
+    built.save(tmp_path / "i.idx")
+    loaded = HNSWIndex.load(tmp_path / "i.idx")
+    mapped = loaded.mapped_bytes
+    new_ids = [f"n{i}" for i in range(len(more))]
+    for index in (built, loaded):  # two reused slots, then new ones; the same on both, one thread each
+        index.add(new_ids, more, threads=1)
+    assert loaded.mapped_bytes == mapped == len(data) * 4 * DIM
+    # resident: the int8 codes of every slot, and float32 rows only for the 40 rows added since the load
+    assert loaded.vector_bytes == (len(data) + len(more) - 2) * (DIM + 4) + len(more) * 4 * DIM
+    np.testing.assert_array_equal(loaded.vectors(new_ids + ["d0"]), built.vectors(new_ids + ["d0"]))
+    for q in mixture(20, 7):
+        a, b = built.search(q, 10), loaded.search(q, 10)
+        assert a[0] == b[0]
+        np.testing.assert_array_equal(a[1], b[1])
+
+
 def test_unknown_storage_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="storage must be"):
         HNSWIndex(4, storage="bf16")

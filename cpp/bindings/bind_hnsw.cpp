@@ -241,8 +241,8 @@ graph grows again on demand.)doc")
         .def_property_readonly(
             "mapped_bytes", [](const PyHNSWIndex& self) { return self.memory().mapped_bytes; },
             "int8's float32 re-scoring vectors read from the file the index was loaded from, through a read-only "
-            "memory mapping (page cache, touched per search only for its candidates); 0 otherwise. The first add "
-            "after a load copies them into memory.")
+            "memory mapping (page cache, touched per search only for its candidates); 0 otherwise. Adds after a load "
+            "keep them mapped: only new rows, and rows of reused deleted slots, are held in memory.")
         .def_property_readonly("M", [](const PyHNSWIndex& self) { return self.params().M; })
         .def_property_readonly("ef_construction", [](const PyHNSWIndex& self) { return self.params().ef_construction; })
         .def_property(

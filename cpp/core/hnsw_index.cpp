@@ -139,7 +139,7 @@ void HNSWIndex::add(const std::vector<std::string>& ids, const float* vectors, s
             s.internal_of.push_back(0);
         }
     }
-    if (s.rescored()) s.rescore.ensure_writable(std::max<std::size_t>(g.max_elements_, s.id_of.size()));
+    if (s.rescored()) s.rescore.prepare(s.id_of.size(), labels);
     // Reused labels go through hnswlib's existing-label path: unmark deleted + updatePoint, which
     // rewires the slot's neighbourhood for the new vector (what later hnswlib calls replaceDeleted).
     std::vector<char> done(n, 0);

@@ -279,13 +279,27 @@ TEST_F(HnswStorageFileTest, EveryStorageRoundTripsAndInt8MapsItsFloat32Vectors) 
         } else {
             EXPECT_EQ(m.mapped_bytes, 0u);
         }
-        // Adds after a load (a reused slot, then new ones) copy the mapped vectors in and keep working.
-        loaded.add({"again", "fresh"}, queries.data(), 2);
+        // Adds after a load (two reused slots, then a new label) keep the other float32 rows mapped: only
+        // the rewritten and the new rows are held in memory.
+        loaded.add({"again", "fresh", "new"}, queries.data(), 3, 1);
         EXPECT_EQ(loaded.search(queries.data() + dim, 1).ids, std::vector<std::string>{"fresh"});
+        EXPECT_EQ(loaded.search(queries.data() + 2 * dim, 1).ids, std::vector<std::string>{"new"});
         EXPECT_EQ(loaded.vectors({"doc900"}), index.vectors({"doc900"}));
-        EXPECT_EQ(loaded.memory().mapped_bytes, 0u);
+        EXPECT_EQ(loaded.vectors({"again", "fresh", "new"}).size(), 3 * dim);
+        const auto after = loaded.memory();
+        if (storage == VectorStorage::Int8) {
+            EXPECT_EQ(after.mapped_bytes, n * dim * 4);
+            // int8 codes of n + 1 slots, and in memory only the float32 rows of the 2 rewritten and 1 new label
+            EXPECT_EQ(after.vector_bytes, (n + 1) * (dim + 4) + 3 * dim * 4);
+            index.add({"again", "fresh", "new"}, queries.data(), 3, 1);  // the same adds in memory: the same results
+            for (std::size_t q = 0; q < 20; ++q)
+                EXPECT_EQ(loaded.search(queries.data() + q * dim, 10).scores,
+                          index.search(queries.data() + q * dim, 10).scores);
+        } else {
+            EXPECT_EQ(after.mapped_bytes, 0u);
+        }
         loaded.save(path_);  // the file it had mapped is replaced by rename while the old mapping is gone
-        EXPECT_EQ(HNSWIndex::load(path_).size(), n);
+        EXPECT_EQ(HNSWIndex::load(path_).size(), n + 1);
     }
 }
 

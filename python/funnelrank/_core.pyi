@@ -289,7 +289,7 @@ class HNSWIndex:
     @property
     def mapped_bytes(self) -> int:
         """
-        int8's float32 re-scoring vectors read from the file the index was loaded from, through a read-only memory mapping (page cache, touched per search only for its candidates); 0 otherwise. The first add after a load copies them into memory.
+        int8's float32 re-scoring vectors read from the file the index was loaded from, through a read-only memory mapping (page cache, touched per search only for its candidates); 0 otherwise. Adds after a load keep them mapped: only new rows, and rows of reused deleted slots, are held in memory.
         """
     @property
     def metric(self) -> str:
