@@ -12,6 +12,7 @@
     judge-validate  the judge head's validation figures (never a test split)
     judge-calibrate fit the judge's calibrated sigmoid on validation groups, folded into its last layer
     judge-export    write the judge (frozen encoder + head) as a CrossEncoder model directory
+    judge-probe     an encoder's untrained cosine / MaxSim signals on the validation groups
 """
 
 from __future__ import annotations
@@ -124,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     je.add_argument("--work", type=Path, default=JUDGE_WORK)
     je.add_argument("--precision", choices=("fp32", "fp16w", "int8"), default="fp16w")
     je.add_argument("--overwrite", action="store_true")
+    jb = sub.add_parser("judge-probe", help="an encoder's untrained cosine / MaxSim figures on validation groups")
+    jb.add_argument("model_dir", type=Path, help="Hugging Face bi-encoder directory (config, weights, tokenizer)")
+    jb.add_argument("--work", type=Path, default=JUDGE_WORK)
+    jb.add_argument("--sets", default="msmarco-validation,nearmiss-val", help="validation groups to score")
     return p
 
 
@@ -196,6 +201,10 @@ def _judge(a: argparse.Namespace) -> None:
         print(json.dumps(jt.validate(head, groups, cache)))
     elif a.cmd == "judge-calibrate":
         print(json.dumps(jt.calibrate_checkpoint(a.work, a.checkpoint, a.out, tuple(a.sets.split(",")))))
+    elif a.cmd == "judge-probe":
+        from funnelrank.train.probe import probe
+
+        print(json.dumps(probe(a.model_dir, jt.load_groups(a.work), tuple(a.sets.split(",")))))
     elif a.cmd == "judge-validate":
         groups, cache, idf = jt.load(a.work)
         print(json.dumps(jt.validate(jt.load_head(a.checkpoint, idf), groups, cache, floor=a.floor)))

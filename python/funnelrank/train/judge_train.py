@@ -56,30 +56,30 @@ def prepare(root: Path, work: Path, near_misses: int = 2) -> dict[str, int]:
     out_nm, out_q = add_near_misses([g for g in train if not g.source.startswith("scifact")], near_misses)
     nm_train = [g for g in out_nm if not held_out(g)]
     nm_val = [g for g in out_nm if held_out(g)]
-    groups = {
-        "train": [asdict(g) for g in kept + nm_train],
-        "train_qswap": [asdict(g) for g in out_q if not held_out(g)],
-        "msmarco-validation": [asdict(g) for g in msmarco_sample(root, "validation")],
-        "nearmiss-val": [asdict(g) for g in nearmiss_groups(root / "nearmiss-val")],
-        "nearmiss-dev": [asdict(g) for g in nearmiss_groups(root / "nearmiss-dev")],
-        "nearmiss-synth": [asdict(g) for g in nm_val],
-        "squad-val": [asdict(g) for g in sq_val],
-        "scifact-val": [asdict(g) for g in sf_val],
+    groups: dict[str, list[Group]] = {
+        "train": kept + nm_train,
+        "train_qswap": [g for g in out_q if not held_out(g)],
+        "msmarco-validation": msmarco_sample(root, "validation"),
+        "nearmiss-val": nearmiss_groups(root / "nearmiss-val"),
+        "nearmiss-dev": nearmiss_groups(root / "nearmiss-dev"),
+        "nearmiss-synth": nm_val,
+        "squad-val": sq_val,
+        "scifact-val": sf_val,
     }
     tmp = work / "groups.json.tmp"
-    tmp.write_text(json.dumps(groups), encoding="utf-8")
+    tmp.write_text(json.dumps({k: [asdict(g) for g in v] for k, v in groups.items()}), encoding="utf-8")
     tmp.replace(work / "groups.json")
     np.save(work / "idf.npy", wordpiece_idf(idf_corpus(root)))
     encode_all(_texts(groups), work / "states")
     return {k: len(v) for k, v in groups.items()}
 
 
-def _texts(groups: dict[str, list[dict]]) -> list[tuple[str, int]]:
+def _texts(groups: dict[str, list[Group]]) -> list[tuple[str, int]]:
     out = []
     for gs in groups.values():
         for g in gs:
-            out.append((g["query"], Q_TOKENS))
-            out.extend((p, P_TOKENS) for p in g["passages"])
+            out.append((g.query, Q_TOKENS))
+            out.extend((p, P_TOKENS) for p in g.passages)
     return out
 
 
@@ -88,10 +88,16 @@ def torch_idf(work: Path) -> torch.Tensor:
     return torch.from_numpy(np.load(work / "idf.npy"))
 
 
-def load(work: Path) -> tuple[dict[str, list[Group]], StateCache, torch.Tensor]:
+def load_groups(work: Path) -> dict[str, list[Group]]:
+    """The training and validation groups `prepare` wrote, by set name."""
     raw = json.loads((work / "groups.json").read_text(encoding="utf-8"))
-    groups = {k: [Group(**g) for g in v] for k, v in raw.items()}
-    cache = encode_all(_texts(raw), work / "states")
+    return {k: [Group(**g) for g in v] for k, v in raw.items()}
+
+
+def load(work: Path) -> tuple[dict[str, list[Group]], StateCache, torch.Tensor]:
+    """The groups, the state cache over their texts and the idf table."""
+    groups = load_groups(work)
+    cache = encode_all(_texts(groups), work / "states")
     return groups, cache, torch_idf(work)
 
 
