@@ -118,12 +118,6 @@ struct ZeroOnUnwind {
         if (armed) std::memset(acc, 0, n * sizeof(std::uint16_t));
     }
 };
-
-// "a ranks before b": higher score, then earlier document (as bm25_topk.cpp).
-template <typename H>
-bool better(const H& a, const H& b) {
-    return a.score > b.score || (a.score == b.score && a.doc < b.doc);
-}
 }  // namespace
 
 std::optional<std::vector<BM25Index::Hit>> BM25Index::top_k_impact(const std::vector<QueryTerm>& q, std::size_t k,
@@ -235,10 +229,7 @@ std::optional<std::vector<BM25Index::Hit>> BM25Index::top_k_impact(const std::ve
         }
         hits.push_back(Hit{Scorer::to_double(total), c.doc});  // U > 0: the document matches a term
     }
-    const auto cmp = [](const Hit& a, const Hit& b) { return better(a, b); };
-    const std::size_t keep = std::min(k, hits.size());
-    std::partial_sort(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(keep), hits.end(), cmp);
-    hits.resize(keep);
+    keep_best(hits, k);
     return hits;
 }
 

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "bm25_index.h"
 
@@ -111,5 +112,21 @@ struct BM25Index::Cursor {
         pos = static_cast<std::size_t>(std::lower_bound(docs + pos, docs + end, target) - docs);
     }
 };
+
+// "a ranks before b": higher score, then earlier document; the one order of every top-k strategy's hits
+// (H: BM25Index::Hit).
+template <typename H>
+bool ranks_before(const H& a, const H& b) {
+    return a.score > b.score || (a.score == b.score && a.doc < b.doc);
+}
+
+// Keeps the best k of `hits` in ranks_before order, best first.
+template <typename H>
+void keep_best(std::vector<H>& hits, std::size_t k) {
+    const auto cmp = [](const H& a, const H& b) { return ranks_before(a, b); };
+    const std::size_t keep = std::min(k, hits.size());
+    std::partial_sort(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(keep), hits.end(), cmp);
+    hits.resize(keep);
+}
 
 }  // namespace funnelrank

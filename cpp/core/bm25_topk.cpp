@@ -84,12 +84,6 @@ void BM25Index::Scorer::accumulate(std::int64_t* acc, const std::uint32_t* docs,
 namespace {
 // Bounds are compared after scaling by this, so floating-point rounding can never make pruning unsafe.
 constexpr double kSlack = 1.0 + 1e-9;
-
-// "a ranks before b": higher score, then earlier document.
-template <typename H>
-bool better(const H& a, const H& b) {
-    return a.score > b.score || (a.score == b.score && a.doc < b.doc);
-}
 }  // namespace
 
 std::vector<BM25Index::Hit> BM25Index::top_k_pruned(const std::vector<QueryTerm>& q, std::size_t k,
@@ -119,7 +113,7 @@ std::vector<BM25Index::Hit> BM25Index::top_k_pruned(const std::vector<QueryTerm>
 
     std::vector<Hit> heap;
     heap.reserve(std::min<std::size_t>(k, d.live_docs));
-    const auto heap_cmp = [](const Hit& a, const Hit& b) { return better(a, b); };  // front = worst
+    const auto heap_cmp = [](const Hit& a, const Hit& b) { return ranks_before(a, b); };  // front = worst
     double theta = -std::numeric_limits<double>::infinity();
     std::size_t fe = 0;
     std::vector<double> bounds(nq, 0.0);
@@ -332,10 +326,7 @@ std::vector<BM25Index::Hit> BM25Index::top_k_docs(const std::vector<QueryTerm>& 
         }
         if (matched) hits.push_back(Hit{Scorer::to_double(total), doc});
     }
-    const auto cmp = [](const Hit& a, const Hit& b) { return better(a, b); };
-    const std::size_t keep = std::min(k, hits.size());
-    std::partial_sort(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(keep), hits.end(), cmp);
-    hits.resize(keep);
+    keep_best(hits, k);
     return hits;
 }
 
@@ -355,10 +346,7 @@ std::vector<BM25Index::Hit> BM25Index::top_k_exhaustive(const std::vector<QueryT
     for (std::uint32_t doc = 0; doc < acc.size(); ++doc) {
         if (matched[doc] && d.alive[doc] && (!mask || (*mask)[doc])) hits.push_back(Hit{Scorer::to_double(acc[doc]), doc});
     }
-    const auto cmp = [](const Hit& a, const Hit& b) { return better(a, b); };
-    const std::size_t keep = std::min(k, hits.size());
-    std::partial_sort(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(keep), hits.end(), cmp);
-    hits.resize(keep);
+    keep_best(hits, k);
     return hits;
 }
 
