@@ -59,11 +59,13 @@ class CrashStats:
 
 
 class HashEmbedder:
-    """A deterministic 8-dimensional "embedder" (a hash of the text), so dense crash runs need no model."""
+    """A deterministic 8-dimensional "embedder" (a hash of the text), so dense crash runs and tests need no model."""
 
-    dim = 8
     name = "crash-hash-embedder"
     fingerprint = "c" * 64
+
+    def __init__(self, dim: int = 8) -> None:
+        self.dim = dim
 
     def embed_query(self, text: str) -> np.ndarray:
         seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")

@@ -30,26 +30,13 @@ from funnelrank.store.layout import DATA_RE, LOCK_FILE
 from funnelrank.store.lock import CollectionLockedError
 from funnelrank.store.manifest import manifest_checksum
 
+from crash_harness import HashEmbedder
+
 HUGE = 10**400
 
 
-class FakeEmbedder:
-    """A deterministic 8-dimensional "embedder" (a hash of the text), so dense paths run without a model."""
-
-    dim = 8
-    name = "fake-hash-embedder"
-    fingerprint = "f" * 64
-
-    def embed_query(self, text: str) -> np.ndarray:
-        seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
-        return np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
-
-    def embed(self, texts: list[str], show_progress: bool = False, desc: str | None = None) -> np.ndarray:
-        return np.stack([self.embed_query(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
-
-
 def small(dense: bool = False) -> Collection:
-    c = Collection(dense=dense, embedder=FakeEmbedder() if dense else None)
+    c = Collection(dense=dense, embedder=HashEmbedder() if dense else None)
     c.add(["a", "b"], ["hello world", "another greeting"], [{"n": 1}, {"n": 2, "tags": ["x"]}])
     return c
 
@@ -301,13 +288,13 @@ N_DOCS = 600
 
 def two_states(dense: bool = False) -> tuple[Collection, Collection]:
     """State A (N_DOCS documents) and state B (A plus one document holding the word "zebra"); with `dense`,
-    each also has an HNSW index (over FakeEmbedder vectors), so a save writes both kinds of index file."""
+    each also has an HNSW index (over HashEmbedder vectors), so a save writes both kinds of index file."""
     ids = [f"d{i}" for i in range(N_DOCS)]
     texts = [f"document {i} about topic{i % 37} and words w{i % 101} w{i % 13}" for i in range(N_DOCS)]
     metas = [{"i": i, "g": i % 5} for i in range(N_DOCS)]
-    a = Collection(dense=dense, embedder=FakeEmbedder() if dense else None)
+    a = Collection(dense=dense, embedder=HashEmbedder() if dense else None)
     a.add(ids, texts, metas)
-    b = Collection(dense=dense, embedder=FakeEmbedder() if dense else None)
+    b = Collection(dense=dense, embedder=HashEmbedder() if dense else None)
     b.add([*ids, "extra"], [*texts, "a zebra appears"], [*metas, {"i": -1}])
     return a, b
 
@@ -423,7 +410,7 @@ def _leftovers(root: Path) -> int:
 @pytest.mark.parametrize("dense", [False, True], ids=["bm25", "bm25+hnsw"])
 def test_sigkill_during_save_leaves_the_old_or_the_new_collection(tmp_path: Path, dense: bool) -> None:
     a, b = two_states(dense)
-    embedder = FakeEmbedder() if dense else None
+    embedder = HashEmbedder() if dense else None
     root = tmp_path / "col"
     start = time.perf_counter()
     a.save(root)
@@ -521,7 +508,7 @@ def dense_root(tmp_path: Path) -> Path:
 
 
 def _load_dense(root: Path) -> Collection:
-    return Collection.load(root, embedder=FakeEmbedder())
+    return Collection.load(root, embedder=HashEmbedder())
 
 
 def test_renamed_dense_key_is_an_error_not_a_bm25_only_collection(dense_root: Path) -> None:
@@ -629,7 +616,7 @@ def test_version_1_manifests_are_refused_with_the_command_that_rebuilds_them(tmp
     manifest = json.loads((root / "manifest.json").read_text())
     _rewrite(root, lambda m: (m.pop("checksum"), m.update(version=1)), fix_checksum=False)
     with pytest.raises(IndexFileError, match=r"manifest\.json: collection format version 1 .* cannot be verified") as err:
-        Collection.load(root, embedder=FakeEmbedder() if dense else None)
+        Collection.load(root, embedder=HashEmbedder() if dense else None)
     command = f"funnelrank index {root / manifest['data'] / 'docs.jsonl'} --out NEW_DIR"
     assert command in str(err.value)
     # The command it names rebuilds the collection from the documents it kept.
@@ -743,7 +730,7 @@ def test_huge_k_is_capped_at_the_collection_size() -> None:
         c.search_bm25("hello", k=0)
     with pytest.raises(ValueError, match="k must be >= 1"):
         c.search_dense(vec, k=-5)
-    empty = Collection(dense=True, embedder=FakeEmbedder())
+    empty = Collection(dense=True, embedder=HashEmbedder())
     assert empty.search_bm25("hello", k=10**12)[0] == []
     assert empty.search_dense(vec, k=10**12)[0] == []
 
@@ -839,7 +826,7 @@ class Spy:
 
 
 def test_the_core_is_never_asked_for_more_than_the_collection_holds() -> None:
-    c = Collection(dense=True, embedder=FakeEmbedder(), hnsw={"ef_search": 1 << 20})
+    c = Collection(dense=True, embedder=HashEmbedder(), hnsw={"ef_search": 1 << 20})
     c.add([f"d{i}" for i in range(30)], [f"hello text {i}" for i in range(30)])
     c._bm25, c._hnsw = Spy(c._bm25), Spy(c._hnsw)
     vec = c.embed_query("hello")
@@ -858,7 +845,7 @@ def test_the_core_is_never_asked_for_more_than_the_collection_holds() -> None:
 
 def test_ef_search_beyond_the_core_limit_is_refused_or_harmless() -> None:
     try:
-        c = Collection(dense=True, embedder=FakeEmbedder(), hnsw={"ef_search": 2**40})
+        c = Collection(dense=True, embedder=HashEmbedder(), hnsw={"ef_search": 2**40})
     except ValueError as exc:  # the core refuses it up front (clear, and nothing allocated)
         assert "ef_search" in str(exc)
         return
@@ -867,18 +854,18 @@ def test_ef_search_beyond_the_core_limit_is_refused_or_harmless() -> None:
 
 
 def test_huge_ef_search_gives_the_results_of_an_exhaustive_beam() -> None:
-    wide = Collection(dense=True, embedder=FakeEmbedder(), hnsw={"ef_search": 1 << 20})
+    wide = Collection(dense=True, embedder=HashEmbedder(), hnsw={"ef_search": 1 << 20})
     ids = [f"d{i}" for i in range(300)]
     wide.add(ids, [f"text {i}" for i in range(300)])
     wide.delete(ids[:20])
     live = ids[20:]
-    vectors = {i: v / np.linalg.norm(v) for i, v in zip(ids, FakeEmbedder().embed([f"text {i}" for i in range(300)]))}
+    vectors = {i: v / np.linalg.norm(v) for i, v in zip(ids, HashEmbedder().embed([f"text {i}" for i in range(300)]))}
 
     def exact(q: np.ndarray, k: int, among: list[str]) -> list[str]:
         qn = q / np.linalg.norm(q)
         return sorted(among, key=lambda i: -float(vectors[i] @ qn))[:k]
 
-    queries = np.stack([FakeEmbedder().embed_query(f"q{i}") for i in range(5)])
+    queries = np.stack([HashEmbedder().embed_query(f"q{i}") for i in range(5)])
     for q in queries:
         assert wide.search_dense(q, k=10)[0] == exact(q, 10, live)
         assert wide.search_dense(q, k=10, allow=ids[10:60])[0] == exact(q, 10, ids[20:60])

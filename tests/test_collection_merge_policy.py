@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from funnelrank.store.collection import Collection
 from funnelrank.store.merge_policy import TieredMergePolicy
-from test_collection_hardening import FakeEmbedder
+
+from crash_harness import HashEmbedder
 
 WORDS = "cat dog bird fish tree river stone cloud rain sun moon star".split()
 
@@ -47,7 +48,7 @@ def batches(col: Collection, root: Path, count: int, size: int, rng: random.Rand
 def test_commits_keep_few_segments_of_growing_tiers_and_every_answer(tmp_path: Path, dense: bool) -> None:
     root = tmp_path / "col"
     rng = random.Random(5)
-    col = Collection(dense=dense, embedder=FakeEmbedder() if dense else None, hnsw={"ef_search": 400})
+    col = Collection(dense=dense, embedder=HashEmbedder() if dense else None, hnsw={"ef_search": 400})
     col.merge_policy = TieredMergePolicy(segments_per_tier=3, floor_docs=4)
     folds = []
     real = col._segments._fold
@@ -58,16 +59,16 @@ def test_commits_keep_few_segments_of_growing_tiers_and_every_answer(tmp_path: P
     assert len(sizes) <= 2 * (max(tiers) + 1)  # at most segments_per_tier - 1 per tier
     assert tiers == sorted(tiers, reverse=True)  # bigger (older) segments first, like Lucene's tiers
     assert sum(folds) <= 160 * 4  # each document re-indexed about once per tier, not once per commit
-    single = Collection(dense=dense, embedder=FakeEmbedder() if dense else None, hnsw={"ef_search": 400})
+    single = Collection(dense=dense, embedder=HashEmbedder() if dense else None, hnsw={"ef_search": 400})
     single.add(col.ids(), [col.text(i) for i in col.ids()])
     for query in ["cat", "dog river", "moon star stone"]:
         got, want = col.search_bm25(query, 50), single.search_bm25(query, 50)
         assert got[0] == want[0] and np.array_equal(got[1], want[1])
     col.close()
-    again = Collection.load(root, embedder=FakeEmbedder() if dense else None)
+    again = Collection.load(root, embedder=HashEmbedder() if dense else None)
     assert again.segment_sizes() == sizes and again.ids() == single.ids()
     if dense:
-        vector = FakeEmbedder().embed_query("cat")
+        vector = HashEmbedder().embed_query("cat")
         got_d, want_d = again.search_dense(vector, 5), single.search_dense(vector, 5)
         assert np.allclose(got_d[1], want_d[1])  # the same top-5 similarities (equal texts tie, in any order)
 

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from funnelrank.core import HNSWIndex
 
+from crash_harness import HashEmbedder
+
 pytestmark = pytest.mark.core
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -129,27 +131,17 @@ def test_add_reads_the_callers_array_in_place_with_the_gil_released() -> None:
     assert len(index) == len(data) and ticks > 0
 
 
-class FakeEmbedder:
-    name, fingerprint, dim = "fake", "fake-0", DIM
-
-    def embed(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
-        return np.stack([self.embed_query(t) for t in texts])
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return np.random.default_rng(abs(hash(text)) % 2**32).normal(size=DIM).astype(np.float32)
-
-
 def test_collection_keeps_its_storage_through_save_load_and_shards(tmp_path: Path) -> None:
     from funnelrank.retrieve.sharded import load_shard, split_collection, write_shards
     from funnelrank.store.collection import Collection
 
-    col = Collection(dense=True, embedder=FakeEmbedder(), hnsw={"storage": "int8"})
+    col = Collection(dense=True, embedder=HashEmbedder(DIM), hnsw={"storage": "int8"})
     ids = [f"doc{i}" for i in range(60)]
     col.add(ids, [f"text number {i}" for i in range(60)], vectors=mixture(60, 6))
     assert col.hnsw_storage == "int8"
     col.save(tmp_path / "col")
     col.close()
-    loaded = Collection.load(tmp_path / "col", embedder=FakeEmbedder())
+    loaded = Collection.load(tmp_path / "col", embedder=HashEmbedder(DIM))
     assert loaded.hnsw_storage == "int8"
     assert loaded.empty_like().hnsw_storage == "int8"
     assert loaded.empty_like(storage="f16").hnsw_storage == "f16"
@@ -157,7 +149,7 @@ def test_collection_keeps_its_storage_through_save_load_and_shards(tmp_path: Pat
     assert {p.collection.hnsw_storage for p in parts} == {"int8"}
     assert parts[0].info().storage == "int8"
     out = write_shards(loaded, tmp_path / "shards", 2, storage="f16")
-    shard = load_shard(out, 1, embedder=FakeEmbedder())
+    shard = load_shard(out, 1, embedder=HashEmbedder(DIM))
     assert shard.collection.hnsw_storage == "f16"
     assert shard.info().storage == "f16"
     ray_serve = pytest.importorskip("funnelrank.serve.ray_serve")
