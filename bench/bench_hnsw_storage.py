@@ -224,6 +224,17 @@ def first_reaching(rows: list[dict], target: float) -> dict | None:
     return next((r for r in rows if r["recall"] >= target), None)
 
 
+def qps_ratios(rows: list[dict], ref: list[dict]) -> list[str]:
+    """Single and batch QPS against `ref`, each at its own smallest ef reaching recall 0.95 and 0.99."""
+    out = []
+    for target in (0.95, 0.99):
+        a, b = first_reaching(rows, target), first_reaching(ref, target)
+        if a and b:
+            out.append(f"@{target}: single {a['single_qps'] / b['single_qps']:.2f}x, "
+                       f"batch {a['batch_qps'] / b['batch_qps']:.2f}x")
+    return out
+
+
 def at_ef(rows: list[dict], ef: int) -> dict | None:
     return next((r for r in rows if r["ef"] == ef), None)
 
@@ -265,11 +276,7 @@ def report(dataset: str, n: int, dim: int, results: list[dict]) -> list[str]:
                 parts += [f"recall@ef64 {e64['recall']:.4f} (f32 {b64['recall']:.4f})",
                           f"single QPS@ef64 {e64['single_qps'] / b64['single_qps']:.2f}x",
                           f"batch QPS@ef64 {e64['batch_qps'] / b64['batch_qps']:.2f}x"]
-            for target in (0.95, 0.99):
-                a, b = first_reaching(r["rows"], target), first_reaching(base["rows"], target)
-                if a and b:
-                    parts.append(f"@{target}: single {a['single_qps'] / b['single_qps']:.2f}x, "
-                                 f"batch {a['batch_qps'] / b['batch_qps']:.2f}x")
+            parts += qps_ratios(r["rows"], base["rows"])
             lines.append(f"- {mode}: " + "; ".join(parts))
     if peer:
         lines.append("\nAgainst hnswlib (ratios; speed > 1 is faster, time and memory < 1 is less):")
@@ -278,11 +285,7 @@ def report(dataset: str, n: int, dim: int, results: list[dict]) -> list[str]:
                 continue
             parts = [f"build time {r['build_s'] / peer['build_s']:.2f}x",
                      f"build peak memory {r['build_peak'] / max(peer['build_peak'], 1):.2f}x"]
-            for target in (0.95, 0.99):
-                a, b = first_reaching(r["rows"], target), first_reaching(peer["rows"], target)
-                if a and b:
-                    parts.append(f"@{target}: single {a['single_qps'] / b['single_qps']:.2f}x, "
-                                 f"batch {a['batch_qps'] / b['batch_qps']:.2f}x")
+            parts += qps_ratios(r["rows"], peer["rows"])
             lines.append(f"- {name}: " + "; ".join(parts))
     if base:
         lines.append("\nIssue-27 targets:")
