@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_env import default_data_dir, proc_status_kib  # noqa: E402
+from bench_env import default_data_dir, proc_status_kib, write_sampled_corpus  # noqa: E402
 from timing import interleaved_rounds  # noqa: E402
 
 K_VALUES = (10, 100)
@@ -147,21 +147,7 @@ def synthetic_corpus(path: Path, n_docs: int, vocab_size: int = 50_000, seed: in
     rng.shuffle(vocab)  # rank r gets a random word
     cdf = np.cumsum(1.0 / np.arange(1, vocab_size + 1))
     cdf /= cdf[-1]
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        chunk = 50_000
-        for start in range(0, n_docs, chunk):
-            n = min(chunk, n_docs - start)
-            lengths = rng.integers(50, 201, size=n)
-            total = int(lengths.sum())
-            ranks = np.minimum(np.searchsorted(cdf, rng.random(total)), vocab_size - 1)
-            seps = np.full(total, " ", dtype=object)
-            seps[np.cumsum(lengths) - 1] = "\n"
-            items = np.empty(2 * total, dtype=object)
-            items[0::2] = vocab[ranks]
-            items[1::2] = seps
-            f.write("".join(items.tolist()))
-    tmp.replace(path)
+    write_sampled_corpus(path, n_docs, vocab, cdf, lambda n: rng.integers(50, 201, size=n), rng)
 
 
 def worker(library: str, corpus_path: Path) -> None:

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_env import default_data_dir, proc_status_kib  # noqa: E402
+from bench_env import default_data_dir, proc_status_kib, write_sampled_corpus  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MSMARCO_SETS = ("msmarco-dev-sample", "trec-dl19", "trec-dl22-unjudged", "msmarco-train-1k")
@@ -94,22 +94,8 @@ def generate_corpus(path: Path, n_docs: int, data: Path, seed: int = 0) -> None:
     """One document per line, deterministic for (n_docs, seed, the data)."""
     vocab, prob, lengths = corpus_statistics(data)
     rng = np.random.default_rng(seed)
-    cdf = np.cumsum(prob)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        chunk = 50_000
-        for start in range(0, n_docs, chunk):
-            n = min(chunk, n_docs - start)
-            lens = np.maximum(1, rng.choice(lengths, size=n))
-            total = int(lens.sum())
-            ranks = np.minimum(np.searchsorted(cdf, rng.random(total)), len(vocab) - 1)
-            seps = np.full(total, " ", dtype=object)
-            seps[np.cumsum(lens) - 1] = "\n"
-            items = np.empty(2 * total, dtype=object)
-            items[0::2] = vocab[ranks]
-            items[1::2] = seps
-            f.write("".join(items.tolist()))
-    tmp.replace(path)
+    write_sampled_corpus(path, n_docs, vocab, np.cumsum(prob), lambda n: np.maximum(1, rng.choice(lengths, size=n)),
+                         rng)
 
 
 def load_queries(data: Path, n: int) -> list[str]:
