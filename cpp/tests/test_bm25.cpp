@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bm25_index.h"
+#include "bm25_test_data.h"
 #include "file_io.h"
 #include "temp_dir.h"
 
@@ -21,19 +22,12 @@ using funnelrank::Analyzer;
 using funnelrank::AnalyzerConfig;
 using funnelrank::BM25Index;
 using funnelrank::BM25Results;
+using funnelrank::test::plain_analyzer;
 using funnelrank::IndexFileError;
 using funnelrank::InvalidArgument;
 using funnelrank::NotFound;
 
 namespace {
-
-std::shared_ptr<const Analyzer> plain_analyzer() {
-    AnalyzerConfig c;
-    c.stopwords.clear();
-    c.stemmer.clear();
-    c.min_token_length = 1;
-    return std::make_shared<const Analyzer>(c);
-}
 
 struct Corpus {
     std::vector<std::string> ids;

@@ -13,22 +13,14 @@
 
 #include "analyzer.h"
 #include "bm25_index.h"
+#include "bm25_test_data.h"
 
-using funnelrank::Analyzer;
-using funnelrank::AnalyzerConfig;
 using funnelrank::BM25Index;
 using funnelrank::BM25Results;
+using funnelrank::test::plain_analyzer;
 using Strategy = funnelrank::BM25Index::Strategy;
 
 namespace {
-
-std::shared_ptr<const Analyzer> plain() {
-    AnalyzerConfig c;
-    c.stopwords.clear();
-    c.stemmer.clear();
-    c.min_token_length = 1;
-    return std::make_shared<const Analyzer>(c);
-}
 
 // Zipf-like vocabulary "t0".."t{V-1}", lengths in [min_len, max_len]; ids "d0", "d1", ...
 void fill(BM25Index& index, std::mt19937& rng, std::size_t n, std::size_t vocab, std::size_t min_len,
@@ -89,7 +81,7 @@ void check_all_strategies(BM25Index& index, const std::vector<std::string>& qs,
 TEST(BM25Planner, EveryStrategyEqualsExhaustive) {
     std::mt19937 rng(27);
     for (int round = 0; round < 3; ++round) {
-        BM25Index index(1.2, 0.75, plain());
+        BM25Index index(1.2, 0.75, plain_analyzer());
         fill(index, rng, 2000 + 3000 * static_cast<std::size_t>(round), 200, 0, 60);
         index.set_dense_max_docs(round == 0 ? BM25Index::kDefaultDenseMaxDocs : 0);  // auto: dense, then not
         check_all_strategies(index, queries(rng, 40, 200));
@@ -98,7 +90,7 @@ TEST(BM25Planner, EveryStrategyEqualsExhaustive) {
 
 TEST(BM25Planner, ImpactPathWithDeletionsAndAllowLists) {
     std::mt19937 rng(3);
-    BM25Index index(1.2, 0.75, plain());
+    BM25Index index(1.2, 0.75, plain_analyzer());
     fill(index, rng, 6000, 150, 1, 50);
     std::vector<std::string> gone;
     for (std::size_t i = 0; i < 6000; i += 7) gone.push_back("d" + std::to_string(i));  // < 1/4: no compaction
@@ -117,7 +109,7 @@ TEST(BM25Planner, ImpactPathTiesAndDegenerateParameters) {
     // scores around the k-th; k1 = 0 (impacts all 1) and b = 0; repeated query terms (large weights).
     for (const auto& [k1, b] : {std::pair{1.2, 0.75}, std::pair{0.0, 0.75}, std::pair{1.2, 0.0},
                                 std::pair{BM25Index::kMaxK1, 1.0}}) {
-        BM25Index index(k1, b, plain());
+        BM25Index index(k1, b, plain_analyzer());
         std::vector<std::string> ids;
         std::vector<std::string> texts;
         for (int i = 0; i < 3000; ++i) {
@@ -127,7 +119,7 @@ TEST(BM25Planner, ImpactPathTiesAndDegenerateParameters) {
         const std::vector<std::string_view> views(texts.begin(), texts.end());
         index.add(ids, views);
         check_all_strategies(index, {"alpha", "alpha beta", "gamma gamma gamma beta", "alpha alpha alpha alpha"});
-        BM25Index mixed(k1, b, plain());  // mixed lengths
+        BM25Index mixed(k1, b, plain_analyzer());  // mixed lengths
         std::mt19937 rng(9);
         fill(mixed, rng, 3000, 40, 1, 30);
         check_all_strategies(mixed, queries(rng, 10, 40));
@@ -136,7 +128,7 @@ TEST(BM25Planner, ImpactPathTiesAndDegenerateParameters) {
 
 TEST(BM25Planner, ImpactPathManyTermsAndLongLists) {
     std::mt19937 rng(41);
-    BM25Index index(1.2, 0.75, plain());
+    BM25Index index(1.2, 0.75, plain_analyzer());
     fill(index, rng, 20000, 500, 5, 80);
     index.set_dense_max_docs(0);
     check_all_strategies(index, queries(rng, 12, 500, 40));
@@ -144,7 +136,7 @@ TEST(BM25Planner, ImpactPathManyTermsAndLongLists) {
 
 TEST(BM25Planner, PlanFollowsPostingVolume) {
     std::mt19937 rng(1);
-    BM25Index index(1.2, 0.75, plain());
+    BM25Index index(1.2, 0.75, plain_analyzer());
     fill(index, rng, 5000, 2000, 10, 40);
     index.add({"rare"}, {"zzrare"});
     EXPECT_EQ(index.plan("t0 t1", 10), "dense");  // small corpus
@@ -162,7 +154,7 @@ TEST(BM25Planner, PlanFollowsPostingVolume) {
 
 TEST(BM25Planner, BatchOnThreadsEqualsSingleQueries) {
     std::mt19937 rng(8);
-    BM25Index index(1.2, 0.75, plain());
+    BM25Index index(1.2, 0.75, plain_analyzer());
     fill(index, rng, 8000, 300, 1, 50);
     index.set_dense_max_docs(0);
     const auto qs = queries(rng, 64, 300);
