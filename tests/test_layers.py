@@ -230,6 +230,13 @@ def test_the_collection_uses_its_parts_and_they_never_reach_it() -> None:
         assert "funnelrank.store.collection" not in seen, f"funnelrank.store.{part} reaches the collection"
 
 
+def test_the_cycle_finder_finds_a_circle() -> None:
+    graph = {"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1}, "d": {"a": 1}}
+    assert _strongly_connected(graph) == [["a", "b", "c"]]
+    assert _describe(_cycle_in(["a", "b", "c"], graph), graph) == "a (line 1) -> b (line 1) -> c (line 1) -> a"
+    assert _strongly_connected({"a": {"b": 1}, "b": {}}) == []
+
+
 def test_no_import_cycles() -> None:
     graph = _graph()
     cycles = [_describe(_cycle_in(c, graph), graph) + f"  [component: {', '.join(c)}]"
