@@ -15,7 +15,7 @@ from funnelrank.store.check import check_collection
 from funnelrank.store.collection import Collection
 from funnelrank.store.manifest import manifest_checksum
 from funnelrank.store.segments import MERGE_AT
-from test_collection_hardening import FakeEmbedder
+from crash_harness import HashEmbedder
 
 WORDS = "cat dog bird fish tree river stone cloud rain sun moon star sea wind fire ice".split()
 QUERIES = ["cat", "dog river", "stone stone cloud", "moon star sea wind", "fire", "tree cat dog bird", "nothing"]
@@ -31,7 +31,7 @@ def corpus(n: int, seed: int = 7) -> list[tuple[str, str, dict[str, int]]]:
 def segmented(root: Path, docs: list[tuple[str, str, dict[str, int]]], dense: bool) -> tuple[Collection, list[str]]:
     """A collection committed in 5 batches with deletes between them (several segments, deletion bitmaps),
     and the ids deleted."""
-    col = Collection(dense=dense, embedder=FakeEmbedder() if dense else None, hnsw={"ef_search": 400})
+    col = Collection(dense=dense, embedder=HashEmbedder() if dense else None, hnsw={"ef_search": 400})
     rng = random.Random(3)
     deleted: list[str] = []
     for batch in range(5):
@@ -45,7 +45,7 @@ def segmented(root: Path, docs: list[tuple[str, str, dict[str, int]]], dense: bo
 
 
 def single(docs: list[tuple[str, str, dict[str, int]]], deleted: list[str], dense: bool) -> Collection:
-    col = Collection(dense=dense, embedder=FakeEmbedder() if dense else None, hnsw={"ef_search": 400})
+    col = Collection(dense=dense, embedder=HashEmbedder() if dense else None, hnsw={"ef_search": 400})
     keep = [d for d in docs if d[0] not in set(deleted)]
     col.add([d[0] for d in keep], [d[1] for d in keep], [d[2] for d in keep])
     return col
@@ -83,19 +83,19 @@ def test_dense_over_segments_is_the_exact_ranking(tmp_path: Path) -> None:
     docs = [(i, f"{text} {i}", meta) for i, text, meta in corpus(200)]  # distinct vectors: no similarity ties
     col, deleted = segmented(tmp_path / "col", docs, dense=True)
     col.close()
-    col = Collection.load(tmp_path / "col", embedder=FakeEmbedder())
+    col = Collection.load(tmp_path / "col", embedder=HashEmbedder())
     one = single(docs, deleted, dense=True)
     ids = one.ids()
     np.testing.assert_array_equal(col.vectors(ids), one.vectors(ids))
     matrix = one.vectors(ids)
     for query in QUERIES:
-        vector = FakeEmbedder().embed_query(query)
+        vector = HashEmbedder().embed_query(query)
         vector = vector / np.linalg.norm(vector)
         exact = [ids[i] for i in np.argsort(-(matrix @ vector), kind="stable")[:10]]
         got = col.search_dense(vector, 10)
         assert got[0] == exact == one.search_dense(vector, 10)[0]
-    batch = col.search_dense_batch(np.stack([FakeEmbedder().embed_query(q) for q in QUERIES]), 7)
-    assert [b[0] for b in batch] == [one.search_dense(FakeEmbedder().embed_query(q), 7)[0] for q in QUERIES]
+    batch = col.search_dense_batch(np.stack([HashEmbedder().embed_query(q) for q in QUERIES]), 7)
+    assert [b[0] for b in batch] == [one.search_dense(HashEmbedder().embed_query(q), 7)[0] for q in QUERIES]
 
 
 def _files(root: Path) -> dict[str, tuple[int, int]]:
@@ -105,7 +105,7 @@ def _files(root: Path) -> dict[str, tuple[int, int]]:
 
 def test_a_commit_writes_only_the_new_segment_and_the_changed_bitmap(tmp_path: Path) -> None:
     root = tmp_path / "col"
-    col = Collection(dense=True, embedder=FakeEmbedder())
+    col = Collection(dense=True, embedder=HashEmbedder())
     col.add([f"a{i}" for i in range(50)], ["cat"] * 50)
     col.save(root)
     col.add([f"b{i}" for i in range(50)], ["dog"] * 50)
@@ -122,7 +122,7 @@ def test_a_commit_writes_only_the_new_segment_and_the_changed_bitmap(tmp_path: P
     assert new == sorted([f"{third}/docs.jsonl", f"{third}/bm25.idx", f"{third}/hnsw.idx",
                           f"{first}/{manifest['deleted'][first]['file']}"])
     assert manifest["deleted"][first]["count"] == 2 and second not in manifest["deleted"]
-    reader = Collection.load(root, embedder=FakeEmbedder())
+    reader = Collection.load(root, embedder=HashEmbedder())
     assert reader.ids() == col.ids() and "a3" not in reader and len(reader) == 99
     # Every document of a segment deleted: the segment leaves the next commit.
     col.delete([f"b{i}" for i in range(50)])

@@ -16,12 +16,12 @@ from funnelrank.store.check import check_collection
 from funnelrank.store.collection import Collection
 from funnelrank.store.layout import LOG_FILE
 from funnelrank.store.wal import HEADER_SIZE, LogCorruptError, LogRecord, read_log
-from test_collection_hardening import FakeEmbedder
+from crash_harness import HashEmbedder
 
 
 def committed(root: Path, dense: bool = False, durability: str = "fsync") -> Collection:
     """A collection committed into `root` (a, b) and then changed without a commit (c added, a deleted)."""
-    col = Collection(dense=dense, embedder=FakeEmbedder() if dense else None, durability=durability)
+    col = Collection(dense=dense, embedder=HashEmbedder() if dense else None, durability=durability)
     col.add(["a", "b"], ["hello world", "another greeting"], [{"n": 1}, {"n": 2}])
     col.save(root)
     col.add(["c"], ["a third document"], [{"n": 3}])
@@ -40,16 +40,16 @@ def test_writes_since_the_commit_are_replayed_by_the_next_writer(tmp_path: Path,
     col = committed(root, dense, durability)
     expected = state(col)
     col.close()
-    assert Collection.load(root, embedder=FakeEmbedder() if dense else None).ids() == ["a", "b"]  # a reader: the commit
-    with Collection.load(root, embedder=FakeEmbedder() if dense else None, writer=True) as again:
+    assert Collection.load(root, embedder=HashEmbedder() if dense else None).ids() == ["a", "b"]  # a reader: the commit
+    with Collection.load(root, embedder=HashEmbedder() if dense else None, writer=True) as again:
         assert state(again) == expected
         assert again.search_bm25("third", 5)[0] == ["c"]
         if dense:
             np.testing.assert_allclose(again.vectors(["c"]), col.vectors(["c"]))
-            assert again.search_dense(FakeEmbedder().embed_query("a third document"), 1)[0] == ["c"]
+            assert again.search_dense(HashEmbedder().embed_query("a third document"), 1)[0] == ["c"]
         again.commit()
         assert read_log(root / LOG_FILE, _checksum(root)).records == []  # the commit emptied the log
-    assert state(Collection.load(root, embedder=FakeEmbedder() if dense else None)) == expected
+    assert state(Collection.load(root, embedder=HashEmbedder() if dense else None)) == expected
 
 
 def _checksum(root: Path) -> str:

@@ -19,7 +19,8 @@ from funnelrank.cli.main import main
 from funnelrank.core import IndexFileError
 from funnelrank.store.collection import Collection
 from funnelrank.store.lock import CollectionLockedError
-from test_collection_hardening import FakeEmbedder, small
+from crash_harness import HashEmbedder
+from test_collection_hardening import small
 
 
 def dead_pid() -> int:
@@ -216,7 +217,7 @@ def test_a_flipped_byte_fails_naming_the_file(dense_col: Path, capsys: pytest.Ca
     raw[at] ^= 0x01 if name != "manifest.json" else 0x20  # a manifest flip that stays valid JSON text
     path.write_bytes(bytes(raw))
     with pytest.raises((IndexFileError, ValueError)):
-        Collection.load(dense_col, embedder=FakeEmbedder())
+        Collection.load(dense_col, embedder=HashEmbedder())
     code, _, err = _check(capsys, str(dense_col))
     assert code == 1
     assert f"problem: {path}" in err, err
