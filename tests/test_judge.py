@@ -4,6 +4,8 @@ passage states the split scorer can reuse. Tiny random BERTs keep this fast."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -157,3 +159,84 @@ def test_probe_scores_an_encoder_directory_untrained(tmp_path) -> None:
     out = probe(tmp_path, {"msmarco-validation": [same], "nearmiss-val": [same, wrong]})
     assert out["msmarco-validation"]["maxsim"]["mrr10"] == 1.0
     assert out["nearmiss-val"]["cos+maxsim"] == {"answer_first": 0.5, "best_gated": 0.5}
+
+
+def _tiny_bert_dir(path) -> None:
+    """A random 2-layer BERT directory with the base model's word pieces (a stand-in teacher)."""
+    import shutil
+
+    from funnelrank.train.model import base_model_dir
+
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=64, max_position_embeddings=128)
+    transformers.BertModel(cfg, add_pooling_layer=False).save_pretrained(path)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copyfile(base_model_dir() / name, path / name)
+
+
+def test_a_teacher_directory_is_cached_once_and_resumes_without_the_model(tmp_path) -> None:
+    """encode_all with TextEncoder.from_dir stores the teacher's states per text; a second call finds them all
+    and never builds the encoder (a resumed run needs no model)."""
+    from funnelrank.train.judge_data import TextEncoder, encode_all
+
+    _tiny_bert_dir(tmp_path / "teacher")
+    texts = [("ibuprofen dose for a child", 48), ("children take 10 mg per kg of ibuprofen", 224)]
+    first = encode_all(texts, tmp_path / "cache", encoder=lambda: TextEncoder.from_dir(tmp_path / "teacher"))
+    ids, states = first.get(*texts[1])
+    assert states.shape == (len(ids), 32) and ids[0] == 101 and ids[-1] == 102
+
+    def no_model() -> TextEncoder:
+        raise AssertionError("the cache was complete: no encoder should be built")
+
+    again = encode_all(texts, tmp_path / "cache", encoder=no_model)
+    np.testing.assert_array_equal(again.get(*texts[1])[1], states)
+
+
+def _cache(rows: dict[tuple[str, int], int], dim: int, seed: int):
+    from funnelrank.train.judge_data import StateCache
+
+    g = np.random.default_rng(seed)
+    cache = StateCache()
+    for key, n in rows.items():
+        cache.index[key] = len(cache.ids)
+        cache.ids.append(np.array([101] + list(range(1000, 1000 + n - 2)) + [102], dtype=np.int32))
+        cache.states.append(g.normal(size=(n, dim)).astype(np.float16))
+    return cache
+
+
+def test_distillation_targets_are_the_teachers_maxsim_and_pull_the_student_toward_them() -> None:
+    """teacher_targets gives each query piece's best teacher cosine over the passage (special tokens out),
+    masks pairs whose texts split differently, and minimising the gap moves the learned space toward it."""
+    from funnelrank.train.judge_data import P_TOKENS, Q_TOKENS
+    from funnelrank.train.judge_train import pair_args, teacher_targets, train
+
+    rows = {("q", Q_TOKENS): 5, ("p1", P_TOKENS): 9, ("p2", P_TOKENS): 7}
+    student = _cache(rows, 16, seed=1)
+    teacher = _cache(rows, 24, seed=2)
+    teacher.ids[2], teacher.states[2] = teacher.ids[2][1:], teacher.states[2][1:]  # p2 splits differently
+    pairs = [("q", "p1"), ("q", "p2")]
+    args = pair_args(student, pairs)
+    target, where = teacher_targets(teacher, student, pairs, args)
+    tq = torch.nn.functional.normalize(torch.tensor(teacher.states[0][1:-1], dtype=torch.float32), dim=-1)
+    tp = torch.nn.functional.normalize(torch.tensor(teacher.states[1][1:-1], dtype=torch.float32), dim=-1)
+    np.testing.assert_allclose(target[0, 1:4].numpy(), (tq @ tp.T).max(1).values.numpy(), atol=1e-5)
+    assert where[0].tolist() == [0.0, 1.0, 1.0, 1.0, 0.0] and where[1].sum() == 0.0
+
+    head = JudgeHead(torch.ones(30522), hidden=16, rank=4)
+    with pytest.raises(ValueError, match="rank"):
+        train(Path("unused"), Path("unused.pt"), distil=1.0)
+
+    def gap() -> torch.Tensor:
+        return (((head.maxsim(args[0], args[4], args[6]) - target) ** 2) * where).sum() / where.sum()
+
+    before = float(gap().detach())
+    opt = torch.optim.Adam(head.parameters(), lr=0.05)
+    with torch.no_grad():  # start the space away from zero so its gradient is not nil
+        head.up.weight.normal_(0.0, 0.1)
+    for _ in range(100):
+        opt.zero_grad()
+        loss = gap()
+        loss.backward()
+        opt.step()
+    assert float(gap()) < 0.5 * before

@@ -13,6 +13,7 @@
     judge-calibrate fit the judge's calibrated sigmoid on validation groups, folded into its last layer
     judge-export    write the judge (frozen encoder + head) as a CrossEncoder model directory
     judge-probe     an encoder's untrained cosine / MaxSim signals on the validation groups
+    judge-teacher   cache a teacher encoder's token states of the training texts (resumable)
 """
 
 from __future__ import annotations
@@ -109,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     jt.add_argument("--qswap", type=float, default=1.0, help="weight of the query-side swap negatives")
     jt.add_argument("--drop", default="", help="comma-separated channels to leave out (ablation)")
     jt.add_argument("--seed", type=int, default=0)
+    jt.add_argument("--rank", type=int, default=0,
+                    help="rank of the learned late-interaction space over the token states (0: the encoder's own)")
+    jt.add_argument("--distil", type=float, default=0.0,
+                    help="weight of per-token MaxSim distillation from the judge-teacher cache (needs --rank)")
     jv = sub.add_parser("judge-validate", help="validation figures of a judge head checkpoint")
     jv.add_argument("checkpoint", type=Path)
     jv.add_argument("--work", type=Path, default=JUDGE_WORK)
@@ -129,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     jb.add_argument("model_dir", type=Path, help="Hugging Face bi-encoder directory (config, weights, tokenizer)")
     jb.add_argument("--work", type=Path, default=JUDGE_WORK)
     jb.add_argument("--sets", default="msmarco-validation,nearmiss-val", help="validation groups to score")
+    jh = sub.add_parser("judge-teacher", help="cache a teacher encoder's token states of the training texts")
+    jh.add_argument("model_dir", type=Path, help="Hugging Face encoder directory with the base's word pieces")
+    jh.add_argument("--work", type=Path, default=JUDGE_WORK)
     return p
 
 
@@ -196,7 +204,8 @@ def _judge(a: argparse.Namespace) -> None:
         print(json.dumps(jt.prepare(a.data, a.work, near_misses=a.near_misses)))
     elif a.cmd == "judge-train":
         head = jt.train(a.work, a.out, steps=a.steps, lr=a.lr, bce_weight=a.bce, qswap_weight=a.qswap,
-                        seed=a.seed, drop=tuple(x for x in a.drop.split(",") if x))
+                        seed=a.seed, drop=tuple(x for x in a.drop.split(",") if x), rank=a.rank,
+                        distil=a.distil)
         groups, cache, _idf = jt.load(a.work)
         print(json.dumps(jt.validate(head, groups, cache)))
     elif a.cmd == "judge-calibrate":
@@ -205,6 +214,8 @@ def _judge(a: argparse.Namespace) -> None:
         from funnelrank.train.probe import probe
 
         print(json.dumps(probe(a.model_dir, jt.load_groups(a.work), tuple(a.sets.split(",")))))
+    elif a.cmd == "judge-teacher":
+        print(f"{len(jt.teacher_cache(a.work, a.model_dir).ids)} texts cached in {a.work / 'teacher'}")
     elif a.cmd == "judge-validate":
         groups, cache, idf = jt.load(a.work)
         print(json.dumps(jt.validate(jt.load_head(a.checkpoint, idf), groups, cache, floor=a.floor)))

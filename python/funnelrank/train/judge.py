@@ -70,17 +70,19 @@ class JudgeHead(nn.Module):
             self.out.weight[0, FEATURES.index("maxsim_idf")] = 10.0
             self.out.bias.fill_(-12.0)
 
+    def maxsim(self, q: torch.Tensor, p: torch.Tensor, p_mask: torch.Tensor) -> torch.Tensor:
+        """(B, Lq): each query piece's best cosine over the passage's matching pieces, in the learned
+        late-interaction space when ``rank`` > 0 (-1 when the passage has none)."""
+        qt, pt = (q + self.up(self.down(q)), p + self.up(self.down(p))) if self.rank else (q, p)
+        return token_maxsim(qt, pt, p_mask)
+
     def features(self, q: torch.Tensor, q_ids: torch.Tensor, q_mask: torch.Tensor, q_pool: torch.Tensor,
                  p: torch.Tensor, p_ids: torch.Tensor, p_mask: torch.Tensor, p_pool: torch.Tensor) -> torch.Tensor:
         """Pair channels (B, len(FEATURES)) from token states.
 
         q, p: (B, Lq, H), (B, Lp, H) final states; *_ids the word piece ids; *_mask 1.0 on the word pieces
         that take part in matching (special tokens and padding 0); *_pool the (B, H) mean-pooled embeddings."""
-        qt, pt = (q + self.up(self.down(q)), p + self.up(self.down(p))) if self.rank else (q, p)
-        qn = F.normalize(qt, dim=-1, eps=1e-6)
-        pn = F.normalize(pt, dim=-1, eps=1e-6)
-        sim = torch.matmul(qn, pn.transpose(1, 2)) + (1.0 - p_mask)[:, None, :] * NEG
-        maxsim = sim.max(dim=-1).values.clamp(min=-1.0)  # (B, Lq); no passage piece: -1
+        maxsim = self.maxsim(q, p, p_mask)
         exact = ((q_ids[:, :, None] == p_ids[:, None, :]).to(q.dtype) * p_mask[:, None, :]).amax(dim=-1)
         idf = self.idf[q_ids] * q_mask
         idf_sum = idf.sum(1).clamp(min=1e-6)
@@ -99,6 +101,14 @@ class JudgeHead(nn.Module):
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
         """Logits (B,) from the same arguments as :meth:`features`."""
         return self.out(self.features(*args)).squeeze(-1)
+
+
+def token_maxsim(q: torch.Tensor, p: torch.Tensor, p_mask: torch.Tensor) -> torch.Tensor:
+    """(B, Lq): each query token's best cosine over the passage tokens under `p_mask`; -1 when none."""
+    qn = F.normalize(q, dim=-1, eps=1e-6)
+    pn = F.normalize(p, dim=-1, eps=1e-6)
+    sim = torch.matmul(qn, pn.transpose(1, 2)) + (1.0 - p_mask)[:, None, :] * NEG
+    return sim.max(dim=-1).values.clamp(min=-1.0)
 
 
 def match_mask(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

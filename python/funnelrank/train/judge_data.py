@@ -16,6 +16,7 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -56,13 +57,55 @@ def _key(text: str, limit: int) -> str:
     return hashlib.sha1(f"{limit}\x00{text}".encode()).hexdigest()
 
 
-def encode_all(texts: list[tuple[str, int]], work: Path, batch: int = 64) -> StateCache:
-    """Encode each (text, token limit) once with the frozen all-MiniLM-L6-v2 (every layer, the text alone);
-    states are stored as float16 in ``work/states-*.pt`` chunks, so an interrupted run resumes."""
-    from tokenizers import Tokenizer
+class TextEncoder:
+    """Token states of texts encoded alone: a tokenizer (``tokenizers.Tokenizer``, padding off) and a frozen
+    model mapping (ids, attention mask) of shape (B, L) to states (B, L, H).
 
-    from funnelrank.train.model import SegmentCrossEncoder, base_model_dir
+    The default is the judge's own encoder, all-MiniLM-L6-v2 with every layer run per segment;
+    :meth:`from_dir` loads any Hugging Face encoder directory (e.g. all-mpnet-base-v2 as a teacher)."""
 
+    def __init__(self, tokenizer: Any, states: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        self.tokenizer = tokenizer
+        self.states = states
+
+    @classmethod
+    def base(cls) -> "TextEncoder":
+        """all-MiniLM-L6-v2, the pip-installed base the judge is built on."""
+        from tokenizers import Tokenizer
+
+        from funnelrank.train.model import SegmentCrossEncoder, base_model_dir
+
+        tok = Tokenizer.from_file(str(base_model_dir() / "tokenizer.json"))
+        tok.no_padding()
+        enc = SegmentCrossEncoder.from_base(n_separate=6).eval()
+
+        def states(ids: torch.Tensor, am: torch.Tensor) -> torch.Tensor:
+            pos = torch.arange(ids.shape[1])[None, :].expand(ids.shape[0], -1)
+            return enc.encode_segment(ids, am, pos, n_layers=6)
+
+        return cls(tok, states)
+
+    @classmethod
+    def from_dir(cls, model_dir: Path) -> "TextEncoder":
+        """A Hugging Face encoder directory (config, weights, tokenizer.json): its last hidden states."""
+        from tokenizers import Tokenizer
+        from transformers import AutoModel
+
+        tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        tok.no_padding()
+        model = AutoModel.from_pretrained(str(model_dir)).eval()
+
+        def states(ids: torch.Tensor, am: torch.Tensor) -> torch.Tensor:
+            return model(input_ids=ids, attention_mask=am).last_hidden_state
+
+        return cls(tok, states)
+
+
+def encode_all(texts: list[tuple[str, int]], work: Path, batch: int = 64,
+               encoder: Callable[[], TextEncoder] = TextEncoder.base) -> StateCache:
+    """Encode each (text, token limit) once with `encoder` (default: the frozen all-MiniLM-L6-v2, every layer,
+    the text alone); states are stored as float16 in ``work/states-*.pt`` chunks, so an interrupted run
+    resumes. `encoder` is only built when some text is not cached yet."""
     work.mkdir(parents=True, exist_ok=True)
     cache = StateCache()
     done: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -70,9 +113,8 @@ def encode_all(texts: list[tuple[str, int]], work: Path, batch: int = 64) -> Sta
         done.update(torch.load(f, weights_only=False))
     todo = list(dict.fromkeys(t for t in texts if _key(*t) not in done))
     if todo:
-        tok = Tokenizer.from_file(str(base_model_dir() / "tokenizer.json"))
-        tok.no_padding()
-        enc = SegmentCrossEncoder.from_base(n_separate=6).eval()
+        enc = encoder()
+        tok = enc.tokenizer
         todo.sort(key=lambda t: len(t[0]))
         chunk: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         n_files = len(list(work.glob("states-*.pt")))
@@ -88,9 +130,8 @@ def encode_all(texts: list[tuple[str, int]], work: Path, batch: int = 64) -> Sta
             for r, row in enumerate(rows):
                 ids[r, :len(row)] = torch.tensor(row)
                 am[r, :len(row)] = 1
-            pos = torch.arange(n)[None, :].expand(len(rows), -1)
             with torch.no_grad():
-                x = enc.encode_segment(ids, am, pos, n_layers=6)
+                x = enc.states(ids, am)
             for r, (t, row) in enumerate(zip(part, rows)):
                 chunk[_key(*t)] = (np.asarray(row, dtype=np.int32), x[r, :len(row)].numpy().astype(np.float16))
             if len(chunk) >= 4096 or s + batch >= len(todo):

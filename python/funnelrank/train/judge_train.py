@@ -22,12 +22,13 @@ from torch.nn import functional as F
 
 from funnelrank.eval.nearmiss import gates
 from funnelrank.rerank.policy import clears_floor
-from funnelrank.train.judge import JudgeHead, match_mask, mean_pool
+from funnelrank.train.judge import JudgeHead, match_mask, mean_pool, token_maxsim
 from funnelrank.train.judge_data import (
     P_TOKENS,
     Q_TOKENS,
     Group,
     StateCache,
+    TextEncoder,
     add_near_misses,
     encode_all,
     held_out,
@@ -101,6 +102,22 @@ def load(work: Path) -> tuple[dict[str, list[Group]], StateCache, torch.Tensor]:
     return groups, cache, torch_idf(work)
 
 
+def teacher_cache(work: Path, model_dir: Path | None = None) -> StateCache:
+    """Token states of every training text (the ``train`` and ``train_qswap`` groups) from a teacher encoder
+    directory, cached in ``work/teacher`` (resumable, as the judge's own cache); the teacher must split text
+    into the same word pieces as the base (all-mpnet-base-v2 does), so its tokens align one to one.
+    `model_dir` is needed only while some text is not cached yet."""
+    groups = load_groups(work)
+    texts = _texts({k: groups[k] for k in ("train", "train_qswap")})
+
+    def encoder() -> TextEncoder:
+        if model_dir is None:
+            raise ValueError(f"the teacher cache in {work / 'teacher'} is incomplete: pass the teacher's directory")
+        return TextEncoder.from_dir(model_dir)
+
+    return encode_all(texts, work / "teacher", batch=32, encoder=encoder)
+
+
 def _pad(rows: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     n = max(len(r[0]) for r in rows)
     h = rows[0][1].shape[1]
@@ -119,6 +136,27 @@ def pair_args(cache: StateCache, pairs: list[tuple[str, str]]) -> tuple[torch.Te
     q = _pad([cache.get(a, Q_TOKENS) for a, _ in pairs])
     p = _pad([cache.get(b, P_TOKENS) for _, b in pairs])
     return (*q, *p)
+
+
+def teacher_targets(teacher: StateCache, cache: StateCache, pairs: list[tuple[str, str]],
+                    args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's per-query-token MaxSim of each pair, shaped as the student's (B, Lq), and where it
+    counts: the student's matching query pieces of pairs whose texts split into the same number of pieces
+    in both caches (so positions align; other pairs count nowhere)."""
+    q_mask, p_mask = args[2], args[6]
+    dim = teacher.states[0].shape[1]
+    tq = torch.zeros(*q_mask.shape, dim)
+    tp = torch.zeros(*p_mask.shape, dim)
+    same = torch.zeros(len(pairs))
+    for r, (a, b) in enumerate(pairs):
+        (qi, qs), (pi, ps) = teacher.get(a, Q_TOKENS), teacher.get(b, P_TOKENS)
+        if len(qi) == len(cache.get(a, Q_TOKENS)[0]) and len(pi) == len(cache.get(b, P_TOKENS)[0]):
+            tq[r, :len(qi)] = torch.from_numpy(qs.astype(np.float32))
+            tp[r, :len(pi)] = torch.from_numpy(ps.astype(np.float32))
+            same[r] = 1.0
+    with torch.no_grad():
+        target = token_maxsim(tq, tp, p_mask)
+    return target, q_mask * same[:, None]
 
 
 def score_groups(head: JudgeHead, cache: StateCache, groups: list[Group], batch: int = 256) -> list[np.ndarray]:
@@ -189,11 +227,16 @@ def validate(head: JudgeHead, groups: dict[str, list[Group]], cache: StateCache,
 def train(work: Path, out: Path, steps: int = 1500, groups_per_step: int = 32, lr: float = 3e-3,
           bce_weight: float = 0.5, qswap_weight: float = 1.0, max_negatives: int = 7, seed: int = 0,
           drop: tuple[str, ...] = (), rank: int = 0, balanced: bool = True, save_every: int = 250,
-          log: bool = True) -> JudgeHead:
+          distil: float = 0.0, log: bool = True) -> JudgeHead:
     """Train the head: listwise cross-entropy per group (positive vs its negatives) + pointwise BCE (so the
     sigmoid is an absolute score) + BCE on query-side swaps (a passage no longer answers a query with one
-    word swapped). Resumes from `out` when it exists."""
+    word swapped). With `distil` > 0 (and `rank` > 0, the learned late-interaction space), add `distil` x the
+    mean squared gap between the student's per-token MaxSim and the teacher's (:func:`teacher_cache`, which
+    must be complete) on every pair of the step. Resumes from `out` when it exists."""
+    if distil and not rank:
+        raise ValueError("distillation trains the late-interaction space: give rank > 0")
     groups, cache, idf = load(work)
+    teacher = teacher_cache(work) if distil else None
     torch.manual_seed(seed)
     rng = random.Random(seed)
     head = JudgeHead(idf, drop=drop, rank=rank)
@@ -225,7 +268,8 @@ def train(work: Path, out: Path, steps: int = 1500, groups_per_step: int = 32, l
         qs = rng.sample(qswap, min(len(qswap), groups_per_step))
         pairs += [(g.query, g.passages[0]) for g in qs]
         labels += [0] * len(qs)
-        logits = head(*pair_args(cache, pairs))
+        args = pair_args(cache, pairs)
+        logits = head(*args)
         y = torch.tensor(labels, dtype=torch.float32)
         ce = torch.stack([F.cross_entropy(logits[s:s + n][None], torch.zeros(1, dtype=torch.long))
                           for s, n in spans]).mean()
@@ -237,6 +281,12 @@ def train(work: Path, out: Path, steps: int = 1500, groups_per_step: int = 32, l
         loss = ce + bce_weight * bce
         if len(qs):
             loss = loss + qswap_weight * F.binary_cross_entropy_with_logits(logits[n_main:], y[n_main:])
+        gap = torch.zeros(())
+        if teacher is not None:
+            target, where = teacher_targets(teacher, cache, pairs, args)
+            student = head.maxsim(args[0], args[4], args[6])
+            gap = (((student - target) ** 2) * where).sum() / where.sum().clamp(min=1.0)
+            loss = loss + distil * gap
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
@@ -246,12 +296,12 @@ def train(work: Path, out: Path, steps: int = 1500, groups_per_step: int = 32, l
         step += 1
         if log and step % 50 == 0:
             print(f"step {step} loss {loss.item():.4f} ce {ce.item():.4f} bce {bce.item():.4f} "
-                  f"{(time.time() - t0) / 50:.2f}s/step", flush=True)
+                  f"distil {gap.item():.4f} {(time.time() - t0) / 50:.2f}s/step", flush=True)
             t0 = time.time()
         if step % save_every == 0 or step == steps:
             tmp = out.with_suffix(".tmp")
             torch.save({"head": head.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng.getstate(),
-                        "drop": list(drop), "rank": rank}, tmp)
+                        "drop": list(drop), "rank": rank, "distil": distil}, tmp)
             tmp.replace(out)
     return head
 
