@@ -18,15 +18,17 @@ from funnelrank.train.model import SegmentCrossEncoder  # noqa: E402
 VOCAB = 200
 
 
-def _judge(seed: int = 0, drop: tuple[str, ...] = ()) -> LateInteractionJudge:
+def _judge(seed: int = 0, drop: tuple[str, ...] = (), rank: int = 0) -> LateInteractionJudge:
     torch.manual_seed(seed)
     cfg = transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                   intermediate_size=64, max_position_embeddings=64)
     enc = SegmentCrossEncoder(transformers.BertModel(cfg, add_pooling_layer=False), n_separate=2, cls_id=101)
-    head = JudgeHead(torch.rand(VOCAB) * 5, hidden=32, drop=drop)
+    head = JudgeHead(torch.rand(VOCAB) * 5, hidden=32, drop=drop, rank=rank)
     with torch.no_grad():  # a head that uses every channel and every learned piece
         head.importance.weight.normal_(0.0, 0.3)
         head.out.weight.normal_(0.0, 2.0)
+        if rank:
+            head.up.weight.normal_(0.0, 0.5)
     return LateInteractionJudge(enc, head).eval()
 
 
@@ -101,14 +103,15 @@ def test_the_encoder_must_be_fully_separate() -> None:
         LateInteractionJudge(half, judge.head)
 
 
-def test_onnx_export_and_split_states_equal_torch(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("rank", [0, 4])
+def test_onnx_export_and_split_states_equal_torch(tmp_path, monkeypatch: pytest.MonkeyPatch, rank: int) -> None:
     pytest.importorskip("onnx")
     import onnxruntime as ort
     from funnelrank.rerank.split import SplitScorer, StateStore
     from funnelrank.train.export import export_fp32
 
     monkeypatch.setenv("FUNNELRANK_CACHE", str(tmp_path / "cache"))
-    judge = _judge(seed=3)
+    judge = _judge(seed=3, rank=rank)
     path = tmp_path / "judge.onnx"
     export_fp32(judge, path)
     rows = [([5, 6, 7], [8, 6, 10, 11, 12]), ([9], [9, 20, 21]), ([30, 31, 32, 33], [34])]

@@ -90,10 +90,13 @@ def describe(model: torch.nn.Module) -> dict:
     from funnelrank.train.judge import FEATURES, LateInteractionJudge
 
     if isinstance(model, LateInteractionJudge):
+        space = (f", MaxSim in a learned rank-{model.head.rank} space over the token states"
+                 if model.head.rank else "")
         return {"n_separate_layers": model.encoder.n_separate, "head": "late-interaction",
                 "channels": [f for f, k in zip(FEATURES, model.head.keep.tolist()) if k],
+                "late_interaction_rank": model.head.rank,
                 "score": "sigmoid(linear(pooled cosine, importance-weighted match quality, soft minimum of match "
-                         "quality, idf-weighted MaxSim, idf-weighted exact coverage))"}
+                         f"quality, idf-weighted MaxSim, idf-weighted exact coverage){space})"}
     if not isinstance(model, SegmentCrossEncoder):
         raise TypeError(f"cannot export {type(model).__name__}")
     return {"n_separate_layers": model.n_separate,
