@@ -15,8 +15,6 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
 
 GROUP = 8  # 1 positive + 7 negatives per training group
 
