@@ -15,7 +15,6 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 GROUP = 8  # 1 positive + 7 negatives per training group
 
 
