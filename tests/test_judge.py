@@ -212,7 +212,7 @@ def test_distillation_targets_are_the_teachers_maxsim_and_pull_the_student_towar
     """teacher_targets gives each query piece's best teacher cosine over the passage (special tokens out),
     masks pairs whose texts split differently, and minimising the gap moves the learned space toward it."""
     from funnelrank.train.judge_data import P_TOKENS, Q_TOKENS
-    from funnelrank.train.judge_train import pair_args, teacher_targets, train
+    from funnelrank.train.judge_train import pair_args, table_targets, teacher_targets, train
 
     rows = {("q", Q_TOKENS): 5, ("p1", P_TOKENS): 9, ("p2", P_TOKENS): 7}
     student = _cache(rows, 16, seed=1)
@@ -225,6 +225,10 @@ def test_distillation_targets_are_the_teachers_maxsim_and_pull_the_student_towar
     tp = torch.nn.functional.normalize(torch.tensor(teacher.states[1][1:-1], dtype=torch.float32), dim=-1)
     np.testing.assert_allclose(target[0, 1:4].numpy(), (tq @ tp.T).max(1).values.numpy(), atol=1e-5)
     assert where[0].tolist() == [0.0, 1.0, 1.0, 1.0, 0.0] and where[1].sum() == 0.0
+    table = {pair: np.where(where[r] > 0, target[r], np.nan).astype(np.float16) for r, pair in enumerate(pairs)}
+    t2, w2 = table_targets(table, pairs, args[2])  # the precomputed table reads back the same targets
+    assert torch.equal(w2, where)
+    np.testing.assert_allclose((t2 * w2).numpy(), (target * where).numpy(), atol=2e-3)
 
     head = JudgeHead(torch.ones(30522), hidden=16, rank=4)
     with pytest.raises(ValueError, match="rank"):

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn import functional as F
+from tqdm import tqdm
 
 from funnelrank.eval.nearmiss import gates
 from funnelrank.rerank.policy import clears_floor
@@ -159,6 +160,44 @@ def teacher_targets(teacher: StateCache, cache: StateCache, pairs: list[tuple[st
     return target, q_mask * same[:, None]
 
 
+def teacher_table(work: Path, cache: StateCache, batch: int = 256) -> dict[tuple[str, str], np.ndarray]:
+    """The teacher's per-query-token MaxSim (:func:`teacher_targets`) of every training pair, computed once
+    from the complete :func:`teacher_cache` and kept in ``work/teacher/maxsim.pt``: per (query, passage), a
+    float16 row over the student's query pieces, NaN where it does not count."""
+    path = work / "teacher" / "maxsim.pt"
+    if path.is_file():
+        table: dict[tuple[str, str], np.ndarray] = torch.load(path, weights_only=False)
+        return table
+    groups = load_groups(work)
+    teacher = teacher_cache(work)
+    pairs = list(dict.fromkeys([(g.query, p) for g in groups["train"] for p in g.passages]
+                               + [(g.query, g.passages[0]) for g in groups["train_qswap"]]))
+    table = {}
+    for s in tqdm(range(0, len(pairs), batch), desc="teacher MaxSim", unit="batch", mininterval=10):
+        part = pairs[s:s + batch]
+        target, where = teacher_targets(teacher, cache, part, pair_args(cache, part))
+        rows = torch.where(where > 0, target, torch.full_like(target, float("nan"))).numpy().astype(np.float16)
+        for r, pair in enumerate(part):
+            table[pair] = rows[r, :len(cache.get(pair[0], Q_TOKENS)[0])]
+    tmp = path.with_suffix(".tmp")
+    torch.save(table, tmp)
+    tmp.replace(path)
+    return table
+
+
+def table_targets(table: dict[tuple[str, str], np.ndarray], pairs: list[tuple[str, str]],
+                  q_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(target, where) of :func:`teacher_targets` for `pairs`, read from a :func:`teacher_table`."""
+    target = torch.zeros_like(q_mask)
+    where = torch.zeros_like(q_mask)
+    for r, pair in enumerate(pairs):
+        row = torch.from_numpy(table[pair].astype(np.float32))
+        ok = ~torch.isnan(row)
+        target[r, :len(row)] = torch.where(ok, row, torch.zeros_like(row))
+        where[r, :len(row)] = ok.to(torch.float32)
+    return target, where * q_mask
+
+
 def score_groups(head: JudgeHead, cache: StateCache, groups: list[Group], batch: int = 256) -> list[np.ndarray]:
     """Logits per group."""
     pairs = [(g.query, p) for g in groups for p in g.passages]
@@ -231,12 +270,12 @@ def train(work: Path, out: Path, steps: int = 1500, groups_per_step: int = 32, l
     """Train the head: listwise cross-entropy per group (positive vs its negatives) + pointwise BCE (so the
     sigmoid is an absolute score) + BCE on query-side swaps (a passage no longer answers a query with one
     word swapped). With `distil` > 0 (and `rank` > 0, the learned late-interaction space), add `distil` x the
-    mean squared gap between the student's per-token MaxSim and the teacher's (:func:`teacher_cache`, which
-    must be complete) on every pair of the step. Resumes from `out` when it exists."""
+    mean squared gap between the student's per-token MaxSim and the teacher's (:func:`teacher_table`, from
+    a complete :func:`teacher_cache`) on every pair of the step. Resumes from `out` when it exists."""
     if distil and not rank:
         raise ValueError("distillation trains the late-interaction space: give rank > 0")
     groups, cache, idf = load(work)
-    teacher = teacher_cache(work) if distil else None
+    table = teacher_table(work, cache) if distil else None
     torch.manual_seed(seed)
     rng = random.Random(seed)
     head = JudgeHead(idf, drop=drop, rank=rank)
@@ -282,8 +321,8 @@ def train(work: Path, out: Path, steps: int = 1500, groups_per_step: int = 32, l
         if len(qs):
             loss = loss + qswap_weight * F.binary_cross_entropy_with_logits(logits[n_main:], y[n_main:])
         gap = torch.zeros(())
-        if teacher is not None:
-            target, where = teacher_targets(teacher, cache, pairs, args)
+        if table is not None:
+            target, where = table_targets(table, pairs, args[2])
             student = head.maxsim(args[0], args[4], args[6])
             gap = (((student - target) ** 2) * where).sum() / where.sum().clamp(min=1.0)
             loss = loss + distil * gap
