@@ -138,34 +138,8 @@ def test_onnx_export_and_split_states_equal_torch(tmp_path, monkeypatch: pytest.
     np.testing.assert_allclose(again, want, atol=1e-4)
 
 
-def test_probe_scores_an_encoder_directory_untrained(tmp_path) -> None:
-    """judge-probe reads any bi-encoder directory: a text scores 1.0 against itself on every signal, so it
-    ranks first; a group whose labelled answer is unrelated text does not."""
-    import shutil
-
-    from funnelrank.train.judge_data import Group
-    from funnelrank.train.model import base_model_dir
-    from funnelrank.train.probe import SIGNALS, EncoderProbe, probe
-
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                  intermediate_size=64, max_position_embeddings=128)
-    transformers.BertModel(cfg, add_pooling_layer=False).save_pretrained(tmp_path)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copyfile(base_model_dir() / name, tmp_path / name)
-    q = "ibuprofen dose for a child"
-    same = Group(q, [q, "the harbour freezes in january", "train timetables change on sunday"], [1, 0, 0], "t")
-    wrong = Group(q, ["the harbour freezes in january", q, "train timetables change on sunday"], [1, 0, 0], "t")
-    scores = EncoderProbe(tmp_path).scores(same)
-    assert set(scores) == set(SIGNALS)
-    assert abs(scores["cos"][0] - 1.0) < 1e-5 and abs(scores["maxsim"][0] - 1.0) < 1e-5
-    out = probe(tmp_path, {"msmarco-validation": [same], "nearmiss-val": [same, wrong]})
-    assert out["msmarco-validation"]["maxsim"]["mrr10"] == 1.0
-    assert out["nearmiss-val"]["cos+maxsim"] == {"answer_first": 0.5, "best_gated": 0.5}
-
-
 def _tiny_bert_dir(path) -> None:
-    """A random 2-layer BERT directory with the base model's word pieces (a stand-in teacher)."""
+    """A random 2-layer BERT directory with the base model's word pieces (a stand-in bi-encoder or teacher)."""
     import shutil
 
     from funnelrank.train.model import base_model_dir
@@ -176,6 +150,24 @@ def _tiny_bert_dir(path) -> None:
     transformers.BertModel(cfg, add_pooling_layer=False).save_pretrained(path)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copyfile(base_model_dir() / name, path / name)
+
+
+def test_probe_scores_an_encoder_directory_untrained(tmp_path) -> None:
+    """judge-probe reads any bi-encoder directory: a text scores 1.0 against itself on every signal, so it
+    ranks first; a group whose labelled answer is unrelated text does not."""
+    from funnelrank.train.judge_data import Group
+    from funnelrank.train.probe import SIGNALS, EncoderProbe, probe
+
+    _tiny_bert_dir(tmp_path)
+    q = "ibuprofen dose for a child"
+    same = Group(q, [q, "the harbour freezes in january", "train timetables change on sunday"], [1, 0, 0], "t")
+    wrong = Group(q, ["the harbour freezes in january", q, "train timetables change on sunday"], [1, 0, 0], "t")
+    scores = EncoderProbe(tmp_path).scores(same)
+    assert set(scores) == set(SIGNALS)
+    assert abs(scores["cos"][0] - 1.0) < 1e-5 and abs(scores["maxsim"][0] - 1.0) < 1e-5
+    out = probe(tmp_path, {"msmarco-validation": [same], "nearmiss-val": [same, wrong]})
+    assert out["msmarco-validation"]["maxsim"]["mrr10"] == 1.0
+    assert out["nearmiss-val"]["cos+maxsim"] == {"answer_first": 0.5, "best_gated": 0.5}
 
 
 def test_a_teacher_directory_is_cached_once_and_resumes_without_the_model(tmp_path) -> None:
