@@ -204,7 +204,7 @@ def test_distillation_targets_are_the_teachers_maxsim_and_pull_the_student_towar
     """teacher_targets gives each query piece's best teacher cosine over the passage (special tokens out),
     masks pairs whose texts split differently, and minimising the gap moves the learned space toward it."""
     from funnelrank.train.judge_data import P_TOKENS, Q_TOKENS
-    from funnelrank.train.judge_train import pair_args, table_targets, teacher_targets, train
+    from funnelrank.train.judge_train import maxsim_gap, pair_args, table_targets, teacher_targets, train
 
     rows = {("q", Q_TOKENS): 5, ("p1", P_TOKENS): 9, ("p2", P_TOKENS): 7}
     student = _cache(rows, 16, seed=1)
@@ -223,11 +223,13 @@ def test_distillation_targets_are_the_teachers_maxsim_and_pull_the_student_towar
     np.testing.assert_allclose((t2 * w2).numpy(), (target * where).numpy(), atol=2e-3)
 
     head = JudgeHead(torch.ones(30522), hidden=16, rank=4)
+    with torch.no_grad():  # a MaxSim handed in (as training does) is the one the head computes itself
+        assert torch.equal(head(*args, maxsim=head.maxsim(args[0], args[4], args[6])), head(*args))
     with pytest.raises(ValueError, match="rank"):
         train(Path("unused"), Path("unused.pt"), distil=1.0)
 
     def gap() -> torch.Tensor:
-        return (((head.maxsim(args[0], args[4], args[6]) - target) ** 2) * where).sum() / where.sum()
+        return maxsim_gap(head.maxsim(args[0], args[4], args[6]), target, where)
 
     before = float(gap().detach())
     opt = torch.optim.Adam(head.parameters(), lr=0.05)

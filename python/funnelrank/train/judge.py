@@ -77,12 +77,15 @@ class JudgeHead(nn.Module):
         return token_maxsim(qt, pt, p_mask)
 
     def features(self, q: torch.Tensor, q_ids: torch.Tensor, q_mask: torch.Tensor, q_pool: torch.Tensor,
-                 p: torch.Tensor, p_ids: torch.Tensor, p_mask: torch.Tensor, p_pool: torch.Tensor) -> torch.Tensor:
+                 p: torch.Tensor, p_ids: torch.Tensor, p_mask: torch.Tensor, p_pool: torch.Tensor,
+                 *, maxsim: torch.Tensor | None = None) -> torch.Tensor:
         """Pair channels (B, len(FEATURES)) from token states.
 
         q, p: (B, Lq, H), (B, Lp, H) final states; *_ids the word piece ids; *_mask 1.0 on the word pieces
-        that take part in matching (special tokens and padding 0); *_pool the (B, H) mean-pooled embeddings."""
-        maxsim = self.maxsim(q, p, p_mask)
+        that take part in matching (special tokens and padding 0); *_pool the (B, H) mean-pooled embeddings;
+        `maxsim`: :meth:`maxsim` of the same arguments when the caller already has it."""
+        if maxsim is None:
+            maxsim = self.maxsim(q, p, p_mask)
         exact = ((q_ids[:, :, None] == p_ids[:, None, :]).to(q.dtype) * p_mask[:, None, :]).amax(dim=-1)
         idf = self.idf[q_ids] * q_mask
         idf_sum = idf.sum(1).clamp(min=1e-6)
@@ -98,9 +101,9 @@ class JudgeHead(nn.Module):
         cos = F.cosine_similarity(q_pool, p_pool, dim=-1, eps=1e-6)
         return torch.stack([cos, quality, soft_min, maxsim_idf, exact_idf], dim=-1) * self.keep
 
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+    def forward(self, *args: torch.Tensor, maxsim: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B,) from the same arguments as :meth:`features`."""
-        return self.out(self.features(*args)).squeeze(-1)
+        return self.out(self.features(*args, maxsim=maxsim)).squeeze(-1)
 
 
 def token_maxsim(q: torch.Tensor, p: torch.Tensor, p_mask: torch.Tensor) -> torch.Tensor:

@@ -198,6 +198,12 @@ def table_targets(table: dict[tuple[str, str], np.ndarray], pairs: list[tuple[st
     return target, where * q_mask
 
 
+def maxsim_gap(student: torch.Tensor, target: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """The distillation loss: the mean squared gap between the student's and the teacher's per-token MaxSim
+    over the positions `where` counts (0 when none counts)."""
+    return (((student - target) ** 2) * where).sum() / where.sum().clamp(min=1.0)
+
+
 def score_groups(head: JudgeHead, cache: StateCache, groups: list[Group], batch: int = 256) -> list[np.ndarray]:
     """Logits per group."""
     pairs = [(g.query, p) for g in groups for p in g.passages]
@@ -308,7 +314,8 @@ def train(work: Path, out: Path, steps: int = 1500, groups_per_step: int = 32, l
         pairs += [(g.query, g.passages[0]) for g in qs]
         labels += [0] * len(qs)
         args = pair_args(cache, pairs)
-        logits = head(*args)
+        student = head.maxsim(args[0], args[4], args[6]) if table is not None else None
+        logits = head(*args, maxsim=student)  # the head's MaxSim channel, computed once for both losses
         y = torch.tensor(labels, dtype=torch.float32)
         ce = torch.stack([F.cross_entropy(logits[s:s + n][None], torch.zeros(1, dtype=torch.long))
                           for s, n in spans]).mean()
@@ -321,10 +328,8 @@ def train(work: Path, out: Path, steps: int = 1500, groups_per_step: int = 32, l
         if len(qs):
             loss = loss + qswap_weight * F.binary_cross_entropy_with_logits(logits[n_main:], y[n_main:])
         gap = torch.zeros(())
-        if table is not None:
-            target, where = table_targets(table, pairs, args[2])
-            student = head.maxsim(args[0], args[4], args[6])
-            gap = (((student - target) ** 2) * where).sum() / where.sum().clamp(min=1.0)
+        if student is not None and table is not None:
+            gap = maxsim_gap(student, *table_targets(table, pairs, args[2]))
             loss = loss + distil * gap
         opt.zero_grad()
         loss.backward()
