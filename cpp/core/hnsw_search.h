@@ -21,13 +21,22 @@ namespace funnelrank {
 
 namespace {
 
+// The query's distances to the nodes ids[0, count), count in [1, 4], in one call of the storage's four-vector
+// kernel (a group of fewer than four repeats its last vector): the same values as one call per node.
+[[gnu::always_inline]] inline void distances4(const Graph& g, const StorageKernels& kernels, const void* query,
+                                              const tableint* ids, std::size_t count, float* out) {
+    const void* vectors[4];
+    for (std::size_t t = 0; t < 4; ++t) vectors[t] = g.getDataByInternalId(ids[std::min(t, count - 1)]);
+    kernels.query4(query, vectors, *static_cast<const std::size_t*>(g.dist_func_param_), out);
+}
+
 // Greedy descent through the upper layers (as in HierarchicalNSW::searchKnn, minus its shared metric
-// counters, which every searching thread would otherwise contend on).
+// counters, which every searching thread would otherwise contend on), a node's neighbours' distances
+// computed four at a time and then taken in list order, as one at a time would.
 // `query` is in the storage's query form and `kernels` its kernels (vector_storage.h).
 tableint descend(const Graph& g, const StorageKernels& kernels, const void* query) {
-    const VectorDistanceFn distance = kernels.query;
     tableint current = g.enterpoint_node_;
-    float current_dist = distance(query, g.getDataByInternalId(current), g.dist_func_param_);
+    float current_dist = kernels.query(query, g.getDataByInternalId(current), g.dist_func_param_);
     for (int level = g.maxlevel_; level > 0; --level) {
         bool changed = true;
         while (changed) {
@@ -35,13 +44,16 @@ tableint descend(const Graph& g, const StorageKernels& kernels, const void* quer
             hnswlib::linklistsizeint* list = g.get_linklist(current, level);
             const std::size_t size = g.getListCount(list);
             const auto* neighbours = reinterpret_cast<const tableint*>(list + 1);
-            for (std::size_t i = 0; i < size; ++i) {
-                const tableint candidate = neighbours[i];
-                const float d = distance(query, g.getDataByInternalId(candidate), g.dist_func_param_);
-                if (d < current_dist) {
-                    current_dist = d;
-                    current = candidate;
-                    changed = true;
+            for (std::size_t i = 0; i < size; i += 4) {
+                const std::size_t group = std::min<std::size_t>(4, size - i);
+                float d4[4];
+                distances4(g, kernels, query, neighbours + i, group, d4);
+                for (std::size_t t = 0; t < group; ++t) {
+                    if (d4[t] < current_dist) {
+                        current_dist = d4[t];
+                        current = neighbours[i + t];
+                        changed = true;
+                    }
                 }
             }
         }
@@ -92,26 +104,31 @@ struct alignas(64) SearchScratch {
 // hnswlib's searchBaseLayerST with an extra acceptance test: every node is traversed, only accepted
 // ones (live and allowed) become results. hnswlib 0.6.2 has no filter hook, so this is the one search
 // loop we carry ourselves. It follows searchBaseLayerST<has_deletions=true>, except that it first
-// collects a node's unvisited neighbours, then computes their distances four at a time while the next
-// four vectors are prefetched whole (hnswlib computes one at a time and prefetches only the first cache
-// line of the next neighbour), and both heaps replace their top entry in one sift where hnswlib pops and
-// pushes. The results are hnswlib's loop's, faster (bench_hnsw.py).
+// collects a node's unvisited neighbours, then computes their distances four at a time while the first
+// cache lines of the next four vectors are prefetched (hnswlib computes one at a time and prefetches only
+// the first cache line of the next neighbour), and both heaps replace their top entry in one sift where
+// hnswlib pops and pushes. The results are hnswlib's loop's, faster (bench_hnsw.py).
 // Leaves the (up to ef) nearest accepted nodes in scratch.top, a max-heap on distance.
 // `query` is in the storage's query form and `kernels` its kernels (vector_storage.h).
 template <typename Accept>
 void filtered_base_layer_search(const Graph& g, const StorageKernels& kernels, tableint entry, const void* query,
                                 std::size_t ef, const Accept& accept, SearchScratch& scratch) {
-    const VectorDistanceFn distance = kernels.query;
     VisitedListLease visited(g.visited_list_pool_);
     hnswlib::vl_type* mark = visited->mass;
     const hnswlib::vl_type tag = visited->curV;
     const std::size_t vector_bytes = g.data_size_;
     std::vector<tableint>& fresh = scratch.fresh;
     fresh.resize(g.maxM0_);
+    // The first kPrefetchLines cache lines of a vector: the hardware's stream prefetcher follows the kernel's
+    // loads through the rest. Prefetching all of each vector (24 lines at 384 float32 dimensions, 96 for the
+    // next four) filled the core's queue of outstanding misses and stalled on the prefetches themselves; of
+    // the depths tried (0 to 16 lines, and all), 8 was fastest in bench_hnsw.py.
+    constexpr std::size_t kPrefetchLines = 8;
+    const std::size_t prefetch_bytes = std::min(vector_bytes, kPrefetchLines * 64);
     auto prefetch_vector = [&](tableint id) {
 #ifdef USE_SSE
         const char* p = g.getDataByInternalId(id);
-        for (std::size_t off = 0; off < vector_bytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
+        for (std::size_t off = 0; off < prefetch_bytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
 #else
         (void)id;
 #endif
@@ -132,7 +149,7 @@ void filtered_base_layer_search(const Graph& g, const StorageKernels& kernels, t
     top.reserve(ef + 1);
     float lower_bound;
     if (accept(entry)) {
-        const float d = distance(query, g.getDataByInternalId(entry), g.dist_func_param_);
+        const float d = kernels.query(query, g.getDataByInternalId(entry), g.dist_func_param_);
         lower_bound = d;
         heap_push(top, d, entry);
         heap_push(candidates, -d, entry);
@@ -142,8 +159,6 @@ void filtered_base_layer_search(const Graph& g, const StorageKernels& kernels, t
     }
     mark[entry] = tag;
 
-    const VectorDistance4Fn distance4 = kernels.query4;
-    const std::size_t dim = *static_cast<const std::size_t*>(g.dist_func_param_);
     // The node being expanded stays on top of `candidates` until its first new candidate replaces it (one
     // sift-down instead of a pop and a push); popped at the end of its expansion if none came.
     bool expanded_on_top = false;
@@ -182,21 +197,18 @@ void filtered_base_layer_search(const Graph& g, const StorageKernels& kernels, t
             mark[candidate] = tag;
             fresh[n_fresh++] = candidate;
         }
-        // Distances four at a time (best_inner_product_distance4: the same values as one at a time, with
-        // the four vectors' loads in flight together), the next four prefetched meanwhile; then each
-        // neighbour is considered in order, exactly as if its distance had been computed alone.
+        // Distances four at a time (the kernels' query4: the same values as one at a time, with the four
+        // vectors' loads in flight together; a last group of one to three repeats its last vector), the next
+        // four prefetched meanwhile; then each neighbour is considered in order, exactly as if its distance
+        // had been computed alone.
         for (std::size_t t = 0; t < std::min<std::size_t>(4, n_fresh); ++t) prefetch_vector(fresh[t]);
-        std::size_t j = 0;
-        for (; j + 4 <= n_fresh; j += 4) {
+        for (std::size_t j = 0; j < n_fresh; j += 4) {
             for (std::size_t t = j + 4; t < std::min(j + 8, n_fresh); ++t) prefetch_vector(fresh[t]);
-            const void* vectors[4];
-            for (std::size_t t = 0; t < 4; ++t) vectors[t] = g.getDataByInternalId(fresh[j + t]);
+            const std::size_t group = std::min<std::size_t>(4, n_fresh - j);
             float d4[4];
-            distance4(query, vectors, dim, d4);
-            for (std::size_t t = 0; t < 4; ++t) consider(fresh[j + t], d4[t]);
+            distances4(g, kernels, query, fresh.data() + j, group, d4);
+            for (std::size_t t = 0; t < group; ++t) consider(fresh[j + t], d4[t]);
         }
-        for (; j < n_fresh; ++j)
-            consider(fresh[j], distance(query, g.getDataByInternalId(fresh[j]), g.dist_func_param_));
         if (expanded_on_top) {
             heap_pop(candidates);
             expanded_on_top = false;

@@ -103,6 +103,20 @@ __attribute__((target("avx512f"))) void inner_product4_avx512(const float* a, co
     for (std::size_t v = 0; v < 4; ++v) out[v] = sum_avx512(acc[v][0], acc[v][1], acc[v][2], acc[v][3]);
 }
 
+// The end of inner_product_avx2 for one vector: its two accumulators' lanes summed in one fixed order, then the
+// last dim % 8 products one by one. Shared by the one- and four-vector kernels, so both round alike.
+__attribute__((target("avx2,fma"), always_inline)) inline float finish_avx2(__m256 acc0, __m256 acc1, const float* a,
+                                                                            const float* b, std::size_t i,
+                                                                            std::size_t dim) {
+    const __m256 acc = _mm256_add_ps(acc0, acc1);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    float sum = _mm_cvtss_f32(s);
+    for (; i < dim; ++i) sum += a[i] * b[i];
+    return sum;
+}
+
 __attribute__((target("avx2,fma"))) float inner_product_avx2(const float* a, const float* b, std::size_t dim) {
     __m256 acc0 = _mm256_setzero_ps();
     __m256 acc1 = _mm256_setzero_ps();
@@ -114,13 +128,45 @@ __attribute__((target("avx2,fma"))) float inner_product_avx2(const float* a, con
     for (; i + 8 <= dim; i += 8) {
         acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
     }
-    const __m256 acc = _mm256_add_ps(acc0, acc1);
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    float sum = _mm_cvtss_f32(s);
-    for (; i < dim; ++i) sum += a[i] * b[i];
-    return sum;
+    return finish_avx2(acc0, acc1, a, b, i, dim);
+}
+
+// inner_product_avx2 of `a` with four vectors at once, each with exactly its arithmetic (so each result is
+// bit-identical): eight independent FMA chains where one vector has two (one alone waits on the FMA latency),
+// the four vectors' loads in flight together, and each load of `a` serving four FMAs.
+__attribute__((target("avx2,fma"))) void inner_product4_avx2(const float* a, const float* const* b, std::size_t dim,
+                                                             float* out) {
+    const float* b0 = b[0];
+    const float* b1 = b[1];
+    const float* b2 = b[2];
+    const float* b3 = b[3];
+    __m256 acc[4][2];
+    for (auto& row : acc)
+        for (auto& x : row) x = _mm256_setzero_ps();
+    std::size_t i = 0;
+    for (; i + 16 <= dim; i += 16) {
+        const __m256 q0 = _mm256_loadu_ps(a + i);
+        const __m256 q1 = _mm256_loadu_ps(a + i + 8);
+        acc[0][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(b0 + i), acc[0][0]);
+        acc[1][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(b1 + i), acc[1][0]);
+        acc[2][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(b2 + i), acc[2][0]);
+        acc[3][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(b3 + i), acc[3][0]);
+        acc[0][1] = _mm256_fmadd_ps(q1, _mm256_loadu_ps(b0 + i + 8), acc[0][1]);
+        acc[1][1] = _mm256_fmadd_ps(q1, _mm256_loadu_ps(b1 + i + 8), acc[1][1]);
+        acc[2][1] = _mm256_fmadd_ps(q1, _mm256_loadu_ps(b2 + i + 8), acc[2][1]);
+        acc[3][1] = _mm256_fmadd_ps(q1, _mm256_loadu_ps(b3 + i + 8), acc[3][1]);
+    }
+    for (; i + 8 <= dim; i += 8) {
+        const __m256 q0 = _mm256_loadu_ps(a + i);
+        acc[0][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(b0 + i), acc[0][0]);
+        acc[1][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(b1 + i), acc[1][0]);
+        acc[2][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(b2 + i), acc[2][0]);
+        acc[3][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(b3 + i), acc[3][0]);
+    }
+    out[0] = finish_avx2(acc[0][0], acc[0][1], a, b0, i, dim);
+    out[1] = finish_avx2(acc[1][0], acc[1][1], a, b1, i, dim);
+    out[2] = finish_avx2(acc[2][0], acc[2][1], a, b2, i, dim);
+    out[3] = finish_avx2(acc[3][0], acc[3][1], a, b3, i, dim);
 }
 
 __attribute__((target("avx512f"))) void distance4_avx512(const float* a, const float* const* b, std::size_t dim,
@@ -131,7 +177,8 @@ __attribute__((target("avx512f"))) void distance4_avx512(const float* a, const f
 
 __attribute__((target("avx2,fma"))) void distance4_avx2(const float* a, const float* const* b, std::size_t dim,
                                                         float* out) {
-    for (std::size_t v = 0; v < 4; ++v) out[v] = 1.f - inner_product_avx2(a, b[v], dim);
+    inner_product4_avx2(a, b, dim, out);
+    for (std::size_t v = 0; v < 4; ++v) out[v] = 1.f - out[v];
 }
 
 __attribute__((target("avx512f"))) float distance_avx512(const void* a, const void* b, const void* dim_ptr) {
