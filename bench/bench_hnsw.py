@@ -1,7 +1,8 @@
 """HNSW speed and recall: funnelrank's HNSWIndex vs the hnswlib Python package vs faiss-cpu IndexHNSWFlat.
 
-    python bench/bench_hnsw.py [--n 100000] [--dim 384] [--queries 1000] [--efs 16,32,64,128,256]
-                               [--rounds 9] [--no-scifact] [--batch-threads N] [--filter] [--json PATH]
+    python bench/bench_hnsw.py [--n 100000] [--dim 384] [--queries 1000] [--efs 16,24,32,40,48,56,64,96,128]
+                               [--rounds 9] [--no-scifact] [--scifact-queries all|test] [--batch-threads N]
+                               [--filter] [--json PATH]
 
 Every library indexes the same vectors with the same parameters (inner product on L2-normalised float32,
 M=16, ef_construction=200) and answers the same held-out queries at each ef. Per library and ef:
@@ -23,15 +24,18 @@ Data sets:
              randomly projected to `dim` dimensions plus isotropic noise, then L2-normalised: clustered and
              anisotropic like sentence embeddings (uniform noise would make every method's recall
              meaningless); queries are held-out samples of the same mixture.
-  scifact    the scifact corpus embedded with funnelrank's default embedder (all-MiniLM-L6-v2), its test
-             queries as queries; embeddings cached as .npy under /tmp/funnelrank-bench (skipped with a
-             message if the embedder or data is unavailable).
+  scifact    the scifact corpus embedded with funnelrank's default embedder (all-MiniLM-L6-v2), all 1,109
+             of its queries (train and test; --scifact-queries test: the 300 test queries) as queries: this
+             is a speed and recall bench, not a relevance evaluation, and 300 queries put recall@10 on a
+             step of 1/3000, too coarse to tell which ef first reaches 0.99; embeddings cached as .npy under
+             /tmp/funnelrank-bench (skipped with a message if the embedder or data is unavailable).
 
 --filter adds a sweep of allow-list sizes on the synthetic index, timing the filtered graph walk against
 exact scoring of the allowed ids, which is how HNSWIndex's exact_filter_crossover default was chosen.
 
-Printed: a table per data set and the QPS ratio ours / hnswlib at the smallest ef where each library
-reaches recall@10 >= 0.95 and >= 0.99.
+Printed: a table per data set and, for each peer, the QPS ratio ours / peer at the smallest ef where each
+library reaches recall@10 >= 0.95 and >= 0.99 (a fine ef grid by default, so neither side is taken at an
+ef well past the one it needs).
 """
 
 from __future__ import annotations
@@ -93,7 +97,7 @@ def exact_top_k(data: np.ndarray, queries: np.ndarray, k: int = K) -> np.ndarray
     return out
 
 
-def scifact_vectors() -> tuple[np.ndarray, np.ndarray] | None:
+def scifact_vectors(split: str = "all") -> tuple[np.ndarray, np.ndarray] | None:
     """(corpus, test queries) embeddings of scifact; None (with a message) if unavailable.
 
     The corpus comes from funnelrank's corpus embedding cache (shared with `funnelrank eval`) when the
@@ -135,7 +139,12 @@ def scifact_vectors() -> tuple[np.ndarray, np.ndarray] | None:
     else:
         corpus, _ = embed_corpus(embedder, dataset.doc_ids(), dataset.doc_texts(), label="scifact",
                                  show_progress=True)
-    queries = cached("queries", [q.text for q in dataset.queries.values()])
+    if split == "test":
+        queries = cached("queries", [q.text for q in dataset.queries.values()])
+    else:
+        rows = [json.loads(line) for line in (root / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+        queries = cached("queries-all", [row["text"] for row in rows])
     return np.ascontiguousarray(corpus, dtype=np.float32), queries
 
 
@@ -320,7 +329,9 @@ def run(dataset: str, data: np.ndarray, queries: np.ndarray, efs: list[int], rou
             log(f"[{dataset}] ef={ef:<4} {name:<10} recall={row.recall:.4f} single={row.single_qps:8.0f}/s "
                 f"batch={row.batch_qps:8.0f}/s (load {report.load_average[-1]:.2f})")
     for target in (0.95, 0.99):
-        report.ratios[f"recall>={target}"] = target_ratio(report.rows, target)
+        for peer in libraries:
+            if peer != "funnelrank":
+                report.ratios[f"recall>={target} vs {peer}"] = target_ratio(report.rows, target, peer)
     return report, adapters
 
 
@@ -334,16 +345,16 @@ def speed_ratio(ours: list[float], theirs: list[float], paired: bool) -> tuple[f
     return m, m, m
 
 
-def target_ratio(rows: list[Row], target: float) -> dict[str, float | int | None]:
-    """QPS of ours / hnswlib, each at its smallest ef with recall >= target (None if never reached)."""
+def target_ratio(rows: list[Row], target: float, peer: str) -> dict[str, float | int | None]:
+    """QPS of ours / `peer`, each at its smallest ef with recall >= target (None if never reached)."""
 
     def first(lib: str) -> Row | None:
         return next((r for r in sorted(rows, key=lambda r: r.ef) if r.library == lib and r.recall >= target), None)
 
-    ours, theirs = first("funnelrank"), first("hnswlib")
+    ours, theirs = first("funnelrank"), first(peer)
     out: dict[str, float | int | None] = {
         "ef_ours": ours.ef if ours else None,
-        "ef_hnswlib": theirs.ef if theirs else None,
+        "ef_peer": theirs.ef if theirs else None,
     }
     if ours and theirs:
         paired = ours.ef == theirs.ef
@@ -362,26 +373,33 @@ def print_report(report: Report) -> None:
           f"{BATCH_THREADS or 'all'}, {report.rounds} rounds, "
           f"load average {min(report.load_average):.2f}-{max(report.load_average):.2f}")
     print("build (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report.build_seconds.items()))
+    peers = [lib for lib in dict.fromkeys(r.library for r in report.rows) if lib != "funnelrank"]
     print(f"{'ef':>5} {'library':<11} {'recall@10':>9} {'single QPS':>11} {'batch QPS':>10}   "
-          "ours/hnswlib single, batch (median of per-round ratios)")
-    hnswlib_rows = {r.ef: r for r in report.rows if r.library == "hnswlib"}
+          "ours/peer single, batch (median of per-round ratios): " + ", ".join(peers))
+    by_peer = {(r.library, r.ef): r for r in report.rows}
     for row in report.rows:
         line = f"{row.ef:>5} {row.library:<11} {row.recall:>9.4f} {row.single_qps:>11.0f} {row.batch_qps:>10.0f}"
-        theirs = hnswlib_rows.get(row.ef)
-        if row.library == "funnelrank" and theirs is not None:
-            single = speed_ratio(row.single_seconds, theirs.single_seconds, paired=True)[0]
-            batch = speed_ratio(row.batch_seconds, theirs.batch_seconds, paired=True)[0]
-            line += f"   x{single:.2f}, x{batch:.2f}"
+        if row.library == "funnelrank":
+            cells = []
+            for peer in peers:
+                theirs = by_peer.get((peer, row.ef))
+                if theirs is None:
+                    continue
+                single = speed_ratio(row.single_seconds, theirs.single_seconds, paired=True)[0]
+                batch = speed_ratio(row.batch_seconds, theirs.batch_seconds, paired=True)[0]
+                cells.append(f"x{single:.2f}, x{batch:.2f}")
+            line += "   " + " | ".join(cells)
         print(line)
     for label, r in report.ratios.items():
+        target, peer = label.split(" vs ")
         if r["single_ratio"] is None:
-            print(f"{label}: not reached by both (ef ours={r['ef_ours']}, hnswlib={r['ef_hnswlib']})")
+            print(f"{label}: not reached by both (ef ours={r['ef_ours']}, {peer}={r['ef_peer']})")
         else:
-            how = "median of per-round ratios" if r["ef_ours"] == r["ef_hnswlib"] else "ratio of median times"
-            print(f"{label}: ours/hnswlib single-query QPS x{r['single_ratio']:.2f} (range "
+            how = "median of per-round ratios" if r["ef_ours"] == r["ef_peer"] else "ratio of median times"
+            print(f"{target}: ours/{peer} single-query QPS x{r['single_ratio']:.2f} (range "
                   f"{r['single_ratio_min']:.2f}-{r['single_ratio_max']:.2f}), batch QPS x{r['batch_ratio']:.2f} "
                   f"(range {r['batch_ratio_min']:.2f}-{r['batch_ratio_max']:.2f}); ef ours={r['ef_ours']}, "
-                  f"hnswlib={r['ef_hnswlib']}; {how}; by process CPU time: single x{r['single_cpu_ratio']:.2f}, "
+                  f"{peer}={r['ef_peer']}; {how}; by process CPU time: single x{r['single_cpu_ratio']:.2f}, "
                   f"batch x{r['batch_cpu_ratio']:.2f}")
 
 
@@ -436,11 +454,13 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--efs", default="16,32,64,128,256")
+    parser.add_argument("--efs", default="16,24,32,40,48,56,64,96,128")
     parser.add_argument("--rounds", type=int, default=9,
                         help="interleaved timing rounds per ef; QPS and ratios are medians (see interleaved_rounds)")
     parser.add_argument("--libraries", default=",".join(LIBRARIES))
     parser.add_argument("--no-scifact", action="store_true")
+    parser.add_argument("--scifact-queries", choices=("all", "test"), default="all",
+                        help="scifact's queries to search with: all 1,109 (default) or the 300 test queries")
     parser.add_argument("--batch-threads", type=int, default=0,
                         help="threads per batch call for every library (default 0: all)")
     parser.add_argument("--filter", action="store_true", help="also sweep allow-list sizes (ours only)")
@@ -473,7 +493,7 @@ def main() -> int:
     )
     del adapters
     if not args.no_scifact:
-        sci = scifact_vectors()
+        sci = scifact_vectors(args.scifact_queries)
         if sci is not None:
             report, _ = run("scifact", sci[0], sci[1], efs, args.rounds, libraries)
             print_report(report)

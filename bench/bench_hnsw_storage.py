@@ -358,7 +358,7 @@ def main() -> int:
     print(f"# bench_hnsw_storage: {os.cpu_count()} CPUs, {args.rounds} rounds, load {os.getloadavg()[0]:.2f}")
     out = [run_dataset("synthetic", mixture(args.n, args.dim, seed=1), mixture(args.queries, args.dim, seed=2), args)]
     if not args.no_scifact:
-        sci = scifact_vectors()
+        sci = scifact_vectors("test")
         if sci is not None:
             out.append(run_dataset("scifact", sci[0], sci[1], args))
     if args.json:

@@ -148,26 +148,8 @@ void HNSWIndex::add(const std::vector<std::string>& ids, const float* vectors, s
     const std::size_t stored_bytes = stored_vector_bytes(storage, dim);
     std::vector<std::vector<float>> prepared(workers, std::vector<float>(dim));
     std::vector<std::vector<unsigned char>> encoded(workers, std::vector<unsigned char>(stored_bytes));
-    // New points are inserted highest level first (as faiss's HNSW does), their levels drawn here, in input
-    // order, from the graph's generator: the upper layers exist before the bulk of the base layer is linked
-    // through them, and the graph no longer depends on which thread drew which level.
-    std::vector<int> levels(n, 0);
-    for (std::size_t i = reused; i < n; ++i) levels[i] = g.getRandomLevel(g.mult_);
-    std::vector<std::size_t> order(n);
-    for (std::size_t i = 0; i < n; ++i) order[i] = i;
-    std::stable_sort(order.begin() + static_cast<std::ptrdiff_t>(reused), order.end(),
-                     [&](std::size_t a, std::size_t b) { return levels[a] > levels[b]; });
-    // hnswlib's addPoint takes a level > 0 as given and draws one otherwise: with the multiplier at 0 that
-    // draw is 0, so every point gets the level drawn above. Restored on every exit path.
-    struct LevelScale {
-        Graph& g;
-        double saved;
-        ~LevelScale() { g.mult_ = saved; }
-    } level_scale{g, g.mult_};
-    g.mult_ = 0.0;
     try {
-        parallel_for(n, workers, [&](std::size_t position, std::size_t worker) {
-            const std::size_t i = order[position];
+        parallel_for(n, workers, [&](std::size_t i, std::size_t worker) {
             float* row = prepared[worker].data();
             s.scale_into(vectors + i * dim, scales[i], row);
             // The caller's buffer is read again here (the bindings release the GIL meanwhile): a row changed
@@ -180,7 +162,7 @@ void HNSWIndex::add(const std::vector<std::string>& ids, const float* vectors, s
                 data = encoded[worker].data();
             }
             if (s.rescored()) std::memcpy(s.rescore.writable_row(labels[i]), row, dim * sizeof(float));
-            g.addPoint(data, labels[i], levels[i]);
+            g.addPoint(data, labels[i]);
             done[i] = 1;
         });
     } catch (...) {
