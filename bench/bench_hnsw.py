@@ -1,4 +1,4 @@
-"""HNSW speed and recall: funnelrank's HNSWIndex vs the hnswlib Python package vs faiss-cpu IndexHNSWFlat.
+"""HNSW speed and recall: funnelrank's HNSWIndex against hnswlib, faiss-cpu IndexHNSWFlat, usearch and voyager.
 
     python bench/bench_hnsw.py [--n 100000] [--dim 384] [--queries 1000] [--efs 16,24,32,40,48,56,64,96,128]
                                [--rounds 9] [--no-scifact] [--scifact-queries all|test] [--batch-threads N]
@@ -7,9 +7,10 @@
 Every library indexes the same vectors with the same parameters (inner product on L2-normalised float32,
 M=16, ef_construction=200) and answers the same held-out queries at each ef. Per library and ef:
 recall@10 against exact search (numpy brute force), single-query QPS (one thread, one query per call, in a
-Python loop, as an application would call it) and batch QPS (100 queries per call, all threads or --batch-threads; each
-library returns what its batch call returns: ours a (ids, scores) pair per query with str ids, hnswlib and
-faiss numpy label/distance arrays). Build time (all threads) per library.
+Python loop, as an application would call it) and batch QPS (100 queries per call, all threads or
+--batch-threads; each library returns what its batch call returns: ours a (ids, scores) pair per query with
+str ids, the peers numpy arrays). Build time (all threads) per library. A peer that is not installed is
+skipped with a message (--libraries picks them; all float32).
 
 Timing (like bench_bm25.py): --rounds interleaved rounds per ef, each running every library once over all
 queries in a fresh random order, after an untimed 10 ms pause (so faiss's spinning OpenMP threads slow
@@ -41,6 +42,7 @@ ef well past the one it needs).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -61,7 +63,7 @@ M, EF_CONSTRUCTION, K = 16, 200, 10
 BATCH = 100  # queries per batch call
 BATCH_THREADS = 0  # threads per batch call, every library (0 = all; --batch-threads)
 SETTLE_SECONDS = 0.01  # untimed pause before each timed call (see interleaved_rounds)
-LIBRARIES = ("funnelrank", "hnswlib", "faiss")
+LIBRARIES = ("funnelrank", "hnswlib", "faiss", "usearch", "voyager")
 
 
 def log(msg: str) -> None:
@@ -249,7 +251,52 @@ class Faiss(Adapter):
             self.faiss.omp_set_num_threads(self.threads)
 
 
-ADAPTERS: dict[str, type[Adapter]] = {"funnelrank": Ours, "hnswlib": Hnswlib, "faiss": Faiss}
+class Usearch(Adapter):
+    name = "usearch"
+
+    def build(self, data: np.ndarray) -> None:
+        from usearch.index import Index
+
+        self.index = Index(ndim=data.shape[1], metric="ip", dtype="f32", connectivity=M,
+                           expansion_add=EF_CONSTRUCTION)
+        self.index.add(np.arange(len(data)), data, threads=0)
+
+    def set_ef(self, ef: int) -> None:
+        self.index.expansion_search = ef
+
+    def single(self, queries: np.ndarray) -> list[np.ndarray]:
+        search = self.index.search
+        return [search(q, K, threads=1).keys for q in queries]
+
+    def batch(self, queries: np.ndarray) -> np.ndarray:
+        return self.index.search(queries, K, threads=BATCH_THREADS).keys
+
+
+class Voyager(Adapter):
+    name = "voyager"
+
+    def build(self, data: np.ndarray) -> None:
+        from voyager import Index, Space, StorageDataType
+
+        self.index = Index(Space.InnerProduct, num_dimensions=data.shape[1], M=M, ef_construction=EF_CONSTRUCTION,
+                           random_seed=1, max_elements=len(data), storage_data_type=StorageDataType.Float32)
+        self.index.add_items(data, list(range(len(data))), num_threads=-1)
+        self.ef = 64
+
+    def set_ef(self, ef: int) -> None:
+        self.ef = ef
+
+    def single(self, queries: np.ndarray) -> list[np.ndarray]:
+        query, ef = self.index.query, self.ef
+        return [query(q, k=K, num_threads=1, query_ef=ef)[0] for q in queries]
+
+    def batch(self, queries: np.ndarray) -> np.ndarray:
+        return self.index.query(queries, k=K, num_threads=BATCH_THREADS or -1, query_ef=self.ef)[0]
+
+
+ADAPTERS: dict[str, type[Adapter]] = {"funnelrank": Ours, "hnswlib": Hnswlib, "faiss": Faiss, "usearch": Usearch,
+                                      "voyager": Voyager}
+IMPORTS = {"hnswlib": "hnswlib", "faiss": "faiss", "usearch": "usearch", "voyager": "voyager"}
 
 
 # ---- measurement ----
@@ -475,6 +522,10 @@ def main() -> int:
     unknown = set(libraries) - set(ADAPTERS)
     if unknown:
         parser.error(f"unknown libraries {sorted(unknown)}; choose from {list(ADAPTERS)}")
+    for name in list(libraries):
+        if name in IMPORTS and importlib.util.find_spec(IMPORTS[name]) is None:
+            log(f"{name}: skipped (not installed: pip install {name if name != 'faiss' else 'faiss-cpu'})")
+            libraries.remove(name)
 
     from funnelrank import _core
 

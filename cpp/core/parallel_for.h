@@ -1,22 +1,24 @@
 #pragma once
-// A small parallel loop in hnswlib's ParallelFor style: `threads` threads pull indices from a shared
-// atomic counter while the caller sleeps until they are done; the first exception thrown by any call
-// stops the remaining work and is rethrown. The threads are the process's worker pool (parallel_for.cpp:
-// one per usable CPU, started on first use, parked on a condition variable between loops); when the pool
-// cannot take a loop (more threads asked than it has, another caller's loop running, a nested loop, a
-// forked child) the loop starts its own threads and joins them, as hnswlib does on every call.
+// A small parallel loop in hnswlib's ParallelFor style: `threads` threads, the caller among them, pull indices
+// from a shared atomic counter; the first exception thrown by any call stops the remaining work and is
+// rethrown. The other threads come from the process's worker pool (parallel_for.cpp: one per usable CPU,
+// started on first use, parked on a condition variable between loops); when the pool cannot take a loop
+// (more threads asked than it has, another caller's loop running, a nested loop, a forked child) the loop
+// starts its own threads and joins them, as hnswlib does on every call.
 //
-// Why this shape, measured on the 2-core dev VM with HNSWIndex.search_batch (5183 x 384, 100 queries per
-// call) and with a synthetic loop:
-// - The caller working alongside one new helper: after an idle pause (how a service calls it) Linux
-//   queued the helper on the caller's own core and the two shared it for the whole call (100 x 75 us
-//   items: 7.5 ms on 2 threads, no faster than serial). With the caller asleep: 4.0 ms.
-// - The caller asleep on a condition variable that the last of its new, detached helpers signals: 1953
-//   context switches and 241 CPU migrations per 600 calls, and 19% more CPU than hnswlib for the same
-//   searches. Joining the threads: 1034 and 17, and 8% more.
-// - The pool against new joined threads, same process, calls alternated, 40-60 rounds of 3 x 100 scifact
-//   queries on 2 threads, as a ratio to hnswlib's time in the same round: 1.00-1.04 against 0.96-1.00.
-//   Starting and joining two threads costs about as much as 2-4% of such a call.
+// Why this shape, measured on the 2-core dev VM with HNSWIndex.search_batch (5183 x 384 scifact vectors, ef
+// 24, 2 threads; each variant's build alternated three times):
+// - The caller working beside the pool threads that wake while the loop is open, and waiting only for
+//   those that joined, against the caller asleep until the pool threads it woke had all finished: 11
+//   calls of 100 queries back to back (as bench_hnsw.py times a batch) 17.2-17.4 against 19.3-19.8 us a
+//   query; 2-query calls 59-69 against 125-185 us a call; one 100-query call after a 10 ms idle pause
+//   the same (2.45-2.60 against 2.39-2.66 ms). A sleeping caller pays two wake-ups per call, its helpers'
+//   and its own.
+// - Waking every parked pool thread, not just the one the loop needs: after the idle pause the one woken
+//   alone often could not run beside the caller (3.9-4.2 ms, no faster than one thread).
+// - Earlier, new threads per call instead of the pool: starting and joining two threads cost about as
+//   much as 2-4% of a 100-query call; a new helper beside the working caller, after an idle pause, was
+//   queued on the caller's own core for the whole call.
 // If no thread can be started at all, the caller does the work.
 #include <algorithm>
 #include <atomic>
@@ -82,8 +84,10 @@ struct ParallelLoop {
     }
 };
 
-// Runs task(w) for every w in [0, helpers), each on its own thread of the process's worker pool, and
-// returns when all have returned. Returns false, having run nothing, when the pool cannot take the job
+// Runs task(helpers) on the caller and task(w), w in [0, helpers), on the threads of the process's worker
+// pool that join in time (a pool thread that wakes after the caller's own call has returned runs nothing,
+// so task must return only when no work is left for anyone: a loop over a shared counter), and returns when
+// every call that ran has returned. Returns false, having run nothing, when the pool cannot take the job
 // right now: more helpers than pool threads, the pool busy with another caller's job, the caller itself a
 // pool thread (a nested loop), or a child forked after the pool started (it has none of the pool's
 // threads). `task` must not throw.
@@ -101,7 +105,7 @@ void parallel_for(std::size_t n, std::size_t threads, Fn&& fn) {
         return;
     }
     detail::ParallelLoop loop(n);
-    if (detail::run_on_pool(threads, [&loop, &fn](std::size_t w) { loop.work(fn, w); })) {
+    if (detail::run_on_pool(threads - 1, [&loop, &fn](std::size_t w) { loop.work(fn, w); })) {
         if (loop.error) std::rethrow_exception(loop.error);
         return;
     }
