@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -223,19 +224,20 @@ struct WideKeys {
 // The best min(k, candidates) (sum, slot) of acc[0, slots) with sum > 0, alive and allowed by `mask`, best
 // first, into `buf`, zeroing acc[0, slots) on the way, which the caller sized to at least min(2k, live documents) + 4 keys (nothing here
 // allocates). One ascending pass keeps up to 2k candidates and cuts them back to the best k
-// (nth_element) when full: amortized O(1) per candidate. Candidates must beat the k-th kept sum: documents
+// (nth_element) when full: amortized O(1) per candidate. Candidates must beat theta0 (0, or dense_floor's
+// floor under the k-th best sum) and the k-th kept sum: documents
 // come in ascending order, so on an equal sum the earlier, kept one ranks first. Groups of 4 slots with
 // no candidate are skipped with one comparison; inside a group every slot is written and kept or not
 // without a branch (whether a slot passes is unpredictable while the threshold is still low).
 template <typename Keys>
 void select_dense(std::int64_t* acc, std::size_t slots, std::size_t k, const std::vector<std::uint8_t>& alive,
-                  const std::vector<std::uint8_t>* mask, std::vector<typename Keys::Key>& buf) {
+                  const std::vector<std::uint8_t>* mask, std::int64_t theta0, std::vector<typename Keys::Key>& buf) {
     const auto cmp = [](const typename Keys::Key& a, const typename Keys::Key& b) { return Keys::better(a, b); };
     typename Keys::Key* const out = buf.data();
     const std::uint8_t* const live = alive.data();
     const std::uint8_t* const allowed = mask ? mask->data() : nullptr;
     std::size_t n = 0;
-    std::int64_t theta = 0;
+    std::int64_t theta = theta0;
     const auto cut = [&]() {  // keep the best k of the n candidates
         std::nth_element(out, out + (k - 1), out + n, cmp);
         n = k;
@@ -266,6 +268,43 @@ void select_dense(std::int64_t* acc, std::size_t slots, std::size_t k, const std
     std::sort(out, out + n, cmp);
     buf.resize(n);
 }
+
+// dense_floor pays for its extra pass only when the selection would otherwise see many candidates: a k of
+// at least kDenseFloorMinK (below it the pass's own threshold rises within the first few hundred slots)
+// and at least kDenseFloorPostingsPerK * k postings in the query (with fewer matching documents than that
+// the selection keeps them all cheaply).
+constexpr std::size_t kDenseFloorMinK = 32;
+constexpr std::size_t kDenseFloorPostingsPerK = 8;
+
+// Blocks of dense_floor: about 4k of them.
+std::size_t dense_block(std::size_t slots, std::size_t k) { return std::max<std::size_t>(4, slots / (4 * k)); }
+
+// A floor under the k-th best eligible sum of acc[0, slots), for select_dense to start from: the k-th largest
+// of the best eligible sums of blocks of slots, minus one (k blocks whose best reaches t hold k eligible
+// documents at >= t, so every document of the top k has a sum above the floor). 0 (no floor) when fewer
+// than k blocks hold a match. `maxima` is scratch the caller sized to at least slots / dense_block + 1
+// (nothing here allocates).
+std::int64_t dense_floor(const std::int64_t* acc, std::size_t slots, std::size_t k,
+                         const std::vector<std::uint8_t>& alive, const std::vector<std::uint8_t>* mask,
+                         std::vector<std::int64_t>& maxima) {
+    const std::size_t block = dense_block(slots, k);
+    const std::uint8_t* const live = alive.data();
+    const std::uint8_t* const allowed = mask ? mask->data() : nullptr;
+    std::size_t blocks = 0;
+    for (std::size_t base = 0; base < slots; base += block) {
+        const std::size_t end = std::min(slots, base + block);
+        std::int64_t best = 0;
+        for (std::size_t doc = base; doc < end; ++doc) {
+            const bool eligible = (live[doc] != 0) & (!allowed || allowed[doc] != 0);
+            best = std::max(best, eligible ? acc[doc] : std::int64_t{0});
+        }
+        if (best > 0) maxima[blocks++] = best;
+    }
+    if (blocks < k) return 0;
+    std::nth_element(maxima.begin(), maxima.begin() + static_cast<std::ptrdiff_t>(k - 1),
+                     maxima.begin() + static_cast<std::ptrdiff_t>(blocks), std::greater<>());
+    return maxima[k - 1] - 1;
+}
 }  // namespace
 
 std::vector<BM25Index::Hit> BM25Index::top_k_dense(const std::vector<QueryTerm>& q, std::size_t k,
@@ -292,14 +331,19 @@ std::vector<BM25Index::Hit> BM25Index::top_k_dense(const std::vector<QueryTerm>&
     } else {
         wide_buf.resize(cap + 4);
     }
+    std::size_t postings = 0;
+    for (const QueryTerm& t : q) postings += t.list->docs.size();
+    const bool use_floor = k >= kDenseFloorMinK && k < d.live_docs && postings >= kDenseFloorPostingsPerK * k;
+    std::vector<std::int64_t> maxima(use_floor ? slots / dense_block(slots, k) + 1 : 0);
     for (const QueryTerm& t : q) {
         Scorer::accumulate(acc, t.list->docs.data(), t.list->impacts.data(), t.list->docs.size(),
                            t.weight * Scorer::kScale);
     }
+    const std::int64_t theta0 = use_floor ? dense_floor(acc, slots, k, d.alive, mask, maxima) : 0;
     if (packed) {
-        select_dense<PackedKeys>(acc, slots, k, d.alive, mask, packed_buf);
+        select_dense<PackedKeys>(acc, slots, k, d.alive, mask, theta0, packed_buf);
     } else {
-        select_dense<WideKeys>(acc, slots, k, d.alive, mask, wide_buf);
+        select_dense<WideKeys>(acc, slots, k, d.alive, mask, theta0, wide_buf);
     }
     std::vector<Hit> hits;
     hits.reserve(packed ? packed_buf.size() : wide_buf.size());
