@@ -121,8 +121,8 @@ void filtered_base_layer_search(const Graph& g, const StorageKernels& kernels, t
     fresh.resize(g.maxM0_);
     // The first kPrefetchLines cache lines of a vector: the hardware's stream prefetcher follows the kernel's
     // loads through the rest. Prefetching all of each vector (24 lines at 384 float32 dimensions, 96 for the
-    // next four) filled the core's queue of outstanding misses and stalled on the prefetches themselves; of
-    // the depths tried (0 to 16 lines, and all), 8 was fastest in bench_hnsw.py.
+    // next four) filled the core's queue of outstanding misses and stalled on the prefetches themselves; the
+    // depth was chosen with bench_hnsw.py (docs/guides/dense.md).
     constexpr std::size_t kPrefetchLines = 8;
     const std::size_t prefetch_bytes = std::min(vector_bytes, kPrefetchLines * 64);
     auto prefetch_vector = [&](tableint id) {
