@@ -110,7 +110,7 @@ def scifact_vectors(split: str = "all") -> tuple[np.ndarray, np.ndarray] | None:
         return None
     try:
         from funnelrank.embed import Embedder
-        from funnelrank.eval.beir import load_beir
+        from funnelrank.eval.beir import load_beir, load_queries
     except ImportError as exc:
         log(f"scifact: skipped (funnelrank has no embedder yet: {exc})")
         return None
@@ -144,9 +144,7 @@ def scifact_vectors(split: str = "all") -> tuple[np.ndarray, np.ndarray] | None:
     if split == "test":
         queries = cached("queries", [q.text for q in dataset.queries.values()])
     else:
-        rows = [json.loads(line) for line in (root / "queries.jsonl").read_text(encoding="utf-8").splitlines()
-                if line.strip()]
-        queries = cached("queries-all", [row["text"] for row in rows])
+        queries = cached("queries-all", [q.text for q in load_queries(root / "queries.jsonl").values()])
     return np.ascontiguousarray(corpus, dtype=np.float32), queries
 
 
@@ -296,7 +294,7 @@ class Voyager(Adapter):
 
 ADAPTERS: dict[str, type[Adapter]] = {"funnelrank": Ours, "hnswlib": Hnswlib, "faiss": Faiss, "usearch": Usearch,
                                       "voyager": Voyager}
-IMPORTS = {"hnswlib": "hnswlib", "faiss": "faiss", "usearch": "usearch", "voyager": "voyager"}
+PIP_NAMES = {"faiss": "faiss-cpu"}  # a peer's pip package, where it differs from its module's name
 
 
 # ---- measurement ----
@@ -523,8 +521,8 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown libraries {sorted(unknown)}; choose from {list(ADAPTERS)}")
     for name in list(libraries):
-        if name in IMPORTS and importlib.util.find_spec(IMPORTS[name]) is None:
-            log(f"{name}: skipped (not installed: pip install {name if name != 'faiss' else 'faiss-cpu'})")
+        if name != "funnelrank" and importlib.util.find_spec(name) is None:
+            log(f"{name}: skipped (not installed: pip install {PIP_NAMES.get(name, name)})")
             libraries.remove(name)
 
     from funnelrank import _core
