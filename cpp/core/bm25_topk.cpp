@@ -221,14 +221,20 @@ struct WideKeys {
     static bool better(const Key& a, const Key& b) { return a.sum > b.sum || (a.sum == b.sum && a.doc < b.doc); }
 };
 
+// Whether slot `doc` of the dense path may be a result: alive, and allowed when there is an allow-list (`allowed`
+// non-null). Branch-free between the two, for the selection's unpredictable slots.
+inline bool eligible(const std::uint8_t* live, const std::uint8_t* allowed, std::size_t doc) {
+    return (live[doc] != 0) & (allowed == nullptr || allowed[doc] != 0);
+}
+
 // The best min(k, candidates) (sum, slot) of acc[0, slots) with sum > 0, alive and allowed by `mask`, best
-// first, into `buf`, zeroing acc[0, slots) on the way, which the caller sized to at least min(2k, live documents) + 4 keys (nothing here
-// allocates). One ascending pass keeps up to 2k candidates and cuts them back to the best k
-// (nth_element) when full: amortized O(1) per candidate. Candidates must beat theta0 (0, or dense_floor's
-// floor under the k-th best sum) and the k-th kept sum: documents
-// come in ascending order, so on an equal sum the earlier, kept one ranks first. Groups of 4 slots with
-// no candidate are skipped with one comparison; inside a group every slot is written and kept or not
-// without a branch (whether a slot passes is unpredictable while the threshold is still low).
+// first, into `buf`, zeroing acc[0, slots) on the way, which the caller sized to at least min(2k, live
+// documents) + 4 keys (nothing here allocates). One ascending pass keeps up to 2k candidates and cuts them back
+// to the best k (nth_element) when full: amortized O(1) per candidate. Candidates must beat theta0 (0, or
+// dense_floor's floor under the k-th best sum) and the k-th kept sum: documents come in ascending order, so
+// on an equal sum the earlier, kept one ranks first. Groups of 4 slots with no candidate are skipped with one
+// comparison; inside a group every slot is written and kept or not without a branch (whether a slot passes
+// is unpredictable while the threshold is still low).
 template <typename Keys>
 void select_dense(std::int64_t* acc, std::size_t slots, std::size_t k, const std::vector<std::uint8_t>& alive,
                   const std::vector<std::uint8_t>* mask, std::int64_t theta0, std::vector<typename Keys::Key>& buf) {
@@ -252,7 +258,7 @@ void select_dense(std::int64_t* acc, std::size_t slots, std::size_t k, const std
         for (std::size_t i = 0; i < 4; ++i) {
             const auto doc = static_cast<std::uint32_t>(base + i);
             out[n] = Keys::make(a[i], doc);
-            const bool keep = (a[i] > theta) & (live[doc] != 0) & (!allowed || allowed[doc] != 0);
+            const bool keep = (a[i] > theta) & eligible(live, allowed, doc);
             n += keep ? 1 : 0;
         }
         if (n >= 2 * k) cut();
@@ -260,7 +266,7 @@ void select_dense(std::int64_t* acc, std::size_t slots, std::size_t k, const std
     for (std::size_t doc = full; doc < slots; ++doc) {
         const std::int64_t total = acc[doc];
         acc[doc] = 0;
-        if (total <= theta || !live[doc] || (allowed && !allowed[doc])) continue;
+        if (total <= theta || !eligible(live, allowed, doc)) continue;
         out[n++] = Keys::make(total, static_cast<std::uint32_t>(doc));
         if (n >= 2 * k) cut();
     }
@@ -294,10 +300,8 @@ std::int64_t dense_floor(const std::int64_t* acc, std::size_t slots, std::size_t
     for (std::size_t base = 0; base < slots; base += block) {
         const std::size_t end = std::min(slots, base + block);
         std::int64_t best = 0;
-        for (std::size_t doc = base; doc < end; ++doc) {
-            const bool eligible = (live[doc] != 0) & (!allowed || allowed[doc] != 0);
-            best = std::max(best, eligible ? acc[doc] : std::int64_t{0});
-        }
+        for (std::size_t doc = base; doc < end; ++doc)
+            best = std::max(best, eligible(live, allowed, doc) ? acc[doc] : std::int64_t{0});
         if (best > 0) maxima[blocks++] = best;
     }
     if (blocks < k) return 0;

@@ -16,9 +16,10 @@ namespace {
 thread_local bool t_pool_thread = false;  // set on the pool's own threads
 std::atomic<bool> g_forked_child{false};   // set in a child process by the fork handler
 
-// Threads parked on a condition variable between jobs, one job at a time, each run alongside its caller. Created on first use and never
-// destroyed: a thread of the embedding program (a Python daemon thread) may still be inside a search while
-// static destructors run at exit, and the parked threads must never see their mutex destroyed.
+// Threads parked on a condition variable between jobs, one job at a time, each run alongside its caller.
+// Created on first use and never destroyed: a thread of the embedding program (a Python daemon thread) may
+// still be inside a search while static destructors run at exit, and the parked threads must never see their
+// mutex destroyed.
 class WorkerPool {
 public:
     explicit WorkerPool(std::size_t threads) {
