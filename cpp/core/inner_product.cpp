@@ -136,37 +136,25 @@ __attribute__((target("avx2,fma"))) float inner_product_avx2(const float* a, con
 // the four vectors' loads in flight together, and each load of `a` serving four FMAs.
 __attribute__((target("avx2,fma"))) void inner_product4_avx2(const float* a, const float* const* b, std::size_t dim,
                                                              float* out) {
-    const float* b0 = b[0];
-    const float* b1 = b[1];
-    const float* b2 = b[2];
-    const float* b3 = b[3];
     __m256 acc[4][2];
-    for (auto& row : acc)
-        for (auto& x : row) x = _mm256_setzero_ps();
+    for (auto& row : acc) row[0] = row[1] = _mm256_setzero_ps();
     std::size_t i = 0;
     for (; i + 16 <= dim; i += 16) {
         const __m256 q0 = _mm256_loadu_ps(a + i);
         const __m256 q1 = _mm256_loadu_ps(a + i + 8);
-        acc[0][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(b0 + i), acc[0][0]);
-        acc[1][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(b1 + i), acc[1][0]);
-        acc[2][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(b2 + i), acc[2][0]);
-        acc[3][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(b3 + i), acc[3][0]);
-        acc[0][1] = _mm256_fmadd_ps(q1, _mm256_loadu_ps(b0 + i + 8), acc[0][1]);
-        acc[1][1] = _mm256_fmadd_ps(q1, _mm256_loadu_ps(b1 + i + 8), acc[1][1]);
-        acc[2][1] = _mm256_fmadd_ps(q1, _mm256_loadu_ps(b2 + i + 8), acc[2][1]);
-        acc[3][1] = _mm256_fmadd_ps(q1, _mm256_loadu_ps(b3 + i + 8), acc[3][1]);
+#pragma GCC unroll 4
+        for (std::size_t v = 0; v < 4; ++v) {
+            acc[v][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(b[v] + i), acc[v][0]);
+            acc[v][1] = _mm256_fmadd_ps(q1, _mm256_loadu_ps(b[v] + i + 8), acc[v][1]);
+        }
     }
     for (; i + 8 <= dim; i += 8) {
         const __m256 q0 = _mm256_loadu_ps(a + i);
-        acc[0][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(b0 + i), acc[0][0]);
-        acc[1][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(b1 + i), acc[1][0]);
-        acc[2][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(b2 + i), acc[2][0]);
-        acc[3][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(b3 + i), acc[3][0]);
+#pragma GCC unroll 4
+        for (std::size_t v = 0; v < 4; ++v) acc[v][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(b[v] + i), acc[v][0]);
     }
-    out[0] = finish_avx2(acc[0][0], acc[0][1], a, b0, i, dim);
-    out[1] = finish_avx2(acc[1][0], acc[1][1], a, b1, i, dim);
-    out[2] = finish_avx2(acc[2][0], acc[2][1], a, b2, i, dim);
-    out[3] = finish_avx2(acc[3][0], acc[3][1], a, b3, i, dim);
+#pragma GCC unroll 4
+    for (std::size_t v = 0; v < 4; ++v) out[v] = finish_avx2(acc[v][0], acc[v][1], a, b[v], i, dim);
 }
 
 __attribute__((target("avx512f"))) void distance4_avx512(const float* a, const float* const* b, std::size_t dim,
