@@ -6,19 +6,14 @@
 // (more threads asked than it has, another caller's loop running, a nested loop, a forked child) the loop
 // starts its own threads and joins them, as hnswlib does on every call.
 //
-// Why this shape, measured on the 2-core dev VM with HNSWIndex.search_batch (5183 x 384 scifact vectors, ef
-// 24, 2 threads; each variant's build alternated three times):
-// - The caller working beside the pool threads that wake while the loop is open, and waiting only for
-//   those that joined, against the caller asleep until the pool threads it woke had all finished: 11
-//   calls of 100 queries back to back (as bench_hnsw.py times a batch) 17.2-17.4 against 19.3-19.8 us a
-//   query; 2-query calls 59-69 against 125-185 us a call; one 100-query call after a 10 ms idle pause
-//   the same (2.45-2.60 against 2.39-2.66 ms). A sleeping caller pays two wake-ups per call, its helpers'
-//   and its own.
-// - Waking every parked pool thread, not just the one the loop needs: after the idle pause the one woken
-//   alone often could not run beside the caller (3.9-4.2 ms, no faster than one thread).
-// - Earlier, new threads per call instead of the pool: starting and joining two threads cost about as
-//   much as 2-4% of a 100-query call; a new helper beside the working caller, after an idle pause, was
-//   queued on the caller's own core for the whole call.
+// Why this shape (measured with HNSWIndex.search_batch; figures in docs/guides/dense.md, "Against every peer"):
+// - The caller works beside the pool threads that wake while the loop is open and waits only for those that
+//   joined: a caller asleep until its helpers finish pays two wake-ups per call, theirs and its own.
+// - Every parked pool thread is woken, not just the ones the loop needs: after an idle pause a thread woken
+//   alone often could not run beside the caller.
+// - A pool rather than new threads per call: starting and joining threads costs a few percent of a
+//   100-query call, and a new helper started beside a working caller after an idle pause was queued on the
+//   caller's own core.
 // If no thread can be started at all, the caller does the work.
 #include <algorithm>
 #include <atomic>
